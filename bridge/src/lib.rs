@@ -1,0 +1,25 @@
+//! `bridge` — the protocol's shared language.
+//!
+//! Everything two optishard components must agree on byte for byte lives here,
+//! with no I/O: identifiers ([`ShardId`]), hashes ([`Hash`], blake3), the
+//! canonical encoding ([`Encode`]/[`Decode`]), binary Merkle trees with
+//! inclusion proofs ([`MerkleTree`], [`MerkleProof`]), the shard header
+//! ([`ShardHeader`]) and the trace commitments of the dispute game
+//! ([`TraceCommitment`]).
+//!
+//! Where to start: [`ShardHeader`] shows what a shard commits to; [`Encode`]
+//! is how every hashed structure becomes bytes.
+
+mod codec;
+mod error;
+mod hash;
+mod header;
+mod merkle;
+mod trace;
+
+pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
+pub use error::{DecodeError, ProofError};
+pub use hash::{Hash, ShardId, hash_domain};
+pub use header::{Address, ShardHeader};
+pub use merkle::{MerkleProof, MerkleTree, merkle_root};
+pub use trace::{TraceCommitment, accumulate};

@@ -1,0 +1,223 @@
+//! Binary Merkle tree over a list of leaf hashes, with inclusion proofs.
+//!
+//! Leaves and inner nodes are hashed under different domains, an odd node at
+//! the end of a level moves up unchanged (no duplication, so no two lists share
+//! a root), and the root commits to the number of leaves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Decode, DecodeError, Encode, Hash, ProofError, codec, hash_domain};
+
+fn leaf_node(leaf: &Hash) -> Hash {
+    hash_domain(b"optishard.merkle.leaf", &[&leaf.0])
+}
+
+fn inner_node(l: &Hash, r: &Hash) -> Hash {
+    hash_domain(b"optishard.merkle.node", &[&l.0, &r.0])
+}
+
+fn seal(len: u64, top: &Hash) -> Hash {
+    hash_domain(b"optishard.merkle.root", &[&len.to_be_bytes(), &top.0])
+}
+
+/// A built tree: every level kept, so proofs are cheap.
+#[derive(Clone, Debug)]
+pub struct MerkleTree {
+    levels: Vec<Vec<Hash>>,
+    root: Hash,
+}
+
+impl MerkleTree {
+    /// Builds the tree over `leaves` (each already a hash of its item).
+    pub fn new(leaves: &[Hash]) -> MerkleTree {
+        let mut levels = vec![leaves.iter().map(leaf_node).collect::<Vec<_>>()];
+        while levels.last().expect("non-empty").len() > 1 {
+            let prev = levels.last().expect("non-empty");
+            let next = prev
+                .chunks(2)
+                .map(|c| if c.len() == 2 { inner_node(&c[0], &c[1]) } else { c[0] })
+                .collect();
+            levels.push(next);
+        }
+        let top = levels.last().and_then(|l| l.first()).copied().unwrap_or(Hash::ZERO);
+        let root = seal(leaves.len() as u64, &top);
+        MerkleTree { levels, root }
+    }
+
+    /// The root, committing to the leaves and their number.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    /// Whether the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inclusion proof for leaf `index`, or `None` when out of range.
+    pub fn proof(&self, index: usize) -> Option<MerkleProof> {
+        if index >= self.len() {
+            return None;
+        }
+        let mut siblings = Vec::new();
+        let mut pos = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            let sib = pos ^ 1;
+            if sib < level.len() {
+                siblings.push(level[sib]);
+            }
+            pos /= 2;
+        }
+        Some(MerkleProof { index: index as u64, len: self.len() as u64, siblings })
+    }
+}
+
+/// Merkle root of `leaves` without keeping the tree.
+pub fn merkle_root(leaves: &[Hash]) -> Hash {
+    MerkleTree::new(leaves).root()
+}
+
+/// Proof that a leaf sits at `index` in a tree of `len` leaves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleProof {
+    /// Position of the leaf.
+    pub index: u64,
+    /// Number of leaves in the tree.
+    pub len: u64,
+    /// Sibling hashes from the leaf level upwards (levels where the node
+    /// moved up alone contribute none).
+    pub siblings: Vec<Hash>,
+}
+
+impl MerkleProof {
+    /// Checks that `leaf` is at `self.index` under `root`.
+    pub fn verify(&self, root: &Hash, leaf: &Hash) -> Result<(), ProofError> {
+        let computed = self.compute_root(leaf)?;
+        if &computed != root {
+            return Err(ProofError::RootMismatch { computed, expected: *root });
+        }
+        Ok(())
+    }
+
+    /// The root this proof gives for `leaf`.
+    pub fn compute_root(&self, leaf: &Hash) -> Result<Hash, ProofError> {
+        let (index, len) = (self.index, self.len);
+        if index >= len {
+            return Err(ProofError::IndexOutOfRange { index, len });
+        }
+        let mut expected = 0;
+        let (mut pos, mut width) = (index, len);
+        while width > 1 {
+            if pos ^ 1 < width {
+                expected += 1;
+            }
+            pos /= 2;
+            width = width.div_ceil(2);
+        }
+        if expected != self.siblings.len() {
+            return Err(ProofError::WrongLength {
+                index,
+                len,
+                expected,
+                got: self.siblings.len(),
+            });
+        }
+        let mut node = leaf_node(leaf);
+        let mut sibs = self.siblings.iter();
+        let (mut pos, mut width) = (index, len);
+        while width > 1 {
+            if pos ^ 1 < width {
+                let s = sibs.next().expect("length checked");
+                node = if pos % 2 == 0 { inner_node(&node, s) } else { inner_node(s, &node) };
+            }
+            pos /= 2;
+            width = width.div_ceil(2);
+        }
+        Ok(seal(len, &node))
+    }
+}
+
+impl Encode for MerkleProof {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.index.encode_to(out);
+        self.len.encode_to(out);
+        codec::encode_list(&self.siblings, out);
+    }
+}
+
+impl Decode for MerkleProof {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(MerkleProof {
+            index: u64::decode(input)?,
+            len: u64::decode(input)?,
+            siblings: codec::decode_list(input)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_exact;
+    use proptest::prelude::*;
+
+    fn leaves(n: usize, salt: u8) -> Vec<Hash> {
+        (0..n).map(|i| Hash::of(&[salt, i as u8, (i >> 8) as u8])).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn every_leaf_proves_and_round_trips(n in 1usize..200, salt: u8) {
+            let ls = leaves(n, salt);
+            let tree = MerkleTree::new(&ls);
+            for (i, l) in ls.iter().enumerate() {
+                let p = tree.proof(i).unwrap();
+                prop_assert!(p.verify(&tree.root(), l).is_ok());
+                let back: MerkleProof = decode_exact(&p.encode()).unwrap();
+                prop_assert_eq!(&back, &p);
+            }
+        }
+
+        #[test]
+        fn wrong_leaf_index_or_root_fails(n in 2usize..100, pick: prop::sample::Index, salt: u8) {
+            let ls = leaves(n, salt);
+            let tree = MerkleTree::new(&ls);
+            let i = pick.index(n);
+            let p = tree.proof(i).unwrap();
+            // a different leaf at the same position
+            prop_assert!(p.verify(&tree.root(), &Hash::of(b"not a leaf")).is_err());
+            // the same leaf claimed at another position
+            let mut moved = p.clone();
+            moved.index = ((i + 1) % n) as u64;
+            prop_assert!(moved.verify(&tree.root(), &ls[i]).is_err());
+            // a root of another list
+            let other = MerkleTree::new(&leaves(n, salt.wrapping_add(1)));
+            prop_assert!(p.verify(&other.root(), &ls[i]).is_err());
+            // a tampered sibling
+            if !p.siblings.is_empty() {
+                let mut bad = p.clone();
+                bad.siblings[0].0[0] ^= 1;
+                prop_assert!(bad.verify(&tree.root(), &ls[i]).is_err());
+            }
+        }
+
+        #[test]
+        fn roots_commit_to_length(n in 1usize..64, salt: u8) {
+            // a prefix never shares the root of the whole list
+            let ls = leaves(n + 1, salt);
+            prop_assert_ne!(merkle_root(&ls[..n]), merkle_root(&ls));
+        }
+    }
+
+    #[test]
+    fn empty_tree_has_a_root_and_no_proofs() {
+        let t = MerkleTree::new(&[]);
+        assert!(t.proof(0).is_none());
+        assert_ne!(t.root(), merkle_root(&[Hash::ZERO]));
+    }
+}

@@ -1,0 +1,40 @@
+//! `prover` — the one state-transition function and what disputes need of it.
+//!
+//! - [`AuthState`]: accounts, storage and code in a blake3 Jellyfish Merkle
+//!   tree, versioned by block height over a [`StateStore`] (in memory here,
+//!   rocksdb in `shard`), with proofs of inclusion and absence.
+//! - [`execute_items`]: executes signed Ethereum transactions with revm over
+//!   any read-only database and returns receipts and per-item state diffs;
+//!   proposers ([`Mode::Build`]), importers and the step verifier
+//!   ([`Mode::Verify`]) all run it.
+//! - [`produce_witness`] / [`execute_stateless`]: cut the witness of one item
+//!   and re-run that item from the witness alone, yielding its trace
+//!   commitment `c_i`.
+//!
+//! Where to start: [`execute_items`], then [`Execution::trace`].
+
+mod error;
+mod exec;
+mod receipt;
+mod state;
+mod tx;
+mod witness;
+
+pub use error::{Error, Result};
+pub use exec::{
+    BlockParams, Execution, Item, ItemOutcome, Mode, Overlay, Rejected, SPEC, execute_items, simulate,
+};
+pub use receipt::Receipt;
+pub use state::{
+    AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, SmtLeaf,
+    SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
+    decode_slot, encode_slot, value_hash,
+};
+pub use tx::{SignedTx, TxDecodeError, recover_all};
+pub use witness::{Witness, execute_stateless, produce_witness};
+
+/// jmt types a [`StateStore`] implementation handles.
+pub mod jmt_types {
+    pub use jmt::storage::{Node, NodeKey, StaleNodeIndex, TreeUpdateBatch};
+    pub use jmt::{KeyHash, Version};
+}
