@@ -112,7 +112,7 @@ pub struct ItemOutcome {
 }
 
 /// An item the proposer left out.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Rejected {
     /// Index in the candidate list.
     pub index: usize,
@@ -123,7 +123,7 @@ pub struct Rejected {
 }
 
 /// Result of executing a list of items.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Execution {
     /// Items included, in order.
     pub items: Vec<Item>,
@@ -308,12 +308,10 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
     type Error = Error;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>> {
-        Ok(self.account(address)?.map(|a| AccountInfo {
-            balance: a.balance,
-            nonce: a.nonce,
-            code_hash: a.code_hash,
-            ..Default::default()
-        }))
+        let Some(a) = self.account(address)? else { return Ok(None) };
+        // revm runs the code it is handed with the account, so hand it over
+        let code = if a.code_hash == KECCAK_EMPTY { None } else { Some(self.code_by_hash(a.code_hash)?) };
+        Ok(Some(AccountInfo { balance: a.balance, nonce: a.nonce, code_hash: a.code_hash, code, ..Default::default() }))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<revm::bytecode::Bytecode> {
@@ -406,7 +404,7 @@ fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
                 tx_hash: tx.hash,
                 tx_type,
                 success: true,
-                gas_used: gas.used(),
+                gas_used: gas.tx_gas_used(),
                 logs,
                 contract_address,
                 output,
@@ -416,7 +414,7 @@ fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
             tx_hash: tx.hash,
             tx_type,
             success: false,
-            gas_used: gas.used(),
+            gas_used: gas.tx_gas_used(),
             logs: vec![],
             contract_address: None,
             output,
@@ -425,7 +423,7 @@ fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
             tx_hash: tx.hash,
             tx_type,
             success: false,
-            gas_used: gas.used(),
+            gas_used: gas.tx_gas_used(),
             logs: vec![],
             contract_address: None,
             output: Default::default(),

@@ -20,6 +20,8 @@ mod state;
 mod tx;
 mod witness;
 
+pub mod store_suite;
+
 pub use error::{Error, Result};
 pub use exec::{
     BlockParams, Execution, Item, ItemOutcome, Mode, Overlay, Rejected, SPEC, execute_items, simulate,

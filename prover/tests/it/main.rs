@@ -1,0 +1,6 @@
+//! prover integration tests: the state tree, the state-transition function,
+//! witnesses and stateless re-execution.
+
+mod smt;
+mod stf;
+mod support;

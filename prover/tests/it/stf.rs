@@ -1,0 +1,210 @@
+//! The state-transition function on real Ethereum transactions, and
+//! stateless re-execution of every item from its witness.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_sol_types::{SolCall, sol};
+use proptest::prelude::*;
+use prover::{Item, Mode, SignedTx, execute_stateless, produce_witness};
+
+use crate::support::*;
+
+sol! {
+    interface IStore {
+        function set(uint256 key, uint256 value) external;
+        function clear(uint256 key) external;
+        function get(uint256 key) external view returns (uint256);
+        function spin(uint256 rounds) external;
+        event ValueSet(address indexed who, uint256 indexed key, uint256 value);
+    }
+}
+
+fn call(s: u8, nonce: u64, to: Address, data: Vec<u8>, gas: u64) -> SignedTx {
+    sign_1559(&signer(s), nonce, TxKind::Call(to), U256::ZERO, Bytes::from(data), gas)
+}
+
+fn deploy(s: u8, nonce: u64) -> SignedTx {
+    sign_1559(&signer(s), nonce, TxKind::Create, U256::ZERO, store_bin(), 1_000_000)
+}
+
+#[test]
+fn transfers_move_value_charge_fees_and_bump_nonces() {
+    let mut chain = Chain::new(2);
+    let (a, b) = (signer(0).address(), signer(1).address());
+    let to = Address::repeat_byte(0x77);
+    let txs = vec![
+        sign_1559(&signer(0), 0, TxKind::Call(to), U256::from(1000), Bytes::new(), 21_000),
+        sign_legacy(&signer(1), 0, to, U256::from(5)),
+    ];
+    let exec = chain.execute(txs, Mode::Verify);
+    assert!(exec.rejected.is_empty());
+    assert!(exec.outcomes.iter().all(|o| o.receipt.success && o.receipt.gas_used == 21_000));
+    assert_eq!(exec.gas_used, 42_000);
+    chain.commit(&exec);
+    let st = &chain.state;
+    assert_eq!(st.account(to, 1).unwrap().unwrap().balance, U256::from(1005));
+    let start = U256::from(10u128.pow(24));
+    // 1559: base fee 7 + tip 2 per gas; legacy: pays 50 per gas
+    assert_eq!(st.account(a, 1).unwrap().unwrap().balance, start - U256::from(1000 + 21_000 * 9));
+    assert_eq!(st.account(b, 1).unwrap().unwrap().balance, start - U256::from(5 + 21_000 * 50));
+    assert_eq!(st.account(a, 1).unwrap().unwrap().nonce, 1);
+    // the proposer gets the tips; the base fee is burned
+    let tips = 21_000 * 2 + 21_000 * (50 - BASE_FEE);
+    assert_eq!(st.account(params(1).beneficiary, 1).unwrap().unwrap().balance, U256::from(tips));
+}
+
+#[test]
+fn invalid_transactions_are_skipped_when_building_and_fatal_when_verifying() {
+    let chain = Chain::new(2);
+    let to = Address::repeat_byte(0x77);
+    let poor = alloy_signer_local::PrivateKeySigner::random();
+    let cases = vec![
+        (sign_1559(&signer(0), 5, TxKind::Call(to), U256::ZERO, Bytes::new(), 21_000), "nonce"),
+        (sign_1559(&poor, 0, TxKind::Call(to), U256::from(1), Bytes::new(), 21_000), "funds"),
+        (sign_1559(&signer(1), 0, TxKind::Call(to), U256::ZERO, Bytes::new(), 20_000), "intrinsic"),
+    ];
+    for (tx, what) in cases {
+        let hash = tx.hash;
+        let exec = chain.execute(vec![tx.clone()], Mode::Build);
+        assert!(exec.outcomes.is_empty(), "{what}: must not be included");
+        assert_eq!(exec.rejected.len(), 1, "{what}");
+        assert_eq!(exec.rejected[0].hash, hash);
+        let reader = chain.state.reader(0).unwrap();
+        let err = prover::execute_items(reader, &params(1), vec![Item::Tx(tx)], Mode::Verify);
+        assert!(err.is_err(), "{what}: a block containing it is invalid");
+    }
+}
+
+#[test]
+fn contracts_deploy_write_storage_emit_logs_and_revert() {
+    let mut chain = Chain::new(1);
+    let exec = chain.execute(vec![deploy(0, 0)], Mode::Verify);
+    let contract = exec.outcomes[0].receipt.contract_address.expect("created");
+    assert!(exec.outcomes[0].receipt.success);
+    chain.commit(&exec);
+    let code = chain.state.account(contract, 1).unwrap().unwrap().code_hash;
+    assert!(chain.state.code(code, 1).unwrap().is_some(), "code stored under its hash");
+
+    let set = IStore::setCall { key: U256::from(3), value: U256::from(42) }.abi_encode();
+    let bad = IStore::setCall { key: U256::from(3), value: U256::ZERO }.abi_encode();
+    let oog = IStore::spinCall { rounds: U256::from(100_000) }.abi_encode();
+    let exec = chain.execute(
+        vec![call(0, 1, contract, set, 200_000), call(0, 2, contract, bad, 200_000), call(0, 3, contract, oog, 100_000)],
+        Mode::Verify,
+    );
+    let r = exec.receipts();
+    assert!(r[0].success);
+    assert_eq!(r[0].logs.len(), 1);
+    assert_eq!(r[0].logs[0].address, contract);
+    assert_eq!(r[0].logs[0].topics()[0], <IStore::ValueSet as alloy_sol_types::SolEvent>::SIGNATURE_HASH);
+    assert!(!r[1].success, "require(value != 0) reverts");
+    assert!(r[1].logs.is_empty());
+    // Error(string) selector followed by the reason
+    assert_eq!(&r[1].output[..4], &[0x08, 0xc3, 0x79, 0xa0]);
+    assert!(String::from_utf8_lossy(&r[1].output).contains("value must be non-zero"));
+    assert!(!r[2].success, "out of gas");
+    assert_eq!(r[2].gas_used, 100_000);
+    chain.commit(&exec);
+    assert_eq!(chain.state.storage(contract, U256::ZERO, 2).unwrap(), U256::ZERO);
+    // values[3] lives at keccak(3 . 0)
+    let slot = alloy_primitives::keccak256([U256::from(3).to_be_bytes::<32>(), [0u8; 32]].concat());
+    assert_eq!(chain.state.storage(contract, U256::from_be_bytes(slot.0), 2).unwrap(), U256::from(42));
+    assert_eq!(chain.state.storage(contract, U256::from(1), 2).unwrap(), U256::from(1), "count");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Transfer { from: u8, to: u8, amount: u64 },
+    Deploy { from: u8 },
+    Set { from: u8, key: u8, value: u8 },
+    Clear { from: u8, key: u8 },
+    Spin { from: u8, rounds: u16, gas: u32 },
+    Fresh { from: u8, amount: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..4, 0u8..4, 0u64..1000).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        (0u8..4).prop_map(|from| Op::Deploy { from }),
+        (0u8..4, 0u8..6, 0u8..4).prop_map(|(from, key, value)| Op::Set { from, key, value }),
+        (0u8..4, 0u8..6).prop_map(|(from, key)| Op::Clear { from, key }),
+        (0u8..4, 0u16..200, 30_000u32..120_000).prop_map(|(from, rounds, gas)| Op::Spin { from, rounds, gas }),
+        (0u8..4, 1u64..1000).prop_map(|(from, amount)| Op::Fresh { from, amount }),
+    ]
+}
+
+fn build(ops: &[Op], contract: Address, nonces: &mut [u64; 4], fresh: &mut u64) -> Vec<SignedTx> {
+    ops.iter()
+        .map(|o| {
+            let from = match o {
+                Op::Transfer { from, .. } | Op::Deploy { from } | Op::Set { from, .. } | Op::Clear { from, .. } => *from,
+                Op::Spin { from, .. } | Op::Fresh { from, .. } => *from,
+            };
+            let n = nonces[from as usize];
+            nonces[from as usize] += 1;
+            match o {
+                Op::Transfer { to, amount, .. } => {
+                    sign_1559(&signer(from), n, TxKind::Call(signer(*to).address()), U256::from(*amount), Bytes::new(), 21_000)
+                }
+                Op::Deploy { .. } => deploy(from, n),
+                Op::Set { key, value, .. } => call(from, n, contract, IStore::setCall { key: U256::from(*key), value: U256::from(*value) }.abi_encode(), 200_000),
+                Op::Clear { key, .. } => call(from, n, contract, IStore::clearCall { key: U256::from(*key) }.abi_encode(), 100_000),
+                Op::Spin { rounds, gas, .. } => call(from, n, contract, IStore::spinCall { rounds: U256::from(*rounds) }.abi_encode(), *gas as u64),
+                Op::Fresh { amount, .. } => {
+                    *fresh += 1;
+                    let to = Address::left_padding_from(&fresh.to_be_bytes());
+                    sign_legacy(&signer(from), n, to, U256::from(*amount))
+                }
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// For every item, re-execution from its witness alone gives the full
+    /// execution's `c_i`, and removing any one witness entry fails.
+    #[test]
+    fn stateless_equals_full_and_witnesses_are_minimal(
+        first in prop::collection::vec(op(), 0..6),
+        second in prop::collection::vec(op(), 1..8),
+    ) {
+        let mut chain = Chain::new(4);
+        let mut nonces = [0u64; 4];
+        let mut fresh = 0;
+        // block 1 deploys the contract (plus a random workload), block 2 is random
+        let contract = alloy_primitives::Address::create(&signer(0).address(), 0);
+        let mut txs = vec![deploy(0, 0)];
+        nonces[0] = 1;
+        txs.extend(build(&first, contract, &mut nonces, &mut fresh));
+        let mut exec1 = chain.execute(txs, Mode::Build);
+        prop_assert!(exec1.rejected.is_empty());
+        chain.commit(&exec1);
+        let exec2 = chain.execute(build(&second, contract, &mut nonces, &mut fresh), Mode::Build);
+        prop_assert!(exec2.rejected.is_empty());
+
+        for (height, exec) in [(1u64, &mut exec1), (2u64, &mut exec2.clone())] {
+            let base = height - 1;
+            let trace = exec.trace(&chain.state, base).unwrap();
+            let hashes = chain.block_hashes();
+            for i in 0..exec.items.len() {
+                let w = produce_witness(&chain.state, base, exec, i, &hashes).unwrap();
+                let pre = if i == 0 { bridge::TraceCommitment::start(chain.state.root(base).unwrap()) } else { trace[i - 1] };
+                prop_assert_eq!(w.pre, pre);
+                let (ci, receipt) = execute_stateless(&params(height), &exec.items[i], &w).unwrap();
+                prop_assert_eq!(ci, trace[i], "block {} item {}", height, i);
+                prop_assert_eq!(&receipt, &exec.outcomes[i].receipt);
+                for e in 0..w.entries() {
+                    let res = execute_stateless(&params(height), &exec.items[i], &w.without_entry(e));
+                    prop_assert!(res.is_err(), "block {} item {}: witness entry {} of {} was not needed", height, i, e, w.entries());
+                }
+            }
+        }
+        // the final commitment of block 2 is what the header's trace_root holds
+        let trace2 = exec2.trace(&chain.state, 1).unwrap();
+        let post = chain.commit(&exec2);
+        prop_assert_eq!(trace2.last().unwrap().state_root, post);
+        prop_assert_eq!(*trace2.last().unwrap(), exec2.final_commitment(post));
+    }
+}
+
