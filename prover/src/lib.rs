@@ -27,8 +27,9 @@ pub use exec::{
     BlockParams, Execution, Item, ItemOutcome, Mode, Overlay, Rejected, SPEC, execute_items, simulate,
 };
 pub use receipt::Receipt;
+pub use revm::context::result::ExecutionResult;
 pub use state::{
-    AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, SmtLeaf,
+    AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, PreparedVersion, SmtLeaf,
     SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
     decode_slot, encode_slot, value_hash,
 };

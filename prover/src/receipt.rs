@@ -1,5 +1,5 @@
 use alloy_primitives::{Address, B256, Bytes, Log};
-use bridge::{Encode, Hash, hash_domain};
+use bridge::{Decode, DecodeError, Encode, Hash, hash_domain};
 use serde::{Deserialize, Serialize};
 
 /// What executing one item produced. Committed to by the block's
@@ -49,3 +49,27 @@ impl Encode for Receipt {
     }
 }
 
+
+impl Decode for Receipt {
+    /// Decodes the committed fields; `output` comes back empty.
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let tx_hash = B256::from(<[u8; 32]>::decode(input)?);
+        let tx_type = u8::decode(input)?;
+        let success = bool::decode(input)?;
+        let gas_used = u64::decode(input)?;
+        let contract_address = Option::<[u8; 20]>::decode(input)?.map(Address::from);
+        let n = u32::decode(input)? as usize;
+        let mut logs = Vec::with_capacity(n.min(input.len() / 24));
+        for _ in 0..n {
+            let address = Address::from(<[u8; 20]>::decode(input)?);
+            let t = u32::decode(input)? as usize;
+            let mut topics = Vec::with_capacity(t.min(4));
+            for _ in 0..t {
+                topics.push(B256::from(<[u8; 32]>::decode(input)?));
+            }
+            let data = Bytes::from(Vec::<u8>::decode(input)?);
+            logs.push(Log::new_unchecked(address, topics, data));
+        }
+        Ok(Receipt { tx_hash, tx_type, success, gas_used, logs, contract_address, output: Bytes::new() })
+    }
+}

@@ -193,6 +193,14 @@ impl AuthState {
     /// Writes `changes` as `version` (the next version, or 0 on an empty
     /// store) and returns the new root.
     pub fn commit(&self, version: Version, changes: &ChangeSet) -> Result<Hash> {
+        let prepared = self.prepare(version, changes)?;
+        self.store.write(version, &prepared.batch)?;
+        Ok(prepared.root)
+    }
+
+    /// Computes version `version` from `changes` without writing it: the
+    /// root, and the batch a store writes to make it the latest.
+    pub fn prepare(&self, version: Version, changes: &ChangeSet) -> Result<PreparedVersion> {
         let expected = self.store.latest_version()?.map_or(0, |v| v + 1);
         if version != expected {
             return Err(Error::Store(format!("commit of version {version}, expected {expected}")));
@@ -200,8 +208,7 @@ impl AuthState {
         let reader = StoreReader(&*self.store);
         let set = changes.iter().map(|(k, v)| (k.key_hash(), v.clone()));
         let (root, batch) = Tree::new(&reader).put_value_set(set, version).map_err(jmt_err)?;
-        self.store.write(version, &batch)?;
-        Ok(Hash(root.0))
+        Ok(PreparedVersion { version, root: Hash(root.0), batch })
     }
 
     /// Roots after applying each change set in turn on top of `base`,
@@ -247,6 +254,16 @@ impl AuthState {
         self.check_version(version)?;
         Ok(StateReader { state: self.clone(), version, block_hashes: BTreeMap::new() })
     }
+}
+
+/// A computed, unwritten state version (see [`AuthState::prepare`]).
+pub struct PreparedVersion {
+    /// The version it becomes.
+    pub version: Version,
+    /// Its state root.
+    pub root: Hash,
+    /// Nodes and values to write.
+    pub batch: jmt::storage::TreeUpdateBatch,
 }
 
 /// An uncommitted state on top of a committed version (see [`AuthState::view_after`]).

@@ -1,0 +1,150 @@
+//! Pending transactions, per sender in nonce order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use alloy_consensus::Transaction;
+use alloy_primitives::{Address, B256};
+use prover::SignedTx;
+use thiserror::Error;
+
+/// Why the pool refused a transaction (messages as Ethereum nodes word them).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PoolError {
+    /// The same transaction is already pending.
+    #[error("already known")]
+    AlreadyKnown,
+    /// Same sender and nonce as a pending transaction, without a 10% fee bump.
+    #[error("replacement transaction underpriced")]
+    ReplacementUnderpriced,
+    /// The pool holds its maximum number of transactions.
+    #[error("txpool is full")]
+    Full,
+}
+
+struct Entry {
+    tx: Arc<SignedTx>,
+    seq: u64,
+}
+
+/// The pool. Not synchronised: the node wraps it in a lock.
+pub struct Mempool {
+    by_sender: HashMap<Address, BTreeMap<u64, Entry>>,
+    by_hash: HashMap<B256, (Address, u64)>,
+    max_txs: usize,
+    next_seq: u64,
+}
+
+impl Mempool {
+    /// An empty pool holding at most `max_txs`.
+    pub fn new(max_txs: usize) -> Self {
+        Mempool { by_sender: HashMap::new(), by_hash: HashMap::new(), max_txs, next_seq: 0 }
+    }
+
+    /// Pending transactions.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// A pending transaction by hash.
+    pub fn get(&self, hash: &B256) -> Option<Arc<SignedTx>> {
+        let (sender, nonce) = self.by_hash.get(hash)?;
+        self.by_sender.get(sender)?.get(nonce).map(|e| e.tx.clone())
+    }
+
+    /// Adds `tx` (already checked against the state by the caller).
+    pub fn add(&mut self, tx: SignedTx) -> Result<(), PoolError> {
+        if self.by_hash.contains_key(&tx.hash) {
+            return Err(PoolError::AlreadyKnown);
+        }
+        let nonce = tx.envelope.nonce();
+        let queue = self.by_sender.entry(tx.sender).or_default();
+        if let Some(old) = queue.get(&nonce) {
+            let old_fee = old.tx.envelope.max_fee_per_gas();
+            let old_tip = old.tx.envelope.max_priority_fee_per_gas().unwrap_or(old_fee);
+            let new_fee = tx.envelope.max_fee_per_gas();
+            let new_tip = tx.envelope.max_priority_fee_per_gas().unwrap_or(new_fee);
+            if new_fee * 10 < old_fee * 11 || new_tip * 10 < old_tip * 11 {
+                return Err(PoolError::ReplacementUnderpriced);
+            }
+            self.by_hash.remove(&old.tx.hash);
+        } else if self.by_hash.len() >= self.max_txs {
+            return Err(PoolError::Full);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_hash.insert(tx.hash, (tx.sender, nonce));
+        queue.insert(nonce, Entry { tx: Arc::new(tx), seq });
+        Ok(())
+    }
+
+    /// The nonce after `sender`'s gap-free run of pending transactions
+    /// starting at `state_nonce` (`eth_getTransactionCount(.., "pending")`).
+    pub fn pending_nonce(&self, sender: &Address, state_nonce: u64) -> u64 {
+        let mut n = state_nonce;
+        if let Some(q) = self.by_sender.get(sender) {
+            while q.contains_key(&n) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Transactions ready to execute, oldest sender first, each sender's in
+    /// nonce order from its state nonce, up to `max_gas` of gas limits.
+    pub fn select(&self, state_nonce: impl Fn(&Address) -> u64, max_gas: u64, max_txs: usize) -> Vec<Arc<SignedTx>> {
+        let mut senders: Vec<(u64, &Address)> = self
+            .by_sender
+            .iter()
+            .filter_map(|(a, q)| q.values().map(|e| e.seq).min().map(|s| (s, a)))
+            .collect();
+        senders.sort_unstable();
+        let mut out = Vec::new();
+        let mut gas = 0u64;
+        for (_, sender) in senders {
+            let q = &self.by_sender[sender];
+            let mut n = state_nonce(sender);
+            while let Some(e) = q.get(&n) {
+                let g = e.tx.envelope.gas_limit();
+                if gas.saturating_add(g) > max_gas || out.len() >= max_txs {
+                    return out;
+                }
+                gas += g;
+                out.push(e.tx.clone());
+                n += 1;
+            }
+        }
+        out
+    }
+
+    /// Drops `hash` from the pool.
+    pub fn remove(&mut self, hash: &B256) {
+        if let Some((sender, nonce)) = self.by_hash.remove(hash) {
+            if let Some(q) = self.by_sender.get_mut(&sender) {
+                q.remove(&nonce);
+                if q.is_empty() {
+                    self.by_sender.remove(&sender);
+                }
+            }
+        }
+    }
+
+    /// Drops every transaction of `sender` below `state_nonce` (mined or replaced).
+    pub fn prune_sender(&mut self, sender: &Address, state_nonce: u64) {
+        if let Some(q) = self.by_sender.get_mut(sender) {
+            let keep = q.split_off(&state_nonce);
+            for e in q.values() {
+                self.by_hash.remove(&e.tx.hash);
+            }
+            *q = keep;
+            if q.is_empty() {
+                self.by_sender.remove(sender);
+            }
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! Ethereum JSON-RPC over a shard node, answering as Ethereum nodes do, plus
+//! `optishard_getProof`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alloy_consensus::{Eip658Value, Receipt as EthReceipt, ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, B256, Bloom, Bytes, TxKind, U64, U256};
+use alloy_rpc_types_eth::{
+    Block, BlockTransactions, FeeHistory, Filter, FilterBlockOption, Header, Log as RpcLog, Transaction,
+    TransactionReceipt, TransactionRequest,
+};
+use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use prover::{AccountState, ExecutionResult, SignedTx, StateKey, TxDecodeError, simulate};
+use revm::context::TxEnv;
+use serde::Serialize;
+use tracing::debug;
+
+use crate::node::ShardNode;
+use crate::store::StoredBody;
+use crate::{Error, Result};
+
+/// JSON-RPC error codes used by Ethereum nodes.
+mod code {
+    pub(super) const INVALID_PARAMS: i32 = -32602;
+    pub(super) const SERVER: i32 = -32000;
+    pub(super) const INTERNAL: i32 = -32603;
+    pub(super) const EXECUTION_REVERTED: i32 = 3;
+}
+
+/// Suggested priority fee (1 gwei).
+const PRIORITY_FEE: u64 = 1_000_000_000;
+/// Osaka's per-transaction gas cap (EIP-7825), the default ceiling for estimates.
+const TX_GAS_CAP: u64 = 1 << 24;
+/// Widest block range one `eth_getLogs` may scan.
+const MAX_LOG_RANGE: u64 = 10_000;
+
+type RpcResult<T> = std::result::Result<T, ErrorObjectOwned>;
+
+fn rpc_err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+fn server_err(msg: impl Into<String>) -> ErrorObjectOwned {
+    rpc_err(code::SERVER, msg)
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    rpc_err(code::INTERNAL, e.to_string())
+}
+
+fn params_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    rpc_err(code::INVALID_PARAMS, format!("invalid params: {e}"))
+}
+
+/// jsonrpsee puts serde's explanation in the error's data; surface it.
+fn parse_err(e: ErrorObjectOwned) -> ErrorObjectOwned {
+    match e.data() {
+        Some(d) => params_err(d.get().trim_matches('"')),
+        None => params_err(e.message()),
+    }
+}
+
+/// The message of an `Error(string)` revert, if that is what `output` is.
+pub fn revert_reason(output: &[u8]) -> Option<String> {
+    if output.len() < 68 || output[..4] != [0x08, 0xc3, 0x79, 0xa0] {
+        return None;
+    }
+    let len = U256::from_be_slice(&output[36..68]).try_into().ok()?;
+    let bytes: &[u8] = output.get(68..68usize.checked_add(len)?)?;
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+fn reverted(output: &Bytes) -> ErrorObjectOwned {
+    let msg = match revert_reason(output) {
+        Some(r) => format!("execution reverted: {r}"),
+        None => "execution reverted".to_string(),
+    };
+    ErrorObjectOwned::owned(code::EXECUTION_REVERTED, msg, Some(output.clone()))
+}
+
+struct Rpc {
+    node: Arc<ShardNode>,
+}
+
+impl Rpc {
+    fn head_height(&self) -> u64 {
+        self.node.head().header.height
+    }
+
+    /// The height a block tag or number names, or a "header not found" error.
+    fn resolve(&self, block: Option<BlockId>) -> RpcResult<u64> {
+        let head = self.head_height();
+        match block.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest)) {
+            BlockId::Number(BlockNumberOrTag::Number(n)) => {
+                if n > head {
+                    return Err(server_err("header not found"));
+                }
+                Ok(n)
+            }
+            BlockId::Number(BlockNumberOrTag::Earliest) => Ok(0),
+            BlockId::Number(_) => Ok(head),
+            BlockId::Hash(h) => self
+                .node
+                .db()
+                .height_of(&bridge::Hash(h.block_hash.0))
+                .map_err(internal)?
+                .ok_or_else(|| server_err("header not found")),
+        }
+    }
+
+    fn state_version(&self, height: u64) -> RpcResult<u64> {
+        let oldest = self.node.state().store().oldest_version().map_err(internal)?;
+        if height < oldest {
+            return Err(server_err(format!("missing trie node: state of block {height} is pruned (oldest kept {oldest})")));
+        }
+        Ok(height)
+    }
+
+    fn account(&self, address: Address, block: Option<BlockId>) -> RpcResult<Option<AccountState>> {
+        let v = self.state_version(self.resolve(block)?)?;
+        self.node.state().account(address, v).map_err(internal)
+    }
+
+    fn send_raw(&self, raw: Bytes) -> RpcResult<B256> {
+        let tx = SignedTx::decode(&raw).map_err(|e| match e {
+            TxDecodeError::BadSignature(_) => server_err("invalid sender"),
+            other => server_err(other.to_string()),
+        })?;
+        let cfg = self.node.config();
+        let env = &tx.envelope;
+        if env.chain_id() != Some(cfg.chain_id()) {
+            return Err(server_err(format!(
+                "invalid chain id: have {}, want {}",
+                env.chain_id().map_or("none".into(), |c| c.to_string()),
+                cfg.chain_id()
+            )));
+        }
+        if env.gas_limit() > cfg.block_gas_limit.min(TX_GAS_CAP) {
+            return Err(server_err("exceeds block gas limit"));
+        }
+        let tx_env = tx.tx_env();
+        let floor = revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(&tx_env, prover::SPEC, None);
+        let intrinsic = floor.initial_total_gas().max(floor.floor_gas);
+        if env.gas_limit() < intrinsic {
+            return Err(server_err(format!(
+                "intrinsic gas too low: gas {}, minimum needed {intrinsic}",
+                env.gas_limit()
+            )));
+        }
+        let base_fee = self.node.next_base_fee() as u128;
+        if env.max_fee_per_gas() < base_fee {
+            return Err(server_err(format!(
+                "max fee per gas less than block base fee: address {}, maxFeePerGas: {}, baseFee: {base_fee}",
+                tx.sender,
+                env.max_fee_per_gas()
+            )));
+        }
+        let head = self.head_height();
+        let acct = self.node.state().account(tx.sender, head).map_err(internal)?.unwrap_or_default();
+        if env.nonce() < acct.nonce {
+            return Err(server_err(format!("nonce too low: next nonce {}, tx nonce {}", acct.nonce, env.nonce())));
+        }
+        let cost = U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas()) + env.value();
+        if acct.balance < cost {
+            return Err(server_err(format!(
+                "insufficient funds for gas * price + value: balance {}, tx cost {cost}, overshot {}",
+                acct.balance,
+                cost - acct.balance
+            )));
+        }
+        let hash = tx.hash;
+        self.node.pool().lock().add(tx).map_err(|e| server_err(e.to_string()))?;
+        debug!(target: "rpc", tx = %hash, "accepted transaction");
+        Ok(hash)
+    }
+
+    fn call_env(&self, req: &TransactionRequest, gas: u64) -> TxEnv {
+        let price = req.max_fee_per_gas.or(req.gas_price).unwrap_or(0);
+        TxEnv {
+            tx_type: if req.max_fee_per_gas.is_some() { 2 } else { 0 },
+            caller: req.from.unwrap_or_default(),
+            gas_limit: gas,
+            gas_price: price,
+            kind: req.to.unwrap_or(TxKind::Create),
+            value: req.value.unwrap_or_default(),
+            data: req.input.input().cloned().unwrap_or_default(),
+            nonce: 0,
+            chain_id: None,
+            access_list: req.access_list.clone().unwrap_or_default(),
+            gas_priority_fee: req.max_priority_fee_per_gas,
+            ..Default::default()
+        }
+    }
+
+    fn simulate(&self, req: &TransactionRequest, block: Option<BlockId>, gas: u64) -> RpcResult<ExecutionResult> {
+        let height = self.state_version(self.resolve(block)?)?;
+        let mut params = self.node.next_params();
+        if height != self.head_height() {
+            if let Some(h) = self.node.db().header(height).map_err(internal)? {
+                params.number = h.height;
+                params.timestamp = h.timestamp;
+                params.base_fee = h.base_fee;
+            }
+        }
+        let reader = self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
+        simulate(reader, &params, self.call_env(req, gas)).map_err(|e| match e {
+            prover::Error::InvalidTransaction { reason, .. } => server_err(reason),
+            other => internal(other),
+        })
+    }
+
+    fn call(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<Bytes> {
+        let gas = req.gas.unwrap_or(TX_GAS_CAP * 4);
+        match self.simulate(&req, block, gas)? {
+            ExecutionResult::Success { output, .. } => Ok(output.into_data()),
+            ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
+            ExecutionResult::Halt { reason, .. } => Err(server_err(format!("execution halted: {reason:?}"))),
+        }
+    }
+
+    fn estimate_gas(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<U64> {
+        let hi = req.gas.unwrap_or(TX_GAS_CAP);
+        let used = match self.simulate(&req, block, hi)? {
+            ExecutionResult::Success { gas, .. } => gas.tx_gas_used(),
+            ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
+            ExecutionResult::Halt { .. } => {
+                return Err(server_err(format!("gas required exceeds allowance ({hi})")));
+            }
+        };
+        // the smallest limit that succeeds: at least what was used, and
+        // often more (the 63/64 rule, refunds)
+        let (mut lo, mut hi) = (used.saturating_sub(1), hi);
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.simulate(&req, block, mid)? {
+                ExecutionResult::Success { .. } => hi = mid,
+                _ => lo = mid,
+            }
+        }
+        Ok(U64::from(hi))
+    }
+
+    fn body_txs(&self, height: u64, body: &StoredBody, base_fee: u64, block_hash: B256) -> RpcResult<Vec<Transaction>> {
+        body.txs
+            .iter()
+            .zip(&body.senders)
+            .enumerate()
+            .map(|(i, (raw, sender))| {
+                let env = TxEnvelope::decode_2718(&mut raw.as_ref()).map_err(internal)?;
+                Ok(rpc_tx(env, *sender, Some((block_hash, height, i as u64, base_fee))))
+            })
+            .collect()
+    }
+
+    fn block(&self, height: u64, full: bool) -> RpcResult<Option<Block>> {
+        let db = self.node.db();
+        let (Some(h), Some(body)) = (db.header(height).map_err(internal)?, db.body(height).map_err(internal)?) else {
+            return Ok(None);
+        };
+        let receipts = db.receipts(height).map_err(internal)?.unwrap_or_default();
+        let hash = B256::from(h.hash().0);
+        let mut bloom = Bloom::default();
+        for r in &receipts {
+            for l in &r.logs {
+                bloom.accrue_log(l);
+            }
+        }
+        let inner = alloy_consensus::Header {
+            parent_hash: B256::from(h.parent_hash.0),
+            beneficiary: Address::from(h.proposer.0),
+            state_root: B256::from(h.post_state_root.0),
+            transactions_root: B256::from(h.items_root.0),
+            receipts_root: B256::from(h.receipts_root.0),
+            logs_bloom: bloom,
+            number: h.height,
+            gas_limit: h.gas_limit,
+            gas_used: h.gas_used,
+            timestamp: h.timestamp,
+            mix_hash: B256::from(h.parent_hash.0),
+            base_fee_per_gas: Some(h.base_fee),
+            ..Default::default()
+        };
+        let transactions = if full {
+            BlockTransactions::Full(self.body_txs(height, &body, h.base_fee, hash)?)
+        } else {
+            BlockTransactions::Hashes(body.hashes.clone())
+        };
+        let size = 600 + body.txs.iter().map(|t| t.len()).sum::<usize>();
+        Ok(Some(Block {
+            header: Header { hash, inner, total_difficulty: Some(U256::ZERO), size: Some(U256::from(size)) },
+            uncles: vec![],
+            transactions,
+            withdrawals: None,
+        }))
+    }
+
+    fn tx_by_hash(&self, hash: B256) -> RpcResult<Option<Transaction>> {
+        let db = self.node.db();
+        if let Some(loc) = db.tx_location(&hash).map_err(internal)? {
+            let (Some(h), Some(body)) = (db.header(loc.height).map_err(internal)?, db.body(loc.height).map_err(internal)?)
+            else {
+                return Ok(None);
+            };
+            let i = loc.index as usize;
+            let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
+            return Ok(Some(rpc_tx(env, body.senders[i], Some((B256::from(h.hash().0), loc.height, i as u64, h.base_fee)))));
+        }
+        Ok(self.node.pool().lock().get(&hash).map(|t| rpc_tx(t.envelope.clone(), t.sender, None)))
+    }
+
+    fn receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
+        let db = self.node.db();
+        let Some(loc) = db.tx_location(&hash).map_err(internal)? else { return Ok(None) };
+        let (Some(h), Some(body), Some(receipts)) = (
+            db.header(loc.height).map_err(internal)?,
+            db.body(loc.height).map_err(internal)?,
+            db.receipts(loc.height).map_err(internal)?,
+        ) else {
+            return Ok(None);
+        };
+        let block_hash = B256::from(h.hash().0);
+        let i = loc.index as usize;
+        let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
+        let cumulative: u64 = receipts[..=i].iter().map(|r| r.gas_used).sum();
+        let log_start: usize = receipts[..i].iter().map(|r| r.logs.len()).sum();
+        Ok(Some(rpc_receipt(&receipts[i], &env, body.senders[i], block_hash, loc.height, i as u64, cumulative, log_start, h.base_fee, h.timestamp)))
+    }
+
+    fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
+        let head = self.head_height();
+        let db = self.node.db();
+        let tag = |b: Option<BlockNumberOrTag>, default: u64| -> RpcResult<u64> {
+            Ok(match b {
+                None => default,
+                Some(BlockNumberOrTag::Number(n)) => n,
+                Some(BlockNumberOrTag::Earliest) => 0,
+                Some(_) => head,
+            })
+        };
+        let (from, to) = match filter.block_option {
+            FilterBlockOption::AtBlockHash(h) => {
+                let n = db.height_of(&bridge::Hash(h.0)).map_err(internal)?.ok_or_else(|| server_err("unknown block"))?;
+                (n, n)
+            }
+            FilterBlockOption::Range { from_block, to_block } => (tag(from_block, head)?, tag(to_block, head)?),
+        };
+        let to = to.min(head);
+        if from > to {
+            return Ok(vec![]);
+        }
+        if to - from >= MAX_LOG_RANGE {
+            return Err(server_err(format!("query exceeds max block range {MAX_LOG_RANGE}")));
+        }
+        let mut out = Vec::new();
+        for height in from..=to {
+            let (Some(h), Some(body), Some(receipts)) = (
+                db.header(height).map_err(internal)?,
+                db.body(height).map_err(internal)?,
+                db.receipts(height).map_err(internal)?,
+            ) else {
+                continue;
+            };
+            let block_hash = B256::from(h.hash().0);
+            let mut log_index = 0u64;
+            for (i, r) in receipts.iter().enumerate() {
+                for l in &r.logs {
+                    if filter.matches(l) {
+                        out.push(RpcLog {
+                            inner: l.clone(),
+                            block_hash: Some(block_hash),
+                            block_number: Some(height),
+                            block_timestamp: Some(h.timestamp),
+                            transaction_hash: Some(body.hashes[i]),
+                            transaction_index: Some(i as u64),
+                            log_index: Some(log_index),
+                            removed: false,
+                        });
+                    }
+                    log_index += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn fee_history(&self, count: u64, newest: BlockNumberOrTag, percentiles: Option<Vec<f64>>) -> RpcResult<FeeHistory> {
+        let head = self.head_height();
+        let newest = match newest {
+            BlockNumberOrTag::Number(n) => n.min(head),
+            BlockNumberOrTag::Earliest => 0,
+            _ => head,
+        };
+        let count = count.clamp(1, 1024).min(newest + 1);
+        let oldest = newest + 1 - count;
+        let db = self.node.db();
+        let mut fh = FeeHistory { oldest_block: oldest, ..Default::default() };
+        let mut rewards = Vec::new();
+        for height in oldest..=newest {
+            let h = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
+            fh.base_fee_per_gas.push(h.base_fee as u128);
+            fh.gas_used_ratio.push(h.gas_used as f64 / h.gas_limit.max(1) as f64);
+            if let Some(ps) = &percentiles {
+                let body = db.body(height).map_err(internal)?.unwrap_or(StoredBody { txs: vec![], senders: vec![], hashes: vec![] });
+                let mut tips: Vec<u128> = body
+                    .txs
+                    .iter()
+                    .filter_map(|raw| TxEnvelope::decode_2718(&mut raw.as_ref()).ok())
+                    .map(|t| t.effective_tip_per_gas(h.base_fee).unwrap_or(0))
+                    .collect();
+                tips.sort_unstable();
+                rewards.push(
+                    ps.iter()
+                        .map(|p| {
+                            if tips.is_empty() {
+                                return 0;
+                            }
+                            let idx = ((p / 100.0) * (tips.len() - 1) as f64).round() as usize;
+                            tips[idx.min(tips.len() - 1)]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        fh.base_fee_per_gas.push(if newest == head { self.node.next_base_fee() as u128 } else {
+            db.header(newest + 1).map_err(internal)?.map_or(0, |h| h.base_fee as u128)
+        });
+        fh.reward = percentiles.map(|_| rewards);
+        Ok(fh)
+    }
+
+    fn get_proof(&self, address: Address, slots: Vec<U256>, block: Option<BlockId>) -> RpcResult<ProofResponse> {
+        if slots.len() > 1024 {
+            return Err(params_err("at most 1024 storage slots per proof request"));
+        }
+        let height = self.state_version(self.resolve(block)?)?;
+        let state = self.node.state();
+        let root = state.root(height).map_err(internal)?;
+        let account = state.prove(StateKey::Account(address), height).map_err(internal)?;
+        let storage = slots
+            .into_iter()
+            .map(|s| state.prove(StateKey::Storage(address, s), height))
+            .collect::<prover::Result<Vec<_>>>()
+            .map_err(internal)?;
+        Ok(ProofResponse { block_number: height, state_root: root, account, storage })
+    }
+}
+
+/// `optishard_getProof`'s answer: proofs against the state root of a block,
+/// checked with [`prover::StateProof::verify`].
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofResponse {
+    /// The block whose state is proven.
+    pub block_number: u64,
+    /// That block's `post_state_root`.
+    pub state_root: bridge::Hash,
+    /// Proof of the account (or of its absence).
+    pub account: prover::StateProof,
+    /// Proofs of the requested storage slots.
+    pub storage: Vec<prover::StateProof>,
+}
+
+fn rpc_tx(env: TxEnvelope, sender: Address, included: Option<(B256, u64, u64, u64)>) -> Transaction {
+    let effective = included.map(|(_, _, _, base_fee)| env.effective_gas_price(Some(base_fee)));
+    Transaction {
+        inner: alloy_consensus::transaction::Recovered::new_unchecked(env, sender),
+        block_hash: included.map(|i| i.0),
+        block_number: included.map(|i| i.1),
+        transaction_index: included.map(|i| i.2),
+        effective_gas_price: effective,
+        block_timestamp: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rpc_receipt(
+    r: &prover::Receipt,
+    env: &TxEnvelope,
+    from: Address,
+    block_hash: B256,
+    height: u64,
+    index: u64,
+    cumulative: u64,
+    log_start: usize,
+    base_fee: u64,
+    timestamp: u64,
+) -> TransactionReceipt {
+    let logs: Vec<RpcLog> = r
+        .logs
+        .iter()
+        .enumerate()
+        .map(|(j, l)| RpcLog {
+            inner: l.clone(),
+            block_hash: Some(block_hash),
+            block_number: Some(height),
+            block_timestamp: Some(timestamp),
+            transaction_hash: Some(r.tx_hash),
+            transaction_index: Some(index),
+            log_index: Some((log_start + j) as u64),
+            removed: false,
+        })
+        .collect();
+    let mut bloom = Bloom::default();
+    for l in &r.logs {
+        bloom.accrue_log(l);
+    }
+    let receipt = ReceiptWithBloom {
+        receipt: EthReceipt { status: Eip658Value::Eip658(r.success), cumulative_gas_used: cumulative, logs },
+        logs_bloom: bloom,
+    };
+    let inner = match r.tx_type {
+        1 => ReceiptEnvelope::Eip2930(receipt),
+        2 => ReceiptEnvelope::Eip1559(receipt),
+        _ => ReceiptEnvelope::Legacy(receipt),
+    };
+    TransactionReceipt {
+        inner,
+        transaction_hash: r.tx_hash,
+        transaction_index: Some(index),
+        block_hash: Some(block_hash),
+        block_number: Some(height),
+        gas_used: r.gas_used,
+        effective_gas_price: env.effective_gas_price(Some(base_fee)),
+        blob_gas_used: None,
+        blob_gas_price: None,
+        from,
+        to: env.to(),
+        contract_address: r.contract_address,
+    }
+}
+
+fn one<T: serde::de::DeserializeOwned>(p: Params<'_>) -> RpcResult<T> {
+    p.one().map_err(parse_err)
+}
+
+fn seq2<A, B>(p: Params<'_>) -> RpcResult<(A, Option<B>)>
+where
+    A: serde::de::DeserializeOwned,
+    B: serde::de::DeserializeOwned,
+{
+    let mut s = p.sequence();
+    let a = s.next::<A>().map_err(parse_err)?;
+    let b = s.optional_next::<B>().map_err(parse_err)?;
+    Ok((a, b))
+}
+
+fn module(node: Arc<ShardNode>) -> Result<RpcModule<Rpc>> {
+    let mut m = RpcModule::new(Rpc { node });
+    let reg = |e: jsonrpsee::core::RegisterMethodError| Error::Rpc(e.to_string());
+
+    m.register_method("eth_chainId", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.node.config().chain_id())) }).map_err(reg)?;
+    m.register_method("net_version", |_, rpc, _| rpc.node.config().chain_id().to_string()).map_err(reg)?;
+    m.register_method("web3_clientVersion", |_, _, _| format!("optishard/v{}", env!("CARGO_PKG_VERSION"))).map_err(reg)?;
+    m.register_method("eth_blockNumber", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.head_height())) }).map_err(reg)?;
+    m.register_method("eth_gasPrice", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.node.next_base_fee() + PRIORITY_FEE)) }).map_err(reg)?;
+    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| -> RpcResult<U64> { Ok(U64::from(PRIORITY_FEE)) }).map_err(reg)?;
+    m.register_method("eth_getBalance", |p, rpc, _| -> RpcResult<U256> {
+        let (a, b) = seq2::<Address, BlockId>(p)?;
+        Ok(rpc.account(a, b)?.map_or(U256::ZERO, |x| x.balance))
+    })
+    .map_err(reg)?;
+    m.register_method("eth_getTransactionCount", |p, rpc, _| -> RpcResult<U64> {
+        let (a, b) = seq2::<Address, BlockId>(p)?;
+        let pending = matches!(b, Some(BlockId::Number(BlockNumberOrTag::Pending)));
+        let n = rpc.account(a, b)?.map_or(0, |x| x.nonce);
+        Ok(U64::from(if pending { rpc.node.pool().lock().pending_nonce(&a, n) } else { n }))
+    })
+    .map_err(reg)?;
+    m.register_method("eth_getCode", |p, rpc, _| -> RpcResult<Bytes> {
+        let (a, b) = seq2::<Address, BlockId>(p)?;
+        let v = rpc.state_version(rpc.resolve(b)?)?;
+        let Some(acct) = rpc.node.state().account(a, v).map_err(internal)? else { return Ok(Bytes::new()) };
+        if acct.code_hash == revm::primitives::KECCAK_EMPTY {
+            return Ok(Bytes::new());
+        }
+        Ok(rpc.node.state().code(acct.code_hash, v).map_err(internal)?.unwrap_or_default())
+    })
+    .map_err(reg)?;
+    m.register_method("eth_getStorageAt", |p, rpc, _| -> RpcResult<B256> {
+        let mut s = p.sequence();
+        let a: Address = s.next().map_err(parse_err)?;
+        let slot: U256 = s.next().map_err(parse_err)?;
+        let b: Option<BlockId> = s.optional_next().map_err(parse_err)?;
+        let v = rpc.state_version(rpc.resolve(b)?)?;
+        Ok(B256::from(rpc.node.state().storage(a, slot, v).map_err(internal)?))
+    })
+    .map_err(reg)?;
+    m.register_method("eth_call", |p, rpc, _| {
+        let (req, b) = seq2::<TransactionRequest, BlockId>(p)?;
+        rpc.call(req, b)
+    })
+    .map_err(reg)?;
+    m.register_method("eth_estimateGas", |p, rpc, _| {
+        let (req, b) = seq2::<TransactionRequest, BlockId>(p)?;
+        rpc.estimate_gas(req, b)
+    })
+    .map_err(reg)?;
+    m.register_method("eth_sendRawTransaction", |p, rpc, _| rpc.send_raw(one::<Bytes>(p)?)).map_err(reg)?;
+    m.register_method("eth_getTransactionByHash", |p, rpc, _| rpc.tx_by_hash(one::<B256>(p)?)).map_err(reg)?;
+    m.register_method("eth_getTransactionReceipt", |p, rpc, _| rpc.receipt(one::<B256>(p)?)).map_err(reg)?;
+    m.register_method("eth_getBlockByNumber", |p, rpc, _| -> RpcResult<Option<Block>> {
+        let (tag, full) = seq2::<BlockNumberOrTag, bool>(p)?;
+        let head = rpc.head_height();
+        let n = match tag {
+            BlockNumberOrTag::Number(n) => n,
+            BlockNumberOrTag::Earliest => 0,
+            _ => head,
+        };
+        if n > head {
+            return Ok(None);
+        }
+        rpc.block(n, full.unwrap_or(false))
+    })
+    .map_err(reg)?;
+    m.register_method("eth_getBlockByHash", |p, rpc, _| -> RpcResult<Option<Block>> {
+        let (h, full) = seq2::<B256, bool>(p)?;
+        match rpc.node.db().height_of(&bridge::Hash(h.0)).map_err(internal)? {
+            None => Ok(None),
+            Some(n) => rpc.block(n, full.unwrap_or(false)),
+        }
+    })
+    .map_err(reg)?;
+    m.register_method("eth_getLogs", |p, rpc, _| rpc.logs(one::<Filter>(p)?)).map_err(reg)?;
+    m.register_method("eth_feeHistory", |p, rpc, _| {
+        let mut s = p.sequence();
+        let count: U64 = s.next().map_err(parse_err)?;
+        let newest: BlockNumberOrTag = s.next().map_err(parse_err)?;
+        let pct: Option<Vec<f64>> = s.optional_next().map_err(parse_err)?;
+        rpc.fee_history(count.to::<u64>(), newest, pct)
+    })
+    .map_err(reg)?;
+    m.register_method("optishard_getProof", |p, rpc, _| {
+        let mut s = p.sequence();
+        let a: Address = s.next().map_err(parse_err)?;
+        let slots: Vec<U256> = s.optional_next().map_err(parse_err)?.unwrap_or_default();
+        let b: Option<BlockId> = s.optional_next().map_err(parse_err)?;
+        rpc.get_proof(a, slots, b)
+    })
+    .map_err(reg)?;
+    Ok(m)
+}
+
+/// Starts the JSON-RPC server for `node`; returns the bound address.
+pub(crate) async fn serve(node: Arc<ShardNode>) -> Result<(SocketAddr, ServerHandle)> {
+    let cfg = node.config().clone();
+    let server_cfg = ServerConfig::builder()
+        .max_request_body_size(cfg.rpc_max_request_bytes)
+        .max_response_body_size(cfg.rpc_max_request_bytes.max(64 << 20))
+        .set_batch_request_config(BatchRequestConfig::Limit(cfg.rpc_max_batch))
+        .build();
+    let server = Server::builder()
+        .set_config(server_cfg)
+        .build(cfg.rpc_addr)
+        .await
+        .map_err(|e| Error::Rpc(format!("bind {}: {e}", cfg.rpc_addr)))?;
+    let addr = server.local_addr().map_err(|e| Error::Rpc(e.to_string()))?;
+    let handle = server.start(module(node)?);
+    Ok((addr, handle))
+}

@@ -1,0 +1,322 @@
+//! rocksdb persistence for a shard: the state tree (a [`StateStore`]) and the
+//! chain (headers, bodies, receipts, indexes) in one database, so a block
+//! and the state it produces are committed in one atomic write.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, Bytes};
+use bridge::{Decode, Encode, Hash, ShardHeader, decode_exact, decode_list, encode_list};
+use prover::jmt_types::{KeyHash, Node, NodeKey, TreeUpdateBatch, Version};
+use prover::{Receipt, StateStore};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::{Error, Result};
+
+const CF_NODES: &str = "state_nodes";
+const CF_VALUES: &str = "state_values";
+const CF_WRITTEN: &str = "state_written";
+const CF_STALE: &str = "state_stale";
+const CF_META: &str = "meta";
+const CF_HEADERS: &str = "headers";
+const CF_BODIES: &str = "bodies";
+const CF_RECEIPTS: &str = "receipts";
+const CF_TX_INDEX: &str = "tx_index";
+const CF_BLOCK_INDEX: &str = "block_index";
+const CFS: [&str; 10] = [
+    CF_NODES, CF_VALUES, CF_WRITTEN, CF_STALE, CF_META, CF_HEADERS, CF_BODIES, CF_RECEIPTS, CF_TX_INDEX,
+    CF_BLOCK_INDEX,
+];
+
+const META_STATE_LATEST: &[u8] = b"state_latest";
+const META_STATE_OLDEST: &[u8] = b"state_oldest";
+const META_HEAD: &[u8] = b"head";
+
+fn db_err(e: rocksdb::Error) -> Error {
+    Error::Db(e.to_string())
+}
+
+fn state_err(e: impl std::fmt::Display) -> prover::Error {
+    prover::Error::Store(e.to_string())
+}
+
+/// A block body as stored: the transactions with their recovered senders
+/// and hashes, so loading a block never re-recovers signatures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBody {
+    /// EIP-2718 encodings.
+    pub txs: Vec<Bytes>,
+    /// Recovered senders.
+    pub senders: Vec<Address>,
+    /// Transaction hashes.
+    pub hashes: Vec<B256>,
+}
+
+impl Encode for StoredBody {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        let raws: Vec<Vec<u8>> = self.txs.iter().map(|t| t.to_vec()).collect();
+        encode_list(&raws, out);
+        let senders: Vec<[u8; 20]> = self.senders.iter().map(|a| a.0.0).collect();
+        encode_list(&senders, out);
+        let hashes: Vec<[u8; 32]> = self.hashes.iter().map(|h| h.0).collect();
+        encode_list(&hashes, out);
+    }
+}
+
+impl Decode for StoredBody {
+    fn decode(input: &mut &[u8]) -> Result<Self, bridge::DecodeError> {
+        let txs = decode_list::<Vec<u8>>(input)?.into_iter().map(Bytes::from).collect();
+        let senders = decode_list::<[u8; 20]>(input)?.into_iter().map(Address::from).collect();
+        let hashes = decode_list::<[u8; 32]>(input)?.into_iter().map(B256::from).collect();
+        Ok(StoredBody { txs, senders, hashes })
+    }
+}
+
+/// Where a transaction was included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Index in the block.
+    pub index: u32,
+}
+
+/// The shard's rocksdb database.
+#[derive(Clone)]
+pub struct ShardDb {
+    db: Arc<DB>,
+    write_opts: Arc<WriteOptions>,
+}
+
+impl ShardDb {
+    /// Opens (or creates) the database at `path`. `fsync` makes every block
+    /// commit durable against power loss too, not only against a crash.
+    pub fn open(path: &Path, fsync: bool) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(fsync);
+        Ok(ShardDb { db: Arc::new(db), write_opts: Arc::new(write_opts) })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>> {
+        match self.db.get_cf(self.cf(CF_META), key).map_err(db_err)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(u64::from_be_bytes(
+                b.as_slice().try_into().map_err(|_| Error::Corrupt("meta value".into()))?,
+            ))),
+        }
+    }
+
+    /// Height of the last committed block, `None` before genesis.
+    pub fn head(&self) -> Result<Option<u64>> {
+        self.meta_u64(META_HEAD)
+    }
+
+    /// Commits block `height` and the state version it produced in one
+    /// atomic write.
+    pub fn commit_block(
+        &self,
+        header: &ShardHeader,
+        body: &StoredBody,
+        receipts: &[Receipt],
+        state: &TreeUpdateBatch,
+    ) -> Result<()> {
+        let height = header.height;
+        let mut wb = WriteBatch::default();
+        self.state_batch(&mut wb, height, state).map_err(|e| Error::Db(e.to_string()))?;
+        let hkey = height.to_be_bytes();
+        wb.put_cf(self.cf(CF_HEADERS), hkey, header.encode());
+        wb.put_cf(self.cf(CF_BODIES), hkey, body.encode());
+        let mut rbytes = Vec::new();
+        (receipts.len() as u32).encode_to(&mut rbytes);
+        for r in receipts {
+            r.encode_to(&mut rbytes);
+            r.output.to_vec().encode_to(&mut rbytes);
+        }
+        wb.put_cf(self.cf(CF_RECEIPTS), hkey, rbytes);
+        for (i, h) in body.hashes.iter().enumerate() {
+            let mut loc = hkey.to_vec();
+            loc.extend_from_slice(&(i as u32).to_be_bytes());
+            wb.put_cf(self.cf(CF_TX_INDEX), h.as_slice(), loc);
+        }
+        wb.put_cf(self.cf(CF_BLOCK_INDEX), header.hash().0, hkey);
+        wb.put_cf(self.cf(CF_META), META_HEAD, hkey);
+        self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// The header at `height`.
+    pub fn header(&self, height: u64) -> Result<Option<ShardHeader>> {
+        self.db
+            .get_cf(self.cf(CF_HEADERS), height.to_be_bytes())
+            .map_err(db_err)?
+            .map(|b| decode_exact(&b).map_err(|e| Error::Corrupt(format!("header {height}: {e}"))))
+            .transpose()
+    }
+
+    /// The body at `height`.
+    pub fn body(&self, height: u64) -> Result<Option<StoredBody>> {
+        self.db
+            .get_cf(self.cf(CF_BODIES), height.to_be_bytes())
+            .map_err(db_err)?
+            .map(|b| decode_exact(&b).map_err(|e| Error::Corrupt(format!("body {height}: {e}"))))
+            .transpose()
+    }
+
+    /// The receipts of block `height`.
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>> {
+        let Some(bytes) = self.db.get_cf(self.cf(CF_RECEIPTS), height.to_be_bytes()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let corrupt = |e: bridge::DecodeError| Error::Corrupt(format!("receipts {height}: {e}"));
+        let mut input = bytes.as_slice();
+        let n = u32::decode(&mut input).map_err(corrupt)?;
+        let mut out = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let mut r = Receipt::decode(&mut input).map_err(corrupt)?;
+            r.output = Bytes::from(Vec::<u8>::decode(&mut input).map_err(corrupt)?);
+            out.push(r);
+        }
+        Ok(Some(out))
+    }
+
+    /// Where transaction `hash` was included.
+    pub fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>> {
+        Ok(self.db.get_cf(self.cf(CF_TX_INDEX), hash.as_slice()).map_err(db_err)?.and_then(|b| {
+            (b.len() == 12).then(|| TxLocation {
+                height: u64::from_be_bytes(b[..8].try_into().expect("length checked")),
+                index: u32::from_be_bytes(b[8..].try_into().expect("length checked")),
+            })
+        }))
+    }
+
+    /// Height of the block with header hash `hash`.
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_BLOCK_INDEX), hash.0)
+            .map_err(db_err)?
+            .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// The state tree's store inside this database.
+    pub fn state_store(&self) -> Arc<dyn StateStore> {
+        Arc::new(self.clone())
+    }
+
+    fn state_batch(&self, wb: &mut WriteBatch, version: Version, batch: &TreeUpdateBatch) -> prover::Result<()> {
+        for (key, node) in batch.node_batch.nodes() {
+            wb.put_cf(self.cf(CF_NODES), node_key_bytes(key)?, borsh::to_vec(node).map_err(state_err)?);
+        }
+        for ((v, key), value) in batch.node_batch.values() {
+            let mut k = key.0.to_vec();
+            k.extend_from_slice(&v.to_be_bytes());
+            let stored = match value {
+                None => vec![0u8],
+                Some(bytes) => [&[1u8][..], bytes].concat(),
+            };
+            wb.put_cf(self.cf(CF_VALUES), &k, stored);
+            let mut w = v.to_be_bytes().to_vec();
+            w.extend_from_slice(&key.0);
+            wb.put_cf(self.cf(CF_WRITTEN), w, []);
+        }
+        for stale in &batch.stale_node_index_batch {
+            let mut k = stale.stale_since_version.to_be_bytes().to_vec();
+            k.extend_from_slice(&node_key_bytes(&stale.node_key)?);
+            wb.put_cf(self.cf(CF_STALE), k, []);
+        }
+        wb.put_cf(self.cf(CF_META), META_STATE_LATEST, version.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Nodes sort by version first, so a version's nodes form one key range.
+fn node_key_bytes(key: &NodeKey) -> prover::Result<Vec<u8>> {
+    let mut k = key.version().to_be_bytes().to_vec();
+    k.extend(borsh::to_vec(key).map_err(state_err)?);
+    Ok(k)
+}
+
+impl StateStore for ShardDb {
+    fn get_node(&self, key: &NodeKey) -> prover::Result<Option<Node>> {
+        let raw = self.db.get_cf(self.cf(CF_NODES), node_key_bytes(key)?).map_err(state_err)?;
+        raw.map(|b| borsh::from_slice(&b).map_err(|e| prover::Error::Corrupt(format!("tree node: {e}"))))
+            .transpose()
+    }
+
+    fn get_value(&self, max_version: Version, key: KeyHash) -> prover::Result<Option<Vec<u8>>> {
+        let mut seek = key.0.to_vec();
+        seek.extend_from_slice(&max_version.to_be_bytes());
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES));
+        it.seek_for_prev(&seek);
+        if !it.valid() {
+            it.status().map_err(state_err)?;
+            return Ok(None);
+        }
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.len() == 40 && k[..32] == key.0 => match v.first() {
+                Some(1) => Ok(Some(v[1..].to_vec())),
+                Some(0) => Ok(None),
+                _ => Err(prover::Error::Corrupt("state value tag".into())),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    fn latest_version(&self) -> prover::Result<Option<Version>> {
+        self.meta_u64(META_STATE_LATEST).map_err(state_err)
+    }
+
+    fn oldest_version(&self) -> prover::Result<Version> {
+        Ok(self.meta_u64(META_STATE_OLDEST).map_err(state_err)?.unwrap_or(0))
+    }
+
+    fn write(&self, version: Version, batch: &TreeUpdateBatch) -> prover::Result<()> {
+        let mut wb = WriteBatch::default();
+        self.state_batch(&mut wb, version, batch)?;
+        self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+    }
+
+    fn rollback(&self, version: Version) -> prover::Result<()> {
+        let mut wb = WriteBatch::default();
+        let from = (version + 1).to_be_bytes();
+        let to = [0xffu8; 9].to_vec();
+        wb.delete_range_cf(self.cf(CF_NODES), from.to_vec(), to.clone());
+        wb.delete_range_cf(self.cf(CF_STALE), from.to_vec(), to);
+        let written = self.db.iterator_cf(self.cf(CF_WRITTEN), IteratorMode::From(&from, Direction::Forward));
+        for item in written {
+            let (k, _) = item.map_err(state_err)?;
+            let mut vk = k[8..].to_vec();
+            vk.extend_from_slice(&k[..8]);
+            wb.delete_cf(self.cf(CF_VALUES), vk);
+            wb.delete_cf(self.cf(CF_WRITTEN), &k);
+        }
+        wb.put_cf(self.cf(CF_META), META_STATE_LATEST, version.to_be_bytes());
+        self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+    }
+
+    fn prune(&self, keep_from: Version) -> prover::Result<()> {
+        let mut wb = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf(CF_STALE), IteratorMode::Start) {
+            let (k, _) = item.map_err(state_err)?;
+            let since = u64::from_be_bytes(k[..8].try_into().map_err(state_err)?);
+            if since > keep_from {
+                break;
+            }
+            // the node key bytes follow the 8-byte stale version
+            wb.delete_cf(self.cf(CF_NODES), &k[8..]);
+            wb.delete_cf(self.cf(CF_STALE), &k);
+        }
+        let oldest = self.oldest_version()?.max(keep_from);
+        wb.put_cf(self.cf(CF_META), META_STATE_OLDEST, oldest.to_be_bytes());
+        self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+    }
+}
