@@ -441,6 +441,8 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
 ) -> Result<ExecutionResult> {
     let mut cfg = params.cfg_env();
     cfg.disable_nonce_check = true;
+    // calls may use more gas than one transaction may (as on Ethereum nodes)
+    cfg.tx_gas_limit_cap = Some(u64::MAX);
     let mut block = params.block_env();
     if tx.gas_price == 0 {
         block.basefee = 0;
