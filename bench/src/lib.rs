@@ -84,8 +84,9 @@ impl Workload {
     /// `per_sender` ETH transfers from every sender (nonces from `first_nonce`),
     /// interleaved by sender, to fresh recipients.
     pub fn transfers(&self, per_sender: u64, first_nonce: u64) -> Vec<Bytes> {
-        let jobs: Vec<(usize, u64)> =
-            (0..per_sender).flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k))).collect();
+        let jobs: Vec<(usize, u64)> = (0..per_sender)
+            .flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k)))
+            .collect();
         jobs.par_iter()
             .map(|&(s, n)| {
                 let to = Address::left_padding_from(&((s as u64) << 40 | n).to_be_bytes());
@@ -96,12 +97,20 @@ impl Workload {
 
     /// `per_sender` ERC-20 transfers from every sender on `token`.
     pub fn token_transfers(&self, token: Address, per_sender: u64, first_nonce: u64) -> Vec<Bytes> {
-        let jobs: Vec<(usize, u64)> =
-            (0..per_sender).flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k))).collect();
+        let jobs: Vec<(usize, u64)> = (0..per_sender)
+            .flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k)))
+            .collect();
         jobs.par_iter()
             .map(|&(s, n)| {
                 let to = Address::left_padding_from(&((s as u64) << 40 | n).to_be_bytes());
-                self.sign(s, n, TxKind::Call(token), U256::ZERO, token_transfer_call(to, U256::from(1)), 100_000)
+                self.sign(
+                    s,
+                    n,
+                    TxKind::Call(token),
+                    U256::ZERO,
+                    token_transfer_call(to, U256::from(1)),
+                    100_000,
+                )
             })
             .collect()
     }

@@ -86,9 +86,7 @@ impl Decode for Hash {
 }
 
 /// Identifies a shard chain; a shard's Ethereum chain id is a base id plus this.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ShardId(pub u32);
 

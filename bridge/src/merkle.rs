@@ -33,10 +33,8 @@ impl MerkleTree {
         let mut levels = vec![leaves.iter().map(leaf_node).collect::<Vec<_>>()];
         while levels.last().expect("non-empty").len() > 1 {
             let prev = levels.last().expect("non-empty");
-            let next = prev
-                .chunks(2)
-                .map(|c| if c.len() == 2 { inner_node(&c[0], &c[1]) } else { c[0] })
-                .collect();
+            let next =
+                prev.chunks(2).map(|c| if c.len() == 2 { inner_node(&c[0], &c[1]) } else { c[0] }).collect();
             levels.push(next);
         }
         let top = levels.last().and_then(|l| l.first()).copied().unwrap_or(Hash::ZERO);
@@ -120,12 +118,7 @@ impl MerkleProof {
             width = width.div_ceil(2);
         }
         if expected != self.siblings.len() {
-            return Err(ProofError::WrongLength {
-                index,
-                len,
-                expected,
-                got: self.siblings.len(),
-            });
+            return Err(ProofError::WrongLength { index, len, expected, got: self.siblings.len() });
         }
         let mut node = leaf_node(leaf);
         let mut sibs = self.siblings.iter();

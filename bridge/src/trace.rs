@@ -27,10 +27,7 @@ impl TraceCommitment {
 
     /// The single hash the dispute game bisects over.
     pub fn hash(&self) -> Hash {
-        hash_domain(
-            b"optishard.trace",
-            &[&self.state_root.0, &self.outbox_acc.0, &self.receipts_acc.0],
-        )
+        hash_domain(b"optishard.trace", &[&self.state_root.0, &self.outbox_acc.0, &self.receipts_acc.0])
     }
 }
 

@@ -289,10 +289,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
                 if new == value.original_value() {
                     continue;
                 }
-                changes.insert(
-                    StateKey::Storage(address, *slot),
-                    (!new.is_zero()).then(|| encode_slot(new)),
-                );
+                changes.insert(StateKey::Storage(address, *slot), (!new.is_zero()).then(|| encode_slot(new)));
                 self.storage.insert((address, *slot), new);
             }
         }
@@ -311,7 +308,13 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
         let Some(a) = self.account(address)? else { return Ok(None) };
         // revm runs the code it is handed with the account, so hand it over
         let code = if a.code_hash == KECCAK_EMPTY { None } else { Some(self.code_by_hash(a.code_hash)?) };
-        Ok(Some(AccountInfo { balance: a.balance, nonce: a.nonce, code_hash: a.code_hash, code, ..Default::default() }))
+        Ok(Some(AccountInfo {
+            balance: a.balance,
+            nonce: a.nonce,
+            code_hash: a.code_hash,
+            code,
+            ..Default::default()
+        }))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<revm::bytecode::Bytecode> {
@@ -458,4 +461,3 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
         Err(other) => Err(Error::Execution(other.to_string())),
     }
 }
-

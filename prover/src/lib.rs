@@ -29,8 +29,8 @@ pub use exec::{
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;
 pub use state::{
-    AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, PreparedVersion, SmtLeaf,
-    SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
+    AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, PreparedVersion,
+    SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
     decode_slot, encode_slot, value_hash,
 };
 pub use tx::{SignedTx, TxDecodeError, recover_all};

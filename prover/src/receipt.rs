@@ -49,7 +49,6 @@ impl Encode for Receipt {
     }
 }
 
-
 impl Decode for Receipt {
     /// Decodes the committed fields; `output` comes back empty.
     fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {

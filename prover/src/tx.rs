@@ -46,8 +46,7 @@ impl SignedTx {
     /// Decodes EIP-2718 bytes and recovers the signer.
     pub fn decode(raw: &[u8]) -> Result<Self, TxDecodeError> {
         let mut buf = raw;
-        let envelope =
-            TxEnvelope::decode_2718(&mut buf).map_err(|e| TxDecodeError::Rlp(e.to_string()))?;
+        let envelope = TxEnvelope::decode_2718(&mut buf).map_err(|e| TxDecodeError::Rlp(e.to_string()))?;
         if !buf.is_empty() {
             return Err(TxDecodeError::Trailing(buf.len()));
         }
@@ -63,8 +62,7 @@ impl SignedTx {
             TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {}
             other => return Err(TxDecodeError::UnsupportedType(other.tx_type() as u8)),
         }
-        let sender =
-            envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
+        let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
         let raw = Bytes::from(envelope.encoded_2718());
         let hash = *envelope.tx_hash();
         Ok(SignedTx { envelope, sender, hash, raw })

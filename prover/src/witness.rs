@@ -35,7 +35,9 @@ impl Witness {
         let proofs: usize = self
             .proofs
             .iter()
-            .map(|p| p.key.to_bytes().len() + p.value.as_ref().map_or(1, |v| 1 + v.len()) + p.proof.encoded_len())
+            .map(|p| {
+                p.key.to_bytes().len() + p.value.as_ref().map_or(1, |v| 1 + v.len()) + p.proof.encoded_len()
+            })
             .sum();
         let codes: usize = self.codes.iter().map(|c| 4 + c.len()).sum();
         96 + proofs + codes + self.block_hashes.len() * 40
@@ -80,7 +82,12 @@ pub fn produce_witness(
 
     let mut proofs = Vec::new();
     let mut codes = Vec::new();
-    let keys = outcome.reads.iter().chain(outcome.changes.keys()).copied().collect::<std::collections::BTreeSet<_>>();
+    let keys = outcome
+        .reads
+        .iter()
+        .chain(outcome.changes.keys())
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>();
     for key in keys {
         let read_code = matches!(key, StateKey::Code(_)) && outcome.reads.contains(&key);
         let written = outcome.changes.contains_key(&key);
@@ -116,7 +123,12 @@ impl DatabaseRef for WitnessDb {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>> {
         let a = self.accounts.get(&address).ok_or(Error::MissingAccount(address))?;
-        Ok(a.map(|a| AccountInfo { balance: a.balance, nonce: a.nonce, code_hash: a.code_hash, ..Default::default() }))
+        Ok(a.map(|a| AccountInfo {
+            balance: a.balance,
+            nonce: a.nonce,
+            code_hash: a.code_hash,
+            ..Default::default()
+        }))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode> {
@@ -135,7 +147,11 @@ impl DatabaseRef for WitnessDb {
 /// Re-executes one item from its witness alone and returns `c_i` and the
 /// item's receipt. Fails if the witness does not verify against
 /// `witness.pre`, or if execution needs anything the witness lacks.
-pub fn execute_stateless(params: &BlockParams, item: &Item, witness: &Witness) -> Result<(TraceCommitment, Receipt)> {
+pub fn execute_stateless(
+    params: &BlockParams,
+    item: &Item,
+    witness: &Witness,
+) -> Result<(TraceCommitment, Receipt)> {
     let root = witness.pre.state_root;
     let mut db = WitnessDb {
         accounts: HashMap::new(),
@@ -168,7 +184,8 @@ pub fn execute_stateless(params: &BlockParams, item: &Item, witness: &Witness) -
     }
 
     let exec = execute_items(db, params, vec![item.clone()], Mode::Verify)?;
-    let outcome = exec.outcomes.into_iter().next().ok_or_else(|| Error::Execution("item not executed".into()))?;
+    let outcome =
+        exec.outcomes.into_iter().next().ok_or_else(|| Error::Execution("item not executed".into()))?;
 
     let mut tree = PartialTree::from_proofs(opened.iter().map(|(k, p)| (k, *p)))?;
     for (key, value) in &outcome.changes {

@@ -14,7 +14,8 @@ mod store;
 pub use error::{Error, Result};
 pub use mempool::{Mempool, PoolError};
 pub use node::{
-    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, NodeHandle, ShardConfig, ShardNode, dev_accounts, start,
+    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, NodeHandle, ShardConfig, ShardNode,
+    dev_accounts, start,
 };
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBody, TxLocation};

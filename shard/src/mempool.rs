@@ -97,7 +97,12 @@ impl Mempool {
 
     /// Transactions ready to execute, oldest sender first, each sender's in
     /// nonce order from its state nonce, up to `max_gas` of gas limits.
-    pub fn select(&self, state_nonce: impl Fn(&Address) -> u64, max_gas: u64, max_txs: usize) -> Vec<Arc<SignedTx>> {
+    pub fn select(
+        &self,
+        state_nonce: impl Fn(&Address) -> u64,
+        max_gas: u64,
+        max_txs: usize,
+    ) -> Vec<Arc<SignedTx>> {
         let mut senders: Vec<(u64, &Address)> = self
             .by_sender
             .iter()

@@ -11,7 +11,9 @@ use alloy_eips::eip1559::{BaseFeeParams, calc_next_block_base_fee};
 use alloy_primitives::{Address, B256, U256};
 use bridge::{Address as BAddress, Hash, ShardHeader, ShardId};
 use parking_lot::{Mutex, RwLock};
-use prover::{AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, SignedTx, StateKey, execute_items};
+use prover::{
+    AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, SignedTx, StateKey, execute_items,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -39,12 +41,16 @@ pub struct GenesisAccount {
 pub fn dev_accounts() -> Vec<(alloy_signer_local::PrivateKeySigner, GenesisAccount)> {
     (0..10u32)
         .map(|i| {
-            let signer = alloy_signer_local::MnemonicBuilder::<alloy_signer_local::coins_bip39::English>::default()
-                .phrase(DEV_MNEMONIC)
-                .index(i)
-                .and_then(|b| b.build())
-                .expect("the dev mnemonic derives");
-            let acct = GenesisAccount { address: signer.address(), balance: U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18)) };
+            let signer =
+                alloy_signer_local::MnemonicBuilder::<alloy_signer_local::coins_bip39::English>::default()
+                    .phrase(DEV_MNEMONIC)
+                    .index(i)
+                    .and_then(|b| b.build())
+                    .expect("the dev mnemonic derives");
+            let acct = GenesisAccount {
+                address: signer.address(),
+                balance: U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18)),
+            };
             (signer, acct)
         })
         .collect()

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use alloy_consensus::{Eip658Value, Receipt as EthReceipt, ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope};
+use alloy_consensus::{
+    Eip658Value, Receipt as EthReceipt, ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope,
+};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256, Bloom, Bytes, TxKind, U64, U256};
@@ -115,7 +117,9 @@ impl Rpc {
     fn state_version(&self, height: u64) -> RpcResult<u64> {
         let oldest = self.node.state().store().oldest_version().map_err(internal)?;
         if height < oldest {
-            return Err(server_err(format!("missing trie node: state of block {height} is pruned (oldest kept {oldest})")));
+            return Err(server_err(format!(
+                "missing trie node: state of block {height} is pruned (oldest kept {oldest})"
+            )));
         }
         Ok(height)
     }
@@ -143,7 +147,8 @@ impl Rpc {
             return Err(server_err("exceeds block gas limit"));
         }
         let tx_env = tx.tx_env();
-        let floor = revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(&tx_env, prover::SPEC, None);
+        let floor =
+            revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(&tx_env, prover::SPEC, None);
         let intrinsic = floor.initial_total_gas().max(floor.floor_gas);
         if env.gas_limit() < intrinsic {
             return Err(server_err(format!(
@@ -162,7 +167,11 @@ impl Rpc {
         let head = self.head_height();
         let acct = self.node.state().account(tx.sender, head).map_err(internal)?.unwrap_or_default();
         if env.nonce() < acct.nonce {
-            return Err(server_err(format!("nonce too low: next nonce {}, tx nonce {}", acct.nonce, env.nonce())));
+            return Err(server_err(format!(
+                "nonce too low: next nonce {}, tx nonce {}",
+                acct.nonce,
+                env.nonce()
+            )));
         }
         let cost = U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas()) + env.value();
         if acct.balance < cost {
@@ -196,7 +205,12 @@ impl Rpc {
         }
     }
 
-    fn simulate(&self, req: &TransactionRequest, block: Option<BlockId>, gas: u64) -> RpcResult<ExecutionResult> {
+    fn simulate(
+        &self,
+        req: &TransactionRequest,
+        block: Option<BlockId>,
+        gas: u64,
+    ) -> RpcResult<ExecutionResult> {
         let height = self.state_version(self.resolve(block)?)?;
         let mut params = self.node.next_params();
         if height != self.head_height() {
@@ -206,7 +220,8 @@ impl Rpc {
                 params.base_fee = h.base_fee;
             }
         }
-        let reader = self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
+        let reader =
+            self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
         simulate(reader, &params, self.call_env(req, gas)).map_err(|e| match e {
             prover::Error::InvalidTransaction { reason, .. } => server_err(reason),
             other => internal(other),
@@ -244,7 +259,13 @@ impl Rpc {
         Ok(U64::from(hi))
     }
 
-    fn body_txs(&self, height: u64, body: &StoredBody, base_fee: u64, block_hash: B256) -> RpcResult<Vec<Transaction>> {
+    fn body_txs(
+        &self,
+        height: u64,
+        body: &StoredBody,
+        base_fee: u64,
+        block_hash: B256,
+    ) -> RpcResult<Vec<Transaction>> {
         body.txs
             .iter()
             .zip(&body.senders)
@@ -258,7 +279,9 @@ impl Rpc {
 
     fn block(&self, height: u64, full: bool) -> RpcResult<Option<Block>> {
         let db = self.node.db();
-        let (Some(h), Some(body)) = (db.header(height).map_err(internal)?, db.body(height).map_err(internal)?) else {
+        let (Some(h), Some(body)) =
+            (db.header(height).map_err(internal)?, db.body(height).map_err(internal)?)
+        else {
             return Ok(None);
         };
         let receipts = db.receipts(height).map_err(internal)?.unwrap_or_default();
@@ -301,13 +324,18 @@ impl Rpc {
     fn tx_by_hash(&self, hash: B256) -> RpcResult<Option<Transaction>> {
         let db = self.node.db();
         if let Some(loc) = db.tx_location(&hash).map_err(internal)? {
-            let (Some(h), Some(body)) = (db.header(loc.height).map_err(internal)?, db.body(loc.height).map_err(internal)?)
+            let (Some(h), Some(body)) =
+                (db.header(loc.height).map_err(internal)?, db.body(loc.height).map_err(internal)?)
             else {
                 return Ok(None);
             };
             let i = loc.index as usize;
             let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
-            return Ok(Some(rpc_tx(env, body.senders[i], Some((B256::from(h.hash().0), loc.height, i as u64, h.base_fee)))));
+            return Ok(Some(rpc_tx(
+                env,
+                body.senders[i],
+                Some((B256::from(h.hash().0), loc.height, i as u64, h.base_fee)),
+            )));
         }
         Ok(self.node.pool().lock().get(&hash).map(|t| rpc_tx(t.envelope.clone(), t.sender, None)))
     }
@@ -327,7 +355,18 @@ impl Rpc {
         let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
         let cumulative: u64 = receipts[..=i].iter().map(|r| r.gas_used).sum();
         let log_start: usize = receipts[..i].iter().map(|r| r.logs.len()).sum();
-        Ok(Some(rpc_receipt(&receipts[i], &env, body.senders[i], block_hash, loc.height, i as u64, cumulative, log_start, h.base_fee, h.timestamp)))
+        Ok(Some(rpc_receipt(
+            &receipts[i],
+            &env,
+            body.senders[i],
+            block_hash,
+            loc.height,
+            i as u64,
+            cumulative,
+            log_start,
+            h.base_fee,
+            h.timestamp,
+        )))
     }
 
     fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
@@ -343,10 +382,15 @@ impl Rpc {
         };
         let (from, to) = match filter.block_option {
             FilterBlockOption::AtBlockHash(h) => {
-                let n = db.height_of(&bridge::Hash(h.0)).map_err(internal)?.ok_or_else(|| server_err("unknown block"))?;
+                let n = db
+                    .height_of(&bridge::Hash(h.0))
+                    .map_err(internal)?
+                    .ok_or_else(|| server_err("unknown block"))?;
                 (n, n)
             }
-            FilterBlockOption::Range { from_block, to_block } => (tag(from_block, head)?, tag(to_block, head)?),
+            FilterBlockOption::Range { from_block, to_block } => {
+                (tag(from_block, head)?, tag(to_block, head)?)
+            }
         };
         let to = to.min(head);
         if from > to {
@@ -387,7 +431,12 @@ impl Rpc {
         Ok(out)
     }
 
-    fn fee_history(&self, count: u64, newest: BlockNumberOrTag, percentiles: Option<Vec<f64>>) -> RpcResult<FeeHistory> {
+    fn fee_history(
+        &self,
+        count: u64,
+        newest: BlockNumberOrTag,
+        percentiles: Option<Vec<f64>>,
+    ) -> RpcResult<FeeHistory> {
         let head = self.head_height();
         let newest = match newest {
             BlockNumberOrTag::Number(n) => n.min(head),
@@ -404,7 +453,11 @@ impl Rpc {
             fh.base_fee_per_gas.push(h.base_fee as u128);
             fh.gas_used_ratio.push(h.gas_used as f64 / h.gas_limit.max(1) as f64);
             if let Some(ps) = &percentiles {
-                let body = db.body(height).map_err(internal)?.unwrap_or(StoredBody { txs: vec![], senders: vec![], hashes: vec![] });
+                let body = db.body(height).map_err(internal)?.unwrap_or(StoredBody {
+                    txs: vec![],
+                    senders: vec![],
+                    hashes: vec![],
+                });
                 let mut tips: Vec<u128> = body
                     .txs
                     .iter()
@@ -425,14 +478,21 @@ impl Rpc {
                 );
             }
         }
-        fh.base_fee_per_gas.push(if newest == head { self.node.next_base_fee() as u128 } else {
+        fh.base_fee_per_gas.push(if newest == head {
+            self.node.next_base_fee() as u128
+        } else {
             db.header(newest + 1).map_err(internal)?.map_or(0, |h| h.base_fee as u128)
         });
         fh.reward = percentiles.map(|_| rewards);
         Ok(fh)
     }
 
-    fn get_proof(&self, address: Address, slots: Vec<U256>, block: Option<BlockId>) -> RpcResult<ProofResponse> {
+    fn get_proof(
+        &self,
+        address: Address,
+        slots: Vec<U256>,
+        block: Option<BlockId>,
+    ) -> RpcResult<ProofResponse> {
         if slots.len() > 1024 {
             return Err(params_err("at most 1024 storage slots per proof request"));
         }
@@ -552,12 +612,23 @@ fn module(node: Arc<ShardNode>) -> Result<RpcModule<Rpc>> {
     let mut m = RpcModule::new(Rpc { node });
     let reg = |e: jsonrpsee::core::RegisterMethodError| Error::Rpc(e.to_string());
 
-    m.register_method("eth_chainId", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.node.config().chain_id())) }).map_err(reg)?;
+    m.register_method("eth_chainId", |_, rpc, _| -> RpcResult<U64> {
+        Ok(U64::from(rpc.node.config().chain_id()))
+    })
+    .map_err(reg)?;
     m.register_method("net_version", |_, rpc, _| rpc.node.config().chain_id().to_string()).map_err(reg)?;
-    m.register_method("web3_clientVersion", |_, _, _| format!("optishard/v{}", env!("CARGO_PKG_VERSION"))).map_err(reg)?;
-    m.register_method("eth_blockNumber", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.head_height())) }).map_err(reg)?;
-    m.register_method("eth_gasPrice", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.node.next_base_fee() + PRIORITY_FEE)) }).map_err(reg)?;
-    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| -> RpcResult<U64> { Ok(U64::from(PRIORITY_FEE)) }).map_err(reg)?;
+    m.register_method("web3_clientVersion", |_, _, _| format!("optishard/v{}", env!("CARGO_PKG_VERSION")))
+        .map_err(reg)?;
+    m.register_method("eth_blockNumber", |_, rpc, _| -> RpcResult<U64> { Ok(U64::from(rpc.head_height())) })
+        .map_err(reg)?;
+    m.register_method("eth_gasPrice", |_, rpc, _| -> RpcResult<U64> {
+        Ok(U64::from(rpc.node.next_base_fee() + PRIORITY_FEE))
+    })
+    .map_err(reg)?;
+    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| -> RpcResult<U64> {
+        Ok(U64::from(PRIORITY_FEE))
+    })
+    .map_err(reg)?;
     m.register_method("eth_getBalance", |p, rpc, _| -> RpcResult<U256> {
         let (a, b) = seq2::<Address, BlockId>(p)?;
         Ok(rpc.account(a, b)?.map_or(U256::ZERO, |x| x.balance))
@@ -600,7 +671,8 @@ fn module(node: Arc<ShardNode>) -> Result<RpcModule<Rpc>> {
     })
     .map_err(reg)?;
     m.register_method("eth_sendRawTransaction", |p, rpc, _| rpc.send_raw(one::<Bytes>(p)?)).map_err(reg)?;
-    m.register_method("eth_getTransactionByHash", |p, rpc, _| rpc.tx_by_hash(one::<B256>(p)?)).map_err(reg)?;
+    m.register_method("eth_getTransactionByHash", |p, rpc, _| rpc.tx_by_hash(one::<B256>(p)?))
+        .map_err(reg)?;
     m.register_method("eth_getTransactionReceipt", |p, rpc, _| rpc.receipt(one::<B256>(p)?)).map_err(reg)?;
     m.register_method("eth_getBlockByNumber", |p, rpc, _| -> RpcResult<Option<Block>> {
         let (tag, full) = seq2::<BlockNumberOrTag, bool>(p)?;

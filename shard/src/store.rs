@@ -24,7 +24,15 @@ const CF_RECEIPTS: &str = "receipts";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_BLOCK_INDEX: &str = "block_index";
 const CFS: [&str; 10] = [
-    CF_NODES, CF_VALUES, CF_WRITTEN, CF_STALE, CF_META, CF_HEADERS, CF_BODIES, CF_RECEIPTS, CF_TX_INDEX,
+    CF_NODES,
+    CF_VALUES,
+    CF_WRITTEN,
+    CF_STALE,
+    CF_META,
+    CF_HEADERS,
+    CF_BODIES,
+    CF_RECEIPTS,
+    CF_TX_INDEX,
     CF_BLOCK_INDEX,
 ];
 
@@ -212,7 +220,12 @@ impl ShardDb {
         Arc::new(self.clone())
     }
 
-    fn state_batch(&self, wb: &mut WriteBatch, version: Version, batch: &TreeUpdateBatch) -> prover::Result<()> {
+    fn state_batch(
+        &self,
+        wb: &mut WriteBatch,
+        version: Version,
+        batch: &TreeUpdateBatch,
+    ) -> prover::Result<()> {
         for (key, node) in batch.node_batch.nodes() {
             wb.put_cf(self.cf(CF_NODES), node_key_bytes(key)?, borsh::to_vec(node).map_err(state_err)?);
         }

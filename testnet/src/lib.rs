@@ -74,8 +74,10 @@ pub struct ShardArgs {
 pub fn resolve_config(cmd: &ShardCmd) -> Result<ShardConfig> {
     let mut cfg = match &cmd.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-            toml::from_str::<ShardConfig>(&text).with_context(|| format!("parsing config {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str::<ShardConfig>(&text)
+                .with_context(|| format!("parsing config {}", path.display()))?
         }
         None => ShardConfig::default(),
     };
@@ -118,7 +120,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             if !cmd.dev {
-                bail!("only `optishard shard --dev` exists so far; multi-validator shards come with the testnet");
+                bail!(
+                    "only `optishard shard --dev` exists so far; multi-validator shards come with the testnet"
+                );
             }
             let handle = shard::start(cfg.clone()).await.context("starting the shard node")?;
             println!("optishard dev node, shard {} (chain id {})", cfg.shard, cfg.chain_id());

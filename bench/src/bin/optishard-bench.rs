@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use bench::Workload;
 use bridge::ShardId;
 use clap::{Parser, Subcommand};
-use prover::{AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, StateKey, execute_items, recover_all};
+use prover::{
+    AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, StateKey, execute_items, recover_all,
+};
 use revm::database::{CacheDB, EmptyDB};
 use revm::{Context as EvmContext, ExecuteCommitEvm, MainBuilder, MainContext};
 use serde_json::{Value, json};
@@ -102,7 +104,8 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     let t = Instant::now();
     for (i, raws) in block_txs.iter().enumerate() {
         let h = i as u64;
-        let items: Vec<Item> = recover_all(raws).into_iter().map(|r| r.map(Item::Tx)).collect::<Result<_, _>>()?;
+        let items: Vec<Item> =
+            recover_all(raws).into_iter().map(|r| r.map(Item::Tx)).collect::<Result<_, _>>()?;
         let exec = execute_items(state.reader(h)?, &params(h + 1), items, Mode::Build)?;
         if !exec.rejected.is_empty() {
             bail!("{} transactions rejected: {}", exec.rejected.len(), exec.rejected[0].reason);
@@ -128,7 +131,10 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     // the minimal loop: the same recovery, then revm over an in-memory db
     let mut cache = CacheDB::new(EmptyDB::default());
     for a in w.addresses() {
-        cache.insert_account_info(a, revm::state::AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() });
+        cache.insert_account_info(
+            a,
+            revm::state::AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() },
+        );
     }
     let t = Instant::now();
     let mut evm = EvmContext::mainnet().with_db(cache).with_block(revm::context::BlockEnv {
@@ -149,7 +155,10 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     }
     let minimal = t.elapsed();
     let (n, m) = (total / node.as_secs_f64(), total / minimal.as_secs_f64());
-    println!("blocks of {per_block} ETH transfers x {blocks}, {senders} senders, {} threads", rayon::current_num_threads());
+    println!(
+        "blocks of {per_block} ETH transfers x {blocks}, {senders} senders, {} threads",
+        rayon::current_num_threads()
+    );
     println!("node path     : {:>10.0} tx/s  ({:.3} s)", n, node.as_secs_f64());
     println!("minimal loop  : {:>10.0} tx/s  ({:.3} s)", m, minimal.as_secs_f64());
     println!("ratio node/minimal = {:.3}", n / m);
@@ -157,7 +166,13 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
 }
 
 async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
-    let v: Value = http.post(url).json(&json!({"jsonrpc":"2.0","id":1,"method":method,"params":params})).send().await?.json().await?;
+    let v: Value = http
+        .post(url)
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}))
+        .send()
+        .await?
+        .json()
+        .await?;
     if let Some(e) = v.get("error") {
         bail!("{method}: {e}");
     }
@@ -201,14 +216,24 @@ async fn rpc_load(url: String, txs: u64, batch: usize, concurrency: usize, label
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, bodies, next, errors) = (http.clone(), url.clone(), bodies.clone(), next.clone(), errors.clone());
+        let (http, url, bodies, next, errors) =
+            (http.clone(), url.clone(), bodies.clone(), next.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(body) = bodies.get(i) else { break };
-                let resp = http.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
                 let ok = match resp {
-                    Ok(r) => r.json::<Vec<Value>>().await.map(|v| v.iter().filter(|x| x.get("error").is_some()).count()).unwrap_or(1),
+                    Ok(r) => r
+                        .json::<Vec<Value>>()
+                        .await
+                        .map(|v| v.iter().filter(|x| x.get("error").is_some()).count())
+                        .unwrap_or(1),
                     Err(_) => 1,
                 };
                 errors.fetch_add(ok, std::sync::atomic::Ordering::SeqCst);
@@ -254,14 +279,22 @@ fn witness_figures() -> Result<()> {
     let w = Workload::new(31_337, 2);
     let state = AuthState::in_memory();
     genesis(&state, &w.addresses())?;
-    let deploy = w.sign(0, 0, TxKind::Create, U256::ZERO, bench::token_bin(U256::from(10u64.pow(18))), 2_000_000);
+    let deploy =
+        w.sign(0, 0, TxKind::Create, U256::ZERO, bench::token_bin(U256::from(10u64.pow(18))), 2_000_000);
     let items = |raws: &[Bytes]| -> Result<Vec<Item>> {
         Ok(recover_all(raws).into_iter().map(|r| r.map(Item::Tx)).collect::<Result<_, _>>()?)
     };
     let exec = execute_items(state.reader(0)?, &params(1), items(&[deploy])?, Mode::Verify)?;
     let token = exec.outcomes[0].receipt.contract_address.context("token deployed")?;
     state.commit(1, &exec.block_changes())?;
-    let transfer = w.sign(0, 1, TxKind::Call(token), U256::ZERO, bench::token_transfer_call(Address::repeat_byte(7), U256::from(5)), 100_000);
+    let transfer = w.sign(
+        0,
+        1,
+        TxKind::Call(token),
+        U256::ZERO,
+        bench::token_transfer_call(Address::repeat_byte(7), U256::from(5)),
+        100_000,
+    );
     let exec = execute_items(state.reader(1)?, &params(2), items(&[transfer])?, Mode::Verify)?;
     let witness = prover::produce_witness(&state, 1, &exec, 0, &Default::default())?;
     let rounds = 2_000;

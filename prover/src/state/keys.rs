@@ -22,9 +22,7 @@ impl StateKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             StateKey::Account(a) => [&[1u8][..], a.as_slice()].concat(),
-            StateKey::Storage(a, s) => {
-                [&[2u8][..], a.as_slice(), &s.to_be_bytes::<32>()[..]].concat()
-            }
+            StateKey::Storage(a, s) => [&[2u8][..], a.as_slice(), &s.to_be_bytes::<32>()[..]].concat(),
             StateKey::Code(h) => [&[3u8][..], h.as_slice()].concat(),
         }
     }

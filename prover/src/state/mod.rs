@@ -163,9 +163,7 @@ impl AuthState {
 
     /// An account at `version`, `None` if it does not exist.
     pub fn account(&self, address: Address, version: Version) -> Result<Option<AccountState>> {
-        self.get(&StateKey::Account(address), version)?
-            .map(|b| AccountState::decode(&b))
-            .transpose()
+        self.get(&StateKey::Account(address), version)?.map(|b| AccountState::decode(&b)).transpose()
     }
 
     /// A storage slot at `version` (zero when unset).
@@ -185,8 +183,7 @@ impl AuthState {
     pub fn prove(&self, key: StateKey, version: Version) -> Result<StateProof> {
         self.check_version(version)?;
         let reader = StoreReader(&*self.store);
-        let (value, proof) =
-            Tree::new(&reader).get_with_proof(key.key_hash(), version).map_err(jmt_err)?;
+        let (value, proof) = Tree::new(&reader).get_with_proof(key.key_hash(), version).map_err(jmt_err)?;
         Ok(StateProof { key, value, proof: SmtProof::from_jmt(&proof)? })
     }
 
@@ -222,12 +219,17 @@ impl AuthState {
     pub fn view_after(&self, base: Version, changesets: &[ChangeSet]) -> Result<StateView> {
         self.check_version(base)?;
         if changesets.is_empty() {
-            return Ok(StateView { state: self.clone(), base, nodes: BTreeMap::new(), values: BTreeMap::new(), roots: vec![] });
+            return Ok(StateView {
+                state: self.clone(),
+                base,
+                nodes: BTreeMap::new(),
+                values: BTreeMap::new(),
+                roots: vec![],
+            });
         }
         let reader = StoreReader(&*self.store);
-        let sets = changesets
-            .iter()
-            .map(|c| c.iter().map(|(k, v)| (k.key_hash(), v.clone())).collect::<Vec<_>>());
+        let sets =
+            changesets.iter().map(|c| c.iter().map(|(k, v)| (k.key_hash(), v.clone())).collect::<Vec<_>>());
         let (roots, batch) = Tree::new(&reader).put_value_sets(sets, base + 1).map_err(jmt_err)?;
         Ok(StateView {
             state: self.clone(),
@@ -299,9 +301,8 @@ impl StateView {
             nodes: &self.nodes,
             values: &self.values,
         };
-        let (value, proof) = Tree::new(&reader)
-            .get_with_proof(key.key_hash(), self.version())
-            .map_err(jmt_err)?;
+        let (value, proof) =
+            Tree::new(&reader).get_with_proof(key.key_hash(), self.version()).map_err(jmt_err)?;
         Ok(StateProof { key, value, proof: SmtProof::from_jmt(&proof)? })
     }
 }

@@ -54,9 +54,7 @@ fn common_prefix_bits(a: &[u8; 32], b: &[u8; 32]) -> usize {
 }
 
 /// A leaf of the tree.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct SmtLeaf {
     /// The key's position.
     pub key_hash: [u8; 32],
@@ -261,7 +259,12 @@ impl PartialTree {
         Ok(())
     }
 
-    fn update_at(node: PartialTree, key: &[u8; 32], leaf: Option<SmtLeaf>, depth: usize) -> Result<PartialTree> {
+    fn update_at(
+        node: PartialTree,
+        key: &[u8; 32],
+        leaf: Option<SmtLeaf>,
+        depth: usize,
+    ) -> Result<PartialTree> {
         use PartialTree::*;
         Ok(match node {
             Empty => leaf.map_or(Empty, Leaf),

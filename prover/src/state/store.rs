@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jmt::storage::{Node, NodeKey, NibblePath, StaleNodeIndex, TreeUpdateBatch};
+use jmt::storage::{NibblePath, Node, NodeKey, StaleNodeIndex, TreeUpdateBatch};
 use jmt::{KeyHash, Version};
 use parking_lot::RwLock;
 
@@ -75,11 +75,7 @@ impl StateStore for MemStore {
 
     fn get_value(&self, max_version: Version, key: KeyHash) -> Result<Option<Vec<u8>>> {
         let inner = self.inner.read();
-        Ok(inner
-            .values
-            .range((key, 0)..=(key, max_version))
-            .next_back()
-            .and_then(|(_, v)| v.clone()))
+        Ok(inner.values.range((key, 0)..=(key, max_version)).next_back().and_then(|(_, v)| v.clone()))
     }
 
     fn latest_version(&self) -> Result<Option<Version>> {
@@ -123,12 +119,8 @@ impl StateStore for MemStore {
 
     fn prune(&self, keep_from: Version) -> Result<()> {
         let mut inner = self.inner.write();
-        let stale: Vec<StaleNodeIndex> = inner
-            .stale
-            .iter()
-            .take_while(|s| s.stale_since_version <= keep_from)
-            .cloned()
-            .collect();
+        let stale: Vec<StaleNodeIndex> =
+            inner.stale.iter().take_while(|s| s.stale_since_version <= keep_from).cloned().collect();
         for s in stale {
             inner.nodes.remove(&s.node_key);
             inner.stale.remove(&s);

@@ -88,7 +88,11 @@ fn contracts_deploy_write_storage_emit_logs_and_revert() {
     let bad = IStore::setCall { key: U256::from(3), value: U256::ZERO }.abi_encode();
     let oog = IStore::spinCall { rounds: U256::from(100_000) }.abi_encode();
     let exec = chain.execute(
-        vec![call(0, 1, contract, set, 200_000), call(0, 2, contract, bad, 200_000), call(0, 3, contract, oog, 100_000)],
+        vec![
+            call(0, 1, contract, set, 200_000),
+            call(0, 2, contract, bad, 200_000),
+            call(0, 3, contract, oog, 100_000),
+        ],
         Mode::Verify,
     );
     let r = exec.receipts();
@@ -127,7 +131,11 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..4).prop_map(|from| Op::Deploy { from }),
         (0u8..4, 0u8..6, 0u8..4).prop_map(|(from, key, value)| Op::Set { from, key, value }),
         (0u8..4, 0u8..6).prop_map(|(from, key)| Op::Clear { from, key }),
-        (0u8..4, 0u16..200, 30_000u32..120_000).prop_map(|(from, rounds, gas)| Op::Spin { from, rounds, gas }),
+        (0u8..4, 0u16..200, 30_000u32..120_000).prop_map(|(from, rounds, gas)| Op::Spin {
+            from,
+            rounds,
+            gas
+        }),
         (0u8..4, 1u64..1000).prop_map(|(from, amount)| Op::Fresh { from, amount }),
     ]
 }
@@ -136,19 +144,41 @@ fn build(ops: &[Op], contract: Address, nonces: &mut [u64; 4], fresh: &mut u64) 
     ops.iter()
         .map(|o| {
             let from = match o {
-                Op::Transfer { from, .. } | Op::Deploy { from } | Op::Set { from, .. } | Op::Clear { from, .. } => *from,
+                Op::Transfer { from, .. }
+                | Op::Deploy { from }
+                | Op::Set { from, .. }
+                | Op::Clear { from, .. } => *from,
                 Op::Spin { from, .. } | Op::Fresh { from, .. } => *from,
             };
             let n = nonces[from as usize];
             nonces[from as usize] += 1;
             match o {
-                Op::Transfer { to, amount, .. } => {
-                    sign_1559(&signer(from), n, TxKind::Call(signer(*to).address()), U256::from(*amount), Bytes::new(), 21_000)
-                }
+                Op::Transfer { to, amount, .. } => sign_1559(
+                    &signer(from),
+                    n,
+                    TxKind::Call(signer(*to).address()),
+                    U256::from(*amount),
+                    Bytes::new(),
+                    21_000,
+                ),
                 Op::Deploy { .. } => deploy(from, n),
-                Op::Set { key, value, .. } => call(from, n, contract, IStore::setCall { key: U256::from(*key), value: U256::from(*value) }.abi_encode(), 200_000),
-                Op::Clear { key, .. } => call(from, n, contract, IStore::clearCall { key: U256::from(*key) }.abi_encode(), 100_000),
-                Op::Spin { rounds, gas, .. } => call(from, n, contract, IStore::spinCall { rounds: U256::from(*rounds) }.abi_encode(), *gas as u64),
+                Op::Set { key, value, .. } => call(
+                    from,
+                    n,
+                    contract,
+                    IStore::setCall { key: U256::from(*key), value: U256::from(*value) }.abi_encode(),
+                    200_000,
+                ),
+                Op::Clear { key, .. } => {
+                    call(from, n, contract, IStore::clearCall { key: U256::from(*key) }.abi_encode(), 100_000)
+                }
+                Op::Spin { rounds, gas, .. } => call(
+                    from,
+                    n,
+                    contract,
+                    IStore::spinCall { rounds: U256::from(*rounds) }.abi_encode(),
+                    *gas as u64,
+                ),
                 Op::Fresh { amount, .. } => {
                     *fresh += 1;
                     let to = Address::left_padding_from(&fresh.to_be_bytes());
@@ -207,4 +237,3 @@ proptest! {
         prop_assert_eq!(*trace2.last().unwrap(), exec2.final_commitment(post));
     }
 }
-

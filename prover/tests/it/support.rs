@@ -22,7 +22,14 @@ pub(crate) fn signer(i: u8) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&B256::from(key)).unwrap()
 }
 
-pub(crate) fn sign_1559(s: &PrivateKeySigner, nonce: u64, to: TxKind, value: U256, input: Bytes, gas: u64) -> SignedTx {
+pub(crate) fn sign_1559(
+    s: &PrivateKeySigner,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas: u64,
+) -> SignedTx {
     let tx = TxEip1559 {
         chain_id: CHAIN_ID,
         nonce,

@@ -19,7 +19,14 @@ struct Client {
 
 impl Client {
     async fn raw(&self, body: String) -> (u16, Value) {
-        let resp = self.http.post(&self.url).header("content-type", "application/json").body(body).send().await.unwrap();
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -82,25 +89,35 @@ async fn scenario() {
     assert_eq!(code, -32602);
 
     // wrong chain id
-    let (code, msg) = c.error("eth_sendRawTransaction", json!([hex_tx(&signed(&signer, 1, 0, 21_000, U256::ZERO))])).await;
+    let (code, msg) =
+        c.error("eth_sendRawTransaction", json!([hex_tx(&signed(&signer, 1, 0, 21_000, U256::ZERO))])).await;
     assert_eq!((code, msg.starts_with("invalid chain id")), (-32000, true), "{msg}");
 
     // a signature that recovers to no key: r is not a curve x-coordinate
     let good = signed(&signer, 31_337, 0, 21_000, U256::ZERO);
     let TxEnvelope::Eip1559(s) = &good else { unreachable!() };
-    let bad_sig = alloy_primitives::Signature::new(U256::MAX - U256::from(1), s.signature().s(), s.signature().v());
+    let bad_sig =
+        alloy_primitives::Signature::new(U256::MAX - U256::from(1), s.signature().s(), s.signature().v());
     let forged = TxEnvelope::from(s.tx().clone().into_signed(bad_sig));
     let (code, msg) = c.error("eth_sendRawTransaction", json!([hex_tx(&forged)])).await;
     assert_eq!((code, msg.as_str()), (-32000, "invalid sender"));
 
     // gas below intrinsic
-    let (code, msg) = c.error("eth_sendRawTransaction", json!([hex_tx(&signed(&signer, 31_337, 0, 20_999, U256::ZERO))])).await;
+    let (code, msg) = c
+        .error("eth_sendRawTransaction", json!([hex_tx(&signed(&signer, 31_337, 0, 20_999, U256::ZERO))]))
+        .await;
     assert_eq!((code, msg.starts_with("intrinsic gas too low")), (-32000, true), "{msg}");
 
     // insufficient funds, from an account with nothing
     let poor = PrivateKeySigner::random();
-    let (code, msg) = c.error("eth_sendRawTransaction", json!([hex_tx(&signed(&poor, 31_337, 0, 21_000, U256::from(1)))])).await;
-    assert_eq!((code, msg.starts_with("insufficient funds for gas * price + value")), (-32000, true), "{msg}");
+    let (code, msg) = c
+        .error("eth_sendRawTransaction", json!([hex_tx(&signed(&poor, 31_337, 0, 21_000, U256::from(1)))]))
+        .await;
+    assert_eq!(
+        (code, msg.starts_with("insufficient funds for gas * price + value")),
+        (-32000, true),
+        "{msg}"
+    );
 
     // none of that reached the pool
     assert_eq!(c.nonce(me).await, before);
@@ -132,7 +149,10 @@ async fn scenario() {
     assert_eq!(code, -32602);
     let (_, v) = c.raw(r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNu"#.to_string()).await;
     assert_eq!(v["error"]["code"], -32700, "{v}");
-    let huge = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{}"]}}"#, "ab".repeat(1 << 20));
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{}"]}}"#,
+        "ab".repeat(1 << 20)
+    );
     let (status, v) = c.raw(huge).await;
     assert!(status == 413 || v["error"]["code"] == -32007, "oversized: {status} {v}");
 

@@ -62,11 +62,16 @@ async fn scenario() {
     let slot = keccak256([U256::from(5).to_be_bytes::<32>(), [0u8; 32]].concat());
     assert_eq!(provider.get_storage_at(contract, U256::from_be_bytes(slot.0)).await.unwrap(), U256::from(99));
     assert_eq!(provider.get_storage_at(contract, U256::from(1)).await.unwrap(), U256::from(1), "count");
-    let filter = Filter::new().address(contract).event_signature(IStore::ValueSet::SIGNATURE_HASH).from_block(block).to_block(block);
+    let filter = Filter::new()
+        .address(contract)
+        .event_signature(IStore::ValueSet::SIGNATURE_HASH)
+        .from_block(block)
+        .to_block(block);
     let found = provider.get_logs(&filter).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].transaction_hash, Some(receipt.transaction_hash));
-    let none = provider.get_logs(&Filter::new().address(Address::repeat_byte(1)).from_block(0)).await.unwrap();
+    let none =
+        provider.get_logs(&Filter::new().address(Address::repeat_byte(1)).from_block(0)).await.unwrap();
     assert!(none.is_empty());
 
     // a revert: the call reports the reason; a mined revert has status 0
@@ -76,14 +81,16 @@ async fn scenario() {
     assert!(err.contains("execution reverted: value must be non-zero"), "{err}");
     let err = provider.estimate_gas(req.clone()).await.unwrap_err().to_string();
     assert!(err.contains("value must be non-zero"), "{err}");
-    let receipt = provider.send_transaction(req.with_gas_limit(100_000)).await.unwrap().get_receipt().await.unwrap();
+    let receipt =
+        provider.send_transaction(req.with_gas_limit(100_000)).await.unwrap().get_receipt().await.unwrap();
     assert!(!receipt.status());
     assert!(receipt.inner.logs().is_empty());
 
     // the transaction and its block as the client sees them
     let tx = provider.get_transaction_by_hash(receipt.transaction_hash).await.unwrap().unwrap();
     assert_eq!(tx.block_number, receipt.block_number);
-    let full = provider.get_block_by_number(receipt.block_number.unwrap().into()).full().await.unwrap().unwrap();
+    let full =
+        provider.get_block_by_number(receipt.block_number.unwrap().into()).full().await.unwrap().unwrap();
     assert!(full.transactions.hashes().any(|h| h == receipt.transaction_hash));
     let count = IStore::countCall {}.abi_encode();
     let out = provider.call(TransactionRequest::default().with_to(contract).with_input(count)).await.unwrap();

@@ -12,7 +12,10 @@ pub(crate) async fn dev_node(dir: &tempfile::TempDir) -> NodeHandle {
         rpc_max_request_bytes: 1 << 20,
         ..ShardConfig::default()
     };
-    tokio::time::timeout(Duration::from_secs(30), shard::start(cfg)).await.expect("start in time").expect("node starts")
+    tokio::time::timeout(Duration::from_secs(30), shard::start(cfg))
+        .await
+        .expect("start in time")
+        .expect("node starts")
 }
 
 pub(crate) fn store_bin() -> alloy_primitives::Bytes {

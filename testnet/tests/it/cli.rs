@@ -35,7 +35,8 @@ fn bad_config_files_and_flags_are_clear_errors() {
     for (text, expect) in cases {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, text).unwrap();
-        let out = optishard().args(["shard", "--dev", "--dump-config", "--config"]).arg(&file).output().unwrap();
+        let out =
+            optishard().args(["shard", "--dev", "--dump-config", "--config"]).arg(&file).output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{text:?}: {err}");
@@ -43,6 +44,9 @@ fn bad_config_files_and_flags_are_clear_errors() {
     let out = optishard().args(["shard", "--dev", "--rpc-addr", "nowhere"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rpc-addr"));
-    let out = optishard().args(["shard", "--dev", "--dump-config", "--config", "/no/such/file.toml"]).output().unwrap();
+    let out = optishard()
+        .args(["shard", "--dev", "--dump-config", "--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
 }

@@ -105,7 +105,9 @@ async fn scenario() {
         assert_eq!(&b["stateRoot"], root, "state root of block {n} changed");
     }
     // and it keeps going from there: the next nonce is accepted
-    let next = rpc(&http, &url, "eth_getTransactionCount", json!([shard::dev_accounts()[2].1.address, "latest"])).await;
+    let next =
+        rpc(&http, &url, "eth_getTransactionCount", json!([shard::dev_accounts()[2].1.address, "latest"]))
+            .await;
     let next = u64::from_str_radix(next.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     assert!(next >= included.len() as u64);
     let h = rpc(&http, &url, "eth_sendRawTransaction", json!([transfer(next)])).await;
