@@ -278,11 +278,11 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
                 changes.insert(StateKey::Account(address), Some(after.encode()));
                 self.accounts.insert(address, Some(after));
             }
-            if account.is_created() && info.code_hash != KECCAK_EMPTY {
-                if let Some(code) = &info.code {
-                    changes.insert(StateKey::Code(info.code_hash), Some(code.original_bytes().to_vec()));
-                    self.code.insert(info.code_hash, code.clone());
-                }
+            if let Some(code) =
+                info.code.as_ref().filter(|_| account.is_created() && info.code_hash != KECCAK_EMPTY)
+            {
+                changes.insert(StateKey::Code(info.code_hash), Some(code.original_bytes().to_vec()));
+                self.code.insert(info.code_hash, code.clone());
             }
             for (slot, value) in account.changed_storage_slots() {
                 let new = value.present_value();

@@ -129,12 +129,12 @@ impl Mempool {
 
     /// Drops `hash` from the pool.
     pub fn remove(&mut self, hash: &B256) {
-        if let Some((sender, nonce)) = self.by_hash.remove(hash) {
-            if let Some(q) = self.by_sender.get_mut(&sender) {
-                q.remove(&nonce);
-                if q.is_empty() {
-                    self.by_sender.remove(&sender);
-                }
+        if let Some((sender, nonce)) = self.by_hash.remove(hash)
+            && let Some(q) = self.by_sender.get_mut(&sender)
+        {
+            q.remove(&nonce);
+            if q.is_empty() {
+                self.by_sender.remove(&sender);
             }
         }
     }

@@ -179,11 +179,11 @@ impl ShardNode {
         let height = db.head()?.ok_or_else(|| Error::Corrupt("no head after genesis".into()))?;
         // block and state are written in one batch; this only repairs a
         // database written by something else
-        if let Some(v) = state.latest_version()? {
-            if v > height {
-                warn!(target: "shard", state = v, head = height, "state ahead of chain head, rolling back");
-                state.rollback(height)?;
-            }
+        if let Some(v) = state.latest_version()?
+            && v > height
+        {
+            warn!(target: "shard", state = v, head = height, "state ahead of chain head, rolling back");
+            state.rollback(height)?;
         }
         let header = db.header(height)?.ok_or_else(|| Error::Corrupt(format!("missing header {height}")))?;
         let hash = header.hash();
@@ -367,7 +367,7 @@ impl ShardNode {
                 pool.prune_sender(&s, n);
             }
         }
-        if header.height > self.config.state_history && header.height % 64 == 0 {
+        if header.height > self.config.state_history && header.height.is_multiple_of(64) {
             self.state.prune(header.height - self.config.state_history)?;
         }
         let _ = self.head_tx.send(header.height);

@@ -213,12 +213,12 @@ impl Rpc {
     ) -> RpcResult<ExecutionResult> {
         let height = self.state_version(self.resolve(block)?)?;
         let mut params = self.node.next_params();
-        if height != self.head_height() {
-            if let Some(h) = self.node.db().header(height).map_err(internal)? {
-                params.number = h.height;
-                params.timestamp = h.timestamp;
-                params.base_fee = h.base_fee;
-            }
+        if height != self.head_height()
+            && let Some(h) = self.node.db().header(height).map_err(internal)?
+        {
+            params.number = h.height;
+            params.timestamp = h.timestamp;
+            params.base_fee = h.base_fee;
         }
         let reader =
             self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
