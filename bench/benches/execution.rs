@@ -1,35 +1,14 @@
 #![allow(missing_docs)] // criterion macros generate undocumented items
 //! Criterion benches: block execution, state commitment, proofs, witnesses.
 
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
-use bench::Workload;
-use bridge::ShardId;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use bench::{Workload, params};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use prover::{
-    AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, StateKey, execute_items, recover_all,
-};
-
-fn params(number: u64) -> BlockParams {
-    BlockParams {
-        shard: ShardId(0),
-        chain_id: 31_337,
-        number,
-        timestamp: 1_700_000_000 + number,
-        beneficiary: Address::repeat_byte(0xfe),
-        gas_limit: u64::MAX / 2,
-        base_fee: 1_000_000_000,
-        prevrandao: B256::ZERO,
-    }
-}
+use prover::{AccountState, AuthState, ChangeSet, Item, Mode, StateKey, execute_items, recover_all};
 
 fn funded(w: &Workload) -> AuthState {
     let state = AuthState::in_memory();
-    let mut c = ChangeSet::new();
-    for a in w.addresses() {
-        let acct = AccountState { balance: U256::from(10u128.pow(30)), ..Default::default() };
-        c.insert(StateKey::Account(a), Some(acct.encode()));
-    }
-    state.commit(0, &c).unwrap();
+    bench::fund(&state, &w.addresses()).unwrap();
     state
 }
 

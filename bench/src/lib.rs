@@ -7,9 +7,11 @@
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
+use bridge::ShardId;
+use prover::{AccountState, AuthState, BlockParams, ChangeSet, StateKey};
 use rayon::prelude::*;
 
 /// The compiled ERC-20 used by the token workloads (constructor takes the supply).
@@ -114,4 +116,29 @@ impl Workload {
             })
             .collect()
     }
+}
+
+/// Block parameters every benchmark uses (chain 31337, 1 gwei base fee, no gas cap).
+pub fn params(number: u64) -> BlockParams {
+    BlockParams {
+        shard: ShardId(0),
+        chain_id: 31_337,
+        number,
+        timestamp: 1_700_000_000 + number,
+        beneficiary: Address::repeat_byte(0xfe),
+        gas_limit: u64::MAX / 2,
+        base_fee: 1_000_000_000,
+        prevrandao: B256::ZERO,
+    }
+}
+
+/// Commits genesis version 0 of `state`, funding `addrs` generously.
+pub fn fund(state: &AuthState, addrs: &[Address]) -> prover::Result<()> {
+    let mut c = ChangeSet::new();
+    for a in addrs {
+        let acct = AccountState { balance: U256::from(10u128.pow(30)), ..Default::default() };
+        c.insert(StateKey::Account(*a), Some(acct.encode()));
+    }
+    state.commit(0, &c)?;
+    Ok(())
 }

@@ -11,14 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use anyhow::{Context, Result, bail};
-use bench::Workload;
-use bridge::ShardId;
+use bench::{Workload, params};
 use clap::{Parser, Subcommand};
-use prover::{
-    AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, StateKey, execute_items, recover_all,
-};
+use prover::{AuthState, Item, Mode, execute_items, recover_all};
 use revm::database::{CacheDB, EmptyDB};
 use revm::{Context as EvmContext, ExecuteCommitEvm, MainBuilder, MainContext};
 use serde_json::{Value, json};
@@ -66,29 +63,6 @@ enum Cmd {
     Witness,
 }
 
-fn genesis(state: &AuthState, addrs: &[Address]) -> Result<()> {
-    let mut c = ChangeSet::new();
-    for a in addrs {
-        let acct = AccountState { balance: U256::from(10u128.pow(30)), ..Default::default() };
-        c.insert(StateKey::Account(*a), Some(acct.encode()));
-    }
-    state.commit(0, &c)?;
-    Ok(())
-}
-
-fn params(number: u64) -> BlockParams {
-    BlockParams {
-        shard: ShardId(0),
-        chain_id: 31_337,
-        number,
-        timestamp: 1_700_000_000 + number,
-        beneficiary: Address::repeat_byte(0xfe),
-        gas_limit: u64::MAX / 2,
-        base_fee: 1_000_000_000,
-        prevrandao: B256::ZERO,
-    }
-}
-
 fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     let w = Workload::new(31_337, senders);
     let per_sender = per_block.div_ceil(senders as u64);
@@ -100,7 +74,7 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = shard::ShardDb::open(dir.path(), false)?;
     let state = AuthState::new(db.state_store());
-    genesis(&state, &w.addresses())?;
+    bench::fund(&state, &w.addresses())?;
     let t = Instant::now();
     for (i, raws) in block_txs.iter().enumerate() {
         let h = i as u64;
@@ -278,7 +252,7 @@ async fn rpc_load(url: String, txs: u64, batch: usize, concurrency: usize, label
 fn witness_figures() -> Result<()> {
     let w = Workload::new(31_337, 2);
     let state = AuthState::in_memory();
-    genesis(&state, &w.addresses())?;
+    bench::fund(&state, &w.addresses())?;
     let deploy =
         w.sign(0, 0, TxKind::Create, U256::ZERO, bench::token_bin(U256::from(10u64.pow(18))), 2_000_000);
     let items = |raws: &[Bytes]| -> Result<Vec<Item>> {
