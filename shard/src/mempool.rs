@@ -153,3 +153,61 @@ impl Mempool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_primitives::{Address, Bytes, TxKind, U256};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+
+    use super::*;
+
+    fn tx(s: &PrivateKeySigner, nonce: u64, fee: u128) -> SignedTx {
+        let t = TxEip1559 {
+            chain_id: 1,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: fee,
+            max_priority_fee_per_gas: fee / 2,
+            to: TxKind::Call(Address::ZERO),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let sig = s.sign_hash_sync(&t.signature_hash()).unwrap();
+        SignedTx::from_envelope(TxEnvelope::from(t.into_signed(sig))).unwrap()
+    }
+
+    #[test]
+    fn selects_gap_free_runs_in_nonce_order_and_handles_replacement() {
+        let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+        let mut pool = Mempool::new(10);
+        pool.add(tx(&a, 1, 100)).unwrap();
+        pool.add(tx(&b, 0, 100)).unwrap();
+        pool.add(tx(&a, 0, 100)).unwrap();
+        pool.add(tx(&a, 3, 100)).unwrap(); // gap at 2
+        assert_eq!(pool.add(tx(&a, 0, 100)), Err(PoolError::AlreadyKnown));
+        assert_eq!(pool.add(tx(&a, 0, 105)), Err(PoolError::ReplacementUnderpriced));
+        assert_eq!(pool.pending_nonce(&a.address(), 0), 2);
+        let picked: Vec<(Address, u64)> =
+            pool.select(|_| 0, u64::MAX, 100).iter().map(|t| (t.sender, t.envelope.nonce())).collect();
+        // a's first transaction arrived first; the gapped nonce 3 waits
+        assert_eq!(picked, vec![(a.address(), 0), (a.address(), 1), (b.address(), 0)]);
+        assert_eq!(pool.select(|_| 0, 42_000, 100).len(), 2, "gas budget respected");
+        pool.add(tx(&a, 0, 200)).unwrap(); // a 10%+ bump replaces
+        assert_eq!(pool.len(), 4);
+        pool.prune_sender(&a.address(), 2);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.pending_nonce(&a.address(), 2), 2);
+    }
+
+    #[test]
+    fn full_pool_refuses() {
+        let a = PrivateKeySigner::random();
+        let mut pool = Mempool::new(2);
+        pool.add(tx(&a, 0, 1)).unwrap();
+        pool.add(tx(&a, 1, 1)).unwrap();
+        assert_eq!(pool.add(tx(&a, 2, 1)), Err(PoolError::Full));
+    }
+}
