@@ -31,6 +31,11 @@ pub fn token_transfer_call(to: Address, value: U256) -> Bytes {
     Bytes::from(data)
 }
 
+/// A fresh recipient per (sender, nonce), clear of the precompile addresses.
+fn recipient(sender: usize, nonce: u64) -> Address {
+    Address::left_padding_from(&(1u64 << 62 | (sender as u64) << 40 | nonce).to_be_bytes())
+}
+
 /// Signs transactions for a set of senders on one chain.
 pub struct Workload {
     /// Chain id to sign for.
@@ -91,7 +96,7 @@ impl Workload {
             .collect();
         jobs.par_iter()
             .map(|&(s, n)| {
-                let to = Address::left_padding_from(&((s as u64) << 40 | n).to_be_bytes());
+                let to = recipient(s, n);
                 self.sign(s, n, TxKind::Call(to), U256::from(1), Bytes::new(), 21_000)
             })
             .collect()
@@ -104,7 +109,7 @@ impl Workload {
             .collect();
         jobs.par_iter()
             .map(|&(s, n)| {
-                let to = Address::left_padding_from(&((s as u64) << 40 | n).to_be_bytes());
+                let to = recipient(s, n);
                 self.sign(
                     s,
                     n,

@@ -50,18 +50,24 @@ impl SignedTx {
         if !buf.is_empty() {
             return Err(TxDecodeError::Trailing(buf.len()));
         }
-        Self::from_envelope(envelope)
+        Self::check_type(&envelope)?;
+        let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
+        // the hash of the canonical encoding we just decoded is the hash of `raw`
+        let hash = alloy_primitives::keccak256(raw);
+        Ok(SignedTx { envelope, sender, hash, raw: Bytes::copy_from_slice(raw) })
+    }
+
+    fn check_type(envelope: &TxEnvelope) -> Result<(), TxDecodeError> {
+        match envelope {
+            TxEnvelope::Legacy(tx) if tx.tx().chain_id.is_none() => Err(TxDecodeError::NotReplayProtected),
+            TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => Ok(()),
+            other => Err(TxDecodeError::UnsupportedType(other.tx_type() as u8)),
+        }
     }
 
     /// Recovers the signer of an already decoded envelope.
     pub fn from_envelope(envelope: TxEnvelope) -> Result<Self, TxDecodeError> {
-        match &envelope {
-            TxEnvelope::Legacy(tx) if tx.tx().chain_id.is_none() => {
-                return Err(TxDecodeError::NotReplayProtected);
-            }
-            TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {}
-            other => return Err(TxDecodeError::UnsupportedType(other.tx_type() as u8)),
-        }
+        Self::check_type(&envelope)?;
         let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
         let raw = Bytes::from(envelope.encoded_2718());
         let hash = *envelope.tx_hash();

@@ -15,6 +15,9 @@ use crate::{Error, Result};
 
 const CF_NODES: &str = "state_nodes";
 const CF_VALUES: &str = "state_values";
+/// The newest value of every key: one point lookup (with a bloom filter for
+/// absent keys) serves reads at the latest version, the common case.
+const CF_LATEST: &str = "state_latest";
 const CF_WRITTEN: &str = "state_written";
 const CF_STALE: &str = "state_stale";
 const CF_META: &str = "meta";
@@ -23,9 +26,10 @@ const CF_BODIES: &str = "bodies";
 const CF_RECEIPTS: &str = "receipts";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_BLOCK_INDEX: &str = "block_index";
-const CFS: [&str; 10] = [
+const CFS: [&str; 11] = [
     CF_NODES,
     CF_VALUES,
+    CF_LATEST,
     CF_WRITTEN,
     CF_STALE,
     CF_META,
@@ -94,6 +98,9 @@ pub struct TxLocation {
 pub struct ShardDb {
     db: Arc<DB>,
     write_opts: Arc<WriteOptions>,
+    /// Mirror of the persisted latest state version (`u64::MAX` = none),
+    /// read on every state read; updated after each write that changes it.
+    latest: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ShardDb {
@@ -104,11 +111,26 @@ impl ShardDb {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let cfs = CFS.iter().map(|n| {
+            let mut cf_opts = Options::default();
+            if *n == CF_LATEST || *n == CF_NODES {
+                let mut table = rocksdb::BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                cf_opts.set_block_based_table_factory(&table);
+            }
+            ColumnFamilyDescriptor::new(*n, cf_opts)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(fsync);
-        Ok(ShardDb { db: Arc::new(db), write_opts: Arc::new(write_opts) })
+        let mut this = ShardDb {
+            db: Arc::new(db),
+            write_opts: Arc::new(write_opts),
+            latest: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+        };
+        let latest = this.meta_u64(META_STATE_LATEST)?;
+        this.latest = Arc::new(std::sync::atomic::AtomicU64::new(latest.unwrap_or(u64::MAX)));
+        Ok(this)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -158,7 +180,9 @@ impl ShardDb {
         }
         wb.put_cf(self.cf(CF_BLOCK_INDEX), header.hash().0, hkey);
         wb.put_cf(self.cf(CF_META), META_HEAD, hkey);
-        self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+        self.db.write_opt(wb, &self.write_opts).map_err(db_err)?;
+        self.latest.store(height, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// The header at `height`.
@@ -236,7 +260,11 @@ impl ShardDb {
                 None => vec![0u8],
                 Some(bytes) => [&[1u8][..], bytes].concat(),
             };
-            wb.put_cf(self.cf(CF_VALUES), &k, stored);
+            wb.put_cf(self.cf(CF_VALUES), &k, &stored);
+            match value {
+                Some(_) => wb.put_cf(self.cf(CF_LATEST), key.0, &stored),
+                None => wb.delete_cf(self.cf(CF_LATEST), key.0),
+            }
             let mut w = v.to_be_bytes().to_vec();
             w.extend_from_slice(&key.0);
             wb.put_cf(self.cf(CF_WRITTEN), w, []);
@@ -248,6 +276,28 @@ impl ShardDb {
         }
         wb.put_cf(self.cf(CF_META), META_STATE_LATEST, version.to_be_bytes());
         Ok(())
+    }
+}
+
+impl ShardDb {
+    /// The value of `key` at `version` from the versioned history.
+    fn value_at(&self, max_version: Version, key: &[u8; 32]) -> prover::Result<Option<Vec<u8>>> {
+        let mut seek = key.to_vec();
+        seek.extend_from_slice(&max_version.to_be_bytes());
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES));
+        it.seek_for_prev(&seek);
+        if !it.valid() {
+            it.status().map_err(state_err)?;
+            return Ok(None);
+        }
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) if k.len() == 40 && k[..32] == key[..] => match v.first() {
+                Some(1) => Ok(Some(v[1..].to_vec())),
+                Some(0) => Ok(None),
+                _ => Err(prover::Error::Corrupt("state value tag".into())),
+            },
+            _ => Ok(None),
+        }
     }
 }
 
@@ -266,26 +316,25 @@ impl StateStore for ShardDb {
     }
 
     fn get_value(&self, max_version: Version, key: KeyHash) -> prover::Result<Option<Vec<u8>>> {
-        let mut seek = key.0.to_vec();
-        seek.extend_from_slice(&max_version.to_be_bytes());
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_VALUES));
-        it.seek_for_prev(&seek);
-        if !it.valid() {
-            it.status().map_err(state_err)?;
-            return Ok(None);
+        let latest = self.latest_version()?;
+        if latest.is_some_and(|l| max_version >= l) {
+            let value = match self.db.get_pinned_cf(self.cf(CF_LATEST), key.0).map_err(state_err)? {
+                None => None,
+                Some(v) if v.first() == Some(&1) => Some(v[1..].to_vec()),
+                Some(_) => return Err(prover::Error::Corrupt("state value tag".into())),
+            };
+            // a block committed between the two reads would make `value` newer
+            // than asked for; then read the history instead
+            if self.latest_version()? == latest {
+                return Ok(value);
+            }
         }
-        match (it.key(), it.value()) {
-            (Some(k), Some(v)) if k.len() == 40 && k[..32] == key.0 => match v.first() {
-                Some(1) => Ok(Some(v[1..].to_vec())),
-                Some(0) => Ok(None),
-                _ => Err(prover::Error::Corrupt("state value tag".into())),
-            },
-            _ => Ok(None),
-        }
+        self.value_at(max_version, &key.0)
     }
 
     fn latest_version(&self) -> prover::Result<Option<Version>> {
-        self.meta_u64(META_STATE_LATEST).map_err(state_err)
+        let v = self.latest.load(std::sync::atomic::Ordering::Acquire);
+        Ok((v != u64::MAX).then_some(v))
     }
 
     fn oldest_version(&self) -> prover::Result<Version> {
@@ -295,7 +344,9 @@ impl StateStore for ShardDb {
     fn write(&self, version: Version, batch: &TreeUpdateBatch) -> prover::Result<()> {
         let mut wb = WriteBatch::default();
         self.state_batch(&mut wb, version, batch)?;
-        self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+        self.db.write_opt(wb, &self.write_opts).map_err(state_err)?;
+        self.latest.store(version, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     fn rollback(&self, version: Version) -> prover::Result<()> {
@@ -305,15 +356,27 @@ impl StateStore for ShardDb {
         wb.delete_range_cf(self.cf(CF_NODES), from.to_vec(), to.clone());
         wb.delete_range_cf(self.cf(CF_STALE), from.to_vec(), to);
         let written = self.db.iterator_cf(self.cf(CF_WRITTEN), IteratorMode::From(&from, Direction::Forward));
+        let mut touched = std::collections::BTreeSet::new();
         for item in written {
             let (k, _) = item.map_err(state_err)?;
             let mut vk = k[8..].to_vec();
             vk.extend_from_slice(&k[..8]);
             wb.delete_cf(self.cf(CF_VALUES), vk);
             wb.delete_cf(self.cf(CF_WRITTEN), &k);
+            touched.insert(<[u8; 32]>::try_from(&k[8..]).map_err(state_err)?);
+        }
+        // the newest value of each rolled-back key is its value at `version`
+        for key in touched {
+            let old = self.value_at(version, &key)?;
+            match old {
+                Some(v) => wb.put_cf(self.cf(CF_LATEST), key, [&[1u8][..], &v].concat()),
+                None => wb.delete_cf(self.cf(CF_LATEST), key),
+            }
         }
         wb.put_cf(self.cf(CF_META), META_STATE_LATEST, version.to_be_bytes());
-        self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+        self.db.write_opt(wb, &self.write_opts).map_err(state_err)?;
+        self.latest.store(version, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     fn prune(&self, keep_from: Version) -> prover::Result<()> {

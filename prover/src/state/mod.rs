@@ -203,8 +203,18 @@ impl AuthState {
             return Err(Error::Store(format!("commit of version {version}, expected {expected}")));
         }
         let reader = StoreReader(&*self.store);
-        let set = changes.iter().map(|(k, v)| (k.key_hash(), v.clone()));
-        let (root, batch) = Tree::new(&reader).put_value_set(set, version).map_err(jmt_err)?;
+        let tree = Tree::new(&reader);
+        // jmt's sorted batch insertion is several times faster than key-by-key
+        // updates but takes no deletions and no empty sets; the root depends
+        // only on the content, so both paths give the same version
+        let (root, batch) = if !changes.is_empty() && changes.values().all(Option::is_some) {
+            let set = changes.iter().map(|(k, v)| (k.key_hash(), v.clone().unwrap_or_default())).collect();
+            let (mut roots, batch) = tree.batch_put_value_sets(vec![set], None, version).map_err(jmt_err)?;
+            (roots.pop().ok_or_else(|| Error::Store("jmt returned no root".into()))?, batch)
+        } else {
+            let set = changes.iter().map(|(k, v)| (k.key_hash(), v.clone()));
+            tree.put_value_set(set, version).map_err(jmt_err)?
+        };
         Ok(PreparedVersion { version, root: Hash(root.0), batch })
     }
 
