@@ -5,7 +5,7 @@
 # Usage: bench/rpc-vs-anvil.sh [TXS] [BATCH] [CONCURRENCY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TXS=${1:-50000}; BATCH=${2:-500}; CONC=${3:-4}
+TXS=${1:-100000}; BATCH=${2:-500}; CONC=${3:-4}
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/optishard-target}"
 cargo build --release -p optishard-testnet -p optishard-bench
@@ -27,14 +27,22 @@ wait_rpc() {
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
+# anvil as users start it (automine: one block per transaction); it slows
+# down as its pool grows, so it gets a smaller run
 "$ANVIL" --port 18546 --silent & pids+=($!)
 wait_rpc http://127.0.0.1:18546
-"$BIN/optishard-bench" rpc-load --url http://127.0.0.1:18546 --txs "$TXS" --batch "$BATCH" --concurrency "$CONC" --label anvil
-kill "${pids[@]}"; pids=()
+"$BIN/optishard-bench" rpc-load --url http://127.0.0.1:18546 --txs $((TXS < 2000 ? TXS : 2000)) --batch "$BATCH" --concurrency "$CONC" --label anvil-automine
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+
+# anvil at its fastest here: interval mining with a block gas limit that never caps it
+"$ANVIL" --port 18546 --silent --block-time 1 --gas-limit 1000000000 & pids+=($!)
+wait_rpc http://127.0.0.1:18546
+"$BIN/optishard-bench" rpc-load --url http://127.0.0.1:18546 --txs "$TXS" --batch "$BATCH" --concurrency "$CONC" --label anvil-interval
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
 
 DATA=$(mktemp -d)
 "$BIN/optishard" shard --dev --datadir "$DATA" --rpc-addr 127.0.0.1:18547 >/dev/null 2>&1 & pids+=($!)
 wait_rpc http://127.0.0.1:18547
-"$BIN/optishard-bench" rpc-load --url http://127.0.0.1:18547 --txs "$TXS" --batch "$BATCH" --concurrency "$CONC" --label optishard
-kill "${pids[@]}"; pids=()
+"$BIN/optishard-bench" rpc-load --url http://127.0.0.1:18547 --txs "$TXS" --batch "$BATCH" --concurrency "$CONC" --label optishard-dev
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
 rm -rf "$DATA"

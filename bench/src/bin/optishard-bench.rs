@@ -253,12 +253,23 @@ async fn rpc_load(url: String, txs: u64, batch: usize, concurrency: usize, label
                     .send()
                     .await;
                 let ok = match resp {
-                    Ok(r) => r
-                        .json::<Vec<Value>>()
-                        .await
-                        .map(|v| v.iter().filter(|x| x.get("error").is_some()).count())
-                        .unwrap_or(1),
-                    Err(_) => 1,
+                    Ok(r) => match r.json::<Vec<Value>>().await {
+                        Ok(v) => {
+                            let bad: Vec<&Value> = v.iter().filter(|x| x.get("error").is_some()).collect();
+                            if let Some(e) = bad.first() {
+                                eprintln!("rpc error: {}", e["error"]);
+                            }
+                            bad.len()
+                        }
+                        Err(e) => {
+                            eprintln!("bad batch response: {e}");
+                            1
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        1
+                    }
                 };
                 errors.fetch_add(ok, std::sync::atomic::Ordering::SeqCst);
             }
