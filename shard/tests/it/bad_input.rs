@@ -153,8 +153,17 @@ async fn scenario() {
         r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{}"]}}"#,
         "ab".repeat(1 << 20)
     );
-    let (status, v) = c.raw(huge).await;
-    assert!(status == 413 || v["error"]["code"] == -32007, "oversized: {status} {v}");
+    // the server answers 413 / -32007, or, when it stops reading the body
+    // early, closes the connection while the client is still writing
+    let resp = c.http.post(&c.url).header("content-type", "application/json").body(huge).send().await;
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(status == 413 || v["error"]["code"] == -32007, "oversized: {status} {v}");
+        }
+        Err(e) => assert!(e.is_request() || e.is_body(), "oversized request failed oddly: {e}"),
+    }
 
     // the node is still up and the valid transaction is the only change
     let v = c.call("eth_blockNumber", json!([])).await;
