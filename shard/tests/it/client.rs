@@ -62,6 +62,25 @@ async fn scenario() {
     let slot = keccak256([U256::from(5).to_be_bytes::<32>(), [0u8; 32]].concat());
     assert_eq!(provider.get_storage_at(contract, U256::from_be_bytes(slot.0)).await.unwrap(), U256::from(99));
     assert_eq!(provider.get_storage_at(contract, U256::from(1)).await.unwrap(), U256::from(1), "count");
+    // optishard_getProof: account and storage proofs against the block's
+    // state root, checked with the prover API
+    let slot_key = U256::from_be_bytes(slot.0);
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "optishard_getProof",
+        "params": [contract, [slot_key, U256::from(77)], "latest"]});
+    let url = format!("http://{}", node.rpc_addr);
+    let v: serde_json::Value =
+        reqwest::Client::new().post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let proof: shard::ProofResponse = serde_json::from_value(v["result"].clone()).unwrap();
+    proof.account.verify(&proof.state_root).expect("account proof verifies");
+    let acct = prover::AccountState::decode(proof.account.value.as_ref().unwrap()).unwrap();
+    assert_eq!(acct.code_hash, keccak256(provider.get_code_at(contract).await.unwrap()));
+    proof.storage[0].verify(&proof.state_root).expect("storage proof verifies");
+    assert_eq!(prover::decode_slot(proof.storage[0].value.as_ref().unwrap()).unwrap(), U256::from(99));
+    proof.storage[1].verify(&proof.state_root).expect("absence proof verifies");
+    assert_eq!(proof.storage[1].value, None);
+    let header = provider.get_block_by_number(proof.block_number.into()).await.unwrap().unwrap();
+    assert_eq!(header.header.state_root.0, proof.state_root.0, "proofs are against the block's state root");
+
     let filter = Filter::new()
         .address(contract)
         .event_signature(IStore::ValueSet::SIGNATURE_HASH)
