@@ -237,3 +237,43 @@ proptest! {
         prop_assert_eq!(*trace2.last().unwrap(), exec2.final_commitment(post));
     }
 }
+
+proptest! {
+    /// Bytes from the network never panic the transaction decoder; whatever
+    /// decodes keeps exactly the bytes received and hashes them.
+    #[test]
+    fn transaction_decoder_takes_any_bytes(junk: Vec<u8>, flip in 0usize..4096, bit in 0u8..8) {
+        let _ = SignedTx::decode(&junk);
+        let good = sign_1559(&signer(0), 3, TxKind::Call(Address::repeat_byte(9)), U256::from(5), Bytes::new(), 21_000);
+        let mut bad = good.raw.to_vec();
+        let i = flip % bad.len();
+        bad[i] ^= 1 << bit;
+        if let Ok(tx) = SignedTx::decode(&bad) {
+            prop_assert_eq!(tx.raw.as_ref(), bad.as_slice());
+            prop_assert_eq!(tx.hash, alloy_primitives::keccak256(&bad));
+        }
+        let back = SignedTx::decode(&good.raw).unwrap();
+        prop_assert_eq!(back, good);
+    }
+
+    /// Stored receipts round-trip through their canonical encoding.
+    #[test]
+    fn receipts_round_trip(success: bool, gas: u64, topics in 0usize..5, data: Vec<u8>) {
+        let log = alloy_primitives::Log::new_unchecked(
+            Address::repeat_byte(3),
+            (0..topics).map(|t| alloy_primitives::B256::repeat_byte(t as u8)).collect(),
+            Bytes::from(data),
+        );
+        let r = prover::Receipt {
+            tx_hash: alloy_primitives::B256::repeat_byte(1),
+            tx_type: 2,
+            success,
+            gas_used: gas,
+            logs: vec![log],
+            contract_address: success.then(|| Address::repeat_byte(4)),
+            output: Bytes::new(),
+        };
+        let back: prover::Receipt = bridge::decode_exact(&bridge::Encode::encode(&r)).unwrap();
+        prop_assert_eq!(back, r);
+    }
+}
