@@ -88,13 +88,16 @@ impl Workload {
         Bytes::from(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
     }
 
+    /// (sender, nonce) pairs, interleaved by sender.
+    fn jobs(&self, per_sender: u64, first_nonce: u64) -> Vec<(usize, u64)> {
+        (0..per_sender).flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k))).collect()
+    }
+
     /// `per_sender` ETH transfers from every sender (nonces from `first_nonce`),
     /// interleaved by sender, to fresh recipients.
     pub fn transfers(&self, per_sender: u64, first_nonce: u64) -> Vec<Bytes> {
-        let jobs: Vec<(usize, u64)> = (0..per_sender)
-            .flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k)))
-            .collect();
-        jobs.par_iter()
+        self.jobs(per_sender, first_nonce)
+            .par_iter()
             .map(|&(s, n)| {
                 let to = recipient(s, n);
                 self.sign(s, n, TxKind::Call(to), U256::from(1), Bytes::new(), 21_000)
@@ -104,10 +107,8 @@ impl Workload {
 
     /// `per_sender` ERC-20 transfers from every sender on `token`.
     pub fn token_transfers(&self, token: Address, per_sender: u64, first_nonce: u64) -> Vec<Bytes> {
-        let jobs: Vec<(usize, u64)> = (0..per_sender)
-            .flat_map(|k| (0..self.signers.len()).map(move |s| (s, first_nonce + k)))
-            .collect();
-        jobs.par_iter()
+        self.jobs(per_sender, first_nonce)
+            .par_iter()
             .map(|&(s, n)| {
                 let to = recipient(s, n);
                 self.sign(

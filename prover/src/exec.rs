@@ -396,41 +396,23 @@ fn describe_invalid(e: &InvalidTransaction) -> String {
 }
 
 fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
-    let tx_type = tx.envelope.tx_type() as u8;
-    match result {
-        ExecutionResult::Success { gas, logs, output, .. } => {
-            let (contract_address, output) = match output {
-                Output::Create(data, addr) => (addr, data),
-                Output::Call(data) => (None, data),
-            };
-            Receipt {
-                tx_hash: tx.hash,
-                tx_type,
-                success: true,
-                gas_used: gas.tx_gas_used(),
-                logs,
-                contract_address,
-                output,
-            }
-        }
-        ExecutionResult::Revert { gas, output, .. } => Receipt {
-            tx_hash: tx.hash,
-            tx_type,
-            success: false,
-            gas_used: gas.tx_gas_used(),
-            logs: vec![],
-            contract_address: None,
-            output,
+    let (success, gas, logs, contract_address, output) = match result {
+        ExecutionResult::Success { gas, logs, output, .. } => match output {
+            Output::Create(data, addr) => (true, gas, logs, addr, data),
+            Output::Call(data) => (true, gas, logs, None, data),
         },
-        ExecutionResult::Halt { gas, .. } => Receipt {
-            tx_hash: tx.hash,
-            tx_type,
-            success: false,
-            gas_used: gas.tx_gas_used(),
-            logs: vec![],
-            contract_address: None,
-            output: Default::default(),
-        },
+        // a failed item keeps its revert data for clients but emits nothing
+        ExecutionResult::Revert { gas, output, .. } => (false, gas, vec![], None, output),
+        ExecutionResult::Halt { gas, .. } => (false, gas, vec![], None, Default::default()),
+    };
+    Receipt {
+        tx_hash: tx.hash,
+        tx_type: tx.envelope.tx_type() as u8,
+        success,
+        gas_used: gas.tx_gas_used(),
+        logs,
+        contract_address,
+        output,
     }
 }
 
