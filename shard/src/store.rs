@@ -253,6 +253,8 @@ impl ShardDb {
         for (key, node) in batch.node_batch.nodes() {
             wb.put_cf(self.cf(CF_NODES), node_key_bytes(key)?, borsh::to_vec(node).map_err(state_err)?);
         }
+        // one entry per version listing the keys it wrote, for rollback
+        let mut written = Vec::with_capacity(batch.node_batch.values().len() * 32);
         for ((v, key), value) in batch.node_batch.values() {
             let mut k = key.0.to_vec();
             k.extend_from_slice(&v.to_be_bytes());
@@ -265,10 +267,9 @@ impl ShardDb {
                 Some(_) => wb.put_cf(self.cf(CF_LATEST), key.0, &stored),
                 None => wb.delete_cf(self.cf(CF_LATEST), key.0),
             }
-            let mut w = v.to_be_bytes().to_vec();
-            w.extend_from_slice(&key.0);
-            wb.put_cf(self.cf(CF_WRITTEN), w, []);
+            written.extend_from_slice(&key.0);
         }
+        wb.put_cf(self.cf(CF_WRITTEN), version.to_be_bytes(), written);
         for stale in &batch.stale_node_index_batch {
             let mut k = stale.stale_since_version.to_be_bytes().to_vec();
             k.extend_from_slice(&node_key_bytes(&stale.node_key)?);
@@ -358,12 +359,17 @@ impl StateStore for ShardDb {
         let written = self.db.iterator_cf(self.cf(CF_WRITTEN), IteratorMode::From(&from, Direction::Forward));
         let mut touched = std::collections::BTreeSet::new();
         for item in written {
-            let (k, _) = item.map_err(state_err)?;
-            let mut vk = k[8..].to_vec();
-            vk.extend_from_slice(&k[..8]);
-            wb.delete_cf(self.cf(CF_VALUES), vk);
+            let (k, keys) = item.map_err(state_err)?;
+            if k.len() != 8 || keys.len() % 32 != 0 {
+                return Err(prover::Error::Corrupt("written-keys index".into()));
+            }
+            for key in keys.chunks_exact(32) {
+                let mut vk = key.to_vec();
+                vk.extend_from_slice(&k);
+                wb.delete_cf(self.cf(CF_VALUES), vk);
+                touched.insert(<[u8; 32]>::try_from(key).map_err(state_err)?);
+            }
             wb.delete_cf(self.cf(CF_WRITTEN), &k);
-            touched.insert(<[u8; 32]>::try_from(&k[8..]).map_err(state_err)?);
         }
         // the newest value of each rolled-back key is its value at `version`
         for key in touched {

@@ -113,35 +113,9 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
         Ok((dir, db, state))
     };
     let (_dir, db, state) = fresh()?;
-    let t = Instant::now();
-    let mut phases = [Duration::ZERO; 4];
-    for (i, raws) in block_txs.iter().enumerate() {
-        let p = Instant::now();
-        let items = recover(raws)?;
-        phases[0] += p.elapsed();
-        let d = node_block(&db, &state, i as u64, items)?;
-        for k in 0..3 {
-            phases[k + 1] += d[k];
-        }
-    }
-    let node = t.elapsed();
-
     // the same path as the running node overlaps it: signatures of the next
     // block are recovered (as RPC admission does) while this one commits
     let (_dir2, db2, state2) = fresh()?;
-    let t = Instant::now();
-    let mut items = recover(&block_txs[0])?;
-    for i in 0..block_txs.len() {
-        let next = block_txs.get(i + 1);
-        let (recovered, done) = rayon::join(
-            || next.map(|raws| recover(raws)).transpose(),
-            || node_block(&db2, &state2, i as u64, std::mem::take(&mut items)),
-        );
-        done?;
-        items = recovered?.unwrap_or_default();
-    }
-    let pipelined = t.elapsed();
-
     // the minimal loop: the same recovery, then revm over an in-memory db
     let mut cache = CacheDB::new(EmptyDB::default());
     for a in w.addresses() {
@@ -150,7 +124,6 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
             revm::state::AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() },
         );
     }
-    let t = Instant::now();
     let mut evm = EvmContext::mainnet().with_db(cache).with_block(revm::context::BlockEnv {
         basefee: 1_000_000_000,
         gas_limit: u64::MAX / 2,
@@ -158,7 +131,35 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
     });
     evm.cfg.chain_id = 31_337;
     let mut evm = evm.build_mainnet();
-    for raws in &block_txs {
+
+    // the three run block by block, interleaved, so a busy moment of this
+    // shared machine slows all of them alike
+    let (mut node, mut pipelined, mut minimal) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut phases = [Duration::ZERO; 4];
+    let t = Instant::now();
+    let mut items = recover(&block_txs[0])?;
+    pipelined += t.elapsed();
+    for (i, raws) in block_txs.iter().enumerate() {
+        let t = Instant::now();
+        let recovered = recover(raws)?;
+        phases[0] += t.elapsed();
+        let d = node_block(&db, &state, i as u64, recovered)?;
+        for k in 0..3 {
+            phases[k + 1] += d[k];
+        }
+        node += t.elapsed();
+
+        let t = Instant::now();
+        let next = block_txs.get(i + 1);
+        let (recovered, done) = rayon::join(
+            || next.map(|raws| recover(raws)).transpose(),
+            || node_block(&db2, &state2, i as u64, std::mem::take(&mut items)),
+        );
+        done?;
+        items = recovered?.unwrap_or_default();
+        pipelined += t.elapsed();
+
+        let t = Instant::now();
         let txs = recover_all(raws).into_iter().collect::<Result<Vec<_>, _>>()?;
         for tx in txs {
             let r = evm.transact_commit(tx.tx_env()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -166,8 +167,8 @@ fn node_vs_minimal(per_block: u64, blocks: u64, senders: usize) -> Result<()> {
                 bail!("minimal loop: transfer failed: {r:?}");
             }
         }
+        minimal += t.elapsed();
     }
-    let minimal = t.elapsed();
     let (n, m) = (total / node.as_secs_f64(), total / minimal.as_secs_f64());
     println!(
         "blocks of {per_block} ETH transfers x {blocks}, {senders} senders, {} threads",
