@@ -229,11 +229,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
         if let Some(a) = self.accounts.get(&address) {
             return Ok(*a);
         }
-        let a = self.base.basic_ref(address)?.map(|i| AccountState {
-            nonce: i.nonce,
-            balance: i.balance,
-            code_hash: i.code_hash,
-        });
+        let a = self.base.basic_ref(address)?.as_ref().map(AccountState::from_info);
         self.accounts.insert(address, a);
         Ok(a)
     }
@@ -273,7 +269,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
                 continue;
             }
             let info: &AccountInfo = &account.info;
-            let after = AccountState { nonce: info.nonce, balance: info.balance, code_hash: info.code_hash };
+            let after = AccountState::from_info(info);
             if before != Some(after) {
                 changes.insert(StateKey::Account(address), Some(after.encode()));
                 self.accounts.insert(address, Some(after));
@@ -308,13 +304,7 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
         let Some(a) = self.account(address)? else { return Ok(None) };
         // revm runs the code it is handed with the account, so hand it over
         let code = if a.code_hash == KECCAK_EMPTY { None } else { Some(self.code_by_hash(a.code_hash)?) };
-        Ok(Some(AccountInfo {
-            balance: a.balance,
-            nonce: a.nonce,
-            code_hash: a.code_hash,
-            code,
-            ..Default::default()
-        }))
+        Ok(Some(AccountInfo { code, ..a.to_info() }))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<revm::bytecode::Bytecode> {

@@ -123,12 +123,7 @@ impl DatabaseRef for WitnessDb {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>> {
         let a = self.accounts.get(&address).ok_or(Error::MissingAccount(address))?;
-        Ok(a.map(|a| AccountInfo {
-            balance: a.balance,
-            nonce: a.nonce,
-            code_hash: a.code_hash,
-            ..Default::default()
-        }))
+        Ok(a.map(AccountState::to_info))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode> {

@@ -2,6 +2,7 @@
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use revm::primitives::KECCAK_EMPTY;
+use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -63,6 +64,21 @@ impl Default for AccountState {
 impl AccountState {
     /// Encoded length: nonce (8) + balance (32) + code hash (32).
     pub const ENCODED_LEN: usize = 72;
+
+    /// revm's view of the account (code is loaded separately, by hash).
+    pub fn to_info(self) -> AccountInfo {
+        AccountInfo {
+            balance: self.balance,
+            nonce: self.nonce,
+            code_hash: self.code_hash,
+            ..Default::default()
+        }
+    }
+
+    /// The stored fields of revm's account.
+    pub fn from_info(info: &AccountInfo) -> Self {
+        AccountState { nonce: info.nonce, balance: info.balance, code_hash: info.code_hash }
+    }
 
     /// Fixed-width big-endian encoding.
     pub fn encode(&self) -> Vec<u8> {

@@ -65,7 +65,7 @@ struct OverlayReader<'a> {
     store: &'a dyn StateStore,
     base: Version,
     nodes: &'a BTreeMap<NodeKey, Node>,
-    values: &'a BTreeMap<(Version, KeyHash), Option<Vec<u8>>>,
+    values: &'a BTreeMap<(KeyHash, Version), Option<Vec<u8>>>,
 }
 
 impl TreeReader for OverlayReader<'_> {
@@ -76,15 +76,10 @@ impl TreeReader for OverlayReader<'_> {
         self.store.get_node(key).map_err(anyhow::Error::new)
     }
     fn get_value_option(&self, max_version: Version, key: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
-        if max_version > self.base {
-            let newest = self
-                .values
-                .iter()
-                .filter(|((v, k), _)| *k == key && *v <= max_version)
-                .max_by_key(|((v, _), _)| *v);
-            if let Some((_, v)) = newest {
-                return Ok(v.clone());
-            }
+        if max_version > self.base
+            && let Some((_, v)) = self.values.range((key, self.base + 1)..=(key, max_version)).next_back()
+        {
+            return Ok(v.clone());
         }
         self.store.get_value(max_version.min(self.base), key).map_err(anyhow::Error::new)
     }
@@ -163,20 +158,40 @@ impl AuthState {
 
     /// An account at `version`, `None` if it does not exist.
     pub fn account(&self, address: Address, version: Version) -> Result<Option<AccountState>> {
-        self.get(&StateKey::Account(address), version)?.map(|b| AccountState::decode(&b)).transpose()
+        self.check_version(version)?;
+        self.account_unchecked(address, version)
     }
 
     /// A storage slot at `version` (zero when unset).
     pub fn storage(&self, address: Address, slot: U256, version: Version) -> Result<U256> {
-        Ok(match self.get(&StateKey::Storage(address, slot), version)? {
-            Some(b) => decode_slot(&b)?,
-            None => U256::ZERO,
-        })
+        self.check_version(version)?;
+        self.storage_unchecked(address, slot, version)
     }
 
     /// Code by hash at `version`.
     pub fn code(&self, hash: B256, version: Version) -> Result<Option<Bytes>> {
-        Ok(self.get(&StateKey::Code(hash), version)?.map(Bytes::from))
+        self.check_version(version)?;
+        self.code_unchecked(hash, version)
+    }
+
+    // The `_unchecked` reads serve `StateReader`, which checks its version
+    // once when made rather than on every read of a block's execution.
+    fn account_unchecked(&self, address: Address, version: Version) -> Result<Option<AccountState>> {
+        self.store
+            .get_value(version, StateKey::Account(address).key_hash())?
+            .map(|b| AccountState::decode(&b))
+            .transpose()
+    }
+
+    fn storage_unchecked(&self, address: Address, slot: U256, version: Version) -> Result<U256> {
+        match self.store.get_value(version, StateKey::Storage(address, slot).key_hash())? {
+            Some(b) => decode_slot(&b),
+            None => Ok(U256::ZERO),
+        }
+    }
+
+    fn code_unchecked(&self, hash: B256, version: Version) -> Result<Option<Bytes>> {
+        Ok(self.store.get_value(version, StateKey::Code(hash).key_hash())?.map(Bytes::from))
     }
 
     /// `key`'s value with a proof against the root of `version`.
@@ -245,7 +260,7 @@ impl AuthState {
             state: self.clone(),
             base,
             nodes: batch.node_batch.nodes().clone(),
-            values: batch.node_batch.values().clone(),
+            values: batch.node_batch.values().iter().map(|((v, k), val)| ((*k, *v), val.clone())).collect(),
             roots: roots.into_iter().map(|r| Hash(r.0)).collect(),
         })
     }
@@ -283,7 +298,8 @@ pub struct StateView {
     state: AuthState,
     base: Version,
     nodes: BTreeMap<NodeKey, Node>,
-    values: BTreeMap<(Version, KeyHash), Option<Vec<u8>>>,
+    /// Values written after `base`, by key then version.
+    values: BTreeMap<(KeyHash, Version), Option<Vec<u8>>>,
     roots: Vec<Hash>,
 }
 
@@ -342,23 +358,18 @@ impl revm::DatabaseRef for StateReader {
     type Error = Error;
 
     fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>> {
-        Ok(self.state.account(address, self.version)?.map(|a| revm::state::AccountInfo {
-            balance: a.balance,
-            nonce: a.nonce,
-            code_hash: a.code_hash,
-            ..Default::default()
-        }))
+        Ok(self.state.account_unchecked(address, self.version)?.map(AccountState::to_info))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<revm::bytecode::Bytecode> {
-        match self.state.code(code_hash, self.version)? {
+        match self.state.code_unchecked(code_hash, self.version)? {
             Some(code) => Ok(revm::bytecode::Bytecode::new_raw(code)),
             None => Err(Error::MissingCode(code_hash)),
         }
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256> {
-        self.state.storage(address, index, self.version)
+        self.state.storage_unchecked(address, index, self.version)
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256> {
