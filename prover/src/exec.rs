@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use alloy_primitives::{Address, B256, U256};
 use bridge::{Hash, ShardId, TraceCommitment, accumulate, merkle_root};
-use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction, Output};
+use revm::context::result::{EVMError, ExecutionResult, Output};
 use revm::context::{BlockEnv, CfgEnv};
 use revm::context_interface::ContextTr;
 use revm::primitives::KECCAK_EMPTY;
@@ -103,6 +103,8 @@ pub enum Mode {
 pub struct ItemOutcome {
     /// Its receipt.
     pub receipt: Receipt,
+    /// `receipt.hash()`, computed once for the receipts root and the trace.
+    pub receipt_hash: Hash,
     /// State writes it made (only values that changed).
     pub changes: ChangeSet,
     /// Keys it read (accounts, storage, code hashes as `Code` keys).
@@ -120,6 +122,9 @@ pub struct Rejected {
     pub hash: B256,
     /// Why.
     pub reason: String,
+    /// Left out only because the block had no gas left for it: it stays
+    /// valid for a later block.
+    pub block_full: bool,
 }
 
 /// Result of executing a list of items.
@@ -152,7 +157,7 @@ impl Execution {
 
     /// Merkle root of the receipts.
     pub fn receipts_root(&self) -> Hash {
-        merkle_root(&self.outcomes.iter().map(|o| o.receipt.hash()).collect::<Vec<_>>())
+        merkle_root(&self.outcomes.iter().map(|o| o.receipt_hash).collect::<Vec<_>>())
     }
 
     /// Merkle root of the items.
@@ -166,7 +171,7 @@ impl Execution {
         self.outcomes
             .iter()
             .map(|o| {
-                acc = accumulate(&acc, &o.receipt.hash());
+                acc = accumulate(&acc, &o.receipt_hash);
                 acc
             })
             .collect()
@@ -177,7 +182,7 @@ impl Execution {
         TraceCommitment {
             state_root: post_state_root,
             outbox_acc: Hash::ZERO,
-            receipts_acc: self.receipt_accumulators().last().copied().unwrap_or(Hash::ZERO),
+            receipts_acc: self.outcomes.iter().fold(Hash::ZERO, |acc, o| accumulate(&acc, &o.receipt_hash)),
         }
     }
 
@@ -345,10 +350,10 @@ pub fn execute_items<R: DatabaseRef<Error = Error>>(
     let mut out = Execution { items: Vec::new(), outcomes: Vec::new(), rejected: Vec::new(), gas_used: 0 };
     for (index, item) in candidates.into_iter().enumerate() {
         let Item::Tx(tx) = &item;
-        let reject = |reason: String, out: &mut Execution| -> Result<()> {
+        let reject = |reason: String, block_full: bool, out: &mut Execution| -> Result<()> {
             match mode {
                 Mode::Build => {
-                    out.rejected.push(Rejected { index, hash: tx.hash, reason });
+                    out.rejected.push(Rejected { index, hash: tx.hash, reason, block_full });
                     Ok(())
                 }
                 Mode::Verify => Err(Error::InvalidTransaction { hash: tx.hash, reason }),
@@ -356,7 +361,11 @@ pub fn execute_items<R: DatabaseRef<Error = Error>>(
         };
         let tx_env = tx.tx_env();
         if out.gas_used.saturating_add(tx_env.gas_limit) > params.gas_limit {
-            reject(format!("gas limit {} exceeds the block's remaining gas", tx_env.gas_limit), &mut out)?;
+            reject(
+                format!("gas limit {} exceeds the block's remaining gas", tx_env.gas_limit),
+                tx_env.gas_limit <= params.gas_limit,
+                &mut out,
+            )?;
             continue;
         }
         let result = evm.transact(tx_env);
@@ -365,7 +374,7 @@ pub fn execute_items<R: DatabaseRef<Error = Error>>(
             Ok(r) => r,
             Err(EVMError::Transaction(e)) => {
                 db.take_reads();
-                reject(describe_invalid(&e), &mut out)?;
+                reject(e.to_string(), false, &mut out)?;
                 continue;
             }
             Err(EVMError::Database(e)) => return Err(e),
@@ -375,14 +384,11 @@ pub fn execute_items<R: DatabaseRef<Error = Error>>(
         let (reads, block_hashes_read) = db.take_reads();
         let receipt = to_receipt(tx, res.result);
         out.gas_used += receipt.gas_used;
-        out.outcomes.push(ItemOutcome { receipt, changes, reads, block_hashes_read });
+        let receipt_hash = receipt.hash();
+        out.outcomes.push(ItemOutcome { receipt, receipt_hash, changes, reads, block_hashes_read });
         out.items.push(item);
     }
     Ok(out)
-}
-
-fn describe_invalid(e: &InvalidTransaction) -> String {
-    e.to_string()
 }
 
 fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
@@ -428,7 +434,7 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
         Ok(r) => Ok(r.result),
         Err(EVMError::Database(e)) => Err(e),
         Err(EVMError::Transaction(e)) => {
-            Err(Error::InvalidTransaction { hash: B256::ZERO, reason: describe_invalid(&e) })
+            Err(Error::InvalidTransaction { hash: B256::ZERO, reason: e.to_string() })
         }
         Err(other) => Err(Error::Execution(other.to_string())),
     }

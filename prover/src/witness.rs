@@ -195,7 +195,7 @@ pub fn execute_stateless(
     let post = TraceCommitment {
         state_root: Hash(tree.hash()),
         outbox_acc: witness.pre.outbox_acc,
-        receipts_acc: accumulate(&witness.pre.receipts_acc, &outcome.receipt.hash()),
+        receipts_acc: accumulate(&witness.pre.receipts_acc, &outcome.receipt_hash),
     };
     Ok((post, outcome.receipt))
 }

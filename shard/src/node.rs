@@ -356,7 +356,7 @@ impl ShardNode {
             }
             for r in &exec.rejected {
                 // a full block is no reason to drop a transaction
-                if !r.reason.contains("remaining gas") {
+                if !r.block_full {
                     warn!(target: "shard", tx = %r.hash, reason = %r.reason, "dropping invalid transaction");
                     pool.remove(&r.hash);
                 }

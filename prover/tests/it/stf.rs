@@ -68,10 +68,26 @@ fn invalid_transactions_are_skipped_when_building_and_fatal_when_verifying() {
         assert!(exec.outcomes.is_empty(), "{what}: must not be included");
         assert_eq!(exec.rejected.len(), 1, "{what}");
         assert_eq!(exec.rejected[0].hash, hash);
+        assert!(!exec.rejected[0].block_full, "{what}: invalid, not merely late");
         let reader = chain.state.reader(0).unwrap();
         let err = prover::execute_items(reader, &params(1), vec![Item::Tx(tx)], Mode::Verify);
         assert!(err.is_err(), "{what}: a block containing it is invalid");
     }
+}
+
+#[test]
+fn a_full_block_leaves_valid_transactions_for_later() {
+    let chain = Chain::new(1);
+    let to = Address::repeat_byte(0x77);
+    let mut p = params(1);
+    p.gas_limit = 50_000;
+    let txs: Vec<Item> = (0..3)
+        .map(|n| Item::Tx(sign_1559(&signer(0), n, TxKind::Call(to), U256::ZERO, Bytes::new(), 21_000)))
+        .collect();
+    let exec = prover::execute_items(chain.state.reader(0).unwrap(), &p, txs, Mode::Build).unwrap();
+    assert_eq!(exec.outcomes.len(), 2);
+    assert_eq!(exec.rejected.len(), 1);
+    assert!(exec.rejected[0].block_full);
 }
 
 #[test]
