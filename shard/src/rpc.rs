@@ -413,16 +413,14 @@ impl Rpc {
             for (i, r) in receipts.iter().enumerate() {
                 for l in &r.logs {
                     if filter.matches(l) {
-                        out.push(RpcLog {
-                            inner: l.clone(),
-                            block_hash: Some(block_hash),
-                            block_number: Some(height),
-                            block_timestamp: Some(h.timestamp),
-                            transaction_hash: Some(body.hashes[i]),
-                            transaction_index: Some(i as u64),
-                            log_index: Some(log_index),
-                            removed: false,
-                        });
+                        let at = LogPlace {
+                            block_hash,
+                            height,
+                            timestamp: h.timestamp,
+                            tx_hash: body.hashes[i],
+                            tx_index: i as u64,
+                        };
+                        out.push(at.log(l, log_index));
                     }
                     log_index += 1;
                 }
@@ -524,6 +522,30 @@ pub struct ProofResponse {
     pub storage: Vec<prover::StateProof>,
 }
 
+/// Where a log was emitted, as `eth_getLogs` and receipts report it.
+struct LogPlace {
+    block_hash: B256,
+    height: u64,
+    timestamp: u64,
+    tx_hash: B256,
+    tx_index: u64,
+}
+
+impl LogPlace {
+    fn log(&self, l: &alloy_primitives::Log, log_index: u64) -> RpcLog {
+        RpcLog {
+            inner: l.clone(),
+            block_hash: Some(self.block_hash),
+            block_number: Some(self.height),
+            block_timestamp: Some(self.timestamp),
+            transaction_hash: Some(self.tx_hash),
+            transaction_index: Some(self.tx_index),
+            log_index: Some(log_index),
+            removed: false,
+        }
+    }
+}
+
 fn rpc_tx(env: TxEnvelope, sender: Address, included: Option<(B256, u64, u64, u64)>) -> Transaction {
     let effective = included.map(|(_, _, _, base_fee)| env.effective_gas_price(Some(base_fee)));
     Transaction {
@@ -553,15 +575,9 @@ fn rpc_receipt(
         .logs
         .iter()
         .enumerate()
-        .map(|(j, l)| RpcLog {
-            inner: l.clone(),
-            block_hash: Some(block_hash),
-            block_number: Some(height),
-            block_timestamp: Some(timestamp),
-            transaction_hash: Some(r.tx_hash),
-            transaction_index: Some(index),
-            log_index: Some((log_start + j) as u64),
-            removed: false,
+        .map(|(j, l)| {
+            let at = LogPlace { block_hash, height, timestamp, tx_hash: r.tx_hash, tx_index: index };
+            at.log(l, (log_start + j) as u64)
         })
         .collect();
     let mut bloom = Bloom::default();

@@ -187,19 +187,19 @@ impl ShardDb {
 
     /// The header at `height`.
     pub fn header(&self, height: u64) -> Result<Option<ShardHeader>> {
-        self.db
-            .get_cf(self.cf(CF_HEADERS), height.to_be_bytes())
-            .map_err(db_err)?
-            .map(|b| decode_exact(&b).map_err(|e| Error::Corrupt(format!("header {height}: {e}"))))
-            .transpose()
+        self.get_decoded(CF_HEADERS, height, "header")
     }
 
     /// The body at `height`.
     pub fn body(&self, height: u64) -> Result<Option<StoredBody>> {
+        self.get_decoded(CF_BODIES, height, "body")
+    }
+
+    fn get_decoded<T: Decode>(&self, cf: &str, height: u64, what: &str) -> Result<Option<T>> {
         self.db
-            .get_cf(self.cf(CF_BODIES), height.to_be_bytes())
+            .get_cf(self.cf(cf), height.to_be_bytes())
             .map_err(db_err)?
-            .map(|b| decode_exact(&b).map_err(|e| Error::Corrupt(format!("body {height}: {e}"))))
+            .map(|b| decode_exact(&b).map_err(|e| Error::Corrupt(format!("{what} {height}: {e}"))))
             .transpose()
     }
 
@@ -211,7 +211,7 @@ impl ShardDb {
         let corrupt = |e: bridge::DecodeError| Error::Corrupt(format!("receipts {height}: {e}"));
         let mut input = bytes.as_slice();
         let n = u32::decode(&mut input).map_err(corrupt)?;
-        let mut out = Vec::with_capacity(n as usize);
+        let mut out = Vec::with_capacity((n as usize).min(input.len()));
         for _ in 0..n {
             let mut r = Receipt::decode(&mut input).map_err(corrupt)?;
             r.output = Bytes::from(Vec::<u8>::decode(&mut input).map_err(corrupt)?);

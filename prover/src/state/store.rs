@@ -104,8 +104,7 @@ impl StateStore for MemStore {
 
     fn rollback(&self, version: Version) -> Result<()> {
         let mut inner = self.inner.write();
-        let dropped_nodes = inner.nodes.split_off(&first_node_key(version + 1));
-        drop(dropped_nodes);
+        inner.nodes.split_off(&first_node_key(version + 1));
         let later = inner.written.split_off(&(version + 1));
         for (v, keys) in later {
             for k in keys {
