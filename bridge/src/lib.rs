@@ -5,21 +5,27 @@
 //! canonical encoding ([`Encode`]/[`Decode`]), binary Merkle trees with
 //! inclusion proofs ([`MerkleTree`], [`MerkleProof`]), the shard header
 //! ([`ShardHeader`]) and the trace commitments of the dispute game
-//! ([`TraceCommitment`]).
+//! ([`TraceCommitment`]), validator keys and signatures ([`ValidatorKey`]),
+//! the genesis [`ChainSpec`] with its proposer schedule, and what the chains
+//! gossip ([`ShardBlock`], [`SignedHeader`], [`BeaconBlock`]).
 //!
 //! Where to start: [`ShardHeader`] shows what a shard commits to; [`Encode`]
 //! is how every hashed structure becomes bytes.
 
+mod chain;
 mod codec;
 mod error;
 mod hash;
 mod header;
 mod merkle;
+mod sig;
 mod trace;
 
+pub use chain::{BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, ValidatorInfo};
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};
 pub use merkle::{MerkleProof, MerkleTree, merkle_root};
+pub use sig::{Signature, SignatureError, ValidatorKey};
 pub use trace::{TraceCommitment, accumulate};

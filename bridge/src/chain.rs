@@ -1,0 +1,358 @@
+//! What the chains exchange: the genesis [`ChainSpec`] with its validator
+//! registry and proposer schedule, signed shard headers and blocks, and
+//! beacon blocks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Address, Decode, DecodeError, Encode, Hash, ShardHeader, ShardId, Signature, SignatureError,
+    ValidatorKey, decode_list, encode_list, hash_domain, merkle_root,
+};
+
+/// A registered validator: it proposes and checks blocks of one shard and
+/// has a bond at stake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorInfo {
+    /// The address of the validator's signing key.
+    pub address: Address,
+    /// The shard it validates.
+    pub shard: ShardId,
+    /// Its bond, in gwei.
+    pub bond_gwei: u64,
+}
+
+impl Encode for ValidatorInfo {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.address.encode_to(out);
+        self.shard.encode_to(out);
+        self.bond_gwei.encode_to(out);
+    }
+}
+
+impl Decode for ValidatorInfo {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(ValidatorInfo {
+            address: Address::decode(input)?,
+            shard: ShardId::decode(input)?,
+            bond_gwei: u64::decode(input)?,
+        })
+    }
+}
+
+/// The genesis every node of one network shares: time, slot length, shard
+/// count and the validator registry. Its hash names the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSpec {
+    /// Unix time of slot 0, in milliseconds.
+    pub genesis_time_ms: u64,
+    /// Slot length in milliseconds.
+    pub slot_ms: u64,
+    /// Number of shards (ids `0..shards`).
+    pub shards: u32,
+    /// Ethereum chain id of shard 0; shard `s` uses `chain_id_base + s`.
+    pub chain_id_base: u64,
+    /// Seed of the proposer schedule.
+    pub seed: Hash,
+    /// The genesis registry.
+    pub validators: Vec<ValidatorInfo>,
+}
+
+impl Encode for ChainSpec {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.genesis_time_ms.encode_to(out);
+        self.slot_ms.encode_to(out);
+        self.shards.encode_to(out);
+        self.chain_id_base.encode_to(out);
+        self.seed.encode_to(out);
+        encode_list(&self.validators, out);
+    }
+}
+
+impl ChainSpec {
+    /// Rejects a spec no network can run on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.slot_ms == 0 {
+            return Err("slot_ms must be > 0".into());
+        }
+        if self.shards == 0 {
+            return Err("shards must be > 0".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for v in &self.validators {
+            if v.shard.0 >= self.shards {
+                return Err(format!("validator {} is on shard {} of {}", v.address, v.shard, self.shards));
+            }
+            if !seen.insert(v.address) {
+                return Err(format!("validator {} registered twice", v.address));
+            }
+        }
+        for s in 0..self.shards {
+            if self.shard_validators(ShardId(s)).is_empty() {
+                return Err(format!("shard {s} has no validator"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The network's identity.
+    pub fn hash(&self) -> Hash {
+        hash_domain(b"optishard.chain_spec", &[&self.encode()])
+    }
+
+    /// The slot running at unix time `now_ms` (0 before genesis).
+    pub fn slot_at(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.genesis_time_ms) / self.slot_ms
+    }
+
+    /// When `slot` starts, in unix milliseconds.
+    pub fn slot_start_ms(&self, slot: u64) -> u64 {
+        self.genesis_time_ms + slot * self.slot_ms
+    }
+
+    /// Ethereum chain id of `shard`.
+    pub fn chain_id(&self, shard: ShardId) -> u64 {
+        self.chain_id_base + shard.0 as u64
+    }
+
+    /// The validators of `shard`, in registry order.
+    pub fn shard_validators(&self, shard: ShardId) -> Vec<Address> {
+        self.validators.iter().filter(|v| v.shard == shard).map(|v| v.address).collect()
+    }
+
+    /// The registered validator with this address.
+    pub fn validator(&self, address: &Address) -> Option<&ValidatorInfo> {
+        self.validators.iter().find(|v| v.address == *address)
+    }
+
+    /// The validator scheduled to propose `shard`'s block in `slot`: drawn
+    /// from the shard's validators by a hash of the seed, shard and slot, so
+    /// every node computes the same schedule and no one can steer it.
+    pub fn proposer(&self, shard: ShardId, slot: u64) -> Option<Address> {
+        let vals = self.shard_validators(shard);
+        if vals.is_empty() {
+            return None;
+        }
+        let h =
+            hash_domain(b"optishard.proposer", &[&self.seed.0, &shard.0.to_be_bytes(), &slot.to_be_bytes()]);
+        let draw = u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"));
+        Some(vals[(draw % vals.len() as u64) as usize])
+    }
+}
+
+/// A shard header with its proposer's signature over [`ShardHeader::hash`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHeader {
+    /// The header.
+    pub header: ShardHeader,
+    /// The proposer's signature of the header hash.
+    pub signature: Signature,
+}
+
+impl SignedHeader {
+    /// Signs `header` with `key`.
+    pub fn sign(header: ShardHeader, key: &ValidatorKey) -> Self {
+        let signature = key.sign(&header.hash());
+        SignedHeader { header, signature }
+    }
+
+    /// The address that signed the header.
+    pub fn signer(&self) -> Result<Address, SignatureError> {
+        self.signature.recover(&self.header.hash())
+    }
+}
+
+impl Encode for SignedHeader {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.header.encode_to(out);
+        self.signature.encode_to(out);
+    }
+}
+
+impl Decode for SignedHeader {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(SignedHeader { header: ShardHeader::decode(input)?, signature: Signature::decode(input)? })
+    }
+}
+
+/// A shard block as gossiped and synced: the signed header and the raw
+/// (EIP-2718) transactions, in execution order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardBlock {
+    /// The signed header.
+    pub header: SignedHeader,
+    /// Raw transactions.
+    pub txs: Vec<Vec<u8>>,
+}
+
+impl Encode for ShardBlock {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.header.encode_to(out);
+        encode_list(&self.txs, out);
+    }
+}
+
+impl Decode for ShardBlock {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(ShardBlock { header: SignedHeader::decode(input)?, txs: decode_list(input)? })
+    }
+}
+
+/// A shard's head as the beacon last accepted it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardHead {
+    /// The shard.
+    pub shard: ShardId,
+    /// Height of the accepted header.
+    pub height: u64,
+    /// Its hash.
+    pub hash: Hash,
+    /// The slot it was proposed in.
+    pub slot: u64,
+}
+
+impl Encode for ShardHead {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.shard.encode_to(out);
+        self.height.encode_to(out);
+        self.hash.encode_to(out);
+        self.slot.encode_to(out);
+    }
+}
+
+impl Decode for ShardHead {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(ShardHead {
+            shard: ShardId::decode(input)?,
+            height: u64::decode(input)?,
+            hash: Hash::decode(input)?,
+            slot: u64::decode(input)?,
+        })
+    }
+}
+
+/// Beacon block of one slot: the shard headers accepted in it and every
+/// shard's accepted head after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconBlock {
+    /// Its slot.
+    pub slot: u64,
+    /// Hash of the previous beacon block ([`Hash::ZERO`] for the first).
+    pub parent: Hash,
+    /// Shard headers accepted in this slot, in acceptance order.
+    pub headers: Vec<SignedHeader>,
+    /// Every shard's accepted head after this block, by shard id.
+    pub heads: Vec<ShardHead>,
+    /// Commitment to the beacon state (see [`BeaconBlock::compute_state_root`]).
+    pub state_root: Hash,
+}
+
+impl BeaconBlock {
+    /// The block's identity.
+    pub fn hash(&self) -> Hash {
+        hash_domain(b"optishard.beacon_block", &[&self.encode()])
+    }
+
+    /// The beacon state root: the spec (registry) and every shard head.
+    pub fn compute_state_root(spec: &Hash, heads: &[ShardHead]) -> Hash {
+        let leaves: Vec<Hash> =
+            heads.iter().map(|h| hash_domain(b"optishard.shard_head", &[&h.encode()])).collect();
+        hash_domain(b"optishard.beacon_state", &[&spec.0, &merkle_root(&leaves).0])
+    }
+}
+
+impl Encode for BeaconBlock {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.slot.encode_to(out);
+        self.parent.encode_to(out);
+        encode_list(&self.headers, out);
+        encode_list(&self.heads, out);
+        self.state_root.encode_to(out);
+    }
+}
+
+impl Decode for BeaconBlock {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(BeaconBlock {
+            slot: u64::decode(input)?,
+            parent: Hash::decode(input)?,
+            headers: decode_list(input)?,
+            heads: decode_list(input)?,
+            state_root: Hash::decode(input)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_exact;
+
+    fn spec(per_shard: u32) -> (ChainSpec, Vec<ValidatorKey>) {
+        let keys: Vec<ValidatorKey> =
+            (0..2 * per_shard).map(|i| ValidatorKey::derive(&i.to_be_bytes())).collect();
+        let validators = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ValidatorInfo { address: k.address(), shard: ShardId(i as u32 % 2), bond_gwei: 1 })
+            .collect();
+        let spec = ChainSpec {
+            genesis_time_ms: 1000,
+            slot_ms: 500,
+            shards: 2,
+            chain_id_base: 1,
+            seed: Hash::of(b"s"),
+            validators,
+        };
+        (spec, keys)
+    }
+
+    #[test]
+    fn schedule_is_deterministic_and_uses_every_validator() {
+        let (spec, _) = spec(3);
+        spec.validate().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..200 {
+            let p = spec.proposer(ShardId(1), slot).unwrap();
+            assert_eq!(spec.validator(&p).unwrap().shard, ShardId(1));
+            assert_eq!(Some(p), spec.proposer(ShardId(1), slot));
+            seen.insert(p);
+        }
+        assert_eq!(seen.len(), 3);
+        assert_eq!(spec.slot_at(999), 0);
+        assert_eq!(spec.slot_at(1000 + 1499), 2);
+        assert_eq!(spec.slot_start_ms(2), 2000);
+    }
+
+    #[test]
+    fn spec_validation_catches_empty_shards_and_duplicates() {
+        let (mut s, _) = spec(1);
+        s.validators.pop();
+        assert!(s.validate().unwrap_err().contains("no validator"));
+        let (mut s, _) = spec(1);
+        s.validators[1].address = s.validators[0].address;
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn signed_blocks_round_trip_and_name_their_signer() {
+        let (_, keys) = spec(1);
+        let h = ShardHeader { height: 3, ..Default::default() };
+        let sh = SignedHeader::sign(h, &keys[0]);
+        assert_eq!(sh.signer().unwrap(), keys[0].address());
+        let b = ShardBlock { header: sh.clone(), txs: vec![vec![1, 2], vec![]] };
+        assert_eq!(decode_exact::<ShardBlock>(&b.encode()).unwrap(), b);
+        let mut tampered = sh;
+        tampered.header.height = 4;
+        assert_ne!(tampered.signer().unwrap(), keys[0].address());
+        let bb = BeaconBlock {
+            slot: 1,
+            parent: Hash::ZERO,
+            headers: vec![],
+            heads: vec![ShardHead::default()],
+            state_root: Hash::ZERO,
+        };
+        assert_eq!(decode_exact::<BeaconBlock>(&bb.encode()).unwrap(), bb);
+    }
+}
