@@ -1,0 +1,267 @@
+//! The in-memory network: every node joins one [`MemHub`]; gossip reaches
+//! every other online subscriber at once, requests reach their target, all
+//! in call order, so a cluster driven from one thread is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::{InboundId, MessageId, NetEvent, Network, RequestId, Topic, Validation};
+
+/// How much one rejected message lowers the sender's score.
+const REJECT_PENALTY: f64 = 10.0;
+
+struct Node {
+    tx: mpsc::UnboundedSender<NetEvent>,
+    topics: BTreeSet<Topic>,
+    scores: HashMap<PeerId, f64>,
+    online: bool,
+}
+
+#[derive(Default)]
+struct Hub {
+    nodes: BTreeMap<PeerId, Node>,
+    order: Vec<PeerId>,
+    next_id: u64,
+    inbound: HashMap<u64, (PeerId, PeerId, RequestId)>,
+    delivered: u64,
+}
+
+/// The shared medium of an in-memory cluster.
+#[derive(Clone, Default)]
+pub struct MemHub {
+    inner: Arc<Mutex<Hub>>,
+}
+
+impl MemHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a node whose peer id derives from `seed`; returns its handle
+    /// and its event stream.
+    pub fn join(&self, seed: u64) -> (MemNetwork, mpsc::UnboundedReceiver<NetEvent>) {
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&seed.to_be_bytes());
+        secret[8] = 1;
+        let key =
+            libp2p::identity::Keypair::ed25519_from_bytes(secret).expect("32 bytes is an ed25519 secret");
+        let peer = key.public().to_peer_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut hub = self.inner.lock();
+        for other in hub.order.clone() {
+            if let Some(n) = hub.nodes.get(&other)
+                && n.online
+            {
+                let _ = n.tx.send(NetEvent::PeerConnected(peer));
+                let _ = tx.send(NetEvent::PeerConnected(other));
+            }
+        }
+        hub.nodes.insert(peer, Node { tx, topics: BTreeSet::new(), scores: HashMap::new(), online: true });
+        hub.order.push(peer);
+        (MemNetwork { hub: self.inner.clone(), me: peer }, rx)
+    }
+
+    /// Takes a node off the network (it neither sends nor receives) or
+    /// brings it back.
+    pub fn set_online(&self, peer: &PeerId, online: bool) {
+        let mut hub = self.inner.lock();
+        if let Some(n) = hub.nodes.get_mut(peer) {
+            n.online = online;
+        }
+        let event = if online { NetEvent::PeerConnected(*peer) } else { NetEvent::PeerDisconnected(*peer) };
+        for (p, n) in &hub.nodes {
+            if p != peer && n.online {
+                let _ = n.tx.send(event.clone());
+            }
+        }
+    }
+
+    /// Replaces a node's event stream (a restarted node keeps its peer id).
+    pub fn reconnect(&self, peer: &PeerId) -> Option<mpsc::UnboundedReceiver<NetEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut hub = self.inner.lock();
+        let n = hub.nodes.get_mut(peer)?;
+        n.tx = tx;
+        n.topics.clear();
+        Some(rx)
+    }
+
+    /// Gossip messages and requests delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.inner.lock().delivered
+    }
+}
+
+/// One node's handle on a [`MemHub`].
+#[derive(Clone)]
+pub struct MemNetwork {
+    hub: Arc<Mutex<Hub>>,
+    me: PeerId,
+}
+
+impl Network for MemNetwork {
+    fn local_peer(&self) -> PeerId {
+        self.me
+    }
+
+    fn subscribe(&self, topic: Topic) {
+        if let Some(n) = self.hub.lock().nodes.get_mut(&self.me) {
+            n.topics.insert(topic);
+        }
+    }
+
+    fn publish(&self, topic: Topic, data: Vec<u8>) {
+        let mut hub = self.hub.lock();
+        if !hub.nodes.get(&self.me).is_some_and(|n| n.online) {
+            return;
+        }
+        hub.next_id += 1;
+        let id = MessageId(hub.next_id.to_be_bytes().to_vec());
+        let mut delivered = 0;
+        for p in hub.order.clone() {
+            let n = &hub.nodes[&p];
+            if p != self.me && n.online && n.topics.contains(&topic) {
+                let ev = NetEvent::Gossip { topic, from: self.me, id: id.clone(), data: data.clone() };
+                if data.len() > topic.max_bytes() {
+                    // the transport drops it; the sender pays as for an invalid message
+                    let n = hub.nodes.get_mut(&p).expect("listed");
+                    *n.scores.entry(self.me).or_default() -= REJECT_PENALTY;
+                    continue;
+                }
+                let _ = n.tx.send(ev);
+                delivered += 1;
+            }
+        }
+        hub.delivered += delivered;
+    }
+
+    fn report(&self, _id: MessageId, from: PeerId, verdict: Validation) {
+        if verdict == Validation::Reject
+            && let Some(n) = self.hub.lock().nodes.get_mut(&self.me)
+        {
+            *n.scores.entry(from).or_default() -= REJECT_PENALTY;
+        }
+    }
+
+    fn request(&self, peer: PeerId, data: Vec<u8>) -> RequestId {
+        let mut hub = self.hub.lock();
+        hub.next_id += 1;
+        let rid = RequestId(hub.next_id);
+        let online = |p: &PeerId| hub.nodes.get(p).is_some_and(|n| n.online);
+        if !online(&self.me) || !online(&peer) || peer == self.me {
+            if let Some(n) = hub.nodes.get(&self.me) {
+                let _ =
+                    n.tx.send(NetEvent::Response { peer, id: rid, result: Err("peer unreachable".into()) });
+            }
+            return rid;
+        }
+        hub.next_id += 1;
+        let inbound = hub.next_id;
+        hub.inbound.insert(inbound, (peer, self.me, rid));
+        hub.delivered += 1;
+        let _ = hub.nodes[&peer].tx.send(NetEvent::Request { peer: self.me, id: InboundId(inbound), data });
+        rid
+    }
+
+    fn respond(&self, id: InboundId, data: Vec<u8>) {
+        let mut hub = self.hub.lock();
+        let Some((responder, asker, rid)) = hub.inbound.remove(&id.0) else { return };
+        if responder != self.me {
+            return;
+        }
+        if let Some(n) = hub.nodes.get(&asker)
+            && n.online
+        {
+            let _ = n.tx.send(NetEvent::Response { peer: self.me, id: rid, result: Ok(data) });
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerId> {
+        let hub = self.hub.lock();
+        hub.order.iter().filter(|p| **p != self.me && hub.nodes[*p].online).copied().collect()
+    }
+
+    fn topic_peers(&self, topic: Topic) -> Vec<PeerId> {
+        let hub = self.hub.lock();
+        hub.order
+            .iter()
+            .filter(|p| **p != self.me && hub.nodes[*p].online && hub.nodes[*p].topics.contains(&topic))
+            .copied()
+            .collect()
+    }
+
+    fn peer_score(&self, peer: &PeerId) -> Option<f64> {
+        let hub = self.hub.lock();
+        let n = hub.nodes.get(&self.me)?;
+        hub.nodes.contains_key(peer).then(|| n.scores.get(peer).copied().unwrap_or(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::ShardId;
+
+    #[test]
+    fn gossip_reaches_subscribers_and_rejects_score_down() {
+        let hub = MemHub::new();
+        let (a, mut ra) = hub.join(1);
+        let (b, mut rb) = hub.join(2);
+        let (_c, mut rc) = hub.join(3);
+        let t = Topic::ShardTxs(ShardId(0));
+        b.subscribe(t);
+        a.publish(t, vec![1, 2, 3]);
+        while let Ok(ev) = ra.try_recv() {
+            assert!(matches!(ev, NetEvent::PeerConnected(_)));
+        }
+        let mut got = None;
+        while let Ok(ev) = rb.try_recv() {
+            if let NetEvent::Gossip { from, id, data, .. } = ev {
+                got = Some((from, id, data));
+            }
+        }
+        let (from, id, data) = got.expect("b is subscribed");
+        assert_eq!((from, data), (a.local_peer(), vec![1, 2, 3]));
+        assert!(!std::iter::from_fn(|| rc.try_recv().ok()).any(|e| matches!(e, NetEvent::Gossip { .. })));
+        assert_eq!(b.peer_score(&a.local_peer()), Some(0.0));
+        b.report(id, from, Validation::Reject);
+        assert!(b.peer_score(&a.local_peer()).unwrap() < 0.0);
+        // oversized: never delivered, sender scored down
+        a.publish(t, vec![0; t.max_bytes() + 1]);
+        assert!(!std::iter::from_fn(|| rb.try_recv().ok()).any(|e| matches!(e, NetEvent::Gossip { .. })));
+        assert!(b.peer_score(&a.local_peer()).unwrap() < -REJECT_PENALTY);
+    }
+
+    #[test]
+    fn requests_are_answered_and_offline_peers_fail() {
+        let hub = MemHub::new();
+        let (a, mut ra) = hub.join(1);
+        let (b, mut rb) = hub.join(2);
+        let rid = a.request(b.local_peer(), b"ping".to_vec());
+        let inbound = std::iter::from_fn(|| rb.try_recv().ok())
+            .find_map(|e| match e {
+                NetEvent::Request { id, data, .. } => Some((id, data)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(inbound.1, b"ping");
+        b.respond(inbound.0, b"pong".to_vec());
+        let resp = std::iter::from_fn(|| ra.try_recv().ok())
+            .find_map(|e| match e {
+                NetEvent::Response { id, result, .. } => Some((id, result)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(resp, (rid, Ok(b"pong".to_vec())));
+        hub.set_online(&b.local_peer(), false);
+        let rid = a.request(b.local_peer(), vec![]);
+        let failed = std::iter::from_fn(|| ra.try_recv().ok())
+            .any(|e| matches!(e, NetEvent::Response { id, result: Err(_), .. } if id == rid));
+        assert!(failed);
+    }
+}

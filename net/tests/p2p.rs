@@ -1,0 +1,109 @@
+//! Real libp2p nodes on 127.0.0.1: discovery from a bootnode, gossip,
+//! request-response, and what happens to a peer sending bad messages.
+
+use std::time::Duration;
+
+use bridge::{Hash, ShardId};
+use net::{Multiaddr, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, UnboundedReceiver<NetEvent>) {
+    let mut cfg = P2pConfig::local([seed; 32], Hash::of(b"test network"), 0);
+    if quic_only {
+        cfg.listen.retain(|a| a.to_string().contains("quic"));
+    }
+    cfg.bootnodes = boot;
+    P2pNetwork::start(cfg, NetMetrics::default()).await.unwrap()
+}
+
+async fn next_gossip(
+    rx: &mut UnboundedReceiver<NetEvent>,
+    topic: Topic,
+) -> (net::PeerId, net::MessageId, Vec<u8>) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(NetEvent::Gossip { topic: t, from, id, data }) = rx.recv().await
+                && t == topic
+            {
+                return (from, id, data);
+            }
+        }
+    })
+    .await
+    .expect("gossip arrives")
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_forms_from_a_bootnode_and_punishes_bad_gossip() {
+    let (boot, _boot_rx) = node(1, vec![], false).await;
+    let boot_addrs = boot.listen_addrs();
+    let tcp: Vec<Multiaddr> =
+        boot_addrs.iter().filter(|a| a.to_string().contains("/tcp/")).cloned().collect();
+    let quic: Vec<Multiaddr> =
+        boot_addrs.iter().filter(|a| a.to_string().contains("quic")).cloned().collect();
+    assert_eq!((tcp.len(), quic.len()), (1, 1));
+    let (a, mut ra) = node(2, tcp.clone(), false).await;
+    let (b, mut rb) = node(3, quic, true).await;
+    let topic = Topic::ShardTxs(ShardId(1));
+    for n in [&boot, &a, &b] {
+        n.subscribe(topic);
+    }
+    // a and b only know the bootnode; kademlia introduces them
+    wait_until("a and b to connect", || a.peers().contains(&b.local_peer())).await;
+    wait_until("b to see a's subscription", || b.topic_peers(topic).contains(&a.local_peer())).await;
+
+    // request-response a -> b
+    let rid = a.request(b.local_peer(), b"blocks please".to_vec());
+    let inbound = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(NetEvent::Request { id, data, .. }) = rb.recv().await {
+                return (id, data);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(inbound.1, b"blocks please");
+    b.respond(inbound.0, vec![7; 100_000]);
+    let resp = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(NetEvent::Response { id, result, .. }) = ra.recv().await {
+                return (id, result);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp, (rid, Ok(vec![7; 100_000])));
+
+    // a valid message reaches b and is forwarded
+    a.publish(topic, b"valid tx".to_vec());
+    let (_, id, data) = next_gossip(&mut rb, topic).await;
+    assert_eq!(data, b"valid tx");
+    b.report(id, a.local_peer(), Validation::Accept);
+
+    // malformed: b rejects it and a's score at b drops below zero
+    a.publish(topic, b"garbage".to_vec());
+    let (from, id, _) = next_gossip(&mut rb, topic).await;
+    b.report(id, from, Validation::Reject);
+    wait_until("a's score at b to fall", || b.peer_score(&from).is_some_and(|s| s < 0.0)).await;
+
+    // oversized: never reaches the application, sender scored down further
+    let before = b.peer_score(&from).unwrap();
+    a.publish_unchecked(topic, vec![0xAB; topic.max_bytes() + 1]);
+    wait_until("oversized message to cost a", || b.peer_score(&from).is_some_and(|s| s < before)).await;
+    // the network carries on: the bootnode's messages still arrive
+    boot.publish(topic, b"still alive".to_vec());
+    let (_, _, data) = next_gossip(&mut rb, topic).await;
+    assert_eq!(data, b"still alive");
+}
