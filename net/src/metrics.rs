@@ -148,3 +148,111 @@ mod tests {
         srv.stop();
     }
 }
+
+/// JSON-RPC request and error counters by method, as a jsonrpsee
+/// middleware ([`RpcMetrics::layer`]).
+#[derive(Clone, Default)]
+pub struct RpcMetrics {
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    known: Arc<std::collections::HashSet<String>>,
+}
+
+impl RpcMetrics {
+    /// Counters for a server with these methods (any other name is counted
+    /// as `other`, so clients cannot grow the label set).
+    pub fn new(methods: impl IntoIterator<Item = String>) -> Self {
+        RpcMetrics { known: Arc::new(methods.into_iter().collect()), ..Default::default() }
+    }
+
+    /// Registers `optishard_rpc_requests_total` and `optishard_rpc_errors_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("optishard_rpc");
+        r.register("requests", "JSON-RPC requests by method", self.requests.clone());
+        r.register("errors", "JSON-RPC error responses by method", self.errors.clone());
+    }
+
+    fn labels(&self, method: &str) -> Labels {
+        let m = if self.known.contains(method) { method } else { "other" };
+        vec![("method".into(), m.into())]
+    }
+
+    fn count(&self, method: &str, error: bool) {
+        let l = self.labels(method);
+        self.requests.get_or_create(&l).inc();
+        if error {
+            self.errors.get_or_create(&l).inc();
+        }
+    }
+
+    /// The middleware for `jsonrpsee::server::Server::builder().set_rpc_middleware(…)`.
+    pub fn layer(
+        &self,
+    ) -> jsonrpsee::server::middleware::rpc::RpcServiceBuilder<
+        tower_layer::Stack<tower_layer::LayerFn<impl Fn(RpcServiceInner) -> RpcCounting<RpcServiceInner> + Clone>, tower_layer::Identity>,
+    > {
+        let m = self.clone();
+        jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+            .layer_fn(move |inner| RpcCounting { inner, metrics: m.clone() })
+    }
+
+    /// Requests counted for `method` so far.
+    pub fn requests(&self, method: &str) -> u64 {
+        self.requests.get_or_create(&self.labels(method)).get()
+    }
+}
+
+type RpcServiceInner = jsonrpsee::server::middleware::rpc::RpcService;
+
+/// The counting middleware service.
+#[derive(Clone)]
+pub struct RpcCounting<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+impl<S> jsonrpsee::server::middleware::rpc::RpcServiceT for RpcCounting<S>
+where
+    S: jsonrpsee::server::middleware::rpc::RpcServiceT<
+            MethodResponse = jsonrpsee::MethodResponse,
+            BatchResponse = jsonrpsee::MethodResponse,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    type MethodResponse = S::MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(
+        &self,
+        request: jsonrpsee::types::Request<'a>,
+    ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        let inner = self.inner.clone();
+        let metrics = self.metrics.clone();
+        let method = request.method_name().to_owned();
+        async move {
+            let r = inner.call(request).await;
+            metrics.count(&method, r.is_error());
+            r
+        }
+    }
+
+    fn batch<'a>(
+        &self,
+        requests: jsonrpsee::core::middleware::Batch<'a>,
+    ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        for entry in requests.iter().flatten() {
+            self.metrics.count(entry.method_name(), false);
+        }
+        self.inner.batch(requests)
+    }
+
+    fn notification<'a>(
+        &self,
+        n: jsonrpsee::core::middleware::Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
