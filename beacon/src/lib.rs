@@ -1,6 +1,23 @@
-//! `beacon` — the beacon node: slots, beacon blocks, the validator and bond
-//! registry, shard header commitments, challenge windows, dispute games and
-//! finality.
+//! `beacon` — the beacon node: a slot clock, beacon blocks in rocksdb, the
+//! validator registry with bonds from genesis, the deterministic proposer
+//! schedule, and the rule for shard headers: accepted only when signed by
+//! the slot's scheduled proposer and extending the shard's accepted chain.
 //!
-//! Not built yet: it arrives with the multi-shard testnet issue, and verifies
-//! disputed steps with `prover::execute_stateless`.
+//! Where to start: [`BeaconChain::submit`] and [`BeaconChain::seal`] are the
+//! rules; [`BeaconService`] reacts to the network and the clock; [`start`]
+//! runs a node process (p2p, JSON-RPC, metrics).
+
+mod chain;
+mod error;
+mod node;
+mod rpc;
+mod store;
+
+pub use chain::{BeaconChain, Rejection, RejectionRecord, Submitted};
+pub use error::{Error, Result};
+pub use node::{
+    BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, load_or_create_p2p_key, now_ms,
+    parse_bootnodes, start,
+};
+pub use rpc::REJECTED_CODE;
+pub use store::{BeaconDb, IncludedHeader};

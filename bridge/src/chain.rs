@@ -57,6 +57,8 @@ pub struct ChainSpec {
     pub seed: Hash,
     /// The genesis registry.
     pub validators: Vec<ValidatorInfo>,
+    /// Hash of each shard's genesis header, by shard id.
+    pub shard_genesis: Vec<Hash>,
 }
 
 impl Encode for ChainSpec {
@@ -67,6 +69,7 @@ impl Encode for ChainSpec {
         self.chain_id_base.encode_to(out);
         self.seed.encode_to(out);
         encode_list(&self.validators, out);
+        encode_list(&self.shard_genesis, out);
     }
 }
 
@@ -78,6 +81,13 @@ impl ChainSpec {
         }
         if self.shards == 0 {
             return Err("shards must be > 0".into());
+        }
+        if self.shard_genesis.len() != self.shards as usize {
+            return Err(format!(
+                "{} shard genesis hashes for {} shards",
+                self.shard_genesis.len(),
+                self.shards
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for v in &self.validators {
@@ -114,6 +124,16 @@ impl ChainSpec {
     /// Ethereum chain id of `shard`.
     pub fn chain_id(&self, shard: ShardId) -> u64 {
         self.chain_id_base + shard.0 as u64
+    }
+
+    /// The genesis head of `shard`.
+    pub fn genesis_head(&self, shard: ShardId) -> ShardHead {
+        ShardHead {
+            shard,
+            height: 0,
+            hash: self.shard_genesis.get(shard.0 as usize).copied().unwrap_or_default(),
+            slot: 0,
+        }
     }
 
     /// The validators of `shard`, in registry order.
@@ -304,6 +324,7 @@ mod tests {
             chain_id_base: 1,
             seed: Hash::of(b"s"),
             validators,
+            shard_genesis: vec![Hash::ZERO; 2],
         };
         (spec, keys)
     }
@@ -312,6 +333,13 @@ mod tests {
     fn schedule_is_deterministic_and_uses_every_validator() {
         let (spec, _) = spec(3);
         spec.validate().unwrap();
+        if self.shard_genesis.len() != self.shards as usize {
+            return Err(format!(
+                "{} shard genesis hashes for {} shards",
+                self.shard_genesis.len(),
+                self.shards
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for slot in 0..200 {
             let p = spec.proposer(ShardId(1), slot).unwrap();

@@ -189,7 +189,10 @@ impl RpcMetrics {
     pub fn layer(
         &self,
     ) -> jsonrpsee::server::middleware::rpc::RpcServiceBuilder<
-        tower_layer::Stack<tower_layer::LayerFn<impl Fn(RpcServiceInner) -> RpcCounting<RpcServiceInner> + Clone>, tower_layer::Identity>,
+        tower_layer::Stack<
+            tower_layer::LayerFn<impl Fn(RpcServiceInner) -> RpcCounting<RpcServiceInner> + Clone + use<>>,
+            tower_layer::Identity,
+        >,
     > {
         let m = self.clone();
         jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()

@@ -1,0 +1,300 @@
+//! The beacon node: the [`BeaconService`] that reacts to the network and
+//! the slot clock (driven by [`start`] in a real process, or step by step
+//! by a deterministic simulation), its metrics, and its settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::{ChainSpec, Decode, Encode, SignedHeader, decode_exact};
+use net::prometheus_client::metrics::counter::Counter;
+use net::prometheus_client::metrics::family::Family;
+use net::prometheus_client::metrics::gauge::Gauge;
+use net::prometheus_client::registry::Registry;
+use net::{Labels, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::chain::{BeaconChain, Submitted};
+use crate::store::BeaconDb;
+use crate::{Error, Result};
+
+/// Beacon metrics (`optishard_beacon_*`).
+#[derive(Clone, Default)]
+pub struct BeaconMetrics {
+    /// Slot of the newest beacon block.
+    pub head_slot: Gauge,
+    /// Beacon blocks produced.
+    pub blocks: Counter,
+    /// Shard headers included in beacon blocks.
+    pub headers_included: Counter,
+    /// Header submissions by result and reason.
+    pub submissions: Family<Labels, Counter>,
+}
+
+impl BeaconMetrics {
+    /// Registers the metrics.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("optishard_beacon");
+        r.register("head_slot", "Slot of the newest beacon block", self.head_slot.clone());
+        r.register("blocks_produced", "Beacon blocks produced", self.blocks.clone());
+        r.register(
+            "headers_included",
+            "Shard headers included in beacon blocks",
+            self.headers_included.clone(),
+        );
+        r.register(
+            "header_submissions",
+            "Shard header submissions by result and reason",
+            self.submissions.clone(),
+        );
+    }
+
+    fn submission(&self, result: &str, reason: &str) {
+        self.submissions
+            .get_or_create(&vec![("result".into(), result.into()), ("reason".into(), reason.into())])
+            .inc();
+    }
+}
+
+/// The beacon's reactions to the network and the clock.
+pub struct BeaconService<N: Network> {
+    chain: Arc<BeaconChain>,
+    net: N,
+    metrics: BeaconMetrics,
+}
+
+impl<N: Network> BeaconService<N> {
+    /// Subscribes to header submissions.
+    pub fn new(chain: Arc<BeaconChain>, net: N, metrics: BeaconMetrics) -> Self {
+        net.subscribe(Topic::Submissions);
+        net.subscribe(Topic::BeaconBlocks);
+        if let Some((slot, _)) = chain.head() {
+            metrics.head_slot.set(slot as i64);
+        }
+        BeaconService { chain, net, metrics }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<BeaconChain> {
+        &self.chain
+    }
+
+    /// Handles one network event at beacon slot `current`.
+    pub fn on_event(&self, ev: NetEvent, current: u64) {
+        match ev {
+            NetEvent::Gossip { topic: Topic::Submissions, from, id, data } => {
+                let verdict = match decode_exact::<SignedHeader>(&data) {
+                    Err(e) => {
+                        warn!(target: "beacon", peer = %from, error = %e, "malformed submission");
+                        self.metrics.submission("rejected", "malformed");
+                        Validation::Reject
+                    }
+                    Ok(sh) => match self.chain.submit(sh, current) {
+                        Ok(s) => {
+                            self.metrics.submission(
+                                if s == Submitted::Accepted { "accepted" } else { "pending" },
+                                "",
+                            );
+                            Validation::Accept
+                        }
+                        Err(r) => {
+                            self.metrics.submission("rejected", r.label());
+                            if r.is_fault() { Validation::Reject } else { Validation::Ignore }
+                        }
+                    },
+                };
+                self.net.report(id, from, verdict);
+            }
+            NetEvent::Gossip { from, id, .. } => self.net.report(id, from, Validation::Ignore),
+            NetEvent::Request { id, data, .. } => {
+                // beacon blocks by range: `from: u64, count: u32`
+                let mut input = data.as_slice();
+                let blocks = match (u64::decode(&mut input), u32::decode(&mut input)) {
+                    (Ok(from), Ok(count)) => {
+                        self.chain.db().blocks_from(from, count.min(64) as usize).unwrap_or_default()
+                    }
+                    _ => vec![],
+                };
+                let mut out = Vec::new();
+                bridge::encode_list(&blocks, &mut out);
+                self.net.respond(id, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Seals the block of `slot` (at the slot's end) and gossips it.
+    pub fn on_slot_end(&self, slot: u64) -> Result<()> {
+        if let Some(block) = self.chain.seal(slot)? {
+            self.metrics.blocks.inc();
+            self.metrics.head_slot.set(slot as i64);
+            self.metrics.headers_included.inc_by(block.headers.len() as u64);
+            if !block.headers.is_empty() {
+                info!(target: "beacon", slot, headers = block.headers.len(), "sealed beacon block");
+            }
+            self.net.publish(Topic::BeaconBlocks, block.encode());
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a beacon node process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BeaconConfig {
+    /// Data directory (`DIR/db`, `DIR/p2p.key`).
+    pub datadir: PathBuf,
+    /// JSON-RPC listen address.
+    pub rpc_addr: SocketAddr,
+    /// Prometheus metrics listen address.
+    pub metrics_addr: SocketAddr,
+    /// p2p listen IP.
+    pub p2p_ip: std::net::IpAddr,
+    /// p2p port (TCP and QUIC/UDP).
+    pub p2p_port: u16,
+    /// Multiaddrs of peers to join.
+    pub bootnodes: Vec<String>,
+    /// fsync every block.
+    pub fsync: bool,
+}
+
+impl Default for BeaconConfig {
+    fn default() -> Self {
+        BeaconConfig {
+            datadir: PathBuf::from("optishard-beacon"),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 5052)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            p2p_ip: [127, 0, 0, 1].into(),
+            p2p_port: 9000,
+            bootnodes: vec![],
+            fsync: false,
+        }
+    }
+}
+
+/// Reads `DIR/p2p.key`, creating it on first start, so a node keeps its
+/// peer id across restarts.
+pub fn load_or_create_p2p_key(datadir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = datadir.join("p2p.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(text.trim(), &mut key).is_ok() {
+            return Ok(key);
+        }
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a 32-byte hex key", path.display()),
+        ));
+    }
+    let key: [u8; 32] = rand::random();
+    std::fs::write(&path, hex::encode(key))?;
+    Ok(key)
+}
+
+/// Parses bootnode multiaddrs.
+pub fn parse_bootnodes(list: &[String]) -> Result<Vec<net::Multiaddr>> {
+    list.iter().map(|s| s.parse().map_err(|e| Error::Config(format!("bootnode {s:?}: {e}")))).collect()
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A running beacon node.
+pub struct BeaconHandle {
+    /// The chain.
+    pub chain: Arc<BeaconChain>,
+    /// JSON-RPC address.
+    pub rpc_addr: SocketAddr,
+    /// Metrics address.
+    pub metrics_addr: SocketAddr,
+    /// p2p addresses (with `/p2p/<id>`).
+    pub p2p_addrs: Vec<net::Multiaddr>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    rpc: jsonrpsee::server::ServerHandle,
+    metrics: net::MetricsServer,
+}
+
+impl BeaconHandle {
+    /// Stops the node and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.rpc.stop();
+        self.rpc.stopped().await;
+        self.metrics.stop();
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the beacon chain and runs it: p2p, slot clock, RPC and metrics.
+pub async fn start(spec: ChainSpec, cfg: BeaconConfig) -> Result<BeaconHandle> {
+    std::fs::create_dir_all(&cfg.datadir)
+        .map_err(|e| Error::Config(format!("datadir {}: {e}", cfg.datadir.display())))?;
+    let db = BeaconDb::open(&cfg.datadir.join("db"), cfg.fsync)?;
+    let chain = Arc::new(BeaconChain::open(spec.clone(), db)?);
+    let mut registry = Registry::default();
+    let net_metrics = NetMetrics::default();
+    net_metrics.register(&mut registry);
+    let metrics = BeaconMetrics::default();
+    metrics.register(&mut registry);
+    let secret = load_or_create_p2p_key(&cfg.datadir).map_err(|e| Error::Config(e.to_string()))?;
+    let mut p2p = P2pConfig::local(secret, spec.hash(), cfg.p2p_port);
+    p2p.listen = vec![
+        format!("/ip4/{}/tcp/{}", cfg.p2p_ip, cfg.p2p_port)
+            .parse()
+            .map_err(|e| Error::Config(format!("{e}")))?,
+        format!("/ip4/{}/udp/{}/quic-v1", cfg.p2p_ip, cfg.p2p_port)
+            .parse()
+            .map_err(|e| Error::Config(format!("{e}")))?,
+    ];
+    p2p.bootnodes = parse_bootnodes(&cfg.bootnodes)?;
+    let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Net)?;
+    let p2p_addrs = net.listen_addrs();
+    let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(chain.clone(), net.clone(), cfg.rpc_addr).await?;
+    rpc_metrics.register(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    let metrics_srv = net::serve_metrics(cfg.metrics_addr, registry)
+        .await
+        .map_err(|e| Error::Config(format!("metrics on {}: {e}", cfg.metrics_addr)))?;
+    let service = BeaconService::new(chain.clone(), net, metrics);
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut sealing = spec.slot_at(now_ms());
+        loop {
+            let wait = spec.slot_start_ms(sealing + 1).saturating_sub(now_ms());
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => service.on_event(ev, spec.slot_at(now_ms())),
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                    if let Err(e) = service.on_slot_end(sealing) {
+                        warn!(target: "beacon", slot = sealing, error = %e, "sealing failed");
+                    }
+                    sealing = (sealing + 1).max(spec.slot_at(now_ms()));
+                }
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+    info!(target: "beacon", %rpc_addr, metrics = %metrics_srv.addr, p2p = ?p2p_addrs, "beacon node started");
+    Ok(BeaconHandle {
+        chain,
+        rpc_addr,
+        metrics_addr: metrics_srv.addr,
+        p2p_addrs,
+        stop,
+        task,
+        rpc,
+        metrics: metrics_srv,
+    })
+}

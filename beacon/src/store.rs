@@ -1,0 +1,120 @@
+//! rocksdb persistence of the beacon chain: blocks by slot, every accepted
+//! shard header by `(shard, height)`, and the head, each block written in
+//! one atomic batch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bridge::{BeaconBlock, Decode, Encode, ShardId, SignedHeader, decode_exact};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::{Error, Result};
+
+const CF_BLOCKS: &str = "blocks";
+const CF_SHARD_HEADERS: &str = "shard_headers";
+const CF_META: &str = "meta";
+const META_HEAD: &[u8] = b"head_slot";
+
+/// An accepted shard header and the beacon slot that included it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IncludedHeader {
+    /// The signed header.
+    pub header: SignedHeader,
+    /// Slot of the beacon block that included it.
+    pub included_in: u64,
+}
+
+/// The beacon's database.
+#[derive(Clone)]
+pub struct BeaconDb {
+    db: Arc<DB>,
+    write_opts: Arc<WriteOptions>,
+}
+
+fn db_err(e: rocksdb::Error) -> Error {
+    Error::Db(e.to_string())
+}
+
+fn header_key(shard: ShardId, height: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&shard.0.to_be_bytes());
+    k[4..].copy_from_slice(&height.to_be_bytes());
+    k
+}
+
+impl BeaconDb {
+    /// Opens or creates the database at `path`.
+    pub fn open(path: &Path, fsync: bool) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_META]
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(fsync);
+        Ok(BeaconDb { db: Arc::new(db), write_opts: Arc::new(write_opts) })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// Writes a block, indexes its shard headers and makes it the head.
+    pub fn commit(&self, block: &BeaconBlock) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        let slot = block.slot.to_be_bytes();
+        wb.put_cf(self.cf(CF_BLOCKS), slot, block.encode());
+        for h in &block.headers {
+            let mut v = h.encode();
+            block.slot.encode_to(&mut v);
+            wb.put_cf(self.cf(CF_SHARD_HEADERS), header_key(h.header.shard, h.header.height), v);
+        }
+        wb.put_cf(self.cf(CF_META), META_HEAD, slot);
+        self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// Slot of the newest block.
+    pub fn head_slot(&self) -> Result<Option<u64>> {
+        match self.db.get_cf(self.cf(CF_META), META_HEAD).map_err(db_err)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(u64::from_be_bytes(
+                b.as_slice().try_into().map_err(|_| Error::Corrupt("head slot".into()))?,
+            ))),
+        }
+    }
+
+    /// The block of `slot`, if the beacon produced one.
+    pub fn block(&self, slot: u64) -> Result<Option<BeaconBlock>> {
+        match self.db.get_cf(self.cf(CF_BLOCKS), slot.to_be_bytes()).map_err(db_err)? {
+            None => Ok(None),
+            Some(b) => decode_exact(&b).map(Some).map_err(|e| Error::Corrupt(format!("block {slot}: {e}"))),
+        }
+    }
+
+    /// Up to `limit` blocks from slot `from` on (slots without a block are skipped).
+    pub fn blocks_from(&self, from: u64, limit: usize) -> Result<Vec<BeaconBlock>> {
+        let it = self
+            .db
+            .iterator_cf(self.cf(CF_BLOCKS), IteratorMode::From(&from.to_be_bytes(), Direction::Forward));
+        let mut out = Vec::new();
+        for kv in it.take(limit) {
+            let (_, v) = kv.map_err(db_err)?;
+            out.push(decode_exact(&v).map_err(|e| Error::Corrupt(format!("block: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// The accepted header of `shard` at `height`.
+    pub fn shard_header(&self, shard: ShardId, height: u64) -> Result<Option<IncludedHeader>> {
+        match self.db.get_cf(self.cf(CF_SHARD_HEADERS), header_key(shard, height)).map_err(db_err)? {
+            None => Ok(None),
+            Some(b) => {
+                let mut input = b.as_slice();
+                let header = SignedHeader::decode(&mut input).map_err(|e| Error::Corrupt(e.to_string()))?;
+                let included_in = decode_exact::<u64>(input).map_err(|e| Error::Corrupt(e.to_string()))?;
+                Ok(Some(IncludedHeader { header, included_in }))
+            }
+        }
+    }
+}
