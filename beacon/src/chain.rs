@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use bridge::{Address, BeaconBlock, ChainSpec, Hash, ShardHead, ShardId, SignedHeader};
+use bridge::{
+    Address, BeaconBlock, ChainSpec, Hash, ShardHead, ShardId, Signature, SignedHeader, ValidatorKey,
+};
 use parking_lot::RwLock;
 use serde::Serialize;
 use tracing::{debug, info};
@@ -157,6 +159,7 @@ const KEPT_REJECTIONS: usize = 1000;
 
 /// The beacon chain: its spec, database and the state between blocks.
 pub struct BeaconChain {
+    key: ValidatorKey,
     spec: ChainSpec,
     spec_hash: Hash,
     db: BeaconDb,
@@ -164,9 +167,17 @@ pub struct BeaconChain {
 }
 
 impl BeaconChain {
-    /// Opens the chain, resuming from the newest stored block.
-    pub fn open(spec: ChainSpec, db: BeaconDb) -> Result<Self> {
+    /// Opens the chain, resuming from the newest stored block. `key` signs
+    /// beacon blocks and must be the spec's beacon key.
+    pub fn open(spec: ChainSpec, db: BeaconDb, key: ValidatorKey) -> Result<Self> {
         spec.validate().map_err(Error::Config)?;
+        if key.address() != spec.beacon {
+            return Err(Error::Config(format!(
+                "beacon key {} is not the genesis beacon {}",
+                key.address(),
+                spec.beacon
+            )));
+        }
         let mut head = None;
         let mut heads: Vec<ShardHead> = (0..spec.shards).map(|s| spec.genesis_head(ShardId(s))).collect();
         if let Some(slot) = db.head_slot()? {
@@ -180,6 +191,7 @@ impl BeaconChain {
             info!(target: "beacon", slot, "resumed beacon chain");
         }
         Ok(BeaconChain {
+            key,
             spec_hash: spec.hash(),
             spec,
             db,
@@ -320,13 +332,15 @@ impl BeaconChain {
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
-        let block = BeaconBlock {
+        let mut block = BeaconBlock {
+            signature: Signature::default(),
             slot,
             parent: state.head.map_or(Hash::ZERO, |(_, h)| h),
             headers: state.included.clone(),
             heads: state.heads.clone(),
             state_root: BeaconBlock::compute_state_root(&self.spec_hash, &state.heads),
         };
+        block.sign(&self.key);
         self.db.commit(&block)?;
         state.included.clear();
         state.head = Some((slot, block.hash()));
@@ -351,6 +365,10 @@ mod tests {
     use super::*;
     use bridge::{ShardHeader, ValidatorInfo, ValidatorKey};
 
+    fn beacon_key() -> ValidatorKey {
+        ValidatorKey::derive(b"beacon")
+    }
+
     fn setup() -> (ChainSpec, Vec<ValidatorKey>) {
         let keys: Vec<ValidatorKey> = (0..4u32).map(|i| ValidatorKey::derive(&i.to_be_bytes())).collect();
         let spec = ChainSpec {
@@ -369,6 +387,7 @@ mod tests {
                 })
                 .collect(),
             shard_genesis: vec![Hash::of(b"g0"), Hash::of(b"g1")],
+            beacon: beacon_key().address(),
         };
         (spec, keys)
     }
@@ -401,7 +420,8 @@ mod tests {
     fn accepts_only_the_scheduled_proposer_extending_the_chain() {
         let (spec, keys) = setup();
         let dir = tempfile::tempdir().unwrap();
-        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap()).unwrap();
+        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap(), beacon_key())
+            .unwrap();
         let g0 = spec.shard_genesis[0];
 
         let wrong = header(0, 1, g0, 1, other_key(&spec, &keys, 0, 1));
@@ -427,6 +447,7 @@ mod tests {
         assert_eq!(block.headers, vec![h1.clone()]);
         assert_eq!(block.heads[0].height, 1);
         assert_eq!(block.heads[1], spec.genesis_head(ShardId(1)));
+        assert!(block.signed_by(&spec.beacon));
         assert!(chain.seal(1).unwrap().is_none(), "one block per slot");
         assert_eq!(chain.rejections(100).len(), 7);
 
@@ -442,7 +463,8 @@ mod tests {
 
         // reopening resumes from the stored head
         drop(chain);
-        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap()).unwrap();
+        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap(), beacon_key())
+            .unwrap();
         assert_eq!(chain.head().unwrap().0, 3);
         assert_eq!(chain.heads()[0].hash, h3.header.hash());
         assert_eq!(chain.seal(4).unwrap().unwrap().parent, block.hash());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::{ChainSpec, Decode, Encode, SignedHeader, decode_exact};
+use bridge::{ChainSpec, Decode, Encode, SignedHeader, ValidatorKey, decode_exact};
 use net::prometheus_client::metrics::counter::Counter;
 use net::prometheus_client::metrics::family::Family;
 use net::prometheus_client::metrics::gauge::Gauge;
@@ -142,6 +142,13 @@ impl<N: Network> BeaconService<N> {
     }
 }
 
+/// Reads the beacon's signing key (hex) from `path`.
+pub fn read_key(path: &Path) -> Result<ValidatorKey> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("key file {}: {e}", path.display())))?;
+    ValidatorKey::from_hex(&text).map_err(|e| Error::Config(format!("key file {}: {e}", path.display())))
+}
+
 /// Settings of a beacon node process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -236,11 +243,11 @@ impl BeaconHandle {
 }
 
 /// Opens the beacon chain and runs it: p2p, slot clock, RPC and metrics.
-pub async fn start(spec: ChainSpec, cfg: BeaconConfig) -> Result<BeaconHandle> {
+pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Result<BeaconHandle> {
     std::fs::create_dir_all(&cfg.datadir)
         .map_err(|e| Error::Config(format!("datadir {}: {e}", cfg.datadir.display())))?;
     let db = BeaconDb::open(&cfg.datadir.join("db"), cfg.fsync)?;
-    let chain = Arc::new(BeaconChain::open(spec.clone(), db)?);
+    let chain = Arc::new(BeaconChain::open(spec.clone(), db, key)?);
     let mut registry = Registry::default();
     let net_metrics = NetMetrics::default();
     net_metrics.register(&mut registry);

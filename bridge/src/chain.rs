@@ -59,6 +59,8 @@ pub struct ChainSpec {
     pub validators: Vec<ValidatorInfo>,
     /// Hash of each shard's genesis header, by shard id.
     pub shard_genesis: Vec<Hash>,
+    /// The beacon node's signing address: beacon blocks not signed by it are invalid.
+    pub beacon: Address,
 }
 
 impl Encode for ChainSpec {
@@ -70,6 +72,7 @@ impl Encode for ChainSpec {
         self.seed.encode_to(out);
         encode_list(&self.validators, out);
         encode_list(&self.shard_genesis, out);
+        self.beacon.encode_to(out);
     }
 }
 
@@ -266,12 +269,34 @@ pub struct BeaconBlock {
     pub heads: Vec<ShardHead>,
     /// Commitment to the beacon state (see [`BeaconBlock::compute_state_root`]).
     pub state_root: Hash,
+    /// The beacon's signature over [`BeaconBlock::hash`] (not part of the hash).
+    pub signature: Signature,
 }
 
 impl BeaconBlock {
-    /// The block's identity.
+    /// The block's identity: every field but the signature.
     pub fn hash(&self) -> Hash {
-        hash_domain(b"optishard.beacon_block", &[&self.encode()])
+        let mut out = Vec::new();
+        self.encode_content(&mut out);
+        hash_domain(b"optishard.beacon_block", &[&out])
+    }
+
+    fn encode_content(&self, out: &mut Vec<u8>) {
+        self.slot.encode_to(out);
+        self.parent.encode_to(out);
+        encode_list(&self.headers, out);
+        encode_list(&self.heads, out);
+        self.state_root.encode_to(out);
+    }
+
+    /// Signs the block.
+    pub fn sign(&mut self, key: &ValidatorKey) {
+        self.signature = key.sign(&self.hash());
+    }
+
+    /// Whether `beacon` signed the block.
+    pub fn signed_by(&self, beacon: &Address) -> bool {
+        self.signature.recover(&self.hash()).is_ok_and(|a| a == *beacon)
     }
 
     /// The beacon state root: the spec (registry) and every shard head.
@@ -284,11 +309,8 @@ impl BeaconBlock {
 
 impl Encode for BeaconBlock {
     fn encode_to(&self, out: &mut Vec<u8>) {
-        self.slot.encode_to(out);
-        self.parent.encode_to(out);
-        encode_list(&self.headers, out);
-        encode_list(&self.heads, out);
-        self.state_root.encode_to(out);
+        self.encode_content(out);
+        self.signature.encode_to(out);
     }
 }
 
@@ -300,6 +322,7 @@ impl Decode for BeaconBlock {
             headers: decode_list(input)?,
             heads: decode_list(input)?,
             state_root: Hash::decode(input)?,
+            signature: Signature::decode(input)?,
         })
     }
 }
@@ -325,6 +348,7 @@ mod tests {
             seed: Hash::of(b"s"),
             validators,
             shard_genesis: vec![Hash::ZERO; 2],
+            beacon: Address::default(),
         };
         (spec, keys)
     }
@@ -333,13 +357,6 @@ mod tests {
     fn schedule_is_deterministic_and_uses_every_validator() {
         let (spec, _) = spec(3);
         spec.validate().unwrap();
-        if self.shard_genesis.len() != self.shards as usize {
-            return Err(format!(
-                "{} shard genesis hashes for {} shards",
-                self.shard_genesis.len(),
-                self.shards
-            ));
-        }
         let mut seen = std::collections::HashSet::new();
         for slot in 0..200 {
             let p = spec.proposer(ShardId(1), slot).unwrap();
@@ -374,13 +391,18 @@ mod tests {
         let mut tampered = sh;
         tampered.header.height = 4;
         assert_ne!(tampered.signer().unwrap(), keys[0].address());
-        let bb = BeaconBlock {
+        let mut bb = BeaconBlock {
             slot: 1,
             parent: Hash::ZERO,
             headers: vec![],
             heads: vec![ShardHead::default()],
             state_root: Hash::ZERO,
+            signature: Signature::default(),
         };
+        let unsigned = bb.hash();
+        bb.sign(&keys[1]);
+        assert_eq!(bb.hash(), unsigned, "the signature is not part of the identity");
+        assert!(bb.signed_by(&keys[1].address()) && !bb.signed_by(&keys[0].address()));
         assert_eq!(decode_exact::<BeaconBlock>(&bb.encode()).unwrap(), bb);
     }
 }
