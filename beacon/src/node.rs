@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::{ChainSpec, Decode, Encode, SignedHeader, ValidatorKey, decode_exact};
+use bridge::{BeaconBlock, ChainSpec, Encode, SignedHeader, SyncRequest, ValidatorKey, decode_exact};
 use net::prometheus_client::metrics::counter::Counter;
 use net::prometheus_client::metrics::family::Family;
 use net::prometheus_client::metrics::gauge::Gauge;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::chain::{BeaconChain, Submitted};
+use crate::chain::{BeaconChain, Rejection, Submitted};
 use crate::store::BeaconDb;
 use crate::{Error, Result};
 
@@ -83,6 +83,17 @@ impl<N: Network> BeaconService<N> {
         &self.chain
     }
 
+    /// Judges a submitted header and counts the outcome.
+    pub fn judge(&self, sh: SignedHeader, current: u64) -> Result<Submitted, Rejection> {
+        let out = self.chain.submit(sh, current);
+        match &out {
+            Ok(Submitted::Accepted) => self.metrics.submission("accepted", ""),
+            Ok(Submitted::Pending) => self.metrics.submission("pending", ""),
+            Err(r) => self.metrics.submission("rejected", r.label()),
+        }
+        out
+    }
+
     /// Handles one network event at beacon slot `current`.
     pub fn on_event(&self, ev: NetEvent, current: u64) {
         match ev {
@@ -93,34 +104,34 @@ impl<N: Network> BeaconService<N> {
                         self.metrics.submission("rejected", "malformed");
                         Validation::Reject
                     }
-                    Ok(sh) => match self.chain.submit(sh, current) {
-                        Ok(s) => {
-                            self.metrics.submission(
-                                if s == Submitted::Accepted { "accepted" } else { "pending" },
-                                "",
-                            );
-                            Validation::Accept
-                        }
-                        Err(r) => {
-                            self.metrics.submission("rejected", r.label());
-                            if r.is_fault() { Validation::Reject } else { Validation::Ignore }
-                        }
+                    Ok(sh) => match self.judge(sh, current) {
+                        Ok(_) => Validation::Accept,
+                        Err(r) if r.is_fault() => Validation::Reject,
+                        Err(_) => Validation::Ignore,
                     },
                 };
                 self.net.report(id, from, verdict);
             }
             NetEvent::Gossip { from, id, .. } => self.net.report(id, from, Validation::Ignore),
             NetEvent::Request { id, data, .. } => {
-                // beacon blocks by range: `from: u64, count: u32`
-                let mut input = data.as_slice();
-                let blocks = match (u64::decode(&mut input), u32::decode(&mut input)) {
-                    (Ok(from), Ok(count)) => {
-                        self.chain.db().blocks_from(from, count.min(64) as usize).unwrap_or_default()
+                let out = match decode_exact::<SyncRequest>(&data) {
+                    Ok(SyncRequest::BeaconBlocks { from, count }) => {
+                        let blocks =
+                            self.chain.db().blocks_from(from, count.min(64) as usize).unwrap_or_default();
+                        let mut out = Vec::new();
+                        bridge::encode_list(&blocks, &mut out);
+                        out
                     }
-                    _ => vec![],
+                    Ok(SyncRequest::SubmitHeader(sh)) => match self.judge(sh, current) {
+                        Ok(s) => format!("{s:?}").into_bytes(),
+                        Err(r) => r.to_string().into_bytes(),
+                    },
+                    _ => {
+                        let mut out = Vec::new();
+                        bridge::encode_list::<BeaconBlock>(&[], &mut out);
+                        out
+                    }
                 };
-                let mut out = Vec::new();
-                bridge::encode_list(&blocks, &mut out);
                 self.net.respond(id, out);
             }
             _ => {}

@@ -327,6 +327,68 @@ impl Decode for BeaconBlock {
     }
 }
 
+/// A request-response request. Block requests are answered with a list of
+/// blocks; a header submission with a status string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncRequest {
+    /// Beacon blocks from slot `from` on (missing slots skipped).
+    BeaconBlocks {
+        /// First slot.
+        from: u64,
+        /// Most blocks.
+        count: u32,
+    },
+    /// Blocks of `shard` from height `from` on.
+    ShardBlocks {
+        /// The shard.
+        shard: ShardId,
+        /// First height.
+        from: u64,
+        /// Most blocks.
+        count: u32,
+    },
+    /// A shard header for the beacon, sent directly (a resubmission the
+    /// gossip layer would drop as already seen).
+    SubmitHeader(SignedHeader),
+}
+
+impl Encode for SyncRequest {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        match self {
+            SyncRequest::BeaconBlocks { from, count } => {
+                0u8.encode_to(out);
+                from.encode_to(out);
+                count.encode_to(out);
+            }
+            SyncRequest::ShardBlocks { shard, from, count } => {
+                1u8.encode_to(out);
+                shard.encode_to(out);
+                from.encode_to(out);
+                count.encode_to(out);
+            }
+            SyncRequest::SubmitHeader(h) => {
+                2u8.encode_to(out);
+                h.encode_to(out);
+            }
+        }
+    }
+}
+
+impl Decode for SyncRequest {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(SyncRequest::BeaconBlocks { from: u64::decode(input)?, count: u32::decode(input)? }),
+            1 => Ok(SyncRequest::ShardBlocks {
+                shard: ShardId::decode(input)?,
+                from: u64::decode(input)?,
+                count: u32::decode(input)?,
+            }),
+            2 => Ok(SyncRequest::SubmitHeader(SignedHeader::decode(input)?)),
+            tag => Err(DecodeError::InvalidTag { what: "sync request", tag }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

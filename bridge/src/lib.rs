@@ -21,7 +21,7 @@ mod merkle;
 mod sig;
 mod trace;
 
-pub use chain::{BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, ValidatorInfo};
+pub use chain::{BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo};
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};

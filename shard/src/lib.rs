@@ -7,15 +7,19 @@
 
 mod error;
 mod mempool;
+mod metrics;
 mod node;
 mod rpc;
 mod store;
+mod validator;
 
 pub use error::{Error, Result};
 pub use mempool::{Mempool, PoolError};
+pub use metrics::ShardMetrics;
 pub use node::{
-    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, NodeHandle, ShardConfig, ShardNode,
-    dev_accounts, start,
+    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, ImportError, Mismatch, NodeHandle,
+    ShardConfig, ShardNode, TxRejected, dev_accounts, genesis_header, start,
 };
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBody, TxLocation};
+pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};

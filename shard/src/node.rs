@@ -7,9 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use alloy_consensus::Transaction as _;
 use alloy_eips::eip1559::{BaseFeeParams, calc_next_block_base_fee};
 use alloy_primitives::{Address, B256, U256};
-use bridge::{Address as BAddress, Hash, ShardHeader, ShardId};
+use bridge::{
+    Address as BAddress, ChainSpec, Hash, ShardBlock, ShardHeader, ShardId, Signature, SignedHeader,
+    ValidatorKey,
+};
 use parking_lot::{Mutex, RwLock};
 use prover::{
     AccountState, AuthState, BlockParams, ChangeSet, Item, Mode, SignedTx, StateKey, execute_items,
@@ -19,6 +23,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::mempool::Mempool;
+use crate::metrics::ShardMetrics;
 use crate::store::{ShardDb, StoredBody};
 use crate::{Error, Result};
 
@@ -90,6 +95,17 @@ pub struct ShardConfig {
     pub rpc_max_batch: u32,
     /// State versions kept readable (older ones are pruned).
     pub state_history: u64,
+    /// Genesis time in unix seconds (a network's nodes must agree; the dev
+    /// node uses its first start).
+    pub genesis_timestamp: Option<u64>,
+    /// Prometheus metrics listen address (validator mode).
+    pub metrics_addr: SocketAddr,
+    /// p2p listen IP (validator mode).
+    pub p2p_ip: std::net::IpAddr,
+    /// p2p port, TCP and QUIC (validator mode).
+    pub p2p_port: u16,
+    /// Multiaddrs of peers to join (validator mode).
+    pub bootnodes: Vec<String>,
 }
 
 impl Default for ShardConfig {
@@ -110,6 +126,11 @@ impl Default for ShardConfig {
             rpc_max_request_bytes: 32 << 20,
             rpc_max_batch: 20_000,
             state_history: 256,
+            genesis_timestamp: None,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            p2p_ip: [127, 0, 0, 1].into(),
+            p2p_port: 9100,
+            bootnodes: Vec::new(),
         }
     }
 }
@@ -139,6 +160,38 @@ impl ShardConfig {
     }
 }
 
+fn genesis(config: &ShardConfig, state: &AuthState) -> Result<(ShardHeader, prover::PreparedVersion)> {
+    let mut changes = ChangeSet::new();
+    for acct in &config.genesis {
+        let a = AccountState { balance: acct.balance, ..Default::default() };
+        changes.insert(StateKey::Account(acct.address), Some(a.encode()));
+    }
+    let prepared = state.prepare(0, &changes)?;
+    let header = ShardHeader {
+        shard: config.shard,
+        height: 0,
+        parent_hash: Hash::ZERO,
+        timestamp: config.genesis_timestamp.unwrap_or_else(now_secs),
+        pre_state_root: prepared.root,
+        items_root: bridge::merkle_root(&[]),
+        post_state_root: prepared.root,
+        outbox_root: bridge::merkle_root(&[]),
+        receipts_root: bridge::merkle_root(&[]),
+        trace_root: bridge::TraceCommitment::start(prepared.root).hash(),
+        gas_limit: config.block_gas_limit,
+        base_fee: config.initial_base_fee,
+        ..Default::default()
+    };
+    Ok((header, prepared))
+}
+
+/// The genesis header a node with `config` writes (computed in memory):
+/// what a network's [`ChainSpec::shard_genesis`] lists.
+pub fn genesis_header(config: &ShardConfig) -> Result<ShardHeader> {
+    let state = AuthState::new(std::sync::Arc::new(prover::MemStore::default()));
+    Ok(genesis(config, &state)?.0)
+}
+
 /// The head of the chain.
 #[derive(Clone, Debug)]
 pub struct Head {
@@ -158,6 +211,9 @@ pub struct ShardNode {
     recent_hashes: RwLock<BTreeMap<u64, B256>>,
     head_tx: watch::Sender<u64>,
     produce_lock: Mutex<()>,
+    mismatches: Mutex<Vec<Mismatch>>,
+    tx_listener: std::sync::OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>>,
+    metrics: ShardMetrics,
 }
 
 fn now_secs() -> u64 {
@@ -204,32 +260,16 @@ impl ShardNode {
             recent_hashes: RwLock::new(recent),
             head_tx,
             produce_lock: Mutex::new(()),
+            mismatches: Mutex::new(Vec::new()),
+            tx_listener: std::sync::OnceLock::new(),
+            metrics: ShardMetrics::default(),
         }))
     }
 
     fn write_genesis(config: &ShardConfig, db: &ShardDb, state: &AuthState) -> Result<()> {
-        let mut changes = ChangeSet::new();
-        for acct in &config.genesis {
-            let a = AccountState { balance: acct.balance, ..Default::default() };
-            changes.insert(StateKey::Account(acct.address), Some(a.encode()));
-        }
-        let prepared = state.prepare(0, &changes)?;
-        let header = ShardHeader {
-            shard: config.shard,
-            height: 0,
-            parent_hash: Hash::ZERO,
-            timestamp: now_secs(),
-            pre_state_root: prepared.root,
-            items_root: bridge::merkle_root(&[]),
-            post_state_root: prepared.root,
-            outbox_root: bridge::merkle_root(&[]),
-            receipts_root: bridge::merkle_root(&[]),
-            trace_root: bridge::TraceCommitment::start(prepared.root).hash(),
-            gas_limit: config.block_gas_limit,
-            base_fee: config.initial_base_fee,
-            ..Default::default()
-        };
-        let body = StoredBody { txs: vec![], senders: vec![], hashes: vec![] };
+        let (header, prepared) = genesis(config, state)?;
+        let body =
+            StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Signature::default() };
         db.commit_block(&header, &body, &[], &prepared.batch)?;
         info!(target: "shard", root = %prepared.root, accounts = config.genesis.len(), "wrote genesis");
         Ok(())
@@ -300,13 +340,32 @@ impl ShardNode {
         Ok(self.state.account(*address, h)?.map_or(0, |a| a.nonce))
     }
 
-    /// Builds, executes and commits the next block from the pool. Returns
-    /// the new head header.
+    /// Builds, executes and commits the next block from the pool (the dev
+    /// node's single proposer). Returns the new head header.
     pub fn produce_block(&self) -> Result<ShardHeader> {
         let _one_at_a_time = self.produce_lock.lock();
+        let params = self.next_params();
+        let built = self.build(0, params.timestamp, params.beneficiary)?;
+        self.commit(built, Signature::default(), true)
+    }
+
+    /// Builds the block of beacon `slot` as its scheduled proposer, signs
+    /// and commits it, and returns it for gossip.
+    pub fn propose(&self, slot: u64, timestamp: u64, key: &ValidatorKey) -> Result<ShardBlock> {
+        let _one_at_a_time = self.produce_lock.lock();
+        let built = self.build(slot, timestamp, Address::from(key.address().0))?;
+        let signed = SignedHeader::sign(built.header.clone(), key);
+        let txs = built.body.txs.iter().map(|t| t.to_vec()).collect();
+        self.commit(built, signed.signature, true)?;
+        Ok(ShardBlock { header: signed, txs })
+    }
+
+    fn build(&self, slot: u64, timestamp: u64, proposer: Address) -> Result<Built> {
         let head = self.head();
         let height = head.header.height;
-        let params = self.next_params();
+        let mut params = self.next_params();
+        params.timestamp = timestamp.max(head.header.timestamp);
+        params.beneficiary = proposer;
         let candidates = {
             let pool = self.pool.lock();
             let nonce = |a: &Address| self.state.account(*a, height).ok().flatten().map_or(0, |x| x.nonce);
@@ -320,7 +379,7 @@ impl ShardNode {
             shard: self.config.shard,
             height: height + 1,
             parent_hash: head.hash,
-            beacon_slot: 0,
+            beacon_slot: slot,
             timestamp: params.timestamp,
             proposer: BAddress(params.beneficiary.0.0),
             pre_state_root: head.header.post_state_root,
@@ -333,13 +392,146 @@ impl ShardNode {
             gas_limit: params.gas_limit,
             base_fee: params.base_fee,
         };
-        let mut body = StoredBody { txs: vec![], senders: vec![], hashes: vec![] };
-        for Item::Tx(tx) in &exec.items {
-            body.txs.push(tx.raw.clone());
-            body.senders.push(tx.sender);
-            body.hashes.push(tx.hash);
+        Ok(Built::new(header, exec, prepared))
+    }
+
+    /// Imports a block proposed by another validator: checks its signature
+    /// and schedule, re-executes it and compares every root. A block whose
+    /// roots differ from the re-execution is recorded as a [`Mismatch`] and
+    /// not imported.
+    pub fn import_block(&self, block: &ShardBlock, spec: &ChainSpec) -> Result<ShardHeader, ImportError> {
+        let _one_at_a_time = self.produce_lock.lock();
+        let h = &block.header.header;
+        let head = self.head();
+        if h.shard != self.config.shard {
+            return Err(ImportError::WrongShard(h.shard));
         }
-        self.db.commit_block(&header, &body, &exec.receipts(), &prepared.batch)?;
+        if h.height != head.header.height + 1 || h.parent_hash != head.hash {
+            return Err(ImportError::NotNext { height: h.height, head: head.header.height });
+        }
+        let signer = block.header.signer().map_err(|e| ImportError::BadSignature(e.to_string()))?;
+        if signer != h.proposer {
+            return Err(ImportError::BadSignature(format!(
+                "signed by {signer}, header names {}",
+                h.proposer
+            )));
+        }
+        if spec.proposer(h.shard, h.beacon_slot) != Some(signer) {
+            return Err(ImportError::NotScheduled { slot: h.beacon_slot, signer });
+        }
+        if h.beacon_slot <= head.header.beacon_slot {
+            return Err(ImportError::Invalid(format!(
+                "slot {} not after the parent's {}",
+                h.beacon_slot, head.header.beacon_slot
+            )));
+        }
+        let params = self.next_params();
+        let expected_ts = (spec.slot_start_ms(h.beacon_slot) / 1000).max(head.header.timestamp);
+        let checks = [
+            ("timestamp", h.timestamp, expected_ts),
+            ("gas_limit", h.gas_limit, params.gas_limit),
+            ("base_fee", h.base_fee, params.base_fee),
+        ];
+        for (field, got, want) in checks {
+            if got != want {
+                return Err(ImportError::Invalid(format!("{field} {got}, expected {want}")));
+            }
+        }
+        let raws: Vec<alloy_primitives::Bytes> = block.txs.iter().map(|t| t.clone().into()).collect();
+        let mut items = Vec::with_capacity(raws.len());
+        for (i, r) in prover::recover_all(&raws).into_iter().enumerate() {
+            items.push(Item::Tx(r.map_err(|e| ImportError::Invalid(format!("transaction {i}: {e}")))?));
+        }
+        let mut params = params;
+        params.timestamp = h.timestamp;
+        params.beneficiary = Address::from(h.proposer.0);
+        let reader = self.state.reader(head.header.height)?.with_block_hashes(self.recent_hashes());
+        let exec = match execute_items(reader, &params, items, Mode::Verify) {
+            Ok(exec) => exec,
+            Err(e) => return Err(self.mismatch(block, "execution", "a valid block".into(), e.to_string())),
+        };
+        let prepared = self.state.prepare(h.height, &exec.block_changes())?;
+        let computed = Built::new(
+            ShardHeader {
+                pre_state_root: head.header.post_state_root,
+                items_root: exec.items_root(),
+                post_state_root: prepared.root,
+                outbox_root: bridge::merkle_root(&[]),
+                receipts_root: exec.receipts_root(),
+                trace_root: exec.final_commitment(prepared.root).hash(),
+                gas_used: exec.gas_used,
+                ..h.clone()
+            },
+            exec,
+            prepared,
+        );
+        let c = &computed.header;
+        let roots = [
+            ("pre_state_root", h.pre_state_root, c.pre_state_root),
+            ("items_root", h.items_root, c.items_root),
+            ("post_state_root", h.post_state_root, c.post_state_root),
+            ("outbox_root", h.outbox_root, c.outbox_root),
+            ("receipts_root", h.receipts_root, c.receipts_root),
+            ("trace_root", h.trace_root, c.trace_root),
+        ];
+        for (field, claimed, mine) in roots {
+            if claimed != mine {
+                return Err(self.mismatch(block, field, claimed.to_string(), mine.to_string()));
+            }
+        }
+        if h.gas_used != c.gas_used {
+            return Err(self.mismatch(block, "gas_used", h.gas_used.to_string(), c.gas_used.to_string()));
+        }
+        self.commit(computed, block.header.signature, false).map_err(ImportError::Node)
+    }
+
+    fn mismatch(&self, block: &ShardBlock, field: &str, claimed: String, computed: String) -> ImportError {
+        let h = &block.header.header;
+        let m = Mismatch {
+            shard: h.shard,
+            height: h.height,
+            slot: h.beacon_slot,
+            block_hash: h.hash(),
+            proposer: h.proposer,
+            field: field.to_string(),
+            claimed,
+            computed,
+        };
+        warn!(target: "shard", height = m.height, slot = m.slot, proposer = %m.proposer, field = %m.field,
+            claimed = %m.claimed, computed = %m.computed, "root mismatch: block does not re-execute to its header");
+        self.metrics.mismatches.inc();
+        let mut all = self.mismatches.lock();
+        if !all.iter().any(|x| x.block_hash == m.block_hash) {
+            all.push(m.clone());
+        }
+        ImportError::Mismatch(Box::new(m))
+    }
+
+    /// Root mismatches found while importing blocks.
+    pub fn mismatches(&self) -> Vec<Mismatch> {
+        self.mismatches.lock().clone()
+    }
+
+    /// Node metrics.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    /// The signed block at `height` as gossiped (for sync).
+    pub fn block(&self, height: u64) -> Result<Option<ShardBlock>> {
+        let (Some(header), Some(body)) = (self.db.header(height)?, self.db.body(height)?) else {
+            return Ok(None);
+        };
+        Ok(Some(ShardBlock {
+            header: SignedHeader { header, signature: body.signature },
+            txs: body.txs.iter().map(|t| t.to_vec()).collect(),
+        }))
+    }
+
+    fn commit(&self, built: Built, signature: Signature, produced: bool) -> Result<ShardHeader> {
+        let Built { header, mut body, receipts, batch, rejected } = built;
+        body.signature = signature;
+        self.db.commit_block(&header, &body, &receipts, &batch)?;
         let hash = header.hash();
         {
             let mut recent = self.recent_hashes.write();
@@ -354,7 +546,7 @@ impl ShardNode {
             for h in &body.hashes {
                 pool.remove(h);
             }
-            for r in &exec.rejected {
+            for r in &rejected {
                 // a full block is no reason to drop a transaction
                 if !r.block_full {
                     warn!(target: "shard", tx = %r.hash, reason = %r.reason, "dropping invalid transaction");
@@ -366,13 +558,248 @@ impl ShardNode {
                 let n = self.state.account(s, header.height)?.map_or(0, |a| a.nonce);
                 pool.prune_sender(&s, n);
             }
+            self.metrics.mempool.set(pool.len() as i64);
         }
         if header.height > self.config.state_history && header.height.is_multiple_of(64) {
             self.state.prune(header.height - self.config.state_history)?;
         }
+        self.metrics.block(&header, body.txs.len(), produced);
         let _ = self.head_tx.send(header.height);
-        info!(target: "shard", height = header.height, txs = body.txs.len(), gas = header.gas_used, root = %header.post_state_root, "produced block");
+        info!(target: "shard", height = header.height, slot = header.beacon_slot, txs = body.txs.len(), gas = header.gas_used,
+            root = %header.post_state_root, "{}", if produced { "produced block" } else { "imported block" });
         Ok(header)
+    }
+
+    /// Reverts the chain to `height` (blocks above it are deleted, their
+    /// transactions go back to the pool): the beacon accepted another block.
+    pub fn revert_to(&self, height: u64) -> Result<usize> {
+        let _one_at_a_time = self.produce_lock.lock();
+        let head = self.head();
+        if height >= head.header.height {
+            return Ok(0);
+        }
+        let mut txs = Vec::new();
+        for h in height + 1..=head.header.height {
+            if let Some(b) = self.db.body(h)? {
+                txs.extend(b.txs);
+            }
+        }
+        self.db.revert_blocks(height, head.header.height)?;
+        self.state.rollback(height)?;
+        let header =
+            self.db.header(height)?.ok_or_else(|| Error::Corrupt(format!("missing header {height}")))?;
+        let hash = header.hash();
+        {
+            let mut recent = self.recent_hashes.write();
+            recent.retain(|h, _| *h <= height);
+        }
+        *self.head.write() = Head { header, hash };
+        let mut pool = self.pool.lock();
+        for raw in &txs {
+            if let Ok(tx) = SignedTx::decode(raw) {
+                let _ = pool.add(tx);
+            }
+        }
+        warn!(target: "shard", from = head.header.height, to = height, txs = txs.len(), "reverted blocks the beacon did not accept");
+        let _ = self.head_tx.send(height);
+        Ok((head.header.height - height) as usize)
+    }
+
+    /// Installs the function told about every transaction accepted over RPC
+    /// (a validator gossips them to the shard's other validators).
+    pub fn set_tx_listener(&self, f: Box<dyn Fn(&[u8]) + Send + Sync>) {
+        let _ = self.tx_listener.set(f);
+    }
+
+    /// Admits a transaction submitted by a user: added to the pool and
+    /// passed to the transaction listener.
+    pub fn submit_user_tx(&self, raw: &[u8]) -> Result<B256, TxRejected> {
+        let hash = self.admit_tx(raw)?;
+        if let Some(f) = self.tx_listener.get() {
+            f(raw);
+        }
+        Ok(hash)
+    }
+
+    /// Checks a raw transaction as Ethereum nodes do at admission (decoding,
+    /// signature, chain id, gas, fee, nonce, balance) and adds it to the pool.
+    pub fn admit_tx(&self, raw: &[u8]) -> Result<B256, TxRejected> {
+        let tx = SignedTx::decode(raw).map_err(|e| match e {
+            prover::TxDecodeError::BadSignature(_) => TxRejected::malformed("invalid sender"),
+            other => TxRejected::malformed(other.to_string()),
+        })?;
+        let cfg = &self.config;
+        let env = &tx.envelope;
+        if env.chain_id() != Some(cfg.chain_id()) {
+            return Err(TxRejected::malformed(format!(
+                "invalid chain id: have {}, want {}",
+                env.chain_id().map_or("none".into(), |c| c.to_string()),
+                cfg.chain_id()
+            )));
+        }
+        if env.gas_limit() > cfg.block_gas_limit.min(TX_GAS_CAP) {
+            return Err(TxRejected::malformed("exceeds block gas limit"));
+        }
+        let tx_env = tx.tx_env();
+        let floor =
+            revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(&tx_env, prover::SPEC, None);
+        let intrinsic = floor.initial_total_gas().max(floor.floor_gas);
+        if env.gas_limit() < intrinsic {
+            return Err(TxRejected::malformed(format!(
+                "intrinsic gas too low: gas {}, minimum needed {intrinsic}",
+                env.gas_limit()
+            )));
+        }
+        let base_fee = self.next_base_fee() as u128;
+        if env.max_fee_per_gas() < base_fee {
+            return Err(TxRejected::state(format!(
+                "max fee per gas less than block base fee: address {}, maxFeePerGas: {}, baseFee: {base_fee}",
+                tx.sender,
+                env.max_fee_per_gas()
+            )));
+        }
+        let head = self.head().header.height;
+        let acct = self.state.account(tx.sender, head)?.unwrap_or_default();
+        if env.nonce() < acct.nonce {
+            return Err(TxRejected::state(format!(
+                "nonce too low: next nonce {}, tx nonce {}",
+                acct.nonce,
+                env.nonce()
+            )));
+        }
+        let cost = U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas()) + env.value();
+        if acct.balance < cost {
+            return Err(TxRejected::state(format!(
+                "insufficient funds for gas * price + value: balance {}, tx cost {cost}, overshot {}",
+                acct.balance,
+                cost - acct.balance
+            )));
+        }
+        let hash = tx.hash;
+        let mut pool = self.pool.lock();
+        pool.add(tx).map_err(|e| TxRejected::state(e.to_string()))?;
+        self.metrics.mempool.set(pool.len() as i64);
+        Ok(hash)
+    }
+}
+
+/// Osaka's per-transaction gas cap (EIP-7825).
+pub(crate) const TX_GAS_CAP: u64 = 1 << 24;
+
+/// A transaction refused at admission.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TxRejected {
+    /// Ethereum-style message.
+    pub message: String,
+    /// The transaction itself is invalid (undecodable, bad signature, wrong
+    /// chain, impossible gas) rather than merely not valid now.
+    pub malformed: bool,
+}
+
+impl TxRejected {
+    fn malformed(m: impl Into<String>) -> Self {
+        TxRejected { message: m.into(), malformed: true }
+    }
+    fn state(m: impl Into<String>) -> Self {
+        TxRejected { message: m.into(), malformed: false }
+    }
+}
+
+impl From<prover::Error> for TxRejected {
+    fn from(e: prover::Error) -> Self {
+        TxRejected::state(e.to_string())
+    }
+}
+
+/// A block whose re-execution disagrees with its header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// The shard.
+    pub shard: ShardId,
+    /// Block height.
+    pub height: u64,
+    /// Its beacon slot.
+    pub slot: u64,
+    /// The block's header hash.
+    pub block_hash: Hash,
+    /// Who proposed (and signed) it.
+    pub proposer: BAddress,
+    /// The first field that differs.
+    pub field: String,
+    /// What the header claims.
+    pub claimed: String,
+    /// What re-execution computed.
+    pub computed: String,
+}
+
+/// Why a block was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The block belongs to another shard.
+    #[error("block of shard {0}")]
+    WrongShard(ShardId),
+    /// It does not extend the head (old, a fork, or ahead of it).
+    #[error("block {height} does not extend head {head}")]
+    NotNext {
+        /// The block's height.
+        height: u64,
+        /// The head's height.
+        head: u64,
+    },
+    /// The signature does not recover to the header's proposer.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// The signer was not scheduled for the slot.
+    #[error("{signer} is not the proposer of slot {slot}")]
+    NotScheduled {
+        /// The block's slot.
+        slot: u64,
+        /// Who signed.
+        signer: BAddress,
+    },
+    /// The header or a transaction breaks a rule checked before execution.
+    #[error("invalid block: {0}")]
+    Invalid(String),
+    /// Re-execution disagrees with the header.
+    #[error("root mismatch in {}: claimed {}, computed {}", .0.field, .0.claimed, .0.computed)]
+    Mismatch(Box<Mismatch>),
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] Error),
+}
+
+impl From<prover::Error> for ImportError {
+    fn from(e: prover::Error) -> Self {
+        ImportError::Node(e.into())
+    }
+}
+
+impl ImportError {
+    /// Whether the sender of the block is at fault.
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, ImportError::NotNext { .. } | ImportError::Node(_))
+    }
+}
+
+struct Built {
+    header: ShardHeader,
+    body: StoredBody,
+    receipts: Vec<prover::Receipt>,
+    batch: prover::jmt_types::TreeUpdateBatch,
+    rejected: Vec<prover::Rejected>,
+}
+
+impl Built {
+    fn new(header: ShardHeader, exec: prover::Execution, prepared: prover::PreparedVersion) -> Self {
+        let mut body =
+            StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Signature::default() };
+        for Item::Tx(tx) in &exec.items {
+            body.txs.push(tx.raw.clone());
+            body.senders.push(tx.sender);
+            body.hashes.push(tx.hash);
+        }
+        Built { header, body, receipts: exec.receipts(), batch: prepared.batch, rejected: exec.rejected }
     }
 }
 
@@ -400,7 +827,7 @@ impl NodeHandle {
 /// Opens the node and starts block production and the JSON-RPC server.
 pub async fn start(config: ShardConfig) -> Result<NodeHandle> {
     let node = ShardNode::open(config.clone())?;
-    let (rpc_addr, rpc) = crate::rpc::serve(node.clone()).await?;
+    let (rpc_addr, rpc, _) = crate::rpc::serve(node.clone(), None).await?;
     let (stop, mut stopped) = watch::channel(false);
     let producer_node = node.clone();
     let producer = tokio::spawn(async move {

@@ -16,13 +16,16 @@ use alloy_rpc_types_eth::{
 };
 use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use prover::{AccountState, ExecutionResult, SignedTx, StateKey, TxDecodeError, simulate};
+use prover::{AccountState, ExecutionResult, StateKey, simulate};
+
+use crate::node::TX_GAS_CAP;
 use revm::context::TxEnv;
 use serde::Serialize;
 use tracing::debug;
 
 use crate::node::ShardNode;
 use crate::store::StoredBody;
+use crate::validator::ValidatorStatus;
 use crate::{Error, Result};
 
 /// JSON-RPC error codes used by Ethereum nodes.
@@ -35,8 +38,6 @@ mod code {
 
 /// Suggested priority fee (1 gwei).
 const PRIORITY_FEE: u64 = 1_000_000_000;
-/// Osaka's per-transaction gas cap (EIP-7825), the default ceiling for estimates.
-const TX_GAS_CAP: u64 = 1 << 24;
 /// Widest block range one `eth_getLogs` may scan.
 const MAX_LOG_RANGE: u64 = 10_000;
 
@@ -86,6 +87,27 @@ fn reverted(output: &Bytes) -> ErrorObjectOwned {
 
 struct Rpc {
     node: Arc<ShardNode>,
+    status: Option<Arc<parking_lot::RwLock<ValidatorStatus>>>,
+}
+
+/// `optishard_shardInfo`.
+#[derive(Clone, Serialize)]
+struct ShardInfo {
+    shard: bridge::ShardId,
+    chain_id: u64,
+    head: HeadInfo,
+    mempool: usize,
+    mismatches: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validator: Option<ValidatorStatus>,
+}
+
+#[derive(Clone, Serialize)]
+struct HeadInfo {
+    height: u64,
+    hash: bridge::Hash,
+    slot: u64,
+    state_root: bridge::Hash,
 }
 
 impl Rpc {
@@ -130,59 +152,7 @@ impl Rpc {
     }
 
     fn send_raw(&self, raw: Bytes) -> RpcResult<B256> {
-        let tx = SignedTx::decode(&raw).map_err(|e| match e {
-            TxDecodeError::BadSignature(_) => server_err("invalid sender"),
-            other => server_err(other.to_string()),
-        })?;
-        let cfg = self.node.config();
-        let env = &tx.envelope;
-        if env.chain_id() != Some(cfg.chain_id()) {
-            return Err(server_err(format!(
-                "invalid chain id: have {}, want {}",
-                env.chain_id().map_or("none".into(), |c| c.to_string()),
-                cfg.chain_id()
-            )));
-        }
-        if env.gas_limit() > cfg.block_gas_limit.min(TX_GAS_CAP) {
-            return Err(server_err("exceeds block gas limit"));
-        }
-        let tx_env = tx.tx_env();
-        let floor =
-            revm::context_interface::cfg::gas::calculate_initial_tx_gas_for_tx(&tx_env, prover::SPEC, None);
-        let intrinsic = floor.initial_total_gas().max(floor.floor_gas);
-        if env.gas_limit() < intrinsic {
-            return Err(server_err(format!(
-                "intrinsic gas too low: gas {}, minimum needed {intrinsic}",
-                env.gas_limit()
-            )));
-        }
-        let base_fee = self.node.next_base_fee() as u128;
-        if env.max_fee_per_gas() < base_fee {
-            return Err(server_err(format!(
-                "max fee per gas less than block base fee: address {}, maxFeePerGas: {}, baseFee: {base_fee}",
-                tx.sender,
-                env.max_fee_per_gas()
-            )));
-        }
-        let head = self.head_height();
-        let acct = self.node.state().account(tx.sender, head).map_err(internal)?.unwrap_or_default();
-        if env.nonce() < acct.nonce {
-            return Err(server_err(format!(
-                "nonce too low: next nonce {}, tx nonce {}",
-                acct.nonce,
-                env.nonce()
-            )));
-        }
-        let cost = U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas()) + env.value();
-        if acct.balance < cost {
-            return Err(server_err(format!(
-                "insufficient funds for gas * price + value: balance {}, tx cost {cost}, overshot {}",
-                acct.balance,
-                cost - acct.balance
-            )));
-        }
-        let hash = tx.hash;
-        self.node.pool().lock().add(tx).map_err(|e| server_err(e.to_string()))?;
+        let hash = self.node.submit_user_tx(&raw).map_err(|e| server_err(e.message))?;
         debug!(target: "rpc", tx = %hash, "accepted transaction");
         Ok(hash)
     }
@@ -455,6 +425,7 @@ impl Rpc {
                     txs: vec![],
                     senders: vec![],
                     hashes: vec![],
+                    signature: Default::default(),
                 });
                 let mut tips: Vec<u128> = body
                     .txs
@@ -624,8 +595,11 @@ where
     Ok((a, b))
 }
 
-fn module(node: Arc<ShardNode>) -> Result<RpcModule<Rpc>> {
-    let mut m = RpcModule::new(Rpc { node });
+fn module(
+    node: Arc<ShardNode>,
+    status: Option<Arc<parking_lot::RwLock<ValidatorStatus>>>,
+) -> Result<RpcModule<Rpc>> {
+    let mut m = RpcModule::new(Rpc { node, status });
     let reg = |e: jsonrpsee::core::RegisterMethodError| Error::Rpc(e.to_string());
 
     m.register_method("eth_chainId", |_, rpc, _| -> RpcResult<U64> {
@@ -729,23 +703,51 @@ fn module(node: Arc<ShardNode>) -> Result<RpcModule<Rpc>> {
         rpc.get_proof(a, slots, b)
     })
     .map_err(reg)?;
+    m.register_method("optishard_shardInfo", |_, rpc, _| -> RpcResult<ShardInfo> {
+        let head = rpc.node.head();
+        Ok(ShardInfo {
+            shard: rpc.node.config().shard,
+            chain_id: rpc.node.config().chain_id(),
+            head: HeadInfo {
+                height: head.header.height,
+                hash: head.hash,
+                slot: head.header.beacon_slot,
+                state_root: head.header.post_state_root,
+            },
+            mempool: rpc.node.pool().lock().len(),
+            mismatches: rpc.node.mismatches().len(),
+            validator: rpc.status.as_ref().map(|s| s.read().clone()),
+        })
+    })
+    .map_err(reg)?;
+    m.register_method("optishard_mismatches", |_, rpc, _| -> RpcResult<Vec<crate::Mismatch>> {
+        Ok(rpc.node.mismatches())
+    })
+    .map_err(reg)?;
     Ok(m)
 }
 
-/// Starts the JSON-RPC server for `node`; returns the bound address.
-pub(crate) async fn serve(node: Arc<ShardNode>) -> Result<(SocketAddr, ServerHandle)> {
+/// Starts the JSON-RPC server for `node`; returns the bound address and
+/// the request counters.
+pub(crate) async fn serve(
+    node: Arc<ShardNode>,
+    status: Option<Arc<parking_lot::RwLock<ValidatorStatus>>>,
+) -> Result<(SocketAddr, ServerHandle, net::RpcMetrics)> {
     let cfg = node.config().clone();
     let server_cfg = ServerConfig::builder()
         .max_request_body_size(cfg.rpc_max_request_bytes)
         .max_response_body_size(cfg.rpc_max_request_bytes.max(64 << 20))
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.rpc_max_batch))
         .build();
+    let module = module(node, status)?;
+    let metrics = net::RpcMetrics::new(module.method_names().map(String::from));
     let server = Server::builder()
         .set_config(server_cfg)
+        .set_rpc_middleware(metrics.layer())
         .build(cfg.rpc_addr)
         .await
         .map_err(|e| Error::Rpc(format!("bind {}: {e}", cfg.rpc_addr)))?;
     let addr = server.local_addr().map_err(|e| Error::Rpc(e.to_string()))?;
-    let handle = server.start(module(node)?);
-    Ok((addr, handle))
+    let handle = server.start(module);
+    Ok((addr, handle, metrics))
 }

@@ -62,6 +62,8 @@ pub struct StoredBody {
     pub senders: Vec<Address>,
     /// Transaction hashes.
     pub hashes: Vec<B256>,
+    /// The proposer's signature of the header (zero on a dev chain).
+    pub signature: bridge::Signature,
 }
 
 impl Encode for StoredBody {
@@ -72,6 +74,7 @@ impl Encode for StoredBody {
         encode_list(&senders, out);
         let hashes: Vec<[u8; 32]> = self.hashes.iter().map(|h| h.0).collect();
         encode_list(&hashes, out);
+        self.signature.encode_to(out);
     }
 }
 
@@ -80,7 +83,8 @@ impl Decode for StoredBody {
         let txs = decode_list::<Vec<u8>>(input)?.into_iter().map(Bytes::from).collect();
         let senders = decode_list::<[u8; 20]>(input)?.into_iter().map(Address::from).collect();
         let hashes = decode_list::<[u8; 32]>(input)?.into_iter().map(B256::from).collect();
-        Ok(StoredBody { txs, senders, hashes })
+        let signature = bridge::Signature::decode(input)?;
+        Ok(StoredBody { txs, senders, hashes, signature })
     }
 }
 
@@ -183,6 +187,29 @@ impl ShardDb {
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)?;
         self.latest.store(height, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Deletes blocks `to+1 ..= from` with their receipts and indexes and
+    /// makes `to` the head, in one atomic write (the state tree is rolled
+    /// back separately; opening repairs a crash in between).
+    pub fn revert_blocks(&self, to: u64, from: u64) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for height in to + 1..=from {
+            let hkey = height.to_be_bytes();
+            if let Some(body) = self.body(height)? {
+                for h in &body.hashes {
+                    wb.delete_cf(self.cf(CF_TX_INDEX), h.as_slice());
+                }
+            }
+            if let Some(header) = self.header(height)? {
+                wb.delete_cf(self.cf(CF_BLOCK_INDEX), header.hash().0);
+            }
+            wb.delete_cf(self.cf(CF_HEADERS), hkey);
+            wb.delete_cf(self.cf(CF_BODIES), hkey);
+            wb.delete_cf(self.cf(CF_RECEIPTS), hkey);
+        }
+        wb.put_cf(self.cf(CF_META), META_HEAD, to.to_be_bytes());
+        self.db.write_opt(wb, &self.write_opts).map_err(db_err)
     }
 
     /// The header at `height`.

@@ -84,7 +84,8 @@ fn node_block(db: &shard::ShardDb, state: &AuthState, h: u64, items: Vec<Item>) 
         trace_root: exec.final_commitment(prepared.root).hash(),
         ..Default::default()
     };
-    let mut body = shard::StoredBody { txs: vec![], senders: vec![], hashes: vec![] };
+    let mut body =
+        shard::StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Default::default() };
     for Item::Tx(tx) in &exec.items {
         body.txs.push(tx.raw.clone());
         body.senders.push(tx.sender);
