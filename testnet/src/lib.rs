@@ -3,6 +3,12 @@
 //!
 //! Where to start: [`Cli`] is the command line; [`run`] executes it.
 
+pub mod genesis;
+mod sim;
+
+pub use genesis::{Genesis, NetworkParams};
+pub use sim::{Testnet, TestnetBuilder};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,0 +1,142 @@
+//! A network's genesis from a handful of parameters: validator and beacon
+//! keys derived from a seed, the chain spec with each shard's genesis
+//! header hash, and the shard node settings every validator shares.
+
+use std::path::PathBuf;
+
+use bridge::{Address, ChainSpec, Hash, ShardId, ValidatorInfo, ValidatorKey};
+use serde::{Deserialize, Serialize};
+use shard::{GenesisAccount, ShardConfig, dev_accounts};
+
+/// What a network is made of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkParams {
+    /// Number of shards.
+    pub shards: u32,
+    /// Validators per shard.
+    pub validators_per_shard: u32,
+    /// Slot length in milliseconds.
+    pub slot_ms: u64,
+    /// Seed of keys and the proposer schedule.
+    pub seed: u64,
+    /// Chain id of shard 0.
+    pub chain_id_base: u64,
+    /// Gas limit of every shard block.
+    pub block_gas_limit: u64,
+    /// Bond of every genesis validator, in gwei.
+    pub bond_gwei: u64,
+    /// Accounts funded on every shard (the dev mnemonic's ten when empty).
+    pub accounts: Vec<GenesisAccount>,
+}
+
+impl Default for NetworkParams {
+    fn default() -> Self {
+        NetworkParams {
+            shards: 4,
+            validators_per_shard: 2,
+            slot_ms: 500,
+            seed: 1,
+            chain_id_base: shard::DEFAULT_CHAIN_ID_BASE,
+            block_gas_limit: 100_000_000,
+            bond_gwei: 32_000_000_000,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// A generated genesis.
+pub struct Genesis {
+    /// The spec every node loads.
+    pub spec: ChainSpec,
+    /// The beacon's key.
+    pub beacon_key: ValidatorKey,
+    /// Every validator's key with its shard, shard by shard.
+    pub validators: Vec<(ShardId, ValidatorKey)>,
+    /// Accounts funded on every shard.
+    pub accounts: Vec<GenesisAccount>,
+}
+
+impl NetworkParams {
+    /// Rejects parameters no network can run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 64 {
+            return Err("shards must be 1..=64".into());
+        }
+        if self.validators_per_shard == 0 || self.validators_per_shard > 32 {
+            return Err("validators_per_shard must be 1..=32".into());
+        }
+        if self.slot_ms < 50 {
+            return Err("slot_ms must be at least 50".into());
+        }
+        if self.block_gas_limit < 21_000 {
+            return Err("block_gas_limit must be at least 21000".into());
+        }
+        Ok(())
+    }
+
+    /// The shard settings every validator of `shard` shares (genesis
+    /// accounts, time and gas limit decide the genesis header).
+    pub fn shard_config(&self, shard: ShardId, genesis_time_ms: u64) -> ShardConfig {
+        ShardConfig {
+            shard,
+            chain_id_base: self.chain_id_base,
+            block_gas_limit: self.block_gas_limit,
+            genesis: self.funded_accounts(),
+            genesis_timestamp: Some(genesis_time_ms / 1000),
+            datadir: PathBuf::new(),
+            ..ShardConfig::default()
+        }
+    }
+
+    fn funded_accounts(&self) -> Vec<GenesisAccount> {
+        if self.accounts.is_empty() {
+            dev_accounts().into_iter().map(|(_, a)| a).collect()
+        } else {
+            self.accounts.clone()
+        }
+    }
+
+    /// Derives keys and computes the spec (starting at `genesis_time_ms`).
+    pub fn genesis(&self, genesis_time_ms: u64) -> Result<Genesis, String> {
+        self.validate()?;
+        let seed = self.seed.to_be_bytes();
+        let beacon_key = ValidatorKey::derive(&[&b"beacon"[..], &seed].concat());
+        let mut validators = Vec::new();
+        for s in 0..self.shards {
+            for i in 0..self.validators_per_shard {
+                let k = ValidatorKey::derive(
+                    &[&b"validator"[..], &seed, &s.to_be_bytes(), &i.to_be_bytes()].concat(),
+                );
+                validators.push((ShardId(s), k));
+            }
+        }
+        let shard_genesis = (0..self.shards)
+            .map(|s| {
+                shard::genesis_header(&self.shard_config(ShardId(s), genesis_time_ms))
+                    .map(|h| h.hash())
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<Hash>, String>>()?;
+        let spec = ChainSpec {
+            genesis_time_ms,
+            slot_ms: self.slot_ms,
+            shards: self.shards,
+            chain_id_base: self.chain_id_base,
+            seed: bridge::hash_domain(b"optishard.schedule_seed", &[&seed]),
+            validators: validators
+                .iter()
+                .map(|(s, k)| ValidatorInfo { address: k.address(), shard: *s, bond_gwei: self.bond_gwei })
+                .collect(),
+            shard_genesis,
+            beacon: beacon_key.address(),
+        };
+        spec.validate()?;
+        Ok(Genesis { spec, beacon_key, validators, accounts: self.funded_accounts() })
+    }
+}
+
+/// The address as alloy spells it.
+pub fn alloy_address(a: Address) -> alloy_primitives::Address {
+    alloy_primitives::Address::from(a.0)
+}

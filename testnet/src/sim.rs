@@ -1,0 +1,320 @@
+//! The deterministic tier: a whole cluster (beacon and every validator) in
+//! one process on the in-memory network and a virtual slot clock. Each
+//! slot runs in a fixed order and every message is delivered in the order
+//! it was sent, so one seed always yields byte-identical chains.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use anyhow::{Context, Result};
+use beacon::{BeaconChain, BeaconDb, BeaconMetrics, BeaconService};
+use bridge::{ChainSpec, Encode, ShardId, ValidatorKey};
+use net::{MemHub, MemNetwork, NetEvent, Network, PeerId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use shard::{ShardNode, Validator};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::genesis::NetworkParams;
+
+/// Builds a [`Testnet`].
+#[derive(Clone, Debug)]
+pub struct TestnetBuilder {
+    params: NetworkParams,
+    txs_per_slot: usize,
+}
+
+impl TestnetBuilder {
+    /// Number of shards.
+    pub fn shards(mut self, n: u32) -> Self {
+        self.params.shards = n;
+        self
+    }
+    /// Validators per shard.
+    pub fn validators_per_shard(mut self, n: u32) -> Self {
+        self.params.validators_per_shard = n;
+        self
+    }
+    /// Seed of keys, schedule and workload.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.params.seed = seed;
+        self
+    }
+    /// Random transfers submitted per shard per slot (to random validators).
+    pub fn txs_per_slot(mut self, n: usize) -> Self {
+        self.txs_per_slot = n;
+        self
+    }
+
+    /// Creates the cluster with its databases under `dir`.
+    pub fn build(self, dir: &Path) -> Result<Testnet> {
+        // a fixed genesis time: the virtual clock starts there
+        let genesis_time_ms = 1_700_000_000_000;
+        let g = self.params.genesis(genesis_time_ms).map_err(anyhow::Error::msg)?;
+        let hub = MemHub::new();
+        let (beacon_net, beacon_rx) = hub.join(0);
+        let db = BeaconDb::open(&dir.join("beacon"), false)?;
+        let chain = Arc::new(BeaconChain::open(g.spec.clone(), db, g.beacon_key.clone())?);
+        let beacon = BeaconService::new(chain, beacon_net.clone(), BeaconMetrics::default());
+        let mut validators = Vec::new();
+        for (i, (s, key)) in g.validators.iter().enumerate() {
+            let datadir = dir.join(format!("shard{}-v{i}", s.0));
+            let (net, rx) = hub.join(1 + i as u64);
+            let v = SimValidator { key: key.clone(), shard: *s, datadir, net, rx, v: None };
+            validators.push(v);
+        }
+        let signers = shard::dev_accounts().into_iter().map(|(k, _)| k).collect();
+        let mut t = Testnet {
+            params: self.params.clone(),
+            spec: g.spec,
+            hub,
+            beacon,
+            beacon_net,
+            beacon_rx,
+            validators,
+            rng: ChaCha8Rng::seed_from_u64(self.params.seed),
+            slot: 0,
+            txs_per_slot: self.txs_per_slot,
+            signers,
+            nonces: Default::default(),
+        };
+        for i in 0..t.validators.len() {
+            t.start(i)?;
+        }
+        t.pump();
+        Ok(t)
+    }
+}
+
+struct SimValidator {
+    key: ValidatorKey,
+    shard: ShardId,
+    datadir: PathBuf,
+    net: MemNetwork,
+    rx: UnboundedReceiver<NetEvent>,
+    v: Option<Validator<MemNetwork>>,
+}
+
+/// A cluster in one process, stepped slot by slot.
+pub struct Testnet {
+    params: NetworkParams,
+    spec: ChainSpec,
+    hub: MemHub,
+    beacon: BeaconService<MemNetwork>,
+    beacon_net: MemNetwork,
+    beacon_rx: UnboundedReceiver<NetEvent>,
+    validators: Vec<SimValidator>,
+    rng: ChaCha8Rng,
+    slot: u64,
+    txs_per_slot: usize,
+    signers: Vec<PrivateKeySigner>,
+    nonces: std::collections::HashMap<(u32, usize), u64>,
+}
+
+impl Testnet {
+    /// A builder with 4 shards × 2 validators, seed 1, 20 transfers per shard per slot.
+    pub fn builder() -> TestnetBuilder {
+        TestnetBuilder {
+            params: NetworkParams { slot_ms: 500, ..NetworkParams::default() },
+            txs_per_slot: 20,
+        }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// The current slot.
+    pub fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    /// The beacon chain.
+    pub fn beacon(&self) -> &Arc<BeaconChain> {
+        self.beacon.chain()
+    }
+
+    /// Number of validators (indexes are shard by shard).
+    pub fn validator_count(&self) -> usize {
+        self.validators.len()
+    }
+
+    /// Validator `i`'s shard and address.
+    pub fn validator_info(&self, i: usize) -> (ShardId, bridge::Address) {
+        (self.validators[i].shard, self.validators[i].key.address())
+    }
+
+    /// Validator `i`'s node, if it is running.
+    pub fn node(&self, i: usize) -> Option<&Arc<ShardNode>> {
+        self.validators[i].v.as_ref().map(|v| v.node())
+    }
+
+    /// Validator `i`'s peer id.
+    pub fn peer(&self, i: usize) -> PeerId {
+        self.validators[i].net.local_peer()
+    }
+
+    /// Validator `i`'s score of `peer`.
+    pub fn peer_score(&self, i: usize, peer: &PeerId) -> Option<f64> {
+        self.validators[i].net.peer_score(peer)
+    }
+
+    /// The beacon's score of `peer`.
+    pub fn beacon_peer_score(&self, peer: &PeerId) -> Option<f64> {
+        self.beacon_net.peer_score(peer)
+    }
+
+    /// The hub (to add rogue peers in tests).
+    pub fn hub(&self) -> &MemHub {
+        &self.hub
+    }
+
+    fn start(&mut self, i: usize) -> Result<()> {
+        let sv = &mut self.validators[i];
+        let mut cfg = self.params.shard_config(sv.shard, self.spec.genesis_time_ms);
+        cfg.datadir = sv.datadir.clone();
+        let node = ShardNode::open(cfg)?;
+        sv.v = Some(Validator::new(node, sv.net.clone(), self.spec.clone(), Some(sv.key.clone()))?);
+        Ok(())
+    }
+
+    /// Stops validator `i` as a crash would: its process state is gone, its
+    /// database stays, and it is off the network.
+    pub fn crash(&mut self, i: usize) {
+        let peer = self.peer(i);
+        self.validators[i].v = None;
+        self.hub.set_online(&peer, false);
+    }
+
+    /// Restarts a crashed validator from its database.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        let peer = self.peer(i);
+        self.validators[i].rx = self.hub.reconnect(&peer).context("known peer")?;
+        self.hub.set_online(&peer, true);
+        self.start(i)?;
+        self.pump();
+        Ok(())
+    }
+
+    /// Submits a transaction to validator `i`'s RPC path.
+    pub fn submit(&self, i: usize, raw: &[u8]) -> Result<(), shard::TxRejected> {
+        match &self.validators[i].v {
+            Some(v) => v.node().submit_user_tx(raw).map(|_| ()),
+            None => Err(shard::TxRejected { message: "validator down".into(), malformed: false }),
+        }
+    }
+
+    /// A signed transfer of `value` wei from dev account `from` on `shard`.
+    pub fn transfer(&mut self, shard: ShardId, from: usize, to: Address, value: u64) -> Bytes {
+        let nonce = self.nonces.entry((shard.0, from)).or_insert(0);
+        let tx = TxEip1559 {
+            chain_id: self.spec.chain_id(shard),
+            nonce: *nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 20_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(to),
+            value: U256::from(value),
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        *nonce += 1;
+        let sig = self.signers[from].sign_hash_sync(&tx.signature_hash()).expect("signing succeeds");
+        Bytes::from(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+    }
+
+    /// Delivers every queued message, in order, until the network is quiet.
+    pub fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            let current = self.slot;
+            while let Ok(ev) = self.beacon_rx.try_recv() {
+                self.beacon.on_event(ev, current);
+                progressed = true;
+            }
+            for sv in &mut self.validators {
+                while let Ok(ev) = sv.rx.try_recv() {
+                    progressed = true;
+                    if let Some(v) = &mut sv.v {
+                        v.on_event(ev);
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Runs one slot: users submit transfers, validators gossip them and
+    /// the scheduled proposers build, the beacon seals the slot's block.
+    pub fn step(&mut self) {
+        self.slot += 1;
+        let slot = self.slot;
+        for s in 0..self.params.shards {
+            for _ in 0..self.txs_per_slot {
+                let from = self.rng.gen_range(0..self.signers.len());
+                let to = Address::from(self.rng.r#gen::<[u8; 20]>());
+                let value = self.rng.gen_range(1..1_000_000u64);
+                let shard_validators: Vec<usize> =
+                    (0..self.validators.len()).filter(|i| self.validators[*i].shard.0 == s).collect();
+                let via = shard_validators[self.rng.gen_range(0..shard_validators.len())];
+                let raw = self.transfer(ShardId(s), from, to, value);
+                if self.submit(via, &raw).is_err() {
+                    // a down validator: the nonce was not used
+                    *self.nonces.get_mut(&(s, from)).expect("just used") -= 1;
+                }
+            }
+        }
+        for sv in &self.validators {
+            if let Some(v) = &sv.v {
+                v.flush_txs();
+            }
+        }
+        self.pump();
+        for i in 0..self.validators.len() {
+            if let Some(v) = &mut self.validators[i].v {
+                v.on_slot(slot);
+            }
+            self.pump();
+        }
+        if let Err(e) = self.beacon.on_slot_end(slot) {
+            tracing::warn!(error = %e, "beacon seal failed");
+        }
+        self.pump();
+    }
+
+    /// Runs `n` slots.
+    pub fn run(&mut self, n: u64) {
+        for _ in 0..n {
+            self.step();
+        }
+    }
+
+    /// Every beacon block, encoded, in slot order.
+    pub fn beacon_chain_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in self.beacon().db().blocks_from(0, usize::MAX).unwrap_or_default() {
+            out.extend(b.encode());
+        }
+        out
+    }
+
+    /// Validator `i`'s chain: every header and body, encoded.
+    pub fn shard_chain_bytes(&self, i: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let Some(node) = self.node(i) else { return out };
+        for h in 0..=node.head().header.height {
+            if let Ok(Some(b)) = node.block(h) {
+                out.extend(b.encode());
+            }
+        }
+        out
+    }
+}

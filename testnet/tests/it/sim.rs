@@ -1,0 +1,137 @@
+//! The deterministic tier: whole clusters in one process.
+
+use bridge::{Encode, ShardBlock, ShardId, SignedHeader};
+use net::{Network, Topic};
+use testnet::Testnet;
+
+fn headers_per_block(t: &Testnet) -> Vec<(u64, usize)> {
+    t.beacon().db().blocks_from(1, usize::MAX).unwrap().iter().map(|b| (b.slot, b.headers.len())).collect()
+}
+
+#[test]
+fn same_seed_gives_byte_identical_chains() {
+    let run = |seed: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t =
+            Testnet::builder().shards(4).validators_per_shard(2).seed(seed).build(dir.path()).unwrap();
+        t.run(12);
+        let shards: Vec<Vec<u8>> = (0..t.validator_count()).map(|i| t.shard_chain_bytes(i)).collect();
+        (t.beacon_chain_bytes(), shards)
+    };
+    let (beacon_a, shards_a) = run(7);
+    let (beacon_b, shards_b) = run(7);
+    assert!(!beacon_a.is_empty());
+    assert_eq!(beacon_a, beacon_b, "beacon chains differ between runs of one seed");
+    assert_eq!(shards_a, shards_b, "shard chains differ between runs of one seed");
+    let (beacon_c, _) = run(8);
+    assert_ne!(beacon_a, beacon_c, "another seed gives another chain");
+}
+
+#[test]
+fn every_shard_commits_every_slot_and_validators_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(4)
+        .validators_per_shard(2)
+        .seed(3)
+        .txs_per_slot(30)
+        .build(dir.path())
+        .unwrap();
+    t.run(10);
+    for (slot, n) in headers_per_block(&t) {
+        assert_eq!(n, 4, "beacon block of slot {slot} includes one header per shard");
+    }
+    for s in 0..4 {
+        let members: Vec<usize> =
+            (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(s)).collect();
+        let heads: Vec<_> = members.iter().map(|i| t.node(*i).unwrap().head()).collect();
+        assert_eq!(heads[0].header.height, 10);
+        assert!(heads.iter().all(|h| h.hash == heads[0].hash), "shard {s} validators disagree");
+        assert_eq!(t.beacon().heads()[s as usize].hash, heads[0].hash);
+        // transactions sent to either validator were included
+        let txs: usize =
+            (1..=10).map(|h| t.node(members[0]).unwrap().block(h).unwrap().unwrap().txs.len()).sum();
+        assert_eq!(txs, 300, "every submitted transfer on shard {s} is included");
+        assert!(t.node(members[1]).unwrap().mismatches().is_empty());
+    }
+}
+
+#[test]
+fn a_crashed_validator_catches_up_and_a_crashed_proposer_only_misses_its_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(2).validators_per_shard(3).seed(11).build(dir.path()).unwrap();
+    t.run(3);
+    // validator 0 (shard 0) goes down for 8 slots
+    t.crash(0);
+    let (shard, down) = t.validator_info(0);
+    let before = t.slot();
+    t.run(8);
+    let missed: Vec<u64> =
+        (before + 1..=t.slot()).filter(|s| t.spec().proposer(shard, *s) == Some(down)).collect();
+    for (slot, n) in headers_per_block(&t).into_iter().filter(|(s, _)| *s > before) {
+        let expect = if missed.contains(&slot) { 1 } else { 2 };
+        assert_eq!(n, expect, "slot {slot}: only the crashed proposer's slots lack shard 0's header");
+    }
+    t.restart(0).unwrap();
+    t.run(4);
+    let head = t.node(0).unwrap().head();
+    assert_eq!(head.hash, t.node(1).unwrap().head().hash, "restarted validator caught up and agrees");
+    assert_eq!(head.hash, t.beacon().heads()[0].hash);
+    let bytes = t.shard_chain_bytes(0);
+    assert_eq!(bytes, t.shard_chain_bytes(1), "every block and root agrees");
+}
+
+#[test]
+fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(5).build(dir.path()).unwrap();
+    t.run(2);
+    // validator 0 signs a block claiming a wrong state root, as a fraudulent
+    // proposer would, and validator 1 re-executes it
+    let node0 = t.node(0).unwrap().clone();
+    let node1 = t.node(1).unwrap().clone();
+    let slot =
+        (t.slot() + 1..).find(|s| t.spec().proposer(ShardId(0), *s) == Some(t.validator_info(0).1)).unwrap();
+    let key = testnet::NetworkParams { shards: 1, validators_per_shard: 2, seed: 5, ..Default::default() }
+        .genesis(t.spec().genesis_time_ms)
+        .unwrap()
+        .validators[0]
+        .1
+        .clone();
+    let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key).unwrap();
+    let mut header = honest.header.header.clone();
+    header.post_state_root = bridge::Hash::of(b"wrong");
+    let forged = ShardBlock { header: SignedHeader::sign(header, &key), txs: honest.txs };
+    let err = node1.import_block(&forged, t.spec()).unwrap_err();
+    assert!(err.to_string().contains("post_state_root"), "{err}");
+    let m = node1.mismatches();
+    assert_eq!(m.len(), 1);
+    assert_eq!((m[0].field.as_str(), m[0].proposer), ("post_state_root", key.address()));
+    assert_eq!(node1.head().header.height, 2, "not imported");
+    assert_eq!(node1.metrics().mismatches.get(), 1);
+}
+
+#[test]
+fn malformed_gossip_costs_the_sender_and_the_cluster_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(9).build(dir.path()).unwrap();
+    t.run(2);
+    let (rogue, _rx) = t.hub().join(999);
+    rogue.publish(Topic::ShardBlocks(ShardId(0)), b"not a block".to_vec());
+    rogue.publish(Topic::ShardTxs(ShardId(0)), vec![0xff; 3]);
+    rogue.publish(
+        Topic::Submissions,
+        SignedHeader { header: Default::default(), signature: Default::default() }.encode(),
+    );
+    rogue.publish(Topic::ShardTxs(ShardId(0)), vec![0; Topic::ShardTxs(ShardId(0)).max_bytes() + 1]);
+    t.pump();
+    let rogue_id = rogue.local_peer();
+    for i in 0..2 {
+        let score = t.peer_score(i, &rogue_id).unwrap();
+        assert!(score <= -30.0, "validator {i} scored the rogue {score}");
+    }
+    assert!(t.beacon_peer_score(&rogue_id).unwrap() < 0.0, "the beacon scored the rogue down");
+    t.run(3);
+    assert_eq!(t.node(0).unwrap().head().header.height, 5, "the shard carries on");
+    assert_eq!(t.node(1).unwrap().head().hash, t.node(0).unwrap().head().hash);
+}
