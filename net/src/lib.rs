@@ -168,3 +168,8 @@ pub trait Network: Clone + Send + Sync + 'static {
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 /// Largest response body.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// The peer id of the node whose ed25519 identity secret is `secret`.
+pub fn peer_id_of(secret: [u8; 32]) -> Result<PeerId, String> {
+    libp2p::identity::Keypair::ed25519_from_bytes(secret).map(|k| k.public().to_peer_id()).map_err(|e| e.to_string())
+}

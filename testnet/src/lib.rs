@@ -1,11 +1,16 @@
-//! `testnet` — the `optishard` command: the dev node today; local
-//! multi-shard testnets, configs and fault injection as they land.
+//! `testnet` — the `optishard` command: a beacon node, shard validators,
+//! the dev node, and local multi-shard testnets (`testnet up/status/down`);
+//! plus [`Testnet`], the same cluster in one process, deterministic.
 //!
-//! Where to start: [`Cli`] is the command line; [`run`] executes it.
+//! Where to start: [`Cli`] is the command line; [`run`] executes it;
+//! [`cluster`] supervises a local testnet; [`Testnet::builder`] runs one in
+//! memory.
 
+pub mod cluster;
 pub mod genesis;
 mod sim;
 
+pub use cluster::{Manifest, NodeEntry, TestnetConfig};
 pub use genesis::{Genesis, NetworkParams};
 pub use sim::{Testnet, TestnetBuilder};
 
@@ -28,8 +33,100 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a shard node (today: `--dev`, a single-node shard).
+    /// Run a shard node: a validator of a network (`--genesis`), or a
+    /// single-node development chain (`--dev`).
     Shard(ShardCmd),
+    /// Run the beacon node of a network.
+    Beacon(BeaconCmd),
+    /// A local testnet: `up`, `status`, `down`.
+    #[command(subcommand)]
+    Testnet(TestnetCmd),
+}
+
+/// `optishard testnet …`.
+#[derive(Debug, Subcommand)]
+pub enum TestnetCmd {
+    /// Start a beacon and shards × validators as processes on 127.0.0.1.
+    Up(UpArgs),
+    /// Each shard's head, the beacon's head and each shard's lag.
+    Status {
+        /// The testnet's directory.
+        #[arg(long, value_name = "DIR", default_value = "optishard-testnet")]
+        datadir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every process the testnet started.
+    Down {
+        /// The testnet's directory.
+        #[arg(long, value_name = "DIR", default_value = "optishard-testnet")]
+        datadir: PathBuf,
+    },
+}
+
+/// `optishard testnet up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// TOML file with [`TestnetConfig`] fields; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of shards.
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Validators per shard.
+    #[arg(long)]
+    pub validators_per_shard: Option<u32>,
+    /// Slot length in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub slot_ms: Option<u64>,
+    /// Directory for keys, databases, logs and the manifest.
+    #[arg(long, value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// First port (each node takes three).
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Seed of keys and the proposer schedule.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stay attached; Ctrl-C stops the whole testnet.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Print the resolved config as TOML and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+}
+
+/// `optishard beacon`.
+#[derive(Debug, Args)]
+pub struct BeaconCmd {
+    /// The network's genesis spec (JSON, as `testnet up` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+    /// The beacon's signing key (hex file).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// TOML file with [`beacon::BeaconConfig`] fields; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved config as TOML and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+    /// Data directory.
+    #[arg(long, value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// JSON-RPC listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub rpc_addr: Option<SocketAddr>,
+    /// Prometheus metrics listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// p2p port (TCP and QUIC).
+    #[arg(long)]
+    pub p2p_port: Option<u16>,
+    /// Peers to join (multiaddrs, comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub bootnodes: Vec<String>,
 }
 
 /// `optishard shard`.
@@ -39,6 +136,12 @@ pub struct ShardCmd {
     /// the dev mnemonic's ten accounts are funded at genesis.
     #[arg(long)]
     pub dev: bool,
+    /// The network's genesis spec (validator mode).
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+    /// This validator's signing key (hex file); without it the node follows.
+    #[arg(long, value_name = "FILE")]
+    pub validator_key: Option<PathBuf>,
     /// TOML file with [`ShardConfig`] fields; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -74,19 +177,20 @@ pub struct ShardArgs {
     /// fsync every block commit.
     #[arg(long)]
     pub fsync: bool,
+    /// Prometheus metrics listen address (validator mode).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// p2p port, TCP and QUIC (validator mode).
+    #[arg(long)]
+    pub p2p_port: Option<u16>,
+    /// Peers to join, multiaddrs, comma separated (validator mode).
+    #[arg(long, value_delimiter = ',')]
+    pub bootnodes: Vec<String>,
 }
 
 /// Resolves defaults, then the file, then flags.
 pub fn resolve_config(cmd: &ShardCmd) -> Result<ShardConfig> {
-    let mut cfg = match &cmd.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config {}", path.display()))?;
-            toml::from_str::<ShardConfig>(&text)
-                .with_context(|| format!("parsing config {}", path.display()))?
-        }
-        None => ShardConfig::default(),
-    };
+    let mut cfg: ShardConfig = read_toml(cmd.config.as_ref())?;
     let a = &cmd.node;
     if let Some(v) = a.rpc_addr {
         cfg.rpc_addr = v;
@@ -109,6 +213,15 @@ pub fn resolve_config(cmd: &ShardCmd) -> Result<ShardConfig> {
     if a.fsync {
         cfg.fsync = true;
     }
+    if let Some(v) = a.metrics_addr {
+        cfg.metrics_addr = v;
+    }
+    if let Some(v) = a.p2p_port {
+        cfg.p2p_port = v;
+    }
+    if !a.bootnodes.is_empty() {
+        cfg.bootnodes = a.bootnodes.clone();
+    }
     if cmd.dev && cfg.genesis.is_empty() {
         cfg.genesis = dev_accounts().into_iter().map(|(_, g)| g).collect();
     }
@@ -116,34 +229,176 @@ pub fn resolve_config(cmd: &ShardCmd) -> Result<ShardConfig> {
     Ok(cfg)
 }
 
+fn read_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str::<T>(&text).with_context(|| format!("parsing config {}", path.display()))
+        }
+        None => Ok(T::default()),
+    }
+}
+
+/// Reads a genesis spec file.
+pub fn read_spec(path: &std::path::Path) -> Result<bridge::ChainSpec> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
+    let spec: bridge::ChainSpec =
+        serde_json::from_str(&text).with_context(|| format!("parsing genesis {}", path.display()))?;
+    spec.validate().map_err(|e| anyhow::anyhow!("genesis {}: {e}", path.display()))?;
+    Ok(spec)
+}
+
+fn read_key(path: &std::path::Path) -> Result<bridge::ValidatorKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    bridge::ValidatorKey::from_hex(&text).map_err(|e| anyhow::anyhow!("key {}: {e}", path.display()))
+}
+
+/// Resolves `testnet up`'s config: defaults, then the file, then flags.
+pub fn resolve_testnet(a: &UpArgs) -> Result<TestnetConfig> {
+    let mut cfg: TestnetConfig = read_toml(a.config.as_ref())?;
+    if let Some(v) = a.shards {
+        cfg.network.shards = v;
+    }
+    if let Some(v) = a.validators_per_shard {
+        cfg.network.validators_per_shard = v;
+    }
+    if let Some(v) = a.slot_ms {
+        cfg.network.slot_ms = v;
+    }
+    if let Some(v) = &a.datadir {
+        cfg.datadir = v.clone();
+    }
+    if let Some(v) = a.base_port {
+        cfg.base_port = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.network.seed = v;
+    }
+    cfg.network.validate().map_err(anyhow::Error::msg)?;
+    Ok(cfg)
+}
+
+/// Resolves the beacon's config: defaults, then the file, then flags.
+pub fn resolve_beacon(c: &BeaconCmd) -> Result<beacon::BeaconConfig> {
+    let mut cfg: beacon::BeaconConfig = read_toml(c.config.as_ref())?;
+    if let Some(v) = &c.datadir {
+        cfg.datadir = v.clone();
+    }
+    if let Some(v) = c.rpc_addr {
+        cfg.rpc_addr = v;
+    }
+    if let Some(v) = c.metrics_addr {
+        cfg.metrics_addr = v;
+    }
+    if let Some(v) = c.p2p_port {
+        cfg.p2p_port = v;
+    }
+    if !c.bootnodes.is_empty() {
+        cfg.bootnodes = c.bootnodes.clone();
+    }
+    beacon::parse_bootnodes(&cfg.bootnodes)?;
+    Ok(cfg)
+}
+
 /// Runs the command line until the node stops (Ctrl-C or SIGTERM).
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Shard(cmd) => {
-            let cfg = resolve_config(&cmd)?;
+        Command::Shard(cmd) => run_shard(cmd).await,
+        Command::Beacon(cmd) => {
+            let cfg = resolve_beacon(&cmd)?;
             if cmd.dump_config {
                 print!("{}", toml::to_string(&cfg).context("serialising config")?);
                 return Ok(());
             }
-            if !cmd.dev {
-                bail!(
-                    "only `optishard shard --dev` exists so far; multi-validator shards come with the testnet"
-                );
-            }
-            let handle = shard::start(cfg.clone()).await.context("starting the shard node")?;
-            println!("optishard dev node, shard {} (chain id {})", cfg.shard, cfg.chain_id());
+            let spec = read_spec(cmd.genesis.as_deref().context("--genesis FILE is required")?)?;
+            let key = read_key(cmd.key.as_deref().context("--key FILE is required")?)?;
+            let handle = beacon::start(spec, key, cfg).await.context("starting the beacon node")?;
+            println!("optishard beacon node");
             println!("JSON-RPC: http://{}", handle.rpc_addr);
-            println!("data directory: {}", cfg.datadir.display());
-            println!("\nAvailable accounts (10,000 ETH each, mnemonic \"{}\"):", shard::DEV_MNEMONIC);
-            for (i, (signer, acct)) in dev_accounts().iter().enumerate() {
-                println!("({i}) {}  key 0x{}", acct.address, hex_key(signer));
+            println!("metrics: http://{}/metrics", handle.metrics_addr);
+            for a in &handle.p2p_addrs {
+                println!("p2p: {a}");
             }
-            println!();
             wait_for_shutdown().await;
             handle.stop().await;
             Ok(())
         }
+        Command::Testnet(TestnetCmd::Up(args)) => {
+            let cfg = resolve_testnet(&args)?;
+            if args.dump_config {
+                print!("{}", toml::to_string(&cfg).context("serialising config")?);
+                return Ok(());
+            }
+            let m = cluster::up(&cfg).await?;
+            let dir = cfg.datadir.display();
+            println!(
+                "optishard testnet: {} shards x {} validators, {} ms slots, network {}",
+                cfg.network.shards, cfg.network.validators_per_shard, cfg.network.slot_ms, m.network
+            );
+            for n in &m.nodes {
+                println!("  {:<12} {:<28} metrics {:<36} pid {}", n.name, n.rpc_url, n.metrics_url, n.pid);
+            }
+            println!("manifest: {dir}/manifest.json   prometheus: {}   grafana: {}", m.prometheus_config.display(), m.grafana_dashboard.display());
+            println!("dev accounts (mnemonic \"{}\") are funded on every shard", shard::DEV_MNEMONIC);
+            if args.foreground {
+                println!("running in the foreground; Ctrl-C stops the testnet");
+                wait_for_shutdown().await;
+                let n = cluster::down(&cfg.datadir).await?;
+                println!("stopped {n} processes");
+            } else {
+                println!("status: optishard testnet status --datadir {dir}\nstop:   optishard testnet down --datadir {dir}");
+            }
+            Ok(())
+        }
+        Command::Testnet(TestnetCmd::Status { datadir, json }) => {
+            let s = cluster::status(&datadir).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                cluster::print_status(&s);
+            }
+            Ok(())
+        }
+        Command::Testnet(TestnetCmd::Down { datadir }) => {
+            let n = cluster::down(&datadir).await?;
+            println!("stopped {n} processes");
+            Ok(())
+        }
     }
+}
+
+async fn run_shard(cmd: ShardCmd) -> Result<()> {
+    let cfg = resolve_config(&cmd)?;
+    if cmd.dump_config {
+        print!("{}", toml::to_string(&cfg).context("serialising config")?);
+        return Ok(());
+    }
+    if !cmd.dev {
+        let Some(genesis) = &cmd.genesis else {
+            bail!("give --genesis FILE to join a network, or --dev for a single-node development chain");
+        };
+        let spec = read_spec(genesis)?;
+        let key = cmd.validator_key.as_deref().map(read_key).transpose()?;
+        let handle = shard::start_validator(spec, key, cfg.clone()).await.context("starting the validator")?;
+        println!("optishard shard {} validator (chain id {})", cfg.shard, cfg.chain_id());
+        println!("JSON-RPC: http://{}", handle.rpc_addr);
+        println!("metrics: http://{}/metrics", handle.metrics_addr);
+        wait_for_shutdown().await;
+        handle.stop().await;
+        return Ok(());
+    }
+    let handle = shard::start(cfg.clone()).await.context("starting the shard node")?;
+    println!("optishard dev node, shard {} (chain id {})", cfg.shard, cfg.chain_id());
+    println!("JSON-RPC: http://{}", handle.rpc_addr);
+    println!("data directory: {}", cfg.datadir.display());
+    println!("\nAvailable accounts (10,000 ETH each, mnemonic \"{}\"):", shard::DEV_MNEMONIC);
+    for (i, (signer, acct)) in dev_accounts().iter().enumerate() {
+        println!("({i}) {}  key 0x{}", acct.address, hex_key(signer));
+    }
+    println!();
+    wait_for_shutdown().await;
+    handle.stop().await;
+    Ok(())
 }
 
 fn hex_key(s: &alloy_signer_local::PrivateKeySigner) -> String {

@@ -1,0 +1,463 @@
+//! `optishard testnet up/status/down`: a local cluster of separate
+//! processes (one beacon, shards × validators) on 127.0.0.1, its manifest,
+//! Prometheus scrape config and Grafana dashboard.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::genesis::NetworkParams;
+
+/// A local testnet's settings (TOML; every field also a flag of `up`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestnetConfig {
+    /// Where keys, databases, logs and the manifest go.
+    pub datadir: PathBuf,
+    /// First port; node `k` uses `base_port + 3k` (RPC), `+1` (metrics), `+2` (p2p).
+    pub base_port: u16,
+    /// How long after `up` slot 0 starts, in milliseconds.
+    pub genesis_delay_ms: u64,
+    /// Log filter for every node (`RUST_LOG` syntax).
+    pub log: String,
+    /// The network.
+    pub network: NetworkParams,
+}
+
+impl Default for TestnetConfig {
+    fn default() -> Self {
+        TestnetConfig {
+            datadir: PathBuf::from("optishard-testnet"),
+            base_port: 18_000,
+            genesis_delay_ms: 3_000,
+            log: "info".into(),
+            network: NetworkParams::default(),
+        }
+    }
+}
+
+/// One node in the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeEntry {
+    /// `beacon` or `shard{s}-v{i}`.
+    pub name: String,
+    /// `beacon` or `validator`.
+    pub role: String,
+    /// Its shard (validators).
+    pub shard: Option<u32>,
+    /// Its signing address.
+    pub address: String,
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// Prometheus metrics URL.
+    pub metrics_url: String,
+    /// p2p multiaddr (TCP).
+    pub p2p: String,
+    /// Ethereum chain id (validators).
+    pub chain_id: Option<u64>,
+    /// Process id.
+    pub pid: u32,
+    /// Log file.
+    pub log: PathBuf,
+    /// Data directory.
+    pub datadir: PathBuf,
+}
+
+/// `DIR/manifest.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The network's spec hash.
+    pub network: bridge::Hash,
+    /// Slot 0's unix time in milliseconds.
+    pub genesis_time_ms: u64,
+    /// Slot length.
+    pub slot_ms: u64,
+    /// Number of shards.
+    pub shards: u32,
+    /// The genesis spec file.
+    pub genesis: PathBuf,
+    /// Prometheus scrape config.
+    pub prometheus_config: PathBuf,
+    /// Grafana dashboard.
+    pub grafana_dashboard: PathBuf,
+    /// Every node.
+    pub nodes: Vec<NodeEntry>,
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Whether `pid` is a live `optishard` process.
+pub fn alive(pid: u32) -> bool {
+    let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // a zombie has exited
+    let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmd).contains("optishard")
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started and checked is alive; no memory is shared.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Reads `DIR/manifest.json`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no testnet in {} (reading {})", dir.display(), path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: Value = client.post(url).json(&body).send().await?.json().await?;
+    if let Some(e) = resp.get("error") {
+        bail!("{method}: {e}");
+    }
+    Ok(resp["result"].clone())
+}
+
+fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Starts the cluster and returns once every node answers; the processes
+/// keep running after this returns.
+pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
+    cfg.network.validate().map_err(anyhow::Error::msg)?;
+    let dir = &cfg.datadir;
+    if let Ok(m) = read_manifest(dir)
+        && m.nodes.iter().any(|n| alive(n.pid))
+    {
+        bail!("a testnet is already running in {} (stop it with `optishard testnet down --datadir {}`)", dir.display(), dir.display());
+    }
+    let nodes_total = 1 + cfg.network.shards as usize * cfg.network.validators_per_shard as usize;
+    let last_port = cfg.base_port as usize + 3 * nodes_total;
+    if last_port > u16::MAX as usize {
+        bail!("base_port {} leaves no room for {nodes_total} nodes", cfg.base_port);
+    }
+    for p in cfg.base_port..last_port as u16 {
+        if !port_free(p) {
+            bail!("port {p} is in use (choose another --base-port)");
+        }
+    }
+    for sub in ["nodes", "logs"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+    }
+    for sub in ["nodes", "logs", "grafana"] {
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+    let dir = std::fs::canonicalize(dir)?;
+    let genesis_time_ms = beacon::now_ms() + cfg.genesis_delay_ms;
+    let g = cfg.network.genesis(genesis_time_ms).map_err(anyhow::Error::msg)?;
+    let genesis_path = dir.join("genesis.json");
+    write(&genesis_path, serde_json::to_vec_pretty(&g.spec)?)?;
+    let exe = std::env::current_exe().context("locating the optishard binary")?;
+    let port = |k: usize, off: usize| (cfg.base_port as usize + 3 * k + off) as u16;
+    let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+
+    // the beacon first: everyone bootstraps from it
+    let bdir = dir.join("nodes/beacon");
+    std::fs::create_dir_all(&bdir)?;
+    let secret: [u8; 32] = rand::random();
+    write(&bdir.join("p2p.key"), hex::encode(secret))?;
+    write(&bdir.join("beacon.key"), g.beacon_key.to_hex())?;
+    let beacon_peer = net::peer_id_of(secret).map_err(anyhow::Error::msg)?;
+    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{beacon_peer}", port(0, 2));
+    let mut plan: Vec<(NodeEntry, Vec<String>)> = Vec::new();
+    plan.push((
+        NodeEntry {
+            name: "beacon".into(),
+            role: "beacon".into(),
+            shard: None,
+            address: g.spec.beacon.to_string(),
+            rpc_url: format!("http://{}", addr(port(0, 0))),
+            metrics_url: format!("http://{}/metrics", addr(port(0, 1))),
+            p2p: boot.clone(),
+            chain_id: None,
+            pid: 0,
+            log: dir.join("logs/beacon.log"),
+            datadir: bdir.clone(),
+        },
+        vec![
+            "beacon".into(),
+            "--genesis".into(),
+            genesis_path.display().to_string(),
+            "--key".into(),
+            bdir.join("beacon.key").display().to_string(),
+            "--datadir".into(),
+            bdir.display().to_string(),
+            "--rpc-addr".into(),
+            addr(port(0, 0)).to_string(),
+            "--metrics-addr".into(),
+            addr(port(0, 1)).to_string(),
+            "--p2p-port".into(),
+            port(0, 2).to_string(),
+        ],
+    ));
+    for (k, (s, key)) in g.validators.iter().enumerate() {
+        let k = k + 1;
+        let i = (k - 1) % cfg.network.validators_per_shard as usize;
+        let name = format!("shard{}-v{i}", s.0);
+        let vdir = dir.join("nodes").join(&name);
+        std::fs::create_dir_all(&vdir)?;
+        write(&vdir.join("validator.key"), key.to_hex())?;
+        let mut sc = cfg.network.shard_config(*s, genesis_time_ms);
+        sc.datadir = vdir.clone();
+        sc.rpc_addr = addr(port(k, 0));
+        sc.metrics_addr = addr(port(k, 1));
+        sc.p2p_port = port(k, 2);
+        sc.bootnodes = vec![boot.clone()];
+        let toml_path = vdir.join("shard.toml");
+        write(&toml_path, toml::to_string(&sc).context("serialising shard config")?)?;
+        plan.push((
+            NodeEntry {
+                name: name.clone(),
+                role: "validator".into(),
+                shard: Some(s.0),
+                address: key.address().to_string(),
+                rpc_url: format!("http://{}", sc.rpc_addr),
+                metrics_url: format!("http://{}/metrics", sc.metrics_addr),
+                p2p: format!("/ip4/127.0.0.1/tcp/{}", sc.p2p_port),
+                chain_id: Some(g.spec.chain_id(*s)),
+                pid: 0,
+                log: dir.join(format!("logs/{name}.log")),
+                datadir: vdir.clone(),
+            },
+            vec![
+                "shard".into(),
+                "--genesis".into(),
+                genesis_path.display().to_string(),
+                "--validator-key".into(),
+                vdir.join("validator.key").display().to_string(),
+                "--config".into(),
+                toml_path.display().to_string(),
+            ],
+        ));
+    }
+    let mut nodes = Vec::new();
+    for (mut entry, args) in plan {
+        entry.pid = spawn(&exe, &args, &entry.log, &cfg.log)?;
+        nodes.push(entry);
+    }
+    let prometheus = dir.join("prometheus.yml");
+    write(&prometheus, prometheus_config(&nodes))?;
+    let dashboard = dir.join("grafana/optishard-dashboard.json");
+    write(&dashboard, serde_json::to_vec_pretty(&grafana_dashboard())?)?;
+    let manifest = Manifest {
+        network: g.spec.hash(),
+        genesis_time_ms,
+        slot_ms: g.spec.slot_ms,
+        shards: g.spec.shards,
+        genesis: genesis_path,
+        prometheus_config: prometheus,
+        grafana_dashboard: dashboard,
+        nodes,
+    };
+    write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    if let Err(e) = wait_ready(&manifest).await {
+        down(&dir).await.ok();
+        return Err(e);
+    }
+    Ok(manifest)
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path, filter: &str) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", filter)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        // its own process group: Ctrl-C in the shell that ran `up` does not reach it
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))?;
+    Ok(child.id())
+}
+
+async fn wait_ready(m: &Manifest) -> Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for n in &m.nodes {
+        let method = if n.role == "beacon" { "beacon_head" } else { "optishard_shardInfo" };
+        loop {
+            if rpc(&client, &n.rpc_url, method, json!([])).await.is_ok() {
+                break;
+            }
+            if !alive(n.pid) {
+                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                bail!("{} exited during start; last log lines:\n{}", n.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer on {} within 90 s (log: {})", n.name, n.rpc_url, n.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Stops every process the manifest lists: SIGTERM, then SIGKILL after 10 s.
+/// Returns how many were running.
+pub async fn down(dir: &Path) -> Result<usize> {
+    let m = read_manifest(dir)?;
+    let running: Vec<u32> = m.nodes.iter().map(|n| n.pid).filter(|p| alive(*p)).collect();
+    for p in &running {
+        signal(*p, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in running.iter().filter(|p| alive(**p)) {
+        signal(*p, libc::SIGKILL);
+    }
+    while running.iter().any(|p| alive(*p)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(running.len())
+}
+
+/// Queries every node: each shard's head, the beacon's head, each shard's lag.
+pub async fn status(dir: &Path) -> Result<Value> {
+    let m = read_manifest(dir)?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("manifest lists no beacon")?;
+    let bh = rpc(&client, &beacon.rpc_url, "beacon_head", json!([])).await.ok();
+    let beacon_slot = bh.as_ref().and_then(|b| b["slot"].as_u64());
+    let mut shards = Vec::new();
+    for s in 0..m.shards {
+        let accepted = bh.as_ref().map(|b| b["heads"][s as usize].clone()).unwrap_or(Value::Null);
+        let mut validators = Vec::new();
+        for n in m.nodes.iter().filter(|n| n.shard == Some(s)) {
+            let info = rpc(&client, &n.rpc_url, "optishard_shardInfo", json!([])).await.ok();
+            validators.push(json!({
+                "name": n.name,
+                "up": info.is_some(),
+                "height": info.as_ref().map(|i| i["head"]["height"].clone()),
+                "slot": info.as_ref().map(|i| i["head"]["slot"].clone()),
+                "peers": info.as_ref().map(|i| i["validator"]["peers"].clone()),
+                "mismatches": info.as_ref().map(|i| i["mismatches"].clone()),
+            }));
+        }
+        let accepted_slot = accepted["slot"].as_u64();
+        shards.push(json!({
+            "shard": s,
+            "head": validators.iter().filter_map(|v| v["height"].as_u64()).max(),
+            "beacon_height": accepted["height"],
+            "beacon_slot": accepted_slot,
+            "lag_slots": match (beacon_slot, accepted_slot) { (Some(b), Some(a)) => json!(b.saturating_sub(a)), _ => Value::Null },
+            "validators": validators,
+        }));
+    }
+    let current_slot = (beacon::now_ms().saturating_sub(m.genesis_time_ms)) / m.slot_ms;
+    Ok(json!({
+        "network": m.network,
+        "current_slot": current_slot,
+        "beacon": {"up": bh.is_some(), "slot": beacon_slot, "rpc": beacon.rpc_url},
+        "shards": shards,
+    }))
+}
+
+/// The status as a table.
+pub fn print_status(s: &Value) {
+    println!(
+        "network {}  current slot {}  beacon head slot {}",
+        s["network"].as_str().unwrap_or("?"),
+        s["current_slot"],
+        if s["beacon"]["up"].as_bool() == Some(true) { s["beacon"]["slot"].to_string() } else { "DOWN".into() }
+    );
+    println!("{:<6} {:>8} {:>14} {:>12} {:>10}  validators (height)", "shard", "head", "beacon height", "beacon slot", "lag slots");
+    for sh in s["shards"].as_array().into_iter().flatten() {
+        let vals: Vec<String> = sh["validators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                if v["up"].as_bool() == Some(true) {
+                    format!("{} {}", v["name"].as_str().unwrap_or("?"), v["height"])
+                } else {
+                    format!("{} DOWN", v["name"].as_str().unwrap_or("?"))
+                }
+            })
+            .collect();
+        println!(
+            "{:<6} {:>8} {:>14} {:>12} {:>10}  {}",
+            sh["shard"],
+            sh["head"].to_string(),
+            sh["beacon_height"].to_string(),
+            sh["beacon_slot"].to_string(),
+            sh["lag_slots"].to_string(),
+            vals.join(", ")
+        );
+    }
+}
+
+fn prometheus_config(nodes: &[NodeEntry]) -> String {
+    let mut out = String::from(
+        "# Generated by `optishard testnet up`: scrapes every node of the testnet.\nglobal:\n  scrape_interval: 1s\n  evaluation_interval: 5s\nscrape_configs:\n  - job_name: optishard\n    static_configs:\n",
+    );
+    for n in nodes {
+        let target = n.metrics_url.trim_start_matches("http://").trim_end_matches("/metrics");
+        out.push_str(&format!("      - targets: ['{target}']\n        labels:\n          node: '{}'\n          role: '{}'\n", n.name, n.role));
+        if let Some(s) = n.shard {
+            out.push_str(&format!("          shard: '{s}'\n"));
+        }
+    }
+    out
+}
+
+fn grafana_dashboard() -> Value {
+    let panels: Vec<(&str, &str)> = vec![
+        ("Shard head height", "max by (shard) (optishard_shard_head_height)"),
+        ("Beacon head slot", "optishard_beacon_head_slot"),
+        ("Blocks produced / s", "sum by (shard) (rate(optishard_shard_blocks_produced_total[30s]))"),
+        ("Blocks imported / s", "sum by (node) (rate(optishard_shard_blocks_imported_total[30s]))"),
+        ("Transactions / s", "max by (shard) (rate(optishard_shard_transactions_total[30s]))"),
+        ("Gas / s", "max by (shard) (rate(optishard_shard_gas_total[30s]))"),
+        ("Mempool", "optishard_shard_mempool_transactions"),
+        ("Peers", "optishard_net_peers"),
+        ("Gossip messages / s", "sum by (topic, direction, result) (rate(optishard_net_gossip_messages_total[30s]))"),
+        ("Header submissions / s", "sum by (result, reason) (rate(optishard_beacon_header_submissions_total[30s]))"),
+        ("Headers included / s", "rate(optishard_beacon_headers_included_total[30s])"),
+        ("Root mismatches", "sum by (node) (optishard_shard_root_mismatches_total)"),
+        ("RPC requests / s", "sum by (method) (rate(optishard_rpc_requests_total[30s]))"),
+        ("RPC errors / s", "sum by (method) (rate(optishard_rpc_errors_total[30s]))"),
+    ];
+    let panels: Vec<Value> = panels
+        .iter()
+        .enumerate()
+        .map(|(i, (title, expr))| {
+            json!({
+                "id": i + 1,
+                "type": "timeseries",
+                "title": title,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i / 2) * 8},
+                "targets": [{"expr": expr, "refId": "A", "legendFormat": "__auto"}],
+            })
+        })
+        .collect();
+    json!({
+        "title": "optishard testnet",
+        "uid": "optishard-testnet",
+        "schemaVersion": 39,
+        "refresh": "5s",
+        "time": {"from": "now-15m", "to": "now"},
+        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+        "panels": panels,
+    })
+}
