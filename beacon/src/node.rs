@@ -185,7 +185,7 @@ impl Default for BeaconConfig {
         BeaconConfig {
             datadir: PathBuf::from("optishard-beacon"),
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], 5052)),
-            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 5054)),
             p2p_ip: [127, 0, 0, 1].into(),
             p2p_port: 9000,
             bootnodes: vec![],

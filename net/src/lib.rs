@@ -171,5 +171,7 @@ pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// The peer id of the node whose ed25519 identity secret is `secret`.
 pub fn peer_id_of(secret: [u8; 32]) -> Result<PeerId, String> {
-    libp2p::identity::Keypair::ed25519_from_bytes(secret).map(|k| k.public().to_peer_id()).map_err(|e| e.to_string())
+    libp2p::identity::Keypair::ed25519_from_bytes(secret)
+        .map(|k| k.public().to_peer_id())
+        .map_err(|e| e.to_string())
 }

@@ -127,9 +127,9 @@ impl Default for ShardConfig {
             rpc_max_batch: 20_000,
             state_history: 256,
             genesis_timestamp: None,
-            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 6060)),
             p2p_ip: [127, 0, 0, 1].into(),
-            p2p_port: 9100,
+            p2p_port: 30303,
             bootnodes: Vec::new(),
         }
     }

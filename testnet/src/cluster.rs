@@ -66,6 +66,8 @@ pub struct NodeEntry {
     pub log: PathBuf,
     /// Data directory.
     pub datadir: PathBuf,
+    /// The `optishard` arguments it runs with (to restart it by hand).
+    pub args: Vec<String>,
 }
 
 /// `DIR/manifest.json`.
@@ -138,7 +140,11 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     if let Ok(m) = read_manifest(dir)
         && m.nodes.iter().any(|n| alive(n.pid))
     {
-        bail!("a testnet is already running in {} (stop it with `optishard testnet down --datadir {}`)", dir.display(), dir.display());
+        bail!(
+            "a testnet is already running in {} (stop it with `optishard testnet down --datadir {}`)",
+            dir.display(),
+            dir.display()
+        );
     }
     let nodes_total = 1 + cfg.network.shards as usize * cfg.network.validators_per_shard as usize;
     let last_port = cfg.base_port as usize + 3 * nodes_total;
@@ -154,7 +160,8 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }
     for sub in ["nodes", "logs", "grafana"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let dir = std::fs::canonicalize(dir)?;
     let genesis_time_ms = beacon::now_ms() + cfg.genesis_delay_ms;
@@ -187,6 +194,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             pid: 0,
             log: dir.join("logs/beacon.log"),
             datadir: bdir.clone(),
+            args: vec![],
         },
         vec![
             "beacon".into(),
@@ -232,6 +240,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
                 pid: 0,
                 log: dir.join(format!("logs/{name}.log")),
                 datadir: vdir.clone(),
+                args: vec![],
             },
             vec![
                 "shard".into(),
@@ -247,6 +256,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     let mut nodes = Vec::new();
     for (mut entry, args) in plan {
         entry.pid = spawn(&exe, &args, &entry.log, &cfg.log)?;
+        entry.args = args;
         nodes.push(entry);
     }
     let prometheus = dir.join("prometheus.yml");
@@ -299,7 +309,11 @@ async fn wait_ready(m: &Manifest) -> Result<()> {
             if !alive(n.pid) {
                 let log = std::fs::read_to_string(&n.log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                bail!("{} exited during start; last log lines:\n{}", n.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                bail!(
+                    "{} exited during start; last log lines:\n{}",
+                    n.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             if Instant::now() > deadline {
                 bail!("{} did not answer on {} within 90 s (log: {})", n.name, n.rpc_url, n.log.display());
@@ -378,9 +392,16 @@ pub fn print_status(s: &Value) {
         "network {}  current slot {}  beacon head slot {}",
         s["network"].as_str().unwrap_or("?"),
         s["current_slot"],
-        if s["beacon"]["up"].as_bool() == Some(true) { s["beacon"]["slot"].to_string() } else { "DOWN".into() }
+        if s["beacon"]["up"].as_bool() == Some(true) {
+            s["beacon"]["slot"].to_string()
+        } else {
+            "DOWN".into()
+        }
     );
-    println!("{:<6} {:>8} {:>14} {:>12} {:>10}  validators (height)", "shard", "head", "beacon height", "beacon slot", "lag slots");
+    println!(
+        "{:<6} {:>8} {:>14} {:>12} {:>10}  validators (height)",
+        "shard", "head", "beacon height", "beacon slot", "lag slots"
+    );
     for sh in s["shards"].as_array().into_iter().flatten() {
         let vals: Vec<String> = sh["validators"]
             .as_array()
@@ -412,7 +433,10 @@ fn prometheus_config(nodes: &[NodeEntry]) -> String {
     );
     for n in nodes {
         let target = n.metrics_url.trim_start_matches("http://").trim_end_matches("/metrics");
-        out.push_str(&format!("      - targets: ['{target}']\n        labels:\n          node: '{}'\n          role: '{}'\n", n.name, n.role));
+        out.push_str(&format!(
+            "      - targets: ['{target}']\n        labels:\n          node: '{}'\n          role: '{}'\n",
+            n.name, n.role
+        ));
         if let Some(s) = n.shard {
             out.push_str(&format!("          shard: '{s}'\n"));
         }
@@ -430,8 +454,14 @@ fn grafana_dashboard() -> Value {
         ("Gas / s", "max by (shard) (rate(optishard_shard_gas_total[30s]))"),
         ("Mempool", "optishard_shard_mempool_transactions"),
         ("Peers", "optishard_net_peers"),
-        ("Gossip messages / s", "sum by (topic, direction, result) (rate(optishard_net_gossip_messages_total[30s]))"),
-        ("Header submissions / s", "sum by (result, reason) (rate(optishard_beacon_header_submissions_total[30s]))"),
+        (
+            "Gossip messages / s",
+            "sum by (topic, direction, result) (rate(optishard_net_gossip_messages_total[30s]))",
+        ),
+        (
+            "Header submissions / s",
+            "sum by (result, reason) (rate(optishard_beacon_header_submissions_total[30s]))",
+        ),
         ("Headers included / s", "rate(optishard_beacon_headers_included_total[30s])"),
         ("Root mismatches", "sum by (node) (optishard_shard_root_mismatches_total)"),
         ("RPC requests / s", "sum by (method) (rate(optishard_rpc_requests_total[30s]))"),

@@ -140,3 +140,29 @@ impl NetworkParams {
 pub fn alloy_address(a: Address) -> alloy_primitives::Address {
     alloy_primitives::Address::from(a.0)
 }
+
+/// A signed EIP-1559 transfer of `value` wei (what demos and tests send).
+pub fn sign_transfer(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: alloy_primitives::Address,
+    value: u64,
+) -> alloy_primitives::Bytes {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_signer::SignerSync;
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: alloy_primitives::TxKind::Call(to),
+        value: alloy_primitives::U256::from(value),
+        access_list: Default::default(),
+        input: alloy_primitives::Bytes::new(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("signing succeeds");
+    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+}

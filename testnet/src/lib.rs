@@ -11,7 +11,7 @@ pub mod genesis;
 mod sim;
 
 pub use cluster::{Manifest, NodeEntry, TestnetConfig};
-pub use genesis::{Genesis, NetworkParams};
+pub use genesis::{Genesis, NetworkParams, sign_transfer};
 pub use sim::{Testnet, TestnetBuilder};
 
 use std::net::SocketAddr;
@@ -232,7 +232,8 @@ pub fn resolve_config(cmd: &ShardCmd) -> Result<ShardConfig> {
 fn read_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> Result<T> {
     match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
             toml::from_str::<T>(&text).with_context(|| format!("parsing config {}", path.display()))
         }
         None => Ok(T::default()),
@@ -241,7 +242,8 @@ fn read_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -
 
 /// Reads a genesis spec file.
 pub fn read_spec(path: &std::path::Path) -> Result<bridge::ChainSpec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading genesis {}", path.display()))?;
     let spec: bridge::ChainSpec =
         serde_json::from_str(&text).with_context(|| format!("parsing genesis {}", path.display()))?;
     spec.validate().map_err(|e| anyhow::anyhow!("genesis {}: {e}", path.display()))?;
@@ -338,7 +340,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             for n in &m.nodes {
                 println!("  {:<12} {:<28} metrics {:<36} pid {}", n.name, n.rpc_url, n.metrics_url, n.pid);
             }
-            println!("manifest: {dir}/manifest.json   prometheus: {}   grafana: {}", m.prometheus_config.display(), m.grafana_dashboard.display());
+            println!(
+                "manifest: {dir}/manifest.json   prometheus: {}   grafana: {}",
+                m.prometheus_config.display(),
+                m.grafana_dashboard.display()
+            );
             println!("dev accounts (mnemonic \"{}\") are funded on every shard", shard::DEV_MNEMONIC);
             if args.foreground {
                 println!("running in the foreground; Ctrl-C stops the testnet");
@@ -346,7 +352,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let n = cluster::down(&cfg.datadir).await?;
                 println!("stopped {n} processes");
             } else {
-                println!("status: optishard testnet status --datadir {dir}\nstop:   optishard testnet down --datadir {dir}");
+                println!(
+                    "status: optishard testnet status --datadir {dir}\nstop:   optishard testnet down --datadir {dir}"
+                );
             }
             Ok(())
         }
@@ -379,7 +387,8 @@ async fn run_shard(cmd: ShardCmd) -> Result<()> {
         };
         let spec = read_spec(genesis)?;
         let key = cmd.validator_key.as_deref().map(read_key).transpose()?;
-        let handle = shard::start_validator(spec, key, cfg.clone()).await.context("starting the validator")?;
+        let handle =
+            shard::start_validator(spec, key, cfg.clone()).await.context("starting the validator")?;
         println!("optishard shard {} validator (chain id {})", cfg.shard, cfg.chain_id());
         println!("JSON-RPC: http://{}", handle.rpc_addr);
         println!("metrics: http://{}/metrics", handle.metrics_addr);

@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, TxKind, U256};
-use alloy_signer::SignerSync;
+use alloy_primitives::{Address, Bytes};
 use alloy_signer_local::PrivateKeySigner;
 use anyhow::{Context, Result};
 use beacon::{BeaconChain, BeaconDb, BeaconMetrics, BeaconService};
@@ -213,20 +210,10 @@ impl Testnet {
     /// A signed transfer of `value` wei from dev account `from` on `shard`.
     pub fn transfer(&mut self, shard: ShardId, from: usize, to: Address, value: u64) -> Bytes {
         let nonce = self.nonces.entry((shard.0, from)).or_insert(0);
-        let tx = TxEip1559 {
-            chain_id: self.spec.chain_id(shard),
-            nonce: *nonce,
-            gas_limit: 21_000,
-            max_fee_per_gas: 20_000_000_000,
-            max_priority_fee_per_gas: 1_000_000_000,
-            to: TxKind::Call(to),
-            value: U256::from(value),
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
+        let raw =
+            crate::genesis::sign_transfer(&self.signers[from], self.spec.chain_id(shard), *nonce, to, value);
         *nonce += 1;
-        let sig = self.signers[from].sign_hash_sync(&tx.signature_hash()).expect("signing succeeds");
-        Bytes::from(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+        raw
     }
 
     /// Delivers every queued message, in order, until the network is quiet.

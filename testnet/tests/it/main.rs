@@ -1,5 +1,7 @@
-//! The `optishard` binary: crash safety under SIGKILL and the CLI's config handling.
+//! The `optishard` binary: crash safety under SIGKILL, the CLI's config
+//! handling, the local testnet end to end; and the deterministic tier.
 
 mod cli;
 mod crash;
 mod sim;
+mod local_testnet;

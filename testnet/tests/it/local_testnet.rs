@@ -1,0 +1,328 @@
+//! The local testnet end to end, through the real binary and real sockets:
+//! `testnet up`, transactions through every validator, a Prometheus server
+//! scraping every node, SIGKILLed validators and proposers, beacon
+//! rejections with reasons, `testnet down`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bridge::{ShardHeader, ShardId, SignedHeader, ValidatorKey};
+use serde_json::{Value, json};
+use testnet::{Manifest, NodeEntry};
+
+fn optishard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_optishard")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn call(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value, Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let v: Value = match http.post(url).json(&body).send().await {
+        Ok(r) => r.json().await.map_err(|e| json!(e.to_string()))?,
+        Err(e) => return Err(json!(e.to_string())),
+    };
+    match v.get("error") {
+        Some(e) => Err(e.clone()),
+        None => Ok(v["result"].clone()),
+    }
+}
+
+async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
+    call(http, url, method, params).await.unwrap_or_else(|e| panic!("{method} on {url}: {e}"))
+}
+
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn free_base_port(nodes: usize) -> u16 {
+    let start = 20_000 + (std::process::id() % 300) as u16 * 100;
+    (0..100u16)
+        .map(|i| start.wrapping_add(i * 37) % 40_000 + 20_000)
+        .find(|b| {
+            (*b..b + 3 * nodes as u16).all(|p| {
+                std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+                    && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            })
+        })
+        .expect("a free port range")
+}
+
+fn kill9(pid: u32) {
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+}
+
+fn restart(n: &NodeEntry) -> u32 {
+    let log = std::fs::OpenOptions::new().append(true).open(&n.log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_optishard"))
+        .args(&n.args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+        .id()
+}
+
+async fn current_slot(http: &reqwest::Client, beacon: &str) -> u64 {
+    rpc(http, beacon, "beacon_head", json!([])).await["current_slot"].as_u64().unwrap()
+}
+
+async fn height(http: &reqwest::Client, url: &str) -> Option<u64> {
+    let v = call(http, url, "eth_blockNumber", json!([])).await.ok()?;
+    u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
+}
+
+/// Slots of `shard`'s headers the beacon accepted from height `from` on.
+async fn accepted_slots(http: &reqwest::Client, beacon: &str, shard: u32, from: u64) -> Vec<u64> {
+    let hs = rpc(http, beacon, "beacon_shardHeaders", json!([shard, from, 256])).await;
+    hs.as_array().unwrap().iter().map(|h| h["header"]["beacon_slot"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_testnet_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(300), scenario(dir.path())).await;
+    // whatever happened, leave no process behind
+    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
+    if let Ok(m) = testnet::cluster::read_manifest(dir.path()) {
+        for n in &m.nodes {
+            assert!(!testnet::cluster::alive(n.pid), "{} still running after down", n.name);
+        }
+    }
+    result.expect("scenario finishes in time");
+    assert!(down.status.success(), "{}", text(&down));
+}
+
+async fn scenario(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let base = free_base_port(7).to_string();
+    let up = optishard(&[
+        "testnet",
+        "up",
+        "--shards",
+        "2",
+        "--validators-per-shard",
+        "3",
+        "--slot-ms",
+        "500",
+        "--datadir",
+        d,
+        "--base-port",
+        &base,
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let m: Manifest = testnet::cluster::read_manifest(dir).unwrap();
+    assert_eq!(m.nodes.len(), 7);
+    let again = optishard(&["testnet", "up", "--datadir", d, "--base-port", &base]);
+    assert!(!again.status.success() && text(&again).contains("already running"), "{}", text(&again));
+    let bad = optishard(&["testnet", "up", "--shards", "0", "--datadir", d]);
+    assert!(!bad.status.success() && text(&bad).contains("shards"), "{}", text(&bad));
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").unwrap().rpc_url.clone();
+    let vals: Vec<&NodeEntry> = m.nodes.iter().filter(|n| n.role == "validator").collect();
+
+    // every shard advances, its headers on the beacon
+    let genesis_slot = current_slot(&http, &beacon).await;
+    wait_for("8 shard blocks on every shard", 60, || async {
+        let st = optishard(&["testnet", "status", "--datadir", d, "--json"]);
+        let s: Value = serde_json::from_slice(&st.stdout).unwrap_or(Value::Null);
+        s["shards"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|sh| sh["beacon_height"].as_u64().unwrap_or(0) >= 8))
+    })
+    .await;
+    let status = optishard(&["testnet", "status", "--datadir", d]);
+    assert!(status.status.success() && text(&status).contains("beacon head slot"), "{}", text(&status));
+    for s in 0..2 {
+        let slots = accepted_slots(&http, &beacon, s, 1).await;
+        let span = slots.last().unwrap() - slots.first().unwrap() + 1;
+        assert!(
+            slots.len() as u64 * 10 >= span * 8,
+            "shard {s}: headers in {} of {span} slots since slot {genesis_slot}",
+            slots.len()
+        );
+    }
+
+    // transactions through every validator reach the proposers
+    let signers: Vec<_> = shard::dev_accounts().into_iter().map(|(k, _)| k).collect();
+    let mut sent = Vec::new();
+    for (i, v) in vals.iter().enumerate() {
+        let shard = v.shard.unwrap();
+        let raw = testnet::sign_transfer(
+            &signers[i],
+            v.chain_id.unwrap(),
+            0,
+            alloy_primitives::Address::repeat_byte(0xAA),
+            1_000 + i as u64,
+        );
+        let hash =
+            rpc(&http, &v.rpc_url, "eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&raw))]))
+                .await;
+        sent.push((shard, hash));
+    }
+    for (shard, hash) in &sent {
+        for v in vals.iter().filter(|v| v.shard == Some(*shard)) {
+            wait_for("the receipt on every validator of the shard", 30, || async {
+                call(&http, &v.rpc_url, "eth_getTransactionReceipt", json!([hash]))
+                    .await
+                    .is_ok_and(|r| r["status"] == "0x1")
+            })
+            .await;
+        }
+    }
+
+    // Prometheus scrapes every node from the generated config
+    prometheus_scrapes_every_node(&http, &m).await;
+
+    // a header signed by a validator not scheduled for its slot, and one not
+    // extending the chain, are refused with a reason
+    let slot = current_slot(&http, &beacon).await;
+    let spec: bridge::ChainSpec = serde_json::from_slice(&std::fs::read(&m.genesis).unwrap()).unwrap();
+    let proposer = spec.proposer(ShardId(0), slot).unwrap();
+    let other = vals
+        .iter()
+        .filter(|v| v.shard == Some(0) && v.address != proposer.to_string())
+        .map(|v| {
+            ValidatorKey::from_hex(&std::fs::read_to_string(v.datadir.join("validator.key")).unwrap())
+                .unwrap()
+        })
+        .next()
+        .unwrap();
+    let head = &rpc(&http, &beacon, "beacon_head", json!([])).await["heads"][0];
+    let parent: bridge::Hash = serde_json::from_value(head["hash"].clone()).unwrap();
+    let h = ShardHeader {
+        shard: ShardId(0),
+        height: head["height"].as_u64().unwrap() + 1,
+        parent_hash: parent,
+        beacon_slot: slot,
+        proposer: other.address(),
+        ..Default::default()
+    };
+    let e = call(&http, &beacon, "beacon_submitHeader", json!([SignedHeader::sign(h.clone(), &other)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], beacon::REJECTED_CODE);
+    assert_eq!(e["data"]["reason"], "not_scheduled", "{e}");
+    let stale = ShardHeader { height: 1, parent_hash: bridge::Hash::of(b"nowhere"), ..h };
+    let e = call(&http, &beacon, "beacon_submitHeader", json!([SignedHeader::sign(stale, &other)]))
+        .await
+        .unwrap_err();
+    assert!(["not_extending", "not_scheduled"].contains(&e["data"]["reason"].as_str().unwrap()), "{e}");
+    let rej = rpc(&http, &beacon, "beacon_rejections", json!([10])).await;
+    assert!(rej.as_array().unwrap().iter().any(|r| r["reason"] == "not_scheduled"));
+
+    // SIGKILL a validator, let the shard move on, restart it: it catches up
+    // and agrees with its peers on every block and root
+    let victim = vals.iter().find(|v| v.shard == Some(0)).unwrap();
+    let witness = vals.iter().rfind(|v| v.shard == Some(0)).unwrap();
+    kill9(victim.pid);
+    let at_kill = height(&http, &witness.rpc_url).await.unwrap();
+    wait_for("shard 0 to advance without the victim", 30, || async {
+        height(&http, &witness.rpc_url).await.is_some_and(|h| h >= at_kill + 6)
+    })
+    .await;
+    let pid = restart(victim);
+    wait_for("the restarted validator to catch up", 60, || async {
+        match (height(&http, &victim.rpc_url).await, height(&http, &witness.rpc_url).await) {
+            (Some(a), Some(b)) => a + 1 >= b && a > at_kill + 6,
+            _ => false,
+        }
+    })
+    .await;
+    let top = height(&http, &victim.rpc_url).await.unwrap() - 1;
+    for n in 1..=top {
+        let a = rpc(&http, &victim.rpc_url, "eth_getBlockByNumber", json!([format!("0x{n:x}"), false])).await;
+        let b =
+            rpc(&http, &witness.rpc_url, "eth_getBlockByNumber", json!([format!("0x{n:x}"), false])).await;
+        assert_eq!((&a["hash"], &a["stateRoot"]), (&b["hash"], &b["stateRoot"]), "block {n}");
+    }
+
+    // SIGKILL shard 1's next proposer: only its slots go missing
+    let now = current_slot(&http, &beacon).await;
+    let (slot, target) = (now + 2..)
+        .find_map(|s| {
+            let p = spec.proposer(ShardId(1), s).unwrap().to_string();
+            vals.iter().find(|v| v.address == p && v.shard == Some(1)).map(|v| (s, *v))
+        })
+        .unwrap();
+    kill9(target.pid);
+    let from_height =
+        rpc(&http, &beacon, "beacon_head", json!([])).await["heads"][1]["height"].as_u64().unwrap() + 1;
+    wait_for("8 more slots", 30, || async { current_slot(&http, &beacon).await >= slot + 9 }).await;
+    let slots = accepted_slots(&http, &beacon, 1, from_height).await;
+    let theirs: Vec<u64> = (slot..slot + 8)
+        .filter(|s| spec.proposer(ShardId(1), *s).unwrap().to_string() == target.address)
+        .collect();
+    let others: Vec<u64> = (slot..slot + 8).filter(|s| !theirs.contains(s)).collect();
+    assert!(
+        slots.iter().all(|s| !theirs.contains(s)),
+        "a dead proposer's slot has a header: {slots:?} vs {theirs:?}"
+    );
+    let kept = others.iter().filter(|s| slots.contains(s)).count();
+    assert!(kept * 10 >= others.len() * 7, "shard 1 continued in {kept} of {} other slots", others.len());
+
+    // metrics are served by every live node
+    for n in m.nodes.iter().filter(|n| n.pid != target.pid) {
+        let body = http.get(&n.metrics_url).send().await.unwrap().text().await.unwrap();
+        let want =
+            if n.role == "beacon" { "optishard_beacon_head_slot" } else { "optishard_shard_head_height" };
+        assert!(body.contains(want) && body.contains("optishard_net_peers"), "{}: {body}", n.name);
+    }
+    let _ = pid;
+}
+
+async fn prometheus_scrapes_every_node(http: &reqwest::Client, m: &Manifest) {
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        eprintln!("prometheus is not installed (scripts/setup.sh installs it): skipping the scrape check");
+        return;
+    }
+    let port = free_base_port(1);
+    let tsdb = tempfile::tempdir().unwrap();
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", m.prometheus_config.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.path().display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let outcome = tokio::time::timeout(Duration::from_secs(45), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(r) = http.get(format!("{api}/query?query=optishard_shard_head_height")).send().await
+            else {
+                continue;
+            };
+            let Ok(v) = r.json::<Value>().await else { continue };
+            let series = v["data"]["result"].as_array().map_or(0, |a| a.len());
+            let targets: Value = match http.get(format!("{api}/targets")).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => continue,
+            };
+            let up = targets["data"]["activeTargets"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|t| t["health"] == "up").count());
+            if up == m.nodes.len() && series == m.nodes.len() - 1 {
+                return;
+            }
+        }
+    })
+    .await;
+    let _ = prom.kill();
+    let _ = prom.wait();
+    outcome.expect("Prometheus scrapes every node (all targets up, a head height per validator)");
+}
