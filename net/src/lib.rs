@@ -21,7 +21,9 @@ use bridge::{Hash, ShardId};
 pub use libp2p::{Multiaddr, PeerId};
 
 pub use mem::{MemHub, MemNetwork};
-pub use metrics::{Labels, MetricsServer, NetMetrics, RpcCounting, RpcMetrics, serve_metrics};
+pub use metrics::{
+    Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
+};
 pub use p2p::{P2pConfig, P2pNetwork};
 pub use prometheus_client;
 

@@ -189,14 +189,9 @@ impl RpcMetrics {
     pub fn layer(
         &self,
     ) -> jsonrpsee::server::middleware::rpc::RpcServiceBuilder<
-        tower_layer::Stack<
-            tower_layer::LayerFn<impl Fn(RpcServiceInner) -> RpcCounting<RpcServiceInner> + Clone + use<>>,
-            tower_layer::Identity,
-        >,
+        tower_layer::Stack<RpcCountingLayer, tower_layer::Identity>,
     > {
-        let m = self.clone();
-        jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-            .layer_fn(move |inner| RpcCounting { inner, metrics: m.clone() })
+        jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer(RpcCountingLayer(self.clone()))
     }
 
     /// Requests counted for `method` so far.
@@ -205,7 +200,16 @@ impl RpcMetrics {
     }
 }
 
-type RpcServiceInner = jsonrpsee::server::middleware::rpc::RpcService;
+/// Wraps a JSON-RPC service in [`RpcCounting`].
+#[derive(Clone)]
+pub struct RpcCountingLayer(RpcMetrics);
+
+impl<S> tower_layer::Layer<S> for RpcCountingLayer {
+    type Service = RpcCounting<S>;
+    fn layer(&self, inner: S) -> RpcCounting<S> {
+        RpcCounting { inner, metrics: self.0.clone() }
+    }
+}
 
 /// The counting middleware service.
 #[derive(Clone)]

@@ -508,10 +508,10 @@ impl SwarmTask {
                     kad.add_address(&peer_id, addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
-                if !self.swarm.is_connected(&peer) {
-                    let _ = self.swarm.dial(peer);
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }))
+                if !self.swarm.is_connected(&peer) =>
+            {
+                let _ = self.swarm.dial(peer);
             }
             _ => {}
         }
@@ -561,18 +561,25 @@ impl SwarmTask {
     }
 
     /// A topic a peer subscribes to that this node does not: still worth
-    /// knowing who serves which shard (sync requests go to those peers).
+    /// knowing who serves which shard (sync requests go to those peers) and
+    /// who takes submissions (the beacon).
     fn known_topic(&mut self, hash: &TopicHash) -> Option<Topic> {
         let name = hash.as_str();
         let prefix = Topic::BeaconBlocks.wire_name(&self.network);
         let prefix = prefix.trim_end_matches("beacon_blocks");
         let rest = name.strip_prefix(prefix)?;
-        let (kind, shard) = rest.split_once('/')?;
-        let shard = bridge::ShardId(shard.parse().ok()?);
-        let topic = match kind {
-            "shard_blocks" => Topic::ShardBlocks(shard),
-            "shard_txs" => Topic::ShardTxs(shard),
-            _ => return None,
+        let topic = match rest.split_once('/') {
+            None if rest == "submissions" => Topic::Submissions,
+            None if rest == "beacon_blocks" => Topic::BeaconBlocks,
+            None => return None,
+            Some((kind, shard)) => {
+                let shard = bridge::ShardId(shard.parse().ok()?);
+                match kind {
+                    "shard_blocks" => Topic::ShardBlocks(shard),
+                    "shard_txs" => Topic::ShardTxs(shard),
+                    _ => return None,
+                }
+            }
         };
         self.topics.insert(hash.clone(), topic);
         Some(topic)

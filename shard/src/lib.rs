@@ -18,7 +18,7 @@ pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
 pub use node::{
     DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, ImportError, Mismatch, NodeHandle,
-    ShardConfig, ShardNode, TxRejected, dev_accounts, genesis_header, start,
+    ShardConfig, ShardNode, TxListener, TxRejected, dev_accounts, genesis_header, start,
 };
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBody, TxLocation};

@@ -192,6 +192,9 @@ pub fn genesis_header(config: &ShardConfig) -> Result<ShardHeader> {
     Ok(genesis(config, &state)?.0)
 }
 
+/// Told about every transaction a user submits over RPC.
+pub type TxListener = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// The head of the chain.
 #[derive(Clone, Debug)]
 pub struct Head {
@@ -212,7 +215,7 @@ pub struct ShardNode {
     head_tx: watch::Sender<u64>,
     produce_lock: Mutex<()>,
     mismatches: Mutex<Vec<Mismatch>>,
-    tx_listener: std::sync::OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>>,
+    tx_listener: std::sync::OnceLock<TxListener>,
     metrics: ShardMetrics,
 }
 
@@ -607,7 +610,7 @@ impl ShardNode {
 
     /// Installs the function told about every transaction accepted over RPC
     /// (a validator gossips them to the shard's other validators).
-    pub fn set_tx_listener(&self, f: Box<dyn Fn(&[u8]) + Send + Sync>) {
+    pub fn set_tx_listener(&self, f: TxListener) {
         let _ = self.tx_listener.set(f);
     }
 

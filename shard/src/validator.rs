@@ -384,15 +384,15 @@ impl<N: Network> Validator<N> {
             }
             return;
         }
-        if local.header.height > beacon.height && self.resubmitted_at + 2 <= self.beacon_slot {
-            if let Ok(Some(next)) = self.node.block(beacon.height + 1)
-                && next.header.header.beacon_slot + 2 <= self.beacon_slot
-            {
-                self.resubmitted_at = self.beacon_slot;
-                let req = SyncRequest::SubmitHeader(next.header).encode();
-                for p in self.net.topic_peers(Topic::Submissions) {
-                    self.net.request(p, req.clone());
-                }
+        if local.header.height > beacon.height
+            && self.resubmitted_at + 2 <= self.beacon_slot
+            && let Ok(Some(next)) = self.node.block(beacon.height + 1)
+            && next.header.header.beacon_slot + 2 <= self.beacon_slot
+        {
+            self.resubmitted_at = self.beacon_slot;
+            let req = SyncRequest::SubmitHeader(next.header).encode();
+            for p in self.net.topic_peers(Topic::Submissions) {
+                self.net.request(p, req.clone());
             }
         }
     }

@@ -3,5 +3,5 @@
 
 mod cli;
 mod crash;
-mod sim;
 mod local_testnet;
+mod sim;
