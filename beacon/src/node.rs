@@ -12,7 +12,7 @@ use net::prometheus_client::metrics::counter::Counter;
 use net::prometheus_client::metrics::family::Family;
 use net::prometheus_client::metrics::gauge::Gauge;
 use net::prometheus_client::registry::Registry;
-use net::{Labels, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation};
+use net::{Labels, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation, now_ms};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -194,38 +194,6 @@ impl Default for BeaconConfig {
     }
 }
 
-/// Reads `DIR/p2p.key`, creating it on first start, so a node keeps its
-/// peer id across restarts.
-pub fn load_or_create_p2p_key(datadir: &Path) -> std::io::Result<[u8; 32]> {
-    let path = datadir.join("p2p.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut key = [0u8; 32];
-        if hex::decode_to_slice(text.trim(), &mut key).is_ok() {
-            return Ok(key);
-        }
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a 32-byte hex key", path.display()),
-        ));
-    }
-    let key: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(key))?;
-    Ok(key)
-}
-
-/// Parses bootnode multiaddrs.
-pub fn parse_bootnodes(list: &[String]) -> Result<Vec<net::Multiaddr>> {
-    list.iter().map(|s| s.parse().map_err(|e| Error::Config(format!("bootnode {s:?}: {e}")))).collect()
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A running beacon node.
 pub struct BeaconHandle {
     /// The chain.
@@ -236,20 +204,13 @@ pub struct BeaconHandle {
     pub metrics_addr: SocketAddr,
     /// p2p addresses (with `/p2p/<id>`).
     pub p2p_addrs: Vec<net::Multiaddr>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    rpc: jsonrpsee::server::ServerHandle,
-    metrics: net::MetricsServer,
+    tasks: net::NodeTasks,
 }
 
 impl BeaconHandle {
     /// Stops the node and waits for it.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.rpc.stop();
-        self.rpc.stopped().await;
-        self.metrics.stop();
-        let _ = self.task.await;
+        self.tasks.stop().await;
     }
 }
 
@@ -264,17 +225,8 @@ pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Res
     net_metrics.register(&mut registry);
     let metrics = BeaconMetrics::default();
     metrics.register(&mut registry);
-    let secret = load_or_create_p2p_key(&cfg.datadir).map_err(|e| Error::Config(e.to_string()))?;
-    let mut p2p = P2pConfig::local(secret, spec.hash(), cfg.p2p_port);
-    p2p.listen = vec![
-        format!("/ip4/{}/tcp/{}", cfg.p2p_ip, cfg.p2p_port)
-            .parse()
-            .map_err(|e| Error::Config(format!("{e}")))?,
-        format!("/ip4/{}/udp/{}/quic-v1", cfg.p2p_ip, cfg.p2p_port)
-            .parse()
-            .map_err(|e| Error::Config(format!("{e}")))?,
-    ];
-    p2p.bootnodes = parse_bootnodes(&cfg.bootnodes)?;
+    let p2p = P2pConfig::for_node(&cfg.datadir, cfg.p2p_ip, cfg.p2p_port, &cfg.bootnodes, spec.hash())
+        .map_err(Error::Config)?;
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Net)?;
     let p2p_addrs = net.listen_addrs();
     let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(chain.clone(), net.clone(), cfg.rpc_addr).await?;
@@ -310,9 +262,6 @@ pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Res
         rpc_addr,
         metrics_addr: metrics_srv.addr,
         p2p_addrs,
-        stop,
-        task,
-        rpc,
-        metrics: metrics_srv,
+        tasks: net::NodeTasks::new(stop, task, rpc, metrics_srv),
     })
 }

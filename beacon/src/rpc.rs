@@ -97,7 +97,7 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
         Ok(HeadView {
             slot: c.chain.head().map(|h| h.0),
             hash: c.chain.head().map(|h| h.1),
-            current_slot: c.chain.spec().slot_at(crate::now_ms()),
+            current_slot: c.chain.spec().slot_at(net::now_ms()),
             heads: c.chain.heads(),
         })
     })
@@ -148,7 +148,7 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
     .map_err(reg)?;
     m.register_method("beacon_submitHeader", |p, c, _| -> Result<_, ErrorObjectOwned> {
         let sh: SignedHeader = required(&p, 0, "header")?;
-        let current = c.chain.spec().slot_at(crate::now_ms());
+        let current = c.chain.spec().slot_at(net::now_ms());
         c.chain
             .submit(sh, current)
             .map_err(|r| ErrorObjectOwned::owned(REJECTED_CODE, r.to_string(), Some(r)))

@@ -13,6 +13,7 @@
 
 mod mem;
 mod metrics;
+mod node;
 mod p2p;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use mem::{MemHub, MemNetwork};
 pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
 };
+pub use node::{NodeTasks, load_or_create_p2p_key, now_ms, parse_bootnodes};
 pub use p2p::{P2pConfig, P2pNetwork};
 pub use prometheus_client;
 

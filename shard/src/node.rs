@@ -378,23 +378,18 @@ impl ShardNode {
         let reader = self.state.reader(height)?.with_block_hashes(self.recent_hashes());
         let exec = execute_items(reader, &params, items, Mode::Build)?;
         let prepared = self.state.prepare(height + 1, &exec.block_changes())?;
-        let header = ShardHeader {
+        let base = ShardHeader {
             shard: self.config.shard,
             height: height + 1,
             parent_hash: head.hash,
             beacon_slot: slot,
             timestamp: params.timestamp,
             proposer: BAddress(params.beneficiary.0.0),
-            pre_state_root: head.header.post_state_root,
-            items_root: exec.items_root(),
-            post_state_root: prepared.root,
-            outbox_root: bridge::merkle_root(&[]),
-            receipts_root: exec.receipts_root(),
-            trace_root: exec.final_commitment(prepared.root).hash(),
-            gas_used: exec.gas_used,
             gas_limit: params.gas_limit,
             base_fee: params.base_fee,
+            ..Default::default()
         };
+        let header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
         Ok(Built::new(header, exec, prepared))
     }
 
@@ -454,20 +449,8 @@ impl ShardNode {
             Err(e) => return Err(self.mismatch(block, "execution", "a valid block".into(), e.to_string())),
         };
         let prepared = self.state.prepare(h.height, &exec.block_changes())?;
-        let computed = Built::new(
-            ShardHeader {
-                pre_state_root: head.header.post_state_root,
-                items_root: exec.items_root(),
-                post_state_root: prepared.root,
-                outbox_root: bridge::merkle_root(&[]),
-                receipts_root: exec.receipts_root(),
-                trace_root: exec.final_commitment(prepared.root).hash(),
-                gas_used: exec.gas_used,
-                ..h.clone()
-            },
-            exec,
-            prepared,
-        );
+        let header = with_execution(h.clone(), head.header.post_state_root, &exec, prepared.root);
+        let computed = Built::new(header, exec, prepared);
         let c = &computed.header;
         let roots = [
             ("pre_state_root", h.pre_state_root, c.pre_state_root),
@@ -782,6 +765,25 @@ impl ImportError {
     /// Whether the sender of the block is at fault.
     pub fn is_fault(&self) -> bool {
         !matches!(self, ImportError::NotNext { .. } | ImportError::Node(_))
+    }
+}
+
+/// `base` with the roots and gas that `exec`, run on `pre_state_root`, produced.
+fn with_execution(
+    base: ShardHeader,
+    pre_state_root: Hash,
+    exec: &prover::Execution,
+    post_state_root: Hash,
+) -> ShardHeader {
+    ShardHeader {
+        pre_state_root,
+        items_root: exec.items_root(),
+        post_state_root,
+        outbox_root: bridge::merkle_root(&[]),
+        receipts_root: exec.receipts_root(),
+        trace_root: exec.final_commitment(post_state_root).hash(),
+        gas_used: exec.gas_used,
+        ..base
     }
 }
 

@@ -16,7 +16,9 @@ use bridge::{
     decode_exact, decode_list, encode_list,
 };
 use net::prometheus_client::registry::Registry;
-use net::{NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, PeerId, RequestId, Topic, Validation};
+use net::{
+    NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, PeerId, RequestId, Topic, Validation, now_ms,
+};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -486,42 +488,14 @@ pub struct ValidatorHandle {
     pub metrics_addr: SocketAddr,
     /// p2p addresses (with `/p2p/<id>`).
     pub p2p_addrs: Vec<net::Multiaddr>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    rpc: jsonrpsee::server::ServerHandle,
-    metrics: net::MetricsServer,
+    tasks: net::NodeTasks,
 }
 
 impl ValidatorHandle {
     /// Stops the node and waits for it.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.rpc.stop();
-        self.rpc.stopped().await;
-        self.metrics.stop();
-        let _ = self.task.await;
+        self.tasks.stop().await;
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Reads `DIR/p2p.key`, creating it on first start.
-fn p2p_key(datadir: &std::path::Path) -> Result<[u8; 32]> {
-    let path = datadir.join("p2p.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key)
-            .map_err(|_| Error::Config(format!("{} is not a 32-byte hex key", path.display())))?;
-        return Ok(key);
-    }
-    let key: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(key)).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    Ok(key)
 }
 
 /// Runs a validator (or, without a key, a follower) of `config.shard` on
@@ -539,19 +513,9 @@ pub async fn start_validator(
     let net_metrics = NetMetrics::default();
     net_metrics.register(&mut registry);
     node.metrics().register(&mut registry);
-    let mut p2p = P2pConfig::local(p2p_key(&config.datadir)?, spec.hash(), config.p2p_port);
-    p2p.listen = [
-        format!("/ip4/{}/tcp/{}", config.p2p_ip, config.p2p_port),
-        format!("/ip4/{}/udp/{}/quic-v1", config.p2p_ip, config.p2p_port),
-    ]
-    .iter()
-    .map(|a| a.parse().map_err(|e| Error::Config(format!("{a}: {e}"))))
-    .collect::<Result<_>>()?;
-    p2p.bootnodes = config
-        .bootnodes
-        .iter()
-        .map(|s| s.parse().map_err(|e| Error::Config(format!("bootnode {s:?}: {e}"))))
-        .collect::<Result<_>>()?;
+    let p2p =
+        P2pConfig::for_node(&config.datadir, config.p2p_ip, config.p2p_port, &config.bootnodes, spec.hash())
+            .map_err(Error::Config)?;
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Rpc)?;
     let p2p_addrs = net.listen_addrs();
     let mut validator = Validator::new(node.clone(), net, spec.clone(), key)?;
@@ -586,9 +550,6 @@ pub async fn start_validator(
         rpc_addr,
         metrics_addr: metrics_srv.addr,
         p2p_addrs,
-        stop,
-        task,
-        rpc,
-        metrics: metrics_srv,
+        tasks: net::NodeTasks::new(stop, task, rpc, metrics_srv),
     })
 }

@@ -164,7 +164,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
     let dir = std::fs::canonicalize(dir)?;
-    let genesis_time_ms = beacon::now_ms() + cfg.genesis_delay_ms;
+    let genesis_time_ms = net::now_ms() + cfg.genesis_delay_ms;
     let g = cfg.network.genesis(genesis_time_ms).map_err(anyhow::Error::msg)?;
     let genesis_path = dir.join("genesis.json");
     write(&genesis_path, serde_json::to_vec_pretty(&g.spec)?)?;
@@ -377,7 +377,7 @@ pub async fn status(dir: &Path) -> Result<Value> {
             "validators": validators,
         }));
     }
-    let current_slot = (beacon::now_ms().saturating_sub(m.genesis_time_ms)) / m.slot_ms;
+    let current_slot = (net::now_ms().saturating_sub(m.genesis_time_ms)) / m.slot_ms;
     Ok(json!({
         "network": m.network,
         "current_slot": current_slot,

@@ -298,7 +298,7 @@ pub fn resolve_beacon(c: &BeaconCmd) -> Result<beacon::BeaconConfig> {
     if !c.bootnodes.is_empty() {
         cfg.bootnodes = c.bootnodes.clone();
     }
-    beacon::parse_bootnodes(&cfg.bootnodes)?;
+    net::parse_bootnodes(&cfg.bootnodes).map_err(anyhow::Error::msg)?;
     Ok(cfg)
 }
 
