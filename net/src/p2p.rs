@@ -283,6 +283,7 @@ impl P2pNetwork {
             inbound: HashMap::new(),
             next_inbound: 0,
             retry: VecDeque::new(),
+            judging: HashMap::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok((P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) }, ev_rx))
@@ -355,6 +356,8 @@ struct SwarmTask {
     inbound: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
     next_inbound: u64,
     retry: VecDeque<(Topic, Vec<u8>, Instant)>,
+    /// Topics of messages handed to the application and not judged yet.
+    judging: HashMap<Vec<u8>, Topic>,
 }
 
 impl SwarmTask {
@@ -429,11 +432,14 @@ impl SwarmTask {
                 self.publish(topic, data, Instant::now() + PUBLISH_RETRY);
             }
             Command::Report(id, from, verdict) => {
-                let acceptance = match verdict {
-                    Validation::Accept => MessageAcceptance::Accept,
-                    Validation::Reject => MessageAcceptance::Reject,
-                    Validation::Ignore => MessageAcceptance::Ignore,
+                let (acceptance, result) = match verdict {
+                    Validation::Accept => (MessageAcceptance::Accept, "accepted"),
+                    Validation::Reject => (MessageAcceptance::Reject, "rejected"),
+                    Validation::Ignore => (MessageAcceptance::Ignore, "ignored"),
                 };
+                if let Some(topic) = self.judging.remove(&id.0) {
+                    self.metrics.gossip(topic, "in", result);
+                }
                 let id = gossipsub::MessageId::new(&id.0);
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
             }
@@ -538,6 +544,11 @@ impl SwarmTask {
                     );
                     return;
                 }
+                if self.judging.len() > 100_000 {
+                    // the application judges every message; this only bounds a leak
+                    self.judging.clear();
+                }
+                self.judging.insert(message_id.0.clone(), topic);
                 self.emit(NetEvent::Gossip {
                     topic,
                     from: propagation_source,

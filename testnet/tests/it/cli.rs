@@ -50,3 +50,57 @@ fn bad_config_files_and_flags_are_clear_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
 }
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = optishard().args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn testnet_config_resolves_defaults_file_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("testnet.toml");
+    std::fs::write(&file, "base_port = 31000\n[network]\nshards = 3\nslot_ms = 800\n").unwrap();
+    let (ok, out) =
+        run(&["testnet", "up", "--dump-config", "--config", file.to_str().unwrap(), "--slot-ms", "300"]);
+    assert!(ok, "{out}");
+    let cfg: testnet::TestnetConfig = toml::from_str(&out).unwrap();
+    assert_eq!((cfg.network.shards, cfg.network.slot_ms, cfg.base_port), (3, 300, 31000));
+    assert_eq!(cfg.network.validators_per_shard, 2, "default kept");
+    let (ok, out) = run(&["testnet", "up", "--dump-config"]);
+    assert!(ok, "{out}");
+    let cfg: testnet::TestnetConfig = toml::from_str(&out).unwrap();
+    assert_eq!((cfg.network.shards, cfg.network.validators_per_shard), (4, 2), "the default testnet");
+    assert!(cfg.network.slot_ms < 1000, "sub-second slots by default");
+}
+
+#[test]
+fn network_commands_refuse_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let bad_toml = dir.path().join("t.toml");
+    std::fs::write(&bad_toml, "[network]\nshards = \"many\"\n").unwrap();
+    let garbage = dir.path().join("genesis.json");
+    std::fs::write(&garbage, "{\"slot_ms\": 0}").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["testnet", "up", "--config", bad_toml.to_str().unwrap()], "shards"),
+        (vec!["testnet", "up", "--slot-ms", "1", "--datadir", d], "slot_ms"),
+        (vec!["testnet", "up", "--validators-per-shard", "0", "--datadir", d], "validators_per_shard"),
+        (vec!["testnet", "status", "--datadir", d], "no testnet"),
+        (vec!["testnet", "down", "--datadir", d], "no testnet"),
+        (vec!["beacon", "--datadir", d], "--genesis"),
+        (vec!["beacon", "--genesis", garbage.to_str().unwrap(), "--datadir", d], "genesis"),
+        (vec!["beacon", "--bootnodes", "not-a-multiaddr", "--dump-config"], "bootnode"),
+        (vec!["shard", "--datadir", d], "--genesis"),
+        (vec!["shard", "--genesis", garbage.to_str().unwrap(), "--datadir", d], "genesis"),
+    ];
+    for (args, expect) in cases {
+        let (ok, out) = run(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(out.contains(expect), "{args:?}: expected {expect:?} in {out}");
+        assert!(!out.contains("panicked"), "{args:?}: {out}");
+    }
+}

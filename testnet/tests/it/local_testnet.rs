@@ -280,6 +280,13 @@ async fn scenario(dir: &Path) {
         let want =
             if n.role == "beacon" { "optishard_beacon_head_slot" } else { "optishard_shard_head_height" };
         assert!(body.contains(want) && body.contains("optishard_net_peers"), "{}: {body}", n.name);
+        let gossip_in = if n.role == "beacon" { "submissions" } else { "beacon_blocks" };
+        assert!(
+            body.contains(&format!(r#"optishard_net_gossip_messages_total{{topic="{gossip_in}",direction="in",result="accepted"}}"#)),
+            "{}: {body}",
+            n.name
+        );
+        assert!(body.contains("optishard_rpc_requests_total"), "{}: {body}", n.name);
     }
     let _ = pid;
 }
