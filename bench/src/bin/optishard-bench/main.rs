@@ -7,6 +7,10 @@
 //! - `rpc-load`: pre-signed transfers sent in JSON-RPC batches to any
 //!   Ethereum node (the optishard dev node, anvil); reports included tx/s.
 //! - `witness`: witness size and stateless re-execution time of an ERC-20 transfer.
+//! - `testnet`: what a running local testnet sustains (blocks/s, headers per
+//!   slot, transactions, CPU and memory per node).
+
+mod testnet_observe;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +65,18 @@ enum Cmd {
     },
     /// Witness size and stateless re-execution time of an ERC-20 transfer.
     Witness,
+    /// Observe a running local testnet: blocks/s, headers/slot, CPU and memory per node.
+    Testnet {
+        /// The testnet's directory.
+        #[arg(long, default_value = "optishard-testnet")]
+        datadir: std::path::PathBuf,
+        /// How long to observe.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Transfers per second to offer, spread over every validator (0: none).
+        #[arg(long, default_value_t = 0)]
+        tps: u64,
+    },
 }
 
 /// Executes, commits to the state tree and persists one block; returns the
@@ -357,5 +373,8 @@ fn main() -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(rpc_load(url, txs, batch, concurrency, label))
         }
         Cmd::Witness => witness_figures(),
+        Cmd::Testnet { datadir, seconds, tps } => {
+            tokio::runtime::Runtime::new()?.block_on(testnet_observe::observe(&datadir, seconds, tps))
+        }
     }
 }
