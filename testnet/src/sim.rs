@@ -57,6 +57,7 @@ impl TestnetBuilder {
         let (beacon_net, beacon_rx) = hub.join(0);
         let db = BeaconDb::open(&dir.join("beacon"), false)?;
         let chain = Arc::new(BeaconChain::open(g.spec.clone(), db, g.beacon_key.clone())?);
+        let beacon_key = g.beacon_key.clone();
         let beacon = BeaconService::new(chain, beacon_net.clone(), BeaconMetrics::default());
         let mut validators = Vec::new();
         for (i, (s, key)) in g.validators.iter().enumerate() {
@@ -72,6 +73,7 @@ impl TestnetBuilder {
             hub,
             beacon,
             beacon_net,
+            beacon_key,
             beacon_rx,
             validators,
             rng: ChaCha8Rng::seed_from_u64(self.params.seed),
@@ -104,6 +106,7 @@ pub struct Testnet {
     hub: MemHub,
     beacon: BeaconService<MemNetwork>,
     beacon_net: MemNetwork,
+    beacon_key: ValidatorKey,
     beacon_rx: UnboundedReceiver<NetEvent>,
     validators: Vec<SimValidator>,
     rng: ChaCha8Rng,
@@ -195,6 +198,28 @@ impl Testnet {
         self.validators[i].rx = self.hub.reconnect(&peer).context("known peer")?;
         self.hub.set_online(&peer, true);
         self.start(i)?;
+        self.pump();
+        Ok(())
+    }
+
+    /// Cuts validator `i` off the network (it keeps running and proposing
+    /// into the void) or reconnects it.
+    pub fn set_partitioned(&mut self, i: usize, partitioned: bool) {
+        let peer = self.peer(i);
+        self.hub.set_online(&peer, !partitioned);
+        self.pump();
+    }
+
+    /// Restarts the beacon from its database, as after a crash: what it had
+    /// accepted but not sealed is gone; validators resubmit it.
+    pub fn restart_beacon(&mut self) -> Result<()> {
+        let chain = self.beacon.chain().clone();
+        let spec = chain.spec().clone();
+        let db = chain.db().clone();
+        drop(chain);
+        let key = self.beacon_key.clone();
+        let chain = Arc::new(BeaconChain::open(spec, db, key)?);
+        self.beacon = BeaconService::new(chain, self.beacon_net.clone(), BeaconMetrics::default());
         self.pump();
         Ok(())
     }

@@ -135,3 +135,51 @@ fn malformed_gossip_costs_the_sender_and_the_cluster_carries_on() {
     assert_eq!(t.node(0).unwrap().head().header.height, 5, "the shard carries on");
     assert_eq!(t.node(1).unwrap().head().hash, t.node(0).unwrap().head().hash);
 }
+
+#[test]
+fn a_partitioned_proposer_reverts_the_block_the_beacon_never_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(21).build(dir.path()).unwrap();
+    t.run(2);
+    let me = t.validator_info(0).1;
+    // cut validator 0 off just before a slot it proposes, followed by one it does not
+    let slot = (t.slot() + 1..)
+        .find(|s| {
+            t.spec().proposer(ShardId(0), *s) == Some(me) && t.spec().proposer(ShardId(0), s + 1) != Some(me)
+        })
+        .unwrap();
+    while t.slot() + 1 < slot {
+        t.step();
+    }
+    t.set_partitioned(0, true);
+    t.run(2);
+    let orphan = t.node(0).unwrap().head();
+    assert_eq!(orphan.header.beacon_slot, slot, "it proposed alone");
+    let accepted = t.node(1).unwrap().head();
+    assert_eq!(orphan.header.height, accepted.header.height, "the other validator built the same height");
+    assert_ne!(orphan.hash, accepted.hash);
+    t.set_partitioned(0, false);
+    t.run(3);
+    let n0 = t.node(0).unwrap();
+    assert_eq!(n0.head().hash, t.node(1).unwrap().head().hash, "back on the beacon's chain");
+    assert_eq!(t.beacon().heads()[0].hash, n0.head().hash);
+    assert!(n0.metrics().reverted.get() >= 1, "the orphan was reverted");
+    assert!(n0.db().height_of(&orphan.hash).unwrap().is_none(), "the orphan is gone from the index");
+}
+
+#[test]
+fn a_restarted_beacon_resumes_its_chain_and_loses_no_sealed_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(2).validators_per_shard(2).seed(4).build(dir.path()).unwrap();
+    t.run(4);
+    let before = t.beacon_chain_bytes();
+    t.restart_beacon().unwrap();
+    assert_eq!(t.beacon_chain_bytes(), before, "every sealed block is still there");
+    t.run(4);
+    let blocks = t.beacon().db().blocks_from(0, 100).unwrap();
+    assert_eq!(blocks.len(), 8, "slots 1..=8");
+    for w in blocks.windows(2) {
+        assert_eq!(w[1].parent, w[0].hash(), "the chain links across the restart");
+    }
+    assert_eq!(t.beacon().heads()[1].height, 8);
+}
