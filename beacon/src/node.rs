@@ -68,10 +68,9 @@ pub struct BeaconService<N: Network> {
 }
 
 impl<N: Network> BeaconService<N> {
-    /// Subscribes to header submissions.
+    /// Subscribes to header submissions (it only publishes beacon blocks).
     pub fn new(chain: Arc<BeaconChain>, net: N, metrics: BeaconMetrics) -> Self {
         net.subscribe(Topic::Submissions);
-        net.subscribe(Topic::BeaconBlocks);
         if let Some((slot, _)) = chain.head() {
             metrics.head_slot.set(slot as i64);
         }

@@ -370,11 +370,9 @@ impl<N: Network> Validator<N> {
     fn follow_beacon(&mut self, beacon: ShardHead) {
         let local = self.node.head();
         let at = |h: u64| self.node.db().header(h).ok().flatten().map(|x| x.hash());
-        let conflict = self
-            .accepted
-            .iter()
-            .rev()
-            .find(|(h, hash)| **h <= local.header.height && at(**h) != Some(**hash));
+        // forks happen near the head: look at the last 64 accepted heights we have
+        let recent = local.header.height.saturating_sub(64)..=local.header.height;
+        let conflict = self.accepted.range(recent).rev().find(|(h, hash)| at(**h) != Some(**hash));
         if let Some((&height, _)) = conflict {
             // step back below the conflict; if the fork is deeper, the sync
             // response path steps back further
