@@ -324,11 +324,23 @@ async fn wait_ready(m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Stops every process the manifest lists: SIGTERM, then SIGKILL after 10 s.
-/// Returns how many were running.
+/// Stops every process of the testnet (those the manifest lists and any
+/// restarted since): SIGTERM, then SIGKILL after 10 s. Returns how many were running.
 pub async fn down(dir: &Path) -> Result<usize> {
     let m = read_manifest(dir)?;
-    let running: Vec<u32> = m.nodes.iter().map(|n| n.pid).filter(|p| alive(*p)).collect();
+    let mut running: Vec<u32> = m.nodes.iter().map(|n| n.pid).filter(|p| alive(*p)).collect();
+    // nodes restarted by hand (or by fault injection) have other pids: find
+    // every optishard process whose command line points into this testnet
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let needle = root.join("nodes").display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains(&needle) && alive(pid) && pid != std::process::id() && !running.contains(&pid) {
+            running.push(pid);
+        }
+    }
     for p in &running {
         signal(*p, libc::SIGTERM);
     }

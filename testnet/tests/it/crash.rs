@@ -11,7 +11,24 @@ use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use serde_json::{Value, json};
 
-fn start(datadir: &std::path::Path) -> (Child, String) {
+/// The node process, SIGKILLed when dropped (also when the test panics).
+struct Node(Child);
+
+impl Node {
+    fn sigkill(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(datadir: &std::path::Path) -> (Node, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_optishard"))
         .args(["shard", "--dev", "--rpc-addr", "127.0.0.1:0", "--block-time-ms", "50", "--datadir"])
         .arg(datadir)
@@ -29,7 +46,7 @@ fn start(datadir: &std::path::Path) -> (Child, String) {
     };
     // keep draining stdout so the node never blocks on a full pipe
     std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    (Node(child), url)
 }
 
 async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
@@ -92,8 +109,7 @@ async fn scenario() {
         let n = u64::from_str_radix(b["number"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         roots.insert(n, b["stateRoot"].clone());
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.sigkill();
 
     let (mut child, url) = start(dir.path());
     for (h, (number, hash)) in &included {
@@ -113,6 +129,5 @@ async fn scenario() {
     assert!(next >= included.len() as u64);
     let h = rpc(&http, &url, "eth_sendRawTransaction", json!([transfer(next)])).await;
     assert!(h.is_string());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.sigkill();
 }

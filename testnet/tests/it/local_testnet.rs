@@ -102,6 +102,16 @@ async fn local_testnet_end_to_end() {
             assert!(!testnet::cluster::alive(n.pid), "{} still running after down", n.name);
         }
     }
+    // the restarted validator too: nothing points into the testnet any more
+    let root = std::fs::canonicalize(dir.path()).unwrap().display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&root) && c.contains("optishard"))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
     result.expect("scenario finishes in time");
     assert!(down.status.success(), "{}", text(&down));
 }
