@@ -74,7 +74,7 @@ fn transfer(nonce: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_while_accepting_transactions_loses_nothing_reported() {
-    let _one_at_a_time = crate::timing_sensitive();
+    let _one_at_a_time = crate::timing_sensitive().await;
     tokio::time::timeout(Duration::from_secs(240), scenario()).await.expect("finishes in time");
 }
 

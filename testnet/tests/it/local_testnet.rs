@@ -92,7 +92,7 @@ async fn accepted_slots(http: &reqwest::Client, beacon: &str, shard: u32, from: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_testnet_end_to_end() {
-    let _one_at_a_time = crate::timing_sensitive();
+    let _one_at_a_time = crate::timing_sensitive().await;
     let dir = tempfile::tempdir().unwrap();
     let result = tokio::time::timeout(Duration::from_secs(300), scenario(dir.path())).await;
     // whatever happened, leave no process behind

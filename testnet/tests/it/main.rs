@@ -8,7 +8,7 @@ mod sim;
 
 /// Tests that run real node processes against wall-clock deadlines take
 /// turns, so two of them never starve each other of the machine's cores.
-fn timing_sensitive() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+async fn timing_sensitive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
