@@ -344,3 +344,49 @@ async fn prometheus_scrapes_every_node(http: &reqwest::Client, m: &Manifest) {
     let _ = prom.wait();
     outcome.expect("Prometheus scrapes every node (all targets up, a head height per validator)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_testnet_stops_everything_on_ctrl_c() {
+    let _one_at_a_time = crate::timing_sensitive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3).to_string();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_optishard"))
+        .args([
+            "testnet",
+            "up",
+            "--foreground",
+            "--shards",
+            "1",
+            "--validators-per-shard",
+            "2",
+            "--base-port",
+            &base,
+        ])
+        .arg("--datadir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // keep reading to the end so `up` can still print when it stops
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("Ctrl-C stops the testnet") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(90)).is_ok());
+    assert!(ready.await.unwrap(), "up reports it is running");
+    let m = testnet::cluster::read_manifest(dir.path()).unwrap();
+    assert!(m.nodes.iter().all(|n| testnet::cluster::alive(n.pid)));
+    assert!(Command::new("kill").args(["-INT", &up.id().to_string()]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || up.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "up exits cleanly after Ctrl-C");
+    for n in &m.nodes {
+        assert!(!testnet::cluster::alive(n.pid), "{} survived Ctrl-C", n.name);
+    }
+}
