@@ -254,6 +254,14 @@ impl ShardNode {
         }
         info!(target: "shard", shard = %config.shard, height, root = %header.post_state_root, "opened chain");
         let (head_tx, _) = watch::channel(height);
+        let mismatches = db
+            .mismatch_records()?
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Mismatch>(r)
+                    .map_err(|e| Error::Corrupt(format!("mismatch record: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(ShardNode {
             pool: Mutex::new(Mempool::new(config.mempool_max_txs)),
             config,
@@ -263,7 +271,7 @@ impl ShardNode {
             recent_hashes: RwLock::new(recent),
             head_tx,
             produce_lock: Mutex::new(()),
-            mismatches: Mutex::new(Vec::new()),
+            mismatches: Mutex::new(mismatches),
             tx_listener: std::sync::OnceLock::new(),
             metrics: ShardMetrics::default(),
         }))
@@ -489,6 +497,13 @@ impl ShardNode {
         let mut all = self.mismatches.lock();
         if !all.iter().any(|x| x.block_hash == m.block_hash) {
             all.push(m.clone());
+            // kept across restarts: the evidence a dispute will need
+            let stored = serde_json::to_vec(&m)
+                .map_err(|e| e.to_string())
+                .and_then(|json| self.db.put_mismatch(&m.block_hash, &json).map_err(|e| e.to_string()));
+            if let Err(e) = stored {
+                warn!(target: "shard", error = %e, "could not store the mismatch record");
+            }
         }
         ImportError::Mismatch(Box::new(m))
     }
@@ -699,7 +714,7 @@ impl From<prover::Error> for TxRejected {
 }
 
 /// A block whose re-execution disagrees with its header.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {
     /// The shard.
     pub shard: ShardId,

@@ -43,6 +43,8 @@ const CFS: [&str; 11] = [
 const META_STATE_LATEST: &[u8] = b"state_latest";
 const META_STATE_OLDEST: &[u8] = b"state_oldest";
 const META_HEAD: &[u8] = b"head";
+/// Prefix of mismatch records (JSON), keyed by the block hash.
+const META_MISMATCH: &[u8] = b"mismatch/";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db(e.to_string())
@@ -187,6 +189,26 @@ impl ShardDb {
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)?;
         self.latest.store(height, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Stores a mismatch record (JSON) under the block's hash.
+    pub fn put_mismatch(&self, block_hash: &Hash, record: &[u8]) -> Result<()> {
+        let key = [META_MISMATCH, &block_hash.0[..]].concat();
+        self.db.put_cf_opt(self.cf(CF_META), key, record, &self.write_opts).map_err(db_err)
+    }
+
+    /// Every stored mismatch record.
+    pub fn mismatch_records(&self) -> Result<Vec<Vec<u8>>> {
+        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_MISMATCH, Direction::Forward));
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv.map_err(db_err)?;
+            if !k.starts_with(META_MISMATCH) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
     }
 
     /// Deletes blocks `to+1 ..= from` with their receipts and indexes and

@@ -109,6 +109,11 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     assert_eq!((m[0].field.as_str(), m[0].proposer), ("post_state_root", key.address()));
     assert_eq!(node1.head().header.height, 2, "not imported");
     assert_eq!(node1.metrics().mismatches.get(), 1);
+    // the record survives a restart
+    drop((node0, node1));
+    t.crash(1);
+    t.restart(1).unwrap();
+    assert_eq!(t.node(1).unwrap().mismatches(), m);
 }
 
 #[test]
