@@ -350,7 +350,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("running in the foreground; Ctrl-C stops the testnet");
                 wait_for_shutdown().await;
                 let n = cluster::down(&cfg.datadir).await?;
-                println!("stopped {n} processes");
+                // stdout may be gone by now (a closed pipe): that must not stop the cleanup report
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout(), "stopped {n} processes");
             } else {
                 println!(
                     "status: optishard testnet status --datadir {dir}\nstop:   optishard testnet down --datadir {dir}"
