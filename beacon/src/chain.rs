@@ -146,7 +146,8 @@ struct State {
     head: Option<(u64, Hash)>,
     heads: Vec<ShardHead>,
     included: Vec<SignedHeader>,
-    pending: Vec<(u64, SignedHeader)>,
+    /// Held children: (slot received, header hash, header).
+    pending: Vec<(u64, Hash, SignedHeader)>,
     rejections: VecDeque<RejectionRecord>,
 }
 
@@ -261,11 +262,11 @@ impl BeaconChain {
                     let Some(i) = state
                         .pending
                         .iter()
-                        .position(|(_, p)| p.header.shard == h.shard && p.header.parent_hash == head.hash)
+                        .position(|(_, _, p)| p.header.shard == h.shard && p.header.parent_hash == head.hash)
                     else {
                         break;
                     };
-                    let (_, child) = state.pending.swap_remove(i);
+                    let (_, _, child) = state.pending.swap_remove(i);
                     let _ = self.check_and_accept(&mut state, child, current);
                 }
             }
@@ -298,13 +299,13 @@ impl BeaconChain {
         }
         let head = state.heads[h.shard.0 as usize];
         let hash = h.hash();
-        if hash == head.hash || state.pending.iter().any(|(_, p)| p.header.hash() == hash) {
+        if hash == head.hash || state.pending.iter().any(|(_, h, _)| *h == hash) {
             return Err(Rejection::Duplicate);
         }
         if h.height > head.height + 1 {
-            state.pending.retain(|(at, _)| at + PENDING_SLOTS >= current);
+            state.pending.retain(|(at, _, _)| at + PENDING_SLOTS >= current);
             if state.pending.len() < MAX_PENDING {
-                state.pending.push((current, sh));
+                state.pending.push((current, hash, sh));
             }
             return Ok(Submitted::Pending);
         }

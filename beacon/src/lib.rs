@@ -15,6 +15,6 @@ mod store;
 
 pub use chain::{BeaconChain, Rejection, RejectionRecord, Submitted};
 pub use error::{Error, Result};
-pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, read_key, start};
+pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use rpc::REJECTED_CODE;
 pub use store::{BeaconDb, IncludedHeader};

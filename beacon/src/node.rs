@@ -3,7 +3,7 @@
 //! by a deterministic simulation), its metrics, and its settings.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,13 +150,6 @@ impl<N: Network> BeaconService<N> {
         }
         Ok(())
     }
-}
-
-/// Reads the beacon's signing key (hex) from `path`.
-pub fn read_key(path: &Path) -> Result<ValidatorKey> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("key file {}: {e}", path.display())))?;
-    ValidatorKey::from_hex(&text).map_err(|e| Error::Config(format!("key file {}: {e}", path.display())))
 }
 
 /// Settings of a beacon node process.

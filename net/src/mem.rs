@@ -27,7 +27,6 @@ struct Hub {
     order: Vec<PeerId>,
     next_id: u64,
     inbound: HashMap<u64, (PeerId, PeerId, RequestId)>,
-    delivered: u64,
 }
 
 /// The shared medium of an in-memory cluster.
@@ -90,11 +89,6 @@ impl MemHub {
         n.topics.clear();
         Some(rx)
     }
-
-    /// Gossip messages and requests delivered so far.
-    pub fn delivered(&self) -> u64 {
-        self.inner.lock().delivered
-    }
 }
 
 /// One node's handle on a [`MemHub`].
@@ -122,7 +116,6 @@ impl Network for MemNetwork {
         }
         hub.next_id += 1;
         let id = MessageId(hub.next_id.to_be_bytes().to_vec());
-        let mut delivered = 0;
         for p in hub.order.clone() {
             let n = &hub.nodes[&p];
             if p != self.me && n.online && n.topics.contains(&topic) {
@@ -134,10 +127,8 @@ impl Network for MemNetwork {
                     continue;
                 }
                 let _ = n.tx.send(ev);
-                delivered += 1;
             }
         }
-        hub.delivered += delivered;
     }
 
     fn report(&self, _id: MessageId, from: PeerId, verdict: Validation) {
@@ -163,7 +154,6 @@ impl Network for MemNetwork {
         hub.next_id += 1;
         let inbound = hub.next_id;
         hub.inbound.insert(inbound, (peer, self.me, rid));
-        hub.delivered += 1;
         let _ = hub.nodes[&peer].tx.send(NetEvent::Request { peer: self.me, id: InboundId(inbound), data });
         rid
     }

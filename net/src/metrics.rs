@@ -193,11 +193,6 @@ impl RpcMetrics {
     > {
         jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer(RpcCountingLayer(self.clone()))
     }
-
-    /// Requests counted for `method` so far.
-    pub fn requests(&self, method: &str) -> u64 {
-        self.requests.get_or_create(&self.labels(method)).get()
-    }
 }
 
 /// Wraps a JSON-RPC service in [`RpcCounting`].

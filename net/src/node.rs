@@ -47,11 +47,7 @@ impl P2pConfig {
         bootnodes: &[String],
         network: Hash,
     ) -> Result<Self, String> {
-        let mut cfg = P2pConfig::local(load_or_create_p2p_key(datadir)?, network, port);
-        cfg.listen = [format!("/ip4/{ip}/tcp/{port}"), format!("/ip4/{ip}/udp/{port}/quic-v1")]
-            .iter()
-            .map(|a| a.parse().map_err(|e| format!("listen address {a}: {e}")))
-            .collect::<Result<_, String>>()?;
+        let mut cfg = P2pConfig::new(load_or_create_p2p_key(datadir)?, network, ip, port);
         cfg.bootnodes = parse_bootnodes(bootnodes)?;
         Ok(cfg)
     }

@@ -45,18 +45,24 @@ pub struct P2pConfig {
 }
 
 impl P2pConfig {
-    /// Listens on `127.0.0.1`, TCP port `tcp_port` and QUIC port `tcp_port` (0 picks free ports).
-    pub fn local(secret: [u8; 32], network: Hash, port: u16) -> Self {
+    /// Listens on `ip`, TCP and QUIC (UDP) on `port` (0 picks free ports).
+    pub fn new(secret: [u8; 32], network: Hash, ip: std::net::IpAddr, port: u16) -> Self {
+        use libp2p::multiaddr::Protocol;
         P2pConfig {
             listen: vec![
-                format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr"),
-                format!("/ip4/127.0.0.1/udp/{port}/quic-v1").parse().expect("valid multiaddr"),
+                Multiaddr::from(ip).with(Protocol::Tcp(port)),
+                Multiaddr::from(ip).with(Protocol::Udp(port)).with(Protocol::QuicV1),
             ],
             bootnodes: vec![],
             secret,
             network,
             heartbeat: Duration::from_millis(500),
         }
+    }
+
+    /// Listens on `127.0.0.1` (tests, local testnets).
+    pub fn local(secret: [u8; 32], network: Hash, port: u16) -> Self {
+        Self::new(secret, network, [127, 0, 0, 1].into(), port)
     }
 }
 

@@ -369,7 +369,9 @@ impl<N: Network> Validator<N> {
     /// and resubmits a local block the beacon seems to have missed.
     fn follow_beacon(&mut self, beacon: ShardHead) {
         let local = self.node.head();
-        let at = |h: u64| self.node.db().header(h).ok().flatten().map(|x| x.hash());
+        // the node keeps its last 256 block hashes: no header reads or rehashing here
+        let hashes = self.node.recent_hashes();
+        let at = |h: u64| hashes.get(&h).map(|x| Hash(x.0));
         // forks happen near the head: look at the last 64 accepted heights we have
         let recent = local.header.height.saturating_sub(64)..=local.header.height;
         let conflict = self.accepted.range(recent).rev().find(|(h, hash)| at(**h) != Some(**hash));

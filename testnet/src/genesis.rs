@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use bridge::{Address, ChainSpec, Hash, ShardId, ValidatorInfo, ValidatorKey};
+use bridge::{ChainSpec, Hash, ShardId, ValidatorInfo, ValidatorKey};
 use serde::{Deserialize, Serialize};
 use shard::{GenesisAccount, ShardConfig, dev_accounts};
 
@@ -53,8 +53,6 @@ pub struct Genesis {
     pub beacon_key: ValidatorKey,
     /// Every validator's key with its shard, shard by shard.
     pub validators: Vec<(ShardId, ValidatorKey)>,
-    /// Accounts funded on every shard.
-    pub accounts: Vec<GenesisAccount>,
 }
 
 impl NetworkParams {
@@ -132,13 +130,8 @@ impl NetworkParams {
             beacon: beacon_key.address(),
         };
         spec.validate()?;
-        Ok(Genesis { spec, beacon_key, validators, accounts: self.funded_accounts() })
+        Ok(Genesis { spec, beacon_key, validators })
     }
-}
-
-/// The address as alloy spells it.
-pub fn alloy_address(a: Address) -> alloy_primitives::Address {
-    alloy_primitives::Address::from(a.0)
 }
 
 /// A signed EIP-1559 transfer of `value` wei (what demos and tests send).

@@ -270,12 +270,12 @@ impl Testnet {
         self.slot += 1;
         let slot = self.slot;
         for s in 0..self.params.shards {
+            let shard_validators: Vec<usize> =
+                (0..self.validators.len()).filter(|i| self.validators[*i].shard.0 == s).collect();
             for _ in 0..self.txs_per_slot {
                 let from = self.rng.gen_range(0..self.signers.len());
                 let to = Address::from(self.rng.r#gen::<[u8; 20]>());
                 let value = self.rng.gen_range(1..1_000_000u64);
-                let shard_validators: Vec<usize> =
-                    (0..self.validators.len()).filter(|i| self.validators[*i].shard.0 == s).collect();
                 let via = shard_validators[self.rng.gen_range(0..shard_validators.len())];
                 let raw = self.transfer(ShardId(s), from, to, value);
                 if self.submit(via, &raw).is_err() {
