@@ -17,3 +17,18 @@ if ((${#need[@]})); then
   $SUDO apt-get install -y --no-install-recommends "${need[@]}" \
     || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${need[@]}"; }
 fi
+
+# Foundry's cast, which the test suite runs the README's examples with (npm).
+TOOLS="${OPTISHARD_TOOLS:-$HOME/.cache/optishard-tools}"
+CAST="$TOOLS/node_modules/@foundry-rs/cast-linux-amd64/bin/cast"
+if [ ! -x "$CAST" ]; then
+  command -v npm >/dev/null 2>&1 || {
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends npm \
+      || { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends npm; }
+  }
+  echo "setup: installing cast 1.7.1 into $TOOLS" >&2
+  mkdir -p "$TOOLS"
+  npm install --prefix "$TOOLS" --no-audit --no-fund --silent @foundry-rs/cast-linux-amd64@1.7.1 >&2
+fi

@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 
 use bridge::{
-    Address, BeaconBlock, ChainSpec, Hash, ShardHead, ShardId, Signature, SignedHeader, ValidatorKey,
+    Address, BeaconBlock, ChainSpec, Hash, HeaderFault, ShardBlock, ShardHead, ShardHeader, ShardId,
+    Signature, ValidatorKey,
 };
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -13,7 +14,7 @@ use tracing::{debug, info};
 use crate::store::{BeaconDb, IncludedHeader};
 use crate::{Error, Result};
 
-/// Why the beacon refused a shard header.
+/// Why the beacon refused a shard block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Rejection {
@@ -49,9 +50,18 @@ pub enum Rejection {
         /// Who signed.
         signer: Address,
     },
-    /// The header claims a slot that has not started.
+    /// The header claims a slot beyond the beacon's clock (plus the skew allowance).
     #[error("slot {slot} is in the future (current slot {current})")]
     FutureSlot {
+        /// The header's slot.
+        slot: u64,
+        /// The beacon's slot.
+        current: u64,
+    },
+    /// The header's slot is past the inclusion window ([`bridge::INCLUSION_SLOTS`]):
+    /// its proposer has abandoned it by now.
+    #[error("slot {slot} is too old to include at slot {current}")]
+    TooLate {
         /// The header's slot.
         slot: u64,
         /// The beacon's slot.
@@ -73,14 +83,10 @@ pub enum Rejection {
         /// Its height.
         head_height: u64,
     },
-    /// The header's slot is not after its parent's.
-    #[error("slot {slot} is not after the parent's slot {parent_slot}")]
-    SlotNotAfterParent {
-        /// The header's slot.
-        slot: u64,
-        /// The parent's slot.
-        parent_slot: u64,
-    },
+    /// The header breaks a rule checkable without execution (or its body
+    /// is not the one it commits to).
+    #[error("invalid header: {0}")]
+    Invalid(HeaderFault),
     /// Already accepted.
     #[error("already accepted")]
     Duplicate,
@@ -95,8 +101,9 @@ impl Rejection {
             Rejection::ProposerMismatch { .. } => "proposer_mismatch",
             Rejection::NotScheduled { .. } => "not_scheduled",
             Rejection::FutureSlot { .. } => "future_slot",
+            Rejection::TooLate { .. } => "too_late",
             Rejection::NotExtending { .. } => "not_extending",
-            Rejection::SlotNotAfterParent { .. } => "slot_not_after_parent",
+            Rejection::Invalid(f) => f.label(),
             Rejection::Duplicate => "duplicate",
         }
     }
@@ -104,13 +111,15 @@ impl Rejection {
     /// Whether the sender is at fault (its peer score should drop), as
     /// opposed to a late or duplicate but honest submission.
     pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Rejection::UnknownShard { .. }
-                | Rejection::BadSignature { .. }
-                | Rejection::ProposerMismatch { .. }
-                | Rejection::NotScheduled { .. }
-        )
+            | Rejection::BadSignature { .. }
+            | Rejection::ProposerMismatch { .. }
+            | Rejection::NotScheduled { .. }
+            | Rejection::FutureSlot { .. }
+            | Rejection::Invalid(_) => true,
+            Rejection::TooLate { .. } | Rejection::NotExtending { .. } | Rejection::Duplicate => false,
+        }
     }
 }
 
@@ -142,19 +151,34 @@ pub struct RejectionRecord {
     pub message: String,
 }
 
+/// A block held until its parent is accepted.
+struct Held {
+    received_at: u64,
+    hash: Hash,
+    bytes: usize,
+    block: ShardBlock,
+}
+
 struct State {
     head: Option<(u64, Hash)>,
     heads: Vec<ShardHead>,
-    included: Vec<SignedHeader>,
-    /// Held children: (slot received, header hash, header).
-    pending: Vec<(u64, Hash, SignedHeader)>,
+    /// Each shard's accepted head header (the parent the next is checked against).
+    tips: Vec<ShardHeader>,
+    /// Accepted blocks not sealed yet, in acceptance order.
+    included: Vec<ShardBlock>,
+    /// Children that arrived before their parent.
+    pending: Vec<Held>,
+    pending_bytes: usize,
     rejections: VecDeque<RejectionRecord>,
+    evicted: u64,
 }
 
-/// Most pending headers held (per beacon).
-const MAX_PENDING: usize = 1024;
-/// Slots a pending header waits for its parent.
-const PENDING_SLOTS: u64 = 64;
+/// Most blocks held for their parent, over all shards.
+pub const MAX_PENDING: usize = 256;
+/// Most bytes of held blocks.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Most blocks held per shard.
+const MAX_PENDING_PER_SHARD: usize = 16;
 /// Rejections kept for the RPC.
 const KEPT_REJECTIONS: usize = 1000;
 
@@ -191,6 +215,18 @@ impl BeaconChain {
             head = Some((slot, block.hash()));
             info!(target: "beacon", slot, "resumed beacon chain");
         }
+        let mut tips = Vec::with_capacity(heads.len());
+        for h in &heads {
+            let tip = if h.height == 0 {
+                spec.shard_genesis[h.shard.0 as usize].clone()
+            } else {
+                db.shard_header(h.shard, h.height)?
+                    .ok_or_else(|| Error::Corrupt(format!("head header {}/{} missing", h.shard, h.height)))?
+                    .header
+                    .header
+            };
+            tips.push(tip);
+        }
         Ok(BeaconChain {
             key,
             spec_hash: spec.hash(),
@@ -199,9 +235,12 @@ impl BeaconChain {
             state: RwLock::new(State {
                 head,
                 heads,
+                tips,
                 included: vec![],
                 pending: vec![],
+                pending_bytes: 0,
                 rejections: VecDeque::new(),
+                evicted: 0,
             }),
         })
     }
@@ -226,31 +265,43 @@ impl BeaconChain {
         self.state.read().heads.clone()
     }
 
+    /// Blocks held for their parent, and how many were evicted so far.
+    pub fn pending(&self) -> (usize, usize, u64) {
+        let s = self.state.read();
+        (s.pending.len(), s.pending_bytes, s.evicted)
+    }
+
     /// Recent rejections, newest last.
     pub fn rejections(&self, limit: usize) -> Vec<RejectionRecord> {
         let s = self.state.read();
         s.rejections.iter().rev().take(limit).rev().cloned().collect()
     }
 
-    /// Judges a submitted header at beacon slot `current`. Accepted headers
-    /// go into the next sealed block; a header whose parent is not accepted
-    /// yet is held, and accepted when the parent is.
-    pub fn submit(&self, sh: SignedHeader, current: u64) -> Result<Submitted, Rejection> {
+    /// Judges a submitted block at beacon slot `current`. The beacon takes
+    /// a header only together with the body it commits to, so every
+    /// accepted body stays retrievable from the beacon (data availability)
+    /// even when its proposer is gone. Accepted blocks go into the next
+    /// sealed beacon block; a block whose parent is not accepted yet is
+    /// held (bounded), and accepted when the parent is.
+    pub fn submit(&self, block: ShardBlock, current: u64) -> Result<Submitted, Rejection> {
         let mut state = self.state.write();
-        let h = &sh.header;
-        let out = self.check_and_accept(&mut state, sh.clone(), current);
+        let (shard, height, hash) = {
+            let h = &block.header.header;
+            (h.shard, h.height, h.hash())
+        };
+        let out = self.check_and_accept(&mut state, block, current);
         match &out {
             Err(Rejection::Duplicate) => {}
             Err(r) => {
-                debug!(target: "beacon", shard = %h.shard, height = h.height, reason = %r, "rejected header");
+                debug!(target: "beacon", %shard, height, reason = %r, "rejected header");
                 if state.rejections.len() == KEPT_REJECTIONS {
                     state.rejections.pop_front();
                 }
                 state.rejections.push_back(RejectionRecord {
                     at_slot: current,
-                    shard: h.shard,
-                    height: h.height,
-                    hash: h.hash(),
+                    shard,
+                    height,
+                    hash,
                     rejection: r.clone(),
                     message: r.to_string(),
                 });
@@ -258,16 +309,15 @@ impl BeaconChain {
             Ok(Submitted::Accepted) => {
                 // children that arrived before their parent
                 loop {
-                    let head = state.heads[h.shard.0 as usize];
-                    let Some(i) = state
-                        .pending
-                        .iter()
-                        .position(|(_, _, p)| p.header.shard == h.shard && p.header.parent_hash == head.hash)
-                    else {
+                    let head = state.heads[shard.0 as usize];
+                    let Some(i) = state.pending.iter().position(|p| {
+                        p.block.header.header.shard == shard && p.block.header.header.parent_hash == head.hash
+                    }) else {
                         break;
                     };
-                    let (_, _, child) = state.pending.swap_remove(i);
-                    let _ = self.check_and_accept(&mut state, child, current);
+                    let held = state.pending.swap_remove(i);
+                    state.pending_bytes -= held.bytes;
+                    let _ = self.check_and_accept(&mut state, held.block, current);
                 }
             }
             Ok(Submitted::Pending) => {}
@@ -278,35 +328,39 @@ impl BeaconChain {
     fn check_and_accept(
         &self,
         state: &mut State,
-        sh: SignedHeader,
+        block: ShardBlock,
         current: u64,
     ) -> Result<Submitted, Rejection> {
-        let h = &sh.header;
+        let h = &block.header.header;
         if h.shard.0 >= self.spec.shards {
             return Err(Rejection::UnknownShard { shard: h.shard.0 });
         }
-        let signer = sh.signer().map_err(|e| Rejection::BadSignature { error: e.to_string() })?;
+        if bridge::is_future(h.beacon_slot, current) {
+            return Err(Rejection::FutureSlot { slot: h.beacon_slot, current });
+        }
+        if !bridge::may_include(h.beacon_slot, current) {
+            return Err(Rejection::TooLate { slot: h.beacon_slot, current });
+        }
+        let head = state.heads[h.shard.0 as usize];
+        let hash = h.hash();
+        if hash == head.hash || state.pending.iter().any(|p| p.hash == hash) {
+            // a relayed copy (a different body under the same header fails below)
+            if hash != head.hash || bridge::check_body(&block).is_ok() {
+                return Err(Rejection::Duplicate);
+            }
+        }
+        let signer = block.header.signer().map_err(|e| Rejection::BadSignature { error: e.to_string() })?;
         if h.proposer != signer {
             return Err(Rejection::ProposerMismatch { proposer: h.proposer, signer });
-        }
-        if h.beacon_slot > current {
-            return Err(Rejection::FutureSlot { slot: h.beacon_slot, current });
         }
         let expected =
             self.spec.proposer(h.shard, h.beacon_slot).expect("validated spec: every shard has validators");
         if expected != signer {
             return Err(Rejection::NotScheduled { shard: h.shard.0, slot: h.beacon_slot, expected, signer });
         }
-        let head = state.heads[h.shard.0 as usize];
-        let hash = h.hash();
-        if hash == head.hash || state.pending.iter().any(|(_, h, _)| *h == hash) {
-            return Err(Rejection::Duplicate);
-        }
-        if h.height > head.height + 1 {
-            state.pending.retain(|(at, _, _)| at + PENDING_SLOTS >= current);
-            if state.pending.len() < MAX_PENDING {
-                state.pending.push((current, hash, sh));
-            }
+        bridge::check_body(&block).map_err(Rejection::Invalid)?;
+        if h.height > head.height.saturating_add(1) {
+            self.hold(state, hash, block, current);
             return Ok(Submitted::Pending);
         }
         if h.height <= head.height || h.parent_hash != head.hash {
@@ -318,17 +372,56 @@ impl BeaconChain {
                 head_height: head.height,
             });
         }
-        if h.beacon_slot <= head.slot {
-            return Err(Rejection::SlotNotAfterParent { slot: h.beacon_slot, parent_slot: head.slot });
-        }
+        let tip = &state.tips[h.shard.0 as usize];
+        bridge::check_header(&self.spec, tip, &head.hash, h).map_err(Rejection::Invalid)?;
         state.heads[h.shard.0 as usize] =
             ShardHead { shard: h.shard, height: h.height, hash, slot: h.beacon_slot };
-        state.included.push(sh);
+        state.tips[h.shard.0 as usize] = h.clone();
+        state.included.push(block);
         Ok(Submitted::Accepted)
     }
 
+    /// Holds a block whose parent is not accepted yet. Bounded in number
+    /// (overall and per shard) and bytes; expired blocks go first, then the
+    /// highest (the least likely to be needed soon). Evictions are counted.
+    fn hold(&self, state: &mut State, hash: Hash, block: ShardBlock, current: u64) {
+        let before = state.pending.len();
+        state.pending.retain(|p| bridge::may_include(p.block.header.header.beacon_slot, current));
+        let bytes = block.body_bytes() + 400;
+        state.pending.push(Held { received_at: current, hash, bytes, block });
+        state.pending_bytes = state.pending.iter().map(|p| p.bytes).sum();
+        let mut evicted = before + 1 - state.pending.len();
+        let shard = state.pending.last().map(|p| p.block.header.header.shard);
+        loop {
+            let per_shard =
+                state.pending.iter().filter(|p| Some(p.block.header.header.shard) == shard).count();
+            let over = state.pending.len() > MAX_PENDING
+                || state.pending_bytes > MAX_PENDING_BYTES
+                || per_shard > MAX_PENDING_PER_SHARD;
+            if !over {
+                break;
+            }
+            // the highest held block of the shard just added to, else overall
+            let victim = state
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| {
+                    per_shard <= MAX_PENDING_PER_SHARD || Some(p.block.header.header.shard) == shard
+                })
+                .max_by_key(|(_, p)| (p.block.header.header.height, std::cmp::Reverse(p.received_at)))
+                .map(|(i, _)| i)
+                .expect("over a cap means something is held");
+            let gone = state.pending.swap_remove(victim);
+            state.pending_bytes -= gone.bytes;
+            evicted += 1;
+        }
+        state.evicted += evicted as u64;
+    }
+
     /// Seals and stores the block of `slot` with the headers accepted since
-    /// the last one. `None` if a block at or after `slot` exists.
+    /// the last one (their bodies stored beside them). `None` if a block at
+    /// or after `slot` exists.
     pub fn seal(&self, slot: u64) -> Result<Option<BeaconBlock>> {
         let mut state = self.state.write();
         if state.head.is_some_and(|(s, _)| s >= slot) {
@@ -338,12 +431,12 @@ impl BeaconChain {
             signature: Signature::default(),
             slot,
             parent: state.head.map_or(Hash::ZERO, |(_, h)| h),
-            headers: state.included.clone(),
+            headers: state.included.iter().map(|b| b.header.clone()).collect(),
             heads: state.heads.clone(),
             state_root: BeaconBlock::compute_state_root(&self.spec_hash, &state.heads),
         };
         block.sign(&self.key);
-        self.db.commit(&block)?;
+        self.db.commit(&block, &state.included)?;
         state.included.clear();
         state.head = Some((slot, block.hash()));
         Ok(Some(block))
@@ -352,10 +445,45 @@ impl BeaconChain {
     /// The accepted header chain of `shard`: up to `limit` headers from `from`.
     pub fn shard_headers(&self, shard: ShardId, from: u64, limit: usize) -> Result<Vec<IncludedHeader>> {
         let mut out = Vec::new();
-        for height in from.max(1)..from.max(1) + limit as u64 {
+        let from = from.max(1);
+        for height in (from..from.saturating_add(limit as u64)).take(limit) {
             match self.db.shard_header(shard, height)? {
                 Some(h) => out.push(h),
                 None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Accepted blocks of `shard` (sealed or not) from height `from`, up to
+    /// `limit` blocks or about `max_bytes`: any validator can fetch any
+    /// accepted body from the beacon, whoever proposed it.
+    pub fn shard_blocks(
+        &self,
+        shard: ShardId,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<ShardBlock>> {
+        let mut out = Vec::new();
+        let mut size = 0;
+        let from = from.max(1);
+        for height in (from..from.saturating_add(limit as u64)).take(limit) {
+            let block = match self.db.shard_block(shard, height)? {
+                Some(b) => Some(b),
+                None => self
+                    .state
+                    .read()
+                    .included
+                    .iter()
+                    .find(|b| b.header.header.shard == shard && b.header.header.height == height)
+                    .cloned(),
+            };
+            let Some(block) = block else { break };
+            size += block.body_bytes() + 400;
+            out.push(block);
+            if size > max_bytes {
+                break;
             }
         }
         Ok(out)
@@ -364,6 +492,9 @@ impl BeaconChain {
 
 #[cfg(test)]
 mod tests {
+    /// Breaks one rule of a valid header.
+    type Breaker = fn(&mut ShardHeader);
+
     use super::*;
     use bridge::{ShardHeader, ValidatorInfo, ValidatorKey};
 
@@ -373,9 +504,16 @@ mod tests {
 
     fn setup() -> (ChainSpec, Vec<ValidatorKey>) {
         let keys: Vec<ValidatorKey> = (0..4u32).map(|i| ValidatorKey::derive(&i.to_be_bytes())).collect();
+        let genesis = |s: u32| ShardHeader {
+            shard: ShardId(s),
+            post_state_root: Hash::of(&s.to_be_bytes()),
+            gas_limit: 30_000_000,
+            base_fee: 1_000_000_000,
+            ..Default::default()
+        };
         let spec = ChainSpec {
             genesis_time_ms: 0,
-            slot_ms: 100,
+            slot_ms: 1000,
             shards: 2,
             chain_id_base: 1,
             seed: Hash::of(b"seed"),
@@ -388,7 +526,7 @@ mod tests {
                     bond_gwei: 32,
                 })
                 .collect(),
-            shard_genesis: vec![Hash::of(b"g0"), Hash::of(b"g1")],
+            shard_genesis: vec![genesis(0), genesis(1)],
             beacon: beacon_key().address(),
         };
         (spec, keys)
@@ -406,69 +544,177 @@ mod tests {
             .unwrap()
     }
 
-    fn header(shard: u32, height: u64, parent: Hash, slot: u64, key: &ValidatorKey) -> SignedHeader {
-        let h = ShardHeader {
-            shard: ShardId(shard),
-            height,
-            parent_hash: parent,
+    /// A valid child of `parent` in `slot` with `txs`, before signing.
+    fn child(
+        spec: &ChainSpec,
+        parent: &ShardHeader,
+        slot: u64,
+        key: &ValidatorKey,
+        txs: &[Vec<u8>],
+    ) -> ShardHeader {
+        let body = ShardBlock { header: SignedHeader::sign(ShardHeader::default(), key), txs: txs.to_vec() };
+        ShardHeader {
+            shard: parent.shard,
+            height: parent.height + 1,
+            parent_hash: parent.hash(),
             beacon_slot: slot,
+            timestamp: spec.slot_timestamp(slot),
             proposer: key.address(),
+            pre_state_root: parent.post_state_root,
+            items_root: body.items_root(),
+            post_state_root: Hash::of(&slot.to_be_bytes()),
+            gas_used: 21_000 * txs.len() as u64,
+            gas_limit: parent.gas_limit,
+            base_fee: bridge::next_base_fee(parent),
             ..Default::default()
-        };
-        SignedHeader::sign(h, key)
+        }
+    }
+
+    fn signed(h: ShardHeader, key: &ValidatorKey, txs: &[Vec<u8>]) -> ShardBlock {
+        ShardBlock { header: SignedHeader::sign(h, key), txs: txs.to_vec() }
+    }
+
+    fn block(spec: &ChainSpec, keys: &[ValidatorKey], parent: &ShardHeader, slot: u64) -> ShardBlock {
+        let key = key_for(spec, keys, parent.shard.0, slot);
+        let txs = vec![vec![slot as u8; 3]];
+        signed(child(spec, parent, slot, key, &txs), key, &txs)
+    }
+
+    use bridge::SignedHeader;
+
+    fn open(dir: &std::path::Path, spec: &ChainSpec) -> BeaconChain {
+        BeaconChain::open(spec.clone(), BeaconDb::open(dir, false).unwrap(), beacon_key()).unwrap()
     }
 
     #[test]
     fn accepts_only_the_scheduled_proposer_extending_the_chain() {
         let (spec, keys) = setup();
         let dir = tempfile::tempdir().unwrap();
-        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap(), beacon_key())
-            .unwrap();
-        let g0 = spec.shard_genesis[0];
+        let chain = open(dir.path(), &spec);
+        let g0 = spec.shard_genesis[0].clone();
+        let txs = vec![vec![1u8; 3]];
 
-        let wrong = header(0, 1, g0, 1, other_key(&spec, &keys, 0, 1));
+        let wrong_key = other_key(&spec, &keys, 0, 1);
+        let wrong = signed(child(&spec, &g0, 1, wrong_key, &txs), wrong_key, &txs);
         assert!(matches!(chain.submit(wrong, 1), Err(Rejection::NotScheduled { slot: 1, .. })));
-        let mut mismatched = header(0, 1, g0, 1, key_for(&spec, &keys, 0, 1));
-        mismatched.header.proposer = keys[3].address();
-        assert!(matches!(chain.submit(mismatched, 1), Err(Rejection::ProposerMismatch { .. })));
-        let mut bad_sig = header(0, 1, g0, 1, key_for(&spec, &keys, 0, 1));
-        bad_sig.signature.0[64] = 9;
+        let k1 = key_for(&spec, &keys, 0, 1);
+        let mut h = child(&spec, &g0, 1, k1, &txs);
+        h.proposer = keys[3].address();
+        assert!(matches!(chain.submit(signed(h, k1, &txs), 1), Err(Rejection::ProposerMismatch { .. })));
+        let mut bad_sig = block(&spec, &keys, &g0, 1);
+        bad_sig.header.signature.0[64] = 9;
         assert!(matches!(chain.submit(bad_sig, 1), Err(Rejection::BadSignature { .. })));
-        let future = header(0, 1, g0, 5, key_for(&spec, &keys, 0, 5));
+        let future = block(&spec, &keys, &g0, 5);
         assert!(matches!(chain.submit(future, 1), Err(Rejection::FutureSlot { slot: 5, current: 1 })));
-        let off_chain = header(0, 1, Hash::of(b"elsewhere"), 1, key_for(&spec, &keys, 0, 1));
-        assert!(matches!(chain.submit(off_chain, 1), Err(Rejection::NotExtending { .. })));
+        let mut h = child(&spec, &g0, 1, k1, &txs);
+        h.parent_hash = Hash::of(b"elsewhere");
+        assert!(matches!(chain.submit(signed(h, k1, &txs), 1), Err(Rejection::NotExtending { .. })));
 
-        let h1 = header(0, 1, g0, 1, key_for(&spec, &keys, 0, 1));
-        assert_eq!(chain.submit(h1.clone(), 1), Ok(Submitted::Accepted));
-        assert_eq!(chain.submit(h1.clone(), 1), Err(Rejection::Duplicate));
+        let b1 = block(&spec, &keys, &g0, 1);
+        let h1 = b1.header.clone();
+        assert_eq!(chain.submit(b1.clone(), 1), Ok(Submitted::Accepted));
+        assert_eq!(chain.submit(b1.clone(), 1), Err(Rejection::Duplicate));
         // a second block at the same height conflicts with the accepted one
-        let fork = header(0, 1, g0, 2, key_for(&spec, &keys, 0, 2));
+        let fork = block(&spec, &keys, &g0, 2);
         assert!(matches!(chain.submit(fork, 2), Err(Rejection::NotExtending { .. })));
-        let block = chain.seal(1).unwrap().unwrap();
-        assert_eq!(block.headers, vec![h1.clone()]);
-        assert_eq!(block.heads[0].height, 1);
-        assert_eq!(block.heads[1], spec.genesis_head(ShardId(1)));
-        assert!(block.signed_by(&spec.beacon));
+        let sealed = chain.seal(1).unwrap().unwrap();
+        assert_eq!(sealed.headers, vec![h1.clone()]);
+        assert_eq!(sealed.heads[0].height, 1);
+        assert_eq!(sealed.heads[1], spec.genesis_head(ShardId(1)));
+        assert!(sealed.signed_by(&spec.beacon));
         assert!(chain.seal(1).unwrap().is_none(), "one block per slot");
         assert_eq!(chain.rejections(100).len(), 6, "every refusal but the duplicate is kept");
 
         // a child arriving before its parent waits for it
-        let h2 = header(0, 2, h1.header.hash(), 2, key_for(&spec, &keys, 0, 2));
-        let h3 = header(0, 3, h2.header.hash(), 3, key_for(&spec, &keys, 0, 3));
-        assert_eq!(chain.submit(h3.clone(), 3), Ok(Submitted::Pending));
-        assert_eq!(chain.submit(h2.clone(), 3), Ok(Submitted::Accepted));
+        let b2 = block(&spec, &keys, &h1.header, 2);
+        let b3 = block(&spec, &keys, &b2.header.header, 3);
+        assert_eq!(chain.submit(b3.clone(), 3), Ok(Submitted::Pending));
+        assert_eq!(chain.submit(b2.clone(), 3), Ok(Submitted::Accepted));
         assert_eq!(chain.heads()[0].height, 3);
-        let block = chain.seal(3).unwrap().unwrap();
-        assert_eq!(block.headers, vec![h2, h3.clone()]);
+        let sealed = chain.seal(3).unwrap().unwrap();
+        assert_eq!(sealed.headers, vec![b2.header.clone(), b3.header.clone()]);
         assert_eq!(chain.shard_headers(ShardId(0), 1, 10).unwrap().len(), 3);
+        // every accepted body is retrievable from the beacon
+        assert_eq!(chain.shard_blocks(ShardId(0), 1, 10, 1 << 20).unwrap(), vec![b1, b2, b3.clone()]);
+        assert!(chain.shard_headers(ShardId(0), u64::MAX - 1, usize::MAX).unwrap().is_empty());
 
-        // reopening resumes from the stored head
+        // reopening resumes from the stored head, and checks the next header against it
         drop(chain);
-        let chain = BeaconChain::open(spec.clone(), BeaconDb::open(dir.path(), false).unwrap(), beacon_key())
-            .unwrap();
+        let chain = open(dir.path(), &spec);
         assert_eq!(chain.head().unwrap().0, 3);
-        assert_eq!(chain.heads()[0].hash, h3.header.hash());
-        assert_eq!(chain.seal(4).unwrap().unwrap().parent, block.hash());
+        assert_eq!(chain.heads()[0].hash, b3.header.header.hash());
+        let b4 = block(&spec, &keys, &b3.header.header, 4);
+        assert_eq!(chain.submit(b4, 4), Ok(Submitted::Accepted));
+        assert_eq!(chain.seal(4).unwrap().unwrap().parent, sealed.hash());
+    }
+
+    #[test]
+    fn refuses_headers_that_break_a_rule_execution_cannot_see() {
+        let (spec, keys) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(dir.path(), &spec);
+        let g0 = spec.shard_genesis[0].clone();
+        let k = key_for(&spec, &keys, 0, 2);
+        let txs = vec![vec![9u8; 4], vec![8u8; 4]];
+        let cases: Vec<(&str, Breaker)> = vec![
+            ("pre_state_root", |h| h.pre_state_root = Hash::of(b"x")),
+            ("timestamp", |h| h.timestamp += 1),
+            ("base_fee", |h| h.base_fee -= 1),
+            ("gas_used", |h| h.gas_used = h.gas_limit + 1),
+            ("gas_limit", |h| h.gas_limit *= 2),
+            ("height", |h| h.height = 0),
+        ];
+        for (rule, break_it) in cases {
+            let mut h = child(&spec, &g0, 2, k, &txs);
+            break_it(&mut h);
+            let err = chain.submit(signed(h, k, &txs), 2).unwrap_err();
+            assert!(
+                err.label() == rule || (rule == "height" && err.label() == "not_extending"),
+                "{rule}: {err}"
+            );
+            assert!(err.is_fault() || rule == "height");
+        }
+        // a body that is not the one the header commits to
+        let h = child(&spec, &g0, 2, k, &txs);
+        let swapped = vec![txs[1].clone(), txs[0].clone()];
+        let err = chain.submit(signed(h.clone(), k, &swapped), 2).unwrap_err();
+        assert_eq!(err.label(), "items_root");
+        let records = chain.rejections(100);
+        let json = serde_json::to_value(&records[records.len() - 1]).unwrap();
+        assert_eq!(json["reason"], "invalid");
+        assert_eq!(json["rule"], "items_root");
+        // too late: past its inclusion window
+        let late = current_after_window(2);
+        assert!(matches!(chain.submit(signed(h.clone(), k, &txs), late), Err(Rejection::TooLate { .. })));
+        // the valid one still goes in
+        assert_eq!(chain.submit(signed(h, k, &txs), 2), Ok(Submitted::Accepted));
+        assert_eq!(chain.heads()[0].height, 1);
+    }
+
+    fn current_after_window(slot: u64) -> u64 {
+        slot + bridge::INCLUSION_SLOTS + 1
+    }
+
+    #[test]
+    fn held_children_are_bounded_and_the_highest_go_first() {
+        let (spec, keys) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(dir.path(), &spec);
+        let g0 = spec.shard_genesis[0].clone();
+        assert!(chain.pending().0 == 0);
+        // a flood of 40 signed blocks above a parent that never arrives
+        let mut parent = block(&spec, &keys, &g0, 5).header.header;
+        for _ in 0..40 {
+            let b = block(&spec, &keys, &parent, 5);
+            parent = b.header.header.clone();
+            assert_eq!(chain.submit(b, 5), Ok(Submitted::Pending));
+        }
+        let (held, bytes, evicted) = chain.pending();
+        assert_eq!((held, evicted), (MAX_PENDING_PER_SHARD, 40 - MAX_PENDING_PER_SHARD as u64));
+        assert!(bytes < MAX_PENDING_BYTES);
+        // held blocks expire with their inclusion window
+        let late = block(&spec, &keys, &parent, 5 + bridge::INCLUSION_SLOTS);
+        assert_eq!(chain.submit(late, 5 + bridge::INCLUSION_SLOTS + 1), Ok(Submitted::Pending));
+        assert_eq!(chain.pending().0, 1);
     }
 }

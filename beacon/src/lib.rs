@@ -13,7 +13,7 @@ mod node;
 mod rpc;
 mod store;
 
-pub use chain::{BeaconChain, Rejection, RejectionRecord, Submitted};
+pub use chain::{BeaconChain, MAX_PENDING, MAX_PENDING_BYTES, Rejection, RejectionRecord, Submitted};
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use rpc::REJECTED_CODE;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::{BeaconBlock, ChainSpec, Encode, SignedHeader, SyncRequest, ValidatorKey, decode_exact};
+use bridge::{BeaconBlock, ChainSpec, Encode, ShardBlock, SyncRequest, ValidatorKey, decode_exact};
 use net::prometheus_client::metrics::counter::Counter;
 use net::prometheus_client::metrics::family::Family;
 use net::prometheus_client::metrics::gauge::Gauge;
@@ -60,6 +60,9 @@ impl BeaconMetrics {
     }
 }
 
+/// Largest sync response the beacon builds (blocks it serves to validators).
+const SYNC_RESPONSE_BYTES: usize = 16 << 20;
+
 /// The beacon's reactions to the network and the clock.
 pub struct BeaconService<N: Network> {
     chain: Arc<BeaconChain>,
@@ -68,9 +71,13 @@ pub struct BeaconService<N: Network> {
 }
 
 impl<N: Network> BeaconService<N> {
-    /// Subscribes to header submissions (it only publishes beacon blocks).
+    /// Subscribes to submissions and to every shard's blocks: the beacon
+    /// takes a header only with its body, straight from the shard's gossip.
     pub fn new(chain: Arc<BeaconChain>, net: N, metrics: BeaconMetrics) -> Self {
         net.subscribe(Topic::Submissions);
+        for s in 0..chain.spec().shards {
+            net.subscribe(Topic::ShardBlocks(bridge::ShardId(s)));
+        }
         if let Some((slot, _)) = chain.head() {
             metrics.head_slot.set(slot as i64);
         }
@@ -82,9 +89,9 @@ impl<N: Network> BeaconService<N> {
         &self.chain
     }
 
-    /// Judges a submitted header and counts the outcome.
-    pub fn judge(&self, sh: SignedHeader, current: u64) -> Result<Submitted, Rejection> {
-        let out = self.chain.submit(sh, current);
+    /// Judges a submitted block and counts the outcome.
+    pub fn judge(&self, block: ShardBlock, current: u64) -> Result<Submitted, Rejection> {
+        let out = self.chain.submit(block, current);
         match &out {
             Ok(Submitted::Accepted) => self.metrics.submission("accepted", ""),
             Ok(Submitted::Pending) => self.metrics.submission("pending", ""),
@@ -96,14 +103,14 @@ impl<N: Network> BeaconService<N> {
     /// Handles one network event at beacon slot `current`.
     pub fn on_event(&self, ev: NetEvent, current: u64) {
         match ev {
-            NetEvent::Gossip { topic: Topic::Submissions, from, id, data } => {
-                let verdict = match decode_exact::<SignedHeader>(&data) {
+            NetEvent::Gossip { topic: Topic::Submissions | Topic::ShardBlocks(_), from, id, data } => {
+                let verdict = match decode_exact::<ShardBlock>(&data) {
                     Err(e) => {
                         warn!(target: "beacon", peer = %from, error = %e, "malformed submission");
                         self.metrics.submission("rejected", "malformed");
                         Validation::Reject
                     }
-                    Ok(sh) => match self.judge(sh, current) {
+                    Ok(block) => match self.judge(block, current) {
                         Ok(_) => Validation::Accept,
                         Err(r) if r.is_fault() => Validation::Reject,
                         Err(_) => Validation::Ignore,
@@ -113,24 +120,26 @@ impl<N: Network> BeaconService<N> {
             }
             NetEvent::Gossip { from, id, .. } => self.net.report(id, from, Validation::Ignore),
             NetEvent::Request { id, data, .. } => {
-                let out = match decode_exact::<SyncRequest>(&data) {
+                let mut out = Vec::new();
+                match decode_exact::<SyncRequest>(&data) {
                     Ok(SyncRequest::BeaconBlocks { from, count }) => {
                         let blocks =
                             self.chain.db().blocks_from(from, count.min(64) as usize).unwrap_or_default();
-                        let mut out = Vec::new();
                         bridge::encode_list(&blocks, &mut out);
-                        out
                     }
-                    Ok(SyncRequest::SubmitHeader(sh)) => match self.judge(sh, current) {
-                        Ok(s) => format!("{s:?}").into_bytes(),
-                        Err(r) => r.to_string().into_bytes(),
+                    Ok(SyncRequest::ShardBlocks { shard, from, count }) => {
+                        let blocks = self
+                            .chain
+                            .shard_blocks(shard, from, count.min(64) as usize, SYNC_RESPONSE_BYTES)
+                            .unwrap_or_default();
+                        bridge::encode_list(&blocks, &mut out);
+                    }
+                    Ok(SyncRequest::SubmitBlock(block)) => match self.judge(block, current) {
+                        Ok(s) => out = format!("{s:?}").into_bytes(),
+                        Err(r) => out = r.to_string().into_bytes(),
                     },
-                    _ => {
-                        let mut out = Vec::new();
-                        bridge::encode_list::<BeaconBlock>(&[], &mut out);
-                        out
-                    }
-                };
+                    Err(_) => bridge::encode_list::<BeaconBlock>(&[], &mut out),
+                }
                 self.net.respond(id, out);
             }
             _ => {}

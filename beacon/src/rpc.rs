@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bridge::{BeaconBlock, ShardHead, ShardId, SignedHeader};
+use bridge::{BeaconBlock, ShardBlock, ShardHead, ShardId, SignedHeader};
 use jsonrpsee::RpcModule;
 use jsonrpsee::server::Server;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -65,6 +65,14 @@ struct BlockView {
 struct Ctx<N> {
     chain: Arc<BeaconChain>,
     net: N,
+}
+
+/// `beacon_submitBlock`'s argument: a signed header and its raw transactions (hex).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockSubmission {
+    header: SignedHeader,
+    txs: Vec<alloy_primitives::Bytes>,
 }
 
 fn seq<T: serde::de::DeserializeOwned>(
@@ -146,11 +154,14 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
         Ok(c.chain.rejections(limit.min(1000) as usize))
     })
     .map_err(reg)?;
-    m.register_method("beacon_submitHeader", |p, c, _| -> Result<_, ErrorObjectOwned> {
-        let sh: SignedHeader = required(&p, 0, "header")?;
+    m.register_method("beacon_submitBlock", |p, c, _| -> Result<_, ErrorObjectOwned> {
+        let sub: BlockSubmission = required(&p, 0, "block")?;
         let current = c.chain.spec().slot_at(net::now_ms());
         c.chain
-            .submit(sh, current)
+            .submit(
+                ShardBlock { header: sub.header, txs: sub.txs.into_iter().map(|t| t.to_vec()).collect() },
+                current,
+            )
             .map_err(|r| ErrorObjectOwned::owned(REJECTED_CODE, r.to_string(), Some(r)))
     })
     .map_err(reg)?;

@@ -5,13 +5,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bridge::{BeaconBlock, Decode, Encode, ShardId, SignedHeader, decode_exact};
+use bridge::{
+    BeaconBlock, Decode, Encode, ShardBlock, ShardId, SignedHeader, decode_exact, decode_list, encode_list,
+};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::{Error, Result};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_SHARD_HEADERS: &str = "shard_headers";
+/// Bodies (raw transactions) of accepted shard blocks, by `(shard, height)`.
+const CF_SHARD_BODIES: &str = "shard_bodies";
 const CF_META: &str = "meta";
 const META_HEAD: &[u8] = b"head_slot";
 
@@ -48,7 +52,7 @@ impl BeaconDb {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_META]
+        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_SHARD_BODIES, CF_META]
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
         let mut write_opts = WriteOptions::default();
@@ -60,8 +64,9 @@ impl BeaconDb {
         self.db.cf_handle(name).expect("column family created at open")
     }
 
-    /// Writes a block, indexes its shard headers and makes it the head.
-    pub fn commit(&self, block: &BeaconBlock) -> Result<()> {
+    /// Writes a block, indexes its shard headers, stores their bodies and
+    /// makes it the head, in one atomic write.
+    pub fn commit(&self, block: &BeaconBlock, bodies: &[ShardBlock]) -> Result<()> {
         let mut wb = WriteBatch::default();
         let slot = block.slot.to_be_bytes();
         wb.put_cf(self.cf(CF_BLOCKS), slot, block.encode());
@@ -69,6 +74,12 @@ impl BeaconDb {
             let mut v = h.encode();
             block.slot.encode_to(&mut v);
             wb.put_cf(self.cf(CF_SHARD_HEADERS), header_key(h.header.shard, h.header.height), v);
+        }
+        for b in bodies {
+            let h = &b.header.header;
+            let mut v = Vec::new();
+            encode_list(&b.txs, &mut v);
+            wb.put_cf(self.cf(CF_SHARD_BODIES), header_key(h.shard, h.height), v);
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, slot);
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
@@ -103,6 +114,20 @@ impl BeaconDb {
             out.push(decode_exact(&v).map_err(|e| Error::Corrupt(format!("block: {e}")))?);
         }
         Ok(out)
+    }
+
+    /// The accepted block (header and body) of `shard` at `height`.
+    pub fn shard_block(&self, shard: ShardId, height: u64) -> Result<Option<ShardBlock>> {
+        let Some(header) = self.shard_header(shard, height)? else { return Ok(None) };
+        let Some(body) =
+            self.db.get_cf(self.cf(CF_SHARD_BODIES), header_key(shard, height)).map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let mut input = body.as_slice();
+        let txs =
+            decode_list(&mut input).map_err(|e| Error::Corrupt(format!("body {shard}/{height}: {e}")))?;
+        Ok(Some(ShardBlock { header: header.header, txs }))
     }
 
     /// The accepted header of `shard` at `height`.

@@ -57,8 +57,9 @@ pub struct ChainSpec {
     pub seed: Hash,
     /// The genesis registry.
     pub validators: Vec<ValidatorInfo>,
-    /// Hash of each shard's genesis header, by shard id.
-    pub shard_genesis: Vec<Hash>,
+    /// Each shard's genesis header, by shard id: the parent every first
+    /// block is checked against (pre-state root, gas limit, base fee).
+    pub shard_genesis: Vec<ShardHeader>,
     /// The beacon node's signing address: beacon blocks not signed by it are invalid.
     pub beacon: Address,
 }
@@ -101,6 +102,14 @@ impl ChainSpec {
                 return Err(format!("validator {} registered twice", v.address));
             }
         }
+        for (i, g) in self.shard_genesis.iter().enumerate() {
+            if g.shard.0 as usize != i || g.height != 0 {
+                return Err(format!("genesis header {i} is shard {} at height {}", g.shard, g.height));
+            }
+        }
+        if self.slot_start_ms(u64::from(u32::MAX)) == u64::MAX {
+            return Err("genesis_time_ms + slots * slot_ms overflows".into());
+        }
         for s in 0..self.shards {
             if self.shard_validators(ShardId(s)).is_empty() {
                 return Err(format!("shard {s} has no validator"));
@@ -120,8 +129,14 @@ impl ChainSpec {
     }
 
     /// When `slot` starts, in unix milliseconds.
+    /// Saturates at `u64::MAX` for slots no clock reaches (hostile input).
     pub fn slot_start_ms(&self, slot: u64) -> u64 {
-        self.genesis_time_ms + slot * self.slot_ms
+        self.genesis_time_ms.saturating_add(slot.saturating_mul(self.slot_ms))
+    }
+
+    /// The timestamp (unix seconds) of every block of `slot`: its start.
+    pub fn slot_timestamp(&self, slot: u64) -> u64 {
+        self.slot_start_ms(slot) / 1000
     }
 
     /// Ethereum chain id of `shard`.
@@ -134,7 +149,7 @@ impl ChainSpec {
         ShardHead {
             shard,
             height: 0,
-            hash: self.shard_genesis.get(shard.0 as usize).copied().unwrap_or_default(),
+            hash: self.shard_genesis.get(shard.0 as usize).map(ShardHeader::hash).unwrap_or_default(),
             slot: 0,
         }
     }
@@ -209,6 +224,23 @@ pub struct ShardBlock {
     pub txs: Vec<Vec<u8>>,
 }
 
+impl ShardBlock {
+    /// Merkle root of the body's items, as the header's `items_root` must be.
+    pub fn items_root(&self) -> Hash {
+        merkle_root(&self.txs.iter().map(|t| tx_item_hash(t)).collect::<Vec<_>>())
+    }
+
+    /// Encoded size of the body (what a peer sends us for it).
+    pub fn body_bytes(&self) -> usize {
+        self.txs.iter().map(|t| t.len() + 4).sum::<usize>() + 4
+    }
+}
+
+/// Leaf of a block's items tree for a raw (EIP-2718) transaction.
+pub fn tx_item_hash(raw: &[u8]) -> Hash {
+    hash_domain(b"optishard.item.tx", &[raw])
+}
+
 impl Encode for ShardBlock {
     fn encode_to(&self, out: &mut Vec<u8>) {
         self.header.encode_to(out);
@@ -219,6 +251,17 @@ impl Encode for ShardBlock {
 impl Decode for ShardBlock {
     fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
         Ok(ShardBlock { header: SignedHeader::decode(input)?, txs: decode_list(input)? })
+    }
+}
+
+impl SignedHeader {
+    /// Decodes only the signed header at the front of an encoded
+    /// [`ShardBlock`] (fixed size, cheap), so its signature can be checked
+    /// before the body is decoded. Returns the header and the body bytes.
+    pub fn decode_block_prefix(bytes: &[u8]) -> Result<(SignedHeader, &[u8]), DecodeError> {
+        let mut input = bytes;
+        let sh = SignedHeader::decode(&mut input)?;
+        Ok((sh, input))
     }
 }
 
@@ -299,6 +342,22 @@ impl BeaconBlock {
         self.signature.recover(&self.hash()).is_ok_and(|a| a == *beacon)
     }
 
+    /// Decodes an encoded block only after checking, on the raw bytes, that
+    /// `beacon` signed it: hostile bytes cost one hash and one recovery,
+    /// never a decode of their lists.
+    pub fn decode_signed(bytes: &[u8], beacon: &Address) -> Result<BeaconBlock, DecodeError> {
+        let Some(content_len) = bytes.len().checked_sub(65) else {
+            return Err(DecodeError::UnexpectedEnd { what: "beacon block", needed: 65 - bytes.len() });
+        };
+        let (content, sig) = bytes.split_at(content_len);
+        let sig = Signature(sig.try_into().expect("65 bytes"));
+        let hash = hash_domain(b"optishard.beacon_block", &[content]);
+        if sig.recover(&hash).ok() != Some(*beacon) {
+            return Err(DecodeError::BadSignature("beacon block not signed by the genesis beacon"));
+        }
+        crate::decode_exact(bytes)
+    }
+
     /// The beacon state root: the spec (registry) and every shard head.
     pub fn compute_state_root(spec: &Hash, heads: &[ShardHead]) -> Hash {
         let leaves: Vec<Hash> =
@@ -347,9 +406,10 @@ pub enum SyncRequest {
         /// Most blocks.
         count: u32,
     },
-    /// A shard header for the beacon, sent directly (a resubmission the
-    /// gossip layer would drop as already seen).
-    SubmitHeader(SignedHeader),
+    /// A shard block for the beacon, sent directly (a resubmission the
+    /// gossip layer would drop as already seen). The beacon takes a header
+    /// only with its body, so the body stays retrievable from it.
+    SubmitBlock(ShardBlock),
 }
 
 impl Encode for SyncRequest {
@@ -366,9 +426,9 @@ impl Encode for SyncRequest {
                 from.encode_to(out);
                 count.encode_to(out);
             }
-            SyncRequest::SubmitHeader(h) => {
+            SyncRequest::SubmitBlock(b) => {
                 2u8.encode_to(out);
-                h.encode_to(out);
+                b.encode_to(out);
             }
         }
     }
@@ -383,7 +443,7 @@ impl Decode for SyncRequest {
                 from: u64::decode(input)?,
                 count: u32::decode(input)?,
             }),
-            2 => Ok(SyncRequest::SubmitHeader(SignedHeader::decode(input)?)),
+            2 => Ok(SyncRequest::SubmitBlock(ShardBlock::decode(input)?)),
             tag => Err(DecodeError::InvalidTag { what: "sync request", tag }),
         }
     }
@@ -409,7 +469,7 @@ mod tests {
             chain_id_base: 1,
             seed: Hash::of(b"s"),
             validators,
-            shard_genesis: vec![Hash::ZERO; 2],
+            shard_genesis: (0..2).map(|s| ShardHeader { shard: ShardId(s), ..Default::default() }).collect(),
             beacon: Address::default(),
         };
         (spec, keys)

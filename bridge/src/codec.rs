@@ -10,6 +10,9 @@ use crate::DecodeError;
 /// hostile length cannot make a decoder allocate without bound.
 pub const MAX_LEN: usize = 64 << 20;
 
+/// Most memory a list decoder reserves before its elements have decoded.
+const MAX_RESERVE_BYTES: usize = 64 << 10;
+
 /// Writes the canonical encoding of a value.
 pub trait Encode {
     /// Appends the encoding to `out`.
@@ -154,8 +157,15 @@ pub fn encode_list<T: Encode>(items: &[T], out: &mut Vec<u8>) {
 /// Decodes a list written by [`encode_list`].
 pub fn decode_list<T: Decode>(input: &mut &[u8]) -> Result<Vec<T>, DecodeError> {
     let len = decode_len(input, "list")?;
-    // never trust the prefix for the allocation: each element takes at least a byte
-    let mut v = Vec::with_capacity(len.min(input.len()));
+    // Never trust the prefix for the allocation: every element takes at
+    // least one encoded byte, so no more than `input.len()` can follow, and
+    // the up-front reservation is capped in bytes of memory (not elements),
+    // so a short input claiming millions of large elements reserves little;
+    // a real long list grows the vector as its elements decode.
+    if len > input.len() {
+        return Err(DecodeError::UnexpectedEnd { what: "list", needed: len - input.len() });
+    }
+    let mut v = Vec::with_capacity(len.min(MAX_RESERVE_BYTES / size_of::<T>().max(1)));
     for _ in 0..len {
         v.push(T::decode(input)?);
     }
@@ -191,6 +201,22 @@ mod tests {
             let _ = decode_exact::<Option<u64>>(&bytes);
             let mut input = bytes.as_slice();
             let _ = decode_list::<Vec<u8>>(&mut input);
+        }
+    }
+
+    proptest! {
+        /// A list prefix claiming far more elements than the input holds is
+        /// an error at once, whatever the element type's size.
+        #[test]
+        fn hostile_list_lengths_are_errors(len in 1u32..u32::MAX, tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = len.encode();
+            bytes.extend_from_slice(&tail);
+            let mut input = bytes.as_slice();
+            let big = decode_list::<[u8; 4096]>(&mut input);
+            prop_assert!(big.is_err() || (len as usize) * 4096 <= tail.len());
+            let mut input = bytes.as_slice();
+            let r = decode_list::<Vec<u8>>(&mut input);
+            prop_assert!(r.is_err() || (len as usize) * 4 <= tail.len());
         }
     }
 

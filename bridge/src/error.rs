@@ -32,6 +32,10 @@ pub enum DecodeError {
         /// The allowed maximum.
         limit: usize,
     },
+    /// A signed structure whose signature was checked on the raw bytes,
+    /// before decoding, and failed.
+    #[error("{0}")]
+    BadSignature(&'static str),
 }
 
 /// A Merkle proof that does not prove what it claims.

@@ -18,14 +18,21 @@ mod error;
 mod hash;
 mod header;
 mod merkle;
+mod rules;
 mod sig;
 mod trace;
 
-pub use chain::{BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo};
+pub use chain::{
+    BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo, tx_item_hash,
+};
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};
 pub use merkle::{MerkleProof, MerkleTree, merkle_root};
+pub use rules::{
+    CLOCK_SKEW_SLOTS, HeaderFault, INCLUSION_SLOTS, MismatchEvidence, check_body, check_header,
+    inclusion_expired, is_future, may_include, next_base_fee,
+};
 pub use sig::{Signature, SignatureError, ValidatorKey};
 pub use trace::{TraceCommitment, accumulate};

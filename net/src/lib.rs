@@ -21,7 +21,7 @@ use std::fmt;
 use bridge::{Hash, ShardId};
 pub use libp2p::{Multiaddr, PeerId};
 
-pub use mem::{MemHub, MemNetwork};
+pub use mem::{MemHub, MemNetwork, Verdicts};
 pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
 };
@@ -35,7 +35,9 @@ pub use prometheus_client;
 pub enum Topic {
     /// Beacon blocks, from the beacon node.
     BeaconBlocks,
-    /// Signed shard headers submitted to the beacon.
+    /// Shard blocks (signed header and body) submitted to the beacon; only
+    /// the beacon subscribes, so its subscription also tells validators
+    /// which peer is the beacon.
     Submissions,
     /// Blocks of one shard.
     ShardBlocks(ShardId),
@@ -48,7 +50,7 @@ impl Topic {
     pub fn max_bytes(&self) -> usize {
         match self {
             Topic::BeaconBlocks => 1 << 20,
-            Topic::Submissions => 4 << 10,
+            Topic::Submissions => 16 << 20,
             Topic::ShardBlocks(_) => 16 << 20,
             Topic::ShardTxs(_) => 128 << 10,
         }
@@ -168,8 +170,8 @@ pub trait Network: Clone + Send + Sync + 'static {
     fn peer_score(&self, peer: &PeerId) -> Option<f64>;
 }
 
-/// Largest request body.
-pub const MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Largest request body (a block resubmitted to the beacon, with room to spare).
+pub const MAX_REQUEST_BYTES: usize = 17 << 20;
 /// Largest response body.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 

@@ -18,6 +18,9 @@ struct Node {
     tx: mpsc::UnboundedSender<NetEvent>,
     topics: BTreeSet<Topic>,
     scores: HashMap<PeerId, f64>,
+    /// Verdicts this node gave on gossip, by sender: accepted (relayed),
+    /// ignored, rejected.
+    verdicts: HashMap<PeerId, [u64; 3]>,
     online: bool,
 }
 
@@ -60,7 +63,16 @@ impl MemHub {
                 let _ = tx.send(NetEvent::PeerConnected(other));
             }
         }
-        hub.nodes.insert(peer, Node { tx, topics: BTreeSet::new(), scores: HashMap::new(), online: true });
+        hub.nodes.insert(
+            peer,
+            Node {
+                tx,
+                topics: BTreeSet::new(),
+                scores: HashMap::new(),
+                verdicts: HashMap::new(),
+                online: true,
+            },
+        );
         hub.order.push(peer);
         (MemNetwork { hub: self.inner.clone(), me: peer }, rx)
     }
@@ -88,6 +100,27 @@ impl MemHub {
         n.tx = tx;
         n.topics.clear();
         Some(rx)
+    }
+}
+
+/// How a node judged the gossip one peer sent it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Accepted, hence relayed.
+    pub accepted: u64,
+    /// Ignored: dropped, not relayed, no penalty.
+    pub ignored: u64,
+    /// Rejected: dropped and the sender penalised.
+    pub rejected: u64,
+}
+
+impl MemNetwork {
+    /// How this node judged the gossip `from` sent it (tests check what a
+    /// node relays: only accepted messages).
+    pub fn verdicts_from(&self, from: &PeerId) -> Verdicts {
+        let hub = self.hub.lock();
+        let c = hub.nodes.get(&self.me).and_then(|n| n.verdicts.get(from).copied()).unwrap_or_default();
+        Verdicts { accepted: c[0], ignored: c[1], rejected: c[2] }
     }
 }
 
@@ -132,10 +165,16 @@ impl Network for MemNetwork {
     }
 
     fn report(&self, _id: MessageId, from: PeerId, verdict: Validation) {
-        if verdict == Validation::Reject
-            && let Some(n) = self.hub.lock().nodes.get_mut(&self.me)
-        {
-            *n.scores.entry(from).or_default() -= REJECT_PENALTY;
+        let mut hub = self.hub.lock();
+        let Some(n) = hub.nodes.get_mut(&self.me) else { return };
+        let counts = n.verdicts.entry(from).or_default();
+        match verdict {
+            Validation::Accept => counts[0] += 1,
+            Validation::Ignore => counts[1] += 1,
+            Validation::Reject => {
+                counts[2] += 1;
+                *n.scores.entry(from).or_default() -= REJECT_PENALTY;
+            }
         }
     }
 

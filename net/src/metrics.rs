@@ -27,6 +27,8 @@ pub struct NetMetrics {
     pub gossip: Family<Labels, Counter>,
     /// Connected peers.
     pub peers: Gauge,
+    /// Network events dropped because the node's queue was full.
+    pub dropped_events: Counter,
 }
 
 impl NetMetrics {
@@ -35,6 +37,11 @@ impl NetMetrics {
         let r = registry.sub_registry_with_prefix("optishard_net");
         r.register("gossip_messages", "Gossip messages by topic, direction and result", self.gossip.clone());
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "dropped_events",
+            "Network events dropped because the node's queue was full",
+            self.dropped_events.clone(),
+        );
     }
 
     /// Counts one gossip message.

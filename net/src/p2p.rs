@@ -211,7 +211,7 @@ impl P2pNetwork {
     pub async fn start(
         cfg: P2pConfig,
         metrics: NetMetrics,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<NetEvent>), String> {
+    ) -> Result<(Self, mpsc::Receiver<NetEvent>), String> {
         let key = identity::Keypair::ed25519_from_bytes(cfg.secret).map_err(|e| format!("p2p key: {e}"))?;
         let me = key.public().to_peer_id();
         let gs_cfg = gossipsub_config(&cfg)?;
@@ -276,7 +276,7 @@ impl P2pNetwork {
             ..Default::default()
         }));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let task = SwarmTask {
             swarm,
             network: cfg.network,
@@ -350,13 +350,18 @@ impl Network for P2pNetwork {
     }
 }
 
+/// Events queued for the node before new ones are dropped.
+const EVENT_QUEUE: usize = 16_384;
+/// Topic names (ours and those peers subscribe to) remembered.
+const MAX_KNOWN_TOPICS: usize = 4_096;
+
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
     network: Hash,
     bootnodes: Vec<Multiaddr>,
     topics: HashMap<TopicHash, Topic>,
     shared: Arc<RwLock<Shared>>,
-    events: mpsc::UnboundedSender<NetEvent>,
+    events: mpsc::Sender<NetEvent>,
     metrics: NetMetrics,
     outbound: HashMap<request_response::OutboundRequestId, RequestId>,
     inbound: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
@@ -482,8 +487,32 @@ impl SwarmTask {
         }
     }
 
-    fn emit(&self, ev: NetEvent) {
-        let _ = self.events.send(ev);
+    /// Hands an event to the node. The queue is bounded: when the node
+    /// falls behind, new events are dropped (counted), a dropped gossip
+    /// message is ignored (not relayed, nobody penalised), and a dropped
+    /// response times out at the requester.
+    fn emit(&mut self, ev: NetEvent) {
+        match self.events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                self.metrics.dropped_events.inc();
+                if let NetEvent::Request { id, .. } = &ev {
+                    // dropping the channel fails the request at the asker
+                    self.inbound.remove(&id.0);
+                }
+                if let NetEvent::Gossip { topic, from, id, .. } = ev {
+                    self.judging.remove(&id.0);
+                    self.metrics.gossip(topic, "in", "dropped");
+                    let id = gossipsub::MessageId::new(&id.0);
+                    let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &id,
+                        &from,
+                        MessageAcceptance::Ignore,
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
@@ -598,8 +627,13 @@ impl SwarmTask {
                 }
             }
         };
-        self.topics.insert(hash.clone(), topic);
-        Some(topic)
+        // peers choose topic names: remember a bounded number of them
+        if self.topics.len() < MAX_KNOWN_TOPICS {
+            self.topics.insert(hash.clone(), topic);
+            Some(topic)
+        } else {
+            None
+        }
     }
 
     fn sync_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {

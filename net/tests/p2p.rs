@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use bridge::{Hash, ShardId};
 use net::{Multiaddr, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
-async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, UnboundedReceiver<NetEvent>) {
+async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, Receiver<NetEvent>) {
     let mut cfg = P2pConfig::local([seed; 32], Hash::of(b"test network"), 0);
     if quic_only {
         cfg.listen.retain(|a| a.to_string().contains("quic"));
@@ -16,10 +16,7 @@ async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, U
     P2pNetwork::start(cfg, NetMetrics::default()).await.unwrap()
 }
 
-async fn next_gossip(
-    rx: &mut UnboundedReceiver<NetEvent>,
-    topic: Topic,
-) -> (net::PeerId, net::MessageId, Vec<u8>) {
+async fn next_gossip(rx: &mut Receiver<NetEvent>, topic: Topic) -> (net::PeerId, net::MessageId, Vec<u8>) {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             if let Some(NetEvent::Gossip { topic: t, from, id, data }) = rx.recv().await

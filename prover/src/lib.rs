@@ -20,6 +20,7 @@ mod state;
 mod tx;
 mod witness;
 
+pub mod fuzzing;
 pub mod store_suite;
 
 pub use error::{Error, Result};

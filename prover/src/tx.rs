@@ -95,7 +95,7 @@ impl SignedTx {
 
     /// Leaf hash of this item in the block's items tree.
     pub fn item_hash(&self) -> bridge::Hash {
-        bridge::hash_domain(b"optishard.item.tx", &[&self.raw])
+        bridge::tx_item_hash(&self.raw)
     }
 }
 

@@ -6,6 +6,7 @@
 //! what block production and RPC share; [`ShardDb`] is the persistence.
 
 mod error;
+mod import;
 mod mempool;
 mod metrics;
 mod node;
@@ -14,10 +15,11 @@ mod store;
 mod validator;
 
 pub use error::{Error, Result};
+pub use import::{BlockError, BoundBlock, SignedBlock};
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
 pub use node::{
-    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, ImportError, Mismatch, NodeHandle,
+    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, MAX_EVIDENCE, Mismatch, NodeHandle,
     ShardConfig, ShardNode, TxListener, TxRejected, dev_accounts, genesis_header, start,
 };
 pub use rpc::{ProofResponse, revert_reason};

@@ -69,7 +69,9 @@ impl Mempool {
             let old_tip = old.tx.envelope.max_priority_fee_per_gas().unwrap_or(old_fee);
             let new_fee = tx.envelope.max_fee_per_gas();
             let new_tip = tx.envelope.max_priority_fee_per_gas().unwrap_or(new_fee);
-            if new_fee * 10 < old_fee * 11 || new_tip * 10 < old_tip * 11 {
+            // fees are the sender's numbers: saturate rather than wrap
+            let bumped = |new: u128, old: u128| new.saturating_mul(10) >= old.saturating_mul(11);
+            if !bumped(new_fee, old_fee) || !bumped(new_tip, old_tip) {
                 return Err(PoolError::ReplacementUnderpriced);
             }
             self.by_hash.remove(&old.tx.hash);

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::Transaction as _;
-use alloy_eips::eip1559::{BaseFeeParams, calc_next_block_base_fee};
 use alloy_primitives::{Address, B256, U256};
 use bridge::{
-    Address as BAddress, ChainSpec, Hash, ShardBlock, ShardHeader, ShardId, Signature, SignedHeader,
-    ValidatorKey,
+    Address as BAddress, ChainSpec, Encode, Hash, MismatchEvidence, ShardBlock, ShardHeader, ShardId,
+    Signature, SignedHeader, ValidatorKey,
 };
 use parking_lot::{Mutex, RwLock};
 use prover::{
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::import::{BlockError, BoundBlock};
 use crate::mempool::Mempool;
 use crate::metrics::ShardMetrics;
 use crate::store::{ShardDb, StoredBody};
@@ -254,14 +254,18 @@ impl ShardNode {
         }
         info!(target: "shard", shard = %config.shard, height, root = %header.post_state_root, "opened chain");
         let (head_tx, _) = watch::channel(height);
-        let mismatches = db
-            .mismatch_records()?
-            .iter()
-            .map(|r| {
-                serde_json::from_slice::<Mismatch>(r)
-                    .map_err(|e| Error::Corrupt(format!("mismatch record: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut mismatches = Vec::new();
+        for (hash, record) in db.mismatch_records()? {
+            match crate::import::decode_evidence(&record) {
+                Ok(ev) => mismatches.push(Mismatch::from_evidence(&ev)),
+                Err(e) => {
+                    // a record of an older format or a damaged one: evidence
+                    // we cannot use is dropped, not trusted
+                    warn!(target: "shard", block = %hash, error = %e, "dropping unreadable mismatch evidence");
+                    db.delete_mismatch(&hash)?;
+                }
+            }
+        }
         Ok(Arc::new(ShardNode {
             pool: Mutex::new(Mempool::new(config.mempool_max_txs)),
             config,
@@ -318,11 +322,7 @@ impl ShardNode {
 
     /// Base fee the next block will charge.
     pub fn next_base_fee(&self) -> u64 {
-        let h = &self.head.read().header;
-        if h.height == 0 {
-            return self.config.initial_base_fee;
-        }
-        calc_next_block_base_fee(h.gas_used, h.gas_limit, h.base_fee, BaseFeeParams::ethereum())
+        bridge::next_base_fee(&self.head.read().header)
     }
 
     /// Block parameters of the next block.
@@ -401,111 +401,103 @@ impl ShardNode {
         Ok(Built::new(header, exec, prepared))
     }
 
-    /// Imports a block proposed by another validator: checks its signature
-    /// and schedule, re-executes it and compares every root. A block whose
-    /// roots differ from the re-execution is recorded as a [`Mismatch`] and
-    /// not imported.
-    pub fn import_block(&self, block: &ShardBlock, spec: &ChainSpec) -> Result<ShardHeader, ImportError> {
+    /// Stage 3 of import (see [`crate::import`]): checks a bound block's
+    /// header against the head (the beacon's own rule), re-executes it and
+    /// compares every root. A bound body that re-executes to other roots is
+    /// a mismatch: the block and this node's execution are kept as
+    /// evidence, and the block is not imported.
+    pub fn import(&self, bound: BoundBlock, spec: &ChainSpec) -> Result<ShardHeader, BlockError> {
         let _one_at_a_time = self.produce_lock.lock();
-        let h = &block.header.header;
         let head = self.head();
+        let h = &bound.block.header.header;
         if h.shard != self.config.shard {
-            return Err(ImportError::WrongShard(h.shard));
+            return Err(BlockError::WrongShard(h.shard));
         }
         if h.height != head.header.height + 1 || h.parent_hash != head.hash {
-            return Err(ImportError::NotNext { height: h.height, head: head.header.height });
+            return Err(BlockError::NotNext { height: h.height, head: head.header.height });
         }
-        let signer = block.header.signer().map_err(|e| ImportError::BadSignature(e.to_string()))?;
-        if signer != h.proposer {
-            return Err(ImportError::BadSignature(format!(
-                "signed by {signer}, header names {}",
-                h.proposer
-            )));
-        }
-        if spec.proposer(h.shard, h.beacon_slot) != Some(signer) {
-            return Err(ImportError::NotScheduled { slot: h.beacon_slot, signer });
-        }
-        if h.beacon_slot <= head.header.beacon_slot {
-            return Err(ImportError::Invalid(format!(
-                "slot {} not after the parent's {}",
-                h.beacon_slot, head.header.beacon_slot
-            )));
-        }
-        let params = self.next_params();
-        let expected_ts = (spec.slot_start_ms(h.beacon_slot) / 1000).max(head.header.timestamp);
-        let checks = [
-            ("timestamp", h.timestamp, expected_ts),
-            ("gas_limit", h.gas_limit, params.gas_limit),
-            ("base_fee", h.base_fee, params.base_fee),
-        ];
-        for (field, got, want) in checks {
-            if got != want {
-                return Err(ImportError::Invalid(format!("{field} {got}, expected {want}")));
+        bridge::check_header(spec, &head.header, &head.hash, h).map_err(BlockError::Header)?;
+        let raws: Vec<alloy_primitives::Bytes> = bound.block.txs.iter().map(|t| t.clone().into()).collect();
+        let mut items = Vec::with_capacity(raws.len());
+        for r in prover::recover_all(&raws) {
+            match r {
+                Ok(tx) => items.push(Item::Tx(tx)),
+                // a signed, bound block with an undecodable item is invalid
+                // in its position: a claim to dispute, like a wrong root
+                Err(_) => return Err(self.mismatch(&bound, h.clone())),
             }
         }
-        let raws: Vec<alloy_primitives::Bytes> = block.txs.iter().map(|t| t.clone().into()).collect();
-        let mut items = Vec::with_capacity(raws.len());
-        for (i, r) in prover::recover_all(&raws).into_iter().enumerate() {
-            items.push(Item::Tx(r.map_err(|e| ImportError::Invalid(format!("transaction {i}: {e}")))?));
-        }
-        let mut params = params;
+        let mut params = self.next_params();
         params.timestamp = h.timestamp;
+        params.base_fee = h.base_fee;
         params.beneficiary = Address::from(h.proposer.0);
         let reader = self.state.reader(head.header.height)?.with_block_hashes(self.recent_hashes());
         let exec = match execute_items(reader, &params, items, Mode::Verify) {
             Ok(exec) => exec,
-            Err(e) => return Err(self.mismatch(block, "execution", "a valid block".into(), e.to_string())),
+            Err(_) => return Err(self.mismatch(&bound, h.clone())),
         };
         let prepared = self.state.prepare(h.height, &exec.block_changes())?;
         let header = with_execution(h.clone(), head.header.post_state_root, &exec, prepared.root);
         let computed = Built::new(header, exec, prepared);
-        let c = &computed.header;
-        let roots = [
-            ("pre_state_root", h.pre_state_root, c.pre_state_root),
-            ("items_root", h.items_root, c.items_root),
-            ("post_state_root", h.post_state_root, c.post_state_root),
-            ("outbox_root", h.outbox_root, c.outbox_root),
-            ("receipts_root", h.receipts_root, c.receipts_root),
-            ("trace_root", h.trace_root, c.trace_root),
-        ];
-        for (field, claimed, mine) in roots {
-            if claimed != mine {
-                return Err(self.mismatch(block, field, claimed.to_string(), mine.to_string()));
-            }
+        if computed.header != *h {
+            return Err(self.mismatch(&bound, computed.header));
         }
-        if h.gas_used != c.gas_used {
-            return Err(self.mismatch(block, "gas_used", h.gas_used.to_string(), c.gas_used.to_string()));
-        }
-        self.commit(computed, block.header.signature, false).map_err(ImportError::Node)
+        self.commit(computed, bound.block.header.signature, false).map_err(BlockError::Node)
     }
 
-    fn mismatch(&self, block: &ShardBlock, field: &str, claimed: String, computed: String) -> ImportError {
-        let h = &block.header.header;
-        let m = Mismatch {
-            shard: h.shard,
-            height: h.height,
-            slot: h.beacon_slot,
-            block_hash: h.hash(),
-            proposer: h.proposer,
-            field: field.to_string(),
-            claimed,
-            computed,
-        };
+    /// Runs every import stage on a decoded block (tests, tools). `current`
+    /// is this node's slot.
+    pub fn import_block(
+        &self,
+        block: &ShardBlock,
+        spec: &ChainSpec,
+        current: u64,
+    ) -> Result<ShardHeader, BlockError> {
+        let bound = BoundBlock::from_block(
+            block.clone(),
+            spec,
+            self.config.shard,
+            self.head().header.height,
+            current,
+        )?;
+        self.import(bound, spec)
+    }
+
+    /// Keeps the evidence of a mismatch (deduplicated by header, at most
+    /// [`MAX_EVIDENCE`] records, oldest slot evicted first) and returns the error.
+    fn mismatch(&self, bound: &BoundBlock, computed: ShardHeader) -> BlockError {
+        let ev = MismatchEvidence::new(bound.block.clone(), computed);
+        let m = Mismatch::from_evidence(&ev);
         warn!(target: "shard", height = m.height, slot = m.slot, proposer = %m.proposer, field = %m.field,
             claimed = %m.claimed, computed = %m.computed, "root mismatch: block does not re-execute to its header");
         self.metrics.mismatches.inc();
         let mut all = self.mismatches.lock();
         if !all.iter().any(|x| x.block_hash == m.block_hash) {
-            all.push(m.clone());
-            // kept across restarts: the evidence a dispute will need
-            let stored = serde_json::to_vec(&m)
-                .map_err(|e| e.to_string())
-                .and_then(|json| self.db.put_mismatch(&m.block_hash, &json).map_err(|e| e.to_string()));
-            if let Err(e) = stored {
-                warn!(target: "shard", error = %e, "could not store the mismatch record");
+            // kept across restarts, in the canonical encoding: the evidence a dispute opens from
+            if let Err(e) = self.db.put_mismatch(&m.block_hash, &ev.encode()) {
+                warn!(target: "shard", error = %e, "could not store the mismatch evidence");
+            }
+            all.push(m);
+            while all.len() > MAX_EVIDENCE {
+                let oldest =
+                    all.iter().enumerate().min_by_key(|(_, x)| x.slot).map(|(i, _)| i).expect("non-empty");
+                let gone = all.remove(oldest);
+                if let Err(e) = self.db.delete_mismatch(&gone.block_hash) {
+                    warn!(target: "shard", error = %e, "could not delete old mismatch evidence");
+                }
             }
         }
-        ImportError::Mismatch(Box::new(m))
+        BlockError::Mismatch(Box::new(ev))
+    }
+
+    /// The stored evidence of the mismatch in block `block_hash`.
+    pub fn mismatch_evidence(&self, block_hash: &Hash) -> Result<Option<MismatchEvidence>> {
+        match self.db.get_mismatch(block_hash)? {
+            None => Ok(None),
+            Some(b) => crate::import::decode_evidence(&b)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("mismatch evidence {block_hash}: {e}"))),
+        }
     }
 
     /// Root mismatches found while importing blocks.
@@ -595,10 +587,20 @@ impl ShardNode {
             recent.retain(|h, _| *h <= height);
         }
         *self.head.write() = Head { header, hash };
-        let mut pool = self.pool.lock();
-        for raw in &txs {
-            if let Ok(tx) = SignedTx::decode(raw) {
-                let _ = pool.add(tx);
+        {
+            let mut pool = self.pool.lock();
+            for raw in &txs {
+                if let Ok(tx) = SignedTx::decode(raw) {
+                    let _ = pool.add(tx);
+                }
+            }
+            self.metrics.mempool.set(pool.len() as i64);
+        }
+        // and to the shard's other validators, whose pools dropped them when
+        // they imported the reverted block: whoever proposes next includes them
+        if let Some(f) = self.tx_listener.get() {
+            for raw in &txs {
+                f(raw);
             }
         }
         warn!(target: "shard", from = head.header.height, to = height, txs = txs.len(), "reverted blocks the beacon did not accept");
@@ -713,7 +715,11 @@ impl From<prover::Error> for TxRejected {
     }
 }
 
-/// A block whose re-execution disagrees with its header.
+/// Most mismatch evidence records kept (each holds a whole block).
+pub const MAX_EVIDENCE: usize = 32;
+
+/// A block whose re-execution disagrees with its header (the RPC's summary
+/// of a [`MismatchEvidence`] record).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {
     /// The shard.
@@ -734,52 +740,30 @@ pub struct Mismatch {
     pub computed: String,
 }
 
-/// Why a block was not imported.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The block belongs to another shard.
-    #[error("block of shard {0}")]
-    WrongShard(ShardId),
-    /// It does not extend the head (old, a fork, or ahead of it).
-    #[error("block {height} does not extend head {head}")]
-    NotNext {
-        /// The block's height.
-        height: u64,
-        /// The head's height.
-        head: u64,
-    },
-    /// The signature does not recover to the header's proposer.
-    #[error("bad signature: {0}")]
-    BadSignature(String),
-    /// The signer was not scheduled for the slot.
-    #[error("{signer} is not the proposer of slot {slot}")]
-    NotScheduled {
-        /// The block's slot.
-        slot: u64,
-        /// Who signed.
-        signer: BAddress,
-    },
-    /// The header or a transaction breaks a rule checked before execution.
-    #[error("invalid block: {0}")]
-    Invalid(String),
-    /// Re-execution disagrees with the header.
-    #[error("root mismatch in {}: claimed {}, computed {}", .0.field, .0.claimed, .0.computed)]
-    Mismatch(Box<Mismatch>),
-    /// The node failed.
-    #[error(transparent)]
-    Node(#[from] Error),
-}
-
-impl From<prover::Error> for ImportError {
-    fn from(e: prover::Error) -> Self {
-        ImportError::Node(e.into())
-    }
-}
-
-impl ImportError {
-    /// Whether the sender of the block is at fault.
-    pub fn is_fault(&self) -> bool {
-        !matches!(self, ImportError::NotNext { .. } | ImportError::Node(_))
+impl Mismatch {
+    /// The summary of an evidence record: its first differing field.
+    pub fn from_evidence(ev: &MismatchEvidence) -> Self {
+        let h = &ev.block.header.header;
+        let c = &ev.computed;
+        let field = ev.field_names().into_iter().next().unwrap_or_else(|| "execution".into());
+        let (claimed, computed) = match field.as_str() {
+            "post_state_root" => (h.post_state_root.to_string(), c.post_state_root.to_string()),
+            "outbox_root" => (h.outbox_root.to_string(), c.outbox_root.to_string()),
+            "receipts_root" => (h.receipts_root.to_string(), c.receipts_root.to_string()),
+            "trace_root" => (h.trace_root.to_string(), c.trace_root.to_string()),
+            "gas_used" => (h.gas_used.to_string(), c.gas_used.to_string()),
+            _ => ("a valid block".into(), "an invalid item".into()),
+        };
+        Mismatch {
+            shard: h.shard,
+            height: h.height,
+            slot: h.beacon_slot,
+            block_hash: h.hash(),
+            proposer: h.proposer,
+            field,
+            claimed,
+            computed,
+        }
     }
 }
 

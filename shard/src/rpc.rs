@@ -115,6 +115,23 @@ impl Rpc {
         self.node.head().header.height
     }
 
+    /// The height a tag names. `latest`/`pending`: the local head.
+    /// `safe`: the newest local block the beacon has accepted (a receipt
+    /// there is in the beacon's chain; one above it may still be reverted).
+    /// `finalized`: genesis on a validator until finality exists (the
+    /// bridge issue); the dev chain's single node is its own authority, so
+    /// there every tag is its head.
+    fn tag_height(&self, tag: BlockNumberOrTag) -> u64 {
+        let head = self.head_height();
+        match tag {
+            BlockNumberOrTag::Number(n) => n,
+            BlockNumberOrTag::Earliest => 0,
+            BlockNumberOrTag::Latest | BlockNumberOrTag::Pending => head,
+            BlockNumberOrTag::Safe => self.status.as_ref().map_or(head, |s| s.read().safe_height.min(head)),
+            BlockNumberOrTag::Finalized => self.status.as_ref().map_or(head, |_| 0),
+        }
+    }
+
     /// The height a block tag or number names, or a "header not found" error.
     fn resolve(&self, block: Option<BlockId>) -> RpcResult<u64> {
         let head = self.head_height();
@@ -125,8 +142,7 @@ impl Rpc {
                 }
                 Ok(n)
             }
-            BlockId::Number(BlockNumberOrTag::Earliest) => Ok(0),
-            BlockId::Number(_) => Ok(head),
+            BlockId::Number(tag) => Ok(self.tag_height(tag)),
             BlockId::Hash(h) => self
                 .node
                 .db()
@@ -168,7 +184,9 @@ impl Rpc {
             value: req.value.unwrap_or_default(),
             data: req.input.input().cloned().unwrap_or_default(),
             nonce: 0,
-            chain_id: None,
+            // typed requests (cast sends `type`, `chainId`, EIP-1559 fees)
+            // need a chain id in revm; the shard's own is the only valid one
+            chain_id: Some(self.node.config().chain_id()),
             access_list: req.access_list.clone().unwrap_or_default(),
             gas_priority_fee: req.max_priority_fee_per_gas,
             ..Default::default()
@@ -343,12 +361,7 @@ impl Rpc {
         let head = self.head_height();
         let db = self.node.db();
         let tag = |b: Option<BlockNumberOrTag>, default: u64| -> RpcResult<u64> {
-            Ok(match b {
-                None => default,
-                Some(BlockNumberOrTag::Number(n)) => n,
-                Some(BlockNumberOrTag::Earliest) => 0,
-                Some(_) => head,
-            })
+            Ok(b.map_or(default, |t| self.tag_height(t)))
         };
         let (from, to) = match filter.block_option {
             FilterBlockOption::AtBlockHash(h) => {
@@ -406,11 +419,7 @@ impl Rpc {
         percentiles: Option<Vec<f64>>,
     ) -> RpcResult<FeeHistory> {
         let head = self.head_height();
-        let newest = match newest {
-            BlockNumberOrTag::Number(n) => n.min(head),
-            BlockNumberOrTag::Earliest => 0,
-            _ => head,
-        };
+        let newest = self.tag_height(newest).min(head);
         let count = count.clamp(1, 1024).min(newest + 1);
         let oldest = newest + 1 - count;
         let db = self.node.db();

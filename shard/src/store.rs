@@ -191,14 +191,26 @@ impl ShardDb {
         Ok(())
     }
 
-    /// Stores a mismatch record (JSON) under the block's hash.
+    /// The mismatch record of `block_hash`.
+    pub fn get_mismatch(&self, block_hash: &Hash) -> Result<Option<Vec<u8>>> {
+        let key = [META_MISMATCH, &block_hash.0[..]].concat();
+        self.db.get_cf(self.cf(CF_META), key).map_err(db_err)
+    }
+
+    /// Deletes the mismatch record of `block_hash`.
+    pub fn delete_mismatch(&self, block_hash: &Hash) -> Result<()> {
+        let key = [META_MISMATCH, &block_hash.0[..]].concat();
+        self.db.delete_cf_opt(self.cf(CF_META), key, &self.write_opts).map_err(db_err)
+    }
+
+    /// Stores a mismatch record (canonical evidence) under the block's hash.
     pub fn put_mismatch(&self, block_hash: &Hash, record: &[u8]) -> Result<()> {
         let key = [META_MISMATCH, &block_hash.0[..]].concat();
         self.db.put_cf_opt(self.cf(CF_META), key, record, &self.write_opts).map_err(db_err)
     }
 
-    /// Every stored mismatch record.
-    pub fn mismatch_records(&self) -> Result<Vec<Vec<u8>>> {
+    /// Every stored mismatch record, with the block hash it is kept under.
+    pub fn mismatch_records(&self) -> Result<Vec<(Hash, Vec<u8>)>> {
         let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_MISMATCH, Direction::Forward));
         let mut out = Vec::new();
         for kv in it {
@@ -206,7 +218,9 @@ impl ShardDb {
             if !k.starts_with(META_MISMATCH) {
                 break;
             }
-            out.push(v.to_vec());
+            let hash = <[u8; 32]>::try_from(&k[META_MISMATCH.len()..])
+                .map_err(|_| Error::Corrupt("mismatch record key".into()))?;
+            out.push((Hash(hash), v.to_vec()));
         }
         Ok(out)
     }

@@ -6,7 +6,7 @@
 //! [`Validator`] is driven by events and slot ticks, by [`start_validator`]
 //! in a node process or step by step by a deterministic simulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::node::{ImportError, ShardConfig, ShardNode};
+use crate::import::{BlockError, BoundBlock};
+use crate::node::{ShardConfig, ShardNode};
 use crate::{Error, Result};
 
 /// Most blocks one sync request asks for.
@@ -32,11 +33,23 @@ const SYNC_BATCH: u32 = 64;
 /// Largest sync response a node builds.
 const SYNC_RESPONSE_BYTES: usize = 16 << 20;
 /// Slots a sync request may take before another peer is asked.
-const SYNC_TIMEOUT_SLOTS: u64 = 10;
+const SYNC_TIMEOUT_SLOTS: u64 = 4;
+/// Longest wait, in slots, after fruitless sync responses.
+const SYNC_MAX_BACKOFF_SLOTS: u64 = 8;
 /// Blocks ahead of the head held until their parent arrives.
-const MAX_FUTURE: usize = 256;
+const MAX_FUTURE: usize = 64;
+/// Bytes of blocks held ahead of the head.
+const MAX_FUTURE_BYTES: usize = 64 << 20;
+/// How far above the head a held block may be (further ones come by sync).
+const MAX_AHEAD: u64 = 64;
 /// Largest batch of gossiped transactions.
 const TX_BATCH_BYTES: usize = 120 << 10;
+/// Slots over which a peer's junk transactions are counted.
+const JUNK_WINDOW_SLOTS: u64 = 8;
+/// Junk transactions (unfunded, stale nonce, wrong fee) a peer may relay in
+/// a window, when they outnumber its useful ones, before its batches are
+/// rejected (honest peers send a few: races with block inclusion).
+const JUNK_TOLERANCE: u32 = 256;
 
 /// What a validator reports about itself over RPC.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -55,12 +68,66 @@ pub struct ValidatorStatus {
     pub lag: u64,
     /// Whether a sync request is in flight.
     pub syncing: bool,
+    /// Blocks held ahead of the head.
+    pub future_blocks: usize,
+    /// The newest local height the beacon accepted (the RPC's `safe` tag).
+    pub safe_height: u64,
 }
 
 struct InFlight {
     id: RequestId,
     peer: PeerId,
     since_slot: u64,
+}
+
+/// Blocks above the head waiting for their parent: bounded in number,
+/// bytes and height; when full, the highest goes first (the least likely
+/// to be needed soon). Evictions are counted.
+#[derive(Default)]
+struct FutureBlocks {
+    by_height: BTreeMap<u64, BoundBlock>,
+    bytes: usize,
+    evicted: u64,
+}
+
+impl FutureBlocks {
+    fn insert(&mut self, block: BoundBlock) {
+        if self.by_height.contains_key(&block.height()) {
+            return;
+        }
+        self.bytes += block.body_bytes();
+        self.by_height.insert(block.height(), block);
+        while self.by_height.len() > MAX_FUTURE || self.bytes > MAX_FUTURE_BYTES {
+            let (_, gone) = self.by_height.pop_last().expect("over a cap means non-empty");
+            self.bytes -= gone.body_bytes();
+            self.evicted += 1;
+        }
+    }
+
+    /// Drops everything at or below `height`.
+    fn prune(&mut self, height: u64) {
+        let keep = self.by_height.split_off(&(height + 1));
+        for b in std::mem::replace(&mut self.by_height, keep).into_values() {
+            self.bytes -= b.body_bytes();
+        }
+    }
+
+    fn take(&mut self, height: u64) -> Option<BoundBlock> {
+        let b = self.by_height.remove(&height)?;
+        self.bytes -= b.body_bytes();
+        Some(b)
+    }
+
+    fn highest(&self) -> Option<u64> {
+        self.by_height.keys().next_back().copied()
+    }
+}
+
+/// Useful and junk transactions a peer relayed in the current window.
+#[derive(Clone, Copy, Default)]
+struct TxTally {
+    useful: u32,
+    junk: u32,
 }
 
 /// A validator (or, without a key, a follower) of one shard.
@@ -73,11 +140,15 @@ pub struct Validator<N: Network> {
     beacon: Option<ShardHead>,
     beacon_slot: u64,
     accepted: BTreeMap<u64, Hash>,
-    future: BTreeMap<u64, ShardBlock>,
+    future: FutureBlocks,
     sync: Option<InFlight>,
+    sync_backoff: u64,
+    sync_not_before: u64,
     next_peer: usize,
     slot: u64,
     resubmitted_at: u64,
+    tx_tally: HashMap<PeerId, TxTally>,
+    tally_since: u64,
     txs: Arc<Mutex<Vec<Vec<u8>>>>,
     status: Arc<parking_lot::RwLock<ValidatorStatus>>,
 }
@@ -101,7 +172,7 @@ impl<N: Network> Validator<N> {
             }
         }
         let genesis = node.db().header(0)?.map(|h| h.hash()).unwrap_or_default();
-        if spec.shard_genesis.get(shard.0 as usize) != Some(&genesis) {
+        if spec.shard_genesis.get(shard.0 as usize).map(|g| g.hash()) != Some(genesis) {
             return Err(Error::Config(format!(
                 "this node's genesis {genesis} is not shard {shard}'s genesis in the spec (check genesis accounts, time and gas limit)"
             )));
@@ -126,11 +197,15 @@ impl<N: Network> Validator<N> {
             beacon: None,
             beacon_slot: 0,
             accepted: BTreeMap::new(),
-            future: BTreeMap::new(),
+            future: FutureBlocks::default(),
             sync: None,
+            sync_backoff: 0,
+            sync_not_before: 0,
             next_peer: 0,
             slot: 0,
             resubmitted_at: 0,
+            tx_tally: HashMap::new(),
+            tally_since: 0,
             txs,
             status,
         })
@@ -146,6 +221,11 @@ impl<N: Network> Validator<N> {
         self.status.clone()
     }
 
+    /// Sets the clock without proposing (a node starting mid-slot).
+    pub fn observe_slot(&mut self, slot: u64) {
+        self.slot = self.slot.max(slot);
+    }
+
     /// Beacon slot `slot` started: propose if scheduled.
     pub fn on_slot(&mut self, slot: u64) {
         self.slot = slot;
@@ -153,6 +233,11 @@ impl<N: Network> Validator<N> {
         if self.sync.as_ref().is_some_and(|s| s.since_slot + SYNC_TIMEOUT_SLOTS < slot) {
             debug!(target: "shard", "sync request timed out");
             self.sync = None;
+            self.next_peer += 1;
+        }
+        if slot >= self.tally_since + JUNK_WINDOW_SLOTS {
+            self.tx_tally.clear();
+            self.tally_since = slot;
         }
         self.maybe_sync();
         self.update_status();
@@ -160,7 +245,16 @@ impl<N: Network> Validator<N> {
         if self.spec.proposer(self.shard, slot) != Some(key.address()) {
             return;
         }
+        // A (re)started node proposes only once a beacon block has shown it
+        // the beacon's view of its shard: building on a local head the
+        // beacon has abandoned would only produce another orphan.
+        // (At genesis there is nothing to abandon: a fresh network's first
+        // proposers start before the beacon has sealed anything.)
         let head = self.node.head().header;
+        if self.beacon.is_none() && head.height > 0 {
+            info!(target: "shard", slot, "not proposing before the first beacon block");
+            return;
+        }
         if self.beacon.is_some_and(|b| b.height > head.height) {
             info!(target: "shard", slot, "not proposing while behind the beacon's head");
             return;
@@ -168,16 +262,17 @@ impl<N: Network> Validator<N> {
         if head.beacon_slot >= slot {
             return;
         }
-        match self.node.propose(slot, self.spec.slot_start_ms(slot) / 1000, key) {
-            Ok(block) => {
-                self.net.publish(Topic::ShardBlocks(self.shard), block.encode());
-                self.net.publish(Topic::Submissions, block.header.encode());
-            }
+        match self.node.propose(slot, self.spec.slot_timestamp(slot), key) {
+            // the beacon subscribes to every shard's blocks: one publish
+            // reaches the shard's validators and the beacon (which takes
+            // the header only with this body)
+            Ok(block) => self.net.publish(Topic::ShardBlocks(self.shard), block.encode()),
             Err(e) => warn!(target: "shard", slot, error = %e, "block production failed"),
         }
     }
 
-    /// Gossips the transactions received over RPC since the last call.
+    /// Gossips the transactions received over RPC (or returned to the pool
+    /// by a revert) since the last call.
     pub fn flush_txs(&self) {
         let txs = std::mem::take(&mut *self.txs.lock());
         let mut batch: Vec<Vec<u8>> = Vec::new();
@@ -207,7 +302,7 @@ impl<N: Network> Validator<N> {
             NetEvent::Gossip { topic, from, id, data } => {
                 let verdict = match topic {
                     Topic::ShardBlocks(s) if s == self.shard => self.on_block_gossip(&data),
-                    Topic::ShardTxs(s) if s == self.shard => self.on_tx_gossip(&data),
+                    Topic::ShardTxs(s) if s == self.shard => self.on_tx_gossip(from, &data),
                     Topic::BeaconBlocks => self.on_beacon_block(&data),
                     _ => Validation::Ignore,
                 };
@@ -234,7 +329,7 @@ impl<N: Network> Validator<N> {
                         Ok(data) => self.on_sync_response(peer, &data),
                         Err(e) => {
                             debug!(target: "shard", %peer, error = %e, "sync request failed");
-                            self.next_peer += 1;
+                            self.sync_failed();
                         }
                     }
                     self.maybe_sync();
@@ -253,10 +348,11 @@ impl<N: Network> Validator<N> {
     fn serve_blocks(&self, from: u64, count: u32) -> Vec<ShardBlock> {
         let mut out = Vec::new();
         let mut size = 0;
-        for h in from.max(1)..from.max(1) + u64::from(count.min(SYNC_BATCH)) {
+        let from = from.max(1);
+        for h in (from..from.saturating_add(u64::from(count.min(SYNC_BATCH)))).take(SYNC_BATCH as usize) {
             match self.node.block(h) {
                 Ok(Some(b)) => {
-                    size += b.txs.iter().map(|t| t.len() + 4).sum::<usize>() + 400;
+                    size += b.body_bytes() + 400;
                     out.push(b);
                     if size > SYNC_RESPONSE_BYTES {
                         break;
@@ -269,44 +365,42 @@ impl<N: Network> Validator<N> {
     }
 
     fn on_block_gossip(&mut self, data: &[u8]) -> Validation {
-        let Ok(block) = decode_exact::<ShardBlock>(data) else { return Validation::Reject };
-        let h = &block.header.header;
-        let head = self.node.head();
-        if h.height <= head.header.height {
-            return Validation::Ignore;
-        }
-        if h.height > head.header.height + 1 {
-            // ahead of us: check who signed it, hold it, fetch what is missing
-            let scheduled = self.spec.proposer(self.shard, h.beacon_slot);
-            if h.shard != self.shard || block.header.signer().ok() != scheduled {
-                return Validation::Reject;
+        let head = self.node.head().header.height;
+        let bound = match BoundBlock::from_bytes(data, &self.spec, self.shard, head, self.slot) {
+            Ok(b) => b,
+            Err(e) => {
+                if e.is_fault() {
+                    warn!(target: "shard", error = %e, "refused gossiped block");
+                }
+                return e.verdict();
             }
-            if self.future.len() < MAX_FUTURE {
-                self.future.insert(h.height, block);
+        };
+        if bound.height() > head + 1 {
+            if bound.height() > head + MAX_AHEAD {
+                return Validation::Ignore;
             }
+            // ahead of us: signed by its scheduled proposer and body-bound;
+            // hold it and fetch what is missing
+            self.future.insert(bound);
             self.maybe_sync();
             return Validation::Accept;
         }
-        let header = block.header.clone();
-        match self.import(&block) {
+        match self.import(bound) {
             Ok(()) => {
-                // anyone who has the block relays its header: a proposer
-                // that crashed after gossiping the block still gets it on the beacon
-                self.net.publish(Topic::Submissions, header.encode());
                 self.drain_future();
                 Validation::Accept
             }
-            Err(e) if e.is_fault() => Validation::Reject,
-            Err(_) => Validation::Ignore,
+            Err(e) => e.verdict(),
         }
     }
 
-    fn import(&self, block: &ShardBlock) -> Result<(), ImportError> {
-        match self.node.import_block(block, &self.spec) {
+    fn import(&self, bound: BoundBlock) -> Result<(), BlockError> {
+        let height = bound.height();
+        match self.node.import(bound, &self.spec) {
             Ok(_) => Ok(()),
             Err(e) => {
-                if !matches!(e, ImportError::NotNext { .. }) {
-                    warn!(target: "shard", height = block.header.header.height, error = %e, "block not imported");
+                if !matches!(e, BlockError::NotNext { .. }) {
+                    warn!(target: "shard", height, error = %e, "block not imported");
                 }
                 Err(e)
             }
@@ -315,37 +409,50 @@ impl<N: Network> Validator<N> {
 
     fn drain_future(&mut self) {
         loop {
-            let next = self.node.head().header.height + 1;
-            self.future.retain(|h, _| *h >= next);
-            let Some(block) = self.future.remove(&next) else { break };
-            if self.import(&block).is_err() {
+            let head = self.node.head().header.height;
+            self.future.prune(head);
+            let Some(block) = self.future.take(head + 1) else { break };
+            if self.import(block).is_err() {
                 break;
             }
         }
     }
 
-    fn on_tx_gossip(&self, data: &[u8]) -> Validation {
+    /// Admits gossiped transactions; relays the batch only if every one of
+    /// them passes admission (or is already pooled). A peer whose junk
+    /// outnumbers its useful transactions past a tolerance is rejected.
+    fn on_tx_gossip(&mut self, from: PeerId, data: &[u8]) -> Validation {
         let mut input = data;
         let Ok(txs) = decode_list::<Vec<u8>>(&mut input) else { return Validation::Reject };
         if !input.is_empty() {
             return Validation::Reject;
         }
-        let mut verdict = Validation::Accept;
+        let (mut useful, mut junk, mut malformed) = (0u32, 0u32, false);
         for raw in txs {
-            if let Err(e) = self.node.admit_tx(&raw)
-                && e.malformed
-            {
-                verdict = Validation::Reject;
+            match self.node.admit_tx(&raw) {
+                Ok(_) => useful += 1,
+                Err(e) if e.malformed => malformed = true,
+                Err(e) if e.message == crate::PoolError::AlreadyKnown.to_string() => useful += 1,
+                Err(_) => junk += 1,
             }
         }
-        verdict
+        if malformed {
+            return Validation::Reject;
+        }
+        let tally = self.tx_tally.entry(from).or_default();
+        tally.useful = tally.useful.saturating_add(useful);
+        tally.junk = tally.junk.saturating_add(junk);
+        if tally.junk > JUNK_TOLERANCE && tally.junk > tally.useful {
+            return Validation::Reject;
+        }
+        if junk > 0 { Validation::Ignore } else { Validation::Accept }
     }
 
     fn on_beacon_block(&mut self, data: &[u8]) -> Validation {
-        let Ok(block) = decode_exact::<BeaconBlock>(data) else { return Validation::Reject };
-        if !block.signed_by(&self.spec.beacon) {
+        // the signature is checked on the raw bytes before anything is decoded
+        let Ok(block) = BeaconBlock::decode_signed(data, &self.spec.beacon) else {
             return Validation::Reject;
-        }
+        };
         if block.slot < self.beacon_slot {
             return Validation::Ignore;
         }
@@ -365,8 +472,12 @@ impl<N: Network> Validator<N> {
         Validation::Accept
     }
 
-    /// Reverts local blocks the beacon accepted another block in place of,
-    /// and resubmits a local block the beacon seems to have missed.
+    /// Applies the one inclusion rule: reverts local blocks where the
+    /// beacon accepted another block, and local blocks whose inclusion
+    /// window closed without the beacon taking them (the beacon refuses
+    /// them from then on, by the same `bridge::may_include`). A local block
+    /// still inside its window that the beacon seems to have missed is
+    /// resubmitted, body and all.
     fn follow_beacon(&mut self, beacon: ShardHead) {
         let local = self.node.head();
         // the node keeps its last 256 block hashes: no header reads or rehashing here
@@ -378,41 +489,73 @@ impl<N: Network> Validator<N> {
         if let Some((&height, _)) = conflict {
             // step back below the conflict; if the fork is deeper, the sync
             // response path steps back further
-            match self.node.revert_to(height.saturating_sub(1)) {
-                Ok(n) => {
-                    self.node.metrics().reverted.inc_by(n as u64);
-                }
-                Err(e) => warn!(target: "shard", error = %e, "revert failed"),
-            }
+            self.revert_to(height.saturating_sub(1), "the beacon accepted another block");
             return;
         }
-        if local.header.height > beacon.height
-            && self.resubmitted_at + 2 <= self.beacon_slot
-            && let Ok(Some(next)) = self.node.block(beacon.height + 1)
-            && next.header.header.beacon_slot + 2 <= self.beacon_slot
-        {
+        if local.header.height <= beacon.height {
+            return;
+        }
+        let Ok(Some(next)) = self.node.block(beacon.height + 1) else { return };
+        let slot = next.header.header.beacon_slot;
+        if bridge::inclusion_expired(slot, self.beacon_slot) {
+            self.revert_to(beacon.height, "its inclusion window closed");
+            return;
+        }
+        if slot + 2 <= self.beacon_slot && self.resubmitted_at + 2 <= self.beacon_slot {
             self.resubmitted_at = self.beacon_slot;
-            let req = SyncRequest::SubmitHeader(next.header).encode();
+            let req = SyncRequest::SubmitBlock(next).encode();
             for p in self.net.topic_peers(Topic::Submissions) {
                 self.net.request(p, req.clone());
             }
         }
     }
 
-    fn maybe_sync(&mut self) {
-        if self.sync.is_some() {
-            return;
+    fn revert_to(&mut self, height: u64, why: &str) {
+        match self.node.revert_to(height) {
+            Ok(n) => {
+                if n > 0 {
+                    info!(target: "shard", to = height, blocks = n, why, "reverted local blocks");
+                }
+                self.node.metrics().reverted.inc_by(n as u64);
+                // the reverted transactions are back in the pool; gossip them now
+                self.flush_txs();
+            }
+            Err(e) => warn!(target: "shard", error = %e, "revert failed"),
         }
-        let local = self.node.head().header.height;
-        let target =
-            self.beacon.map_or(0, |b| b.height).max(self.future.keys().next_back().map_or(0, |h| h - 1));
-        if local >= target {
-            return;
+    }
+
+    /// Peers to sync from: the beacon first when the beacon's head is ahead
+    /// (it holds every accepted body), then the shard's validators.
+    fn sync_peers(&self, behind_beacon: bool) -> Vec<PeerId> {
+        let beacons = self.net.topic_peers(Topic::Submissions);
+        let mut peers: Vec<PeerId> = self
+            .net
+            .topic_peers(Topic::ShardBlocks(self.shard))
+            .into_iter()
+            .filter(|p| !beacons.contains(p))
+            .collect();
+        if behind_beacon {
+            let mut all = beacons;
+            all.extend(peers);
+            peers = all;
         }
-        let mut peers = self.net.topic_peers(Topic::ShardBlocks(self.shard));
         if peers.is_empty() {
             peers = self.net.peers();
         }
+        peers
+    }
+
+    fn maybe_sync(&mut self) {
+        if self.sync.is_some() || self.slot < self.sync_not_before {
+            return;
+        }
+        let local = self.node.head().header.height;
+        let beacon_height = self.beacon.map_or(0, |b| b.height);
+        let target = beacon_height.max(self.future.highest().map_or(0, |h| h - 1));
+        if local >= target {
+            return;
+        }
+        let peers = self.sync_peers(local < beacon_height);
         if peers.is_empty() {
             return;
         }
@@ -426,33 +569,42 @@ impl<N: Network> Validator<N> {
         self.sync = Some(InFlight { id, peer, since_slot: self.slot });
     }
 
+    /// A fruitless sync round: ask the next peer, after a growing pause.
+    fn sync_failed(&mut self) {
+        self.next_peer += 1;
+        self.sync_backoff = (self.sync_backoff * 2).clamp(1, SYNC_MAX_BACKOFF_SLOTS);
+        self.sync_not_before = self.slot + self.sync_backoff;
+    }
+
     fn on_sync_response(&mut self, peer: PeerId, data: &[u8]) {
         let mut input = data;
         let blocks = match decode_list::<ShardBlock>(&mut input) {
-            Ok(b) if !b.is_empty() => b,
+            Ok(b) if !b.is_empty() && input.is_empty() => b,
             _ => {
-                self.next_peer += 1;
+                self.sync_failed();
                 return;
             }
         };
         let mut imported = 0;
-        for block in &blocks {
+        for block in blocks {
             let head = self.node.head();
-            let h = &block.header.header;
-            if h.height <= head.header.height {
+            let height = block.header.header.height;
+            if height <= head.header.height {
                 continue;
             }
-            match self.import(block) {
-                Ok(()) => imported += 1,
-                Err(ImportError::NotNext { .. }) if h.height == head.header.height + 1 => {
-                    // the peer's chain forks below our head; step back unless
-                    // the beacon accepted our block
-                    let ours = self.accepted.get(&head.header.height) == Some(&head.hash);
-                    if !ours && head.header.height > 0 {
-                        let _ = self.node.revert_to(head.header.height - 1);
-                    } else {
+            let bound =
+                match BoundBlock::from_block(block, &self.spec, self.shard, head.header.height, self.slot) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(target: "shard", %peer, height, error = %e, "bad block in a sync response");
                         self.next_peer += 1;
+                        break;
                     }
+                };
+            match self.import(bound) {
+                Ok(()) => imported += 1,
+                Err(BlockError::NotNext { .. }) if height == head.header.height + 1 => {
+                    self.on_fork(&head);
                     break;
                 }
                 Err(_) => {
@@ -462,9 +614,41 @@ impl<N: Network> Validator<N> {
             }
         }
         if imported > 0 {
+            self.sync_backoff = 0;
             info!(target: "shard", %peer, imported, height = self.node.head().header.height, "synced blocks");
             self.drain_future();
+        } else {
+            self.sync_failed();
         }
+    }
+
+    /// A peer's next block does not build on our head. The beacon decides
+    /// which chain is canonical: our head goes only when the beacon accepted
+    /// another block at its height, or when our head's inclusion window
+    /// closed without it; otherwise (our block may still be included) the
+    /// peer is the one behind, and we ask another.
+    fn on_fork(&mut self, head: &crate::Head) {
+        let height = head.header.height;
+        let beacon_says = self.accepted.get(&height).copied();
+        let expired = self.beacon.is_some_and(|b| b.height < height)
+            && bridge::inclusion_expired(head.header.beacon_slot, self.beacon_slot);
+        let ours_lost = beacon_says.is_some_and(|h| h != head.hash) || (beacon_says.is_none() && expired);
+        if ours_lost && height > 0 {
+            self.revert_to(height - 1, "a peer's chain is the beacon's");
+        } else {
+            self.next_peer += 1;
+        }
+    }
+
+    /// The newest local height whose block the beacon accepted (its
+    /// ancestors are then accepted too: they are what it extends).
+    fn safe_height(&self) -> u64 {
+        let hashes = self.node.recent_hashes();
+        self.accepted
+            .iter()
+            .rev()
+            .find(|(h, hash)| hashes.get(h).is_some_and(|x| x.0 == hash.0))
+            .map_or(0, |(h, _)| *h)
     }
 
     fn update_status(&self) {
@@ -475,6 +659,8 @@ impl<N: Network> Validator<N> {
         s.beacon_head = self.beacon;
         s.lag = self.beacon.map_or(0, |b| b.height.saturating_sub(head));
         s.syncing = self.sync.is_some();
+        s.future_blocks = self.future.by_height.len();
+        s.safe_height = self.safe_height();
     }
 }
 
@@ -519,6 +705,7 @@ pub async fn start_validator(
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Rpc)?;
     let p2p_addrs = net.listen_addrs();
     let mut validator = Validator::new(node.clone(), net, spec.clone(), key)?;
+    validator.observe_slot(spec.slot_at(now_ms()));
     let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(node.clone(), Some(validator.status())).await?;
     rpc_metrics.register(&mut registry);
     let metrics_srv = net::serve_metrics(config.metrics_addr, Arc::new(Mutex::new(registry)))
@@ -532,7 +719,12 @@ pub async fn start_validator(
             let wait = spec.slot_start_ms(slot + 1).saturating_sub(now_ms());
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => tokio::task::block_in_place(|| validator.on_event(ev)),
+                    Some(ev) => tokio::task::block_in_place(|| {
+                        // the clock, not the last tick, judges a block's slot
+                        // (a busy node's tick can run late)
+                        validator.observe_slot(spec.slot_at(now_ms()));
+                        validator.on_event(ev)
+                    }),
                     None => break,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use bridge::{ChainSpec, Hash, ShardId, ValidatorInfo, ValidatorKey};
+use bridge::{ChainSpec, ShardId, ValidatorInfo, ValidatorKey};
 use serde::{Deserialize, Serialize};
 use shard::{GenesisAccount, ShardConfig, dev_accounts};
 
@@ -112,10 +112,9 @@ impl NetworkParams {
         let shard_genesis = (0..self.shards)
             .map(|s| {
                 shard::genesis_header(&self.shard_config(ShardId(s), genesis_time_ms))
-                    .map(|h| h.hash())
                     .map_err(|e| e.to_string())
             })
-            .collect::<Result<Vec<Hash>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         let spec = ChainSpec {
             genesis_time_ms,
             slot_ms: self.slot_ms,

@@ -12,7 +12,7 @@ mod sim;
 
 pub use cluster::{Manifest, NodeEntry, TestnetConfig};
 pub use genesis::{Genesis, NetworkParams, sign_transfer};
-pub use sim::{Testnet, TestnetBuilder};
+pub use sim::{Testnet, TestnetBuilder, Turn};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

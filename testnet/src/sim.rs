@@ -99,6 +99,15 @@ struct SimValidator {
     v: Option<Validator<MemNetwork>>,
 }
 
+/// Where [`Testnet::step_with`]'s hook is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Before validator `i` acts in the slot.
+    Before(usize),
+    /// After validator `i` acted, before what it sent is delivered.
+    After(usize),
+}
+
 /// A cluster in one process, stepped slot by slot.
 pub struct Testnet {
     params: NetworkParams,
@@ -153,6 +162,26 @@ impl Testnet {
     /// Validator `i`'s node, if it is running.
     pub fn node(&self, i: usize) -> Option<&Arc<ShardNode>> {
         self.validators[i].v.as_ref().map(|v| v.node())
+    }
+
+    /// Validator `i`'s signing key (tests play a byzantine validator with it).
+    pub fn validator_key(&self, i: usize) -> &ValidatorKey {
+        &self.validators[i].key
+    }
+
+    /// Validator `i`'s network handle (to send as that validator).
+    pub fn validator_net(&self, i: usize) -> &MemNetwork {
+        &self.validators[i].net
+    }
+
+    /// Validator `i`'s status (as its RPC shows it).
+    pub fn validator_status(&self, i: usize) -> Option<shard::ValidatorStatus> {
+        self.validators[i].v.as_ref().map(|v| v.status().read().clone())
+    }
+
+    /// The beacon's network handle.
+    pub fn beacon_net(&self) -> &MemNetwork {
+        &self.beacon_net
     }
 
     /// Validator `i`'s peer id.
@@ -267,6 +296,13 @@ impl Testnet {
     /// Runs one slot: users submit transfers, validators gossip them and
     /// the scheduled proposers build, the beacon seals the slot's block.
     pub fn step(&mut self) {
+        self.step_with(|_, _| {});
+    }
+
+    /// [`Testnet::step`] with a hook called around every validator's turn
+    /// (before it acts, and after it acted but before anything it sent is
+    /// delivered): tests crash, cut off or impersonate nodes mid-slot.
+    pub fn step_with(&mut self, mut hook: impl FnMut(&mut Testnet, Turn)) {
         self.slot += 1;
         let slot = self.slot;
         for s in 0..self.params.shards {
@@ -291,9 +327,11 @@ impl Testnet {
         }
         self.pump();
         for i in 0..self.validators.len() {
+            hook(self, Turn::Before(i));
             if let Some(v) = &mut self.validators[i].v {
                 v.on_slot(slot);
             }
+            hook(self, Turn::After(i));
             self.pump();
         }
         if let Err(e) = self.beacon.on_slot_end(slot) {

@@ -1,6 +1,7 @@
 //! prover integration tests: the state tree, the state-transition function,
 //! witnesses and stateless re-execution.
 
+mod fuzz_corpus;
 mod smt;
 mod stf;
 mod support;

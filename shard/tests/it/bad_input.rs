@@ -165,6 +165,33 @@ async fn scenario() {
         Err(e) => assert!(e.is_request() || e.is_body(), "oversized request failed oddly: {e}"),
     }
 
+    // hostile numbers: ranges near u64::MAX, huge counts and fee fields
+    let max = format!("{:#x}", u64::MAX);
+    let near = format!("{:#x}", u64::MAX - 1);
+    let (code, _) = c.error("eth_getBlockByNumber", json!([max, false])).await;
+    assert_eq!(code, -32000);
+    let v = c.call("eth_getLogs", json!([{"fromBlock": near, "toBlock": max}])).await;
+    assert_eq!(v["result"], json!([]), "{v}");
+    let v = c.call("eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": max}])).await;
+    assert!(v["result"].is_array() || v["error"]["code"] == -32000, "{v}");
+    let huge_fees = json!([{
+        "from": me, "to": Address::repeat_byte(1), "gas": max,
+        "maxFeePerGas": format!("{:#x}", u128::MAX), "maxPriorityFeePerGas": format!("{:#x}", u128::MAX),
+        "value": format!("{:#x}", U256::MAX),
+    }, "latest"]);
+    let v = c.call("eth_call", huge_fees.clone()).await;
+    assert!(v["error"].is_object(), "{v}");
+    let v = c.call("eth_estimateGas", huge_fees).await;
+    assert!(v["error"].is_object(), "{v}");
+    let v = c
+        .call("eth_call", json!([{"from": me, "to": me, "gasPrice": format!("{:#x}", u128::MAX)}, "latest"]))
+        .await;
+    assert!(v["error"].is_object() || v["result"].is_string(), "{v}");
+    let (code, _) = c.error("eth_getBalance", json!([me, format!("0x1{}", "0".repeat(40))])).await;
+    assert_eq!(code, -32602, "a block number past u64 is invalid params");
+    let v = c.call("eth_feeHistory", json!([max, "latest", [1.0, 99.0]])).await;
+    assert!(v["error"].is_object() || v["result"].is_object(), "{v}");
+
     // the node is still up and the valid transaction is the only change
     let v = c.call("eth_blockNumber", json!([])).await;
     assert!(v["result"].is_string(), "{v}");

@@ -11,15 +11,20 @@ use bridge::{ShardHeader, ShardId, SignedHeader, ValidatorKey};
 use serde_json::{Value, json};
 use testnet::{Manifest, NodeEntry};
 
-fn optishard(args: &[&str]) -> Output {
+pub(crate) fn optishard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_optishard")).args(args).output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-async fn call(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value, Value> {
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: Value,
+) -> Result<Value, Value> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let v: Value = match http.post(url).json(&body).send().await {
         Ok(r) => r.json().await.map_err(|e| json!(e.to_string()))?,
@@ -31,11 +36,11 @@ async fn call(http: &reqwest::Client, url: &str, method: &str, params: Value) ->
     }
 }
 
-async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
+pub(crate) async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
     call(http, url, method, params).await.unwrap_or_else(|e| panic!("{method} on {url}: {e}"))
 }
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -47,7 +52,7 @@ where
     }
 }
 
-fn free_base_port(nodes: usize) -> u16 {
+pub(crate) fn free_base_port(nodes: usize) -> u16 {
     let start = 20_000 + (std::process::id() % 300) as u16 * 100;
     (0..100u16)
         .map(|i| start.wrapping_add(i * 37) % 40_000 + 20_000)
@@ -60,11 +65,11 @@ fn free_base_port(nodes: usize) -> u16 {
         .expect("a free port range")
 }
 
-fn kill9(pid: u32) {
+pub(crate) fn kill9(pid: u32) {
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
 }
 
-fn restart(n: &NodeEntry) -> u32 {
+pub(crate) fn restart(n: &NodeEntry) -> u32 {
     let log = std::fs::OpenOptions::new().append(true).open(&n.log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_optishard"))
         .args(&n.args)
@@ -75,17 +80,17 @@ fn restart(n: &NodeEntry) -> u32 {
         .id()
 }
 
-async fn current_slot(http: &reqwest::Client, beacon: &str) -> u64 {
+pub(crate) async fn current_slot(http: &reqwest::Client, beacon: &str) -> u64 {
     rpc(http, beacon, "beacon_head", json!([])).await["current_slot"].as_u64().unwrap()
 }
 
-async fn height(http: &reqwest::Client, url: &str) -> Option<u64> {
+pub(crate) async fn height(http: &reqwest::Client, url: &str) -> Option<u64> {
     let v = call(http, url, "eth_blockNumber", json!([])).await.ok()?;
     u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
 }
 
 /// Slots of `shard`'s headers the beacon accepted from height `from` on.
-async fn accepted_slots(http: &reqwest::Client, beacon: &str, shard: u32, from: u64) -> Vec<u64> {
+pub(crate) async fn accepted_slots(http: &reqwest::Client, beacon: &str, shard: u32, from: u64) -> Vec<u64> {
     let hs = rpc(http, beacon, "beacon_shardHeaders", json!([shard, from, 256])).await;
     hs.as_array().unwrap().iter().map(|h| h["header"]["beacon_slot"].as_u64().unwrap()).collect()
 }
@@ -229,15 +234,12 @@ async fn scenario(dir: &Path) {
         proposer: other.address(),
         ..Default::default()
     };
-    let e = call(&http, &beacon, "beacon_submitHeader", json!([SignedHeader::sign(h.clone(), &other)]))
-        .await
-        .unwrap_err();
+    let submit = |h: ShardHeader| json!([{ "header": SignedHeader::sign(h, &other), "txs": [] }]);
+    let e = call(&http, &beacon, "beacon_submitBlock", submit(h.clone())).await.unwrap_err();
     assert_eq!(e["code"], beacon::REJECTED_CODE);
     assert_eq!(e["data"]["reason"], "not_scheduled", "{e}");
     let stale = ShardHeader { height: 1, parent_hash: bridge::Hash::of(b"nowhere"), ..h };
-    let e = call(&http, &beacon, "beacon_submitHeader", json!([SignedHeader::sign(stale, &other)]))
-        .await
-        .unwrap_err();
+    let e = call(&http, &beacon, "beacon_submitBlock", submit(stale)).await.unwrap_err();
     assert!(["not_extending", "not_scheduled"].contains(&e["data"]["reason"].as_str().unwrap()), "{e}");
     let rej = rpc(&http, &beacon, "beacon_rejections", json!([10])).await;
     assert!(rej.as_array().unwrap().iter().any(|r| r["reason"] == "not_scheduled"));
@@ -306,7 +308,7 @@ async fn scenario(dir: &Path) {
         let want =
             if n.role == "beacon" { "optishard_beacon_head_slot" } else { "optishard_shard_head_height" };
         assert!(body.contains(want) && body.contains("optishard_net_peers"), "{}: {body}", n.name);
-        let gossip_in = if n.role == "beacon" { "submissions" } else { "beacon_blocks" };
+        let gossip_in = if n.role == "beacon" { "shard_blocks" } else { "beacon_blocks" };
         assert!(
             body.contains(&format!(r#"optishard_net_gossip_messages_total{{topic="{gossip_in}",direction="in",result="accepted"}}"#)),
             "{}: {body}",

@@ -1,9 +1,12 @@
 //! The `optishard` binary: crash safety under SIGKILL, the CLI's config
 //! handling, the local testnet end to end; and the deterministic tier.
 
+mod byzantine;
+mod chaos;
 mod cli;
 mod crash;
 mod local_testnet;
+mod readme;
 mod sim;
 
 /// Tests that run real node processes against wall-clock deadlines take

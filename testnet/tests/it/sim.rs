@@ -102,7 +102,7 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     let mut header = honest.header.header.clone();
     header.post_state_root = bridge::Hash::of(b"wrong");
     let forged = ShardBlock { header: SignedHeader::sign(header, &key), txs: honest.txs };
-    let err = node1.import_block(&forged, t.spec()).unwrap_err();
+    let err = node1.import_block(&forged, t.spec(), slot).unwrap_err();
     assert!(err.to_string().contains("post_state_root"), "{err}");
     let m = node1.mismatches();
     assert_eq!(m.len(), 1);

@@ -1,0 +1,259 @@
+//! Block import as typed stages, each a wrapper that proves what was
+//! checked (lighthouse's `GossipVerifiedBlock → SignatureVerifiedBlock →
+//! ExecutionPendingBlock`):
+//!
+//! 1. [`SignedBlock::verify`] — from bytes: the fixed-size signed header is
+//!    decoded first, its slot is checked against the clock and its
+//!    signature against the schedule before the body is decoded at all;
+//! 2. [`SignedBlock::bind_body`] → [`BoundBlock`] — the body is the one the
+//!    header commits to (`items_root`, which also fixes the item count). A
+//!    body that is not is the relaying peer's fault, never the proposer's;
+//! 3. [`crate::ShardNode::import`] — the header is checked against its
+//!    parent (`bridge::check_header`, the beacon's own rule), then the block
+//!    is re-executed and every root compared; only a bound body that
+//!    re-executes to other roots is a mismatch, kept as evidence.
+//!
+//! Each stage runs its checks once; gossip is judged by [`BlockError::verdict`],
+//! which names the penalty of every variant (no wildcard arm).
+
+use bridge::{
+    ChainSpec, DecodeError, Hash, HeaderFault, MismatchEvidence, ShardBlock, ShardId, SignedHeader,
+    decode_exact, decode_list,
+};
+use net::Validation;
+
+use crate::Error;
+
+/// Why a block was not imported (at whichever stage).
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The bytes are not a block.
+    #[error("malformed block: {0}")]
+    Malformed(DecodeError),
+    /// The block belongs to another shard.
+    #[error("block of shard {0}")]
+    WrongShard(ShardId),
+    /// The block's slot is beyond this node's clock plus the skew allowance.
+    #[error("block of slot {slot} is in the future (current slot {current})")]
+    FutureSlot {
+        /// The block's slot.
+        slot: u64,
+        /// This node's slot.
+        current: u64,
+    },
+    /// At or below the head: nothing to do.
+    #[error("block {height} is not above head {head}")]
+    Old {
+        /// The block's height.
+        height: u64,
+        /// The head's height.
+        head: u64,
+    },
+    /// The signature does not recover, or not to the header's proposer.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// The signer was not scheduled for the slot.
+    #[error("{signer} is not the proposer of slot {slot}")]
+    NotScheduled {
+        /// The block's slot.
+        slot: u64,
+        /// Who signed.
+        signer: bridge::Address,
+    },
+    /// The body is not the one the signed header commits to: whoever sent
+    /// it tampered with it (or relayed a tampered copy).
+    #[error("body does not match its header: {0}")]
+    BodyMismatch(HeaderFault),
+    /// It does not extend the head (a fork, or a gap).
+    #[error("block {height} does not extend head {head}")]
+    NotNext {
+        /// The block's height.
+        height: u64,
+        /// The head's height.
+        head: u64,
+    },
+    /// The signed header breaks a rule checkable without execution.
+    #[error("invalid header: {0}")]
+    Header(HeaderFault),
+    /// The bound body re-executes to other results than its header claims.
+    #[error("root mismatch in {}", .0.field_names().join(", "))]
+    Mismatch(Box<MismatchEvidence>),
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] Error),
+}
+
+impl From<prover::Error> for BlockError {
+    fn from(e: prover::Error) -> Self {
+        BlockError::Node(e.into())
+    }
+}
+
+impl BlockError {
+    /// What gossip does with a block that failed this way: `Reject` (the
+    /// sending peer's score drops, not relayed) for anything a correct peer
+    /// would never send; `Ignore` for old, out-of-order or local failures.
+    pub fn verdict(&self) -> Validation {
+        match self {
+            BlockError::Malformed(_)
+            | BlockError::WrongShard(_)
+            | BlockError::FutureSlot { .. }
+            | BlockError::BadSignature(_)
+            | BlockError::NotScheduled { .. }
+            | BlockError::BodyMismatch(_)
+            | BlockError::Header(_)
+            | BlockError::Mismatch(_) => Validation::Reject,
+            BlockError::Old { .. } | BlockError::NotNext { .. } | BlockError::Node(_) => Validation::Ignore,
+        }
+    }
+
+    /// Whether the block's sender is at fault.
+    pub fn is_fault(&self) -> bool {
+        self.verdict() == Validation::Reject
+    }
+}
+
+/// Stage 1: a block whose header is signed by the proposer scheduled for
+/// its slot, and whose slot is not ahead of this node's clock.
+#[derive(Clone, Debug)]
+pub struct SignedBlock {
+    block: ShardBlock,
+    hash: Hash,
+}
+
+impl SignedBlock {
+    /// Checks the encoded block `bytes` for `shard` at slot `current`,
+    /// decoding the body only once the header's signature is good. Blocks
+    /// at or below `head_height` are `Old` (checked before the signature, as
+    /// they cost nothing to drop).
+    pub fn verify(
+        bytes: &[u8],
+        spec: &ChainSpec,
+        shard: ShardId,
+        head_height: u64,
+        current: u64,
+    ) -> Result<Self, BlockError> {
+        let (header, body) = SignedHeader::decode_block_prefix(bytes).map_err(BlockError::Malformed)?;
+        Self::check_header(&header, spec, shard, head_height, current)?;
+        let mut input = body;
+        let txs = decode_list::<Vec<u8>>(&mut input).map_err(BlockError::Malformed)?;
+        if !input.is_empty() {
+            return Err(BlockError::Malformed(DecodeError::TrailingBytes(input.len())));
+        }
+        let hash = header.header.hash();
+        Ok(SignedBlock { block: ShardBlock { header, txs }, hash })
+    }
+
+    /// Stage 1 for a block already decoded (a sync response's elements).
+    pub fn verify_decoded(
+        block: ShardBlock,
+        spec: &ChainSpec,
+        shard: ShardId,
+        head_height: u64,
+        current: u64,
+    ) -> Result<Self, BlockError> {
+        Self::check_header(&block.header, spec, shard, head_height, current)?;
+        let hash = block.header.header.hash();
+        Ok(SignedBlock { block, hash })
+    }
+
+    fn check_header(
+        sh: &SignedHeader,
+        spec: &ChainSpec,
+        shard: ShardId,
+        head_height: u64,
+        current: u64,
+    ) -> Result<(), BlockError> {
+        let h = &sh.header;
+        if h.shard != shard {
+            return Err(BlockError::WrongShard(h.shard));
+        }
+        if bridge::is_future(h.beacon_slot, current) {
+            return Err(BlockError::FutureSlot { slot: h.beacon_slot, current });
+        }
+        if h.height <= head_height {
+            return Err(BlockError::Old { height: h.height, head: head_height });
+        }
+        let signer = sh.signer().map_err(|e| BlockError::BadSignature(e.to_string()))?;
+        if signer != h.proposer {
+            return Err(BlockError::BadSignature(format!("signed by {signer}, header names {}", h.proposer)));
+        }
+        if spec.proposer(h.shard, h.beacon_slot) != Some(signer) {
+            return Err(BlockError::NotScheduled { slot: h.beacon_slot, signer });
+        }
+        Ok(())
+    }
+
+    /// Stage 2: checks the body against the header's `items_root`.
+    pub fn bind_body(self) -> Result<BoundBlock, BlockError> {
+        bridge::check_body(&self.block).map_err(BlockError::BodyMismatch)?;
+        Ok(BoundBlock { block: self.block, hash: self.hash })
+    }
+
+    /// The header's height.
+    pub fn height(&self) -> u64 {
+        self.block.header.header.height
+    }
+}
+
+/// Stage 2: a signed block whose body is the one its header commits to.
+/// Anything wrong with it from here on is the proposer's doing.
+#[derive(Clone, Debug)]
+pub struct BoundBlock {
+    pub(crate) block: ShardBlock,
+    pub(crate) hash: Hash,
+}
+
+impl BoundBlock {
+    /// Runs stages 1 and 2 on an encoded block.
+    pub fn from_bytes(
+        bytes: &[u8],
+        spec: &ChainSpec,
+        shard: ShardId,
+        head_height: u64,
+        current: u64,
+    ) -> Result<Self, BlockError> {
+        SignedBlock::verify(bytes, spec, shard, head_height, current)?.bind_body()
+    }
+
+    /// Runs stages 1 and 2 on a decoded block.
+    pub fn from_block(
+        block: ShardBlock,
+        spec: &ChainSpec,
+        shard: ShardId,
+        head_height: u64,
+        current: u64,
+    ) -> Result<Self, BlockError> {
+        SignedBlock::verify_decoded(block, spec, shard, head_height, current)?.bind_body()
+    }
+
+    /// The block.
+    pub fn block(&self) -> &ShardBlock {
+        &self.block
+    }
+
+    /// Its header hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// Its height.
+    pub fn height(&self) -> u64 {
+        self.block.header.header.height
+    }
+
+    /// Its slot.
+    pub fn slot(&self) -> u64 {
+        self.block.header.header.beacon_slot
+    }
+
+    /// Encoded size of the body.
+    pub fn body_bytes(&self) -> usize {
+        self.block.body_bytes()
+    }
+}
+
+/// Decodes a stored evidence record.
+pub(crate) fn decode_evidence(bytes: &[u8]) -> Result<MismatchEvidence, DecodeError> {
+    decode_exact(bytes)
+}
