@@ -168,8 +168,8 @@ async fn scenario() {
     // hostile numbers: ranges near u64::MAX, huge counts and fee fields
     let max = format!("{:#x}", u64::MAX);
     let near = format!("{:#x}", u64::MAX - 1);
-    let (code, _) = c.error("eth_getBlockByNumber", json!([max, false])).await;
-    assert_eq!(code, -32000);
+    let v = c.call("eth_getBlockByNumber", json!([max, false])).await;
+    assert!(v["result"].is_null() && v.get("error").is_none(), "no such block, as geth answers: {v}");
     let v = c.call("eth_getLogs", json!([{"fromBlock": near, "toBlock": max}])).await;
     assert_eq!(v["result"], json!([]), "{v}");
     let v = c.call("eth_getLogs", json!([{"fromBlock": "0x0", "toBlock": max}])).await;

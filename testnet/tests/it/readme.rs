@@ -93,7 +93,7 @@ async fn every_cast_line_of_the_readme_works_unchanged() {
             let now = call(&http, url, "eth_getBalance", json!([recipient, "latest"])).await;
             now.is_ok_and(|v| {
                 balance(v)
-                    >= before + alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18))
+                    == before + alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18))
             })
         })
         .await;
