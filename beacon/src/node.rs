@@ -2,6 +2,7 @@
 //! the slot clock (driven by [`start`] in a real process, or step by step
 //! by a deterministic simulation), its metrics, and its settings.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use net::prometheus_client::metrics::counter::Counter;
 use net::prometheus_client::metrics::family::Family;
 use net::prometheus_client::metrics::gauge::Gauge;
 use net::prometheus_client::registry::Registry;
-use net::{Labels, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation, now_ms};
+use net::{Labels, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, PeerId, Topic, Validation, now_ms};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::chain::{BeaconChain, Rejection, Submitted};
 use crate::store::BeaconDb;
@@ -33,6 +34,9 @@ pub struct BeaconMetrics {
     pub headers_included: Counter,
     /// Header submissions by result and reason.
     pub submissions: Family<Labels, Counter>,
+    /// Encoded bytes of the shard block bodies the beacon accepted (and
+    /// stores and serves): the data-availability mechanism's cost.
+    pub body_bytes: Counter,
 }
 
 impl BeaconMetrics {
@@ -51,6 +55,11 @@ impl BeaconMetrics {
             "Shard header submissions by result and reason",
             self.submissions.clone(),
         );
+        r.register(
+            "body_bytes",
+            "Bytes of shard block bodies accepted, stored and served by the beacon",
+            self.body_bytes.clone(),
+        );
     }
 
     fn submission(&self, result: &str, reason: &str) {
@@ -62,12 +71,17 @@ impl BeaconMetrics {
 
 /// Largest sync response the beacon builds (blocks it serves to validators).
 const SYNC_RESPONSE_BYTES: usize = 16 << 20;
+/// Requests one peer may make of the beacon per slot (sync and resubmissions;
+/// an honest validator makes a few).
+const MAX_REQUESTS_PER_SLOT: u32 = 64;
 
 /// The beacon's reactions to the network and the clock.
 pub struct BeaconService<N: Network> {
     chain: Arc<BeaconChain>,
     net: N,
     metrics: BeaconMetrics,
+    /// Requests served per peer in the current slot.
+    served: Mutex<HashMap<PeerId, u32>>,
 }
 
 impl<N: Network> BeaconService<N> {
@@ -81,7 +95,7 @@ impl<N: Network> BeaconService<N> {
         if let Some((slot, _)) = chain.head() {
             metrics.head_slot.set(slot as i64);
         }
-        BeaconService { chain, net, metrics }
+        BeaconService { chain, net, metrics, served: Mutex::default() }
     }
 
     /// The chain.
@@ -91,7 +105,11 @@ impl<N: Network> BeaconService<N> {
 
     /// Judges a submitted block and counts the outcome.
     pub fn judge(&self, block: ShardBlock, current: u64) -> Result<Submitted, Rejection> {
+        let bytes = block.body_bytes() as u64;
         let out = self.chain.submit(block, current);
+        if matches!(out, Ok(Submitted::Accepted)) {
+            self.metrics.body_bytes.inc_by(bytes);
+        }
         match &out {
             Ok(Submitted::Accepted) => self.metrics.submission("accepted", ""),
             Ok(Submitted::Pending) => self.metrics.submission("pending", ""),
@@ -110,8 +128,11 @@ impl<N: Network> BeaconService<N> {
                         self.metrics.submission("rejected", "malformed");
                         Validation::Reject
                     }
+                    // the beacon consumes blocks, it does not relay them: it
+                    // never executes them, so it must not vouch for them
+                    // (validators fetch accepted bodies from it by request)
                     Ok(block) => match self.judge(block, current) {
-                        Ok(_) => Validation::Accept,
+                        Ok(_) => Validation::Ignore,
                         Err(r) if r.is_fault() => Validation::Reject,
                         Err(_) => Validation::Ignore,
                     },
@@ -119,8 +140,21 @@ impl<N: Network> BeaconService<N> {
                 self.net.report(id, from, verdict);
             }
             NetEvent::Gossip { from, id, .. } => self.net.report(id, from, Validation::Ignore),
-            NetEvent::Request { id, data, .. } => {
+            NetEvent::Request { peer, id, data } => {
                 let mut out = Vec::new();
+                let served = {
+                    let mut served = self.served.lock();
+                    let n = served.entry(peer).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if served > MAX_REQUESTS_PER_SLOT {
+                    // a peer asking more than any honest validator needs gets
+                    // an empty answer (its request fails) and no work done
+                    debug!(target: "beacon", %peer, "request over the per-slot limit");
+                    self.net.respond(id, Vec::new());
+                    return;
+                }
                 match decode_exact::<SyncRequest>(&data) {
                     Ok(SyncRequest::BeaconBlocks { from, count }) => {
                         let blocks =
@@ -148,6 +182,7 @@ impl<N: Network> BeaconService<N> {
 
     /// Seals the block of `slot` (at the slot's end) and gossips it.
     pub fn on_slot_end(&self, slot: u64) -> Result<()> {
+        self.served.lock().clear();
         if let Some(block) = self.chain.seal(slot)? {
             self.metrics.blocks.inc();
             self.metrics.head_slot.set(slot as i64);

@@ -215,8 +215,9 @@ pub fn check_body(block: &ShardBlock) -> Result<(), HeaderFault> {
 
 /// Evidence that a block re-executes to other results than its header
 /// claims: the block exactly as signed (its body matches its header) and
-/// the header the witness's own execution produced. Stored and sent in the
-/// canonical encoding; the dispute game opens from it.
+/// the header this node's own execution produced. Stored in the canonical
+/// encoding (validators serve it as `optishard_getMismatchEvidence`); the
+/// dispute game opens from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MismatchEvidence {
     /// The signed block, body bound to its header.

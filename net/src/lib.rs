@@ -26,7 +26,7 @@ pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
 };
 pub use node::{NodeTasks, load_or_create_p2p_key, now_ms, parse_bootnodes};
-pub use p2p::{P2pConfig, P2pNetwork};
+pub use p2p::{NetEvents, P2pConfig, P2pNetwork};
 pub use prometheus_client;
 
 /// A gossip topic. Each topic has its own size limit; anything larger is

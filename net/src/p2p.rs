@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -208,10 +208,7 @@ fn topic_score_params() -> gossipsub::TopicScoreParams {
 impl P2pNetwork {
     /// Starts the node: listens, dials the bootnodes, and returns once every
     /// listen address is bound.
-    pub async fn start(
-        cfg: P2pConfig,
-        metrics: NetMetrics,
-    ) -> Result<(Self, mpsc::Receiver<NetEvent>), String> {
+    pub async fn start(cfg: P2pConfig, metrics: NetMetrics) -> Result<(Self, NetEvents), String> {
         let key = identity::Keypair::ed25519_from_bytes(cfg.secret).map_err(|e| format!("p2p key: {e}"))?;
         let me = key.public().to_peer_id();
         let gs_cfg = gossipsub_config(&cfg)?;
@@ -276,7 +273,8 @@ impl P2pNetwork {
             ..Default::default()
         }));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let load = Arc::new(QueueLoad::default());
         let task = SwarmTask {
             swarm,
             network: cfg.network,
@@ -284,6 +282,7 @@ impl P2pNetwork {
             topics: HashMap::new(),
             shared: shared.clone(),
             events: ev_tx,
+            load: load.clone(),
             metrics,
             outbound: HashMap::new(),
             inbound: HashMap::new(),
@@ -292,7 +291,8 @@ impl P2pNetwork {
             judging: HashMap::new(),
         };
         tokio::spawn(task.run(cmd_rx));
-        Ok((P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) }, ev_rx))
+        let net = P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) };
+        Ok((net, NetEvents { rx: ev_rx, load }))
     }
 
     /// The bound listen addresses, each ending in `/p2p/<peer id>` (what
@@ -350,8 +350,44 @@ impl Network for P2pNetwork {
     }
 }
 
-/// Events queued for the node before new ones are dropped.
+/// Gossip messages and requests queued for the node before new ones are dropped.
 const EVENT_QUEUE: usize = 16_384;
+/// Bytes of gossip and requests queued for the node before new ones are dropped.
+const EVENT_QUEUE_BYTES: usize = 256 << 20;
+
+/// How much droppable data sits in the node's event queue.
+#[derive(Default)]
+struct QueueLoad {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// The size an event counts for in the queue's bounds, if it is one the
+/// swarm may drop (what peers choose to send).
+fn droppable_bytes(ev: &NetEvent) -> Option<usize> {
+    match ev {
+        NetEvent::Gossip { data, .. } | NetEvent::Request { data, .. } => Some(data.len()),
+        NetEvent::Response { .. } | NetEvent::PeerConnected(_) | NetEvent::PeerDisconnected(_) => None,
+    }
+}
+
+/// The node's end of the p2p event queue (see `SwarmTask::emit` for its bounds).
+pub struct NetEvents {
+    rx: mpsc::UnboundedReceiver<NetEvent>,
+    load: Arc<QueueLoad>,
+}
+
+impl NetEvents {
+    /// The next event; `None` once the swarm has stopped.
+    pub async fn recv(&mut self) -> Option<NetEvent> {
+        let ev = self.rx.recv().await?;
+        if let Some(bytes) = droppable_bytes(&ev) {
+            self.load.events.fetch_sub(1, Ordering::AcqRel);
+            self.load.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+        Some(ev)
+    }
+}
 /// Topic names (ours and those peers subscribe to) remembered.
 const MAX_KNOWN_TOPICS: usize = 4_096;
 
@@ -361,7 +397,8 @@ struct SwarmTask {
     bootnodes: Vec<Multiaddr>,
     topics: HashMap<TopicHash, Topic>,
     shared: Arc<RwLock<Shared>>,
-    events: mpsc::Sender<NetEvent>,
+    events: mpsc::UnboundedSender<NetEvent>,
+    load: Arc<QueueLoad>,
     metrics: NetMetrics,
     outbound: HashMap<request_response::OutboundRequestId, RequestId>,
     inbound: HashMap<u64, request_response::ResponseChannel<Vec<u8>>>,
@@ -487,32 +524,42 @@ impl SwarmTask {
         }
     }
 
-    /// Hands an event to the node. The queue is bounded: when the node
-    /// falls behind, new events are dropped (counted), a dropped gossip
-    /// message is ignored (not relayed, nobody penalised), and a dropped
-    /// response times out at the requester.
+    /// Hands an event to the node. What peers choose to send (gossip,
+    /// inbound requests) is bounded in count and bytes while the node has
+    /// not taken it: past the bounds it is dropped and counted — a dropped
+    /// gossip message is ignored (not relayed, nobody penalised), a dropped
+    /// request fails at the asker. Connection events and answers to this
+    /// node's own requests always get through (their number is bounded by
+    /// connections and by what the node asked).
     fn emit(&mut self, ev: NetEvent) {
-        match self.events.try_send(ev) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) => {
+        if let Some(bytes) = droppable_bytes(&ev) {
+            let events = self.load.events.load(Ordering::Acquire);
+            let queued = self.load.bytes.load(Ordering::Acquire);
+            if events >= EVENT_QUEUE || queued.saturating_add(bytes) > EVENT_QUEUE_BYTES {
                 self.metrics.dropped_events.inc();
-                if let NetEvent::Request { id, .. } = &ev {
-                    // dropping the channel fails the request at the asker
-                    self.inbound.remove(&id.0);
+                match ev {
+                    NetEvent::Request { id, .. } => {
+                        // dropping the channel fails the request at the asker
+                        self.inbound.remove(&id.0);
+                    }
+                    NetEvent::Gossip { topic, from, id, .. } => {
+                        self.judging.remove(&id.0);
+                        self.metrics.gossip(topic, "in", "dropped");
+                        let id = gossipsub::MessageId::new(&id.0);
+                        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                            &id,
+                            &from,
+                            MessageAcceptance::Ignore,
+                        );
+                    }
+                    _ => {}
                 }
-                if let NetEvent::Gossip { topic, from, id, .. } = ev {
-                    self.judging.remove(&id.0);
-                    self.metrics.gossip(topic, "in", "dropped");
-                    let id = gossipsub::MessageId::new(&id.0);
-                    let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                        &id,
-                        &from,
-                        MessageAcceptance::Ignore,
-                    );
-                }
+                return;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            self.load.events.fetch_add(1, Ordering::AcqRel);
+            self.load.bytes.fetch_add(bytes, Ordering::AcqRel);
         }
+        let _ = self.events.send(ev);
     }
 
     fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
@@ -614,21 +661,28 @@ impl SwarmTask {
         let prefix = Topic::BeaconBlocks.wire_name(&self.network);
         let prefix = prefix.trim_end_matches("beacon_blocks");
         let rest = name.strip_prefix(prefix)?;
-        let topic = match rest.split_once('/') {
-            None if rest == "submissions" => Topic::Submissions,
-            None if rest == "beacon_blocks" => Topic::BeaconBlocks,
+        let (topic, fixed) = match rest.split_once('/') {
+            None if rest == "submissions" => (Topic::Submissions, true),
+            None if rest == "beacon_blocks" => (Topic::BeaconBlocks, true),
             None => return None,
             Some((kind, shard)) => {
-                let shard = bridge::ShardId(shard.parse().ok()?);
+                let id: u32 = shard.parse().ok()?;
+                // one spelling per shard ("07", "+7" are not shard 7)
+                if id.to_string() != shard {
+                    return None;
+                }
+                let shard = bridge::ShardId(id);
                 match kind {
-                    "shard_blocks" => Topic::ShardBlocks(shard),
-                    "shard_txs" => Topic::ShardTxs(shard),
+                    "shard_blocks" => (Topic::ShardBlocks(shard), false),
+                    "shard_txs" => (Topic::ShardTxs(shard), false),
                     _ => return None,
                 }
             }
         };
-        // peers choose topic names: remember a bounded number of them
-        if self.topics.len() < MAX_KNOWN_TOPICS {
+        // peers choose topic names: remember a bounded number of them (the
+        // network's fixed topics always, so a flood of shard names cannot
+        // hide the beacon's)
+        if fixed || self.topics.len() < MAX_KNOWN_TOPICS {
             self.topics.insert(hash.clone(), topic);
             Some(topic)
         } else {

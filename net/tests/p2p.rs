@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use bridge::{Hash, ShardId};
+use net::NetEvents;
 use net::{Multiaddr, NetEvent, NetMetrics, Network, P2pConfig, P2pNetwork, Topic, Validation};
-use tokio::sync::mpsc::Receiver;
 
-async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, Receiver<NetEvent>) {
+async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, NetEvents) {
     let mut cfg = P2pConfig::local([seed; 32], Hash::of(b"test network"), 0);
     if quic_only {
         cfg.listen.retain(|a| a.to_string().contains("quic"));
@@ -16,7 +16,7 @@ async fn node(seed: u8, boot: Vec<Multiaddr>, quic_only: bool) -> (P2pNetwork, R
     P2pNetwork::start(cfg, NetMetrics::default()).await.unwrap()
 }
 
-async fn next_gossip(rx: &mut Receiver<NetEvent>, topic: Topic) -> (net::PeerId, net::MessageId, Vec<u8>) {
+async fn next_gossip(rx: &mut NetEvents, topic: Topic) -> (net::PeerId, net::MessageId, Vec<u8>) {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             if let Some(NetEvent::Gossip { topic: t, from, id, data }) = rx.recv().await

@@ -434,7 +434,10 @@ impl ShardNode {
         let reader = self.state.reader(head.header.height)?.with_block_hashes(self.recent_hashes());
         let exec = match execute_items(reader, &params, items, Mode::Verify) {
             Ok(exec) => exec,
-            Err(_) => return Err(self.mismatch(&bound, h.clone())),
+            // an item invalid in its position is the proposer's claim gone wrong
+            Err(prover::Error::InvalidTransaction { .. }) => return Err(self.mismatch(&bound, h.clone())),
+            // anything else failed here, not in the block
+            Err(e) => return Err(BlockError::Node(e.into())),
         };
         let prepared = self.state.prepare(h.height, &exec.block_changes())?;
         let header = with_execution(h.clone(), head.header.post_state_root, &exec, prepared.root);
@@ -472,7 +475,10 @@ impl ShardNode {
             claimed = %m.claimed, computed = %m.computed, "root mismatch: block does not re-execute to its header");
         self.metrics.mismatches.inc();
         let mut all = self.mismatches.lock();
-        if !all.iter().any(|x| x.block_hash == m.block_hash) {
+        // one record per header, and per (proposer, slot): a proposer signing
+        // many variants of its block cannot flush everyone else's evidence
+        if !all.iter().any(|x| x.block_hash == m.block_hash || (x.proposer == m.proposer && x.slot == m.slot))
+        {
             // kept across restarts, in the canonical encoding: the evidence a dispute opens from
             if let Err(e) = self.db.put_mismatch(&m.block_hash, &ev.encode()) {
                 warn!(target: "shard", error = %e, "could not store the mismatch evidence");
@@ -582,10 +588,15 @@ impl ShardNode {
         let header =
             self.db.header(height)?.ok_or_else(|| Error::Corrupt(format!("missing header {height}")))?;
         let hash = header.hash();
-        {
-            let mut recent = self.recent_hashes.write();
-            recent.retain(|h, _| *h <= height);
+        // the last 256 hashes below the new head, from disk: a deep revert
+        // must not leave BLOCKHASH (or the fork check) without them
+        let mut recent = BTreeMap::new();
+        for h in height.saturating_sub(255)..=height {
+            if let Some(hd) = self.db.header(h)? {
+                recent.insert(h, B256::from(hd.hash().0));
+            }
         }
+        *self.recent_hashes.write() = recent;
         *self.head.write() = Head { header, hash };
         {
             let mut pool = self.pool.lock();
@@ -670,9 +681,11 @@ impl ShardNode {
                 env.nonce()
             )));
         }
-        let cost = U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas()) + env.value();
+        // value is the sender's number: a value near 2^256 must not wrap the sum
+        let cost =
+            (U256::from(env.gas_limit()) * U256::from(env.max_fee_per_gas())).saturating_add(env.value());
         if acct.balance < cost {
-            return Err(TxRejected::state(format!(
+            return Err(TxRejected::unfunded(format!(
                 "insufficient funds for gas * price + value: balance {}, tx cost {cost}, overshot {}",
                 acct.balance,
                 cost - acct.balance
@@ -698,14 +711,21 @@ pub struct TxRejected {
     /// The transaction itself is invalid (undecodable, bad signature, wrong
     /// chain, impossible gas) rather than merely not valid now.
     pub malformed: bool,
+    /// Its sender cannot pay for it: junk a relaying peer could have
+    /// refused itself (as opposed to a stale nonce or a base fee that moved,
+    /// which honest peers relay in a race).
+    pub unfunded: bool,
 }
 
 impl TxRejected {
     fn malformed(m: impl Into<String>) -> Self {
-        TxRejected { message: m.into(), malformed: true }
+        TxRejected { message: m.into(), malformed: true, unfunded: false }
     }
     fn state(m: impl Into<String>) -> Self {
-        TxRejected { message: m.into(), malformed: false }
+        TxRejected { message: m.into(), malformed: false, unfunded: false }
+    }
+    fn unfunded(m: impl Into<String>) -> Self {
+        TxRejected { message: m.into(), malformed: false, unfunded: true }
     }
 }
 

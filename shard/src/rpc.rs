@@ -733,6 +733,14 @@ fn module(
         Ok(rpc.node.mismatches())
     })
     .map_err(reg)?;
+    // the kept evidence of one mismatch, in the canonical encoding (hex):
+    // what a challenger opens a dispute from
+    m.register_method("optishard_getMismatchEvidence", |p, rpc, _| -> RpcResult<Option<Bytes>> {
+        let hash: B256 = one(p)?;
+        let ev = rpc.node.mismatch_evidence(&bridge::Hash(hash.0)).map_err(internal)?;
+        Ok(ev.map(|e| Bytes::from(bridge::Encode::encode(&e))))
+    })
+    .map_err(reg)?;
     Ok(m)
 }
 

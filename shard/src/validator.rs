@@ -42,6 +42,8 @@ const MAX_FUTURE: usize = 64;
 const MAX_FUTURE_BYTES: usize = 64 << 20;
 /// How far above the head a held block may be (further ones come by sync).
 const MAX_AHEAD: u64 = 64;
+/// Most unaccepted blocks resubmitted to the beacon at once.
+const MAX_RESUBMIT: u64 = 16;
 /// Largest batch of gossiped transactions.
 const TX_BATCH_BYTES: usize = 120 << 10;
 /// Slots over which a peer's junk transactions are counted.
@@ -70,6 +72,8 @@ pub struct ValidatorStatus {
     pub syncing: bool,
     /// Blocks held ahead of the head.
     pub future_blocks: usize,
+    /// Blocks evicted from that buffer because it was full.
+    pub future_evicted: u64,
     /// The newest local height the beacon accepted (the RPC's `safe` tag).
     pub safe_height: u64,
 }
@@ -120,6 +124,20 @@ impl FutureBlocks {
 
     fn highest(&self) -> Option<u64> {
         self.by_height.keys().next_back().copied()
+    }
+
+    /// Drops blocks whose inclusion window closed by `beacon_slot`: the
+    /// beacon will never accept them, so they are no sync target either.
+    fn expire(&mut self, beacon_slot: u64) {
+        let gone: Vec<u64> = self
+            .by_height
+            .iter()
+            .filter(|(_, b)| bridge::inclusion_expired(b.slot(), beacon_slot))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in gone {
+            self.take(h);
+        }
     }
 }
 
@@ -376,14 +394,19 @@ impl<N: Network> Validator<N> {
             }
         };
         if bound.height() > head + 1 {
-            if bound.height() > head + MAX_AHEAD {
-                return Validation::Ignore;
+            // ahead of us: signed by its scheduled proposer and body-bound,
+            // but not checked against a parent we lack: hold it (bounded;
+            // only while its slot is after our head's and its window open)
+            // and fetch what is missing, but do not relay it
+            let head_slot = self.node.head().header.beacon_slot;
+            if bound.height() <= head + MAX_AHEAD
+                && bound.slot() > head_slot
+                && !bridge::inclusion_expired(bound.slot(), self.beacon_slot)
+            {
+                self.future.insert(bound);
+                self.maybe_sync();
             }
-            // ahead of us: signed by its scheduled proposer and body-bound;
-            // hold it and fetch what is missing
-            self.future.insert(bound);
-            self.maybe_sync();
-            return Validation::Accept;
+            return Validation::Ignore;
         }
         match self.import(bound) {
             Ok(()) => {
@@ -427,13 +450,18 @@ impl<N: Network> Validator<N> {
         if !input.is_empty() {
             return Validation::Reject;
         }
-        let (mut useful, mut junk, mut malformed) = (0u32, 0u32, false);
+        // useful: admitted or already pooled; junk: a sender that cannot pay
+        // (the relayer could have refused it itself); other refusals (stale
+        // nonce, a base fee that moved, our pool full) happen to honest
+        // relayers in races: not relayed, not held against the peer
+        let (mut useful, mut junk, mut refused, mut malformed) = (0u32, 0u32, 0u32, false);
         for raw in txs {
             match self.node.admit_tx(&raw) {
                 Ok(_) => useful += 1,
                 Err(e) if e.malformed => malformed = true,
                 Err(e) if e.message == crate::PoolError::AlreadyKnown.to_string() => useful += 1,
-                Err(_) => junk += 1,
+                Err(e) if e.unfunded => junk += 1,
+                Err(_) => refused += 1,
             }
         }
         if malformed {
@@ -445,7 +473,7 @@ impl<N: Network> Validator<N> {
         if tally.junk > JUNK_TOLERANCE && tally.junk > tally.useful {
             return Validation::Reject;
         }
-        if junk > 0 { Validation::Ignore } else { Validation::Accept }
+        if junk + refused > 0 { Validation::Ignore } else { Validation::Accept }
     }
 
     fn on_beacon_block(&mut self, data: &[u8]) -> Validation {
@@ -466,6 +494,7 @@ impl<N: Network> Validator<N> {
         }
         self.beacon_slot = block.slot;
         self.beacon = Some(head);
+        self.future.expire(block.slot);
         self.follow_beacon(head);
         self.maybe_sync();
         self.update_status();
@@ -502,10 +531,23 @@ impl<N: Network> Validator<N> {
             return;
         }
         if slot + 2 <= self.beacon_slot && self.resubmitted_at + 2 <= self.beacon_slot {
+            // the whole unaccepted run (the beacon holds children for their
+            // parent), so a long run is not lost to a short window
             self.resubmitted_at = self.beacon_slot;
-            let req = SyncRequest::SubmitBlock(next).encode();
-            for p in self.net.topic_peers(Topic::Submissions) {
-                self.net.request(p, req.clone());
+            let beacons = self.net.topic_peers(Topic::Submissions);
+            let top = local.header.height.min(beacon.height + MAX_RESUBMIT);
+            let mut run = vec![next];
+            for h in beacon.height + 2..=top {
+                match self.node.block(h) {
+                    Ok(Some(b)) => run.push(b),
+                    _ => break,
+                }
+            }
+            for block in run {
+                let req = SyncRequest::SubmitBlock(block).encode();
+                for p in &beacons {
+                    self.net.request(*p, req.clone());
+                }
             }
         }
     }
@@ -597,20 +639,17 @@ impl<N: Network> Validator<N> {
                     Ok(b) => b,
                     Err(e) => {
                         warn!(target: "shard", %peer, height, error = %e, "bad block in a sync response");
-                        self.next_peer += 1;
                         break;
                     }
                 };
+            let theirs = bound.hash();
             match self.import(bound) {
                 Ok(()) => imported += 1,
                 Err(BlockError::NotNext { .. }) if height == head.header.height + 1 => {
-                    self.on_fork(&head);
+                    self.on_fork(&head, peer, theirs);
                     break;
                 }
-                Err(_) => {
-                    self.next_peer += 1;
-                    break;
-                }
+                Err(_) => break,
             }
         }
         if imported > 0 {
@@ -622,17 +661,22 @@ impl<N: Network> Validator<N> {
         }
     }
 
-    /// A peer's next block does not build on our head. The beacon decides
-    /// which chain is canonical: our head goes only when the beacon accepted
-    /// another block at its height, or when our head's inclusion window
-    /// closed without it; otherwise (our block may still be included) the
-    /// peer is the one behind, and we ask another.
-    fn on_fork(&mut self, head: &crate::Head) {
+    /// A peer's next block (`theirs`) does not build on our head. The beacon
+    /// decides which chain is canonical: our head goes only when the beacon
+    /// accepted another block at its height or the peer's block above it
+    /// (whose parent is not ours), when the answer came from the beacon
+    /// (it serves accepted blocks only), or when our head's inclusion
+    /// window closed without it; otherwise (our block may still be
+    /// included) the peer is the one behind, and we ask another.
+    fn on_fork(&mut self, head: &crate::Head, peer: PeerId, theirs: Hash) {
         let height = head.header.height;
         let beacon_says = self.accepted.get(&height).copied();
         let expired = self.beacon.is_some_and(|b| b.height < height)
             && bridge::inclusion_expired(head.header.beacon_slot, self.beacon_slot);
-        let ours_lost = beacon_says.is_some_and(|h| h != head.hash) || (beacon_says.is_none() && expired);
+        let theirs_accepted = self.accepted.get(&(height + 1)) == Some(&theirs)
+            || self.net.topic_peers(Topic::Submissions).contains(&peer);
+        let ours_lost = beacon_says.is_some_and(|h| h != head.hash)
+            || (beacon_says.is_none() && (expired || theirs_accepted));
         if ours_lost && height > 0 {
             self.revert_to(height - 1, "a peer's chain is the beacon's");
         } else {
@@ -660,6 +704,7 @@ impl<N: Network> Validator<N> {
         s.lag = self.beacon.map_or(0, |b| b.height.saturating_sub(head));
         s.syncing = self.sync.is_some();
         s.future_blocks = self.future.by_height.len();
+        s.future_evicted = self.future.evicted;
         s.safe_height = self.safe_height();
     }
 }

@@ -257,7 +257,9 @@ impl Testnet {
     pub fn submit(&self, i: usize, raw: &[u8]) -> Result<(), shard::TxRejected> {
         match &self.validators[i].v {
             Some(v) => v.node().submit_user_tx(raw).map(|_| ()),
-            None => Err(shard::TxRejected { message: "validator down".into(), malformed: false }),
+            None => {
+                Err(shard::TxRejected { message: "validator down".into(), malformed: false, unfunded: false })
+            }
         }
     }
 

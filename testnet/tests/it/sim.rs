@@ -101,7 +101,7 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key).unwrap();
     let mut header = honest.header.header.clone();
     header.post_state_root = bridge::Hash::of(b"wrong");
-    let forged = ShardBlock { header: SignedHeader::sign(header, &key), txs: honest.txs };
+    let forged = ShardBlock { header: SignedHeader::sign(header, &key), txs: honest.txs.clone() };
     let err = node1.import_block(&forged, t.spec(), slot).unwrap_err();
     assert!(err.to_string().contains("post_state_root"), "{err}");
     let m = node1.mismatches();
@@ -109,11 +109,23 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     assert_eq!((m[0].field.as_str(), m[0].proposer), ("post_state_root", key.address()));
     assert_eq!(node1.head().header.height, 2, "not imported");
     assert_eq!(node1.metrics().mismatches.get(), 1);
-    // the record survives a restart
+    // the evidence: the signed block exactly as received and this node's own execution
+    let ev = node1.mismatch_evidence(&forged.header.header.hash()).unwrap().expect("evidence kept");
+    assert_eq!(ev.block, forged);
+    assert_eq!(ev.computed.post_state_root, honest.header.header.post_state_root);
+    assert_eq!(ev.field_names(), vec!["post_state_root".to_string()]);
+    // a second variant of the same slot's block adds no record: one per (proposer, slot)
+    let mut other = forged.header.header.clone();
+    other.receipts_root = bridge::Hash::of(b"also wrong");
+    let variant = ShardBlock { header: SignedHeader::sign(other, &key), txs: forged.txs.clone() };
+    assert!(node1.import_block(&variant, t.spec(), slot).is_err());
+    assert_eq!(node1.mismatches().len(), 1);
+    // the record and its evidence survive a restart
     drop((node0, node1));
     t.crash(1);
     t.restart(1).unwrap();
     assert_eq!(t.node(1).unwrap().mismatches(), m);
+    assert_eq!(t.node(1).unwrap().mismatch_evidence(&forged.header.header.hash()).unwrap(), Some(ev));
 }
 
 #[test]

@@ -113,6 +113,7 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
             metric(&http, &v.metrics_url, "optishard_shard_transactions_total").await,
         ));
     }
+    let body0 = metric(&http, &beacon.metrics_url, "optishard_beacon_body_bytes_total").await;
     let cpu0: Vec<Option<f64>> = m.nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);
@@ -131,8 +132,11 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1: Vec<Option<f64>> = m.nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
     let slot1 = rpc(&http, &beacon.rpc_url, "beacon_head", json!([])).await?["slot"].as_u64().unwrap_or(0);
+    let body1 = metric(&http, &beacon.metrics_url, "optishard_beacon_body_bytes_total").await;
     let mut headers = 0usize;
     let mut blocks = 0usize;
+    // per shard: slots with its header, and the last slot that had one
+    let mut per_shard = vec![(0usize, 0u64); m.shards as usize];
     let mut from = slot0 + 1;
     while from <= slot1 {
         let bs = rpc(&http, &beacon.rpc_url, "beacon_getBlocks", json!([from, 256])).await?;
@@ -141,9 +145,19 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
             break;
         }
         for b in &bs {
-            if b["slot"].as_u64().unwrap_or(u64::MAX) <= slot1 {
+            let slot = b["slot"].as_u64().unwrap_or(u64::MAX);
+            if slot <= slot1 {
                 blocks += 1;
-                headers += b["headers"].as_array().map_or(0, |h| h.len());
+                let hs = b["headers"].as_array().cloned().unwrap_or_default();
+                headers += hs.len();
+                let mut seen = std::collections::HashSet::new();
+                for h in &hs {
+                    let shard = h["header"]["shard"].as_u64().unwrap_or(u64::MAX) as usize;
+                    if shard < per_shard.len() && seen.insert(shard) {
+                        per_shard[shard].0 += 1;
+                        per_shard[shard].1 = slot;
+                    }
+                }
             }
         }
         from = bs.last().and_then(|b| b["slot"].as_u64()).unwrap_or(slot1) + 1;
@@ -159,6 +173,19 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
         "beacon: {blocks} blocks, {headers} shard headers -> {:.2} headers/slot of {} possible",
         headers as f64 / slots.max(1) as f64,
         m.shards
+    );
+    let coverage: Vec<f64> = per_shard.iter().map(|(n, _)| *n as f64 / slots.max(1) as f64).collect();
+    let worst = coverage.iter().copied().fold(f64::INFINITY, f64::min);
+    let stopped: Vec<usize> = (0..per_shard.len()).filter(|s| per_shard[*s].1 + 10 < slot1).collect();
+    println!(
+        "per shard: header in {:.1} % of slots at worst ({} shards under 90 %), stopped shards (no header in the last 10 slots): {stopped:?}",
+        100.0 * worst,
+        coverage.iter().filter(|c| **c < 0.9).count()
+    );
+    println!(
+        "availability: the beacon took {:.0} body bytes per slot ({:.0} B/s)",
+        (body1 - body0) / slots.max(1) as f64,
+        (body1 - body0) / elapsed
     );
     if tps > 0 {
         println!("load: {tps} tx/s offered, {sent} accepted by RPC ({:.0} tx/s)", sent as f64 / elapsed);
