@@ -261,8 +261,12 @@ pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Res
     net_metrics.register(&mut registry);
     let metrics = BeaconMetrics::default();
     metrics.register(&mut registry);
-    let p2p = P2pConfig::for_node(&cfg.datadir, cfg.p2p_ip, cfg.p2p_port, &cfg.bootnodes, spec.hash())
+    let mut p2p = P2pConfig::for_node(&cfg.datadir, cfg.p2p_ip, cfg.p2p_port, &cfg.bootnodes, spec.hash())
         .map_err(Error::Config)?;
+    // joined before any connection (BeaconService::new subscribes the same)
+    p2p.topics = std::iter::once(Topic::Submissions)
+        .chain((0..spec.shards).map(|s| Topic::ShardBlocks(bridge::ShardId(s))))
+        .collect();
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Net)?;
     let p2p_addrs = net.listen_addrs();
     let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(chain.clone(), net.clone(), cfg.rpc_addr).await?;

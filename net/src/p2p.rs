@@ -42,6 +42,11 @@ pub struct P2pConfig {
     pub network: Hash,
     /// Gossipsub heartbeat.
     pub heartbeat: Duration,
+    /// Topics joined before the node listens or dials, so every peer learns
+    /// them in the connection's first exchange rather than from a later
+    /// subscription message (which a peer connecting at the same moment can
+    /// miss, leaving it publishing past this node for good).
+    pub topics: Vec<Topic>,
 }
 
 impl P2pConfig {
@@ -57,6 +62,7 @@ impl P2pConfig {
             secret,
             network,
             heartbeat: Duration::from_millis(500),
+            topics: vec![],
         }
     }
 
@@ -251,6 +257,10 @@ impl P2pNetwork {
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
             .build();
+        let mut topics = HashMap::new();
+        for topic in &cfg.topics {
+            subscribe(&mut swarm, &mut topics, &cfg.network, *topic);
+        }
         for addr in &cfg.listen {
             swarm.listen_on(addr.clone()).map_err(|e| format!("listen on {addr}: {e}"))?;
         }
@@ -279,7 +289,7 @@ impl P2pNetwork {
             swarm,
             network: cfg.network,
             bootnodes: cfg.bootnodes,
-            topics: HashMap::new(),
+            topics,
             shared: shared.clone(),
             events: ev_tx,
             load: load.clone(),
@@ -348,6 +358,22 @@ impl Network for P2pNetwork {
     fn peer_score(&self, peer: &PeerId) -> Option<f64> {
         self.shared.read().scores.get(peer).copied()
     }
+}
+
+/// Joins `topic` (idempotent) and remembers its wire hash.
+fn subscribe(
+    swarm: &mut Swarm<Behaviour>,
+    topics: &mut HashMap<TopicHash, Topic>,
+    network: &Hash,
+    topic: Topic,
+) {
+    let t = IdentTopic::new(topic.wire_name(network));
+    topics.insert(t.hash(), topic);
+    let gs = &mut swarm.behaviour_mut().gossipsub;
+    if let Err(e) = gs.subscribe(&t) {
+        warn!(target: "net", %topic, error = %e, "subscribe failed");
+    }
+    let _ = gs.set_topic_params(t, topic_score_params());
 }
 
 /// Gossip messages and requests queued for the node before new ones are dropped.
@@ -463,15 +489,7 @@ impl SwarmTask {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Subscribe(topic) => {
-                let t = IdentTopic::new(topic.wire_name(&self.network));
-                self.topics.insert(t.hash(), topic);
-                let gs = &mut self.swarm.behaviour_mut().gossipsub;
-                if let Err(e) = gs.subscribe(&t) {
-                    warn!(target: "net", %topic, error = %e, "subscribe failed");
-                }
-                let _ = gs.set_topic_params(t, topic_score_params());
-            }
+            Command::Subscribe(topic) => subscribe(&mut self.swarm, &mut self.topics, &self.network, topic),
             Command::Publish { topic, data, checked } => {
                 if checked && data.len() > topic.max_bytes() {
                     warn!(target: "net", %topic, len = data.len(), "not publishing a message over the topic limit");

@@ -744,9 +744,11 @@ pub async fn start_validator(
     let net_metrics = NetMetrics::default();
     net_metrics.register(&mut registry);
     node.metrics().register(&mut registry);
-    let p2p =
+    let mut p2p =
         P2pConfig::for_node(&config.datadir, config.p2p_ip, config.p2p_port, &config.bootnodes, spec.hash())
             .map_err(Error::Config)?;
+    // joined before any connection (Validator::new subscribes the same)
+    p2p.topics = vec![Topic::ShardBlocks(config.shard), Topic::ShardTxs(config.shard), Topic::BeaconBlocks];
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Rpc)?;
     let p2p_addrs = net.listen_addrs();
     let mut validator = Validator::new(node.clone(), net, spec.clone(), key)?;

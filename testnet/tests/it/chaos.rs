@@ -127,13 +127,23 @@ async fn scenario(dir: &Path) {
                                 continue;
                             }
                             let number = u64_of(&r["blockNumber"]);
+                            let block_hash = r["blockHash"].clone();
+                            // safe: the node's safe block is at or above the
+                            // receipt's, and the block at the receipt's
+                            // height is still the receipt's (asked after the
+                            // safe tag, so a revert in between shows)
                             let safe = call(&http, url, "eth_getBlockByNumber", json!(["safe", false]))
                                 .await
-                                .map(|b| b["number"].clone());
-                            let safe = match safe {
-                                Ok(n) => u64_of(&n) >= number,
-                                Err(_) => false,
-                            };
+                                .map(|b| u64_of(&b["number"]));
+                            let at = call(
+                                &http,
+                                url,
+                                "eth_getBlockByNumber",
+                                json!([format!("{number:#x}"), false]),
+                            )
+                            .await
+                            .map(|b| b["hash"].clone());
+                            let safe = matches!((safe, at), (Ok(s), Ok(h)) if s >= number && h == block_hash);
                             served.lock().unwrap().insert(
                                 hash.clone(),
                                 Served {
