@@ -217,6 +217,7 @@ pub struct ShardNode {
     mismatches: Mutex<Vec<Mismatch>>,
     tx_listener: std::sync::OnceLock<TxListener>,
     metrics: ShardMetrics,
+    restored: Mutex<Vec<Vec<u8>>>,
 }
 
 fn now_secs() -> u64 {
@@ -266,7 +267,7 @@ impl ShardNode {
                 }
             }
         }
-        Ok(Arc::new(ShardNode {
+        let node = Arc::new(ShardNode {
             pool: Mutex::new(Mempool::new(config.mempool_max_txs)),
             config,
             db,
@@ -278,7 +279,47 @@ impl ShardNode {
             mismatches: Mutex::new(mismatches),
             tx_listener: std::sync::OnceLock::new(),
             metrics: ShardMetrics::default(),
-        }))
+            restored: Mutex::new(Vec::new()),
+        });
+        node.restore_reverted()?;
+        Ok(node)
+    }
+
+    /// Puts the transactions of blocks reverted before a crash back in the
+    /// pool (they were only in memory): a transaction whose receipt a
+    /// reverted block served is included again even if this node died
+    /// right after the revert. Ones included since, or stale, are forgotten.
+    fn restore_reverted(&self) -> Result<()> {
+        let mut forget = Vec::new();
+        let mut restored = self.restored.lock();
+        let head = self.head().header.height;
+        for (hash, raw) in self.db.reverted_txs()? {
+            let Ok(tx) = SignedTx::decode(&raw) else {
+                forget.push(hash);
+                continue;
+            };
+            let nonce = self.state.account(tx.sender, head)?.map_or(0, |a| a.nonce);
+            if self.db.tx_location(&hash)?.is_some() || tx.envelope.nonce() < nonce {
+                forget.push(hash);
+                continue;
+            }
+            if self.pool.lock().add(tx).is_ok() {
+                restored.push(raw);
+            }
+        }
+        if !forget.is_empty() {
+            self.db.forget_reverted(&forget)?;
+        }
+        if !restored.is_empty() {
+            info!(target: "shard", txs = restored.len(), "restored transactions of reverted blocks to the pool");
+        }
+        Ok(())
+    }
+
+    /// The transactions [`ShardNode::open`] restored from reverted blocks
+    /// (a validator gossips them once it is on the network).
+    pub fn take_restored_txs(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.restored.lock())
     }
 
     fn write_genesis(config: &ShardConfig, db: &ShardDb, state: &AuthState) -> Result<()> {

@@ -45,6 +45,10 @@ const META_STATE_OLDEST: &[u8] = b"state_oldest";
 const META_HEAD: &[u8] = b"head";
 /// Prefix of mismatch records (JSON), keyed by the block hash.
 const META_MISMATCH: &[u8] = b"mismatch/";
+/// Transactions of reverted blocks, by hash: kept until they are included
+/// again or go stale, so a crash right after a revert (the pool is memory
+/// only) loses none of them.
+const META_REVERTED: &[u8] = b"reverted/";
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db(e.to_string())
@@ -209,6 +213,31 @@ impl ShardDb {
         self.db.put_cf_opt(self.cf(CF_META), key, record, &self.write_opts).map_err(db_err)
     }
 
+    /// Raw transactions of reverted blocks not yet known to be included again.
+    pub fn reverted_txs(&self) -> Result<Vec<(B256, Vec<u8>)>> {
+        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_REVERTED, Direction::Forward));
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv.map_err(db_err)?;
+            if !k.starts_with(META_REVERTED) {
+                break;
+            }
+            let hash = B256::try_from(&k[META_REVERTED.len()..])
+                .map_err(|_| Error::Corrupt("reverted tx key".into()))?;
+            out.push((hash, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Forgets reverted transactions (included again, or stale).
+    pub fn forget_reverted(&self, hashes: &[B256]) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for h in hashes {
+            wb.delete_cf(self.cf(CF_META), [META_REVERTED, h.as_slice()].concat());
+        }
+        self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
     /// Every stored mismatch record, with the block hash it is kept under.
     pub fn mismatch_records(&self) -> Result<Vec<(Hash, Vec<u8>)>> {
         let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_MISMATCH, Direction::Forward));
@@ -233,8 +262,9 @@ impl ShardDb {
         for height in to + 1..=from {
             let hkey = height.to_be_bytes();
             if let Some(body) = self.body(height)? {
-                for h in &body.hashes {
+                for (h, raw) in body.hashes.iter().zip(&body.txs) {
                     wb.delete_cf(self.cf(CF_TX_INDEX), h.as_slice());
+                    wb.put_cf(self.cf(CF_META), [META_REVERTED, h.as_slice()].concat(), raw);
                 }
             }
             if let Some(header) = self.header(height)? {

@@ -198,7 +198,8 @@ impl<N: Network> Validator<N> {
         net.subscribe(Topic::ShardBlocks(shard));
         net.subscribe(Topic::ShardTxs(shard));
         net.subscribe(Topic::BeaconBlocks);
-        let txs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        // transactions of blocks reverted before a restart go out first
+        let txs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(node.take_restored_txs()));
         let sink = txs.clone();
         node.set_tx_listener(Box::new(move |raw| sink.lock().push(raw.to_vec())));
         let status = Arc::new(parking_lot::RwLock::new(ValidatorStatus {

@@ -200,3 +200,49 @@ fn a_restarted_beacon_resumes_its_chain_and_loses_no_sealed_block() {
     }
     assert_eq!(t.beacon().heads()[1].height, 8);
 }
+
+#[test]
+fn transactions_of_a_reverted_block_survive_a_crash_and_are_included_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(23).build(dir.path()).unwrap();
+    t.run(2);
+    let me = t.validator_info(0).1;
+    let slot = (t.slot() + 1..).find(|s| t.spec().proposer(ShardId(0), *s) == Some(me)).unwrap();
+    while t.slot() + 1 < slot {
+        t.step();
+    }
+    // validator 0 builds a block nobody sees (its RPC served receipts from it)
+    t.set_partitioned(0, true);
+    t.step();
+    let n0 = t.node(0).unwrap().clone();
+    let height = n0.head().header.height;
+    let orphan = n0.block(height).unwrap().unwrap();
+    assert!(!orphan.txs.is_empty());
+    // it reverts the block, and dies before proposing or gossiping again
+    n0.revert_to(height - 1).unwrap();
+    drop(n0);
+    t.crash(0);
+    t.restart(0).unwrap();
+    let hashes: Vec<_> = orphan.txs.iter().map(alloy_primitives::keccak256).collect();
+    {
+        let pool = t.node(0).unwrap().pool().lock();
+        assert!(
+            hashes.iter().all(|h| pool.get(h).is_some()),
+            "the reverted transactions are back in the pool"
+        );
+    }
+    t.run(4);
+    for v in 0..2 {
+        let node = t.node(v).unwrap();
+        for h in &hashes {
+            assert!(
+                node.db().tx_location(h).unwrap().is_some(),
+                "validator {v} lacks reverted transaction {h}"
+            );
+        }
+    }
+    // once included again they are forgotten at the next start
+    t.crash(0);
+    t.restart(0).unwrap();
+    assert!(t.node(0).unwrap().db().reverted_txs().unwrap().is_empty());
+}
