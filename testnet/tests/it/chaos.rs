@@ -40,7 +40,7 @@ type Downtime = HashMap<String, Vec<(u64, u64)>>;
 
 // Not in the default suite: it passes most runs but not all (see the known
 // gaps in ARCHITECTURE.md: a restarted validator's blocks can miss the beacon
-// for ~10 slots, and 2 of 14 runs saw a receipt reported `safe` move). Run it
+// for ~10 slots, and 2 of the last 5 runs saw a receipt reported `safe` move). Run it
 // with `cargo test -p optishard-testnet --test it -- --ignored chaos`.
 #[ignore = "passes most runs, not all; see ARCHITECTURE.md known gaps"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
