@@ -289,7 +289,7 @@ impl BeaconChain {
             let h = &block.header.header;
             (h.shard, h.height, h.hash())
         };
-        let out = self.check_and_accept(&mut state, block, current);
+        let out = self.check_and_accept(&mut state, block, hash, current);
         match &out {
             Err(Rejection::Duplicate) => {}
             Err(r) => {
@@ -317,7 +317,7 @@ impl BeaconChain {
                     };
                     let held = state.pending.swap_remove(i);
                     state.pending_bytes -= held.bytes;
-                    let _ = self.check_and_accept(&mut state, held.block, current);
+                    let _ = self.check_and_accept(&mut state, held.block, held.hash, current);
                 }
             }
             Ok(Submitted::Pending) => {}
@@ -325,10 +325,12 @@ impl BeaconChain {
         out
     }
 
+    /// `hash` is the header's hash (computed once by the caller).
     fn check_and_accept(
         &self,
         state: &mut State,
         block: ShardBlock,
+        hash: Hash,
         current: u64,
     ) -> Result<Submitted, Rejection> {
         let h = &block.header.header;
@@ -342,7 +344,6 @@ impl BeaconChain {
             return Err(Rejection::TooLate { slot: h.beacon_slot, current });
         }
         let head = state.heads[h.shard.0 as usize];
-        let hash = h.hash();
         if hash == head.hash || state.pending.iter().any(|p| p.hash == hash) {
             // a relayed copy (a different body under the same header fails below)
             if hash != head.hash || bridge::check_body(&block).is_ok() {

@@ -113,6 +113,20 @@ impl BlockError {
     }
 }
 
+/// What a node expects of the next block it is shown: its shard, and the
+/// node's head height and clock slot (the spec gives the schedule).
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    /// The network's spec (proposer schedule, slot times).
+    pub spec: &'a ChainSpec,
+    /// The node's shard.
+    pub shard: ShardId,
+    /// The node's head height: blocks at or below it are `Old`.
+    pub head_height: u64,
+    /// The node's current slot by its clock.
+    pub current: u64,
+}
+
 /// Stage 1: a block whose header is signed by the proposer scheduled for
 /// its slot, and whose slot is not ahead of this node's clock.
 #[derive(Clone, Debug)]
@@ -122,19 +136,12 @@ pub struct SignedBlock {
 }
 
 impl SignedBlock {
-    /// Checks the encoded block `bytes` for `shard` at slot `current`,
-    /// decoding the body only once the header's signature is good. Blocks
-    /// at or below `head_height` are `Old` (checked before the signature, as
-    /// they cost nothing to drop).
-    pub fn verify(
-        bytes: &[u8],
-        spec: &ChainSpec,
-        shard: ShardId,
-        head_height: u64,
-        current: u64,
-    ) -> Result<Self, BlockError> {
+    /// Checks an encoded block, decoding the body only once the header's
+    /// signature is good. Old blocks are dropped before the signature, as
+    /// they cost nothing to drop.
+    pub fn verify(bytes: &[u8], expected: &Expected<'_>) -> Result<Self, BlockError> {
         let (header, body) = SignedHeader::decode_block_prefix(bytes).map_err(BlockError::Malformed)?;
-        Self::check_header(&header, spec, shard, head_height, current)?;
+        expected.check(&header)?;
         let mut input = body;
         let txs = decode_list::<Vec<u8>>(&mut input).map_err(BlockError::Malformed)?;
         if !input.is_empty() {
@@ -145,43 +152,10 @@ impl SignedBlock {
     }
 
     /// Stage 1 for a block already decoded (a sync response's elements).
-    pub fn verify_decoded(
-        block: ShardBlock,
-        spec: &ChainSpec,
-        shard: ShardId,
-        head_height: u64,
-        current: u64,
-    ) -> Result<Self, BlockError> {
-        Self::check_header(&block.header, spec, shard, head_height, current)?;
+    pub fn verify_decoded(block: ShardBlock, expected: &Expected<'_>) -> Result<Self, BlockError> {
+        expected.check(&block.header)?;
         let hash = block.header.header.hash();
         Ok(SignedBlock { block, hash })
-    }
-
-    fn check_header(
-        sh: &SignedHeader,
-        spec: &ChainSpec,
-        shard: ShardId,
-        head_height: u64,
-        current: u64,
-    ) -> Result<(), BlockError> {
-        let h = &sh.header;
-        if h.shard != shard {
-            return Err(BlockError::WrongShard(h.shard));
-        }
-        if bridge::is_future(h.beacon_slot, current) {
-            return Err(BlockError::FutureSlot { slot: h.beacon_slot, current });
-        }
-        if h.height <= head_height {
-            return Err(BlockError::Old { height: h.height, head: head_height });
-        }
-        let signer = sh.signer().map_err(|e| BlockError::BadSignature(e.to_string()))?;
-        if signer != h.proposer {
-            return Err(BlockError::BadSignature(format!("signed by {signer}, header names {}", h.proposer)));
-        }
-        if spec.proposer(h.shard, h.beacon_slot) != Some(signer) {
-            return Err(BlockError::NotScheduled { slot: h.beacon_slot, signer });
-        }
-        Ok(())
     }
 
     /// Stage 2: checks the body against the header's `items_root`.
@@ -189,10 +163,28 @@ impl SignedBlock {
         bridge::check_body(&self.block).map_err(BlockError::BodyMismatch)?;
         Ok(BoundBlock { block: self.block, hash: self.hash })
     }
+}
 
-    /// The header's height.
-    pub fn height(&self) -> u64 {
-        self.block.header.header.height
+impl Expected<'_> {
+    fn check(&self, sh: &SignedHeader) -> Result<(), BlockError> {
+        let h = &sh.header;
+        if h.shard != self.shard {
+            return Err(BlockError::WrongShard(h.shard));
+        }
+        if bridge::is_future(h.beacon_slot, self.current) {
+            return Err(BlockError::FutureSlot { slot: h.beacon_slot, current: self.current });
+        }
+        if h.height <= self.head_height {
+            return Err(BlockError::Old { height: h.height, head: self.head_height });
+        }
+        let signer = sh.signer().map_err(|e| BlockError::BadSignature(e.to_string()))?;
+        if signer != h.proposer {
+            return Err(BlockError::BadSignature(format!("signed by {signer}, header names {}", h.proposer)));
+        }
+        if self.spec.proposer(h.shard, h.beacon_slot) != Some(signer) {
+            return Err(BlockError::NotScheduled { slot: h.beacon_slot, signer });
+        }
+        Ok(())
     }
 }
 
@@ -206,25 +198,13 @@ pub struct BoundBlock {
 
 impl BoundBlock {
     /// Runs stages 1 and 2 on an encoded block.
-    pub fn from_bytes(
-        bytes: &[u8],
-        spec: &ChainSpec,
-        shard: ShardId,
-        head_height: u64,
-        current: u64,
-    ) -> Result<Self, BlockError> {
-        SignedBlock::verify(bytes, spec, shard, head_height, current)?.bind_body()
+    pub fn from_bytes(bytes: &[u8], expected: &Expected<'_>) -> Result<Self, BlockError> {
+        SignedBlock::verify(bytes, expected)?.bind_body()
     }
 
     /// Runs stages 1 and 2 on a decoded block.
-    pub fn from_block(
-        block: ShardBlock,
-        spec: &ChainSpec,
-        shard: ShardId,
-        head_height: u64,
-        current: u64,
-    ) -> Result<Self, BlockError> {
-        SignedBlock::verify_decoded(block, spec, shard, head_height, current)?.bind_body()
+    pub fn from_block(block: ShardBlock, expected: &Expected<'_>) -> Result<Self, BlockError> {
+        SignedBlock::verify_decoded(block, expected)?.bind_body()
     }
 
     /// The block.

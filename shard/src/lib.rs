@@ -5,6 +5,7 @@
 //! Where to start: [`start`] opens a node and serves it; [`ShardNode`] is
 //! what block production and RPC share; [`ShardDb`] is the persistence.
 
+mod config;
 mod error;
 mod import;
 mod mempool;
@@ -14,14 +15,14 @@ mod rpc;
 mod store;
 mod validator;
 
+pub use config::{
+    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, ShardConfig, dev_accounts, genesis_header,
+};
 pub use error::{Error, Result};
-pub use import::{BlockError, BoundBlock, SignedBlock};
+pub use import::{BlockError, BoundBlock, Expected, SignedBlock};
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
-pub use node::{
-    DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, Head, MAX_EVIDENCE, Mismatch, NodeHandle,
-    ShardConfig, ShardNode, TxListener, TxRejected, dev_accounts, genesis_header, start,
-};
+pub use node::{Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBody, TxLocation};
 pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};

@@ -215,15 +215,25 @@ impl ShardDb {
 
     /// Raw transactions of reverted blocks not yet known to be included again.
     pub fn reverted_txs(&self) -> Result<Vec<(B256, Vec<u8>)>> {
-        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_REVERTED, Direction::Forward));
+        Ok(self
+            .meta_records(META_REVERTED, "reverted tx")?
+            .into_iter()
+            .map(|(k, v)| (B256::from(k), v))
+            .collect())
+    }
+
+    /// Every `meta` record under `prefix` whose key is the prefix and a
+    /// 32-byte hash.
+    fn meta_records(&self, prefix: &[u8], what: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(prefix, Direction::Forward));
         let mut out = Vec::new();
         for kv in it {
             let (k, v) = kv.map_err(db_err)?;
-            if !k.starts_with(META_REVERTED) {
+            if !k.starts_with(prefix) {
                 break;
             }
-            let hash = B256::try_from(&k[META_REVERTED.len()..])
-                .map_err(|_| Error::Corrupt("reverted tx key".into()))?;
+            let hash = <[u8; 32]>::try_from(&k[prefix.len()..])
+                .map_err(|_| Error::Corrupt(format!("{what} record key")))?;
             out.push((hash, v.to_vec()));
         }
         Ok(out)
@@ -240,18 +250,7 @@ impl ShardDb {
 
     /// Every stored mismatch record, with the block hash it is kept under.
     pub fn mismatch_records(&self) -> Result<Vec<(Hash, Vec<u8>)>> {
-        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_MISMATCH, Direction::Forward));
-        let mut out = Vec::new();
-        for kv in it {
-            let (k, v) = kv.map_err(db_err)?;
-            if !k.starts_with(META_MISMATCH) {
-                break;
-            }
-            let hash = <[u8; 32]>::try_from(&k[META_MISMATCH.len()..])
-                .map_err(|_| Error::Corrupt("mismatch record key".into()))?;
-            out.push((Hash(hash), v.to_vec()));
-        }
-        Ok(out)
+        Ok(self.meta_records(META_MISMATCH, "mismatch")?.into_iter().map(|(k, v)| (Hash(k), v)).collect())
     }
 
     /// Deletes blocks `to+1 ..= from` with their receipts and indexes and

@@ -24,8 +24,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::import::{BlockError, BoundBlock};
-use crate::node::{ShardConfig, ShardNode};
+use crate::config::ShardConfig;
+use crate::import::{BlockError, BoundBlock, Expected};
+use crate::node::ShardNode;
 use crate::{Error, Result};
 
 /// Most blocks one sync request asks for.
@@ -385,7 +386,7 @@ impl<N: Network> Validator<N> {
 
     fn on_block_gossip(&mut self, data: &[u8]) -> Validation {
         let head = self.node.head().header.height;
-        let bound = match BoundBlock::from_bytes(data, &self.spec, self.shard, head, self.slot) {
+        let bound = match BoundBlock::from_bytes(data, &self.expected(head)) {
             Ok(b) => b,
             Err(e) => {
                 if e.is_fault() {
@@ -416,6 +417,11 @@ impl<N: Network> Validator<N> {
             }
             Err(e) => e.verdict(),
         }
+    }
+
+    /// What the next block must be, seen from a head at `head_height`.
+    fn expected(&self, head_height: u64) -> Expected<'_> {
+        Expected { spec: &self.spec, shard: self.shard, head_height, current: self.slot }
     }
 
     fn import(&self, bound: BoundBlock) -> Result<(), BlockError> {
@@ -635,14 +641,13 @@ impl<N: Network> Validator<N> {
             if height <= head.header.height {
                 continue;
             }
-            let bound =
-                match BoundBlock::from_block(block, &self.spec, self.shard, head.header.height, self.slot) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        warn!(target: "shard", %peer, height, error = %e, "bad block in a sync response");
-                        break;
-                    }
-                };
+            let bound = match BoundBlock::from_block(block, &self.expected(head.header.height)) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(target: "shard", %peer, height, error = %e, "bad block in a sync response");
+                    break;
+                }
+            };
             let theirs = bound.hash();
             match self.import(bound) {
                 Ok(()) => imported += 1,

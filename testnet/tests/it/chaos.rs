@@ -74,6 +74,25 @@ fn u64_of(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap_or(0)
 }
 
+/// Restarts a killed validator, waits for its RPC, and records its downtime
+/// from the slot it was killed in to the slot it answered again.
+async fn bring_back(
+    http: &reqwest::Client,
+    beacon: &str,
+    mut n: NodeEntry,
+    killed_at: u64,
+    downtime: &mut Downtime,
+) -> NodeEntry {
+    n.pid = restart(&n);
+    wait_for("a restarted validator's RPC", 30, || async {
+        call(http, &n.rpc_url, "eth_blockNumber", json!([])).await.is_ok()
+    })
+    .await;
+    let back = current_slot(http, beacon).await;
+    downtime.entry(n.address.clone()).or_default().push((killed_at, back));
+    n
+}
+
 async fn scenario(dir: &Path) {
     let d = dir.to_str().unwrap();
     let base = free_base_port(1 + 2 * SHARDS as usize).to_string();
@@ -200,16 +219,7 @@ async fn scenario(dir: &Path) {
         let mut still = Vec::new();
         for (n, at, from_slot) in dead.drain(..) {
             if now.duration_since(at) >= Duration::from_secs(3) {
-                let pid = restart(&n);
-                let mut n2 = n.clone();
-                n2.pid = pid;
-                wait_for("a restarted validator's RPC", 30, || async {
-                    call(&http, &n2.rpc_url, "eth_blockNumber", json!([])).await.is_ok()
-                })
-                .await;
-                let back = current_slot(&http, &beacon).await;
-                downtime.entry(n.address.clone()).or_default().push((from_slot, back));
-                live.push(n2);
+                live.push(bring_back(&http, &beacon, n, from_slot, &mut downtime).await);
             } else {
                 still.push((n, at, from_slot));
             }
@@ -234,15 +244,7 @@ async fn scenario(dir: &Path) {
     }
     for (n, _, from_slot) in dead.drain(..) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let pid = restart(&n);
-        let mut n2 = n.clone();
-        n2.pid = pid;
-        wait_for("a restarted validator's RPC", 30, || async {
-            call(&http, &n2.rpc_url, "eth_blockNumber", json!([])).await.is_ok()
-        })
-        .await;
-        downtime.entry(n.address.clone()).or_default().push((from_slot, current_slot(&http, &beacon).await));
-        live.push(n2);
+        live.push(bring_back(&http, &beacon, n, from_slot, &mut downtime).await);
     }
     let chaos_end_slot = current_slot(&http, &beacon).await;
     assert!(kills >= 15, "only {kills} kills");
