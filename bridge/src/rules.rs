@@ -213,6 +213,26 @@ pub fn check_body(block: &ShardBlock) -> Result<(), HeaderFault> {
     Ok(())
 }
 
+/// The fields execution decides where `claimed` and `computed` differ, in
+/// header order, with both values as text.
+fn execution_differences(
+    claimed: &ShardHeader,
+    computed: &ShardHeader,
+) -> Vec<(&'static str, String, String)> {
+    let roots = [
+        ("post_state_root", claimed.post_state_root, computed.post_state_root),
+        ("outbox_root", claimed.outbox_root, computed.outbox_root),
+        ("receipts_root", claimed.receipts_root, computed.receipts_root),
+        ("trace_root", claimed.trace_root, computed.trace_root),
+    ];
+    let mut out: Vec<(&'static str, String, String)> =
+        roots.iter().filter(|(_, a, b)| a != b).map(|(f, a, b)| (*f, a.to_string(), b.to_string())).collect();
+    if claimed.gas_used != computed.gas_used {
+        out.push(("gas_used", claimed.gas_used.to_string(), computed.gas_used.to_string()));
+    }
+    out
+}
+
 /// Evidence that a block re-executes to other results than its header
 /// claims: the block exactly as signed (its body matches its header) and
 /// the header this node's own execution produced. Stored in the canonical
@@ -232,21 +252,24 @@ pub struct MismatchEvidence {
 impl MismatchEvidence {
     /// Builds the evidence, listing the fields where the two headers differ.
     pub fn new(block: ShardBlock, computed: ShardHeader) -> Self {
-        let c = &block.header.header;
-        let pairs: [(&str, bool); 5] = [
-            ("post_state_root", c.post_state_root != computed.post_state_root),
-            ("outbox_root", c.outbox_root != computed.outbox_root),
-            ("receipts_root", c.receipts_root != computed.receipts_root),
-            ("trace_root", c.trace_root != computed.trace_root),
-            ("gas_used", c.gas_used != computed.gas_used),
-        ];
-        let mut fields: Vec<Vec<u8>> =
-            pairs.iter().filter(|(_, d)| *d).map(|(f, _)| f.as_bytes().to_vec()).collect();
+        let mut fields: Vec<Vec<u8>> = execution_differences(&block.header.header, &computed)
+            .iter()
+            .map(|d| d.0.as_bytes().to_vec())
+            .collect();
         if fields.is_empty() {
             // the block failed to execute at all (an invalid item)
             fields.push(b"execution".to_vec());
         }
         MismatchEvidence { block, computed, fields }
+    }
+
+    /// The first differing field with the claimed and computed values as
+    /// text (`execution` when the block failed to execute at all).
+    pub fn first_difference(&self) -> (String, String, String) {
+        match execution_differences(&self.block.header.header, &self.computed).into_iter().next() {
+            Some((field, claimed, computed)) => (field.to_string(), claimed, computed),
+            None => ("execution".into(), "a valid block".into(), "an invalid item".into()),
+        }
     }
 
     /// The disputed header's hash (evidence is deduplicated by it).

@@ -630,16 +630,7 @@ impl Mismatch {
     /// The summary of an evidence record: its first differing field.
     pub fn from_evidence(ev: &MismatchEvidence) -> Self {
         let h = &ev.block.header.header;
-        let c = &ev.computed;
-        let field = ev.field_names().into_iter().next().unwrap_or_else(|| "execution".into());
-        let (claimed, computed) = match field.as_str() {
-            "post_state_root" => (h.post_state_root.to_string(), c.post_state_root.to_string()),
-            "outbox_root" => (h.outbox_root.to_string(), c.outbox_root.to_string()),
-            "receipts_root" => (h.receipts_root.to_string(), c.receipts_root.to_string()),
-            "trace_root" => (h.trace_root.to_string(), c.trace_root.to_string()),
-            "gas_used" => (h.gas_used.to_string(), c.gas_used.to_string()),
-            _ => ("a valid block".into(), "an invalid item".into()),
-        };
+        let (field, claimed, computed) = ev.first_difference();
         Mismatch {
             shard: h.shard,
             height: h.height,
