@@ -29,6 +29,9 @@ pub struct NetMetrics {
     pub peers: Gauge,
     /// Network events dropped because the node's queue was full.
     pub dropped_events: Counter,
+    /// Peers whose connections were reset because they connected again
+    /// while an older connection was still open (a restarted peer).
+    pub peer_resets: Counter,
 }
 
 impl NetMetrics {
@@ -41,6 +44,11 @@ impl NetMetrics {
             "dropped_events",
             "Network events dropped because the node's queue was full",
             self.dropped_events.clone(),
+        );
+        r.register(
+            "peer_resets",
+            "Peers reset because they connected again while an older connection was open",
+            self.peer_resets.clone(),
         );
     }
 

@@ -34,7 +34,7 @@ const PUBLISH_RETRY: Duration = Duration::from_secs(10);
 pub struct P2pConfig {
     /// Addresses to listen on (`/ip4/127.0.0.1/tcp/0`, `/ip4/…/udp/0/quic-v1`).
     pub listen: Vec<Multiaddr>,
-    /// Peers to dial at start and whenever the node has no peers.
+    /// Peers to dial at start and again whenever not connected to them.
     pub bootnodes: Vec<Multiaddr>,
     /// Ed25519 secret of the node identity (its peer id).
     pub secret: [u8; 32],
@@ -244,8 +244,12 @@ impl P2pNetwork {
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
                 );
-                let identify =
-                    identify::Behaviour::new(identify::Config::new("/optishard/id/1".into(), key.public()));
+                // the agent version ends in a random id of this process, so
+                // peers tell a restart from a second connection (reset_peer)
+                let agent = format!("optishard/{}/{:016x}", env!("CARGO_PKG_VERSION"), rand::random::<u64>());
+                let identify = identify::Behaviour::new(
+                    identify::Config::new("/optishard/id/1".into(), key.public()).with_agent_version(agent),
+                );
                 let mut kad = kad::Behaviour::with_config(
                     key.public().to_peer_id(),
                     kad::store::MemoryStore::new(key.public().to_peer_id()),
@@ -299,6 +303,8 @@ impl P2pNetwork {
             next_inbound: 0,
             retry: VecDeque::new(),
             judging: HashMap::new(),
+            incarnations: HashMap::new(),
+            resetting: HashSet::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         let net = P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) };
@@ -432,6 +438,12 @@ struct SwarmTask {
     retry: VecDeque<(Topic, Vec<u8>, Instant)>,
     /// Topics of messages handed to the application and not judged yet.
     judging: HashMap<Vec<u8>, Topic>,
+    /// The process incarnation each connected peer announced (identify's
+    /// agent version ends in a random per-process id): another one on a
+    /// new connection means the peer restarted.
+    incarnations: HashMap<PeerId, String>,
+    /// Peers being reset: dialed again once their last connection closed.
+    resetting: HashSet<PeerId>,
 }
 
 impl SwarmTask {
@@ -452,7 +464,7 @@ impl SwarmTask {
                     if ticks.is_multiple_of(5) {
                         self.refresh_scores();
                     }
-                    if ticks.is_multiple_of(25) && self.shared.read().peers.is_empty() {
+                    if ticks.is_multiple_of(25) {
                         self.dial_bootnodes();
                     }
                     if ticks.is_multiple_of(150) {
@@ -464,10 +476,31 @@ impl SwarmTask {
         debug!(target: "net", "swarm task stopped");
     }
 
+    /// A peer restarted (a new connection announced another incarnation)
+    /// while its old connection is still open here: dead, but not yet
+    /// noticed (a killed peer's QUIC connection lingers until its idle
+    /// timeout, a crashed machine's TCP one longer). Gossipsub sends its subscriptions only on a peer's
+    /// first connection and queues messages to any of its connections, so
+    /// the restarted peer would never learn our topics and some messages
+    /// would go to the dead connection. Close every connection to it and
+    /// dial it again (its addresses are in kad): the new connection is a
+    /// first one on both sides.
+    fn reset_peer(&mut self, peer: PeerId) {
+        if !self.resetting.insert(peer) {
+            return;
+        }
+        info!(target: "net", %peer, "peer restarted while its old connection was open: resetting");
+        self.metrics.peer_resets.inc();
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Dials every bootnode not connected (at start, and every few
+    /// seconds: a node keeps its bootnodes, e.g. the beacon, even after a
+    /// reset or a restart on either side).
     fn dial_bootnodes(&mut self) {
         for addr in self.bootnodes.clone() {
             if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
-                if peer == *self.swarm.local_peer_id() {
+                if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
                     continue;
                 }
                 self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
@@ -582,25 +615,35 @@ impl SwarmTask {
 
     fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
-                if num_established.get() == 1 =>
-            {
-                let n = {
-                    let mut s = self.shared.write();
-                    s.peers.insert(peer_id);
-                    s.peers.len()
-                };
-                self.metrics.peers.set(n as i64);
-                self.emit(NetEvent::PeerConnected(peer_id));
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                if num_established.get() == 1 {
+                    let n = {
+                        let mut s = self.shared.write();
+                        s.peers.insert(peer_id);
+                        s.peers.len()
+                    };
+                    self.metrics.peers.set(n as i64);
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                let n = {
-                    let mut s = self.shared.write();
-                    s.peers.remove(&peer_id);
-                    s.peers.len()
-                };
-                self.metrics.peers.set(n as i64);
-                self.emit(NetEvent::PeerDisconnected(peer_id));
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    let n = {
+                        let mut s = self.shared.write();
+                        s.peers.remove(&peer_id);
+                        s.peers.len()
+                    };
+                    self.metrics.peers.set(n as i64);
+                    self.emit(NetEvent::PeerDisconnected(peer_id));
+                    self.incarnations.remove(&peer_id);
+                    if self.resetting.remove(&peer_id) {
+                        // a fresh first connection: gossipsub exchanges
+                        // subscriptions again on it
+                        if let Err(e) = self.swarm.dial(peer_id) {
+                            debug!(target: "net", peer = %peer_id, error = %e, "redial after reset failed");
+                        }
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.gossip_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev),
@@ -609,9 +652,14 @@ impl SwarmTask {
                 info,
                 ..
             })) => {
+                let incarnation = info.agent_version.rsplit('/').next().unwrap_or_default().to_string();
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 for addr in info.listen_addrs {
                     kad.add_address(&peer_id, addr);
+                }
+                match self.incarnations.insert(peer_id, incarnation.clone()) {
+                    Some(before) if before != incarnation => self.reset_peer(peer_id),
+                    _ => {}
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }))

@@ -104,3 +104,78 @@ async fn cluster_forms_from_a_bootnode_and_punishes_bad_gossip() {
     let (_, _, data) = next_gossip(&mut rb, topic).await;
     assert_eq!(data, b"still alive");
 }
+
+/// Env var that turns [`restarted_peer_child`] into a peer process.
+const CHILD_ENV: &str = "OPTISHARD_NET_TEST_CHILD";
+
+/// A peer process for [`a_peer_killed_and_restarted_is_heard_again`]: joins
+/// the bootnode over QUIC on a fixed port and publishes `life-<n>-<i>`
+/// every 200 ms for at most a minute. A no-op in an ordinary test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_peer_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let mut parts = spec.split(' ');
+    let (boot, port, life) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let mut cfg = P2pConfig::local([9; 32], Hash::of(b"test network"), port.parse().unwrap());
+    cfg.listen.retain(|a| a.to_string().contains("quic"));
+    cfg.bootnodes = vec![boot.parse().unwrap()];
+    cfg.topics = vec![Topic::ShardTxs(ShardId(1))];
+    let (net, _events) = P2pNetwork::start(cfg, NetMetrics::default()).await.unwrap();
+    for i in 0..300 {
+        net.publish(Topic::ShardTxs(ShardId(1)), format!("life-{life}-{i}").into_bytes());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A peer SIGKILLed and restarted at once (same identity, same port) used
+/// to stay unheard: the bootnode still held the dead QUIC connection, so
+/// gossipsub counted the new one as a second connection and never sent
+/// the restarted peer its subscriptions — the peer saw no one to publish
+/// to (a restarted validator's blocks missed the beacon for 10+ slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_and_restarted_is_heard_again() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let (boot, mut rx) = node(1, vec![], true).await;
+    let topic = Topic::ShardTxs(ShardId(1));
+    boot.subscribe(topic);
+    let boot_addr = boot.listen_addrs().remove(0);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawn = |life: u32| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "restarted_peer_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{boot_addr} {port} {life}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn(1);
+    let ok = heard(&boot, &mut rx, "life-1-", 20).await;
+    first.kill().unwrap(); // SIGKILL: the QUIC connection is not closed
+    first.wait().unwrap();
+    assert!(ok, "the peer's first life was never heard");
+    let mut second = spawn(2);
+    // well inside QUIC's 10 s idle timeout of the dead connection
+    let ok = heard(&boot, &mut rx, "life-2-", 8).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(ok, "the restarted peer's gossip never reached the bootnode");
+}
+
+/// Whether gossip starting with `prefix` reaches `net` within `secs`.
+async fn heard(net: &P2pNetwork, rx: &mut NetEvents, prefix: &str, secs: u64) -> bool {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if let Some(NetEvent::Gossip { id, from, data, .. }) = rx.recv().await {
+                net.report(id, from, Validation::Accept);
+                if data.starts_with(prefix.as_bytes()) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

@@ -24,5 +24,5 @@ pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
 pub use node::{Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use rpc::{ProofResponse, revert_reason};
-pub use store::{ShardDb, StoredBody, TxLocation};
+pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
 pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};

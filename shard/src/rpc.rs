@@ -24,7 +24,7 @@ use serde::Serialize;
 use tracing::debug;
 
 use crate::node::ShardNode;
-use crate::store::StoredBody;
+use crate::store::{StoredBlock, StoredBody};
 use crate::validator::ValidatorStatus;
 use crate::{Error, Result};
 
@@ -266,13 +266,11 @@ impl Rpc {
     }
 
     fn block(&self, height: u64, full: bool) -> RpcResult<Option<Block>> {
-        let db = self.node.db();
-        let (Some(h), Some(body)) =
-            (db.header(height).map_err(internal)?, db.body(height).map_err(internal)?)
+        let Some(StoredBlock { header: h, body, receipts }) =
+            self.node.db().stored_block(height).map_err(internal)?
         else {
             return Ok(None);
         };
-        let receipts = db.receipts(height).map_err(internal)?.unwrap_or_default();
         let hash = B256::from(h.hash().0);
         let mut bloom = Bloom::default();
         for r in &receipts {
@@ -310,36 +308,30 @@ impl Rpc {
     }
 
     fn tx_by_hash(&self, hash: B256) -> RpcResult<Option<Transaction>> {
-        let db = self.node.db();
-        if let Some(loc) = db.tx_location(&hash).map_err(internal)? {
-            let (Some(h), Some(body)) =
-                (db.header(loc.height).map_err(internal)?, db.body(loc.height).map_err(internal)?)
-            else {
-                return Ok(None);
-            };
-            let i = loc.index as usize;
+        if let Some((i, StoredBlock { header: h, body, .. })) =
+            self.node.db().tx_block(&hash).map_err(internal)?
+        {
+            let i = i as usize;
             let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
             return Ok(Some(rpc_tx(
                 env,
                 body.senders[i],
-                Some((B256::from(h.hash().0), loc.height, i as u64, h.base_fee)),
+                Some((B256::from(h.hash().0), h.height, i as u64, h.base_fee)),
             )));
         }
         Ok(self.node.pool().lock().get(&hash).map(|t| rpc_tx(t.envelope.clone(), t.sender, None)))
     }
 
     fn receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
-        let db = self.node.db();
-        let Some(loc) = db.tx_location(&hash).map_err(internal)? else { return Ok(None) };
-        let (Some(h), Some(body), Some(receipts)) = (
-            db.header(loc.height).map_err(internal)?,
-            db.body(loc.height).map_err(internal)?,
-            db.receipts(loc.height).map_err(internal)?,
-        ) else {
+        // one snapshot: a revert and re-import between reads cannot pair
+        // this transaction with another block at its old height
+        let Some((i, StoredBlock { header: h, body, receipts })) =
+            self.node.db().tx_block(&hash).map_err(internal)?
+        else {
             return Ok(None);
         };
         let block_hash = B256::from(h.hash().0);
-        let i = loc.index as usize;
+        let i = i as usize;
         let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
         let cumulative: u64 = receipts[..=i].iter().map(|r| r.gas_used).sum();
         let log_start: usize = receipts[..i].iter().map(|r| r.logs.len()).sum();
@@ -348,7 +340,7 @@ impl Rpc {
             &env,
             body.senders[i],
             block_hash,
-            loc.height,
+            h.height,
             i as u64,
             cumulative,
             log_start,
@@ -384,11 +376,9 @@ impl Rpc {
         }
         let mut out = Vec::new();
         for height in from..=to {
-            let (Some(h), Some(body), Some(receipts)) = (
-                db.header(height).map_err(internal)?,
-                db.body(height).map_err(internal)?,
-                db.receipts(height).map_err(internal)?,
-            ) else {
+            let Some(StoredBlock { header: h, body, receipts }) =
+                db.stored_block(height).map_err(internal)?
+            else {
                 continue;
             };
             let block_hash = B256::from(h.hash().0);

@@ -103,6 +103,39 @@ pub struct TxLocation {
     pub index: u32,
 }
 
+impl TxLocation {
+    fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == 12).then(|| TxLocation {
+            height: u64::from_be_bytes(b[..8].try_into().expect("length checked")),
+            index: u32::from_be_bytes(b[8..].try_into().expect("length checked")),
+        })
+    }
+}
+
+/// A block's stored parts, read together.
+#[derive(Clone, Debug)]
+pub struct StoredBlock {
+    /// The header.
+    pub header: ShardHeader,
+    /// The body.
+    pub body: StoredBody,
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+}
+
+fn decode_receipts(height: u64, bytes: &[u8]) -> Result<Vec<Receipt>> {
+    let corrupt = |e: bridge::DecodeError| Error::Corrupt(format!("receipts {height}: {e}"));
+    let mut input = bytes;
+    let n = u32::decode(&mut input).map_err(corrupt)?;
+    let mut out = Vec::with_capacity((n as usize).min(input.len()));
+    for _ in 0..n {
+        let mut r = Receipt::decode(&mut input).map_err(corrupt)?;
+        r.output = Bytes::from(Vec::<u8>::decode(&mut input).map_err(corrupt)?);
+        out.push(r);
+    }
+    Ok(out)
+}
+
 /// The shard's rocksdb database.
 #[derive(Clone)]
 pub struct ShardDb {
@@ -297,29 +330,54 @@ impl ShardDb {
 
     /// The receipts of block `height`.
     pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>> {
-        let Some(bytes) = self.db.get_cf(self.cf(CF_RECEIPTS), height.to_be_bytes()).map_err(db_err)? else {
+        let bytes = self.db.get_cf(self.cf(CF_RECEIPTS), height.to_be_bytes()).map_err(db_err)?;
+        bytes.map(|b| decode_receipts(height, &b)).transpose()
+    }
+
+    /// Block `height` whole (header, body, receipts), read from one
+    /// snapshot: a revert and import between the reads cannot mix two
+    /// blocks at the same height.
+    pub fn stored_block(&self, height: u64) -> Result<Option<StoredBlock>> {
+        self.block_in(&self.db.snapshot(), height)
+    }
+
+    /// The block holding transaction `hash` and its index there, read from
+    /// one snapshot, and checked: the index entry and the block agree.
+    pub fn tx_block(&self, hash: &B256) -> Result<Option<(u32, StoredBlock)>> {
+        let snap = self.db.snapshot();
+        let Some(loc) = snap.get_cf(self.cf(CF_TX_INDEX), hash.as_slice()).map_err(db_err)? else {
             return Ok(None);
         };
-        let corrupt = |e: bridge::DecodeError| Error::Corrupt(format!("receipts {height}: {e}"));
-        let mut input = bytes.as_slice();
-        let n = u32::decode(&mut input).map_err(corrupt)?;
-        let mut out = Vec::with_capacity((n as usize).min(input.len()));
-        for _ in 0..n {
-            let mut r = Receipt::decode(&mut input).map_err(corrupt)?;
-            r.output = Bytes::from(Vec::<u8>::decode(&mut input).map_err(corrupt)?);
-            out.push(r);
+        let loc = TxLocation::decode(&loc).ok_or_else(|| Error::Corrupt(format!("tx index of {hash}")))?;
+        let Some(block) = self.block_in(&snap, loc.height)? else { return Ok(None) };
+        if block.body.hashes.get(loc.index as usize) != Some(hash)
+            || block.receipts.len() != block.body.txs.len()
+        {
+            return Err(Error::Corrupt(format!("tx index of {hash} points past block {}", loc.height)));
         }
-        Ok(Some(out))
+        Ok(Some((loc.index, block)))
+    }
+
+    fn block_in(&self, snap: &rocksdb::Snapshot<'_>, height: u64) -> Result<Option<StoredBlock>> {
+        let key = height.to_be_bytes();
+        let get = |cf| snap.get_cf(self.cf(cf), key).map_err(db_err);
+        let (Some(h), Some(b), Some(r)) = (get(CF_HEADERS)?, get(CF_BODIES)?, get(CF_RECEIPTS)?) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredBlock {
+            header: decode_exact(&h).map_err(|e| Error::Corrupt(format!("header {height}: {e}")))?,
+            body: decode_exact(&b).map_err(|e| Error::Corrupt(format!("body {height}: {e}")))?,
+            receipts: decode_receipts(height, &r)?,
+        }))
     }
 
     /// Where transaction `hash` was included.
     pub fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>> {
-        Ok(self.db.get_cf(self.cf(CF_TX_INDEX), hash.as_slice()).map_err(db_err)?.and_then(|b| {
-            (b.len() == 12).then(|| TxLocation {
-                height: u64::from_be_bytes(b[..8].try_into().expect("length checked")),
-                index: u32::from_be_bytes(b[8..].try_into().expect("length checked")),
-            })
-        }))
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_TX_INDEX), hash.as_slice())
+            .map_err(db_err)?
+            .and_then(|b| TxLocation::decode(&b)))
     }
 
     /// Height of the block with header hash `hash`.

@@ -161,6 +161,11 @@ async fn scenario(dir: &Path) {
                             if r.is_null() {
                                 continue;
                             }
+                            assert_eq!(
+                                r["transactionHash"].as_str(),
+                                Some(hash.as_str()),
+                                "a receipt of another transaction"
+                            );
                             let number = u64_of(&r["blockNumber"]);
                             let block_hash = r["blockHash"].clone();
                             // safe: the node's safe block is at or above the
