@@ -615,33 +615,31 @@ impl SwarmTask {
 
     fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                if num_established.get() == 1 {
-                    let n = {
-                        let mut s = self.shared.write();
-                        s.peers.insert(peer_id);
-                        s.peers.len()
-                    };
-                    self.metrics.peers.set(n as i64);
-                    self.emit(NetEvent::PeerConnected(peer_id));
-                }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                if num_established.get() == 1 =>
+            {
+                let n = {
+                    let mut s = self.shared.write();
+                    s.peers.insert(peer_id);
+                    s.peers.len()
+                };
+                self.metrics.peers.set(n as i64);
+                self.emit(NetEvent::PeerConnected(peer_id));
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    let n = {
-                        let mut s = self.shared.write();
-                        s.peers.remove(&peer_id);
-                        s.peers.len()
-                    };
-                    self.metrics.peers.set(n as i64);
-                    self.emit(NetEvent::PeerDisconnected(peer_id));
-                    self.incarnations.remove(&peer_id);
-                    if self.resetting.remove(&peer_id) {
-                        // a fresh first connection: gossipsub exchanges
-                        // subscriptions again on it
-                        if let Err(e) = self.swarm.dial(peer_id) {
-                            debug!(target: "net", peer = %peer_id, error = %e, "redial after reset failed");
-                        }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                let n = {
+                    let mut s = self.shared.write();
+                    s.peers.remove(&peer_id);
+                    s.peers.len()
+                };
+                self.metrics.peers.set(n as i64);
+                self.emit(NetEvent::PeerDisconnected(peer_id));
+                self.incarnations.remove(&peer_id);
+                if self.resetting.remove(&peer_id) {
+                    // a fresh first connection: gossipsub exchanges
+                    // subscriptions again on it
+                    if let Err(e) = self.swarm.dial(peer_id) {
+                        debug!(target: "net", peer = %peer_id, error = %e, "redial after reset failed");
                     }
                 }
             }
