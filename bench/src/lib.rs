@@ -11,7 +11,7 @@ use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use bridge::ShardId;
-use prover::{AccountState, AuthState, BlockParams, ChangeSet, StateKey};
+use prover::{AccountState, AuthState, BlockParams, StateKey};
 use rayon::prelude::*;
 
 /// The compiled ERC-20 used by the token workloads (constructor takes the supply).
@@ -128,6 +128,7 @@ impl Workload {
 pub fn params(number: u64) -> BlockParams {
     BlockParams {
         shard: ShardId(0),
+        shards: 1,
         chain_id: 31_337,
         number,
         timestamp: 1_700_000_000 + number,
@@ -140,7 +141,7 @@ pub fn params(number: u64) -> BlockParams {
 
 /// Commits genesis version 0 of `state`, funding `addrs` generously.
 pub fn fund(state: &AuthState, addrs: &[Address]) -> prover::Result<()> {
-    let mut c = ChangeSet::new();
+    let mut c = prover::system_accounts();
     for a in addrs {
         let acct = AccountState { balance: U256::from(10u128.pow(30)), ..Default::default() };
         c.insert(StateKey::Account(*a), Some(acct.encode()));

@@ -236,6 +236,11 @@ impl ShardBlock {
     }
 }
 
+/// Leaf of a block's items tree for an inbox message (by its id).
+pub fn message_item_hash(id: &Hash) -> Hash {
+    hash_domain(b"optishard.item.message", &[&id.0])
+}
+
 /// Leaf of a block's items tree for a raw (EIP-2718) transaction.
 pub fn tx_item_hash(raw: &[u8]) -> Hash {
     hash_domain(b"optishard.item.tx", &[raw])

@@ -18,21 +18,27 @@ mod error;
 mod hash;
 mod header;
 mod merkle;
+mod message;
 mod rules;
 mod sig;
 mod trace;
 
 pub use chain::{
-    BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo, tx_item_hash,
+    BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo,
+    message_item_hash, tx_item_hash,
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};
-pub use merkle::{MerkleProof, MerkleTree, merkle_root};
+pub use merkle::{Frontier, MerkleProof, MerkleTree, merkle_root};
+pub use message::{
+    BRIDGE_ADDRESS, DEFAULT_MESSAGE_GAS, MAX_MESSAGE_DATA, MAX_MESSAGE_GAS, MESSAGE_BASE_GAS, Message,
+    MessageKind,
+};
 pub use rules::{
     CLOCK_SKEW_SLOTS, HeaderFault, INCLUSION_SLOTS, MismatchEvidence, check_body, check_header,
     inclusion_expired, is_future, may_include, next_base_fee,
 };
 pub use sig::{Signature, SignatureError, ValidatorKey};
-pub use trace::{TraceCommitment, accumulate};
+pub use trace::{TraceCommitment, TraceState};

@@ -75,6 +75,85 @@ impl MerkleTree {
     }
 }
 
+/// An append-only Merkle tree kept as its frontier: the roots of the
+/// perfect subtrees ("peaks") the leaves so far make up, largest first (one
+/// per set bit of the length, so at most 64). Its root is
+/// [`MerkleTree::new`]'s over the same leaves (the odd node moving up
+/// unchanged is exactly folding the peaks from the right), so every leaf
+/// appended here has an ordinary [`MerkleProof`] against it. A block's
+/// outbox and receipts are kept this way: the trace commitment after each
+/// item carries their roots, and a witness carries the frontier so one
+/// step can append to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontier {
+    len: u64,
+    peaks: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The frontier of the empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of leaves appended.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a leaf (the hash of an item): O(log n).
+    pub fn push(&mut self, leaf: &Hash) {
+        let mut node = leaf_node(leaf);
+        let mut n = self.len;
+        while n & 1 == 1 {
+            let left = self.peaks.pop().expect("one peak per set bit of the length");
+            node = inner_node(&left, &node);
+            n >>= 1;
+        }
+        self.peaks.push(node);
+        self.len += 1;
+    }
+
+    /// The root: equal to [`merkle_root`] of the leaves appended.
+    pub fn root(&self) -> Hash {
+        let top = self.peaks.iter().rev().copied().reduce(|right, left| inner_node(&left, &right));
+        seal(self.len, &top.unwrap_or(Hash::ZERO))
+    }
+
+    /// The frontier of `leaves`.
+    pub fn of(leaves: &[Hash]) -> Self {
+        let mut f = Frontier::new();
+        for l in leaves {
+            f.push(l);
+        }
+        f
+    }
+}
+
+impl Encode for Frontier {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.len.encode_to(out);
+        for p in &self.peaks {
+            p.encode_to(out);
+        }
+    }
+}
+
+impl Decode for Frontier {
+    /// The number of peaks follows from the length (one per set bit), so
+    /// no list length is read.
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let len = u64::decode(input)?;
+        let peaks = (0..len.count_ones()).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
+        Ok(Frontier { len, peaks })
+    }
+}
+
 /// Merkle root of `leaves` without keeping the tree.
 pub fn merkle_root(leaves: &[Hash]) -> Hash {
     MerkleTree::new(leaves).root()
@@ -205,6 +284,32 @@ mod tests {
             let ls = leaves(n + 1, salt);
             prop_assert_ne!(merkle_root(&ls[..n]), merkle_root(&ls));
         }
+    }
+
+    proptest! {
+        #[test]
+        fn frontier_root_is_the_tree_root_at_every_length(n in 0usize..300, salt: u8) {
+            let ls = leaves(n, salt);
+            let mut f = Frontier::new();
+            prop_assert_eq!(f.root(), merkle_root(&[]));
+            for i in 0..n {
+                f.push(&ls[i]);
+                prop_assert_eq!(f.root(), merkle_root(&ls[..=i]));
+            }
+            let back: Frontier = decode_exact(&f.encode()).unwrap();
+            prop_assert_eq!(back, f);
+        }
+    }
+
+    #[test]
+    fn frontier_decoding_reads_one_peak_per_set_bit() {
+        let f = Frontier::of(&leaves(7, 1));
+        let bytes = f.encode();
+        assert_eq!(bytes.len(), 8 + 3 * 32);
+        // a length claiming more peaks than the bytes hold fails cleanly
+        let mut lie = u64::MAX.encode();
+        lie.extend_from_slice(&bytes[8..]);
+        assert!(decode_exact::<Frontier>(&lie).is_err());
     }
 
     #[test]

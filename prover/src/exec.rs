@@ -6,8 +6,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use alloy_primitives::{Address, B256, U256};
-use bridge::{Hash, ShardId, TraceCommitment, accumulate, merkle_root};
+use alloy_primitives::{Address, B256, Bytes, U256};
+use bridge::{
+    BRIDGE_ADDRESS, Hash, MAX_MESSAGE_GAS, Message, MessageKind, ShardId, TraceCommitment, TraceState,
+};
 use revm::context::result::{EVMError, ExecutionResult, Output};
 use revm::context::{BlockEnv, CfgEnv};
 use revm::context_interface::ContextTr;
@@ -17,8 +19,20 @@ use revm::state::{AccountInfo, EvmState};
 use revm::{Context, Database, DatabaseRef, ExecuteEvm, MainBuilder, MainContext};
 use serde::{Deserialize, Serialize};
 
+use crate::bridge::{ShardPrecompiles, channel_slot, messages_in};
 use crate::state::{AccountState, AuthState, ChangeSet, StateKey, encode_slot};
 use crate::{Error, Receipt, Result, SignedTx};
+
+/// Receipt type byte of a delivered message (not an Ethereum transaction
+/// type; Ethereum JSON-RPC serves transactions' receipts only).
+pub const MESSAGE_RECEIPT_TYPE: u8 = 0x7e;
+
+/// The storage slot of the bridge account holding the next nonce expected
+/// on the inbound channel from `src` (outbound counters are slots
+/// `0..2^32`, [`channel_slot`]).
+pub fn inbound_slot(src: ShardId) -> U256 {
+    U256::from(1u64 << 32) + U256::from(src.0)
+}
 
 /// The EVM rules shards run.
 pub const SPEC: SpecId = SpecId::OSAKA;
@@ -28,6 +42,8 @@ pub const SPEC: SpecId = SpecId::OSAKA;
 pub struct BlockParams {
     /// The shard.
     pub shard: ShardId,
+    /// Number of shards in the network (message destinations are below it).
+    pub shards: u32,
     /// Ethereum chain id (base + shard id).
     pub chain_id: u64,
     /// Block height.
@@ -66,11 +82,14 @@ impl BlockParams {
     }
 }
 
-/// One item of a block. Inbox messages join transactions in a later issue.
+/// One item of a block: an inbox message (consumed first, in channel
+/// order) or a user transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
     /// A user transaction.
     Tx(SignedTx),
+    /// A message from another shard (a call or a refund).
+    Message(Message),
 }
 
 impl Item {
@@ -78,13 +97,27 @@ impl Item {
     pub fn item_hash(&self) -> Hash {
         match self {
             Item::Tx(tx) => tx.item_hash(),
+            Item::Message(m) => bridge::message_item_hash(&m.id()),
         }
     }
 
-    /// Ethereum hash of the item.
+    /// The item's hash as clients see it: the Ethereum transaction hash,
+    /// or the message id.
     pub fn tx_hash(&self) -> B256 {
         match self {
             Item::Tx(tx) => tx.hash,
+            Item::Message(m) => B256::from(m.id().0),
+        }
+    }
+
+    /// Most gas the item may use: what the block must have left for it.
+    pub fn gas_limit(&self) -> u64 {
+        match self {
+            Item::Tx(tx) => alloy_consensus::Transaction::gas_limit(&tx.envelope),
+            Item::Message(m) => match m.kind {
+                MessageKind::Call => m.gas_limit,
+                MessageKind::Refund { .. } => 0,
+            },
         }
     }
 }
@@ -111,6 +144,8 @@ pub struct ItemOutcome {
     pub reads: BTreeSet<StateKey>,
     /// Block hashes it read.
     pub block_hashes_read: BTreeSet<u64>,
+    /// Messages it emitted (into the block's outbox), in order.
+    pub messages: Vec<Message>,
 }
 
 /// An item the proposer left out.
@@ -155,35 +190,51 @@ impl Execution {
         self.outcomes.iter().map(|o| o.receipt.clone()).collect()
     }
 
-    /// Merkle root of the receipts.
+    /// Merkle root of the receipts (the header's `receipts_root`).
     pub fn receipts_root(&self) -> Hash {
-        merkle_root(&self.outcomes.iter().map(|o| o.receipt_hash).collect::<Vec<_>>())
+        self.final_trace().receipts.root()
     }
 
     /// Merkle root of the items.
     pub fn items_root(&self) -> Hash {
-        merkle_root(&self.items.iter().map(Item::item_hash).collect::<Vec<_>>())
+        bridge::merkle_root(&self.items.iter().map(Item::item_hash).collect::<Vec<_>>())
     }
 
-    /// Receipt accumulators after each item (`receipts_acc` of `c_1..c_n`).
-    pub fn receipt_accumulators(&self) -> Vec<Hash> {
-        let mut acc = Hash::ZERO;
+    /// The messages the block emitted, in order (its outbox).
+    pub fn outbox(&self) -> Vec<Message> {
+        self.outcomes.iter().flat_map(|o| o.messages.iter().cloned()).collect()
+    }
+
+    /// Merkle root of the outbox's message ids (the header's `outbox_root`).
+    pub fn outbox_root(&self) -> Hash {
+        self.final_trace().outbox.root()
+    }
+
+    /// The trace state (frontiers, gas) after each item: `c_1..c_n` but
+    /// the state roots.
+    pub fn trace_states(&self) -> Vec<TraceState> {
+        let mut t = TraceState::start();
         self.outcomes
             .iter()
             .map(|o| {
-                acc = accumulate(&acc, &o.receipt_hash);
-                acc
+                o.extend(&mut t);
+                t.clone()
             })
             .collect()
     }
 
+    /// The trace state after the last item.
+    pub fn final_trace(&self) -> TraceState {
+        let mut t = TraceState::start();
+        for o in &self.outcomes {
+            o.extend(&mut t);
+        }
+        t
+    }
+
     /// `c_n`, given the post-state root.
     pub fn final_commitment(&self, post_state_root: Hash) -> TraceCommitment {
-        TraceCommitment {
-            state_root: post_state_root,
-            outbox_acc: Hash::ZERO,
-            receipts_acc: self.outcomes.iter().fold(Hash::ZERO, |acc, o| accumulate(&acc, &o.receipt_hash)),
-        }
+        self.final_trace().commitment(post_state_root)
     }
 
     /// Every trace commitment `c_1..c_n`, computing the intermediate state
@@ -192,15 +243,14 @@ impl Execution {
     pub fn trace(&self, state: &AuthState, base: u64) -> Result<Vec<TraceCommitment>> {
         let changes: Vec<ChangeSet> = self.outcomes.iter().map(|o| o.changes.clone()).collect();
         let roots = state.roots_after(base, &changes)?;
-        Ok(roots
-            .into_iter()
-            .zip(self.receipt_accumulators())
-            .map(|(state_root, receipts_acc)| TraceCommitment {
-                state_root,
-                outbox_acc: Hash::ZERO,
-                receipts_acc,
-            })
-            .collect())
+        Ok(roots.into_iter().zip(self.trace_states()).map(|(root, t)| t.commitment(root)).collect())
+    }
+}
+
+impl ItemOutcome {
+    /// Appends this item's messages, receipt and gas to a running trace.
+    pub fn extend(&self, trace: &mut TraceState) {
+        trace.push(self.messages.iter().map(Message::id), &self.receipt_hash, self.receipt.gas_used);
     }
 }
 
@@ -300,6 +350,45 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     fn take_reads(&mut self) -> (BTreeSet<StateKey>, BTreeSet<u64>) {
         (std::mem::take(&mut self.reads), std::mem::take(&mut self.block_hashes_read))
     }
+
+    /// A protocol write to a storage slot (channel counters), outside any
+    /// transaction: read (so a witness proves it) and recorded in `changes`.
+    fn system_store(
+        &mut self,
+        address: Address,
+        slot: U256,
+        value: U256,
+        changes: &mut ChangeSet,
+    ) -> Result<()> {
+        if self.slot(address, slot)? != value {
+            changes.insert(StateKey::Storage(address, slot), (!value.is_zero()).then(|| encode_slot(value)));
+            self.storage.insert((address, slot), value);
+        }
+        Ok(())
+    }
+
+    /// A protocol credit outside any transaction (a refund): creates the
+    /// account if needed.
+    fn system_credit(&mut self, address: Address, value: U256, changes: &mut ChangeSet) -> Result<()> {
+        let mut a = self.account(address)?.unwrap_or(AccountState {
+            nonce: 0,
+            balance: U256::ZERO,
+            code_hash: KECCAK_EMPTY,
+        });
+        a.balance =
+            a.balance.checked_add(value).ok_or_else(|| Error::Execution("balance overflow".into()))?;
+        if !value.is_zero() {
+            changes.insert(StateKey::Account(address), Some(a.encode()));
+            self.accounts.insert(address, Some(a));
+        }
+        Ok(())
+    }
+
+    /// A storage slot read as a counter (`u64`).
+    fn counter(&mut self, address: Address, slot: U256) -> Result<u64> {
+        u64::try_from(self.slot(address, slot)?)
+            .map_err(|_| Error::Execution("channel counter overflow".into()))
+    }
 }
 
 impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
@@ -335,6 +424,31 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
     }
 }
 
+type ShardEvm<R> = revm::context::Evm<
+    Context<BlockEnv, revm::context::TxEnv, CfgEnv, Overlay<R>>,
+    (),
+    revm::handler::instructions::EthInstructions<
+        revm::interpreter::interpreter::EthInterpreter,
+        Context<BlockEnv, revm::context::TxEnv, CfgEnv, Overlay<R>>,
+    >,
+    ShardPrecompiles,
+    revm::handler::EthFrame<revm::interpreter::interpreter::EthInterpreter>,
+>;
+
+fn shard_evm<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    cfg: CfgEnv,
+    block: BlockEnv,
+) -> ShardEvm<R> {
+    Context::mainnet()
+        .with_db(Overlay::new(base))
+        .with_block(block)
+        .with_cfg(cfg)
+        .build_mainnet()
+        .with_precompiles(ShardPrecompiles::new(SPEC, params.shard, params.shards))
+}
+
 /// Executes `candidates` in order over `base`: the one state-transition function.
 pub fn execute_items<R: DatabaseRef<Error = Error>>(
     base: R,
@@ -342,56 +456,222 @@ pub fn execute_items<R: DatabaseRef<Error = Error>>(
     candidates: Vec<Item>,
     mode: Mode,
 ) -> Result<Execution> {
-    let ctx = Context::mainnet()
-        .with_db(Overlay::new(base))
-        .with_block(params.block_env())
-        .with_cfg(params.cfg_env());
-    let mut evm = ctx.build_mainnet();
+    execute_items_after(base, params, candidates, mode, 0)
+}
+
+/// [`execute_items`] for items that follow others in their block, which
+/// used `gas_before` of its gas (the single step starts mid-block).
+pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    candidates: Vec<Item>,
+    mode: Mode,
+    gas_before: u64,
+) -> Result<Execution> {
+    let mut evm = shard_evm(base, params, params.cfg_env(), params.block_env());
     let mut out = Execution { items: Vec::new(), outcomes: Vec::new(), rejected: Vec::new(), gas_used: 0 };
     for (index, item) in candidates.into_iter().enumerate() {
-        let Item::Tx(tx) = &item;
         let reject = |reason: String, block_full: bool, out: &mut Execution| -> Result<()> {
             match mode {
                 Mode::Build => {
-                    out.rejected.push(Rejected { index, hash: tx.hash, reason, block_full });
+                    out.rejected.push(Rejected { index, hash: item.tx_hash(), reason, block_full });
                     Ok(())
                 }
-                Mode::Verify => Err(Error::InvalidTransaction { hash: tx.hash, reason }),
+                Mode::Verify => Err(Error::InvalidTransaction { hash: item.tx_hash(), reason }),
             }
         };
-        let tx_env = tx.tx_env();
-        if out.gas_used.saturating_add(tx_env.gas_limit) > params.gas_limit {
+        let limit = item.gas_limit();
+        if gas_before.saturating_add(out.gas_used).saturating_add(limit) > params.gas_limit {
             reject(
-                format!("gas limit {} exceeds the block's remaining gas", tx_env.gas_limit),
-                tx_env.gas_limit <= params.gas_limit,
+                format!("gas limit {limit} exceeds the block's remaining gas"),
+                limit <= params.gas_limit,
                 &mut out,
             )?;
             continue;
         }
-        let result = evm.transact(tx_env);
-        let db = evm.ctx.db_mut();
-        let res = match result {
-            Ok(r) => r,
-            Err(EVMError::Transaction(e)) => {
-                db.take_reads();
-                reject(e.to_string(), false, &mut out)?;
+        let done = match &item {
+            Item::Tx(tx) => transact(&mut evm, params, tx)?,
+            Item::Message(m) => deliver(&mut evm, params, m)?,
+        };
+        let (receipt, changes, messages) = match done {
+            Ok(d) => d,
+            Err(reason) => {
+                evm.ctx.db_mut().take_reads();
+                reject(reason, false, &mut out)?;
                 continue;
             }
-            Err(EVMError::Database(e)) => return Err(e),
-            Err(other) => return Err(Error::Execution(other.to_string())),
         };
-        let changes = db.commit_item(res.state)?;
-        let (reads, block_hashes_read) = db.take_reads();
-        let receipt = to_receipt(tx, res.result);
+        let (reads, block_hashes_read) = evm.ctx.db_mut().take_reads();
         out.gas_used += receipt.gas_used;
         let receipt_hash = receipt.hash();
-        out.outcomes.push(ItemOutcome { receipt, receipt_hash, changes, reads, block_hashes_read });
+        out.outcomes.push(ItemOutcome { receipt, receipt_hash, changes, reads, block_hashes_read, messages });
         out.items.push(item);
     }
     Ok(out)
 }
 
-fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
+/// What an item did, or why it is invalid in its position.
+type Done = std::result::Result<(Receipt, ChangeSet, Vec<Message>), String>;
+
+fn transact<R: DatabaseRef<Error = Error>>(
+    evm: &mut ShardEvm<R>,
+    params: &BlockParams,
+    tx: &SignedTx,
+) -> Result<Done> {
+    let res = match evm.transact(tx.tx_env()) {
+        Ok(r) => r,
+        Err(EVMError::Transaction(e)) => return Ok(Err(e.to_string())),
+        Err(EVMError::Database(e)) => return Err(e),
+        Err(other) => return Err(Error::Execution(other.to_string())),
+    };
+    let changes = evm.ctx.db_mut().commit_item(res.state)?;
+    let messages = match &res.result {
+        ExecutionResult::Success { logs, .. } => messages_in(logs, params.shard),
+        _ => Vec::new(),
+    };
+    let receipt = to_receipt(tx.hash, tx.envelope.tx_type() as u8, res.result, &messages);
+    Ok(Ok((receipt, changes, messages)))
+}
+
+/// Delivers an inbox message: checks it is this shard's and the next of
+/// its channel, then a refund credits `to`; a call mints `value` to the
+/// bridge and calls `to` from it with `data` (no fee: the gas was bought on
+/// the source), and if the call fails, the value goes back to its sender
+/// by a refund message on the reverse channel. The bridge account's
+/// balance and nonce are the same after as before (value passes through).
+fn deliver<R: DatabaseRef<Error = Error>>(
+    evm: &mut ShardEvm<R>,
+    params: &BlockParams,
+    m: &Message,
+) -> Result<Done> {
+    if m.dst != params.shard || m.src == params.shard || m.src.0 >= params.shards {
+        return Ok(Err(format!("message {} -> {} delivered on shard {}", m.src, m.dst, params.shard)));
+    }
+    let expected = evm.ctx.db_mut().counter(BRIDGE_ADDRESS, inbound_slot(m.src))?;
+    if m.nonce != expected {
+        return Ok(Err(format!(
+            "message nonce {} on channel {} -> {}, expected {expected}",
+            m.nonce, m.src, m.dst
+        )));
+    }
+    let id = B256::from(m.id().0);
+    let mut changes = ChangeSet::new();
+    let (receipt, messages) = match m.kind {
+        MessageKind::Refund { .. } => {
+            evm.ctx.db_mut().system_credit(m.to, m.value, &mut changes)?;
+            (message_receipt(id, true, 0, vec![], &[]), vec![])
+        }
+        MessageKind::Call => {
+            if m.gas_limit < Message::min_gas(&m.data) || m.gas_limit > MAX_MESSAGE_GAS {
+                return Ok(Err(format!("message gas limit {} out of range", m.gas_limit)));
+            }
+            let bridge_before = evm.ctx.db_mut().account(BRIDGE_ADDRESS)?;
+            evm.precompiles.delivering = Some((m.src, m.sender));
+            let cfg = &mut evm.ctx.cfg;
+            (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) = (true, true, true);
+            let call = revm::context::TxEnv {
+                tx_type: 0,
+                caller: BRIDGE_ADDRESS,
+                gas_limit: m.gas_limit,
+                gas_price: 0,
+                kind: revm::primitives::TxKind::Call(m.to),
+                value: m.value,
+                data: Bytes::from(m.data.clone()),
+                nonce: 0,
+                chain_id: None,
+                ..Default::default()
+            };
+            let result = evm.transact(call);
+            evm.precompiles.delivering = None;
+            let cfg = &mut evm.ctx.cfg;
+            (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) =
+                (false, false, false);
+            let mut res = match result {
+                Ok(r) => r,
+                // the source's bridge checked what the destination's rules
+                // need; a call the EVM refuses outright is the message's
+                // fault, and decided like any failure (refund)
+                Err(EVMError::Transaction(e)) => {
+                    return refund_failed(evm, m, id, 0, e.to_string(), changes);
+                }
+                Err(EVMError::Database(e)) => return Err(e),
+                Err(other) => return Err(Error::Execution(other.to_string())),
+            };
+            // value passed through the bridge: its balance and nonce are
+            // restored (a failed call leaves the minted value there, and the
+            // refund carries it back)
+            if let Some(acc) = res.state.get_mut(&BRIDGE_ADDRESS) {
+                let before = bridge_before.unwrap_or(AccountState {
+                    nonce: 0,
+                    balance: U256::ZERO,
+                    code_hash: KECCAK_EMPTY,
+                });
+                acc.info.balance = before.balance;
+                acc.info.nonce = before.nonce;
+            }
+            changes.extend(evm.ctx.db_mut().commit_item(res.state)?);
+            let gas = res.result.tx_gas_used();
+            if !res.result.is_success() {
+                let why = match &res.result {
+                    ExecutionResult::Halt { reason, .. } => format!("{reason:?}"),
+                    _ => "reverted".into(),
+                };
+                return refund_failed(evm, m, id, gas, why, changes);
+            }
+            let ExecutionResult::Success { logs, .. } = res.result else { unreachable!("checked above") };
+            let messages = messages_in(&logs, params.shard);
+            (message_receipt(id, true, gas, logs, &messages), messages)
+        }
+    };
+    evm.ctx.db_mut().system_store(
+        BRIDGE_ADDRESS,
+        inbound_slot(m.src),
+        U256::from(m.nonce + 1),
+        &mut changes,
+    )?;
+    Ok(Ok((receipt, changes, messages)))
+}
+
+/// A delivered call failed (`why`): the message is consumed and its value
+/// refunded to its sender on the source.
+fn refund_failed<R: DatabaseRef<Error = Error>>(
+    evm: &mut ShardEvm<R>,
+    m: &Message,
+    id: B256,
+    gas: u64,
+    why: String,
+    mut changes: ChangeSet,
+) -> Result<Done> {
+    let db = evm.ctx.db_mut();
+    let nonce = db.counter(BRIDGE_ADDRESS, channel_slot(m.src))?;
+    db.system_store(BRIDGE_ADDRESS, channel_slot(m.src), U256::from(nonce + 1), &mut changes)?;
+    db.system_store(BRIDGE_ADDRESS, inbound_slot(m.src), U256::from(m.nonce + 1), &mut changes)?;
+    let refund = m.refund(nonce);
+    let mut receipt = message_receipt(id, false, gas, vec![], std::slice::from_ref(&refund));
+    receipt.output = Bytes::from(why.into_bytes());
+    Ok(Ok((receipt, changes, vec![refund])))
+}
+
+fn message_receipt(
+    id: B256,
+    success: bool,
+    gas: u64,
+    logs: Vec<alloy_primitives::Log>,
+    messages: &[Message],
+) -> Receipt {
+    Receipt {
+        tx_hash: id,
+        tx_type: MESSAGE_RECEIPT_TYPE,
+        success,
+        gas_used: gas,
+        logs,
+        contract_address: None,
+        output: Bytes::new(),
+        messages: messages.iter().map(Message::id).collect(),
+    }
+}
+
+fn to_receipt(hash: B256, tx_type: u8, result: ExecutionResult, messages: &[Message]) -> Receipt {
     let (success, gas, logs, contract_address, output) = match result {
         ExecutionResult::Success { gas, logs, output, .. } => match output {
             Output::Create(data, addr) => (true, gas, logs, addr, data),
@@ -402,13 +682,14 @@ fn to_receipt(tx: &SignedTx, result: ExecutionResult) -> Receipt {
         ExecutionResult::Halt { gas, .. } => (false, gas, vec![], None, Default::default()),
     };
     Receipt {
-        tx_hash: tx.hash,
-        tx_type: tx.envelope.tx_type() as u8,
+        tx_hash: hash,
+        tx_type,
         success,
         gas_used: gas.tx_gas_used(),
         logs,
         contract_address,
         output,
+        messages: messages.iter().map(Message::id).collect(),
     }
 }
 
@@ -428,8 +709,7 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
     if tx.gas_price == 0 {
         block.basefee = 0;
     }
-    let ctx = Context::mainnet().with_db(Overlay::new(base)).with_block(block).with_cfg(cfg);
-    let mut evm = ctx.build_mainnet();
+    let mut evm = shard_evm(base, params, cfg, block);
     match evm.transact(tx) {
         Ok(r) => Ok(r.result),
         Err(EVMError::Database(e)) => Err(e),

@@ -13,6 +13,7 @@
 //!
 //! Where to start: [`execute_items`], then [`Execution::trace`].
 
+mod bridge;
 mod error;
 mod exec;
 mod receipt;
@@ -23,9 +24,14 @@ mod witness;
 pub mod fuzzing;
 pub mod store_suite;
 
+pub use bridge::{
+    IBridge, MESSAGE_SENDER_GAS, SEND_GAS, SEND_GAS_PER_BYTE, ShardPrecompiles, channel_slot, message_log,
+    messages_in, system_accounts,
+};
 pub use error::{Error, Result};
 pub use exec::{
-    BlockParams, Execution, Item, ItemOutcome, Mode, Overlay, Rejected, SPEC, execute_items, simulate,
+    BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Overlay, Rejected, SPEC,
+    execute_items, execute_items_after, inbound_slot, simulate,
 };
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;

@@ -21,6 +21,10 @@ pub struct Receipt {
     /// Return or revert data (not committed; kept for clients).
     #[serde(default)]
     pub output: Bytes,
+    /// Ids of the messages the item emitted (a failed message's refund),
+    /// in outbox order.
+    #[serde(default)]
+    pub messages: Vec<Hash>,
 }
 
 impl Receipt {
@@ -46,6 +50,7 @@ impl Encode for Receipt {
             }
             log.data.data.to_vec().encode_to(out);
         }
+        bridge::encode_list(&self.messages, out);
     }
 }
 
@@ -69,6 +74,16 @@ impl Decode for Receipt {
             let data = Bytes::from(Vec::<u8>::decode(input)?);
             logs.push(Log::new_unchecked(address, topics, data));
         }
-        Ok(Receipt { tx_hash, tx_type, success, gas_used, logs, contract_address, output: Bytes::new() })
+        let messages = bridge::decode_list(input)?;
+        Ok(Receipt {
+            tx_hash,
+            tx_type,
+            success,
+            gas_used,
+            logs,
+            contract_address,
+            output: Bytes::new(),
+            messages,
+        })
     }
 }

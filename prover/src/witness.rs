@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
-use bridge::{Hash, TraceCommitment, accumulate};
+use bridge::{Hash, TraceCommitment, TraceState};
 use revm::DatabaseRef;
 use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{BlockParams, Execution, Item, Mode, execute_items};
+use crate::exec::{BlockParams, Execution, Item, Mode, execute_items_after};
 use crate::state::{AccountState, AuthState, PartialTree, StateKey, StateProof, decode_slot};
 use crate::{Error, Receipt, Result};
 
@@ -21,6 +21,9 @@ use crate::{Error, Receipt, Result};
 pub struct Witness {
     /// `c_{i-1}`: the commitment the item starts from.
     pub pre: TraceCommitment,
+    /// The outbox and receipts frontiers and gas behind `pre` (checked
+    /// against it), which the item's messages and receipt extend.
+    pub trace: TraceState,
     /// State proofs against `pre.state_root`.
     pub proofs: Vec<StateProof>,
     /// Bytecode read, checked against the code hashes of proven accounts.
@@ -40,7 +43,9 @@ impl Witness {
             })
             .sum();
         let codes: usize = self.codes.iter().map(|c| 4 + c.len()).sum();
-        96 + proofs + codes + self.block_hashes.len() * 40
+        let trace = 24
+            + 32 * (self.trace.outbox.len().count_ones() + self.trace.receipts.len().count_ones()) as usize;
+        104 + trace + proofs + codes + self.block_hashes.len() * 40
     }
 
     /// How many entries (proofs, codes, block hashes) the witness has.
@@ -77,8 +82,9 @@ pub fn produce_witness(
     })?;
     let before: Vec<_> = execution.outcomes[..index].iter().map(|o| o.changes.clone()).collect();
     let view = state.view_after(base, &before)?;
-    let receipts_acc = if index == 0 { Hash::ZERO } else { execution.receipt_accumulators()[index - 1] };
-    let pre = TraceCommitment { state_root: view.root()?, outbox_acc: Hash::ZERO, receipts_acc };
+    let trace =
+        if index == 0 { TraceState::start() } else { execution.trace_states().swap_remove(index - 1) };
+    let pre = trace.commitment(view.root()?);
 
     let mut proofs = Vec::new();
     let mut codes = Vec::new();
@@ -107,7 +113,7 @@ pub fn produce_witness(
         .iter()
         .map(|n| (*n, block_hashes.get(n).copied().unwrap_or_default()))
         .collect();
-    Ok(Witness { pre, proofs, codes, block_hashes })
+    Ok(Witness { pre, trace, proofs, codes, block_hashes })
 }
 
 /// A revm database that knows only a witness: any other read is an error.
@@ -148,6 +154,9 @@ pub fn execute_stateless(
     witness: &Witness,
 ) -> Result<(TraceCommitment, Receipt)> {
     let root = witness.pre.state_root;
+    if !witness.trace.matches(&witness.pre) {
+        return Err(Error::WitnessMismatch("frontiers or gas do not match the pre-commitment".into()));
+    }
     let mut db = WitnessDb {
         accounts: HashMap::new(),
         storage: HashMap::new(),
@@ -178,7 +187,7 @@ pub fn execute_stateless(
         db.codes.insert(hash, Bytecode::new_raw(code.clone()));
     }
 
-    let exec = execute_items(db, params, vec![item.clone()], Mode::Verify)?;
+    let exec = execute_items_after(db, params, vec![item.clone()], Mode::Verify, witness.trace.gas_used)?;
     let outcome =
         exec.outcomes.into_iter().next().ok_or_else(|| Error::Execution("item not executed".into()))?;
 
@@ -192,10 +201,8 @@ pub fn execute_stateless(
         }
         tree.update(&kh, value.as_deref())?;
     }
-    let post = TraceCommitment {
-        state_root: Hash(tree.hash()),
-        outbox_acc: witness.pre.outbox_acc,
-        receipts_acc: accumulate(&witness.pre.receipts_acc, &outcome.receipt_hash),
-    };
+    let mut trace = witness.trace.clone();
+    outcome.extend(&mut trace);
+    let post = trace.commitment(Hash(tree.hash()));
     Ok((post, outcome.receipt))
 }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, U256};
 use bridge::{Hash, ShardHeader, ShardId};
-use prover::{AccountState, AuthState, ChangeSet, StateKey};
+use prover::{AccountState, AuthState, StateKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -55,6 +55,9 @@ pub struct ShardConfig {
     pub shard: ShardId,
     /// Chain id of shard 0; this shard's is `chain_id_base + shard`.
     pub chain_id_base: u64,
+    /// Number of shards in the network (messages go to shards below it;
+    /// a validator takes it from the chain spec).
+    pub shards: u32,
     /// JSON-RPC listen address.
     pub rpc_addr: SocketAddr,
     /// Data directory (rocksdb lives in `DIR/db`).
@@ -99,6 +102,7 @@ impl Default for ShardConfig {
         ShardConfig {
             shard: ShardId(0),
             chain_id_base: DEFAULT_CHAIN_ID_BASE,
+            shards: 1,
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], 8545)),
             datadir: PathBuf::from("optishard-data"),
             block_time_ms: 500,
@@ -142,6 +146,9 @@ impl ShardConfig {
         if self.state_history == 0 {
             return bad("state_history must be > 0");
         }
+        if self.shard.0 >= self.shards {
+            return bad("shard must be below shards");
+        }
         Ok(())
     }
 }
@@ -150,7 +157,7 @@ pub(crate) fn genesis(
     config: &ShardConfig,
     state: &AuthState,
 ) -> Result<(ShardHeader, prover::PreparedVersion)> {
-    let mut changes = ChangeSet::new();
+    let mut changes = prover::system_accounts();
     for acct in &config.genesis {
         let a = AccountState { balance: acct.balance, ..Default::default() };
         changes.insert(StateKey::Account(acct.address), Some(a.encode()));

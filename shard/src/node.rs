@@ -200,6 +200,7 @@ impl ShardNode {
         let head = self.head();
         BlockParams {
             shard: self.config.shard,
+            shards: self.config.shards,
             chain_id: self.config.chain_id(),
             number: head.header.height + 1,
             timestamp: now_secs().max(head.header.timestamp),
@@ -655,7 +656,7 @@ fn with_execution(
         pre_state_root,
         items_root: exec.items_root(),
         post_state_root,
-        outbox_root: bridge::merkle_root(&[]),
+        outbox_root: exec.outbox_root(),
         receipts_root: exec.receipts_root(),
         trace_root: exec.final_commitment(post_state_root).hash(),
         gas_used: exec.gas_used,
@@ -675,10 +676,16 @@ impl Built {
     fn new(header: ShardHeader, exec: prover::Execution, prepared: prover::PreparedVersion) -> Self {
         let mut body =
             StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Signature::default() };
-        for Item::Tx(tx) in &exec.items {
-            body.txs.push(tx.raw.clone());
-            body.senders.push(tx.sender);
-            body.hashes.push(tx.hash);
+        for item in &exec.items {
+            match item {
+                Item::Tx(tx) => {
+                    body.txs.push(tx.raw.clone());
+                    body.senders.push(tx.sender);
+                    body.hashes.push(tx.hash);
+                }
+                // blocks carry no inbox messages until the relay feeds them
+                Item::Message(m) => unreachable!("message {} in a block before the relay exists", m.id()),
+            }
         }
         Built { header, body, receipts: exec.receipts(), batch: prepared.batch, rejected: exec.rejected }
     }

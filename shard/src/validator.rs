@@ -744,6 +744,7 @@ pub async fn start_validator(
 ) -> Result<ValidatorHandle> {
     spec.validate().map_err(Error::Config)?;
     config.chain_id_base = spec.chain_id_base;
+    config.shards = spec.shards;
     config.genesis_timestamp = Some(spec.genesis_time_ms / 1000);
     let node = ShardNode::open(config.clone())?;
     let mut registry = Registry::default();

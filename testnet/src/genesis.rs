@@ -79,6 +79,7 @@ impl NetworkParams {
         ShardConfig {
             shard,
             chain_id_base: self.chain_id_base,
+            shards: self.shards,
             block_gas_limit: self.block_gas_limit,
             genesis: self.funded_accounts(),
             genesis_timestamp: Some(genesis_time_ms / 1000),

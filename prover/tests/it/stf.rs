@@ -288,6 +288,7 @@ proptest! {
             logs: vec![log],
             contract_address: success.then(|| Address::repeat_byte(4)),
             output: Bytes::new(),
+            messages: (0..topics).map(|t| bridge::Hash::of(&[t as u8])).collect(),
         };
         let back: prover::Receipt = bridge::decode_exact(&bridge::Encode::encode(&r)).unwrap();
         prop_assert_eq!(back, r);

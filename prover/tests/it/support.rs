@@ -5,7 +5,7 @@ use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use bridge::ShardId;
-use prover::{AccountState, AuthState, BlockParams, ChangeSet, Execution, Item, Mode, SignedTx, StateKey};
+use prover::{AccountState, AuthState, BlockParams, Execution, Item, Mode, SignedTx, StateKey};
 
 pub(crate) const CHAIN_ID: u64 = 7_000;
 pub(crate) const BASE_FEE: u64 = 7;
@@ -62,6 +62,7 @@ pub(crate) fn sign_legacy(s: &PrivateKeySigner, nonce: u64, to: Address, value: 
 pub(crate) fn params(number: u64) -> BlockParams {
     BlockParams {
         shard: ShardId(0),
+        shards: 4,
         chain_id: CHAIN_ID,
         number,
         timestamp: 1_700_000_000 + number,
@@ -81,7 +82,7 @@ pub(crate) struct Chain {
 impl Chain {
     pub(crate) fn new(n: u8) -> Chain {
         let state = AuthState::in_memory();
-        let mut c = ChangeSet::new();
+        let mut c = prover::system_accounts();
         for i in 0..n {
             let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
             c.insert(StateKey::Account(signer(i).address()), Some(a.encode()));

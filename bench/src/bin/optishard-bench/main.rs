@@ -102,7 +102,7 @@ fn node_block(db: &shard::ShardDb, state: &AuthState, h: u64, items: Vec<Item>) 
     };
     let mut body =
         shard::StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Default::default() };
-    for Item::Tx(tx) in &exec.items {
+    for tx in exec.items.iter().filter_map(|i| if let Item::Tx(tx) = i { Some(tx) } else { None }) {
         body.txs.push(tx.raw.clone());
         body.senders.push(tx.sender);
         body.hashes.push(tx.hash);
