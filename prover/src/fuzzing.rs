@@ -9,8 +9,16 @@ use bridge::{
 use crate::SignedTx;
 
 /// The fuzz targets, one per decoder (directory names under `fuzz/corpus`).
-pub const TARGETS: &[&str] =
-    &["shard_block", "beacon_block", "sync_request", "sync_response", "tx_batch", "transaction", "evidence"];
+pub const TARGETS: &[&str] = &[
+    "shard_block",
+    "beacon_block",
+    "sync_request",
+    "sync_response",
+    "tx_batch",
+    "transaction",
+    "evidence",
+    "message",
+];
 
 /// Feeds `data` to the decoder named `target`, exactly as a node does with
 /// bytes off the wire. It may fail; it must never panic or allocate beyond
@@ -60,6 +68,16 @@ pub fn run(target: &str, data: &[u8]) {
             let _ = decode_exact::<MismatchEvidence>(data);
             let mut input = data;
             let _ = MismatchEvidence::decode(&mut input);
+        }
+        // cross-shard messages and what a witness carries of a trace
+        // (frontiers, commitments), and receipts read back from disk
+        "message" => {
+            let mut input = data;
+            let _ = decode_list::<bridge::Message>(&mut input);
+            let _ = decode_exact::<bridge::Message>(data);
+            let _ = decode_exact::<bridge::TraceState>(data);
+            let _ = decode_exact::<bridge::TraceCommitment>(data);
+            let _ = decode_exact::<crate::Receipt>(data);
         }
         _ => {}
     }

@@ -9,6 +9,10 @@ use prover::{Item, Mode, SignedTx, execute_stateless, produce_witness};
 use crate::support::*;
 
 sol! {
+    interface IPinger {
+        function onPing(bytes data) external payable;
+    }
+
     interface IStore {
         function set(uint256 key, uint256 value) external;
         function clear(uint256 key) external;
@@ -139,6 +143,71 @@ enum Op {
     Clear { from: u8, key: u8 },
     Spin { from: u8, rounds: u16, gas: u32 },
     Fresh { from: u8, amount: u64 },
+    Send { from: u8, dst: u32, amount: u64 },
+}
+
+/// An inbox message of a random block: a call to the Pinger (which may be
+/// asked to fail, or given too little gas), to an account, to the Store
+/// (no such function: fails), or a refund.
+#[derive(Clone, Debug)]
+enum Msg {
+    Call { src: u32, target: u8, value: u64, fail: bool, starve: bool },
+    Refund { src: u32, value: u64 },
+}
+
+fn msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        (1u32..4, 0u8..3, 0u64..1000, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(src, target, value, fail, starve)| Msg::Call { src, target, value, fail, starve }),
+        (1u32..4, 1u64..1000).prop_map(|(src, value)| Msg::Refund { src, value }),
+    ]
+}
+
+/// Messages in channel order (`inbound` holds each channel's next nonce).
+fn messages(ms: &[Msg], pinger: Address, store: Address, inbound: &mut [u64; 4]) -> Vec<Item> {
+    ms.iter()
+        .map(|m| {
+            let src = match m {
+                Msg::Call { src, .. } | Msg::Refund { src, .. } => *src,
+            };
+            let nonce = inbound[src as usize];
+            inbound[src as usize] += 1;
+            let base = bridge::Message {
+                src: bridge::ShardId(src),
+                dst: bridge::ShardId(0),
+                nonce,
+                sender: signer(src as u8).address(),
+                to: pinger,
+                value: U256::ZERO,
+                gas_limit: 200_000,
+                data: vec![],
+                kind: bridge::MessageKind::Call,
+            };
+            let m = match m {
+                Msg::Call { target, value, fail, starve, .. } => {
+                    let data =
+                        IPinger::onPingCall { data: Bytes::from(if *fail { vec![0xff] } else { vec![1] }) }
+                            .abi_encode();
+                    let (to, data) = match target {
+                        0 => (pinger, data),
+                        1 => (Address::repeat_byte(0x5e), vec![]),
+                        _ => (store, data),
+                    };
+                    let gas_limit = if *starve { bridge::Message::min_gas(&data) + 50 } else { 200_000 };
+                    bridge::Message { to, data, gas_limit, value: U256::from(*value), ..base }
+                }
+                Msg::Refund { value, .. } => bridge::Message {
+                    sender: bridge::BRIDGE_ADDRESS,
+                    to: signer(1).address(),
+                    value: U256::from(*value),
+                    gas_limit: 0,
+                    kind: bridge::MessageKind::Refund { of: bridge::Hash::of(&nonce.to_be_bytes()) },
+                    ..base
+                },
+            };
+            Item::Message(m)
+        })
+        .collect()
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -153,6 +222,7 @@ fn op() -> impl Strategy<Value = Op> {
             gas
         }),
         (0u8..4, 1u64..1000).prop_map(|(from, amount)| Op::Fresh { from, amount }),
+        (0u8..4, 1u32..4, 0u64..1000).prop_map(|(from, dst, amount)| Op::Send { from, dst, amount }),
     ]
 }
 
@@ -164,7 +234,7 @@ fn build(ops: &[Op], contract: Address, nonces: &mut [u64; 4], fresh: &mut u64) 
                 | Op::Deploy { from }
                 | Op::Set { from, .. }
                 | Op::Clear { from, .. } => *from,
-                Op::Spin { from, .. } | Op::Fresh { from, .. } => *from,
+                Op::Spin { from, .. } | Op::Fresh { from, .. } | Op::Send { from, .. } => *from,
             };
             let n = nonces[from as usize];
             nonces[from as usize] += 1;
@@ -195,6 +265,22 @@ fn build(ops: &[Op], contract: Address, nonces: &mut [u64; 4], fresh: &mut u64) 
                     IStore::spinCall { rounds: U256::from(*rounds) }.abi_encode(),
                     *gas as u64,
                 ),
+                Op::Send { dst, amount, .. } => {
+                    let to = signer(from).address();
+                    let data = prover::IBridge::sendCall {
+                        dstShard: *dst,
+                        to,
+                        data: Bytes::from(vec![7; *dst as usize]),
+                    };
+                    sign_1559(
+                        &signer(from),
+                        n,
+                        TxKind::Call(bridge::BRIDGE_ADDRESS),
+                        U256::from(*amount),
+                        Bytes::from(data.abi_encode()),
+                        200_000,
+                    )
+                }
                 Op::Fresh { amount, .. } => {
                     *fresh += 1;
                     let to = Address::left_padding_from(&fresh.to_be_bytes());
@@ -208,26 +294,37 @@ fn build(ops: &[Op], contract: Address, nonces: &mut [u64; 4], fresh: &mut u64) 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// For every item, re-execution from its witness alone gives the full
+    /// For every item of blocks mixing inbox messages (calls that succeed,
+    /// revert, run out of gas; refunds) and transactions (some sending
+    /// messages), re-execution from its witness alone gives the full
     /// execution's `c_i`, and removing any one witness entry fails.
     #[test]
     fn stateless_equals_full_and_witnesses_are_minimal(
         first in prop::collection::vec(op(), 0..6),
         second in prop::collection::vec(op(), 1..8),
+        inbox1 in prop::collection::vec(msg(), 0..4),
+        inbox2 in prop::collection::vec(msg(), 0..6),
     ) {
         let mut chain = Chain::new(4);
         let mut nonces = [0u64; 4];
         let mut fresh = 0;
-        // block 1 deploys the contract (plus a random workload), block 2 is random
+        let mut inbound = [0u64; 4];
+        // block 1 deploys the Store and the Pinger (plus a random workload), block 2 is random
         let contract = alloy_primitives::Address::create(&signer(0).address(), 0);
-        let mut txs = vec![deploy(0, 0)];
-        nonces[0] = 1;
-        txs.extend(build(&first, contract, &mut nonces, &mut fresh));
-        let mut exec1 = chain.execute(txs, Mode::Build);
-        prop_assert!(exec1.rejected.is_empty());
+        let pinger = alloy_primitives::Address::create(&signer(0).address(), 1);
+        let pinger_deploy = sign_1559(&signer(0), 1, TxKind::Create, U256::ZERO, pinger_bin(), 2_000_000);
+        let mut items = messages(&inbox1, pinger, contract, &mut inbound);
+        items.extend([deploy(0, 0), pinger_deploy].map(Item::Tx));
+        nonces[0] = 2;
+        items.extend(build(&first, contract, &mut nonces, &mut fresh).into_iter().map(Item::Tx));
+        let mut exec1 = chain.execute_items(items, Mode::Build).unwrap();
+        prop_assert!(exec1.rejected.is_empty(), "{:?}", exec1.rejected);
         chain.commit(&exec1);
-        let exec2 = chain.execute(build(&second, contract, &mut nonces, &mut fresh), Mode::Build);
-        prop_assert!(exec2.rejected.is_empty());
+        let mut items = messages(&inbox2, pinger, contract, &mut inbound);
+        items.extend(build(&second, contract, &mut nonces, &mut fresh).into_iter().map(Item::Tx));
+        let exec2 = chain.execute_items(items, Mode::Build).unwrap();
+        prop_assert!(exec2.rejected.is_empty(), "{:?}", exec2.rejected);
+        prop_assert_eq!(exec2.outbox_root(), bridge::merkle_root(&exec2.outbox().iter().map(bridge::Message::id).collect::<Vec<_>>()));
 
         for (height, exec) in [(1u64, &mut exec1), (2u64, &mut exec2.clone())] {
             let base = height - 1;

@@ -15,6 +15,11 @@ pub(crate) fn store_bin() -> Bytes {
     Bytes::from(hex::decode(hex.trim()).unwrap())
 }
 
+pub(crate) fn pinger_bin() -> Bytes {
+    let hex = include_str!("../../../testdata/contracts/Pinger.bin");
+    Bytes::from(hex::decode(hex.trim()).unwrap())
+}
+
 pub(crate) fn signer(i: u8) -> PrivateKeySigner {
     let mut key = [0u8; 32];
     key[31] = i + 1;
@@ -92,9 +97,12 @@ impl Chain {
     }
 
     pub(crate) fn execute(&self, txs: Vec<SignedTx>, mode: Mode) -> Execution {
+        self.execute_items(txs.into_iter().map(Item::Tx).collect(), mode).unwrap()
+    }
+
+    pub(crate) fn execute_items(&self, items: Vec<Item>, mode: Mode) -> prover::Result<Execution> {
         let reader = self.state.reader(self.height).unwrap().with_block_hashes(self.block_hashes());
-        prover::execute_items(reader, &params(self.height + 1), txs.into_iter().map(Item::Tx).collect(), mode)
-            .unwrap()
+        prover::execute_items(reader, &params(self.height + 1), items, mode)
     }
 
     pub(crate) fn block_hashes(&self) -> BTreeMap<u64, B256> {
