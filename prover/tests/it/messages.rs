@@ -176,7 +176,7 @@ fn a_failed_call_refunds_its_sender_and_a_refund_cannot_fail() {
     let mut chain = Chain::new(1);
     let pinger = deploy_pinger(&mut chain, 0);
     let fail = IPinger::onPingCall { data: Bytes::from_static(&[0xff]) }.abi_encode();
-    let cases = vec![
+    let cases = [
         message(1, 0, pinger, ETH, fail),                         // reverts
         message(1, 1, pinger, ETH, vec![0xde, 0xad, 0xbe, 0xef]), // no such function
         out_of_gas(message(1, 2, pinger, ETH, IPinger::onPingCall { data: Bytes::new() }.abi_encode())),
