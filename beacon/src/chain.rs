@@ -87,6 +87,14 @@ pub enum Rejection {
     /// is not the one it commits to).
     #[error("invalid header: {0}")]
     Invalid(HeaderFault),
+    /// An inbox message is not proven against the `outbox_root` of a
+    /// header this beacon accepted (or is not for this shard): a message
+    /// of a header the beacon never accepted is never consumed.
+    #[error("bad inbox: {detail}")]
+    BadInbox {
+        /// Why.
+        detail: String,
+    },
     /// Already accepted.
     #[error("already accepted")]
     Duplicate,
@@ -104,6 +112,7 @@ impl Rejection {
             Rejection::TooLate { .. } => "too_late",
             Rejection::NotExtending { .. } => "not_extending",
             Rejection::Invalid(f) => f.label(),
+            Rejection::BadInbox { .. } => "bad_inbox",
             Rejection::Duplicate => "duplicate",
         }
     }
@@ -117,7 +126,8 @@ impl Rejection {
             | Rejection::ProposerMismatch { .. }
             | Rejection::NotScheduled { .. }
             | Rejection::FutureSlot { .. }
-            | Rejection::Invalid(_) => true,
+            | Rejection::Invalid(_)
+            | Rejection::BadInbox { .. } => true,
             Rejection::TooLate { .. } | Rejection::NotExtending { .. } | Rejection::Duplicate => false,
         }
     }
@@ -375,11 +385,38 @@ impl BeaconChain {
         }
         let tip = &state.tips[h.shard.0 as usize];
         bridge::check_header(&self.spec, tip, &head.hash, h).map_err(Rejection::Invalid)?;
+        self.check_inbox(state, &block)?;
         state.heads[h.shard.0 as usize] =
             ShardHead { shard: h.shard, height: h.height, hash, slot: h.beacon_slot };
         state.tips[h.shard.0 as usize] = h.clone();
         state.included.push(block);
         Ok(Submitted::Accepted)
+    }
+
+    /// Every inbox entry proves against the `outbox_root` of a source
+    /// header this beacon accepted (sealed, or accepted this slot).
+    fn check_inbox(&self, state: &State, block: &ShardBlock) -> Result<(), Rejection> {
+        let shard = block.header.header.shard;
+        for e in &block.inbox {
+            let m = &e.message;
+            let bad = |detail: String| Rejection::BadInbox { detail };
+            if m.dst != shard || m.src == shard || m.src.0 >= self.spec.shards {
+                return Err(bad(format!("message {} -> {} in a block of shard {shard}", m.src, m.dst)));
+            }
+            let root = match state
+                .included
+                .iter()
+                .find(|b| b.header.header.shard == m.src && b.header.header.height == e.height)
+            {
+                Some(b) => b.header.header.outbox_root,
+                None => match self.db.shard_header(m.src, e.height) {
+                    Ok(Some(h)) => h.header.header.outbox_root,
+                    _ => return Err(bad(format!("source header {}/{} not accepted", m.src, e.height))),
+                },
+            };
+            e.verify(&root).map_err(|err| bad(format!("message {}: {err}", m.id())))?;
+        }
+        Ok(())
     }
 
     /// Holds a block whose parent is not accepted yet. Bounded in number
@@ -553,7 +590,11 @@ mod tests {
         key: &ValidatorKey,
         txs: &[Vec<u8>],
     ) -> ShardHeader {
-        let body = ShardBlock { header: SignedHeader::sign(ShardHeader::default(), key), txs: txs.to_vec() };
+        let body = ShardBlock {
+            header: SignedHeader::sign(ShardHeader::default(), key),
+            inbox: vec![],
+            txs: txs.to_vec(),
+        };
         ShardHeader {
             shard: parent.shard,
             height: parent.height + 1,
@@ -572,7 +613,7 @@ mod tests {
     }
 
     fn signed(h: ShardHeader, key: &ValidatorKey, txs: &[Vec<u8>]) -> ShardBlock {
-        ShardBlock { header: SignedHeader::sign(h, key), txs: txs.to_vec() }
+        ShardBlock { header: SignedHeader::sign(h, key), inbox: vec![], txs: txs.to_vec() }
     }
 
     fn block(spec: &ChainSpec, keys: &[ValidatorKey], parent: &ShardHeader, slot: u64) -> ShardBlock {

@@ -168,11 +168,25 @@ impl<N: Network> BeaconService<N> {
                             .unwrap_or_default();
                         bridge::encode_list(&blocks, &mut out);
                     }
+                    // a destination's relay missed source headers (a restart)
+                    Ok(SyncRequest::ShardHeaders { shard, from, count }) => {
+                        let headers: Vec<bridge::SignedHeader> = self
+                            .chain
+                            .shard_headers(shard, from, count.min(bridge::MAX_HEADERS_PER_REQUEST) as usize)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|h| h.header)
+                            .collect();
+                        bridge::encode_list(&headers, &mut out);
+                    }
                     Ok(SyncRequest::SubmitBlock(block)) => match self.judge(block, current) {
                         Ok(s) => out = format!("{s:?}").into_bytes(),
                         Err(r) => out = r.to_string().into_bytes(),
                     },
-                    Err(_) => bridge::encode_list::<BeaconBlock>(&[], &mut out),
+                    // outboxes are the source shard's validators' to serve
+                    Ok(SyncRequest::Outbox { .. }) | Err(_) => {
+                        bridge::encode_list::<BeaconBlock>(&[], &mut out)
+                    }
                 }
                 self.net.respond(id, out);
             }

@@ -72,6 +72,8 @@ struct Ctx<N> {
 #[serde(deny_unknown_fields)]
 struct BlockSubmission {
     header: SignedHeader,
+    #[serde(default)]
+    inbox: Vec<bridge::InboxEntry>,
     txs: Vec<alloy_primitives::Bytes>,
 }
 
@@ -159,7 +161,11 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
         let current = c.chain.spec().slot_at(net::now_ms());
         c.chain
             .submit(
-                ShardBlock { header: sub.header, txs: sub.txs.into_iter().map(|t| t.to_vec()).collect() },
+                ShardBlock {
+                    header: sub.header,
+                    inbox: sub.inbox,
+                    txs: sub.txs.into_iter().map(|t| t.to_vec()).collect(),
+                },
                 current,
             )
             .map_err(|r| ErrorObjectOwned::owned(REJECTED_CODE, r.to_string(), Some(r)))

@@ -78,6 +78,7 @@ impl BeaconDb {
         for b in bodies {
             let h = &b.header.header;
             let mut v = Vec::new();
+            encode_list(&b.inbox, &mut v);
             encode_list(&b.txs, &mut v);
             wb.put_cf(self.cf(CF_SHARD_BODIES), header_key(h.shard, h.height), v);
         }
@@ -125,9 +126,10 @@ impl BeaconDb {
             return Ok(None);
         };
         let mut input = body.as_slice();
-        let txs =
-            decode_list(&mut input).map_err(|e| Error::Corrupt(format!("body {shard}/{height}: {e}")))?;
-        Ok(Some(ShardBlock { header: header.header, txs }))
+        let corrupt = |e: bridge::DecodeError| Error::Corrupt(format!("body {shard}/{height}: {e}"));
+        let inbox = decode_list(&mut input).map_err(corrupt)?;
+        let txs = decode_list(&mut input).map_err(corrupt)?;
+        Ok(Some(ShardBlock { header: header.header, inbox, txs }))
     }
 
     /// The accepted header of `shard` at `height`.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Decode, DecodeError, Encode, Hash, ShardHeader, ShardId, Signature, SignatureError,
+    Address, Decode, DecodeError, Encode, Hash, InboxEntry, ShardHeader, ShardId, Signature, SignatureError,
     ValidatorKey, decode_list, encode_list, hash_domain, merkle_root,
 };
 
@@ -214,25 +214,40 @@ impl Decode for SignedHeader {
     }
 }
 
-/// A shard block as gossiped and synced: the signed header and the raw
-/// (EIP-2718) transactions, in execution order.
+/// A shard block as gossiped and synced: the signed header, the inbox
+/// messages it consumes (with their inclusion proofs) and the raw
+/// (EIP-2718) transactions; its items are the messages, then the
+/// transactions, in execution order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardBlock {
     /// The signed header.
     pub header: SignedHeader,
+    /// Inbox messages, first, in the order executed.
+    pub inbox: Vec<InboxEntry>,
     /// Raw transactions.
     pub txs: Vec<Vec<u8>>,
 }
 
 impl ShardBlock {
+    /// Leaves of the items tree: messages' then transactions'.
+    pub fn item_hashes(&self) -> Vec<Hash> {
+        self.inbox
+            .iter()
+            .map(|e| message_item_hash(&e.message.id()))
+            .chain(self.txs.iter().map(|t| tx_item_hash(t)))
+            .collect()
+    }
+
     /// Merkle root of the body's items, as the header's `items_root` must be.
     pub fn items_root(&self) -> Hash {
-        merkle_root(&self.txs.iter().map(|t| tx_item_hash(t)).collect::<Vec<_>>())
+        merkle_root(&self.item_hashes())
     }
 
     /// Encoded size of the body (what a peer sends us for it).
     pub fn body_bytes(&self) -> usize {
-        self.txs.iter().map(|t| t.len() + 4).sum::<usize>() + 4
+        let inbox: usize =
+            self.inbox.iter().map(|e| e.message.data.len() + 200 + 32 * e.proof.siblings.len()).sum();
+        inbox + self.txs.iter().map(|t| t.len() + 4).sum::<usize>() + 8
     }
 }
 
@@ -249,13 +264,18 @@ pub fn tx_item_hash(raw: &[u8]) -> Hash {
 impl Encode for ShardBlock {
     fn encode_to(&self, out: &mut Vec<u8>) {
         self.header.encode_to(out);
+        encode_list(&self.inbox, out);
         encode_list(&self.txs, out);
     }
 }
 
 impl Decode for ShardBlock {
     fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
-        Ok(ShardBlock { header: SignedHeader::decode(input)?, txs: decode_list(input)? })
+        Ok(ShardBlock {
+            header: SignedHeader::decode(input)?,
+            inbox: decode_list(input)?,
+            txs: decode_list(input)?,
+        })
     }
 }
 
@@ -415,6 +435,45 @@ pub enum SyncRequest {
     /// gossip layer would drop as already seen). The beacon takes a header
     /// only with its body, so the body stays retrievable from it.
     SubmitBlock(ShardBlock),
+    /// The beacon-accepted signed headers of `shard` from height `from` on
+    /// (asked of the beacon: where a destination learns source headers it
+    /// missed, e.g. after a restart). Answer: a list of [`SignedHeader`].
+    ShardHeaders {
+        /// The shard.
+        shard: ShardId,
+        /// First height.
+        from: u64,
+        /// Most headers.
+        count: u32,
+    },
+    /// The messages of channel `src → dst` from nonce `from` on, asked of
+    /// `src`'s validators. Answer: a list of [`InboxEntry`] (each with the
+    /// source height and its proof against that block's `outbox_root`),
+    /// contiguous in nonce from `from`.
+    Outbox {
+        /// Source shard.
+        src: ShardId,
+        /// Destination shard.
+        dst: ShardId,
+        /// First nonce.
+        from: u64,
+        /// Most messages.
+        count: u32,
+    },
+}
+
+/// Most headers one [`SyncRequest::ShardHeaders`] answer holds.
+pub const MAX_HEADERS_PER_REQUEST: u32 = 512;
+/// Most messages one [`SyncRequest::Outbox`] answer holds.
+pub const MAX_MESSAGES_PER_REQUEST: u32 = 1024;
+
+/// Decodes an answer to [`SyncRequest::Outbox`].
+pub fn decode_outbox_answer(mut bytes: &[u8]) -> Result<Vec<InboxEntry>, DecodeError> {
+    let entries = decode_list(&mut bytes)?;
+    if !bytes.is_empty() {
+        return Err(DecodeError::TrailingBytes(bytes.len()));
+    }
+    Ok(entries)
 }
 
 impl Encode for SyncRequest {
@@ -435,6 +494,19 @@ impl Encode for SyncRequest {
                 2u8.encode_to(out);
                 b.encode_to(out);
             }
+            SyncRequest::ShardHeaders { shard, from, count } => {
+                3u8.encode_to(out);
+                shard.encode_to(out);
+                from.encode_to(out);
+                count.encode_to(out);
+            }
+            SyncRequest::Outbox { src, dst, from, count } => {
+                4u8.encode_to(out);
+                src.encode_to(out);
+                dst.encode_to(out);
+                from.encode_to(out);
+                count.encode_to(out);
+            }
         }
     }
 }
@@ -449,6 +521,17 @@ impl Decode for SyncRequest {
                 count: u32::decode(input)?,
             }),
             2 => Ok(SyncRequest::SubmitBlock(ShardBlock::decode(input)?)),
+            3 => Ok(SyncRequest::ShardHeaders {
+                shard: ShardId::decode(input)?,
+                from: u64::decode(input)?,
+                count: u32::decode(input)?,
+            }),
+            4 => Ok(SyncRequest::Outbox {
+                src: ShardId::decode(input)?,
+                dst: ShardId::decode(input)?,
+                from: u64::decode(input)?,
+                count: u32::decode(input)?,
+            }),
             tag => Err(DecodeError::InvalidTag { what: "sync request", tag }),
         }
     }
@@ -513,7 +596,7 @@ mod tests {
         let h = ShardHeader { height: 3, ..Default::default() };
         let sh = SignedHeader::sign(h, &keys[0]);
         assert_eq!(sh.signer().unwrap(), keys[0].address());
-        let b = ShardBlock { header: sh.clone(), txs: vec![vec![1, 2], vec![]] };
+        let b = ShardBlock { header: sh.clone(), inbox: vec![], txs: vec![vec![1, 2], vec![]] };
         assert_eq!(decode_exact::<ShardBlock>(&b.encode()).unwrap(), b);
         let mut tampered = sh;
         tampered.header.height = 4;

@@ -24,8 +24,8 @@ mod sig;
 mod trace;
 
 pub use chain::{
-    BeaconBlock, ChainSpec, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo,
-    message_item_hash, tx_item_hash,
+    BeaconBlock, ChainSpec, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, ShardBlock, ShardHead,
+    SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash, tx_item_hash,
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};
@@ -33,8 +33,8 @@ pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};
 pub use merkle::{Frontier, MerkleProof, MerkleTree, merkle_root};
 pub use message::{
-    BRIDGE_ADDRESS, DEFAULT_MESSAGE_GAS, MAX_MESSAGE_DATA, MAX_MESSAGE_GAS, MESSAGE_BASE_GAS, Message,
-    MessageKind,
+    BRIDGE_ADDRESS, DEFAULT_MESSAGE_GAS, InboxEntry, MAX_MESSAGE_DATA, MAX_MESSAGE_GAS, MESSAGE_BASE_GAS,
+    Message, MessageKind,
 };
 pub use rules::{
     CLOCK_SKEW_SLOTS, HeaderFault, INCLUSION_SLOTS, MismatchEvidence, check_body, check_header,

@@ -4,7 +4,7 @@
 use alloy_primitives::{Address, U256, address};
 use serde::{Deserialize, Serialize};
 
-use crate::{Decode, DecodeError, Encode, Hash, ShardId, hash_domain};
+use crate::{Decode, DecodeError, Encode, Hash, MerkleProof, ShardId, hash_domain};
 
 /// The bridge's address on every shard (a precompile: `send`,
 /// `sendWithGas`, `messageSender`; see `contracts/IBridge.sol`).
@@ -138,6 +138,44 @@ impl Decode for Message {
             tag => return Err(DecodeError::InvalidTag { what: "message kind", tag }),
         };
         Ok(Message { src, dst, nonce, sender, to, value, gas_limit, data, kind })
+    }
+}
+
+/// An inbox message as a destination block carries it: the message, the
+/// height of the source block that emitted it, and its inclusion proof
+/// against that block's `outbox_root` (the beacon-accepted header's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The message.
+    pub message: Message,
+    /// Height of the source block (on shard `message.src`).
+    pub height: u64,
+    /// Proof of the message id in the source block's outbox.
+    pub proof: MerkleProof,
+}
+
+impl InboxEntry {
+    /// Checks the entry against the source header's `outbox_root`.
+    pub fn verify(&self, outbox_root: &Hash) -> Result<(), crate::ProofError> {
+        self.proof.verify(outbox_root, &self.message.id())
+    }
+}
+
+impl Encode for InboxEntry {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.message.encode_to(out);
+        self.height.encode_to(out);
+        self.proof.encode_to(out);
+    }
+}
+
+impl Decode for InboxEntry {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(InboxEntry {
+            message: Message::decode(input)?,
+            height: u64::decode(input)?,
+            proof: MerkleProof::decode(input)?,
+        })
     }
 }
 

@@ -208,7 +208,7 @@ pub fn check_body(block: &ShardBlock) -> Result<(), HeaderFault> {
     let computed = block.items_root();
     let claimed = block.header.header.items_root;
     if computed != claimed {
-        return Err(HeaderFault::ItemsRoot { items: block.txs.len(), computed, claimed });
+        return Err(HeaderFault::ItemsRoot { items: block.inbox.len() + block.txs.len(), computed, claimed });
     }
     Ok(())
 }
@@ -408,7 +408,8 @@ mod tests {
     fn body_binding_and_evidence_round_trip() {
         let key = ValidatorKey::derive(b"k");
         let txs = vec![vec![1u8, 2], vec![3]];
-        let mut block = ShardBlock { header: SignedHeader::sign(ShardHeader::default(), &key), txs };
+        let mut block =
+            ShardBlock { header: SignedHeader::sign(ShardHeader::default(), &key), inbox: vec![], txs };
         assert!(matches!(check_body(&block), Err(HeaderFault::ItemsRoot { items: 2, .. })));
         block.header =
             SignedHeader::sign(ShardHeader { items_root: block.items_root(), ..Default::default() }, &key);

@@ -9,8 +9,9 @@
 //!    header commits to (`items_root`, which also fixes the item count). A
 //!    body that is not is the relaying peer's fault, never the proposer's;
 //! 3. [`crate::ShardNode::import`] — the header is checked against its
-//!    parent (`bridge::check_header`, the beacon's own rule), then the block
-//!    is re-executed and every root compared; only a bound body that
+//!    parent (`bridge::check_header`, the beacon's own rule), every inbox
+//!    message against its beacon-accepted source header ([`check_inbox`]),
+//!    then the block is re-executed and every root compared; only a bound body that
 //!    re-executes to other roots is a mismatch, kept as evidence.
 //!
 //! Each stage runs its checks once; gossip is judged by [`BlockError::verdict`],
@@ -75,6 +76,19 @@ pub enum BlockError {
     /// The signed header breaks a rule checkable without execution.
     #[error("invalid header: {0}")]
     Header(HeaderFault),
+    /// An inbox entry names a source header this node does not know (yet):
+    /// it may be behind the beacon.
+    #[error("inbox message from unknown source header {src}/{height}")]
+    UnknownSource {
+        /// Source shard.
+        src: ShardId,
+        /// Source height.
+        height: u64,
+    },
+    /// An inbox entry is not a message of its beacon-accepted source
+    /// header's outbox for this shard.
+    #[error("bad inbox entry: {0}")]
+    BadInbox(String),
     /// The bound body re-executes to other results than its header claims.
     #[error("root mismatch in {}", .0.field_names().join(", "))]
     Mismatch(Box<MismatchEvidence>),
@@ -102,8 +116,12 @@ impl BlockError {
             | BlockError::NotScheduled { .. }
             | BlockError::BodyMismatch(_)
             | BlockError::Header(_)
+            | BlockError::BadInbox(_)
             | BlockError::Mismatch(_) => Validation::Reject,
-            BlockError::Old { .. } | BlockError::NotNext { .. } | BlockError::Node(_) => Validation::Ignore,
+            BlockError::Old { .. }
+            | BlockError::NotNext { .. }
+            | BlockError::UnknownSource { .. }
+            | BlockError::Node(_) => Validation::Ignore,
         }
     }
 
@@ -111,6 +129,46 @@ impl BlockError {
     pub fn is_fault(&self) -> bool {
         self.verdict() == Validation::Reject
     }
+}
+
+/// Where a node looks up the beacon-accepted source headers its inbox
+/// entries refer to.
+pub trait SourceHeaders {
+    /// The `outbox_root` of the beacon-accepted header of `shard` at
+    /// `height`, if this node knows it.
+    fn outbox_root(&self, shard: ShardId, height: u64) -> Option<Hash>;
+}
+
+/// A node that knows no source headers (the dev chain, which consumes no
+/// messages): any inbox entry is from an unknown source.
+pub struct NoSources;
+
+impl SourceHeaders for NoSources {
+    fn outbox_root(&self, _: ShardId, _: u64) -> Option<Hash> {
+        None
+    }
+}
+
+/// Checks every inbox entry of `block` (shard `shard` of `shards`): a
+/// message to this shard from another existing one, proven against the
+/// `outbox_root` of its beacon-accepted source header. Channel order is
+/// the state-transition function's rule (re-execution checks it).
+pub fn check_inbox(block: &ShardBlock, shards: u32, sources: &dyn SourceHeaders) -> Result<(), BlockError> {
+    let shard = block.header.header.shard;
+    for e in &block.inbox {
+        let m = &e.message;
+        if m.dst != shard || m.src == shard || m.src.0 >= shards {
+            return Err(BlockError::BadInbox(format!(
+                "message {} -> {} in a block of shard {shard}",
+                m.src, m.dst
+            )));
+        }
+        let root = sources
+            .outbox_root(m.src, e.height)
+            .ok_or(BlockError::UnknownSource { src: m.src, height: e.height })?;
+        e.verify(&root).map_err(|err| BlockError::BadInbox(format!("message {}: {err}", m.id())))?;
+    }
+    Ok(())
 }
 
 /// What a node expects of the next block it is shown: its shard, and the
@@ -143,12 +201,13 @@ impl SignedBlock {
         let (header, body) = SignedHeader::decode_block_prefix(bytes).map_err(BlockError::Malformed)?;
         expected.check(&header)?;
         let mut input = body;
+        let inbox = decode_list(&mut input).map_err(BlockError::Malformed)?;
         let txs = decode_list::<Vec<u8>>(&mut input).map_err(BlockError::Malformed)?;
         if !input.is_empty() {
             return Err(BlockError::Malformed(DecodeError::TrailingBytes(input.len())));
         }
         let hash = header.header.hash();
-        Ok(SignedBlock { block: ShardBlock { header, txs }, hash })
+        Ok(SignedBlock { block: ShardBlock { header, inbox, txs }, hash })
     }
 
     /// Stage 1 for a block already decoded (a sync response's elements).

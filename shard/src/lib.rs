@@ -11,6 +11,7 @@ mod import;
 mod mempool;
 mod metrics;
 mod node;
+mod relay;
 mod rpc;
 mod store;
 mod validator;
@@ -19,10 +20,11 @@ pub use config::{
     DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, ShardConfig, dev_accounts, genesis_header,
 };
 pub use error::{Error, Result};
-pub use import::{BlockError, BoundBlock, Expected, SignedBlock};
+pub use import::{BlockError, BoundBlock, Expected, NoSources, SignedBlock, SourceHeaders, check_inbox};
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
 pub use node::{Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
+pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
 pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};

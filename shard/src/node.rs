@@ -1,7 +1,7 @@
 //! The dev node: one shard, one proposer, blocks at a fixed interval from
 //! the mempool, persisted in rocksdb.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use std::time::Duration;
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, B256, U256};
 use bridge::{
-    Address as BAddress, ChainSpec, Encode, Hash, MismatchEvidence, ShardBlock, ShardHeader, ShardId,
-    Signature, SignedHeader, ValidatorKey,
+    Address as BAddress, ChainSpec, Encode, Hash, InboxEntry, Message, MismatchEvidence, ShardBlock,
+    ShardHeader, ShardId, Signature, SignedHeader, ValidatorKey,
 };
 use parking_lot::{Mutex, RwLock};
 use prover::{AuthState, BlockParams, Item, Mode, SignedTx, execute_items};
@@ -153,9 +153,8 @@ impl ShardNode {
 
     fn write_genesis(config: &ShardConfig, db: &ShardDb, state: &AuthState) -> Result<()> {
         let (header, prepared) = genesis(config, state)?;
-        let body =
-            StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Signature::default() };
-        db.commit_block(&header, &body, &[], &prepared.batch)?;
+        let body = StoredBody::empty(Signature::default());
+        db.commit_block(&header, &body, &[], &[], &prepared.batch)?;
         info!(target: "shard", root = %prepared.root, accounts = config.genesis.len(), "wrote genesis");
         Ok(())
     }
@@ -216,6 +215,44 @@ impl ShardNode {
         self.recent_hashes.read().clone()
     }
 
+    /// The next nonce this shard expects on the channel from `src` (its
+    /// inbound counter at the head).
+    pub fn inbound_next(&self, src: ShardId) -> Result<u64> {
+        let h = self.head.read().header.height;
+        let v = self.state.storage(bridge::BRIDGE_ADDRESS, prover::inbound_slot(src), h)?;
+        u64::try_from(v).map_err(|_| Error::Corrupt("inbound counter overflow".into()))
+    }
+
+    /// The messages of channel `(this shard → dst)` from nonce `from` on
+    /// (at most `count`, contiguous), each with its source height and its
+    /// proof against that block's `outbox_root` — what a destination's
+    /// relay asks for. From this node's chain: the asker checks each entry
+    /// against the beacon-accepted header.
+    pub fn outbox_page(&self, dst: ShardId, from: u64, count: u32) -> Result<Vec<InboxEntry>> {
+        let count = count.min(bridge::MAX_MESSAGES_PER_REQUEST);
+        let mut out = Vec::new();
+        let mut trees: BTreeMap<u64, (Vec<Message>, bridge::MerkleTree)> = BTreeMap::new();
+        for nonce in (from..from.saturating_add(count as u64)).take(count as usize) {
+            let Some((height, index)) = self.db.outbox_location(dst, nonce)? else { break };
+            if !trees.contains_key(&height) {
+                let msgs = self.db.outbox(height)?;
+                let tree = bridge::MerkleTree::new(&msgs.iter().map(Message::id).collect::<Vec<_>>());
+                trees.insert(height, (msgs, tree));
+            }
+            let (msgs, tree) = &trees[&height];
+            let (Some(message), Some(proof)) = (msgs.get(index as usize), tree.proof(index as usize)) else {
+                return Err(Error::Corrupt(format!(
+                    "outbox index of {dst}/{nonce} points past block {height}"
+                )));
+            };
+            if message.dst != dst || message.nonce != nonce {
+                return Err(Error::Corrupt(format!("outbox index of {dst}/{nonce} names another message")));
+            }
+            out.push(InboxEntry { message: message.clone(), height, proof });
+        }
+        Ok(out)
+    }
+
     /// Account nonce at the head.
     pub fn state_nonce(&self, address: &Address) -> Result<u64> {
         let h = self.head.read().header.height;
@@ -227,22 +264,31 @@ impl ShardNode {
     pub fn produce_block(&self) -> Result<ShardHeader> {
         let _one_at_a_time = self.produce_lock.lock();
         let params = self.next_params();
-        let built = self.build(0, params.timestamp, params.beneficiary)?;
+        let built = self.build(0, params.timestamp, params.beneficiary, Vec::new())?;
         self.commit(built, Signature::default(), true)
     }
 
     /// Builds the block of beacon `slot` as its scheduled proposer, signs
-    /// and commits it, and returns it for gossip.
-    pub fn propose(&self, slot: u64, timestamp: u64, key: &ValidatorKey) -> Result<ShardBlock> {
+    /// and commits it, and returns it for gossip. `inbox`: verified inbox
+    /// messages offered for it, in channel order (those invalid in their
+    /// position are left out).
+    pub fn propose(
+        &self,
+        slot: u64,
+        timestamp: u64,
+        key: &ValidatorKey,
+        inbox: Vec<InboxEntry>,
+    ) -> Result<ShardBlock> {
         let _one_at_a_time = self.produce_lock.lock();
-        let built = self.build(slot, timestamp, Address::from(key.address().0))?;
+        let built = self.build(slot, timestamp, Address::from(key.address().0), inbox)?;
         let signed = SignedHeader::sign(built.header.clone(), key);
         let txs = built.body.txs.iter().map(|t| t.to_vec()).collect();
+        let inbox = built.body.inbox.clone();
         self.commit(built, signed.signature, true)?;
-        Ok(ShardBlock { header: signed, txs })
+        Ok(ShardBlock { header: signed, inbox, txs })
     }
 
-    fn build(&self, slot: u64, timestamp: u64, proposer: Address) -> Result<Built> {
+    fn build(&self, slot: u64, timestamp: u64, proposer: Address, inbox: Vec<InboxEntry>) -> Result<Built> {
         let head = self.head();
         let height = head.header.height;
         let mut params = self.next_params();
@@ -253,7 +299,11 @@ impl ShardNode {
             let nonce = |a: &Address| self.state.account(*a, height).ok().flatten().map_or(0, |x| x.nonce);
             pool.select(nonce, params.gas_limit, self.config.max_block_txs)
         };
-        let items: Vec<Item> = candidates.iter().map(|t| Item::Tx(SignedTx::clone(t))).collect();
+        let items: Vec<Item> = inbox
+            .iter()
+            .map(|e| Item::Message(e.message.clone()))
+            .chain(candidates.iter().map(|t| Item::Tx(SignedTx::clone(t))))
+            .collect();
         let reader = self.state.reader(height)?.with_block_hashes(self.recent_hashes());
         let exec = execute_items(reader, &params, items, Mode::Build)?;
         let prepared = self.state.prepare(height + 1, &exec.block_changes())?;
@@ -269,7 +319,7 @@ impl ShardNode {
             ..Default::default()
         };
         let header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
-        Ok(Built::new(header, exec, prepared))
+        Ok(Built::new(header, exec, prepared, inbox))
     }
 
     /// Stage 3 of import (see [`crate::import`]): checks a bound block's
@@ -277,7 +327,12 @@ impl ShardNode {
     /// compares every root. A bound body that re-executes to other roots is
     /// a mismatch: the block and this node's execution are kept as
     /// evidence, and the block is not imported.
-    pub fn import(&self, bound: BoundBlock, spec: &ChainSpec) -> Result<ShardHeader, BlockError> {
+    pub fn import(
+        &self,
+        bound: BoundBlock,
+        spec: &ChainSpec,
+        sources: &dyn crate::SourceHeaders,
+    ) -> Result<ShardHeader, BlockError> {
         let _one_at_a_time = self.produce_lock.lock();
         let head = self.head();
         let h = &bound.block.header.header;
@@ -288,8 +343,10 @@ impl ShardNode {
             return Err(BlockError::NotNext { height: h.height, head: head.header.height });
         }
         bridge::check_header(spec, &head.header, &head.hash, h).map_err(BlockError::Header)?;
+        crate::check_inbox(&bound.block, spec.shards, sources)?;
         let raws: Vec<alloy_primitives::Bytes> = bound.block.txs.iter().map(|t| t.clone().into()).collect();
-        let mut items = Vec::with_capacity(raws.len());
+        let mut items: Vec<Item> =
+            bound.block.inbox.iter().map(|e| Item::Message(e.message.clone())).collect();
         for r in prover::recover_all(&raws) {
             match r {
                 Ok(tx) => items.push(Item::Tx(tx)),
@@ -312,7 +369,7 @@ impl ShardNode {
         };
         let prepared = self.state.prepare(h.height, &exec.block_changes())?;
         let header = with_execution(h.clone(), head.header.post_state_root, &exec, prepared.root);
-        let computed = Built::new(header, exec, prepared);
+        let computed = Built::new(header, exec, prepared, bound.block.inbox.clone());
         if computed.header != *h {
             return Err(self.mismatch(&bound, computed.header));
         }
@@ -326,11 +383,12 @@ impl ShardNode {
         block: &ShardBlock,
         spec: &ChainSpec,
         current: u64,
+        sources: &dyn crate::SourceHeaders,
     ) -> Result<ShardHeader, BlockError> {
         let expected =
             Expected { spec, shard: self.config.shard, head_height: self.head().header.height, current };
         let bound = BoundBlock::from_block(block.clone(), &expected)?;
-        self.import(bound, spec)
+        self.import(bound, spec, sources)
     }
 
     /// Keeps the evidence of a mismatch (deduplicated by header, at most
@@ -390,14 +448,15 @@ impl ShardNode {
         };
         Ok(Some(ShardBlock {
             header: SignedHeader { header, signature: body.signature },
+            inbox: body.inbox,
             txs: body.txs.iter().map(|t| t.to_vec()).collect(),
         }))
     }
 
     fn commit(&self, built: Built, signature: Signature, produced: bool) -> Result<ShardHeader> {
-        let Built { header, mut body, receipts, batch, rejected } = built;
+        let Built { header, mut body, receipts, outbox, batch, rejected } = built;
         body.signature = signature;
-        self.db.commit_block(&header, &body, &receipts, &batch)?;
+        self.db.commit_block(&header, &body, &receipts, &outbox, &batch)?;
         let hash = header.hash();
         {
             let mut recent = self.recent_hashes.write();
@@ -668,14 +727,21 @@ struct Built {
     header: ShardHeader,
     body: StoredBody,
     receipts: Vec<prover::Receipt>,
+    outbox: Vec<Message>,
     batch: prover::jmt_types::TreeUpdateBatch,
     rejected: Vec<prover::Rejected>,
 }
 
 impl Built {
-    fn new(header: ShardHeader, exec: prover::Execution, prepared: prover::PreparedVersion) -> Self {
-        let mut body =
-            StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Signature::default() };
+    /// `inbox`: the entries offered; the body keeps those executed.
+    fn new(
+        header: ShardHeader,
+        exec: prover::Execution,
+        prepared: prover::PreparedVersion,
+        inbox: Vec<InboxEntry>,
+    ) -> Self {
+        let mut body = StoredBody::empty(Signature::default());
+        let mut offered: HashMap<Hash, InboxEntry> = inbox.into_iter().map(|e| (e.message.id(), e)).collect();
         for item in &exec.items {
             match item {
                 Item::Tx(tx) => {
@@ -683,11 +749,20 @@ impl Built {
                     body.senders.push(tx.sender);
                     body.hashes.push(tx.hash);
                 }
-                // blocks carry no inbox messages until the relay feeds them
-                Item::Message(m) => unreachable!("message {} in a block before the relay exists", m.id()),
+                Item::Message(m) => {
+                    body.inbox.push(offered.remove(&m.id()).expect("executed messages are offered entries"))
+                }
             }
         }
-        Built { header, body, receipts: exec.receipts(), batch: prepared.batch, rejected: exec.rejected }
+        let outbox = exec.outbox();
+        Built {
+            header,
+            body,
+            receipts: exec.receipts(),
+            outbox,
+            batch: prepared.batch,
+            rejected: exec.rejected,
+        }
     }
 }
 

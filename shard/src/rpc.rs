@@ -333,10 +333,12 @@ impl Rpc {
         let block_hash = B256::from(h.hash().0);
         let i = i as usize;
         let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
-        let cumulative: u64 = receipts[..=i].iter().map(|r| r.gas_used).sum();
-        let log_start: usize = receipts[..i].iter().map(|r| r.logs.len()).sum();
+        // the block's inbox messages come first among its receipts
+        let ri = body.receipt_index(i);
+        let cumulative: u64 = receipts[..=ri].iter().map(|r| r.gas_used).sum();
+        let log_start: usize = receipts[..ri].iter().map(|r| r.logs.len()).sum();
         Ok(Some(rpc_receipt(
-            &receipts[i],
+            &receipts[ri],
             &env,
             body.senders[i],
             block_hash,
@@ -376,8 +378,7 @@ impl Rpc {
         }
         let mut out = Vec::new();
         for height in from..=to {
-            let Some(StoredBlock { header: h, body, receipts }) =
-                db.stored_block(height).map_err(internal)?
+            let Some(StoredBlock { header: h, receipts, .. }) = db.stored_block(height).map_err(internal)?
             else {
                 continue;
             };
@@ -390,7 +391,7 @@ impl Rpc {
                             block_hash,
                             height,
                             timestamp: h.timestamp,
-                            tx_hash: body.hashes[i],
+                            tx_hash: r.tx_hash,
                             tx_index: i as u64,
                         };
                         out.push(at.log(l, log_index));
@@ -420,12 +421,8 @@ impl Rpc {
             fh.base_fee_per_gas.push(h.base_fee as u128);
             fh.gas_used_ratio.push(h.gas_used as f64 / h.gas_limit.max(1) as f64);
             if let Some(ps) = &percentiles {
-                let body = db.body(height).map_err(internal)?.unwrap_or(StoredBody {
-                    txs: vec![],
-                    senders: vec![],
-                    hashes: vec![],
-                    signature: Default::default(),
-                });
+                let body =
+                    db.body(height).map_err(internal)?.unwrap_or(StoredBody::empty(Default::default()));
                 let mut tips: Vec<u128> = body
                     .txs
                     .iter()

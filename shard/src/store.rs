@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, Bytes};
-use bridge::{Decode, Encode, Hash, ShardHeader, decode_exact, decode_list, encode_list};
+use bridge::{
+    Decode, Encode, Hash, InboxEntry, Message, ShardHeader, ShardId, decode_exact, decode_list, encode_list,
+};
 use prover::jmt_types::{KeyHash, Node, NodeKey, TreeUpdateBatch, Version};
 use prover::{Receipt, StateStore};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
@@ -26,7 +28,11 @@ const CF_BODIES: &str = "bodies";
 const CF_RECEIPTS: &str = "receipts";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_BLOCK_INDEX: &str = "block_index";
-const CFS: [&str; 11] = [
+/// Each block's outbox (the messages it emitted), by height.
+const CF_OUTBOX: &str = "outbox";
+/// Where each outbound message sits: `(dst, nonce)` → `(height, index)`.
+const CF_OUTBOX_INDEX: &str = "outbox_index";
+const CFS: [&str; 13] = [
     CF_NODES,
     CF_VALUES,
     CF_LATEST,
@@ -38,6 +44,8 @@ const CFS: [&str; 11] = [
     CF_RECEIPTS,
     CF_TX_INDEX,
     CF_BLOCK_INDEX,
+    CF_OUTBOX,
+    CF_OUTBOX_INDEX,
 ];
 
 const META_STATE_LATEST: &[u8] = b"state_latest";
@@ -70,6 +78,21 @@ pub struct StoredBody {
     pub hashes: Vec<B256>,
     /// The proposer's signature of the header (zero on a dev chain).
     pub signature: bridge::Signature,
+    /// The inbox messages the block consumed (its first items).
+    pub inbox: Vec<InboxEntry>,
+}
+
+impl StoredBody {
+    /// An empty body signed with `signature`.
+    pub fn empty(signature: bridge::Signature) -> Self {
+        StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature, inbox: vec![] }
+    }
+
+    /// Index in the block's receipts of transaction `i` (the inbox
+    /// messages' receipts come first).
+    pub fn receipt_index(&self, i: usize) -> usize {
+        self.inbox.len() + i
+    }
 }
 
 impl Encode for StoredBody {
@@ -81,6 +104,7 @@ impl Encode for StoredBody {
         let hashes: Vec<[u8; 32]> = self.hashes.iter().map(|h| h.0).collect();
         encode_list(&hashes, out);
         self.signature.encode_to(out);
+        encode_list(&self.inbox, out);
     }
 }
 
@@ -90,7 +114,8 @@ impl Decode for StoredBody {
         let senders = decode_list::<[u8; 20]>(input)?.into_iter().map(Address::from).collect();
         let hashes = decode_list::<[u8; 32]>(input)?.into_iter().map(B256::from).collect();
         let signature = bridge::Signature::decode(input)?;
-        Ok(StoredBody { txs, senders, hashes, signature })
+        let inbox = decode_list(input)?;
+        Ok(StoredBody { txs, senders, hashes, signature, inbox })
     }
 }
 
@@ -121,6 +146,13 @@ pub struct StoredBlock {
     pub body: StoredBody,
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
+}
+
+fn outbox_key(dst: ShardId, nonce: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&dst.0.to_be_bytes());
+    k[4..].copy_from_slice(&nonce.to_be_bytes());
+    k
 }
 
 fn decode_receipts(height: u64, bytes: &[u8]) -> Result<Vec<Receipt>> {
@@ -201,6 +233,7 @@ impl ShardDb {
         header: &ShardHeader,
         body: &StoredBody,
         receipts: &[Receipt],
+        outbox: &[Message],
         state: &TreeUpdateBatch,
     ) -> Result<()> {
         let height = header.height;
@@ -220,6 +253,18 @@ impl ShardDb {
             let mut loc = hkey.to_vec();
             loc.extend_from_slice(&(i as u32).to_be_bytes());
             wb.put_cf(self.cf(CF_TX_INDEX), h.as_slice(), loc);
+        }
+        if !outbox.is_empty() {
+            let mut bytes = Vec::new();
+            encode_list(outbox, &mut bytes);
+            wb.put_cf(self.cf(CF_OUTBOX), hkey, bytes);
+            for (i, m) in outbox.iter().enumerate() {
+                wb.put_cf(
+                    self.cf(CF_OUTBOX_INDEX),
+                    outbox_key(m.dst, m.nonce),
+                    [&hkey[..], &(i as u32).to_be_bytes()].concat(),
+                );
+            }
         }
         wb.put_cf(self.cf(CF_BLOCK_INDEX), header.hash().0, hkey);
         wb.put_cf(self.cf(CF_META), META_HEAD, hkey);
@@ -302,12 +347,42 @@ impl ShardDb {
             if let Some(header) = self.header(height)? {
                 wb.delete_cf(self.cf(CF_BLOCK_INDEX), header.hash().0);
             }
+            for m in self.outbox(height)? {
+                wb.delete_cf(self.cf(CF_OUTBOX_INDEX), outbox_key(m.dst, m.nonce));
+            }
+            wb.delete_cf(self.cf(CF_OUTBOX), hkey);
             wb.delete_cf(self.cf(CF_HEADERS), hkey);
             wb.delete_cf(self.cf(CF_BODIES), hkey);
             wb.delete_cf(self.cf(CF_RECEIPTS), hkey);
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, to.to_be_bytes());
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// The messages block `height` emitted, in order.
+    pub fn outbox(&self, height: u64) -> Result<Vec<Message>> {
+        match self.db.get_cf(self.cf(CF_OUTBOX), height.to_be_bytes()).map_err(db_err)? {
+            None => Ok(Vec::new()),
+            Some(b) => {
+                let mut input = b.as_slice();
+                let out =
+                    decode_list(&mut input).map_err(|e| Error::Corrupt(format!("outbox {height}: {e}")))?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Where the message of channel `(this shard → dst)` with `nonce` sits:
+    /// `(height, index in that block's outbox)`.
+    pub fn outbox_location(&self, dst: ShardId, nonce: u64) -> Result<Option<(u64, u32)>> {
+        Ok(self.db.get_cf(self.cf(CF_OUTBOX_INDEX), outbox_key(dst, nonce)).map_err(db_err)?.and_then(|b| {
+            (b.len() == 12).then(|| {
+                (
+                    u64::from_be_bytes(b[..8].try_into().expect("length checked")),
+                    u32::from_be_bytes(b[8..].try_into().expect("length checked")),
+                )
+            })
+        }))
     }
 
     /// The header at `height`.
@@ -351,7 +426,7 @@ impl ShardDb {
         let loc = TxLocation::decode(&loc).ok_or_else(|| Error::Corrupt(format!("tx index of {hash}")))?;
         let Some(block) = self.block_in(&snap, loc.height)? else { return Ok(None) };
         if block.body.hashes.get(loc.index as usize) != Some(hash)
-            || block.receipts.len() != block.body.txs.len()
+            || block.receipts.len() != block.body.inbox.len() + block.body.txs.len()
         {
             return Err(Error::Corrupt(format!("tx index of {hash} points past block {}", loc.height)));
         }

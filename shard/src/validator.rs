@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::config::ShardConfig;
 use crate::import::{BlockError, BoundBlock, Expected};
 use crate::node::ShardNode;
+use crate::relay::Relay;
 use crate::{Error, Result};
 
 /// Most blocks one sync request asks for.
@@ -170,6 +171,7 @@ pub struct Validator<N: Network> {
     tally_since: u64,
     txs: Arc<Mutex<Vec<Vec<u8>>>>,
     status: Arc<parking_lot::RwLock<ValidatorStatus>>,
+    relay: Relay,
 }
 
 impl<N: Network> Validator<N> {
@@ -190,6 +192,7 @@ impl<N: Network> Validator<N> {
                 None => return Err(Error::Config(format!("{} is not a registered validator", k.address()))),
             }
         }
+        let spec_shards = spec.shards;
         let genesis = node.db().header(0)?.map(|h| h.hash()).unwrap_or_default();
         if spec.shard_genesis.get(shard.0 as usize).map(|g| g.hash()) != Some(genesis) {
             return Err(Error::Config(format!(
@@ -228,6 +231,7 @@ impl<N: Network> Validator<N> {
             tally_since: 0,
             txs,
             status,
+            relay: Relay::new(shard, spec_shards),
         })
     }
 
@@ -260,6 +264,8 @@ impl<N: Network> Validator<N> {
             self.tally_since = slot;
         }
         self.maybe_sync();
+        self.relay.prune(&self.node);
+        self.relay.on_slot(&self.node, &self.net, slot);
         self.update_status();
         let Some(key) = &self.key else { return };
         if self.spec.proposer(self.shard, slot) != Some(key.address()) {
@@ -282,7 +288,8 @@ impl<N: Network> Validator<N> {
         if head.beacon_slot >= slot {
             return;
         }
-        match self.node.propose(slot, self.spec.slot_timestamp(slot), key) {
+        let inbox = self.relay.offer(&self.node, self.node.config().block_gas_limit, slot);
+        match self.node.propose(slot, self.spec.slot_timestamp(slot), key, inbox) {
             // the beacon subscribes to every shard's blocks: one publish
             // reaches the shard's validators and the beacon (which takes
             // the header only with this body)
@@ -332,15 +339,26 @@ impl<N: Network> Validator<N> {
                 self.net.report(id, from, verdict);
             }
             NetEvent::Request { id, data, .. } => {
-                let blocks = match decode_exact::<SyncRequest>(&data) {
-                    Ok(SyncRequest::ShardBlocks { shard, from, count }) if shard == self.shard => {
-                        self.serve_blocks(from, count)
-                    }
-                    _ => vec![],
-                };
                 let mut out = Vec::new();
-                encode_list(&blocks, &mut out);
+                match decode_exact::<SyncRequest>(&data) {
+                    Ok(SyncRequest::ShardBlocks { shard, from, count }) if shard == self.shard => {
+                        encode_list(&self.serve_blocks(from, count), &mut out)
+                    }
+                    // a destination's relay: this shard's messages to it, with proofs
+                    Ok(SyncRequest::Outbox { src, dst, from, count }) if src == self.shard => {
+                        let entries = self.node.outbox_page(dst, from, count).unwrap_or_default();
+                        encode_list(&entries, &mut out)
+                    }
+                    _ => encode_list::<ShardBlock>(&[], &mut out),
+                }
                 self.net.respond(id, out);
+            }
+            NetEvent::Response { id, peer, result } if self.relay.owns(id) => {
+                if let Ok(data) = result {
+                    self.relay.on_response(&self.node, id, peer, &data);
+                    // headers may have arrived that held blocks waited for
+                    self.drain_future();
+                }
             }
             NetEvent::Response { id, peer, result } => {
                 if self.sync.as_ref().is_some_and(|s| s.id == id) {
@@ -410,6 +428,15 @@ impl<N: Network> Validator<N> {
             }
             return Validation::Ignore;
         }
+        if let Err(BlockError::UnknownSource { src, height }) =
+            crate::check_inbox(bound.block(), self.spec.shards, &self.relay)
+        {
+            // its messages come from a source header this node has not seen
+            // accepted yet: hold it until the header is known
+            self.relay.want_header(src, height);
+            self.future.insert(bound);
+            return Validation::Ignore;
+        }
         match self.import(bound) {
             Ok(()) => {
                 self.drain_future();
@@ -424,10 +451,14 @@ impl<N: Network> Validator<N> {
         Expected { spec: &self.spec, shard: self.shard, head_height, current: self.slot }
     }
 
-    fn import(&self, bound: BoundBlock) -> Result<(), BlockError> {
+    fn import(&mut self, bound: BoundBlock) -> Result<(), BlockError> {
         let height = bound.height();
-        match self.node.import(bound, &self.spec) {
+        match self.node.import(bound, &self.spec, &self.relay) {
             Ok(_) => Ok(()),
+            Err(BlockError::UnknownSource { src, height }) => {
+                self.relay.want_header(src, height);
+                Err(BlockError::UnknownSource { src, height })
+            }
             Err(e) => {
                 if !matches!(e, BlockError::NotNext { .. }) {
                     warn!(target: "shard", height, error = %e, "block not imported");
@@ -492,6 +523,8 @@ impl<N: Network> Validator<N> {
             return Validation::Ignore;
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
+        self.relay.on_headers(&block.headers);
+        self.drain_future();
         for h in block.headers.iter().filter(|h| h.header.shard == self.shard) {
             self.accepted.insert(h.header.height, h.header.hash());
         }

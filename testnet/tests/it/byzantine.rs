@@ -40,7 +40,7 @@ fn block_on_head(
     txs: Vec<Vec<u8>>,
 ) -> ShardBlock {
     let head = t.node(node).unwrap().head();
-    let mut b = ShardBlock { header: SignedHeader::sign(ShardHeader::default(), key), txs };
+    let mut b = ShardBlock { header: SignedHeader::sign(ShardHeader::default(), key), inbox: vec![], txs };
     let h = ShardHeader {
         shard: ShardId(0),
         height: head.header.height + 1,
@@ -115,7 +115,7 @@ fn a_far_future_block_changes_nothing_and_costs_its_signer() {
     // dropped from validator 0's own chain
     let node0 = t.node(0).unwrap().clone();
     let height = node0.head().header.height;
-    let future = node0.propose(far, t.spec().slot_timestamp(far), &key).unwrap();
+    let future = node0.propose(far, t.spec().slot_timestamp(far), &key, vec![]).unwrap();
     node0.revert_to(height).unwrap();
     let net0 = t.validator_net(0).clone();
     net0.publish(Topic::ShardBlocks(ShardId(0)), future.encode());

@@ -98,11 +98,12 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
         .validators[0]
         .1
         .clone();
-    let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key).unwrap();
+    let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key, vec![]).unwrap();
     let mut header = honest.header.header.clone();
     header.post_state_root = bridge::Hash::of(b"wrong");
-    let forged = ShardBlock { header: SignedHeader::sign(header, &key), txs: honest.txs.clone() };
-    let err = node1.import_block(&forged, t.spec(), slot).unwrap_err();
+    let forged =
+        ShardBlock { header: SignedHeader::sign(header, &key), inbox: vec![], txs: honest.txs.clone() };
+    let err = node1.import_block(&forged, t.spec(), slot, &shard::NoSources).unwrap_err();
     assert!(err.to_string().contains("post_state_root"), "{err}");
     let m = node1.mismatches();
     assert_eq!(m.len(), 1);
@@ -117,8 +118,9 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     // a second variant of the same slot's block adds no record: one per (proposer, slot)
     let mut other = forged.header.header.clone();
     other.receipts_root = bridge::Hash::of(b"also wrong");
-    let variant = ShardBlock { header: SignedHeader::sign(other, &key), txs: forged.txs.clone() };
-    assert!(node1.import_block(&variant, t.spec(), slot).is_err());
+    let variant =
+        ShardBlock { header: SignedHeader::sign(other, &key), inbox: vec![], txs: forged.txs.clone() };
+    assert!(node1.import_block(&variant, t.spec(), slot, &shard::NoSources).is_err());
     assert_eq!(node1.mismatches().len(), 1);
     // the record and its evidence survive a restart
     drop((node0, node1));

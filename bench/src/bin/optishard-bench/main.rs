@@ -100,14 +100,13 @@ fn node_block(db: &shard::ShardDb, state: &AuthState, h: u64, items: Vec<Item>) 
         trace_root: exec.final_commitment(prepared.root).hash(),
         ..Default::default()
     };
-    let mut body =
-        shard::StoredBody { txs: vec![], senders: vec![], hashes: vec![], signature: Default::default() };
+    let mut body = shard::StoredBody::empty(Default::default());
     for tx in exec.items.iter().filter_map(|i| if let Item::Tx(tx) = i { Some(tx) } else { None }) {
         body.txs.push(tx.raw.clone());
         body.senders.push(tx.sender);
         body.hashes.push(tx.hash);
     }
-    db.commit_block(&header, &body, &exec.receipts(), &prepared.batch)?;
+    db.commit_block(&header, &body, &exec.receipts(), &exec.outbox(), &prepared.batch)?;
     Ok([d_exec, d_root, p.elapsed()])
 }
 

@@ -1,0 +1,279 @@
+//! The relay: how a destination shard's validator gets the messages
+//! addressed to it.
+//!
+//! - **Source headers** come from the beacon: every beacon block lists the
+//!   headers it accepted, with their `outbox_root`s ([`Relay::on_beacon_block`]).
+//!   Heights this node missed (a restart) are asked of the beacon
+//!   ([`SyncRequest::ShardHeaders`]). Only beacon-accepted headers enter the
+//!   book, so a message of a header the beacon never accepted cannot be
+//!   proven, offered or imported.
+//! - **Messages** are pulled per channel, by nonce: the next nonce to ask
+//!   `src` for is this shard's own inbound counter (state: exactly-once in
+//!   channel order is a state-transition rule, so nothing else needs
+//!   persisting — after a crash, revert or proposer change the state says
+//!   where to resume) or the end of what is already pending. A source
+//!   validator answers from its outbox index ([`crate::ShardNode::outbox_page`]);
+//!   every entry is checked against the book before it is kept. A peer that
+//!   omits or withholds messages only delays them: the next request goes
+//!   to another peer.
+//! - **Consumption**: the proposer offers pending messages in channel order
+//!   within [`INBOX_GAS_SHARE`] of the block's gas ([`Relay::offer`]);
+//!   importers check every inbox entry against the same book
+//!   ([`crate::check_inbox`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bridge::{Encode, Hash, InboxEntry, MessageKind, ShardId, SignedHeader, SyncRequest, decode_list};
+use net::{Network, PeerId, RequestId, Topic};
+use tracing::debug;
+
+use crate::ShardNode;
+use crate::import::SourceHeaders;
+
+/// Inbox messages may use at most this share (1/`INBOX_GAS_SHARE`) of a
+/// block's gas limit; the rest wait for the next block. The rest of the
+/// block stays for transactions.
+pub const INBOX_GAS_SHARE: u64 = 2;
+/// Source headers remembered per shard (older ones are asked again).
+const MAX_BOOK_PER_SHARD: usize = 8_192;
+/// Verified messages waiting per channel (the highest nonces go first).
+const MAX_PENDING_PER_CHANNEL: usize = 4_096;
+/// Messages asked for at once.
+const OUTBOX_BATCH: u32 = 256;
+/// A request unanswered this many slots is given up.
+const REQUEST_TIMEOUT_SLOTS: u64 = 4;
+
+/// What the relay does for one destination shard.
+pub struct Relay {
+    shard: ShardId,
+    shards: u32,
+    /// Beacon-accepted source headers: `outbox_root` by height, per source.
+    book: Vec<BTreeMap<u64, Hash>>,
+    /// Verified messages not yet consumed, by nonce, per source.
+    pending: Vec<BTreeMap<u64, InboxEntry>>,
+    /// Outbox requests in flight: request → (source, slot sent).
+    asking: HashMap<RequestId, (ShardId, u64)>,
+    /// Header requests in flight: request → slot sent.
+    asking_headers: HashMap<RequestId, u64>,
+    /// Source heights seen referenced but not in the book.
+    missing: BTreeSet<(ShardId, u64)>,
+    /// Per source: the newest height its outbox was asked about (nothing
+    /// new to ask until the book passes it).
+    asked_through: Vec<u64>,
+    next_peer: usize,
+    /// Entries refused (bad proof, wrong channel, unknown header).
+    pub refused: u64,
+}
+
+impl SourceHeaders for Relay {
+    fn outbox_root(&self, shard: ShardId, height: u64) -> Option<Hash> {
+        self.book.get(shard.0 as usize)?.get(&height).copied()
+    }
+}
+
+impl Relay {
+    /// The relay of `shard` in a network of `shards`.
+    pub fn new(shard: ShardId, shards: u32) -> Self {
+        let n = shards as usize;
+        Relay {
+            shard,
+            shards,
+            book: vec![BTreeMap::new(); n],
+            pending: vec![BTreeMap::new(); n],
+            asking: HashMap::new(),
+            asking_headers: HashMap::new(),
+            missing: BTreeSet::new(),
+            asked_through: vec![0; n],
+            next_peer: 0,
+            refused: 0,
+        }
+    }
+
+    /// Records the headers a beacon block accepted (or the beacon sent).
+    pub fn on_headers(&mut self, headers: &[SignedHeader]) {
+        for sh in headers {
+            let h = &sh.header;
+            let Some(book) = self.book.get_mut(h.shard.0 as usize) else { continue };
+            if h.shard == self.shard {
+                continue;
+            }
+            book.insert(h.height, h.outbox_root);
+            self.missing.remove(&(h.shard, h.height));
+            while book.len() > MAX_BOOK_PER_SHARD {
+                book.pop_first();
+            }
+        }
+    }
+
+    /// A block referred to a source header this node does not know.
+    pub fn want_header(&mut self, src: ShardId, height: u64) {
+        if src.0 < self.shards && self.missing.len() < 1_024 {
+            self.missing.insert((src, height));
+        }
+    }
+
+    /// Whether `id` is one of the relay's requests.
+    pub fn owns(&self, id: RequestId) -> bool {
+        self.asking.contains_key(&id) || self.asking_headers.contains_key(&id)
+    }
+
+    /// Once a slot: asks for missing source headers (the beacon) and for
+    /// new messages of every source whose accepted chain moved.
+    pub fn on_slot<N: Network>(&mut self, node: &ShardNode, net: &N, slot: u64) {
+        self.asking.retain(|_, (_, at)| *at + REQUEST_TIMEOUT_SLOTS >= slot);
+        self.asking_headers.retain(|_, at| *at + REQUEST_TIMEOUT_SLOTS >= slot);
+        let beacons = net.topic_peers(Topic::Submissions);
+        if let (Some(&(src, from)), Some(beacon)) = (self.missing.first(), beacons.first())
+            && self.asking_headers.is_empty()
+        {
+            let req = SyncRequest::ShardHeaders { shard: src, from, count: 64 };
+            let id = net.request(*beacon, req.encode());
+            self.asking_headers.insert(id, slot);
+        }
+        for s in 0..self.shards {
+            let src = ShardId(s);
+            if src == self.shard || self.asking.values().any(|(x, _)| *x == src) {
+                continue;
+            }
+            let newest = self.book[s as usize].last_key_value().map_or(0, |(h, _)| *h);
+            if newest <= self.asked_through[s as usize] {
+                continue;
+            }
+            let peers: Vec<PeerId> = net
+                .topic_peers(Topic::ShardBlocks(src))
+                .into_iter()
+                .filter(|p| !beacons.contains(p))
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let Ok(next) = self.next_nonce(node, src) else { continue };
+            let peer = peers[self.next_peer % peers.len()];
+            self.next_peer += 1;
+            let req = SyncRequest::Outbox { src, dst: self.shard, from: next, count: OUTBOX_BATCH };
+            let id = net.request(peer, req.encode());
+            self.asking.insert(id, (src, slot));
+            self.asked_through[s as usize] = newest;
+        }
+    }
+
+    /// The next nonce of channel `src → here` not consumed or pending.
+    fn next_nonce(&self, node: &ShardNode, src: ShardId) -> crate::Result<u64> {
+        let mut next = node.inbound_next(src)?;
+        let pending = &self.pending[src.0 as usize];
+        while pending.contains_key(&next) {
+            next += 1;
+        }
+        Ok(next)
+    }
+
+    /// An answer to one of the relay's requests.
+    pub fn on_response(&mut self, node: &ShardNode, id: RequestId, peer: PeerId, data: &[u8]) {
+        if self.asking_headers.remove(&id).is_some() {
+            let mut input = data;
+            if let Ok(headers) = decode_list::<SignedHeader>(&mut input) {
+                self.on_headers(&headers);
+            }
+            return;
+        }
+        let Some((src, _)) = self.asking.remove(&id) else { return };
+        let Ok(entries) = bridge::decode_outbox_answer(data) else {
+            debug!(target: "relay", %peer, %src, "malformed outbox answer");
+            return;
+        };
+        let Ok(mut next) = self.next_nonce(node, src) else { return };
+        let mut kept = 0;
+        for e in entries {
+            let m = &e.message;
+            if m.nonce < next {
+                continue;
+            }
+            if m.src != src || m.dst != self.shard || m.nonce != next {
+                self.refused += 1;
+                debug!(target: "relay", %peer, %src, nonce = m.nonce, "outbox answer out of channel order");
+                break;
+            }
+            if matches!(m.kind, MessageKind::Refund { .. }) && m.gas_limit != 0 {
+                self.refused += 1;
+                break;
+            }
+            let Some(root) = self.outbox_root(src, e.height) else {
+                // not accepted by the beacon yet, or a header this node missed
+                if self.book[src.0 as usize].last_key_value().is_some_and(|(h, _)| *h > e.height) {
+                    self.want_header(src, e.height);
+                }
+                // ask again once the book moves
+                self.asked_through[src.0 as usize] = 0;
+                break;
+            };
+            if e.verify(&root).is_err() {
+                // the peer's block at that height is not the accepted one
+                self.refused += 1;
+                debug!(target: "relay", %peer, %src, height = e.height, "outbox entry does not prove");
+                break;
+            }
+            let pending = &mut self.pending[src.0 as usize];
+            pending.insert(m.nonce, e);
+            while pending.len() > MAX_PENDING_PER_CHANNEL {
+                pending.pop_last();
+            }
+            next += 1;
+            kept += 1;
+        }
+        if kept == OUTBOX_BATCH as usize {
+            // there may be more: ask again next slot
+            self.asked_through[src.0 as usize] = 0;
+        }
+        if kept > 0 {
+            debug!(target: "relay", %src, kept, "messages relayed");
+        }
+    }
+
+    /// The inbox of the next block: pending messages of every channel in
+    /// nonce order from the state's counter, while their gas fits
+    /// `gas_limit / INBOX_GAS_SHARE`. Channels take turns going first
+    /// (`turn`), so one busy channel cannot starve the others.
+    pub fn offer(&self, node: &ShardNode, gas_limit: u64, turn: u64) -> Vec<InboxEntry> {
+        let budget = gas_limit / INBOX_GAS_SHARE;
+        let mut used = 0u64;
+        let mut out = Vec::new();
+        for k in 0..self.shards {
+            let src = ShardId(((turn + k as u64) % self.shards as u64) as u32);
+            if src == self.shard {
+                continue;
+            }
+            let Ok(mut next) = node.inbound_next(src) else { continue };
+            while let Some(e) = self.pending[src.0 as usize].get(&next) {
+                let gas = match e.message.kind {
+                    MessageKind::Call => e.message.gas_limit,
+                    MessageKind::Refund { .. } => 0,
+                };
+                if used.saturating_add(gas) > budget {
+                    return out;
+                }
+                used += gas;
+                out.push(e.clone());
+                next += 1;
+            }
+        }
+        out
+    }
+
+    /// Drops pending messages the chain consumed.
+    pub fn prune(&mut self, node: &ShardNode) {
+        for s in 0..self.shards {
+            if s == self.shard.0 {
+                continue;
+            }
+            if let Ok(next) = node.inbound_next(ShardId(s)) {
+                let pending = &mut self.pending[s as usize];
+                *pending = pending.split_off(&next);
+            }
+        }
+    }
+
+    /// Messages verified and waiting, over all channels.
+    pub fn backlog(&self) -> usize {
+        self.pending.iter().map(BTreeMap::len).sum()
+    }
+}
