@@ -234,12 +234,14 @@ impl ShardNode {
         let mut trees: BTreeMap<u64, (Vec<Message>, bridge::MerkleTree)> = BTreeMap::new();
         for nonce in (from..from.saturating_add(count as u64)).take(count as usize) {
             let Some((height, index)) = self.db.outbox_location(dst, nonce)? else { break };
-            if !trees.contains_key(&height) {
-                let msgs = self.db.outbox(height)?;
-                let tree = bridge::MerkleTree::new(&msgs.iter().map(Message::id).collect::<Vec<_>>());
-                trees.insert(height, (msgs, tree));
-            }
-            let (msgs, tree) = &trees[&height];
+            let (msgs, tree) = match trees.entry(height) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let msgs = self.db.outbox(height)?;
+                    let tree = bridge::MerkleTree::new(&msgs.iter().map(Message::id).collect::<Vec<_>>());
+                    e.insert((msgs, tree))
+                }
+            };
             let (Some(message), Some(proof)) = (msgs.get(index as usize), tree.proof(index as usize)) else {
                 return Err(Error::Corrupt(format!(
                     "outbox index of {dst}/{nonce} points past block {height}"

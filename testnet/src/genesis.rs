@@ -142,19 +142,41 @@ pub fn sign_transfer(
     to: alloy_primitives::Address,
     value: u64,
 ) -> alloy_primitives::Bytes {
+    sign_call(
+        signer,
+        chain_id,
+        nonce,
+        alloy_primitives::TxKind::Call(to),
+        alloy_primitives::U256::from(value),
+        alloy_primitives::Bytes::new(),
+        21_000,
+    )
+}
+
+/// A signed EIP-1559 transaction: a call (or a creation) with `value` wei
+/// and `input`, at most `gas_limit` gas, paying up to 20 gwei per gas.
+pub fn sign_call(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: alloy_primitives::TxKind,
+    value: alloy_primitives::U256,
+    input: alloy_primitives::Bytes,
+    gas_limit: u64,
+) -> alloy_primitives::Bytes {
     use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
     use alloy_eips::eip2718::Encodable2718;
     use alloy_signer::SignerSync;
     let tx = TxEip1559 {
         chain_id,
         nonce,
-        gas_limit: 21_000,
+        gas_limit,
         max_fee_per_gas: 20_000_000_000,
         max_priority_fee_per_gas: 1_000_000_000,
-        to: alloy_primitives::TxKind::Call(to),
-        value: alloy_primitives::U256::from(value),
+        to,
+        value,
         access_list: Default::default(),
-        input: alloy_primitives::Bytes::new(),
+        input,
     };
     let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("signing succeeds");
     TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()

@@ -11,7 +11,7 @@ pub mod genesis;
 mod sim;
 
 pub use cluster::{Manifest, NodeEntry, TestnetConfig};
-pub use genesis::{Genesis, NetworkParams, sign_transfer};
+pub use genesis::{Genesis, NetworkParams, sign_call, sign_transfer};
 pub use sim::{Testnet, TestnetBuilder, Turn};
 
 use std::net::SocketAddr;

@@ -272,6 +272,35 @@ impl Testnet {
         raw
     }
 
+    /// A signed call from dev account `from` on `shard` (its next nonce).
+    pub fn call(
+        &mut self,
+        shard: ShardId,
+        from: usize,
+        to: alloy_primitives::TxKind,
+        value: alloy_primitives::U256,
+        input: Bytes,
+        gas_limit: u64,
+    ) -> Bytes {
+        let nonce = self.nonces.entry((shard.0, from)).or_insert(0);
+        let raw = crate::genesis::sign_call(
+            &self.signers[from],
+            self.spec.chain_id(shard),
+            *nonce,
+            to,
+            value,
+            input,
+            gas_limit,
+        );
+        *nonce += 1;
+        raw
+    }
+
+    /// The address of dev account `i`.
+    pub fn account(&self, i: usize) -> Address {
+        self.signers[i].address()
+    }
+
     /// Delivers every queued message, in order, until the network is quiet.
     pub fn pump(&mut self) {
         loop {

@@ -5,6 +5,7 @@ mod byzantine;
 mod chaos;
 mod cli;
 mod crash;
+mod cross_shard;
 mod local_testnet;
 mod readme;
 mod sim;
