@@ -14,6 +14,7 @@ mod node;
 mod relay;
 mod rpc;
 mod store;
+mod supply;
 mod validator;
 
 pub use config::{
@@ -27,4 +28,5 @@ pub use node::{Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, 
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
+pub use supply::{Audit, Supply};
 pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};

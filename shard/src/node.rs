@@ -154,7 +154,8 @@ impl ShardNode {
     fn write_genesis(config: &ShardConfig, db: &ShardDb, state: &AuthState) -> Result<()> {
         let (header, prepared) = genesis(config, state)?;
         let body = StoredBody::empty(Signature::default());
-        db.commit_block(&header, &body, &[], &[], &prepared.batch)?;
+        let funded = config.genesis.iter().fold(U256::ZERO, |a, g| a + g.balance);
+        db.commit_block(&header, &body, &[], &[], &crate::Supply::genesis(funded), &prepared.batch)?;
         info!(target: "shard", root = %prepared.root, accounts = config.genesis.len(), "wrote genesis");
         Ok(())
     }
@@ -255,6 +256,20 @@ impl ShardNode {
         Ok(out)
     }
 
+    /// The supply totals after block `height`.
+    pub fn supply(&self, height: u64) -> Result<Option<crate::Supply>> {
+        self.db.supply(height)
+    }
+
+    /// The totals after a block executed on top of `parent`.
+    fn next_supply(&self, parent: u64, exec: &prover::Execution, base_fee: u64) -> Result<crate::Supply> {
+        let prev =
+            self.db.supply(parent)?.ok_or_else(|| Error::Corrupt(format!("no supply record at {parent}")))?;
+        prev.next(parent + 1, exec, base_fee, |a| {
+            Ok(self.state.account(a, parent)?.map_or(U256::ZERO, |x| x.balance))
+        })
+    }
+
     /// Account nonce at the head.
     pub fn state_nonce(&self, address: &Address) -> Result<u64> {
         let h = self.head.read().header.height;
@@ -321,7 +336,8 @@ impl ShardNode {
             ..Default::default()
         };
         let header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
-        Ok(Built::new(header, exec, prepared, inbox))
+        let supply = self.next_supply(height, &exec, params.base_fee)?;
+        Ok(Built::new(header, exec, prepared, inbox, supply))
     }
 
     /// Stage 3 of import (see [`crate::import`]): checks a bound block's
@@ -371,7 +387,8 @@ impl ShardNode {
         };
         let prepared = self.state.prepare(h.height, &exec.block_changes())?;
         let header = with_execution(h.clone(), head.header.post_state_root, &exec, prepared.root);
-        let computed = Built::new(header, exec, prepared, bound.block.inbox.clone());
+        let supply = self.next_supply(head.header.height, &exec, h.base_fee)?;
+        let computed = Built::new(header, exec, prepared, bound.block.inbox.clone(), supply);
         if computed.header != *h {
             return Err(self.mismatch(&bound, computed.header));
         }
@@ -456,9 +473,9 @@ impl ShardNode {
     }
 
     fn commit(&self, built: Built, signature: Signature, produced: bool) -> Result<ShardHeader> {
-        let Built { header, mut body, receipts, outbox, batch, rejected } = built;
+        let Built { header, mut body, receipts, outbox, supply, batch, rejected } = built;
         body.signature = signature;
-        self.db.commit_block(&header, &body, &receipts, &outbox, &batch)?;
+        self.db.commit_block(&header, &body, &receipts, &outbox, &supply, &batch)?;
         let hash = header.hash();
         {
             let mut recent = self.recent_hashes.write();
@@ -730,6 +747,7 @@ struct Built {
     body: StoredBody,
     receipts: Vec<prover::Receipt>,
     outbox: Vec<Message>,
+    supply: crate::Supply,
     batch: prover::jmt_types::TreeUpdateBatch,
     rejected: Vec<prover::Rejected>,
 }
@@ -741,6 +759,7 @@ impl Built {
         exec: prover::Execution,
         prepared: prover::PreparedVersion,
         inbox: Vec<InboxEntry>,
+        supply: crate::Supply,
     ) -> Self {
         let mut body = StoredBody::empty(Signature::default());
         let mut offered: HashMap<Hash, InboxEntry> = inbox.into_iter().map(|e| (e.message.id(), e)).collect();
@@ -762,6 +781,7 @@ impl Built {
             body,
             receipts: exec.receipts(),
             outbox,
+            supply,
             batch: prepared.batch,
             rejected: exec.rejected,
         }

@@ -720,6 +720,17 @@ fn module(
         Ok(rpc.node.mismatches())
     })
     .map_err(reg)?;
+    // this shard's totals at a block (default: the head): balances, value
+    // sent out and received, refunds, fees burned; `holds` checks them
+    m.register_method("optishard_supply", |p, rpc, _| -> RpcResult<serde_json::Value> {
+        let b: Option<BlockId> = p.sequence().optional_next().map_err(parse_err)?;
+        let height = rpc.resolve(b)?;
+        let s = rpc.node.supply(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
+        let mut v = serde_json::to_value(s).map_err(internal)?;
+        v["holds"] = serde_json::Value::Bool(s.holds());
+        Ok(v)
+    })
+    .map_err(reg)?;
     // the kept evidence of one mismatch, in the canonical encoding (hex):
     // what a challenger opens a dispute from
     m.register_method("optishard_getMismatchEvidence", |p, rpc, _| -> RpcResult<Option<Bytes>> {

@@ -32,7 +32,9 @@ const CF_BLOCK_INDEX: &str = "block_index";
 const CF_OUTBOX: &str = "outbox";
 /// Where each outbound message sits: `(dst, nonce)` → `(height, index)`.
 const CF_OUTBOX_INDEX: &str = "outbox_index";
-const CFS: [&str; 13] = [
+/// The shard's supply totals after each block, by height.
+const CF_SUPPLY: &str = "supply";
+const CFS: [&str; 14] = [
     CF_NODES,
     CF_VALUES,
     CF_LATEST,
@@ -46,6 +48,7 @@ const CFS: [&str; 13] = [
     CF_BLOCK_INDEX,
     CF_OUTBOX,
     CF_OUTBOX_INDEX,
+    CF_SUPPLY,
 ];
 
 const META_STATE_LATEST: &[u8] = b"state_latest";
@@ -234,6 +237,7 @@ impl ShardDb {
         body: &StoredBody,
         receipts: &[Receipt],
         outbox: &[Message],
+        supply: &crate::Supply,
         state: &TreeUpdateBatch,
     ) -> Result<()> {
         let height = header.height;
@@ -266,6 +270,7 @@ impl ShardDb {
                 );
             }
         }
+        wb.put_cf(self.cf(CF_SUPPLY), hkey, supply.encode());
         wb.put_cf(self.cf(CF_BLOCK_INDEX), header.hash().0, hkey);
         wb.put_cf(self.cf(CF_META), META_HEAD, hkey);
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)?;
@@ -351,12 +356,18 @@ impl ShardDb {
                 wb.delete_cf(self.cf(CF_OUTBOX_INDEX), outbox_key(m.dst, m.nonce));
             }
             wb.delete_cf(self.cf(CF_OUTBOX), hkey);
+            wb.delete_cf(self.cf(CF_SUPPLY), hkey);
             wb.delete_cf(self.cf(CF_HEADERS), hkey);
             wb.delete_cf(self.cf(CF_BODIES), hkey);
             wb.delete_cf(self.cf(CF_RECEIPTS), hkey);
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, to.to_be_bytes());
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// The supply totals after block `height`.
+    pub fn supply(&self, height: u64) -> Result<Option<crate::Supply>> {
+        self.get_decoded(CF_SUPPLY, height, "supply")
     }
 
     /// The messages block `height` emitted, in order.

@@ -106,7 +106,14 @@ fn node_block(db: &shard::ShardDb, state: &AuthState, h: u64, items: Vec<Item>) 
         body.senders.push(tx.sender);
         body.hashes.push(tx.hash);
     }
-    db.commit_block(&header, &body, &exec.receipts(), &exec.outbox(), &prepared.batch)?;
+    db.commit_block(
+        &header,
+        &body,
+        &exec.receipts(),
+        &exec.outbox(),
+        &shard::Supply::default(),
+        &prepared.batch,
+    )?;
     Ok([d_exec, d_root, p.elapsed()])
 }
 
