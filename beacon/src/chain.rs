@@ -161,6 +161,32 @@ pub struct RejectionRecord {
     pub message: String,
 }
 
+/// `beacon_headerStatus`: an accepted header's finality.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderStatus {
+    /// The header's hash.
+    pub hash: Hash,
+    /// The beacon slot that included it.
+    pub included_slot: u64,
+    /// `pending` or `final`.
+    pub status: &'static str,
+    /// Inclusion slot plus the challenge window: the first slot it can be
+    /// final at (later if a source header it depends on is not final yet).
+    pub earliest_final_slot: u64,
+    /// The source headers whose messages it consumed.
+    pub depends_on: Vec<DependsOn>,
+}
+
+/// A source header a destination header depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DependsOn {
+    /// Source shard.
+    pub shard: ShardId,
+    /// Source height.
+    pub height: u64,
+}
+
 /// A block held until its parent is accepted.
 struct Held {
     received_at: u64,
@@ -172,6 +198,8 @@ struct Held {
 struct State {
     head: Option<(u64, Hash)>,
     heads: Vec<ShardHead>,
+    /// Each shard's newest final height.
+    finalized: Vec<u64>,
     /// Each shard's accepted head header (the parent the next is checked against).
     tips: Vec<ShardHeader>,
     /// Accepted blocks not sealed yet, in acceptance order.
@@ -215,6 +243,7 @@ impl BeaconChain {
         }
         let mut head = None;
         let mut heads: Vec<ShardHead> = (0..spec.shards).map(|s| spec.genesis_head(ShardId(s))).collect();
+        let mut finalized = vec![0; spec.shards as usize];
         if let Some(slot) = db.head_slot()? {
             let block =
                 db.block(slot)?.ok_or_else(|| Error::Corrupt(format!("head block {slot} missing")))?;
@@ -222,6 +251,9 @@ impl BeaconChain {
                 return Err(Error::Config("database belongs to a network with another shard count".into()));
             }
             heads = block.heads.clone();
+            if block.finalized.len() == heads.len() {
+                finalized = block.finalized.clone();
+            }
             head = Some((slot, block.hash()));
             info!(target: "beacon", slot, "resumed beacon chain");
         }
@@ -245,6 +277,7 @@ impl BeaconChain {
             state: RwLock::new(State {
                 head,
                 heads,
+                finalized,
                 tips,
                 included: vec![],
                 pending: vec![],
@@ -465,19 +498,69 @@ impl BeaconChain {
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
+        self.advance_finality(&mut state, slot)?;
         let mut block = BeaconBlock {
             signature: Signature::default(),
             slot,
             parent: state.head.map_or(Hash::ZERO, |(_, h)| h),
             headers: state.included.iter().map(|b| b.header.clone()).collect(),
             heads: state.heads.clone(),
-            state_root: BeaconBlock::compute_state_root(&self.spec_hash, &state.heads),
+            finalized: state.finalized.clone(),
+            state_root: BeaconBlock::compute_state_root(&self.spec_hash, &state.heads, &state.finalized),
         };
         block.sign(&self.key);
         self.db.commit(&block, &state.included)?;
         state.included.clear();
         state.head = Some((slot, block.hash()));
         Ok(Some(block))
+    }
+
+    /// Finalizes, shard by shard, every sealed header whose challenge window
+    /// has passed by `slot`, whose parent is final and whose source headers
+    /// are final; repeats while a shard's progress unblocks another's.
+    fn advance_finality(&self, state: &mut State, slot: u64) -> Result<()> {
+        let window = self.spec.challenge_window();
+        loop {
+            let mut progressed = false;
+            for s in 0..self.spec.shards as usize {
+                while state.finalized[s] < state.heads[s].height {
+                    let next = state.finalized[s] + 1;
+                    let Some(h) = self.db.shard_header(ShardId(s as u32), next)? else { break };
+                    let ripe = h.included_in.saturating_add(window) <= slot;
+                    let deps_final = h
+                        .depends_on
+                        .iter()
+                        .all(|(src, height)| state.finalized.get(src.0 as usize) >= Some(height));
+                    if !(ripe && deps_final) {
+                        break;
+                    }
+                    state.finalized[s] = next;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Each shard's newest final height.
+    pub fn finalized(&self) -> Vec<u64> {
+        self.state.read().finalized.clone()
+    }
+
+    /// What the beacon knows of `shard`'s header at `height`: accepted or
+    /// not, final or pending, and when it can finalize.
+    pub fn header_status(&self, shard: ShardId, height: u64) -> Result<Option<HeaderStatus>> {
+        let Some(h) = self.db.shard_header(shard, height)? else { return Ok(None) };
+        let finalized = self.state.read().finalized.get(shard.0 as usize).copied().unwrap_or(0);
+        Ok(Some(HeaderStatus {
+            hash: h.header.header.hash(),
+            included_slot: h.included_in,
+            status: if height <= finalized { "final" } else { "pending" },
+            earliest_final_slot: h.included_in.saturating_add(self.spec.challenge_window()),
+            depends_on: h.depends_on.iter().map(|(s, h)| DependsOn { shard: *s, height: *h }).collect(),
+        }))
     }
 
     /// The accepted header chain of `shard`: up to `limit` headers from `from`.
@@ -566,6 +649,7 @@ mod tests {
                 .collect(),
             shard_genesis: vec![genesis(0), genesis(1)],
             beacon: beacon_key().address(),
+            challenge_window_slots: 16,
         };
         (spec, keys)
     }

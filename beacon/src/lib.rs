@@ -13,8 +13,11 @@ mod node;
 mod rpc;
 mod store;
 
-pub use chain::{BeaconChain, MAX_PENDING, MAX_PENDING_BYTES, Rejection, RejectionRecord, Submitted};
+pub use chain::{
+    BeaconChain, DependsOn, HeaderStatus, MAX_PENDING, MAX_PENDING_BYTES, Rejection, RejectionRecord,
+    Submitted,
+};
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use rpc::REJECTED_CODE;
-pub use store::{BeaconDb, IncludedHeader};
+pub use store::{BeaconDb, IncludedHeader, dependencies};

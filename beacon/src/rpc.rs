@@ -37,6 +37,9 @@ struct HeadView {
     hash: Option<bridge::Hash>,
     current_slot: u64,
     heads: Vec<ShardHead>,
+    /// Each shard's newest final height.
+    finalized: Vec<u64>,
+    challenge_window_slots: u64,
 }
 
 /// An accepted header as the RPC shows it.
@@ -109,8 +112,24 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
             hash: c.chain.head().map(|h| h.1),
             current_slot: c.chain.spec().slot_at(net::now_ms()),
             heads: c.chain.heads(),
+            finalized: c.chain.finalized(),
+            challenge_window_slots: c.chain.spec().challenge_window(),
         })
     })
+    .map_err(reg)?;
+    // an accepted header's finality: hash, inclusion slot, pending/final,
+    // the first slot it can be final at, the source headers it depends on
+    m.register_method(
+        "beacon_headerStatus",
+        |p, c, _| -> Result<Option<crate::HeaderStatus>, ErrorObjectOwned> {
+            let shard: u32 = required(&p, 0, "shard")?;
+            let height: u64 = required(&p, 1, "height")?;
+            if shard >= c.chain.spec().shards {
+                return Err(invalid(format!("no shard {shard}")));
+            }
+            c.chain.header_status(bridge::ShardId(shard), height).map_err(internal)
+        },
+    )
     .map_err(reg)?;
     m.register_method("beacon_getBlock", |p, c, _| -> Result<Option<BlockView>, ErrorObjectOwned> {
         let slot: u64 = required(&p, 0, "slot")?;

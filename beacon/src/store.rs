@@ -26,6 +26,19 @@ pub struct IncludedHeader {
     pub header: SignedHeader,
     /// Slot of the beacon block that included it.
     pub included_in: u64,
+    /// The newest source header of each shard whose messages it consumed:
+    /// it is final only once they are.
+    pub depends_on: Vec<(ShardId, u64)>,
+}
+
+/// The newest source height per shard among `block`'s inbox messages.
+pub fn dependencies(block: &ShardBlock) -> Vec<(ShardId, u64)> {
+    let mut deps: std::collections::BTreeMap<ShardId, u64> = std::collections::BTreeMap::new();
+    for e in &block.inbox {
+        let h = deps.entry(e.message.src).or_default();
+        *h = (*h).max(e.height);
+    }
+    deps.into_iter().collect()
 }
 
 /// The beacon's database.
@@ -73,6 +86,18 @@ impl BeaconDb {
         for h in &block.headers {
             let mut v = h.encode();
             block.slot.encode_to(&mut v);
+            let deps = bodies
+                .iter()
+                .find(|b| {
+                    b.header.header.shard == h.header.shard && b.header.header.height == h.header.height
+                })
+                .map(dependencies)
+                .unwrap_or_default();
+            (deps.len() as u32).encode_to(&mut v);
+            for (s, height) in deps {
+                s.encode_to(&mut v);
+                height.encode_to(&mut v);
+            }
             wb.put_cf(self.cf(CF_SHARD_HEADERS), header_key(h.header.shard, h.header.height), v);
         }
         for b in bodies {
@@ -137,10 +162,23 @@ impl BeaconDb {
         match self.db.get_cf(self.cf(CF_SHARD_HEADERS), header_key(shard, height)).map_err(db_err)? {
             None => Ok(None),
             Some(b) => {
+                let corrupt =
+                    |e: bridge::DecodeError| Error::Corrupt(format!("header {shard}/{height}: {e}"));
                 let mut input = b.as_slice();
-                let header = SignedHeader::decode(&mut input).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let included_in = decode_exact::<u64>(input).map_err(|e| Error::Corrupt(e.to_string()))?;
-                Ok(Some(IncludedHeader { header, included_in }))
+                let header = SignedHeader::decode(&mut input).map_err(corrupt)?;
+                let included_in = u64::decode(&mut input).map_err(corrupt)?;
+                let n = u32::decode(&mut input).map_err(corrupt)?;
+                let mut depends_on = Vec::with_capacity((n as usize).min(64));
+                for _ in 0..n {
+                    depends_on.push((
+                        ShardId::decode(&mut input).map_err(corrupt)?,
+                        u64::decode(&mut input).map_err(corrupt)?,
+                    ));
+                }
+                if !input.is_empty() {
+                    return Err(corrupt(bridge::DecodeError::TrailingBytes(input.len())));
+                }
+                Ok(Some(IncludedHeader { header, included_in, depends_on }))
             }
         }
     }

@@ -62,6 +62,17 @@ pub struct ChainSpec {
     pub shard_genesis: Vec<ShardHeader>,
     /// The beacon node's signing address: beacon blocks not signed by it are invalid.
     pub beacon: Address,
+    /// Slots after a header's inclusion during which it can be challenged;
+    /// a header is final once they have passed (and its parent and every
+    /// source header it consumed messages of are final). 0 (or absent from
+    /// a genesis file): one day of slots ([`ChainSpec::challenge_window`]).
+    #[serde(default)]
+    pub challenge_window_slots: u64,
+}
+
+/// One day of slots of `slot_ms` (the default challenge window).
+pub fn one_day_of_slots(slot_ms: u64) -> u64 {
+    (86_400_000 / slot_ms.max(1)).max(1)
 }
 
 impl Encode for ChainSpec {
@@ -74,10 +85,20 @@ impl Encode for ChainSpec {
         encode_list(&self.validators, out);
         encode_list(&self.shard_genesis, out);
         self.beacon.encode_to(out);
+        self.challenge_window_slots.encode_to(out);
     }
 }
 
 impl ChainSpec {
+    /// The challenge window in slots (one day of slots when unset).
+    pub fn challenge_window(&self) -> u64 {
+        if self.challenge_window_slots == 0 {
+            one_day_of_slots(self.slot_ms)
+        } else {
+            self.challenge_window_slots
+        }
+    }
+
     /// Rejects a spec no network can run on.
     pub fn validate(&self) -> Result<(), String> {
         if self.slot_ms == 0 {
@@ -86,6 +107,7 @@ impl ChainSpec {
         if self.shards == 0 {
             return Err("shards must be > 0".into());
         }
+
         if self.shard_genesis.len() != self.shards as usize {
             return Err(format!(
                 "{} shard genesis hashes for {} shards",
@@ -335,6 +357,8 @@ pub struct BeaconBlock {
     pub headers: Vec<SignedHeader>,
     /// Every shard's accepted head after this block, by shard id.
     pub heads: Vec<ShardHead>,
+    /// Every shard's newest final height after this block, by shard id.
+    pub finalized: Vec<u64>,
     /// Commitment to the beacon state (see [`BeaconBlock::compute_state_root`]).
     pub state_root: Hash,
     /// The beacon's signature over [`BeaconBlock::hash`] (not part of the hash).
@@ -354,6 +378,7 @@ impl BeaconBlock {
         self.parent.encode_to(out);
         encode_list(&self.headers, out);
         encode_list(&self.heads, out);
+        encode_list(&self.finalized, out);
         self.state_root.encode_to(out);
     }
 
@@ -384,9 +409,12 @@ impl BeaconBlock {
     }
 
     /// The beacon state root: the spec (registry) and every shard head.
-    pub fn compute_state_root(spec: &Hash, heads: &[ShardHead]) -> Hash {
-        let leaves: Vec<Hash> =
-            heads.iter().map(|h| hash_domain(b"optishard.shard_head", &[&h.encode()])).collect();
+    pub fn compute_state_root(spec: &Hash, heads: &[ShardHead], finalized: &[u64]) -> Hash {
+        let leaves: Vec<Hash> = heads
+            .iter()
+            .zip(finalized.iter().chain(std::iter::repeat(&0)))
+            .map(|(h, f)| hash_domain(b"optishard.shard_head", &[&h.encode(), &f.to_be_bytes()]))
+            .collect();
         hash_domain(b"optishard.beacon_state", &[&spec.0, &merkle_root(&leaves).0])
     }
 }
@@ -405,6 +433,7 @@ impl Decode for BeaconBlock {
             parent: Hash::decode(input)?,
             headers: decode_list(input)?,
             heads: decode_list(input)?,
+            finalized: decode_list(input)?,
             state_root: Hash::decode(input)?,
             signature: Signature::decode(input)?,
         })
@@ -559,6 +588,7 @@ mod tests {
             validators,
             shard_genesis: (0..2).map(|s| ShardHeader { shard: ShardId(s), ..Default::default() }).collect(),
             beacon: Address::default(),
+            challenge_window_slots: 16,
         };
         (spec, keys)
     }
@@ -606,6 +636,7 @@ mod tests {
             parent: Hash::ZERO,
             headers: vec![],
             heads: vec![ShardHead::default()],
+            finalized: vec![0],
             state_root: Hash::ZERO,
             signature: Signature::default(),
         };

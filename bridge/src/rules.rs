@@ -323,6 +323,7 @@ mod tests {
                 ..Default::default()
             }],
             beacon: Default::default(),
+            challenge_window_slots: 16,
         }
     }
 

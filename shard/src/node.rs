@@ -51,6 +51,9 @@ pub struct ShardNode {
     tx_listener: std::sync::OnceLock<TxListener>,
     metrics: ShardMetrics,
     restored: Mutex<Vec<Vec<u8>>>,
+    /// The newest final height the beacon reported (`u64::MAX`: no beacon,
+    /// the dev chain, which keeps `state_history` versions).
+    finalized: std::sync::atomic::AtomicU64,
 }
 
 impl ShardNode {
@@ -108,6 +111,7 @@ impl ShardNode {
             mismatches: Mutex::new(mismatches),
             tx_listener: std::sync::OnceLock::new(),
             metrics: ShardMetrics::default(),
+            finalized: std::sync::atomic::AtomicU64::new(u64::MAX),
             restored: Mutex::new(Vec::new()),
         });
         node.restore_reverted()?;
@@ -254,6 +258,19 @@ impl ShardNode {
             out.push(InboxEntry { message: message.clone(), height, proof });
         }
         Ok(out)
+    }
+
+    /// Records the newest final height the beacon reported.
+    pub fn set_finalized(&self, height: u64) {
+        self.finalized.store(height, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The newest final height the beacon reported (`None` on the dev chain).
+    pub fn finalized(&self) -> Option<u64> {
+        match self.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            u64::MAX => None,
+            f => Some(f),
+        }
     }
 
     /// The supply totals after block `height`.
@@ -504,8 +521,17 @@ impl ShardNode {
             }
             self.metrics.mempool.set(pool.len() as i64);
         }
-        if header.height > self.config.state_history && header.height.is_multiple_of(64) {
-            self.state.prune(header.height - self.config.state_history)?;
+        if header.height.is_multiple_of(64) {
+            // state versions back to the last final header stay (any
+            // non-final block can still be reverted); the dev chain keeps
+            // a fixed count
+            let keep_from = match self.finalized.load(std::sync::atomic::Ordering::Acquire) {
+                u64::MAX => header.height.saturating_sub(self.config.state_history),
+                f => f.min(header.height),
+            };
+            if keep_from > 0 {
+                self.state.prune(keep_from)?;
+            }
         }
         self.metrics.block(&header, body.txs.len(), produced);
         let _ = self.head_tx.send(header.height);

@@ -118,9 +118,10 @@ impl Rpc {
     /// The height a tag names. `latest`/`pending`: the local head.
     /// `safe`: the newest local block the beacon has accepted (a receipt
     /// there is in the beacon's chain; one above it may still be reverted).
-    /// `finalized`: genesis on a validator until finality exists (the
-    /// bridge issue); the dev chain's single node is its own authority, so
-    /// there every tag is its head.
+    /// `finalized`: the newest block the beacon reports final (its
+    /// challenge window passed, and every block it depends on is final);
+    /// the dev chain's single node is its own authority, so there every
+    /// tag is its head.
     fn tag_height(&self, tag: BlockNumberOrTag) -> u64 {
         let head = self.head_height();
         match tag {
@@ -128,7 +129,9 @@ impl Rpc {
             BlockNumberOrTag::Earliest => 0,
             BlockNumberOrTag::Latest | BlockNumberOrTag::Pending => head,
             BlockNumberOrTag::Safe => self.status.as_ref().map_or(head, |s| s.read().safe_height.min(head)),
-            BlockNumberOrTag::Finalized => self.status.as_ref().map_or(head, |_| 0),
+            BlockNumberOrTag::Finalized => {
+                self.status.as_ref().map_or(head, |s| s.read().finalized_height.min(head))
+            }
         }
     }
 

@@ -78,6 +78,8 @@ pub struct ValidatorStatus {
     pub future_evicted: u64,
     /// The newest local height the beacon accepted (the RPC's `safe` tag).
     pub safe_height: u64,
+    /// The newest height the beacon reports final (the RPC's `finalized` tag).
+    pub finalized_height: u64,
 }
 
 struct InFlight {
@@ -172,6 +174,8 @@ pub struct Validator<N: Network> {
     txs: Arc<Mutex<Vec<Vec<u8>>>>,
     status: Arc<parking_lot::RwLock<ValidatorStatus>>,
     relay: Relay,
+    /// The newest final height of this shard the beacon reported.
+    finalized: u64,
 }
 
 impl<N: Network> Validator<N> {
@@ -193,6 +197,8 @@ impl<N: Network> Validator<N> {
             }
         }
         let spec_shards = spec.shards;
+        // nothing is pruned until the beacon says what is final
+        node.set_finalized(0);
         let genesis = node.db().header(0)?.map(|h| h.hash()).unwrap_or_default();
         if spec.shard_genesis.get(shard.0 as usize).map(|g| g.hash()) != Some(genesis) {
             return Err(Error::Config(format!(
@@ -232,6 +238,7 @@ impl<N: Network> Validator<N> {
             txs,
             status,
             relay: Relay::new(shard, spec_shards),
+            finalized: 0,
         })
     }
 
@@ -524,6 +531,10 @@ impl<N: Network> Validator<N> {
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
         self.relay.on_headers(&block.headers);
+        if let Some(&f) = block.finalized.get(self.shard.0 as usize) {
+            self.finalized = self.finalized.max(f);
+            self.node.set_finalized(self.finalized);
+        }
         self.drain_future();
         for h in block.headers.iter().filter(|h| h.header.shard == self.shard) {
             self.accepted.insert(h.header.height, h.header.hash());
@@ -745,6 +756,7 @@ impl<N: Network> Validator<N> {
         s.future_blocks = self.future.by_height.len();
         s.future_evicted = self.future.evicted;
         s.safe_height = self.safe_height();
+        s.finalized_height = self.finalized;
     }
 }
 

@@ -28,6 +28,8 @@ pub struct NetworkParams {
     pub bond_gwei: u64,
     /// Accounts funded on every shard (the dev mnemonic's ten when empty).
     pub accounts: Vec<GenesisAccount>,
+    /// Challenge window in slots (0: one day of slots).
+    pub challenge_window_slots: u64,
 }
 
 impl Default for NetworkParams {
@@ -41,6 +43,7 @@ impl Default for NetworkParams {
             block_gas_limit: 100_000_000,
             bond_gwei: 32_000_000_000,
             accounts: Vec::new(),
+            challenge_window_slots: 240,
         }
     }
 }
@@ -128,6 +131,7 @@ impl NetworkParams {
                 .collect(),
             shard_genesis,
             beacon: beacon_key.address(),
+            challenge_window_slots: self.challenge_window_slots,
         };
         spec.validate()?;
         Ok(Genesis { spec, beacon_key, validators })

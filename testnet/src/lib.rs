@@ -89,6 +89,10 @@ pub struct UpArgs {
     /// Seed of keys and the proposer schedule.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Slots a header can be challenged after its inclusion (default 240;
+    /// 0 means one day of slots).
+    #[arg(long, value_name = "N")]
+    pub challenge_window_slots: Option<u64>,
     /// Stay attached; Ctrl-C stops the whole testnet.
     #[arg(long)]
     pub foreground: bool,
@@ -275,6 +279,9 @@ pub fn resolve_testnet(a: &UpArgs) -> Result<TestnetConfig> {
     }
     if let Some(v) = a.seed {
         cfg.network.seed = v;
+    }
+    if let Some(v) = a.challenge_window_slots {
+        cfg.network.challenge_window_slots = v;
     }
     cfg.network.validate().map_err(anyhow::Error::msg)?;
     Ok(cfg)

@@ -42,6 +42,11 @@ impl TestnetBuilder {
         self.params.seed = seed;
         self
     }
+    /// Slots a header can be challenged after its inclusion.
+    pub fn challenge_window_slots(mut self, n: u64) -> Self {
+        self.params.challenge_window_slots = n;
+        self
+    }
     /// Random transfers submitted per shard per slot (to random validators).
     pub fn txs_per_slot(mut self, n: usize) -> Self {
         self.txs_per_slot = n;

@@ -281,3 +281,49 @@ fn thousands_of_messages_with_failures_and_restarts_are_consumed_exactly_once() 
     }
     eprintln!("{sent} sends, {} messages with refunds, audit {audit:?}", emitted.len());
 }
+
+/// A header becomes final once the challenge window has passed since its
+/// inclusion (its parent and its source headers final); the beacon says
+/// which source headers a destination header depends on, and validators
+/// learn finality from beacon blocks (the RPC's `finalized` tag).
+#[test]
+fn headers_finalize_after_the_window_with_their_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(2)
+        .validators_per_shard(2)
+        .seed(13)
+        .challenge_window_slots(4)
+        .build(dir.path())
+        .unwrap();
+    t.run(1);
+    let (s0, s1) = (members(&t, 0), members(&t, 1));
+    let raw = send(&mut t, 0, 5, 1, Address::repeat_byte(0x66), ETH);
+    t.submit(s0[0], &raw).unwrap();
+    t.run(3);
+    // the destination block that consumed it, and the source block it came from
+    let node1 = t.node(s1[0]).unwrap().clone();
+    let (h1, entry) = (1..=node1.head().header.height)
+        .find_map(|h| node1.block(h).unwrap().unwrap().inbox.first().cloned().map(|e| (h, e)))
+        .expect("the message was consumed");
+    let status = t.beacon().header_status(ShardId(1), h1).unwrap().unwrap();
+    assert_eq!(status.status, "pending");
+    assert_eq!(status.depends_on, vec![beacon::DependsOn { shard: ShardId(0), height: entry.height }]);
+    assert_eq!(status.earliest_final_slot, status.included_slot + 4);
+    while t.slot() < status.earliest_final_slot {
+        assert_eq!(t.beacon().header_status(ShardId(1), h1).unwrap().unwrap().status, "pending");
+        t.step();
+    }
+    assert_eq!(t.beacon().header_status(ShardId(1), h1).unwrap().unwrap().status, "final");
+    assert_eq!(t.beacon().header_status(ShardId(0), entry.height).unwrap().unwrap().status, "final");
+    // finality trails the head by the window, on the beacon and on validators
+    t.run(6);
+    let fin = t.beacon().finalized();
+    for s in 0..2usize {
+        let head = t.beacon().heads()[s].height;
+        assert!(fin[s] + 6 >= head && fin[s] < head, "shard {s}: final {} head {head}", fin[s]);
+    }
+    let status1 = t.validator_status(s1[0]).unwrap();
+    assert_eq!(status1.finalized_height, fin[1]);
+    assert_eq!(node1.finalized(), Some(fin[1]));
+}
