@@ -319,9 +319,8 @@ fn headers_finalize_after_the_window_with_their_sources() {
     // finality trails the head by the window, on the beacon and on validators
     t.run(6);
     let fin = t.beacon().finalized();
-    for s in 0..2usize {
-        let head = t.beacon().heads()[s].height;
-        assert!(fin[s] + 6 >= head && fin[s] < head, "shard {s}: final {} head {head}", fin[s]);
+    for (s, (f, head)) in fin.iter().zip(t.beacon().heads()).enumerate() {
+        assert!(f + 6 >= head.height && *f < head.height, "shard {s}: final {f} head {}", head.height);
     }
     let status1 = t.validator_status(s1[0]).unwrap();
     assert_eq!(status1.finalized_height, fin[1]);
