@@ -135,6 +135,62 @@ impl Rpc {
         }
     }
 
+    /// `optishard_getMessage`.
+    fn message(&self, id: bridge::Hash) -> RpcResult<Option<serde_json::Value>> {
+        let db = self.node.db();
+        let (safe, finalized) = self
+            .status
+            .as_ref()
+            .map_or((u64::MAX, u64::MAX), |s| (s.read().safe_height, s.read().finalized_height));
+        let place = |height: u64| -> RpcResult<serde_json::Value> {
+            let h = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
+            Ok(serde_json::json!({
+                "shard": h.shard, "height": height, "slot": h.beacon_slot, "blockHash": h.hash(),
+                "final": height <= finalized,
+            }))
+        };
+        if let Some((height, index)) = db.message_consumed(&id).map_err(internal)? {
+            let Some(StoredBlock { header, body, receipts }) = db.stored_block(height).map_err(internal)?
+            else {
+                return Ok(None);
+            };
+            let (Some(entry), Some(receipt)) = (body.inbox.get(index as usize), receipts.get(index as usize))
+            else {
+                return Err(internal("message index points past its block"));
+            };
+            let status = if height <= finalized { "finalized" } else { "executed" };
+            let refund = if receipt.success { None } else { receipt.messages.first().copied() };
+            return Ok(Some(serde_json::json!({
+                "id": id,
+                "message": entry.message,
+                "status": status,
+                "source": { "shard": entry.message.src, "height": entry.height },
+                "destination": place(header.height)?,
+                "receipt": receipt,
+                "refund": refund,
+            })));
+        }
+        if let Some((height, _)) = db.message_sent(&id).map_err(internal)? {
+            let m = db
+                .outbox(height)
+                .map_err(internal)?
+                .into_iter()
+                .find(|m| m.id() == id)
+                .ok_or_else(|| internal("message index points past its block"))?;
+            let status = if height <= safe { "committed" } else { "pending" };
+            return Ok(Some(serde_json::json!({
+                "id": id,
+                "message": m,
+                "status": status,
+                "source": place(height)?,
+                "destination": null,
+                "receipt": null,
+                "refund": null,
+            })));
+        }
+        Ok(None)
+    }
+
     /// The height a block tag or number names, or a "header not found" error.
     fn resolve(&self, block: Option<BlockId>) -> RpcResult<u64> {
         let head = self.head_height();
@@ -721,6 +777,38 @@ fn module(
     .map_err(reg)?;
     m.register_method("optishard_mismatches", |_, rpc, _| -> RpcResult<Vec<crate::Mismatch>> {
         Ok(rpc.node.mismatches())
+    })
+    .map_err(reg)?;
+    // a message's status as this node sees it (the source shard's nodes
+    // know `pending`/`committed`, the destination's `executed`/`finalized`),
+    // with its source and destination blocks, its receipt and refund
+    m.register_method("optishard_getMessage", |p, rpc, _| -> RpcResult<Option<serde_json::Value>> {
+        let id: B256 = one(p)?;
+        rpc.message(bridge::Hash(id.0))
+    })
+    .map_err(reg)?;
+    // a message this shard emitted, with its proof against the source
+    // block's outbox_root (what a destination checks)
+    m.register_method("optishard_getMessageProof", |p, rpc, _| -> RpcResult<Option<serde_json::Value>> {
+        let id: B256 = one(p)?;
+        let db = rpc.node.db();
+        let Some((height, index)) = db.message_sent(&bridge::Hash(id.0)).map_err(internal)? else {
+            return Ok(None);
+        };
+        let out = db.outbox(height).map_err(internal)?;
+        let header = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
+        let tree = bridge::MerkleTree::new(&out.iter().map(bridge::Message::id).collect::<Vec<_>>());
+        let (Some(m), Some(proof)) = (out.get(index as usize), tree.proof(index as usize)) else {
+            return Err(internal("message index points past its block"));
+        };
+        Ok(Some(serde_json::json!({
+            "message": m,
+            "height": height,
+            "blockHash": header.hash(),
+            "outboxRoot": header.outbox_root,
+            "proof": proof,
+            "encoded": Bytes::from(bridge::Encode::encode(&bridge::InboxEntry { message: m.clone(), height, proof: proof.clone() })),
+        })))
     })
     .map_err(reg)?;
     // this shard's totals at a block (default: the head): balances, value

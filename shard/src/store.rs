@@ -34,7 +34,10 @@ const CF_OUTBOX: &str = "outbox";
 const CF_OUTBOX_INDEX: &str = "outbox_index";
 /// The shard's supply totals after each block, by height.
 const CF_SUPPLY: &str = "supply";
-const CFS: [&str; 14] = [
+/// Where each message this shard emitted (`o` ‖ id) or consumed (`i` ‖ id)
+/// sits: `(height, index)` in the block's outbox or items.
+const CF_MESSAGE_INDEX: &str = "message_index";
+const CFS: [&str; 15] = [
     CF_NODES,
     CF_VALUES,
     CF_LATEST,
@@ -49,6 +52,7 @@ const CFS: [&str; 14] = [
     CF_OUTBOX,
     CF_OUTBOX_INDEX,
     CF_SUPPLY,
+    CF_MESSAGE_INDEX,
 ];
 
 const META_STATE_LATEST: &[u8] = b"state_latest";
@@ -149,6 +153,13 @@ pub struct StoredBlock {
     pub body: StoredBody,
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
+}
+
+fn message_key(role: u8, id: &Hash) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = role;
+    k[1..].copy_from_slice(&id.0);
+    k
 }
 
 fn outbox_key(dst: ShardId, nonce: u64) -> [u8; 12] {
@@ -258,11 +269,17 @@ impl ShardDb {
             loc.extend_from_slice(&(i as u32).to_be_bytes());
             wb.put_cf(self.cf(CF_TX_INDEX), h.as_slice(), loc);
         }
+        for (i, e) in body.inbox.iter().enumerate() {
+            let at = [&hkey[..], &(i as u32).to_be_bytes()].concat();
+            wb.put_cf(self.cf(CF_MESSAGE_INDEX), message_key(b'i', &e.message.id()), at);
+        }
         if !outbox.is_empty() {
             let mut bytes = Vec::new();
             encode_list(outbox, &mut bytes);
             wb.put_cf(self.cf(CF_OUTBOX), hkey, bytes);
             for (i, m) in outbox.iter().enumerate() {
+                let at = [&hkey[..], &(i as u32).to_be_bytes()].concat();
+                wb.put_cf(self.cf(CF_MESSAGE_INDEX), message_key(b'o', &m.id()), at);
                 wb.put_cf(
                     self.cf(CF_OUTBOX_INDEX),
                     outbox_key(m.dst, m.nonce),
@@ -344,6 +361,9 @@ impl ShardDb {
         for height in to + 1..=from {
             let hkey = height.to_be_bytes();
             if let Some(body) = self.body(height)? {
+                for e in &body.inbox {
+                    wb.delete_cf(self.cf(CF_MESSAGE_INDEX), message_key(b'i', &e.message.id()));
+                }
                 for (h, raw) in body.hashes.iter().zip(&body.txs) {
                     wb.delete_cf(self.cf(CF_TX_INDEX), h.as_slice());
                     wb.put_cf(self.cf(CF_META), [META_REVERTED, h.as_slice()].concat(), raw);
@@ -354,6 +374,7 @@ impl ShardDb {
             }
             for m in self.outbox(height)? {
                 wb.delete_cf(self.cf(CF_OUTBOX_INDEX), outbox_key(m.dst, m.nonce));
+                wb.delete_cf(self.cf(CF_MESSAGE_INDEX), message_key(b'o', &m.id()));
             }
             wb.delete_cf(self.cf(CF_OUTBOX), hkey);
             wb.delete_cf(self.cf(CF_SUPPLY), hkey);
@@ -363,6 +384,29 @@ impl ShardDb {
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, to.to_be_bytes());
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// Where message `id` was emitted here: `(height, index in the outbox)`.
+    pub fn message_sent(&self, id: &Hash) -> Result<Option<(u64, u32)>> {
+        self.message_location(b'o', id)
+    }
+
+    /// Where message `id` was consumed here: `(height, index among the
+    /// block's inbox items)`.
+    pub fn message_consumed(&self, id: &Hash) -> Result<Option<(u64, u32)>> {
+        self.message_location(b'i', id)
+    }
+
+    fn message_location(&self, role: u8, id: &Hash) -> Result<Option<(u64, u32)>> {
+        let v = self.db.get_cf(self.cf(CF_MESSAGE_INDEX), message_key(role, id)).map_err(db_err)?;
+        Ok(v.and_then(|b| {
+            (b.len() == 12).then(|| {
+                (
+                    u64::from_be_bytes(b[..8].try_into().expect("length checked")),
+                    u32::from_be_bytes(b[8..].try_into().expect("length checked")),
+                )
+            })
+        }))
     }
 
     /// The supply totals after block `height`.

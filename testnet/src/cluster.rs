@@ -398,6 +398,58 @@ pub async fn status(dir: &Path) -> Result<Value> {
     }))
 }
 
+/// The conservation audit at the beacon's accepted heads: each shard's
+/// totals (`optishard_supply`) from a validator that has its accepted head.
+pub async fn audit(dir: &Path) -> Result<shard::Audit> {
+    let m = read_manifest(dir)?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("manifest lists no beacon")?;
+    let bh = rpc(&client, &beacon.rpc_url, "beacon_head", json!([])).await.context("beacon down")?;
+    let mut shards = Vec::new();
+    for s in 0..m.shards {
+        let height = bh["heads"][s as usize]["height"].as_u64().context("beacon head without heights")?;
+        let mut found = None;
+        for n in m.nodes.iter().filter(|n| n.shard == Some(s)) {
+            if let Ok(v) = rpc(&client, &n.rpc_url, "optishard_supply", json!([format!("{height:#x}")])).await {
+                found = Some(serde_json::from_value::<shard::Supply>(v).context("supply answer")?);
+                break;
+            }
+        }
+        shards.push(found.with_context(|| format!("no validator of shard {s} has its accepted head {height}"))?);
+    }
+    Ok(shard::Audit::of(shards))
+}
+
+/// The audit as a table.
+pub fn print_audit(a: &shard::Audit) {
+    let eth = |v: alloy_primitives::U256| format!("{:.6}", f64::from(v) / 1e18);
+    println!(
+        "{:<6} {:>8} {:>24} {:>16} {:>16} {:>14} {:>14}  holds",
+        "shard", "height", "balances (ETH)", "sent out", "received", "refunds sent", "fees burned"
+    );
+    for (i, s) in a.shards.iter().enumerate() {
+        println!(
+            "{:<6} {:>8} {:>24} {:>16} {:>16} {:>14} {:>14}  {}",
+            i,
+            s.height,
+            eth(s.balances),
+            eth(s.sent_out),
+            eth(s.received),
+            eth(s.refunds_sent),
+            eth(s.fees_burned),
+            s.holds()
+        );
+    }
+    println!("genesis      {} wei", a.genesis);
+    println!("balances     {} wei", a.balances);
+    println!("in flight    {} wei", a.in_flight);
+    println!("fees burned  {} wei", a.fees_burned);
+    println!(
+        "balances + in flight + fees burned = genesis: {}",
+        if a.holds { "holds" } else { "DOES NOT HOLD" }
+    );
+}
+
 /// The status as a table.
 pub fn print_status(s: &Value) {
     println!(

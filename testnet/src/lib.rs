@@ -57,6 +57,17 @@ pub enum TestnetCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The conservation audit across all shards at the beacon's accepted
+    /// heads: Σ balances + value in flight = Σ genesis − fees burned, and
+    /// every shard's own identity. Exits non-zero if it does not hold.
+    Audit {
+        /// The testnet's directory.
+        #[arg(long, value_name = "DIR", default_value = "optishard-testnet")]
+        datadir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop every process the testnet started.
     Down {
         /// The testnet's directory.
@@ -373,6 +384,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 cluster::print_status(&s);
+            }
+            Ok(())
+        }
+        Command::Testnet(TestnetCmd::Audit { datadir, json }) => {
+            let a = cluster::audit(&datadir).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                cluster::print_audit(&a);
+            }
+            if !a.holds {
+                bail!("the conservation audit does not hold");
             }
             Ok(())
         }

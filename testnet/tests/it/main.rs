@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod crash;
 mod cross_shard;
+mod cross_shard_e2e;
 mod local_testnet;
 mod readme;
 mod sim;
