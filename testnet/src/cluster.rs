@@ -410,12 +410,15 @@ pub async fn audit(dir: &Path) -> Result<shard::Audit> {
         let height = bh["heads"][s as usize]["height"].as_u64().context("beacon head without heights")?;
         let mut found = None;
         for n in m.nodes.iter().filter(|n| n.shard == Some(s)) {
-            if let Ok(v) = rpc(&client, &n.rpc_url, "optishard_supply", json!([format!("{height:#x}")])).await {
+            if let Ok(v) = rpc(&client, &n.rpc_url, "optishard_supply", json!([format!("{height:#x}")])).await
+            {
                 found = Some(serde_json::from_value::<shard::Supply>(v).context("supply answer")?);
                 break;
             }
         }
-        shards.push(found.with_context(|| format!("no validator of shard {s} has its accepted head {height}"))?);
+        shards.push(
+            found.with_context(|| format!("no validator of shard {s} has its accepted head {height}"))?,
+        );
     }
     Ok(shard::Audit::of(shards))
 }
