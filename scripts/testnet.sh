@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds optishard (release) and starts a local testnet: one beacon node and
 # 4 shards x 2 validators as separate processes on 127.0.0.1, then shows its
-# status. Extra arguments go to `optishard testnet up` (see --help), e.g.
+# status and a cross-shard transfer (`testnet demo`). Extra arguments go to `optishard testnet up` (see --help), e.g.
 # --shards 2 --validators-per-shard 3 --slot-ms 1000 --datadir DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +18,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 sleep 6
 "$bin" testnet status --datadir "$datadir"
+echo
+# a cross-shard transfer, stage by stage (shard 0 -> the last shard)
+"$bin" testnet demo --datadir "$datadir"
 echo
 echo "binary: $bin  (status / down: $bin testnet status|down --datadir $datadir)"

@@ -423,6 +423,134 @@ pub async fn audit(dir: &Path) -> Result<shard::Audit> {
     Ok(shard::Audit::of(shards))
 }
 
+/// `optishard testnet demo`: a cross-shard transfer, stage by stage.
+pub async fn demo(dir: &Path, finalize: bool) -> Result<()> {
+    use alloy_sol_types::SolCall;
+    let m = read_manifest(dir)?;
+    anyhow::ensure!(m.shards >= 2, "a cross-shard demo needs at least 2 shards");
+    let spec = crate::read_spec(&m.genesis)?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let (src, dst) = (0u32, m.shards - 1);
+    let url = |s: u32| m.nodes.iter().find(|n| n.shard == Some(s)).map(|n| n.rpc_url.clone());
+    let (src_url, dst_url) =
+        (url(src).context("no validator of shard 0")?, url(dst).context("no validator")?);
+    let (signer, acct) = shard::dev_accounts().remove(5);
+    let to = alloy_primitives::Address::from(rand::random::<[u8; 20]>());
+    let nonce = rpc(&client, &src_url, "eth_getTransactionCount", json!([acct.address, "pending"])).await?;
+    let nonce = u64::from_str_radix(nonce.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?;
+    let data = prover::IBridge::sendCall { dstShard: dst, to, data: Default::default() }.abi_encode();
+    let value = alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18));
+    let raw = crate::sign_call(
+        &signer,
+        spec.chain_id(bridge::ShardId(src)),
+        nonce,
+        alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS),
+        value,
+        data.into(),
+        300_000,
+    );
+    let t0 = std::time::Instant::now();
+    let hash =
+        rpc(&client, &src_url, "eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&raw))])).await?;
+    println!(
+        "sent 1 ETH from {} on shard {src} to {to} on shard {dst} (tx {})",
+        acct.address,
+        hash.as_str().unwrap_or("?")
+    );
+    let receipt = poll(
+        Duration::from_secs(30),
+        || rpc(&client, &src_url, "eth_getTransactionReceipt", json!([hash])),
+        |r| !r.is_null(),
+    )
+    .await?;
+    let id = receipt["logs"]
+        .as_array()
+        .and_then(|ls| {
+            ls.iter().find(|l| {
+                l["address"]
+                    .as_str()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&format!("{:#x}", bridge::BRIDGE_ADDRESS)))
+            })
+        })
+        .and_then(|l| l["topics"][1].as_str())
+        .context("the send emitted no MessageSent log")?
+        .to_string();
+    println!("message {id}");
+    let stage = |name: &str, v: &Value, at: &str| {
+        println!(
+            "  {:>6.1}s  {name:<10} {at} block {} (slot {})",
+            t0.elapsed().as_secs_f64(),
+            v[at]["height"],
+            v[at]["slot"]
+        );
+    };
+    let v = poll(
+        Duration::from_secs(30),
+        || rpc(&client, &src_url, "optishard_getMessage", json!([id])),
+        |v| !v.is_null(),
+    )
+    .await?;
+    if v["status"] == "pending" {
+        stage("pending", &v, "source");
+    }
+    let v = poll(
+        Duration::from_secs(30),
+        || rpc(&client, &src_url, "optishard_getMessage", json!([id])),
+        |v| v["status"] == "committed",
+    )
+    .await?;
+    stage("committed", &v, "source");
+    let v = poll(
+        Duration::from_secs(60),
+        || rpc(&client, &dst_url, "optishard_getMessage", json!([id])),
+        |v| v["status"] == "executed" || v["status"] == "finalized",
+    )
+    .await?;
+    stage("executed", &v, "destination");
+    let balance = rpc(&client, &dst_url, "eth_getBalance", json!([to, "latest"])).await?;
+    println!(
+        "balance of {to} on shard {dst}: {} wei",
+        balance
+            .as_str()
+            .map(|b| u128::from_str_radix(b.trim_start_matches("0x"), 16).unwrap_or(0))
+            .unwrap_or(0)
+    );
+    if finalize {
+        let window = spec.challenge_window() * spec.slot_ms / 1000 + 30;
+        let v = poll(
+            Duration::from_secs(window),
+            || rpc(&client, &dst_url, "optishard_getMessage", json!([id])),
+            |v| v["status"] == "finalized",
+        )
+        .await?;
+        stage("finalized", &v, "destination");
+    } else {
+        println!(
+            "it is final after the challenge window ({} slots): optishard testnet demo --finalize waits for it",
+            spec.challenge_window()
+        );
+    }
+    Ok(())
+}
+
+/// Calls `f` until its answer satisfies `done`, or fails after `within`.
+async fn poll<F, Fut>(within: Duration, mut f: F, done: impl Fn(&Value) -> bool) -> Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Value>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(v) = f().await
+            && done(&v)
+        {
+            return Ok(v);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "timed out after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The audit as a table.
 pub fn print_audit(a: &shard::Audit) {
     let eth = |v: alloy_primitives::U256| format!("{:.6}", f64::from(v) / 1e18);

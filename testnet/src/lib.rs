@@ -57,6 +57,17 @@ pub enum TestnetCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sends 1 ETH from shard 0 to a fresh address on the last shard through
+    /// the bridge and follows the message until it is executed (and, with
+    /// `--finalize`, final), printing each stage.
+    Demo {
+        /// The testnet's directory.
+        #[arg(long, value_name = "DIR", default_value = "optishard-testnet")]
+        datadir: PathBuf,
+        /// Also wait for the destination block to be final (one challenge window).
+        #[arg(long)]
+        finalize: bool,
+    },
     /// The conservation audit across all shards at the beacon's accepted
     /// heads: Σ balances + value in flight = Σ genesis − fees burned, and
     /// every shard's own identity. Exits non-zero if it does not hold.
@@ -387,6 +398,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Testnet(TestnetCmd::Demo { datadir, finalize }) => cluster::demo(&datadir, finalize).await,
         Command::Testnet(TestnetCmd::Audit { datadir, json }) => {
             let a = cluster::audit(&datadir).await?;
             if json {

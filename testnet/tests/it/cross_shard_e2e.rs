@@ -203,6 +203,13 @@ async fn scenario(dir: &Path) {
     // the audit holds
     let out = optishard(&["testnet", "audit", "--datadir", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("holds"), "{}", text(&out));
+    // the quick start's demo: a transfer followed stage by stage
+    let out = optishard(&["testnet", "demo", "--datadir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    for stage in ["committed", "executed", "balance of"] {
+        assert!(text(&out).contains(stage), "no {stage} in:\n{}", text(&out));
+    }
 }
 
 /// `onPing(0xff)`: the pinger's delivered call that reverts.

@@ -55,6 +55,7 @@ fn the_readme_has_cast_examples() {
     assert!(cmds.len() >= 3, "{cmds:?}");
     assert!(cmds.iter().any(|c| c.contains("--value 1ether")));
     assert!(cmds.iter().any(|c| c.contains("--create")));
+    assert!(cmds.iter().any(|c| c.contains("send(uint32,address,bytes)")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +90,20 @@ async fn every_cast_line_of_the_readme_works_unchanged() {
                 assert!(text(&out).contains("(success)"), "`{cmd}`:\n{}", text(&out));
             }
         }
+        // the cross-shard transfer lands on shard 2
+        wait_for("the README's cross-shard transfer to land", 30, || async {
+            let now = call(
+                &http,
+                "http://127.0.0.1:18015",
+                "eth_getBalance",
+                json!(["0x000000000000000000000000000000000000dEaD", "latest"]),
+            )
+            .await;
+            now.is_ok_and(|v| {
+                balance(v) == alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18))
+            })
+        })
+        .await;
         wait_for("the README's transfer to land", 20, || async {
             let now = call(&http, url, "eth_getBalance", json!([recipient, "latest"])).await;
             now.is_ok_and(|v| {
