@@ -493,6 +493,10 @@ impl ShardNode {
         let Built { header, mut body, receipts, outbox, supply, batch, rejected } = built;
         body.signature = signature;
         self.db.commit_block(&header, &body, &receipts, &outbox, &supply, &batch)?;
+        self.metrics.messages(
+            &outbox,
+            body.inbox.iter().zip(&receipts).map(|(e, r)| (e.message.src, e.message.dst, r.success)),
+        );
         let hash = header.hash();
         {
             let mut recent = self.recent_hashes.write();

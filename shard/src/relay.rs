@@ -43,12 +43,22 @@ const OUTBOX_BATCH: u32 = 256;
 /// A request unanswered this many slots is given up.
 const REQUEST_TIMEOUT_SLOTS: u64 = 4;
 
+/// What the relay keeps of an accepted source header.
+#[derive(Clone, Copy, Debug)]
+struct Source {
+    outbox_root: Hash,
+    /// The slot the source block was proposed in.
+    slot: u64,
+    /// The beacon slot that included it, when learnt from a beacon block.
+    included: Option<u64>,
+}
+
 /// What the relay does for one destination shard.
 pub struct Relay {
     shard: ShardId,
     shards: u32,
-    /// Beacon-accepted source headers: `outbox_root` by height, per source.
-    book: Vec<BTreeMap<u64, Hash>>,
+    /// Beacon-accepted source headers by height, per source.
+    book: Vec<BTreeMap<u64, Source>>,
     /// Verified messages not yet consumed, by nonce, per source.
     pending: Vec<BTreeMap<u64, InboxEntry>>,
     /// Outbox requests in flight: request → (source, slot sent).
@@ -67,7 +77,7 @@ pub struct Relay {
 
 impl SourceHeaders for Relay {
     fn outbox_root(&self, shard: ShardId, height: u64) -> Option<Hash> {
-        self.book.get(shard.0 as usize)?.get(&height).copied()
+        self.book.get(shard.0 as usize)?.get(&height).map(|s| s.outbox_root)
     }
 }
 
@@ -89,15 +99,22 @@ impl Relay {
         }
     }
 
-    /// Records the headers a beacon block accepted (or the beacon sent).
-    pub fn on_headers(&mut self, headers: &[SignedHeader]) {
+    /// The slot a source block was proposed in and the beacon slot that
+    /// included it (if known): where a message's latency starts.
+    pub fn source_slots(&self, shard: ShardId, height: u64) -> Option<(u64, Option<u64>)> {
+        self.book.get(shard.0 as usize)?.get(&height).map(|s| (s.slot, s.included))
+    }
+
+    /// Records the headers a beacon block of slot `included` accepted (or,
+    /// with `None`, headers the beacon sent on request).
+    pub fn on_headers(&mut self, headers: &[SignedHeader], included: Option<u64>) {
         for sh in headers {
             let h = &sh.header;
             let Some(book) = self.book.get_mut(h.shard.0 as usize) else { continue };
             if h.shard == self.shard {
                 continue;
             }
-            book.insert(h.height, h.outbox_root);
+            book.insert(h.height, Source { outbox_root: h.outbox_root, slot: h.beacon_slot, included });
             self.missing.remove(&(h.shard, h.height));
             while book.len() > MAX_BOOK_PER_SHARD {
                 book.pop_first();
@@ -172,7 +189,7 @@ impl Relay {
         if self.asking_headers.remove(&id).is_some() {
             let mut input = data;
             if let Ok(headers) = decode_list::<SignedHeader>(&mut input) {
-                self.on_headers(&headers);
+                self.on_headers(&headers, None);
             }
             return;
         }
@@ -190,11 +207,13 @@ impl Relay {
             }
             if m.src != src || m.dst != self.shard || m.nonce != next {
                 self.refused += 1;
+                node.metrics().messages_refused.inc();
                 debug!(target: "relay", %peer, %src, nonce = m.nonce, "outbox answer out of channel order");
                 break;
             }
             if matches!(m.kind, MessageKind::Refund { .. }) && m.gas_limit != 0 {
                 self.refused += 1;
+                node.metrics().messages_refused.inc();
                 break;
             }
             let Some(root) = self.outbox_root(src, e.height) else {
@@ -209,6 +228,7 @@ impl Relay {
             if e.verify(&root).is_err() {
                 // the peer's block at that height is not the accepted one
                 self.refused += 1;
+                node.metrics().messages_refused.inc();
                 debug!(target: "relay", %peer, %src, height = e.height, "outbox entry does not prove");
                 break;
             }

@@ -273,6 +273,7 @@ impl<N: Network> Validator<N> {
         self.maybe_sync();
         self.relay.prune(&self.node);
         self.relay.on_slot(&self.node, &self.net, slot);
+        self.node.metrics().inbox_backlog.set(self.relay.backlog() as i64);
         self.update_status();
         let Some(key) = &self.key else { return };
         if self.spec.proposer(self.shard, slot) != Some(key.address()) {
@@ -300,7 +301,10 @@ impl<N: Network> Validator<N> {
             // the beacon subscribes to every shard's blocks: one publish
             // reaches the shard's validators and the beacon (which takes
             // the header only with this body)
-            Ok(block) => self.net.publish(Topic::ShardBlocks(self.shard), block.encode()),
+            Ok(block) => {
+                self.observe_inbox("executed", &block.inbox, slot);
+                self.net.publish(Topic::ShardBlocks(self.shard), block.encode())
+            }
             Err(e) => warn!(target: "shard", slot, error = %e, "block production failed"),
         }
     }
@@ -460,8 +464,17 @@ impl<N: Network> Validator<N> {
 
     fn import(&mut self, bound: BoundBlock) -> Result<(), BlockError> {
         let height = bound.height();
+        let (slot, inbox) = (bound.slot(), bound.block().inbox.clone());
         match self.node.import(bound, &self.spec, &self.relay) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.observe_inbox("executed", &inbox, slot);
+                Ok(())
+            }
+            Err(e @ BlockError::BadInbox(_)) => {
+                warn!(target: "shard", height, error = %e, "block refused: inbox not proven");
+                self.node.metrics().messages_refused.inc();
+                Err(e)
+            }
             Err(BlockError::UnknownSource { src, height }) => {
                 self.relay.want_header(src, height);
                 Err(BlockError::UnknownSource { src, height })
@@ -530,10 +543,18 @@ impl<N: Network> Validator<N> {
             return Validation::Ignore;
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
-        self.relay.on_headers(&block.headers);
-        if let Some(&f) = block.finalized.get(self.shard.0 as usize) {
-            self.finalized = self.finalized.max(f);
-            self.node.set_finalized(self.finalized);
+        self.relay.on_headers(&block.headers, Some(block.slot));
+        if let Some(&f) = block.finalized.get(self.shard.0 as usize)
+            && f > self.finalized
+        {
+            // messages consumed by the blocks that just became final
+            for h in (self.finalized + 1..=f).rev().take(256) {
+                if let Ok(Some(b)) = self.node.block(h) {
+                    self.observe_inbox("finalized", &b.inbox, block.slot);
+                }
+            }
+            self.finalized = f;
+            self.node.set_finalized(f);
         }
         self.drain_future();
         for h in block.headers.iter().filter(|h| h.header.shard == self.shard) {
@@ -731,6 +752,20 @@ impl<N: Network> Validator<N> {
             self.revert_to(height - 1, "a peer's chain is the beacon's");
         } else {
             self.next_peer += 1;
+        }
+    }
+
+    /// Latency of every message in `inbox` from its source block to
+    /// `phase` at `slot` (and, on execution, to its source header's
+    /// inclusion on the beacon).
+    fn observe_inbox(&self, phase: &str, inbox: &[bridge::InboxEntry], slot: u64) {
+        let m = self.node.metrics();
+        for e in inbox {
+            let Some((from, included)) = self.relay.source_slots(e.message.src, e.height) else { continue };
+            m.message_phase(phase, from, slot, self.spec.slot_ms);
+            if let (Some(at), "executed") = (included, phase) {
+                m.message_phase("committed", from, at, self.spec.slot_ms);
+            }
         }
     }
 

@@ -661,6 +661,32 @@ fn grafana_dashboard() -> Value {
         ("Root mismatches", "sum by (node) (optishard_shard_root_mismatches_total)"),
         ("RPC requests / s", "sum by (method) (rate(optishard_rpc_requests_total[30s]))"),
         ("RPC errors / s", "sum by (method) (rate(optishard_rpc_errors_total[30s]))"),
+        (
+            "Messages sent / s by channel",
+            "max by (src, dst) (rate(optishard_shard_messages_sent_total[30s]))",
+        ),
+        (
+            "Messages consumed / s by channel",
+            "max by (src, dst) (rate(optishard_shard_messages_consumed_total[30s]))",
+        ),
+        (
+            "Messages failed (refunded) / s by channel",
+            "max by (src, dst) (rate(optishard_shard_messages_failed_total[30s]))",
+        ),
+        ("Inbox backlog", "max by (shard) (optishard_shard_inbox_backlog)"),
+        (
+            "Message latency p50 (slots) by phase",
+            "histogram_quantile(0.5, sum by (phase, le) (rate(optishard_shard_message_latency_slots_bucket[1m])))",
+        ),
+        (
+            "Message latency p99 (slots) by phase",
+            "histogram_quantile(0.99, sum by (phase, le) (rate(optishard_shard_message_latency_slots_bucket[1m])))",
+        ),
+        (
+            "Message latency p50 (s) by phase",
+            "histogram_quantile(0.5, sum by (phase, le) (rate(optishard_shard_message_latency_seconds_bucket[1m])))",
+        ),
+        ("Inbox entries refused", "sum by (node) (optishard_shard_messages_refused_total)"),
     ];
     let panels: Vec<Value> = panels
         .iter()

@@ -200,6 +200,17 @@ async fn scenario(dir: &Path) {
         let v = net.status(shard, id, "finalized", 30).await;
         assert_eq!(v["destination"]["final"], true);
     }
+    // the destination's metrics count the channel and time its phases
+    let node2 = m.nodes.iter().find(|n| n.shard == Some(2)).unwrap();
+    let metrics = http.get(&node2.metrics_url).send().await.unwrap().text().await.unwrap();
+    for want in [
+        "optishard_shard_messages_consumed_total{src=\"0\",dst=\"2\"}",
+        "optishard_shard_message_latency_slots_count{phase=\"executed\"}",
+        "optishard_shard_message_latency_slots_count{phase=\"finalized\"}",
+        "optishard_shard_inbox_backlog",
+    ] {
+        assert!(metrics.contains(want), "no {want} in the metrics of {}", node2.name);
+    }
     // the audit holds
     let out = optishard(&["testnet", "audit", "--datadir", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
