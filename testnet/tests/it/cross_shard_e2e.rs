@@ -21,6 +21,9 @@ sol! {
     }
 }
 
+// the published ABI, as any alloy client would load it
+sol!(PublishedBridge, "../contracts/IBridge.json");
+
 const ETH: u128 = 1_000_000_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +160,31 @@ async fn scenario(dir: &Path) {
     let executed = net.status(2, &id, "executed", 30).await;
     assert_eq!(executed["receipt"]["success"], true);
     assert_eq!(net.balance(2, fresh).await, U256::from(ETH));
+
+    // through the published ABI: sendWithGas, and MessageSent decoded from the receipt
+    let fresh2 = Address::repeat_byte(0xf3);
+    let call =
+        PublishedBridge::sendWithGasCall { dstShard: 3, to: fresh2, gasLimit: 50_000, data: Bytes::new() };
+    let r = net.send(0, 1, TxKind::Call(BRIDGE_ADDRESS), ETH / 2, call.abi_encode()).await;
+    let log = r["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["topics"][0].as_str() == Some(&format!("{:#x}", PublishedBridge::MessageSent::SIGNATURE_HASH))
+        })
+        .expect("MessageSent");
+    let topics: Vec<alloy_primitives::B256> =
+        log["topics"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().parse().unwrap()).collect();
+    let data: Bytes = log["data"].as_str().unwrap().parse().unwrap();
+    let ev = PublishedBridge::MessageSent::decode_raw_log(topics, &data).unwrap();
+    assert_eq!(
+        (ev.dstShard, ev.to, ev.value, ev.gasLimit, ev.nonce),
+        (3, fresh2, U256::from(ETH / 2), 50_000, 0)
+    );
+    assert_eq!(ev.sender, shard::dev_accounts()[1].1.address);
+    net.status(3, &format!("{:#x}", ev.id), "executed", 30).await;
+    assert_eq!(net.balance(3, fresh2).await, U256::from(ETH / 2));
 
     // 2. a contract on shard 3 calls a contract on shard 1, which checks
     // messageSender(), runs, and emits a log visible on shard 1
