@@ -21,8 +21,13 @@ sol! {
     }
 }
 
-// the published ABI, as any alloy client would load it
-sol!(PublishedBridge, "../contracts/IBridge.json");
+// the published ABI, as any alloy client would load it (the generated event
+// constructor takes one argument per field)
+#[allow(clippy::too_many_arguments)]
+mod published {
+    alloy_sol_types::sol!(PublishedBridge, "../contracts/IBridge.json");
+}
+use published::PublishedBridge;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
 
