@@ -76,6 +76,9 @@ enum Cmd {
         /// Transfers per second to offer, spread over every validator (0: none).
         #[arg(long, default_value_t = 0)]
         tps: u64,
+        /// Percent of the transfers that cross shards (through the bridge).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        cross: u8,
     },
 }
 
@@ -379,8 +382,8 @@ fn main() -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(rpc_load(url, txs, batch, concurrency, label))
         }
         Cmd::Witness => witness_figures(),
-        Cmd::Testnet { datadir, seconds, tps } => {
-            tokio::runtime::Runtime::new()?.block_on(testnet_observe::observe(&datadir, seconds, tps))
+        Cmd::Testnet { datadir, seconds, tps, cross } => {
+            tokio::runtime::Runtime::new()?.block_on(testnet_observe::observe(&datadir, seconds, tps, cross))
         }
     }
 }

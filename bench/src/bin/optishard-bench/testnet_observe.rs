@@ -42,9 +42,47 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Cumulative bucket counts of histogram `name` with label `label` (e.g.
+/// `phase="executed"`), summed over `urls`: `(upper bound, count)`.
+async fn histogram(http: &reqwest::Client, urls: &[String], name: &str, label: &str) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for url in urls {
+        let Ok(r) = http.get(url).send().await else { continue };
+        let body = r.text().await.unwrap_or_default();
+        let prefix = format!("{name}_bucket{{");
+        for l in body.lines().filter(|l| l.starts_with(&prefix) && l.contains(label)) {
+            let le = l.split("le=\"").nth(1).and_then(|x| x.split('"').next()).unwrap_or("+Inf");
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
+            let count: f64 = l.split_whitespace().last().and_then(|c| c.parse().ok()).unwrap_or(0.0);
+            match out.iter_mut().find(|(b, _)| *b == bound) {
+                Some(e) => e.1 += count,
+                None => out.push((bound, count)),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The bucket bound below which a share `q` of the observations between
+/// two cumulative snapshots fall.
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(b, c)| (*b, c - before.iter().find(|(x, _)| x == b).map_or(0.0, |x| x.1)))
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    delta.iter().find(|(_, c)| *c >= q * total).map(|(b, _)| (*b, total))
+}
+
 /// Sends `tps` transfers per second, spread over every validator of every
-/// shard, from the dev accounts; returns how many were accepted.
-async fn load(http: reqwest::Client, m: Manifest, tps: u64, until: Instant) -> Result<u64> {
+/// shard, from the dev accounts, `cross` percent of them to another shard
+/// through the bridge; returns how many were accepted.
+async fn load(http: reqwest::Client, m: Manifest, tps: u64, cross: u8, until: Instant) -> Result<u64> {
+    use alloy_sol_types::SolCall;
     let signers: Vec<_> = shard::dev_accounts().into_iter().map(|(k, _)| k).collect();
     let vals: Vec<NodeEntry> = m.nodes.iter().filter(|n| n.role == "validator").cloned().collect();
     let mut nonces: HashMap<(u32, usize), u64> = HashMap::new();
@@ -73,13 +111,33 @@ async fn load(http: reqwest::Client, m: Manifest, tps: u64, until: Instant) -> R
             let s = v.shard.unwrap_or(0);
             let from = (n / vals.len()) % signers.len();
             let nonce = nonces.get_mut(&(s, from)).context("nonce")?;
-            let raw = testnet::sign_transfer(
-                &signers[from],
-                v.chain_id.unwrap_or(0),
-                *nonce,
-                Address::repeat_byte(0x42),
-                1,
-            );
+            // every (100 / cross)-th transfer crosses, to the next shards in turn
+            let crosses = m.shards > 1 && (n * cross as usize / 100) != ((n + 1) * cross as usize / 100);
+            let raw = if crosses {
+                let dst = (s + 1 + (n / vals.len()) as u32 % (m.shards - 1)) % m.shards;
+                let call = prover::IBridge::sendCall {
+                    dstShard: dst,
+                    to: Address::repeat_byte(0x42),
+                    data: Default::default(),
+                };
+                testnet::sign_call(
+                    &signers[from],
+                    v.chain_id.unwrap_or(0),
+                    *nonce,
+                    alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS),
+                    alloy_primitives::U256::from(1),
+                    call.abi_encode().into(),
+                    200_000,
+                )
+            } else {
+                testnet::sign_transfer(
+                    &signers[from],
+                    v.chain_id.unwrap_or(0),
+                    *nonce,
+                    Address::repeat_byte(0x42),
+                    1,
+                )
+            };
             *nonce += 1;
             n += 1;
             batches.entry(vi).or_default().push(json!({
@@ -98,8 +156,9 @@ async fn load(http: reqwest::Client, m: Manifest, tps: u64, until: Instant) -> R
     Ok(sent)
 }
 
-/// Observes the testnet in `dir` for `seconds`, under `tps` transfers per second.
-pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
+/// Observes the testnet in `dir` for `seconds`, under `tps` transfers per
+/// second (`cross` percent of them cross-shard).
+pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64, cross: u8) -> Result<()> {
     let m = testnet::cluster::read_manifest(dir)?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("no beacon in the manifest")?;
@@ -114,10 +173,21 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
         ));
     }
     let body0 = metric(&http, &beacon.metrics_url, "optishard_beacon_body_bytes_total").await;
+    // message latency, observed once per shard (its first validator)
+    let firsts: Vec<String> =
+        (0..m.shards).filter_map(|s| first_of(s).map(|v| v.metrics_url.clone())).collect();
+    let phases = ["committed", "executed", "finalized"];
+    let mut lat0 = Vec::new();
+    for p in phases {
+        lat0.push(
+            histogram(&http, &firsts, "optishard_shard_message_latency_slots", &format!("phase=\"{p}\""))
+                .await,
+        );
+    }
     let cpu0: Vec<Option<f64>> = m.nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);
-    let loader = (tps > 0).then(|| tokio::spawn(load(http.clone(), m.clone(), tps, until)));
+    let loader = (tps > 0).then(|| tokio::spawn(load(http.clone(), m.clone(), tps, cross, until)));
     let mut rss_max = vec![0f64; m.nodes.len()];
     while Instant::now() < until {
         for (i, n) in m.nodes.iter().enumerate() {
@@ -188,7 +258,23 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
         (body1 - body0) / elapsed
     );
     if tps > 0 {
-        println!("load: {tps} tx/s offered, {sent} accepted by RPC ({:.0} tx/s)", sent as f64 / elapsed);
+        println!(
+            "load: {tps} tx/s offered ({cross} % cross-shard), {sent} accepted by RPC ({:.0} tx/s)",
+            sent as f64 / elapsed
+        );
+    }
+    for (p, before) in phases.iter().zip(&lat0) {
+        let after =
+            histogram(&http, &firsts, "optishard_shard_message_latency_slots", &format!("phase=\"{p}\""))
+                .await;
+        match (quantile(before, &after, 0.5), quantile(before, &after, 0.99)) {
+            (Some((p50, n)), Some((p99, _))) => println!(
+                "messages {p:<9}: {n:.0} observed, latency from the source block p50 <= {p50} slots ({:.0} ms), p99 <= {p99} slots ({:.0} ms)",
+                p50 * m.slot_ms as f64,
+                p99 * m.slot_ms as f64
+            ),
+            _ => println!("messages {p:<9}: none observed"),
+        }
     }
     for s in 0..m.shards {
         let v = first_of(s).context("shard without validator")?;
@@ -206,6 +292,12 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
     println!("{:<12} {:>8} {:>10}", "node", "CPU %", "RSS MiB");
     let mut total_cpu = 0.0;
     let mut total_rss = 0.0;
+    let mut included = 0.0;
+    for s in 0..m.shards {
+        let v = first_of(s).context("shard without validator")?;
+        included +=
+            metric(&http, &v.metrics_url, "optishard_shard_transactions_total").await - start[s as usize].1;
+    }
     for (i, n) in m.nodes.iter().enumerate() {
         let cpu = match (cpu0[i], cpu1[i]) {
             (Some(a), Some(b)) => 100.0 * (b - a) / elapsed,
@@ -219,5 +311,12 @@ pub(crate) async fn observe(dir: &Path, seconds: u64, tps: u64) -> Result<()> {
         "{:<12} {:>8.1} {:>10.1}   (CPU in % of one core; RSS the peak sampled each second)",
         "total", total_cpu, total_rss
     );
+    if included > 0.0 {
+        println!(
+            "CPU per included transaction, all nodes counted: {:.1} µs ({included:.0} included, {:.0} tx/s)",
+            total_cpu / 100.0 * elapsed / included * 1e6,
+            included / elapsed
+        );
+    }
     Ok(())
 }
