@@ -174,6 +174,8 @@ pub struct HeaderStatus {
     /// Inclusion slot plus the challenge window: the first slot it can be
     /// final at (later if a source header it depends on is not final yet).
     pub earliest_final_slot: u64,
+    /// The slot of the beacon block that finalized it, once final.
+    pub finalized_slot: Option<u64>,
     /// The source headers whose messages it consumed.
     pub depends_on: Vec<DependsOn>,
 }
@@ -554,11 +556,30 @@ impl BeaconChain {
     pub fn header_status(&self, shard: ShardId, height: u64) -> Result<Option<HeaderStatus>> {
         let Some(h) = self.db.shard_header(shard, height)? else { return Ok(None) };
         let finalized = self.state.read().finalized.get(shard.0 as usize).copied().unwrap_or(0);
+        let earliest = h.included_in.saturating_add(self.spec.challenge_window());
+        // the first beacon block from the earliest slot on that lists it final
+        let finalized_slot = if height <= finalized {
+            let mut found = None;
+            let mut from = earliest;
+            while found.is_none() {
+                let blocks = self.db.blocks_from(from, 64)?;
+                let Some(last) = blocks.last().map(|b| b.slot) else { break };
+                found = blocks
+                    .iter()
+                    .find(|b| b.finalized.get(shard.0 as usize).is_some_and(|f| *f >= height))
+                    .map(|b| b.slot);
+                from = last + 1;
+            }
+            found
+        } else {
+            None
+        };
         Ok(Some(HeaderStatus {
             hash: h.header.header.hash(),
             included_slot: h.included_in,
             status: if height <= finalized { "final" } else { "pending" },
-            earliest_final_slot: h.included_in.saturating_add(self.spec.challenge_window()),
+            earliest_final_slot: earliest,
+            finalized_slot,
             depends_on: h.depends_on.iter().map(|(s, h)| DependsOn { shard: *s, height: *h }).collect(),
         }))
     }

@@ -142,10 +142,19 @@ impl Rpc {
             .status
             .as_ref()
             .map_or((u64::MAX, u64::MAX), |s| (s.read().safe_height, s.read().finalized_height));
+        // the beacon slot that included a height, and the first slot it can be final at
+        let included = |height: u64| {
+            self.status.as_ref().and_then(|s| {
+                let s = s.read();
+                s.included_slots.get(&height).map(|at| (*at, at.saturating_add(s.challenge_window_slots)))
+            })
+        };
         let place = |height: u64| -> RpcResult<serde_json::Value> {
             let h = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
             Ok(serde_json::json!({
                 "shard": h.shard, "height": height, "slot": h.beacon_slot, "blockHash": h.hash(),
+                "beaconSlot": included(height).map(|x| x.0),
+                "earliestFinalSlot": included(height).map(|x| x.1),
                 "final": height <= finalized,
             }))
         };

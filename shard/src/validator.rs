@@ -80,6 +80,12 @@ pub struct ValidatorStatus {
     pub safe_height: u64,
     /// The newest height the beacon reports final (the RPC's `finalized` tag).
     pub finalized_height: u64,
+    /// The network's challenge window in slots.
+    pub challenge_window_slots: u64,
+    /// The beacon slot that included each recent accepted height (the
+    /// message RPC's `beaconSlot`; the last 1,024).
+    #[serde(skip)]
+    pub included_slots: BTreeMap<u64, u64>,
 }
 
 struct InFlight {
@@ -544,6 +550,10 @@ impl<N: Network> Validator<N> {
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
         self.relay.on_headers(&block.headers, Some(block.slot));
+        // ask for new messages now, not at the next slot: the answer can
+        // then make the next block (a message lands one slot after its
+        // source block instead of two)
+        self.relay.on_slot(&self.node, &self.net, self.slot);
         if let Some(&f) = block.finalized.get(self.shard.0 as usize)
             && f > self.finalized
         {
@@ -557,8 +567,16 @@ impl<N: Network> Validator<N> {
             self.node.set_finalized(f);
         }
         self.drain_future();
-        for h in block.headers.iter().filter(|h| h.header.shard == self.shard) {
-            self.accepted.insert(h.header.height, h.header.hash());
+        {
+            let mut st = self.status.write();
+            st.challenge_window_slots = self.spec.challenge_window();
+            for h in block.headers.iter().filter(|h| h.header.shard == self.shard) {
+                self.accepted.insert(h.header.height, h.header.hash());
+                st.included_slots.insert(h.header.height, block.slot);
+            }
+            while st.included_slots.len() > 1024 {
+                st.included_slots.pop_first();
+            }
         }
         self.accepted.insert(head.height, head.hash);
         while self.accepted.len() > 1024 {

@@ -314,7 +314,8 @@ fn headers_finalize_after_the_window_with_their_sources() {
         assert_eq!(t.beacon().header_status(ShardId(1), h1).unwrap().unwrap().status, "pending");
         t.step();
     }
-    assert_eq!(t.beacon().header_status(ShardId(1), h1).unwrap().unwrap().status, "final");
+    let done = t.beacon().header_status(ShardId(1), h1).unwrap().unwrap();
+    assert_eq!((done.status, done.finalized_slot), ("final", Some(status.earliest_final_slot)));
     assert_eq!(t.beacon().header_status(ShardId(0), entry.height).unwrap().unwrap().status, "final");
     // finality trails the head by the window, on the beacon and on validators
     t.run(6);
