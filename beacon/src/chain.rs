@@ -1,7 +1,7 @@
 //! The beacon chain's rules: which shard headers it accepts, and the block
 //! it seals at the end of every slot.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use bridge::{
     Address, BeaconBlock, ChainSpec, Hash, HeaderFault, ShardBlock, ShardHead, ShardHeader, ShardId,
@@ -202,6 +202,8 @@ struct State {
     heads: Vec<ShardHead>,
     /// Each shard's newest final height.
     finalized: Vec<u64>,
+    /// Per channel `(src, dst)`: the next nonce an accepted block may consume.
+    channels: HashMap<(ShardId, ShardId), u64>,
     /// Each shard's accepted head header (the parent the next is checked against).
     tips: Vec<ShardHeader>,
     /// Accepted blocks not sealed yet, in acceptance order.
@@ -259,6 +261,7 @@ impl BeaconChain {
             head = Some((slot, block.hash()));
             info!(target: "beacon", slot, "resumed beacon chain");
         }
+        let channels = db.channels()?;
         let mut tips = Vec::with_capacity(heads.len());
         for h in &heads {
             let tip = if h.height == 0 {
@@ -277,6 +280,7 @@ impl BeaconChain {
             spec,
             db,
             state: RwLock::new(State {
+                channels,
                 head,
                 heads,
                 finalized,
@@ -420,7 +424,8 @@ impl BeaconChain {
         }
         let tip = &state.tips[h.shard.0 as usize];
         bridge::check_header(&self.spec, tip, &head.hash, h).map_err(Rejection::Invalid)?;
-        self.check_inbox(state, &block)?;
+        let consumed = self.check_inbox(state, &block)?;
+        state.channels.extend(consumed);
         state.heads[h.shard.0 as usize] =
             ShardHead { shard: h.shard, height: h.height, hash, slot: h.beacon_slot };
         state.tips[h.shard.0 as usize] = h.clone();
@@ -429,9 +434,16 @@ impl BeaconChain {
     }
 
     /// Every inbox entry proves against the `outbox_root` of a source
-    /// header this beacon accepted (sealed, or accepted this slot).
-    fn check_inbox(&self, state: &State, block: &ShardBlock) -> Result<(), Rejection> {
+    /// header this beacon accepted (sealed, or accepted this slot), and
+    /// continues its channel: no gap, no replay. Returns the channels'
+    /// next nonces after the block.
+    fn check_inbox(
+        &self,
+        state: &State,
+        block: &ShardBlock,
+    ) -> Result<HashMap<(ShardId, ShardId), u64>, Rejection> {
         let shard = block.header.header.shard;
+        let mut next: HashMap<(ShardId, ShardId), u64> = HashMap::new();
         for e in &block.inbox {
             let m = &e.message;
             let bad = |detail: String| Rejection::BadInbox { detail };
@@ -450,8 +462,18 @@ impl BeaconChain {
                 },
             };
             e.verify(&root).map_err(|err| bad(format!("message {}: {err}", m.id())))?;
+            let channel = (m.src, m.dst);
+            let want =
+                *next.entry(channel).or_insert_with(|| state.channels.get(&channel).copied().unwrap_or(0));
+            if m.nonce != want {
+                return Err(bad(format!(
+                    "message nonce {} on channel {} -> {}, expected {want}",
+                    m.nonce, m.src, m.dst
+                )));
+            }
+            next.insert(channel, want + 1);
         }
-        Ok(())
+        Ok(next)
     }
 
     /// Holds a block whose parent is not accepted yet. Bounded in number

@@ -18,6 +18,8 @@ const CF_SHARD_HEADERS: &str = "shard_headers";
 const CF_SHARD_BODIES: &str = "shard_bodies";
 const CF_META: &str = "meta";
 const META_HEAD: &[u8] = b"head_slot";
+/// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
+const META_CHANNEL: &[u8] = b"chan/";
 
 /// An accepted shard header and the beacon slot that included it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +52,10 @@ pub struct BeaconDb {
 
 fn db_err(e: rocksdb::Error) -> Error {
     Error::Db(e.to_string())
+}
+
+fn channel_key(src: ShardId, dst: ShardId) -> Vec<u8> {
+    [META_CHANNEL, &src.0.to_be_bytes()[..], &dst.0.to_be_bytes()[..]].concat()
 }
 
 fn header_key(shard: ShardId, height: u64) -> [u8; 12] {
@@ -107,8 +113,44 @@ impl BeaconDb {
             encode_list(&b.txs, &mut v);
             wb.put_cf(self.cf(CF_SHARD_BODIES), header_key(h.shard, h.height), v);
         }
+        let mut next: std::collections::BTreeMap<(ShardId, ShardId), u64> = Default::default();
+        for b in bodies {
+            for e in &b.inbox {
+                let n = next.entry((e.message.src, e.message.dst)).or_default();
+                *n = (*n).max(e.message.nonce + 1);
+            }
+        }
+        for ((src, dst), n) in next {
+            wb.put_cf(self.cf(CF_META), channel_key(src, dst), n.to_be_bytes());
+        }
         wb.put_cf(self.cf(CF_META), META_HEAD, slot);
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// The next nonce each channel's consumption must continue with, as of
+    /// the sealed blocks.
+    pub fn channels(&self) -> Result<std::collections::HashMap<(ShardId, ShardId), u64>> {
+        let mut out = std::collections::HashMap::new();
+        let it = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(META_CHANNEL, Direction::Forward));
+        for kv in it {
+            let (k, v) = kv.map_err(db_err)?;
+            if !k.starts_with(META_CHANNEL) {
+                break;
+            }
+            let k = &k[META_CHANNEL.len()..];
+            let (Ok(src), Ok(dst), Ok(n)) = (
+                <[u8; 4]>::try_from(&k[..4.min(k.len())]),
+                <[u8; 4]>::try_from(k.get(4..).unwrap_or_default()),
+                <[u8; 8]>::try_from(&v[..]),
+            ) else {
+                return Err(Error::Corrupt("channel record".into()));
+            };
+            out.insert(
+                (ShardId(u32::from_be_bytes(src)), ShardId(u32::from_be_bytes(dst))),
+                u64::from_be_bytes(n),
+            );
+        }
+        Ok(out)
     }
 
     /// Slot of the newest block.

@@ -327,3 +327,69 @@ fn headers_finalize_after_the_window_with_their_sources() {
     assert_eq!(status1.finalized_height, fin[1]);
     assert_eq!(node1.finalized(), Some(fin[1]));
 }
+
+/// A scheduled proposer hand-builds blocks around an honest one: one that
+/// replays a message its shard already consumed (proof and header valid,
+/// channel order not), one with a message for another shard. Mates refuse
+/// both (the replay re-executes to an invalid item: a mismatch, with
+/// evidence; the misrouted one is refused before execution), the beacon
+/// refuses both with `bad_inbox`, and the shard carries on.
+#[test]
+fn replayed_and_misrouted_inbox_messages_are_refused() {
+    use bridge::{Encode, ShardBlock, SignedHeader};
+    use net::{Network, Topic};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(2).validators_per_shard(2).seed(14).build(dir.path()).unwrap();
+    t.run(2);
+    let (s0, s1) = (members(&t, 0), members(&t, 1));
+    let raw = send(&mut t, 0, 7, 1, Address::repeat_byte(0x44), ETH);
+    t.submit(s0[0], &raw).unwrap();
+    t.run(4);
+    let real = t.node(s0[0]).unwrap().outbox_page(ShardId(1), 0, 1).unwrap().remove(0);
+    assert_eq!(t.node(s1[0]).unwrap().inbound_next(ShardId(0)).unwrap(), 1, "consumed once");
+
+    let slot = (t.slot() + 1..)
+        .find(|s| s1.iter().any(|i| t.spec().proposer(ShardId(1), *s) == Some(t.validator_info(*i).1)))
+        .unwrap();
+    while t.slot() + 1 < slot {
+        t.step();
+    }
+    let rogue =
+        *s1.iter().find(|i| t.spec().proposer(ShardId(1), slot) == Some(t.validator_info(**i).1)).unwrap();
+    let mate = *s1.iter().find(|i| **i != rogue).unwrap();
+    let key = t.validator_key(rogue).clone();
+    let node = t.node(rogue).unwrap().clone();
+    let mate_node = t.node(mate).unwrap().clone();
+    let (mate_head, mismatches) = (mate_node.head().hash, mate_node.metrics().mismatches.get());
+    let misrouted = {
+        let mut e = real.clone();
+        e.message.dst = ShardId(0);
+        e
+    };
+    for (forged, reason) in [(real.clone(), "expected 1"), (misrouted, "in a block of shard 1")] {
+        let height = node.head().header.height;
+        let honest = node.propose(slot, t.spec().slot_timestamp(slot), &key, vec![]).unwrap();
+        node.revert_to(height).unwrap();
+        let mut block = ShardBlock { inbox: vec![forged], ..honest };
+        let mut header = block.header.header.clone();
+        header.items_root = block.items_root();
+        block.header = SignedHeader::sign(header, &key);
+        t.validator_net(rogue).clone().publish(Topic::ShardBlocks(ShardId(1)), block.encode());
+        t.pump();
+        assert_eq!(mate_node.head().hash, mate_head, "the mate did not import it");
+        let r = t.beacon().rejections(1).remove(0);
+        assert_eq!(r.rejection.label(), "bad_inbox");
+        assert!(r.message.contains(reason), "{}", r.message);
+    }
+    assert_eq!(
+        mate_node.metrics().mismatches.get(),
+        mismatches + 1,
+        "the replay is a mismatch, kept as evidence"
+    );
+    assert_eq!(mate_node.metrics().messages_refused.get(), 1, "the misrouted entry is counted");
+    t.run(4);
+    for i in s1 {
+        assert_eq!(t.node(i).unwrap().inbound_next(ShardId(0)).unwrap(), 1, "still consumed once");
+        assert_eq!(balance(&t, i, Address::repeat_byte(0x44)), U256::from(ETH));
+    }
+}
