@@ -41,28 +41,12 @@ use revm::interpreter::{CallInputs, CallScheme, Gas, InstructionResult, Interpre
 use revm::primitives::AddressSet;
 use revm::primitives::hardfork::SpecId;
 
-// the generated event constructor takes one argument per field
-#[allow(clippy::too_many_arguments)]
+// the published ABI (`contracts/IBridge.json`, compiled from
+// `contracts/IBridge.sol`) is the one source of the bridge's interface; the
+// generated event constructor takes one argument per field
+#[allow(clippy::too_many_arguments, missing_docs)]
 mod abi {
-    alloy_sol_types::sol! {
-        /// The bridge's interface (`contracts/IBridge.sol`).
-        interface IBridge {
-            function send(uint32 dstShard, address to, bytes data) external payable returns (bytes32 id);
-            function sendWithGas(uint32 dstShard, address to, uint64 gasLimit, bytes data)
-                external payable returns (bytes32 id);
-            function messageSender() external view returns (uint32 srcShard, address sender);
-            event MessageSent(
-                bytes32 indexed id,
-                uint32 indexed dstShard,
-                address indexed sender,
-                address to,
-                uint256 value,
-                uint64 nonce,
-                uint64 gasLimit,
-                bytes data
-            );
-        }
-    }
+    alloy_sol_types::sol!(IBridge, "../contracts/IBridge.json");
 }
 pub use abi::IBridge;
 

@@ -78,6 +78,13 @@ pub fn run(target: &str, data: &[u8]) {
             let _ = decode_exact::<bridge::TraceState>(data);
             let _ = decode_exact::<bridge::TraceCommitment>(data);
             let _ = decode_exact::<crate::Receipt>(data);
+            let _ = decode_exact::<bridge::InboxEntry>(data);
+            // a source validator's answer to a relay's outbox request
+            if let Ok(entries) = bridge::decode_outbox_answer(data) {
+                for e in entries.iter().take(8) {
+                    let _ = e.verify(&bridge::Hash::ZERO);
+                }
+            }
         }
         _ => {}
     }

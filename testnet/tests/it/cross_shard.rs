@@ -79,6 +79,21 @@ fn a_transfer_to_another_shard_arrives_exactly_once_and_a_failed_one_is_refunded
     }
 }
 
+/// The next slot whose shard-`shard` proposer is one of its validators,
+/// stepped to just before it: `(slot, that proposer, another validator)`.
+fn forger_slot(t: &mut Testnet, shard: u32) -> (u64, usize, usize) {
+    let vals = members(t, shard);
+    let of = |t: &Testnet, s: u64| {
+        vals.iter().copied().find(|i| t.spec().proposer(ShardId(shard), s) == Some(t.validator_info(*i).1))
+    };
+    let slot = (t.slot() + 1..).find(|s| of(t, *s).is_some()).unwrap();
+    while t.slot() + 1 < slot {
+        t.step();
+    }
+    let rogue = of(t, slot).unwrap();
+    (slot, rogue, *vals.iter().find(|i| **i != rogue).unwrap())
+}
+
 /// A scheduled proposer of shard 1 signs blocks whose inbox holds a
 /// tampered message (its proof no longer matches) or a message of a source
 /// header the beacon never accepted. Its shard-mate refuses them (the
@@ -101,15 +116,7 @@ fn forged_inbox_messages_are_refused_and_change_nothing() {
     let real = t.node(s0[0]).unwrap().outbox_page(ShardId(1), 0, 1).unwrap().remove(0);
 
     // the next slot of a shard-1 validator: it plays the forger
-    let slot = (t.slot() + 1..)
-        .find(|s| s1.iter().any(|i| t.spec().proposer(ShardId(1), *s) == Some(t.validator_info(*i).1)))
-        .unwrap();
-    while t.slot() + 1 < slot {
-        t.step();
-    }
-    let rogue =
-        *s1.iter().find(|i| t.spec().proposer(ShardId(1), slot) == Some(t.validator_info(**i).1)).unwrap();
-    let mate = *s1.iter().find(|i| **i != rogue).unwrap();
+    let (slot, rogue, mate) = forger_slot(&mut t, 1);
     let key = t.validator_key(rogue).clone();
     let tampered = {
         let mut e = real.clone();
@@ -348,15 +355,7 @@ fn replayed_and_misrouted_inbox_messages_are_refused() {
     let real = t.node(s0[0]).unwrap().outbox_page(ShardId(1), 0, 1).unwrap().remove(0);
     assert_eq!(t.node(s1[0]).unwrap().inbound_next(ShardId(0)).unwrap(), 1, "consumed once");
 
-    let slot = (t.slot() + 1..)
-        .find(|s| s1.iter().any(|i| t.spec().proposer(ShardId(1), *s) == Some(t.validator_info(*i).1)))
-        .unwrap();
-    while t.slot() + 1 < slot {
-        t.step();
-    }
-    let rogue =
-        *s1.iter().find(|i| t.spec().proposer(ShardId(1), slot) == Some(t.validator_info(**i).1)).unwrap();
-    let mate = *s1.iter().find(|i| **i != rogue).unwrap();
+    let (slot, rogue, mate) = forger_slot(&mut t, 1);
     let key = t.validator_key(rogue).clone();
     let node = t.node(rogue).unwrap().clone();
     let mate_node = t.node(mate).unwrap().clone();
