@@ -44,6 +44,10 @@ const MAX_FUTURE: usize = 64;
 const MAX_FUTURE_BYTES: usize = 64 << 20;
 /// How far above the head a held block may be (further ones come by sync).
 const MAX_AHEAD: u64 = 64;
+/// Most a validator waits into its slot before acting on it (a tenth of
+/// the slot at most).
+const PROPOSAL_DELAY_MS: u64 = 100;
+
 /// Most unaccepted blocks resubmitted to the beacon at once.
 const MAX_RESUBMIT: u64 = 16;
 /// Largest batch of gossiped transactions.
@@ -867,8 +871,12 @@ pub async fn start_validator(
     let task = tokio::spawn(async move {
         let mut slot = spec.slot_at(now_ms());
         let mut flush = tokio::time::interval(Duration::from_millis(50));
+        // a slot's work starts a moment after its boundary: the beacon seals
+        // the previous slot's block at that boundary, and the relay's fetch
+        // of the messages it commits can then make this slot's block
+        let delay = (spec.slot_ms / 10).min(PROPOSAL_DELAY_MS);
         loop {
-            let wait = spec.slot_start_ms(slot + 1).saturating_sub(now_ms());
+            let wait = (spec.slot_start_ms(slot + 1) + delay).saturating_sub(now_ms());
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => tokio::task::block_in_place(|| {
