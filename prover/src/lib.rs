@@ -16,6 +16,7 @@
 mod bridge;
 mod error;
 mod exec;
+pub mod game;
 mod receipt;
 mod state;
 mod tx;

@@ -2,6 +2,7 @@
 //! witnesses and stateless re-execution.
 
 mod fuzz_corpus;
+mod game;
 mod messages;
 mod smt;
 mod stf;
