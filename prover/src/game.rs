@@ -327,14 +327,17 @@ pub struct Step {
 }
 
 /// The single step re-executed statelessly: the witness must start at the
-/// agreed `agreed` (= `c_index`'s hash); the result is compared with the
-/// defender's `claimed` (= `c_{index+1}`'s hash).
+/// agreed `agreed` (= `c_index`'s hash), and every block hash it carries
+/// for `BLOCKHASH` must be the referee's own (`block_hash`: the accepted
+/// header chain, not the witness, says what a height's hash is); the
+/// result is compared with the defender's `claimed` (= `c_{index+1}`'s hash).
 pub fn verify_step(
     params: &BlockParams,
     items_root: &Hash,
     step: &Step,
     agreed: &Hash,
     claimed: &Hash,
+    block_hash: &dyn Fn(u64) -> Option<alloy_primitives::B256>,
 ) -> StepVerdict {
     let Step { index, item, proof, witness } = step;
     let index = *index;
@@ -343,6 +346,9 @@ pub fn verify_step(
     }
     if witness.pre.hash() != *agreed {
         return StepVerdict::Rejected("the witness does not start at the agreed commitment".into());
+    }
+    if let Some((n, _)) = witness.block_hashes.iter().find(|(n, h)| block_hash(*n) != Some(*h)) {
+        return StepVerdict::Rejected(format!("the witness's hash of block {n} is not the header chain's"));
     }
     match execute_stateless(params, item, witness) {
         Ok((post, _)) if post.hash() == *claimed => StepVerdict::Upheld,

@@ -47,6 +47,11 @@ impl Block {
     fn items_root(&self) -> Hash {
         self.exec.items_root()
     }
+
+    /// The header chain's hash of block `n`.
+    fn hash_of(&self, n: u64) -> Option<alloy_primitives::B256> {
+        self.chain.block_hashes().get(&n).copied()
+    }
 }
 
 /// Plays a game where the defender claims `claim` (its commitments) and
@@ -66,7 +71,8 @@ fn play(b: &Block, claim: &[Hash], truth: &[Hash]) -> Game {
     }
     assert_eq!(g.phase, Phase::Step);
     let step = b.step(g.lo);
-    let verdict = verify_step(&params(1), &b.items_root(), &step, &g.lo_commit, &g.hi_commit);
+    let verdict =
+        verify_step(&params(1), &b.items_root(), &step, &g.lo_commit, &g.hi_commit, &|n| b.hash_of(n));
     g.settle(&verdict, slot + 1).unwrap();
     g
 }
@@ -99,25 +105,36 @@ fn a_bad_step_submission_decides_nothing() {
     let b = block(6);
     let (agreed, claimed) = (b.trace[2], b.trace[3]);
     let mut step = b.step(2);
-    assert_eq!(verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed), StepVerdict::Upheld);
+    assert_eq!(
+        verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed, &|n| b.hash_of(n)),
+        StepVerdict::Upheld
+    );
     // a witness missing one entry
     let full = step.witness.clone();
     step.witness = full.without_entry(0);
     assert!(matches!(
-        verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed),
+        verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed, &|n| b.hash_of(n)),
         StepVerdict::Rejected(_)
     ));
     // the item of another position
     step.witness = full;
     step.index = 3;
     assert!(matches!(
-        verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed),
+        verify_step(&params(1), &b.items_root(), &step, &agreed, &claimed, &|n| b.hash_of(n)),
         StepVerdict::Rejected(_)
     ));
     // a witness that does not start at the agreed commitment
     step.index = 2;
     assert!(matches!(
-        verify_step(&params(1), &b.items_root(), &step, &b.trace[1], &claimed),
+        verify_step(&params(1), &b.items_root(), &step, &b.trace[1], &claimed, &|n| b.hash_of(n)),
+        StepVerdict::Rejected(_)
+    ));
+    // a block hash the header chain does not have (the witness does not
+    // decide what a height's hash is)
+    let mut forged = b.step(2);
+    forged.witness.block_hashes.push((0, alloy_primitives::B256::repeat_byte(9)));
+    assert!(matches!(
+        verify_step(&params(1), &b.items_root(), &forged, &agreed, &claimed, &|n| b.hash_of(n)),
         StepVerdict::Rejected(_)
     ));
     // a rejected step leaves the game waiting for a real one
