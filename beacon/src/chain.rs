@@ -693,6 +693,9 @@ mod tests {
             shard_genesis: vec![genesis(0), genesis(1)],
             beacon: beacon_key().address(),
             challenge_window_slots: 16,
+            dispute_k: 4,
+            game_clock_slots: 0,
+            stf_version: bridge::STF_VERSION,
         };
         (spec, keys)
     }

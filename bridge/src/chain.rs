@@ -68,6 +68,29 @@ pub struct ChainSpec {
     /// a genesis file): one day of slots ([`ChainSpec::challenge_window`]).
     #[serde(default)]
     pub challenge_window_slots: u64,
+    /// Sections per round of the dispute game (`k ≥ 2`).
+    #[serde(default = "default_dispute_k")]
+    pub dispute_k: u64,
+    /// Each side's chess clock in a dispute game, in slots (0: a quarter
+    /// of the challenge window; see [`ChainSpec::game_clock`]).
+    #[serde(default)]
+    pub game_clock_slots: u64,
+    /// The state-transition function every node and the single-step
+    /// referee run ([`STF_VERSION`]): a node refuses a spec naming another.
+    #[serde(default = "default_stf_version")]
+    pub stf_version: u32,
+}
+
+/// The version of the state-transition function this code runs (revm 43,
+/// Osaka rules, the bridge precompile, message delivery and refunds).
+pub const STF_VERSION: u32 = 1;
+
+fn default_dispute_k() -> u64 {
+    4
+}
+
+fn default_stf_version() -> u32 {
+    STF_VERSION
 }
 
 /// One day of slots of `slot_ms` (the default challenge window).
@@ -86,6 +109,9 @@ impl Encode for ChainSpec {
         encode_list(&self.shard_genesis, out);
         self.beacon.encode_to(out);
         self.challenge_window_slots.encode_to(out);
+        self.dispute_k.encode_to(out);
+        self.game_clock_slots.encode_to(out);
+        self.stf_version.encode_to(out);
     }
 }
 
@@ -99,8 +125,23 @@ impl ChainSpec {
         }
     }
 
+    /// Each side's chess clock in a dispute game (a quarter of the
+    /// challenge window when unset).
+    pub fn game_clock(&self) -> u64 {
+        if self.game_clock_slots == 0 { (self.challenge_window() / 4).max(1) } else { self.game_clock_slots }
+    }
+
     /// Rejects a spec no network can run on.
     pub fn validate(&self) -> Result<(), String> {
+        if self.stf_version != STF_VERSION {
+            return Err(format!(
+                "the spec runs state-transition function version {}, this node version {STF_VERSION}",
+                self.stf_version
+            ));
+        }
+        if self.dispute_k < 2 {
+            return Err("dispute_k must be at least 2".into());
+        }
         if self.slot_ms == 0 {
             return Err("slot_ms must be > 0".into());
         }
@@ -589,8 +630,33 @@ mod tests {
             shard_genesis: (0..2).map(|s| ShardHeader { shard: ShardId(s), ..Default::default() }).collect(),
             beacon: Address::default(),
             challenge_window_slots: 16,
+            dispute_k: 4,
+            game_clock_slots: 0,
+            stf_version: crate::STF_VERSION,
         };
         (spec, keys)
+    }
+
+    #[test]
+    fn a_spec_names_its_game_and_state_transition_function() {
+        let (spec, _) = spec(1);
+        assert!(spec.validate().is_ok());
+        assert_eq!(spec.game_clock(), 4, "a quarter of the window by default");
+        assert_eq!(spec.challenge_window(), 16);
+        let other = ChainSpec { stf_version: STF_VERSION + 1, ..spec.clone() };
+        assert!(other.validate().unwrap_err().contains("state-transition function"));
+        assert!(ChainSpec { dispute_k: 1, ..spec.clone() }.validate().is_err());
+        // every field is part of the network's identity
+        assert_ne!(ChainSpec { dispute_k: 8, ..spec.clone() }.hash(), spec.hash());
+        assert_ne!(ChainSpec { game_clock_slots: 9, ..spec.clone() }.hash(), spec.hash());
+        // a genesis file without them gets the defaults (one day of slots)
+        let mut json = serde_json::to_value(&spec).unwrap();
+        for f in ["dispute_k", "game_clock_slots", "stf_version", "challenge_window_slots"] {
+            json.as_object_mut().unwrap().remove(f);
+        }
+        let back: ChainSpec = serde_json::from_value(json).unwrap();
+        assert_eq!((back.dispute_k, back.stf_version), (4, STF_VERSION));
+        assert_eq!(back.challenge_window(), 86_400_000 / 500);
     }
 
     #[test]

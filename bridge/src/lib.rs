@@ -24,9 +24,9 @@ mod sig;
 mod trace;
 
 pub use chain::{
-    BeaconBlock, ChainSpec, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, ShardBlock, ShardHead,
-    SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash, one_day_of_slots,
-    tx_item_hash,
+    BeaconBlock, ChainSpec, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock,
+    ShardHead, SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash,
+    one_day_of_slots, tx_item_hash,
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use error::{DecodeError, ProofError};

@@ -324,6 +324,9 @@ mod tests {
             }],
             beacon: Default::default(),
             challenge_window_slots: 16,
+            dispute_k: 4,
+            game_clock_slots: 0,
+            stf_version: crate::STF_VERSION,
         }
     }
 

@@ -132,6 +132,9 @@ impl NetworkParams {
             shard_genesis,
             beacon: beacon_key.address(),
             challenge_window_slots: self.challenge_window_slots,
+            dispute_k: 4,
+            game_clock_slots: 0,
+            stf_version: bridge::STF_VERSION,
         };
         spec.validate()?;
         Ok(Genesis { spec, beacon_key, validators })
