@@ -530,8 +530,14 @@ impl BeaconChain {
             headers: state.included.iter().map(|b| b.header.clone()).collect(),
             heads: state.heads.clone(),
             finalized: state.finalized.clone(),
-            state_root: BeaconBlock::compute_state_root(&self.spec_hash, &state.heads, &state.finalized),
+            state_root: Hash::ZERO,
         };
+        block.state_root = BeaconBlock::compute_state_root(
+            &self.spec_hash,
+            &block.heads,
+            &block.finalized,
+            &block.headers_root(),
+        );
         block.sign(&self.key);
         self.db.commit(&block, &state.included)?;
         state.included.clear();

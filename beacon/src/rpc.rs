@@ -117,6 +117,29 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
         })
     })
     .map_err(reg)?;
+    // proof that a beacon block included a shard header: the header hash's
+    // Merkle proof against the block's headers root, and the block's state root
+    m.register_method(
+        "beacon_headerProof",
+        |p, c, _| -> Result<Option<serde_json::Value>, ErrorObjectOwned> {
+            let shard: u32 = required(&p, 0, "shard")?;
+            let height: u64 = required(&p, 1, "height")?;
+            let Some(h) = c.chain.db().shard_header(bridge::ShardId(shard), height).map_err(internal)? else {
+                return Ok(None);
+            };
+            let Some(block) = c.chain.db().block(h.included_in).map_err(internal)? else { return Ok(None) };
+            let hash = h.header.header.hash();
+            let Some(i) = block.headers.iter().position(|x| x.header.hash() == hash) else { return Ok(None) };
+            let proof = block.header_inclusion(&c.chain.spec().hash(), i);
+            Ok(Some(serde_json::json!({
+                "headerHash": hash,
+                "blockHash": block.hash(),
+                "stateRoot": block.state_root,
+                "inclusion": proof,
+            })))
+        },
+    )
+    .map_err(reg)?;
     // an accepted header's finality: hash, inclusion slot, pending/final,
     // the first slot it can be final at, the source headers it depends on
     m.register_method(

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Decode, DecodeError, Encode, Hash, InboxEntry, ShardHeader, ShardId, Signature, SignatureError,
-    ValidatorKey, decode_list, encode_list, hash_domain, merkle_root,
+    Address, Decode, DecodeError, Encode, Hash, InboxEntry, MerkleTree, ShardHeader, ShardId, Signature,
+    SignatureError, ValidatorKey, decode_list, encode_list, hash_domain, merkle_root,
 };
 
 /// A registered validator: it proposes and checks blocks of one shard and
@@ -449,14 +449,74 @@ impl BeaconBlock {
         crate::decode_exact(bytes)
     }
 
-    /// The beacon state root: the spec (registry) and every shard head.
-    pub fn compute_state_root(spec: &Hash, heads: &[ShardHead], finalized: &[u64]) -> Hash {
+    /// The beacon state root: the spec (registry), every shard head with
+    /// its final height, and the Merkle root of the shard headers the block
+    /// includes (so one header's inclusion is provable: [`HeaderInclusion`]).
+    pub fn compute_state_root(
+        spec: &Hash,
+        heads: &[ShardHead],
+        finalized: &[u64],
+        headers_root: &Hash,
+    ) -> Hash {
+        hash_domain(
+            b"optishard.beacon_state",
+            &[&spec.0, &Self::heads_root(heads, finalized).0, &headers_root.0],
+        )
+    }
+
+    fn heads_root(heads: &[ShardHead], finalized: &[u64]) -> Hash {
         let leaves: Vec<Hash> = heads
             .iter()
             .zip(finalized.iter().chain(std::iter::repeat(&0)))
             .map(|(h, f)| hash_domain(b"optishard.shard_head", &[&h.encode(), &f.to_be_bytes()]))
             .collect();
-        hash_domain(b"optishard.beacon_state", &[&spec.0, &merkle_root(&leaves).0])
+        merkle_root(&leaves)
+    }
+
+    /// Merkle root of the included shard headers' hashes, in order.
+    pub fn headers_root(&self) -> Hash {
+        merkle_root(&self.headers.iter().map(|h| h.header.hash()).collect::<Vec<_>>())
+    }
+
+    /// Whether `state_root` is the one this block's content gives.
+    pub fn state_root_matches(&self, spec: &Hash) -> bool {
+        self.state_root == Self::compute_state_root(spec, &self.heads, &self.finalized, &self.headers_root())
+    }
+
+    /// The proof that header `index` of this block was included in it.
+    pub fn header_inclusion(&self, spec: &Hash, index: usize) -> Option<HeaderInclusion> {
+        let tree = MerkleTree::new(&self.headers.iter().map(|h| h.header.hash()).collect::<Vec<_>>());
+        Some(HeaderInclusion {
+            slot: self.slot,
+            spec: *spec,
+            heads_root: Self::heads_root(&self.heads, &self.finalized),
+            proof: tree.proof(index)?,
+        })
+    }
+}
+
+/// A proof that a beacon block whose state root is known included a shard
+/// header: the header hash's Merkle proof against the block's headers root,
+/// and the other parts of its state root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderInclusion {
+    /// The beacon block's slot.
+    pub slot: u64,
+    /// The spec hash (part of the state root).
+    pub spec: Hash,
+    /// The heads-and-finality part of the state root.
+    pub heads_root: Hash,
+    /// The header hash's proof against the headers root.
+    pub proof: crate::MerkleProof,
+}
+
+impl HeaderInclusion {
+    /// Checks that the block with `state_root` included `header_hash`.
+    pub fn verify(&self, state_root: &Hash, header_hash: &Hash) -> bool {
+        self.proof.compute_root(header_hash).is_ok_and(|headers_root| {
+            hash_domain(b"optishard.beacon_state", &[&self.spec.0, &self.heads_root.0, &headers_root.0])
+                == *state_root
+        })
     }
 }
 
@@ -635,6 +695,36 @@ mod tests {
             stf_version: crate::STF_VERSION,
         };
         (spec, keys)
+    }
+
+    #[test]
+    fn one_header_inclusion_is_provable_against_the_state_root() {
+        let (spec, keys) = spec(1);
+        let headers: Vec<SignedHeader> = (1..=5u64)
+            .map(|h| SignedHeader::sign(ShardHeader { height: h, ..Default::default() }, &keys[0]))
+            .collect();
+        let heads = vec![ShardHead::default(); 2];
+        let mut b = BeaconBlock {
+            slot: 9,
+            parent: Hash::ZERO,
+            headers: headers.clone(),
+            heads: heads.clone(),
+            finalized: vec![0, 0],
+            state_root: Hash::ZERO,
+            signature: Signature::default(),
+        };
+        b.state_root = BeaconBlock::compute_state_root(&spec.hash(), &heads, &b.finalized, &b.headers_root());
+        assert!(b.state_root_matches(&spec.hash()));
+        for (i, h) in headers.iter().enumerate() {
+            let p = b.header_inclusion(&spec.hash(), i).unwrap();
+            assert!(p.verify(&b.state_root, &h.header.hash()));
+            assert!(!p.verify(&b.state_root, &headers[(i + 1) % 5].header.hash()), "another header");
+            assert!(!p.verify(&Hash::of(b"other block"), &h.header.hash()), "another block");
+        }
+        assert!(b.header_inclusion(&spec.hash(), 5).is_none());
+        // a block whose state root does not commit to its headers
+        b.headers.pop();
+        assert!(!b.state_root_matches(&spec.hash()));
     }
 
     #[test]

@@ -186,6 +186,7 @@ pub struct Validator<N: Network> {
     relay: Relay,
     /// The newest final height of this shard the beacon reported.
     finalized: u64,
+    spec_hash: Hash,
 }
 
 impl<N: Network> Validator<N> {
@@ -206,7 +207,7 @@ impl<N: Network> Validator<N> {
                 None => return Err(Error::Config(format!("{} is not a registered validator", k.address()))),
             }
         }
-        let spec_shards = spec.shards;
+        let (spec_shards, spec_hash) = (spec.shards, spec.hash());
         // nothing is pruned until the beacon says what is final
         node.set_finalized(0);
         let genesis = node.db().header(0)?.map(|h| h.hash()).unwrap_or_default();
@@ -249,6 +250,7 @@ impl<N: Network> Validator<N> {
             status,
             relay: Relay::new(shard, spec_shards),
             finalized: 0,
+            spec_hash,
         })
     }
 
@@ -549,6 +551,10 @@ impl<N: Network> Validator<N> {
         let Ok(block) = BeaconBlock::decode_signed(data, &self.spec.beacon) else {
             return Validation::Reject;
         };
+        if !block.state_root_matches(&self.spec_hash) {
+            warn!(target: "shard", slot = block.slot, "beacon block whose state root does not match its content");
+            return Validation::Reject;
+        }
         if block.slot < self.beacon_slot {
             return Validation::Ignore;
         }

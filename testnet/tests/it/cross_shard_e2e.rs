@@ -162,6 +162,17 @@ async fn scenario(dir: &Path) {
     let id = message_id(&r);
     let on_source = net.status(0, &id, "committed", 20).await;
     assert_eq!(on_source["message"]["dst"], 2);
+    // the beacon proves it included the source header
+    let src_height = on_source["source"]["height"].as_u64().unwrap();
+    let beacon = &m.nodes.iter().find(|n| n.role == "beacon").unwrap().rpc_url;
+    let p = rpc(&http, beacon, "beacon_headerProof", json!([0, src_height])).await;
+    let inclusion: bridge::HeaderInclusion = serde_json::from_value(p["inclusion"].clone()).unwrap();
+    let (root, header): (bridge::Hash, bridge::Hash) = (
+        serde_json::from_value(p["stateRoot"].clone()).unwrap(),
+        serde_json::from_value(p["headerHash"].clone()).unwrap(),
+    );
+    assert!(inclusion.verify(&root, &header));
+    assert!(!inclusion.verify(&root, &bridge::Hash::of(b"another header")));
     let executed = net.status(2, &id, "executed", 30).await;
     assert_eq!(executed["receipt"]["success"], true);
     assert_eq!(net.balance(2, fresh).await, U256::from(ETH));
