@@ -106,6 +106,12 @@ impl Frontier {
         self.len == 0
     }
 
+    /// Whether it has one peak per set bit of its length (always, unless
+    /// it was built from untrusted bytes by other means than [`Decode`]).
+    pub fn is_well_formed(&self) -> bool {
+        self.peaks.len() == self.len.count_ones() as usize
+    }
+
     /// Appends a leaf (the hash of an item): O(log n).
     pub fn push(&mut self, leaf: &Hash) {
         let mut node = leaf_node(leaf);

@@ -84,7 +84,9 @@ impl TraceState {
 
     /// Whether this state is the one `c` commits to (besides the state root).
     pub fn matches(&self, c: &TraceCommitment) -> bool {
-        self.outbox.root() == c.outbox_root
+        self.outbox.is_well_formed()
+            && self.receipts.is_well_formed()
+            && self.outbox.root() == c.outbox_root
             && self.receipts.root() == c.receipts_root
             && self.gas_used == c.gas_used
     }
@@ -132,6 +134,23 @@ impl Decode for TraceState {
 mod tests {
     use super::*;
     use crate::{decode_exact, merkle_root};
+
+    #[test]
+    fn a_frontier_with_the_wrong_peaks_matches_nothing() {
+        let mut t = TraceState::start();
+        for i in 0..6u8 {
+            t.push([Hash::of(&[i])], &Hash::of(&[i, 1]), 1);
+        }
+        let c = t.commitment(Hash::ZERO);
+        // same root, other shape: one peak for a length of 6 (two set bits)
+        let mut json = serde_json::to_value(&t).unwrap();
+        let peaks = json["outbox"]["peaks"].as_array().unwrap().clone();
+        json["outbox"]["peaks"] = serde_json::json!([peaks[0]]);
+        let bad: TraceState = serde_json::from_value(json).unwrap();
+        assert!(!bad.outbox.is_well_formed());
+        assert!(!bad.matches(&c));
+        assert!(t.matches(&c));
+    }
 
     #[test]
     fn the_last_commitment_carries_the_header_roots() {

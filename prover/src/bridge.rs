@@ -142,6 +142,10 @@ impl ShardPrecompiles {
             if !gas.record_regular_cost(MESSAGE_SENDER_GAS) {
                 return Ok(oog(inputs.gas_limit));
             }
+            if !inputs.value.get().is_zero() {
+                // value sent here would be lost: the bridge keeps none
+                return Ok(revert("messageSender: takes no value", gas));
+            }
             return Ok(match self.delivering {
                 Some((src, sender)) => InterpreterResult::new(
                     InstructionResult::Return,
@@ -190,7 +194,11 @@ impl ShardPrecompiles {
         let nonce = u64::try_from(nonce).map_err(|_| "channel nonce overflow".to_string())?;
         journal.sstore(BRIDGE_ADDRESS, slot, U256::from(nonce + 1)).map_err(db)?;
         // the value arrived with the call: burned here, minted on delivery
-        journal.load_account_mut(BRIDGE_ADDRESS).map_err(db)?.data.decr_balance(value);
+        if !journal.load_account_mut(BRIDGE_ADDRESS).map_err(db)?.data.decr_balance(value) {
+            // cannot happen (the value arrived with this call), but a
+            // message that leaves unburned would mint on delivery
+            return Ok(revert("send: value not received", gas));
+        }
         let message = Message {
             src: self.shard,
             dst,

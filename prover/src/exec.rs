@@ -597,16 +597,23 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                 Err(EVMError::Database(e)) => return Err(e),
                 Err(other) => return Err(Error::Execution(other.to_string())),
             };
-            // value passed through the bridge: its balance and nonce are
-            // restored (a failed call leaves the minted value there, and the
-            // refund carries it back)
+            // value passed through the bridge: revm gave it max(B, v) to
+            // pay from (minting v - B when short); the value it paid out
+            // was minted for the recipient, and a failed call's value is
+            // carried back by the refund: the bridge ends where it started
+            // plus whatever flowed into it during the call (a SELFDESTRUCT
+            // to it). Its nonce is restored.
             if let Some(acc) = res.state.get_mut(&BRIDGE_ADDRESS) {
                 let before = bridge_before.unwrap_or(AccountState {
                     nonce: 0,
                     balance: U256::ZERO,
                     code_hash: KECCAK_EMPTY,
                 });
-                acc.info.balance = before.balance;
+                // after: max(B, v) - v + inflow on success, max(B, v) on
+                // failure; we want B + inflow either way
+                let minted = m.value.saturating_sub(before.balance);
+                let paid_out = if res.result.is_success() { m.value } else { U256::ZERO };
+                acc.info.balance = acc.info.balance.saturating_add(paid_out).saturating_sub(minted);
                 acc.info.nonce = before.nonce;
             }
             changes.extend(evm.ctx.db_mut().commit_item(res.state)?);

@@ -46,6 +46,8 @@ const REQUEST_TIMEOUT_SLOTS: u64 = 4;
 /// What the relay keeps of an accepted source header.
 #[derive(Clone, Copy, Debug)]
 struct Source {
+    hash: Hash,
+    parent_hash: Hash,
     outbox_root: Hash,
     /// The slot the source block was proposed in.
     slot: u64,
@@ -70,6 +72,11 @@ pub struct Relay {
     /// Per source: the newest height its outbox was asked about (nothing
     /// new to ask until the book passes it).
     asked_through: Vec<u64>,
+    /// Per source: recent accepted heads `(height → hash)` from signed
+    /// beacon blocks.
+    anchors: Vec<BTreeMap<u64, Hash>>,
+    /// Header requests in flight: request → `(shard, from)`.
+    header_asks: HashMap<RequestId, (ShardId, u64)>,
     next_peer: usize,
     /// Entries refused (bad proof, wrong channel, unknown header).
     pub refused: u64,
@@ -94,6 +101,8 @@ impl Relay {
             asking_headers: HashMap::new(),
             missing: BTreeSet::new(),
             asked_through: vec![0; n],
+            anchors: vec![BTreeMap::new(); n],
+            header_asks: HashMap::new(),
             next_peer: 0,
             refused: 0,
         }
@@ -105,21 +114,85 @@ impl Relay {
         self.book.get(shard.0 as usize)?.get(&height).map(|s| (s.slot, s.included))
     }
 
-    /// Records the headers a beacon block of slot `included` accepted (or,
-    /// with `None`, headers the beacon sent on request).
+    /// Records the headers a (signature-checked) beacon block of slot
+    /// `included` accepted, and the shards' heads it names (anchors that
+    /// headers asked of the beacon later must chain to).
     pub fn on_headers(&mut self, headers: &[SignedHeader], included: Option<u64>) {
         for sh in headers {
-            let h = &sh.header;
-            let Some(book) = self.book.get_mut(h.shard.0 as usize) else { continue };
-            if h.shard == self.shard {
-                continue;
-            }
-            book.insert(h.height, Source { outbox_root: h.outbox_root, slot: h.beacon_slot, included });
-            self.missing.remove(&(h.shard, h.height));
-            while book.len() > MAX_BOOK_PER_SHARD {
-                book.pop_first();
+            self.record(sh, included);
+        }
+    }
+
+    /// Records every shard's accepted head from a beacon block: a trusted
+    /// `(height, hash)` that an answer to a header request must chain to.
+    pub fn on_heads(&mut self, heads: &[bridge::ShardHead]) {
+        for h in heads {
+            if let Some(a) = self.anchors.get_mut(h.shard.0 as usize) {
+                a.insert(h.height, h.hash);
+                while a.len() > 64 {
+                    a.pop_first();
+                }
             }
         }
+    }
+
+    fn record(&mut self, sh: &SignedHeader, included: Option<u64>) {
+        let h = &sh.header;
+        let Some(book) = self.book.get_mut(h.shard.0 as usize) else { return };
+        if h.shard == self.shard {
+            return;
+        }
+        // a beacon block's word is final; an entry is never overwritten
+        book.entry(h.height).or_insert(Source {
+            hash: h.hash(),
+            parent_hash: h.parent_hash,
+            outbox_root: h.outbox_root,
+            slot: h.beacon_slot,
+            included,
+        });
+        self.missing.remove(&(h.shard, h.height));
+        while book.len() > MAX_BOOK_PER_SHARD {
+            book.pop_first();
+        }
+    }
+
+    /// Takes an answer to a header request only where it is part of the
+    /// accepted chain: consecutive heights of the shard asked, each the
+    /// parent of the next, the last one the parent of a header (or the
+    /// head) this node learnt from a signed beacon block. Whoever answered
+    /// (any peer can claim the beacon's topic) cannot plant a header.
+    /// Returns how many were taken.
+    pub fn accept_headers(&mut self, shard: ShardId, from: u64, headers: &[SignedHeader]) -> usize {
+        let Some(book) = self.book.get(shard.0 as usize) else { return 0 };
+        let anchors = &self.anchors[shard.0 as usize];
+        let mut trusted: Option<Hash> = None;
+        let mut taken = Vec::new();
+        // walk down from the top: the top must hang off a trusted header
+        for (i, sh) in headers.iter().enumerate().rev() {
+            let h = &sh.header;
+            if h.shard != shard || h.height != from + i as u64 {
+                return 0;
+            }
+            let hash = h.hash();
+            let ok = match trusted {
+                Some(parent) => parent == hash,
+                None => {
+                    book.get(&(h.height + 1)).is_some_and(|child| child.parent_hash == hash)
+                        || book.get(&h.height).is_some_and(|s| s.hash == hash)
+                        || anchors.get(&h.height) == Some(&hash)
+                }
+            };
+            if !ok {
+                return 0;
+            }
+            trusted = Some(h.parent_hash);
+            taken.push(sh.clone());
+        }
+        let n = taken.len();
+        for sh in taken {
+            self.record(&sh, None);
+        }
+        n
     }
 
     /// A block referred to a source header this node does not know.
@@ -139,13 +212,29 @@ impl Relay {
     pub fn on_slot<N: Network>(&mut self, node: &ShardNode, net: &N, slot: u64) {
         self.asking.retain(|_, (_, at)| *at + REQUEST_TIMEOUT_SLOTS >= slot);
         self.asking_headers.retain(|_, at| *at + REQUEST_TIMEOUT_SLOTS >= slot);
+        self.header_asks.retain(|id, _| self.asking_headers.contains_key(id));
         let beacons = net.topic_peers(Topic::Submissions);
         if let (Some(&(src, from)), Some(beacon)) = (self.missing.first(), beacons.first())
             && self.asking_headers.is_empty()
         {
-            let req = SyncRequest::ShardHeaders { shard: src, from, count: 64 };
-            let id = net.request(*beacon, req.encode());
-            self.asking_headers.insert(id, slot);
+            // up to the lowest header above it this node already trusts: the
+            // answer must chain to it
+            let above = self.book[src.0 as usize]
+                .range(from + 1..)
+                .next()
+                .map(|(h, _)| *h)
+                .into_iter()
+                .chain(self.anchors[src.0 as usize].range(from..).next().map(|(h, _)| *h + 1))
+                .min();
+            if let Some(above) = above {
+                let count = (above - from).min(64) as u32;
+                // ask for the run right below the anchor
+                let start = above - count as u64;
+                let req = SyncRequest::ShardHeaders { shard: src, from: start, count };
+                let id = net.request(*beacon, req.encode());
+                self.asking_headers.insert(id, slot);
+                self.header_asks.insert(id, (src, start));
+            }
         }
         for s in 0..self.shards {
             let src = ShardId(s);
@@ -187,9 +276,14 @@ impl Relay {
     /// An answer to one of the relay's requests.
     pub fn on_response(&mut self, node: &ShardNode, id: RequestId, peer: PeerId, data: &[u8]) {
         if self.asking_headers.remove(&id).is_some() {
+            let Some((shard, from)) = self.header_asks.remove(&id) else { return };
             let mut input = data;
-            if let Ok(headers) = decode_list::<SignedHeader>(&mut input) {
-                self.on_headers(&headers, None);
+            if let Ok(headers) = decode_list::<SignedHeader>(&mut input)
+                && self.accept_headers(shard, from, &headers) == 0
+                && !headers.is_empty()
+            {
+                node.metrics().messages_refused.inc();
+                debug!(target: "relay", %peer, %shard, from, "header answer does not chain to an accepted header");
             }
             return;
         }
@@ -268,7 +362,9 @@ impl Relay {
                     MessageKind::Call => e.message.gas_limit,
                     MessageKind::Refund { .. } => 0,
                 };
-                if used.saturating_add(gas) > budget {
+                // a message bigger than the share still goes first in a
+                // block of its own (else its channel would stall for good)
+                if used.saturating_add(gas) > budget && !(out.is_empty() && gas <= gas_limit) {
                     return out;
                 }
                 used += gas;
@@ -292,8 +388,70 @@ impl Relay {
         }
     }
 
+    /// After a revert the state's inbound counters went back: ask every
+    /// source again without waiting for its chain to move.
+    pub fn after_revert(&mut self) {
+        self.asked_through.iter_mut().for_each(|a| *a = 0);
+    }
+
     /// Messages verified and waiting, over all channels.
     pub fn backlog(&self) -> usize {
         self.pending.iter().map(BTreeMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::{ShardHeader, ValidatorKey};
+
+    /// Headers 1..=n of shard 1, each the parent of the next.
+    fn chain(n: u64, salt: &[u8]) -> Vec<SignedHeader> {
+        let key = ValidatorKey::derive(b"k");
+        let mut parent = Hash::ZERO;
+        (1..=n)
+            .map(|height| {
+                let h = ShardHeader {
+                    shard: ShardId(1),
+                    height,
+                    parent_hash: parent,
+                    outbox_root: Hash::of(&[salt, &height.to_be_bytes()[..]].concat()),
+                    ..Default::default()
+                };
+                parent = h.hash();
+                SignedHeader::sign(h, &key)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headers_from_a_peer_are_taken_only_when_they_chain_to_the_beacons() {
+        let real = chain(10, b"real");
+        let mut relay = Relay::new(ShardId(0), 2);
+        // a signed beacon block told us about header 10
+        relay.on_headers(&real[9..], Some(20));
+        // a forged run that does not chain to it is refused whole
+        let forged = chain(9, b"forged");
+        assert_eq!(relay.accept_headers(ShardId(1), 1, &forged), 0);
+        assert_eq!(relay.outbox_root(ShardId(1), 5), None);
+        // wrong shard or heights that do not match the request: refused
+        assert_eq!(relay.accept_headers(ShardId(1), 2, &real[..9]), 0);
+        assert_eq!(relay.accept_headers(ShardId(0), 1, &real[..9]), 0);
+        // the real run is taken
+        assert_eq!(relay.accept_headers(ShardId(1), 1, &real[..9]), 9);
+        assert_eq!(relay.outbox_root(ShardId(1), 5), Some(real[4].header.outbox_root));
+        // nothing overwrites an entry
+        relay.on_headers(&forged[4..5], None);
+        assert_eq!(relay.outbox_root(ShardId(1), 5), Some(real[4].header.outbox_root));
+        // a head named by a beacon block anchors a run too
+        let mut relay = Relay::new(ShardId(0), 2);
+        relay.on_heads(&[bridge::ShardHead {
+            shard: ShardId(1),
+            height: 10,
+            hash: real[9].header.hash(),
+            slot: 20,
+        }]);
+        assert_eq!(relay.accept_headers(ShardId(1), 8, &real[7..10]), 3);
+        assert_eq!(relay.accept_headers(ShardId(1), 1, &forged[..3]), 0);
     }
 }

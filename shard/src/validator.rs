@@ -560,6 +560,7 @@ impl<N: Network> Validator<N> {
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
         self.relay.on_headers(&block.headers, Some(block.slot));
+        self.relay.on_heads(&block.heads);
         // ask for new messages now, not at the next slot: the answer can
         // then make the next block (a message lands one slot after its
         // source block instead of two)
@@ -659,6 +660,9 @@ impl<N: Network> Validator<N> {
                     info!(target: "shard", to = height, blocks = n, why, "reverted local blocks");
                 }
                 self.node.metrics().reverted.inc_by(n as u64);
+                if n > 0 {
+                    self.relay.after_revert();
+                }
                 // the reverted transactions are back in the pool; gossip them now
                 self.flush_txs();
             }

@@ -73,6 +73,12 @@ impl NetworkParams {
         if self.block_gas_limit < 21_000 {
             return Err("block_gas_limit must be at least 21000".into());
         }
+        if self.shards > 1 && self.block_gas_limit < bridge::MAX_MESSAGE_GAS {
+            return Err(format!(
+                "block_gas_limit must be at least {} (a message's largest destination gas) when shards exchange messages",
+                bridge::MAX_MESSAGE_GAS
+            ));
+        }
         Ok(())
     }
 

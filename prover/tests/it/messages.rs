@@ -235,3 +235,41 @@ fn messages_out_of_channel_order_or_for_another_shard_are_invalid() {
         assert_eq!(built.items.len(), n - 1, "{what}");
     }
 }
+
+#[test]
+fn value_reaching_the_bridge_during_a_delivery_is_neither_lost_nor_minted() {
+    let mut chain = Chain::new(1);
+    // messageSender() with value refuses it: the call fails and is refunded
+    let ask = IBridge::messageSenderCall {}.abi_encode();
+    let m = message(1, 0, BRIDGE_ADDRESS, 3 * ETH, ask);
+    let exec = chain.execute_items(vec![Item::Message(m.clone())], Mode::Verify).unwrap();
+    assert!(!exec.outcomes[0].receipt.success);
+    assert_eq!(exec.outcomes[0].messages[0].value, m.value, "refunded");
+    chain.commit(&exec);
+    assert_eq!(balance(&chain, BRIDGE_ADDRESS), U256::ZERO);
+
+    // a contract that SELFDESTRUCTs its balance to the bridge when called
+    let mut runtime = vec![0x73];
+    runtime.extend_from_slice(BRIDGE_ADDRESS.as_slice());
+    runtime.push(0xff);
+    let mut init = vec![0x60, runtime.len() as u8, 0x80, 0x60, 0x0b, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3];
+    init.extend_from_slice(&runtime);
+    let deploy = sign_1559(&signer(0), 0, TxKind::Create, U256::from(ETH), init.into(), 200_000);
+    let exec = chain.execute(vec![deploy], Mode::Verify);
+    let sink = exec.outcomes[0].receipt.contract_address.unwrap();
+    chain.commit(&exec);
+    assert_eq!(balance(&chain, sink), U256::from(ETH));
+    let m = message(1, 1, sink, 2 * ETH, vec![]);
+    let exec = chain.execute_items(vec![Item::Message(m)], Mode::Verify).unwrap();
+    assert!(exec.outcomes[0].receipt.success);
+    chain.commit(&exec);
+    // the delivered 2 ETH and the sink's 1 ETH now sit with the bridge: kept, not destroyed
+    assert_eq!(balance(&chain, sink), U256::ZERO);
+    assert_eq!(balance(&chain, BRIDGE_ADDRESS), U256::from(3 * ETH));
+    // and the next delivery neither spends nor loses them
+    let m = message(1, 2, Address::repeat_byte(0x31), ETH, vec![]);
+    let exec = chain.execute_items(vec![Item::Message(m)], Mode::Verify).unwrap();
+    chain.commit(&exec);
+    assert_eq!(balance(&chain, Address::repeat_byte(0x31)), U256::from(ETH));
+    assert_eq!(balance(&chain, BRIDGE_ADDRESS), U256::from(3 * ETH));
+}
