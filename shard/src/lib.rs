@@ -24,7 +24,7 @@ pub use error::{Error, Result};
 pub use import::{BlockError, BoundBlock, Expected, NoSources, SignedBlock, SourceHeaders, check_inbox};
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
-pub use node::{Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
+pub use node::{Fault, Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};

@@ -54,6 +54,18 @@ pub struct ShardNode {
     /// The newest final height the beacon reported (`u64::MAX`: no beacon,
     /// the dev chain, which keeps `state_history` versions).
     finalized: std::sync::atomic::AtomicU64,
+    /// A fault this node plays as a proposer (testnets' byzantine modes).
+    fault: Mutex<Option<Fault>>,
+}
+
+/// A byzantine behaviour a validator can be told to play (fault injection
+/// for testnets and tests; issue 9 adds the rest of the modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Every block it proposes claims a wrong post-state root (with a
+    /// trace root that agrees with the lie).
+    WrongStateRoot,
 }
 
 impl ShardNode {
@@ -112,6 +124,7 @@ impl ShardNode {
             tx_listener: std::sync::OnceLock::new(),
             metrics: ShardMetrics::default(),
             finalized: std::sync::atomic::AtomicU64::new(u64::MAX),
+            fault: Mutex::new(None),
             restored: Mutex::new(Vec::new()),
         });
         node.restore_reverted()?;
@@ -260,6 +273,11 @@ impl ShardNode {
         Ok(out)
     }
 
+    /// Makes this node play `fault` as a proposer (`None`: honest).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock() = fault;
+    }
+
     /// Records the newest final height the beacon reported.
     pub fn set_finalized(&self, height: u64) {
         self.finalized.store(height, std::sync::atomic::Ordering::Release);
@@ -352,7 +370,14 @@ impl ShardNode {
             base_fee: params.base_fee,
             ..Default::default()
         };
-        let header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
+        let mut header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
+        if slot > 0 && *self.fault.lock() == Some(Fault::WrongStateRoot) {
+            // fault injection: a coherent lie (the claimed state root and
+            // the trace's last commitment agree), which only re-execution
+            // can catch
+            header.post_state_root = bridge::hash_domain(b"optishard.fault", &[&prepared.root.0]);
+            header.trace_root = exec.final_commitment(header.post_state_root).hash();
+        }
         let supply = self.next_supply(height, &exec, params.base_fee)?;
         Ok(Built::new(header, exec, prepared, inbox, supply))
     }

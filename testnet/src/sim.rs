@@ -86,6 +86,7 @@ impl TestnetBuilder {
             txs_per_slot: self.txs_per_slot,
             signers,
             nonces: Default::default(),
+            faults: Default::default(),
         };
         for i in 0..t.validators.len() {
             t.start(i)?;
@@ -128,6 +129,8 @@ pub struct Testnet {
     txs_per_slot: usize,
     signers: Vec<PrivateKeySigner>,
     nonces: std::collections::HashMap<(u32, usize), u64>,
+    /// Faults validators play (kept across their restarts).
+    faults: std::collections::HashMap<usize, shard::Fault>,
 }
 
 impl Testnet {
@@ -214,8 +217,20 @@ impl Testnet {
         let mut cfg = self.params.shard_config(sv.shard, self.spec.genesis_time_ms);
         cfg.datadir = sv.datadir.clone();
         let node = ShardNode::open(cfg)?;
+        node.set_fault(self.faults.get(&i).copied());
         sv.v = Some(Validator::new(node, sv.net.clone(), self.spec.clone(), Some(sv.key.clone()))?);
         Ok(())
+    }
+
+    /// Makes validator `i` play `fault` as a proposer (`None`: honest again).
+    pub fn set_fault(&mut self, i: usize, fault: Option<shard::Fault>) {
+        match fault {
+            Some(f) => self.faults.insert(i, f),
+            None => self.faults.remove(&i),
+        };
+        if let Some(n) = self.node(i) {
+            n.set_fault(fault);
+        }
     }
 
     /// Stops validator `i` as a crash would: its process state is gone, its

@@ -277,3 +277,32 @@ fn junk_transaction_gossip_is_not_relayed_and_a_persistent_sender_pays() {
     let honest = t.validator_net(1).verdicts_from(&t.peer(0));
     assert!(honest.accepted > 0 && honest.rejected == 0, "{honest:?}");
 }
+
+/// Fault injection (issue 9 builds the dispute game on it): a proposer
+/// playing `wrong-state-root` signs headers whose state root (and trace
+/// root) lie. The beacon cannot tell — the header breaks no rule it can
+/// check without execution — but every honest shard-mate re-executes,
+/// refuses the block and keeps evidence naming the proposer and the field.
+#[test]
+fn a_wrong_state_root_is_caught_by_every_honest_mate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(3).seed(34).build(dir.path()).unwrap();
+    t.run(2);
+    t.set_fault(0, Some(shard::Fault::WrongStateRoot));
+    let slot = next_slot_of(&t, 0, t.slot(), |_| true);
+    while t.slot() < slot {
+        t.step();
+    }
+    let liar = t.node(0).unwrap().head().header.clone();
+    assert_eq!(liar.beacon_slot, slot, "the faulty proposer proposed");
+    assert_eq!(t.beacon().heads()[0].hash, liar.hash(), "the beacon cannot tell without executing");
+    for mate in 1..3 {
+        let node = t.node(mate).unwrap();
+        assert_ne!(node.head().hash, liar.hash(), "validator {mate} did not import it");
+        let m = node.mismatches();
+        let ev = m.iter().find(|m| m.block_hash == liar.hash()).expect("evidence kept");
+        assert_eq!((ev.field.as_str(), ev.proposer), ("post_state_root", t.validator_info(0).1));
+        let evidence = node.mismatch_evidence(&liar.hash()).unwrap().expect("canonical evidence stored");
+        assert_eq!(evidence.computed.post_state_root, t.node(0).unwrap().state().root(liar.height).unwrap());
+    }
+}
