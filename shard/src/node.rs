@@ -577,6 +577,8 @@ impl ShardNode {
         if height >= head.header.height {
             return Ok(0);
         }
+        // the state must still hold that version (nothing is deleted if not)
+        self.state.reader(height)?;
         let mut txs = Vec::new();
         for h in height + 1..=head.header.height {
             if let Some(b) = self.db.body(h)? {

@@ -165,8 +165,12 @@ impl Rpc {
             };
             let (Some(entry), Some(receipt)) = (body.inbox.get(index as usize), receipts.get(index as usize))
             else {
-                return Err(internal("message index points past its block"));
+                return Ok(None);
             };
+            if entry.message.id() != id {
+                // a revert and re-import between the two reads: ask again
+                return Ok(None);
+            }
             let status = if height <= finalized { "finalized" } else { "executed" };
             let refund = if receipt.success { None } else { receipt.messages.first().copied() };
             return Ok(Some(serde_json::json!({
@@ -180,12 +184,9 @@ impl Rpc {
             })));
         }
         if let Some((height, _)) = db.message_sent(&id).map_err(internal)? {
-            let m = db
-                .outbox(height)
-                .map_err(internal)?
-                .into_iter()
-                .find(|m| m.id() == id)
-                .ok_or_else(|| internal("message index points past its block"))?;
+            let m = db.outbox(height).map_err(internal)?.into_iter().find(|m| m.id() == id);
+            // gone between the reads (a revert): not known here any more
+            let Some(m) = m else { return Ok(None) };
             let status = if height <= safe { "committed" } else { "pending" };
             return Ok(Some(serde_json::json!({
                 "id": id,
@@ -808,8 +809,12 @@ fn module(
         let header = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
         let tree = bridge::MerkleTree::new(&out.iter().map(bridge::Message::id).collect::<Vec<_>>());
         let (Some(m), Some(proof)) = (out.get(index as usize), tree.proof(index as usize)) else {
-            return Err(internal("message index points past its block"));
+            return Ok(None);
         };
+        if m.id().0 != id.0 {
+            // a revert and re-import between the reads
+            return Ok(None);
+        }
         Ok(Some(serde_json::json!({
             "message": m,
             "height": height,

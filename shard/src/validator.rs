@@ -505,6 +505,14 @@ impl<N: Network> Validator<N> {
             let head = self.node.head().header.height;
             self.future.prune(head);
             let Some(block) = self.future.take(head + 1) else { break };
+            if let Err(BlockError::UnknownSource { src, height }) =
+                crate::check_inbox(block.block(), self.spec.shards, &self.relay)
+            {
+                // still waiting for that source header: keep holding it
+                self.relay.want_header(src, height);
+                self.future.insert(block);
+                break;
+            }
             if self.import(block).is_err() {
                 break;
             }
@@ -575,7 +583,9 @@ impl<N: Network> Validator<N> {
                 }
             }
             self.finalized = f;
-            self.node.set_finalized(f);
+            // only what this node holds of the beacon's chain: a node on a
+            // fork must keep the state it may still revert to
+            self.node.set_finalized(f.min(self.safe_height()));
         }
         self.drain_future();
         {
@@ -823,7 +833,7 @@ impl<N: Network> Validator<N> {
         s.future_blocks = self.future.by_height.len();
         s.future_evicted = self.future.evicted;
         s.safe_height = self.safe_height();
-        s.finalized_height = self.finalized;
+        s.finalized_height = self.finalized.min(self.safe_height());
     }
 }
 
