@@ -65,8 +65,8 @@ pub struct Relay {
     pending: Vec<BTreeMap<u64, InboxEntry>>,
     /// Outbox requests in flight: request → (source, slot sent).
     asking: HashMap<RequestId, (ShardId, u64)>,
-    /// Header requests in flight: request → slot sent.
-    asking_headers: HashMap<RequestId, u64>,
+    /// Header requests in flight: request → (shard, first height, slot sent).
+    asking_headers: HashMap<RequestId, (ShardId, u64, u64)>,
     /// Source heights seen referenced but not in the book.
     missing: BTreeSet<(ShardId, u64)>,
     /// Per source: the newest height its outbox was asked about (nothing
@@ -75,11 +75,7 @@ pub struct Relay {
     /// Per source: recent accepted heads `(height → hash)` from signed
     /// beacon blocks.
     anchors: Vec<BTreeMap<u64, Hash>>,
-    /// Header requests in flight: request → `(shard, from)`.
-    header_asks: HashMap<RequestId, (ShardId, u64)>,
     next_peer: usize,
-    /// Entries refused (bad proof, wrong channel, unknown header).
-    pub refused: u64,
 }
 
 impl SourceHeaders for Relay {
@@ -102,9 +98,7 @@ impl Relay {
             missing: BTreeSet::new(),
             asked_through: vec![0; n],
             anchors: vec![BTreeMap::new(); n],
-            header_asks: HashMap::new(),
             next_peer: 0,
-            refused: 0,
         }
     }
 
@@ -211,8 +205,7 @@ impl Relay {
     /// new messages of every source whose accepted chain moved.
     pub fn on_slot<N: Network>(&mut self, node: &ShardNode, net: &N, slot: u64) {
         self.asking.retain(|_, (_, at)| *at + REQUEST_TIMEOUT_SLOTS >= slot);
-        self.asking_headers.retain(|_, at| *at + REQUEST_TIMEOUT_SLOTS >= slot);
-        self.header_asks.retain(|id, _| self.asking_headers.contains_key(id));
+        self.asking_headers.retain(|_, (_, _, at)| *at + REQUEST_TIMEOUT_SLOTS >= slot);
         let beacons = net.topic_peers(Topic::Submissions);
         if let (Some(&(src, from)), Some(beacon)) = (self.missing.first(), beacons.first())
             && self.asking_headers.is_empty()
@@ -232,8 +225,7 @@ impl Relay {
                 let start = above - count as u64;
                 let req = SyncRequest::ShardHeaders { shard: src, from: start, count };
                 let id = net.request(*beacon, req.encode());
-                self.asking_headers.insert(id, slot);
-                self.header_asks.insert(id, (src, start));
+                self.asking_headers.insert(id, (src, start, slot));
             }
         }
         for s in 0..self.shards {
@@ -275,8 +267,7 @@ impl Relay {
 
     /// An answer to one of the relay's requests.
     pub fn on_response(&mut self, node: &ShardNode, id: RequestId, peer: PeerId, data: &[u8]) {
-        if self.asking_headers.remove(&id).is_some() {
-            let Some((shard, from)) = self.header_asks.remove(&id) else { return };
+        if let Some((shard, from, _)) = self.asking_headers.remove(&id) {
             let mut input = data;
             if let Ok(headers) = decode_list::<SignedHeader>(&mut input)
                 && self.accept_headers(shard, from, &headers) == 0
@@ -300,13 +291,11 @@ impl Relay {
                 continue;
             }
             if m.src != src || m.dst != self.shard || m.nonce != next {
-                self.refused += 1;
                 node.metrics().messages_refused.inc();
                 debug!(target: "relay", %peer, %src, nonce = m.nonce, "outbox answer out of channel order");
                 break;
             }
             if matches!(m.kind, MessageKind::Refund { .. }) && m.gas_limit != 0 {
-                self.refused += 1;
                 node.metrics().messages_refused.inc();
                 break;
             }
@@ -321,7 +310,6 @@ impl Relay {
             };
             if e.verify(&root).is_err() {
                 // the peer's block at that height is not the accepted one
-                self.refused += 1;
                 node.metrics().messages_refused.inc();
                 debug!(target: "relay", %peer, %src, height = e.height, "outbox entry does not prove");
                 break;
