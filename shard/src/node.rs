@@ -260,17 +260,27 @@ impl ShardNode {
                     e.insert((msgs, tree))
                 }
             };
-            let (Some(message), Some(proof)) = (msgs.get(index as usize), tree.proof(index as usize)) else {
+            let Some(entry) = outbox_entry(msgs, tree, height, index) else {
                 return Err(Error::Corrupt(format!(
                     "outbox index of {dst}/{nonce} points past block {height}"
                 )));
             };
-            if message.dst != dst || message.nonce != nonce {
+            if entry.message.dst != dst || entry.message.nonce != nonce {
                 return Err(Error::Corrupt(format!("outbox index of {dst}/{nonce} names another message")));
             }
-            out.push(InboxEntry { message: message.clone(), height, proof });
+            out.push(entry);
         }
         Ok(out)
+    }
+
+    /// Message `id` as this shard emitted it, with its source height and
+    /// proof against that block's `outbox_root` (`None`: not emitted here,
+    /// or reverted meanwhile).
+    pub fn sent_message(&self, id: &Hash) -> Result<Option<InboxEntry>> {
+        let Some((height, index)) = self.db.message_sent(id)? else { return Ok(None) };
+        let msgs = self.db.outbox(height)?;
+        let tree = bridge::MerkleTree::new(&msgs.iter().map(Message::id).collect::<Vec<_>>());
+        Ok(outbox_entry(&msgs, &tree, height, index).filter(|e| e.message.id() == *id))
     }
 
     /// Makes this node play `fault` as a proposer (`None`: honest).
@@ -778,6 +788,12 @@ impl Mismatch {
             computed,
         }
     }
+}
+
+/// Outbox message `index` of block `height` (`msgs`, their tree) with its proof.
+fn outbox_entry(msgs: &[Message], tree: &bridge::MerkleTree, height: u64, index: u32) -> Option<InboxEntry> {
+    let (message, proof) = (msgs.get(index as usize)?, tree.proof(index as usize)?);
+    Some(InboxEntry { message: message.clone(), height, proof })
 }
 
 /// `base` with the roots and gas that `exec`, run on `pre_state_root`, produced.

@@ -27,6 +27,7 @@ use crate::node::ShardNode;
 use crate::store::{StoredBlock, StoredBody};
 use crate::validator::ValidatorStatus;
 use crate::{Error, Result};
+use bridge::InboxEntry;
 
 /// JSON-RPC error codes used by Ethereum nodes.
 mod code {
@@ -183,10 +184,7 @@ impl Rpc {
                 "refund": refund,
             })));
         }
-        if let Some((height, _)) = db.message_sent(&id).map_err(internal)? {
-            let m = db.outbox(height).map_err(internal)?.into_iter().find(|m| m.id() == id);
-            // gone between the reads (a revert): not known here any more
-            let Some(m) = m else { return Ok(None) };
+        if let Some(InboxEntry { message: m, height, .. }) = self.node.sent_message(&id).map_err(internal)? {
             let status = if height <= safe { "committed" } else { "pending" };
             return Ok(Some(serde_json::json!({
                 "id": id,
@@ -801,27 +799,22 @@ fn module(
     // block's outbox_root (what a destination checks)
     m.register_method("optishard_getMessageProof", |p, rpc, _| -> RpcResult<Option<serde_json::Value>> {
         let id: B256 = one(p)?;
-        let db = rpc.node.db();
-        let Some((height, index)) = db.message_sent(&bridge::Hash(id.0)).map_err(internal)? else {
+        let Some(entry) = rpc.node.sent_message(&bridge::Hash(id.0)).map_err(internal)? else {
             return Ok(None);
         };
-        let out = db.outbox(height).map_err(internal)?;
-        let header = db.header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
-        let tree = bridge::MerkleTree::new(&out.iter().map(bridge::Message::id).collect::<Vec<_>>());
-        let (Some(m), Some(proof)) = (out.get(index as usize), tree.proof(index as usize)) else {
-            return Ok(None);
-        };
-        if m.id().0 != id.0 {
-            // a revert and re-import between the reads
-            return Ok(None);
-        }
+        let header = rpc
+            .node
+            .db()
+            .header(entry.height)
+            .map_err(internal)?
+            .ok_or_else(|| server_err("header not found"))?;
         Ok(Some(serde_json::json!({
-            "message": m,
-            "height": height,
+            "message": entry.message,
+            "height": entry.height,
             "blockHash": header.hash(),
             "outboxRoot": header.outbox_root,
-            "proof": proof,
-            "encoded": Bytes::from(bridge::Encode::encode(&bridge::InboxEntry { message: m.clone(), height, proof: proof.clone() })),
+            "proof": entry.proof,
+            "encoded": Bytes::from(bridge::Encode::encode(&entry)),
         })))
     })
     .map_err(reg)?;
