@@ -173,6 +173,8 @@ pub struct Execution {
     pub rejected: Vec<Rejected>,
     /// Gas used by all included items.
     pub gas_used: u64,
+    /// What the included items did to the sum of balances.
+    pub balance_moves: BalanceMoves,
 }
 
 impl Execution {
@@ -264,6 +266,19 @@ pub struct Overlay<R> {
     code: HashMap<B256, revm::bytecode::Bytecode>,
     reads: BTreeSet<StateKey>,
     block_hashes_read: BTreeSet<u64>,
+    /// Balances of accounts written so far: new values in, old values out.
+    balance_moves: BalanceMoves,
+}
+
+/// What a block did to the sum of all balances: the new balances of the
+/// accounts it changed, and their old ones (read from the state as every
+/// write already does). `Σ balances after = before + added − removed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BalanceMoves {
+    /// Sum of the changed accounts' balances after.
+    pub added: U256,
+    /// Sum of the same accounts' balances before.
+    pub removed: U256,
 }
 
 impl<R: DatabaseRef<Error = Error>> Overlay<R> {
@@ -276,7 +291,14 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
             code: HashMap::new(),
             reads: BTreeSet::new(),
             block_hashes_read: BTreeSet::new(),
+            balance_moves: BalanceMoves::default(),
         }
+    }
+
+    fn moved(&mut self, before: Option<AccountState>, after: Option<AccountState>) {
+        let m = &mut self.balance_moves;
+        m.removed = m.removed.wrapping_add(before.map_or(U256::ZERO, |a| a.balance));
+        m.added = m.added.wrapping_add(after.map_or(U256::ZERO, |a| a.balance));
     }
 
     fn account(&mut self, address: Address) -> Result<Option<AccountState>> {
@@ -313,6 +335,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
             if removed {
                 if before.is_some() {
                     changes.insert(StateKey::Account(address), None);
+                    self.moved(before, None);
                 }
                 self.accounts.insert(address, None);
                 for slot in account.storage.keys() {
@@ -328,6 +351,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
             if before != Some(after) {
                 changes.insert(StateKey::Account(address), Some(after.encode()));
                 self.accounts.insert(address, Some(after));
+                self.moved(before, Some(after));
             }
             if let Some(code) =
                 info.code.as_ref().filter(|_| account.is_created() && info.code_hash != KECCAK_EMPTY)
@@ -370,16 +394,14 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     /// A protocol credit outside any transaction (a refund): creates the
     /// account if needed.
     fn system_credit(&mut self, address: Address, value: U256, changes: &mut ChangeSet) -> Result<()> {
-        let mut a = self.account(address)?.unwrap_or(AccountState {
-            nonce: 0,
-            balance: U256::ZERO,
-            code_hash: KECCAK_EMPTY,
-        });
+        let before = self.account(address)?;
+        let mut a = before.unwrap_or(AccountState { nonce: 0, balance: U256::ZERO, code_hash: KECCAK_EMPTY });
         a.balance =
             a.balance.checked_add(value).ok_or_else(|| Error::Execution("balance overflow".into()))?;
         if !value.is_zero() {
             changes.insert(StateKey::Account(address), Some(a.encode()));
             self.accounts.insert(address, Some(a));
+            self.moved(before, Some(a));
         }
         Ok(())
     }
@@ -469,7 +491,13 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
     gas_before: u64,
 ) -> Result<Execution> {
     let mut evm = shard_evm(base, params, params.cfg_env(), params.block_env());
-    let mut out = Execution { items: Vec::new(), outcomes: Vec::new(), rejected: Vec::new(), gas_used: 0 };
+    let mut out = Execution {
+        items: Vec::new(),
+        outcomes: Vec::new(),
+        rejected: Vec::new(),
+        gas_used: 0,
+        balance_moves: BalanceMoves::default(),
+    };
     for (index, item) in candidates.into_iter().enumerate() {
         let reject = |reason: String, block_full: bool, out: &mut Execution| -> Result<()> {
             match mode {
@@ -507,6 +535,7 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
         out.outcomes.push(ItemOutcome { receipt, receipt_hash, changes, reads, block_hashes_read, messages });
         out.items.push(item);
     }
+    out.balance_moves = evm.ctx.db_mut().balance_moves;
     Ok(out)
 }
 

@@ -31,8 +31,8 @@ pub use bridge::{
 };
 pub use error::{Error, Result};
 pub use exec::{
-    BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Overlay, Rejected, SPEC,
-    execute_items, execute_items_after, inbound_slot, simulate,
+    BalanceMoves, BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Overlay, Rejected,
+    SPEC, execute_items, execute_items_after, inbound_slot, simulate,
 };
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;

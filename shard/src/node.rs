@@ -310,9 +310,7 @@ impl ShardNode {
     fn next_supply(&self, parent: u64, exec: &prover::Execution, base_fee: u64) -> Result<crate::Supply> {
         let prev =
             self.db.supply(parent)?.ok_or_else(|| Error::Corrupt(format!("no supply record at {parent}")))?;
-        prev.next(parent + 1, exec, base_fee, |a| {
-            Ok(self.state.account(a, parent)?.map_or(U256::ZERO, |x| x.balance))
-        })
+        Ok(prev.next(parent + 1, exec, base_fee))
     }
 
     /// Account nonce at the head.

@@ -3,18 +3,17 @@
 //!
 //! Per shard, at every height: `balances + fees_burned + sent_out =
 //! genesis + received`. `balances` is a running sum kept from the state's
-//! own account diffs (old balance out, new balance in), not derived from
+//! own account writes (each changed account's old balance out, new balance
+//! in, as execution wrote them: `prover::BalanceMoves`), not derived from
 //! the other terms, so the identity is a real check of execution: a block
 //! that minted or lost value breaks it. Across shards, value in flight is
 //! what was sent and not yet received: `Σ balances + in flight = Σ genesis
 //! − Σ fees burned`.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::U256;
 use bridge::{Decode, DecodeError, Encode, MessageKind};
-use prover::{AccountState, Execution, Item, StateKey};
+use prover::{Execution, Item};
 use serde::{Deserialize, Serialize};
-
-use crate::Result;
 
 /// A shard's totals at one height (the `optishard_supply` RPC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,22 +48,11 @@ impl Supply {
     }
 
     /// The totals after a block executed with `exec` at `base_fee` on top of
-    /// these; `old_balance` reads an account's balance before the block.
-    pub fn next(
-        &self,
-        height: u64,
-        exec: &Execution,
-        base_fee: u64,
-        old_balance: impl Fn(Address) -> Result<U256>,
-    ) -> Result<Supply> {
+    /// these.
+    pub fn next(&self, height: u64, exec: &Execution, base_fee: u64) -> Supply {
         let mut s = Supply { height, ..*self };
-        for (key, value) in exec.block_changes() {
-            if let StateKey::Account(a) = key {
-                let new =
-                    value.as_deref().map(AccountState::decode).transpose()?.map_or(U256::ZERO, |x| x.balance);
-                s.balances = s.balances.wrapping_add(new).wrapping_sub(old_balance(a)?);
-            }
-        }
+        let moves = exec.balance_moves;
+        s.balances = s.balances.wrapping_add(moves.added).wrapping_sub(moves.removed);
         for (item, outcome) in exec.items.iter().zip(&exec.outcomes) {
             match item {
                 Item::Tx(_) => {
@@ -79,7 +67,7 @@ impl Supply {
                 }
             }
         }
-        Ok(s)
+        s
     }
 }
 
