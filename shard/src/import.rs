@@ -22,6 +22,7 @@ use bridge::{
     decode_exact, decode_list,
 };
 use net::Validation;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -295,4 +296,47 @@ impl BoundBlock {
 /// Decodes a stored evidence record.
 pub(crate) fn decode_evidence(bytes: &[u8]) -> Result<MismatchEvidence, DecodeError> {
     decode_exact(bytes)
+}
+
+/// Most mismatch evidence records kept (each holds a whole block).
+pub const MAX_EVIDENCE: usize = 32;
+
+/// A block whose re-execution disagrees with its header (the RPC's summary
+/// of a [`MismatchEvidence`] record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// The shard.
+    pub shard: ShardId,
+    /// Block height.
+    pub height: u64,
+    /// Its beacon slot.
+    pub slot: u64,
+    /// The block's header hash.
+    pub block_hash: Hash,
+    /// Who proposed (and signed) it.
+    pub proposer: bridge::Address,
+    /// The first field that differs.
+    pub field: String,
+    /// What the header claims.
+    pub claimed: String,
+    /// What re-execution computed.
+    pub computed: String,
+}
+
+impl Mismatch {
+    /// The summary of an evidence record: its first differing field.
+    pub fn from_evidence(ev: &MismatchEvidence) -> Self {
+        let h = &ev.block.header.header;
+        let (field, claimed, computed) = ev.first_difference();
+        Mismatch {
+            shard: h.shard,
+            height: h.height,
+            slot: h.beacon_slot,
+            block_hash: h.hash(),
+            proposer: h.proposer,
+            field,
+            claimed,
+            computed,
+        }
+    }
 }

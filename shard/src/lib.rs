@@ -7,6 +7,7 @@
 
 mod config;
 mod error;
+mod future;
 mod import;
 mod mempool;
 mod metrics;
@@ -21,10 +22,13 @@ pub use config::{
     DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, ShardConfig, dev_accounts, genesis_header,
 };
 pub use error::{Error, Result};
-pub use import::{BlockError, BoundBlock, Expected, NoSources, SignedBlock, SourceHeaders, check_inbox};
+pub use import::{
+    BlockError, BoundBlock, Expected, MAX_EVIDENCE, Mismatch, NoSources, SignedBlock, SourceHeaders,
+    check_inbox,
+};
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
-pub use node::{Fault, Head, MAX_EVIDENCE, Mismatch, NodeHandle, ShardNode, TxListener, TxRejected, start};
+pub use node::{Fault, Head, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::ShardConfig;
+use crate::future::FutureBlocks;
 use crate::import::{BlockError, BoundBlock, Expected};
 use crate::node::ShardNode;
 use crate::relay::Relay;
@@ -38,10 +39,6 @@ const SYNC_RESPONSE_BYTES: usize = 16 << 20;
 const SYNC_TIMEOUT_SLOTS: u64 = 4;
 /// Longest wait, in slots, after fruitless sync responses.
 const SYNC_MAX_BACKOFF_SLOTS: u64 = 8;
-/// Blocks ahead of the head held until their parent arrives.
-const MAX_FUTURE: usize = 64;
-/// Bytes of blocks held ahead of the head.
-const MAX_FUTURE_BYTES: usize = 64 << 20;
 /// How far above the head a held block may be (further ones come by sync).
 const MAX_AHEAD: u64 = 64;
 /// Most a validator waits into its slot before acting on it (a tenth of
@@ -96,63 +93,6 @@ struct InFlight {
     id: RequestId,
     peer: PeerId,
     since_slot: u64,
-}
-
-/// Blocks above the head waiting for their parent: bounded in number,
-/// bytes and height; when full, the highest goes first (the least likely
-/// to be needed soon). Evictions are counted.
-#[derive(Default)]
-struct FutureBlocks {
-    by_height: BTreeMap<u64, BoundBlock>,
-    bytes: usize,
-    evicted: u64,
-}
-
-impl FutureBlocks {
-    fn insert(&mut self, block: BoundBlock) {
-        if self.by_height.contains_key(&block.height()) {
-            return;
-        }
-        self.bytes += block.body_bytes();
-        self.by_height.insert(block.height(), block);
-        while self.by_height.len() > MAX_FUTURE || self.bytes > MAX_FUTURE_BYTES {
-            let (_, gone) = self.by_height.pop_last().expect("over a cap means non-empty");
-            self.bytes -= gone.body_bytes();
-            self.evicted += 1;
-        }
-    }
-
-    /// Drops everything at or below `height`.
-    fn prune(&mut self, height: u64) {
-        let keep = self.by_height.split_off(&(height + 1));
-        for b in std::mem::replace(&mut self.by_height, keep).into_values() {
-            self.bytes -= b.body_bytes();
-        }
-    }
-
-    fn take(&mut self, height: u64) -> Option<BoundBlock> {
-        let b = self.by_height.remove(&height)?;
-        self.bytes -= b.body_bytes();
-        Some(b)
-    }
-
-    fn highest(&self) -> Option<u64> {
-        self.by_height.keys().next_back().copied()
-    }
-
-    /// Drops blocks whose inclusion window closed by `beacon_slot`: the
-    /// beacon will never accept them, so they are no sync target either.
-    fn expire(&mut self, beacon_slot: u64) {
-        let gone: Vec<u64> = self
-            .by_height
-            .iter()
-            .filter(|(_, b)| bridge::inclusion_expired(b.slot(), beacon_slot))
-            .map(|(h, _)| *h)
-            .collect();
-        for h in gone {
-            self.take(h);
-        }
-    }
 }
 
 /// Useful and junk transactions a peer relayed in the current window.
