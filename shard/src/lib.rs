@@ -1,9 +1,11 @@
 //! `shard` — a shard node: authenticated state and chain data in rocksdb, a
 //! mempool, block production through `prover`'s state-transition function,
-//! and an Ethereum JSON-RPC server.
+//! an Ethereum JSON-RPC server, and a network validator ([`Validator`]) with
+//! its cross-shard relay ([`Relay`]) and supply accounting ([`Supply`]).
 //!
-//! Where to start: [`start`] opens a node and serves it; [`ShardNode`] is
-//! what block production and RPC share; [`ShardDb`] is the persistence.
+//! Where to start: [`start`] opens a dev node and serves it;
+//! [`start_validator`] runs a validator of a network; [`ShardNode`] is what
+//! block production, import and RPC share; [`ShardDb`] is the persistence.
 
 mod config;
 mod error;
