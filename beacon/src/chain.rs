@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use tracing::{debug, info};
 
-use crate::store::{BeaconDb, IncludedHeader};
+use crate::dispute::Disputes;
+use crate::store::{Accepted, BeaconDb, IncludedHeader, SealWrite};
 use crate::{Error, Result};
 
 /// Why the beacon refused a shard block.
@@ -169,7 +170,8 @@ pub struct HeaderStatus {
     pub hash: Hash,
     /// The beacon slot that included it.
     pub included_slot: u64,
-    /// `pending` or `final`.
+    /// `pending`, `final`, or `invalid` (no accepted header is left at
+    /// that height: a dispute discarded it; see `discarded`).
     pub status: &'static str,
     /// Inclusion slot plus the challenge window: the first slot it can be
     /// final at (later if a source header it depends on is not final yet).
@@ -178,6 +180,11 @@ pub struct HeaderStatus {
     pub finalized_slot: Option<u64>,
     /// The source headers whose messages it consumed.
     pub depends_on: Vec<DependsOn>,
+    /// Games open against it (it is not final while any is).
+    pub open_games: Vec<Hash>,
+    /// Headers at this height that disputes discarded, with the game that
+    /// proved fraud.
+    pub discarded: Vec<crate::DiscardedHeader>,
 }
 
 /// A source header a destination header depends on.
@@ -197,17 +204,19 @@ struct Held {
     block: ShardBlock,
 }
 
-struct State {
+pub(crate) struct State {
     head: Option<(u64, Hash)>,
-    heads: Vec<ShardHead>,
+    pub(crate) heads: Vec<ShardHead>,
     /// Each shard's newest final height.
-    finalized: Vec<u64>,
+    pub(crate) finalized: Vec<u64>,
     /// Per channel `(src, dst)`: the next nonce an accepted block may consume.
-    channels: HashMap<(ShardId, ShardId), u64>,
+    pub(crate) channels: HashMap<(ShardId, ShardId), u64>,
     /// Each shard's accepted head header (the parent the next is checked against).
-    tips: Vec<ShardHeader>,
+    pub(crate) tips: Vec<ShardHeader>,
     /// Accepted blocks not sealed yet, in acceptance order.
-    included: Vec<ShardBlock>,
+    pub(crate) included: Vec<Accepted>,
+    /// Games, bonds, invalidations.
+    pub(crate) disputes: Disputes,
     /// Children that arrived before their parent.
     pending: Vec<Held>,
     pending_bytes: usize,
@@ -227,10 +236,10 @@ const KEPT_REJECTIONS: usize = 1000;
 /// The beacon chain: its spec, database and the state between blocks.
 pub struct BeaconChain {
     key: ValidatorKey,
-    spec: ChainSpec,
-    spec_hash: Hash,
-    db: BeaconDb,
-    state: RwLock<State>,
+    pub(crate) spec: ChainSpec,
+    pub(crate) spec_hash: Hash,
+    pub(crate) db: BeaconDb,
+    pub(crate) state: RwLock<State>,
 }
 
 impl BeaconChain {
@@ -262,6 +271,12 @@ impl BeaconChain {
             info!(target: "beacon", slot, "resumed beacon chain");
         }
         let channels = db.channels()?;
+        let disputes = match db.disputes()? {
+            Some(bytes) => {
+                Disputes::decode(&bytes).map_err(|e| Error::Corrupt(format!("dispute state: {e}")))?
+            }
+            None => Disputes::genesis(&spec),
+        };
         let mut tips = Vec::with_capacity(heads.len());
         for h in &heads {
             let tip = if h.height == 0 {
@@ -281,6 +296,7 @@ impl BeaconChain {
             db,
             state: RwLock::new(State {
                 channels,
+                disputes,
                 head,
                 heads,
                 finalized,
@@ -426,10 +442,13 @@ impl BeaconChain {
         bridge::check_header(&self.spec, tip, &head.hash, h).map_err(Rejection::Invalid)?;
         let consumed = self.check_inbox(state, &block)?;
         state.channels.extend(consumed);
-        state.heads[h.shard.0 as usize] =
-            ShardHead { shard: h.shard, height: h.height, hash, slot: h.beacon_slot };
-        state.tips[h.shard.0 as usize] = h.clone();
-        state.included.push(block);
+        let shard = h.shard;
+        state.heads[shard.0 as usize] = ShardHead { shard, height: h.height, hash, slot: h.beacon_slot };
+        state.tips[shard.0 as usize] = h.clone();
+        let inbound_after = (0..self.spec.shards)
+            .map(|src| state.channels.get(&(ShardId(src), shard)).copied().unwrap_or(0))
+            .collect();
+        state.included.push(Accepted { block, inbound_after });
         Ok(Submitted::Accepted)
     }
 
@@ -453,6 +472,7 @@ impl BeaconChain {
             let root = match state
                 .included
                 .iter()
+                .map(|a| &a.block)
                 .find(|b| b.header.header.shard == m.src && b.header.header.height == e.height)
             {
                 Some(b) => b.header.header.outbox_root,
@@ -518,28 +538,58 @@ impl BeaconChain {
     /// the last one (their bodies stored beside them). `None` if a block at
     /// or after `slot` exists.
     pub fn seal(&self, slot: u64) -> Result<Option<BeaconBlock>> {
-        let mut state = self.state.write();
+        let mut guard = self.state.write();
+        let state = &mut *guard;
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
-        self.advance_finality(&mut state, slot)?;
+        let resolved = self.resolve_games(state, slot)?;
+        self.advance_finality(state, slot)?;
+        let d = &mut state.disputes;
+        let games: Vec<bridge::GameRecord> =
+            d.touched.iter().filter_map(|id| d.logs.get(id).map(|l| l.record.clone())).collect();
         let mut block = BeaconBlock {
             signature: Signature::default(),
             slot,
             parent: state.head.map_or(Hash::ZERO, |(_, h)| h),
-            headers: state.included.iter().map(|b| b.header.clone()).collect(),
+            headers: state.included.iter().map(|a| a.block.header.clone()).collect(),
             heads: state.heads.clone(),
             finalized: state.finalized.clone(),
+            moves: std::mem::take(&mut d.moves),
+            games,
+            invalidated: resolved.invalidated,
+            disputes_root: d.root(),
             state_root: Hash::ZERO,
         };
         block.state_root = BeaconBlock::compute_state_root(
             &self.spec_hash,
             &block.heads,
             &block.finalized,
+            &block.disputes_root,
             &block.headers_root(),
         );
         block.sign(&self.key);
-        self.db.commit(&block, &state.included)?;
+        let game_logs = d
+            .touched
+            .iter()
+            .filter_map(|id| d.logs.get(id).map(|l| (*id, serde_json::to_vec(l).expect("serializable"))))
+            .collect();
+        // ended games leave memory once written
+        let ended: Vec<Hash> =
+            d.logs.iter().filter(|(_, l)| !l.record.is_open()).map(|(id, _)| *id).collect();
+        for id in ended {
+            d.logs.remove(&id);
+        }
+        d.touched.clear();
+        d.move_bytes = 0;
+        self.db.commit(SealWrite {
+            block: &block,
+            accepted: &state.included,
+            channels: &state.channels,
+            disputes: state.disputes.encode(),
+            discarded: resolved.discarded,
+            game_logs,
+        })?;
         state.included.clear();
         state.head = Some((slot, block.hash()));
         Ok(Some(block))
@@ -556,6 +606,10 @@ impl BeaconChain {
                 while state.finalized[s] < state.heads[s].height {
                     let next = state.finalized[s] + 1;
                     let Some(h) = self.db.shard_header(ShardId(s as u32), next)? else { break };
+                    // a header under an open game is never final
+                    if state.disputes.disputed(ShardId(s as u32), next) {
+                        break;
+                    }
                     let ripe = h.included_in.saturating_add(window) <= slot;
                     let deps_final = h
                         .depends_on
@@ -574,6 +628,46 @@ impl BeaconChain {
         }
     }
 
+    /// Open games, and the bonds.
+    pub fn games(&self) -> (Vec<crate::GameLog>, bridge::Bonds) {
+        let s = self.state.read();
+        let logs = s.disputes.open.keys().filter_map(|id| s.disputes.logs.get(id).cloned()).collect();
+        (logs, s.disputes.bonds.clone())
+    }
+
+    /// A game's log (open or ended).
+    pub fn game(&self, id: &Hash) -> Result<Option<crate::GameLog>> {
+        if let Some(l) = self.state.read().disputes.logs.get(id) {
+            return Ok(Some(l.clone()));
+        }
+        match self.db.game_log(id)? {
+            None => Ok(None),
+            Some(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| Error::Corrupt(format!("game log: {e}")))
+            }
+        }
+    }
+
+    /// Every game's log the database holds (open and ended), up to `limit`.
+    pub fn all_games(&self, limit: usize) -> Result<Vec<crate::GameLog>> {
+        let mut out: Vec<crate::GameLog> = self
+            .db
+            .game_logs(limit)?
+            .iter()
+            .map(|b| serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("game log: {e}"))))
+            .collect::<Result<_>>()?;
+        // open games not sealed yet are newer in memory
+        let s = self.state.read();
+        for l in s.disputes.logs.values() {
+            match out.iter_mut().find(|o| o.record.id == l.record.id) {
+                Some(o) => *o = l.clone(),
+                None => out.push(l.clone()),
+            }
+        }
+        out.sort_by_key(|l| (l.record.opened_slot, l.record.id));
+        Ok(out)
+    }
+
     /// Each shard's newest final height.
     pub fn finalized(&self) -> Vec<u64> {
         self.state.read().finalized.clone()
@@ -582,7 +676,20 @@ impl BeaconChain {
     /// What the beacon knows of `shard`'s header at `height`: accepted or
     /// not, final or pending, and when it can finalize.
     pub fn header_status(&self, shard: ShardId, height: u64) -> Result<Option<HeaderStatus>> {
-        let Some(h) = self.db.shard_header(shard, height)? else { return Ok(None) };
+        let discarded = self.db.discarded(shard, height)?;
+        let Some(h) = self.db.shard_header(shard, height)? else {
+            let Some(last) = discarded.last().cloned() else { return Ok(None) };
+            return Ok(Some(HeaderStatus {
+                hash: last.hash,
+                included_slot: last.included_slot,
+                status: "invalid",
+                earliest_final_slot: 0,
+                finalized_slot: None,
+                depends_on: vec![],
+                open_games: vec![],
+                discarded,
+            }));
+        };
         let finalized = self.state.read().finalized.get(shard.0 as usize).copied().unwrap_or(0);
         let earliest = h.included_in.saturating_add(self.spec.challenge_window());
         // the first beacon block from the earliest slot on that lists it final
@@ -609,6 +716,11 @@ impl BeaconChain {
             earliest_final_slot: earliest,
             finalized_slot,
             depends_on: h.depends_on.iter().map(|(s, h)| DependsOn { shard: *s, height: *h }).collect(),
+            open_games: {
+                let hash = h.header.header.hash();
+                self.state.read().disputes.open.values().filter(|g| g.header == hash).map(|g| g.id).collect()
+            },
+            discarded,
         }))
     }
 
@@ -646,6 +758,7 @@ impl BeaconChain {
                     .read()
                     .included
                     .iter()
+                    .map(|a| &a.block)
                     .find(|b| b.header.header.shard == shard && b.header.header.height == height)
                     .cloned(),
             };
@@ -702,6 +815,9 @@ mod tests {
             dispute_k: 4,
             game_clock_slots: 0,
             stf_version: bridge::STF_VERSION,
+            challengers: vec![],
+            dispute_stake_gwei: 1,
+            slash_reward_percent: 50,
         };
         (spec, keys)
     }
@@ -731,7 +847,7 @@ mod tests {
             inbox: vec![],
             txs: txs.to_vec(),
         };
-        ShardHeader {
+        let mut h = ShardHeader {
             shard: parent.shard,
             height: parent.height + 1,
             parent_hash: parent.hash(),
@@ -745,7 +861,9 @@ mod tests {
             gas_limit: parent.gas_limit,
             base_fee: bridge::next_base_fee(parent),
             ..Default::default()
-        }
+        };
+        h.trace_root = h.last_commitment().hash();
+        h
     }
 
     fn signed(h: ShardHeader, key: &ValidatorKey, txs: &[Vec<u8>]) -> ShardBlock {

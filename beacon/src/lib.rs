@@ -8,6 +8,7 @@
 //! runs a node process (p2p, JSON-RPC, metrics).
 
 mod chain;
+mod dispute;
 mod error;
 mod node;
 mod rpc;
@@ -17,7 +18,11 @@ pub use chain::{
     BeaconChain, DependsOn, HeaderStatus, MAX_PENDING, MAX_PENDING_BYTES, Rejection, RejectionRecord,
     Submitted,
 };
+pub use dispute::{
+    BondMove, GameLog, MAX_GAMES_PER_HEADER, MAX_MOVE_BYTES_PER_BLOCK, MAX_OPEN_GAMES, MoveLog,
+    MoveRejection, StepStats, outcome_label,
+};
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use rpc::REJECTED_CODE;
-pub use store::{BeaconDb, IncludedHeader, dependencies};
+pub use store::{Accepted, BeaconDb, DiscardedHeader, IncludedHeader, dependencies};

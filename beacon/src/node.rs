@@ -37,6 +37,23 @@ pub struct BeaconMetrics {
     /// Encoded bytes of the shard block bodies the beacon accepted (and
     /// stores and serves): the data-availability mechanism's cost.
     pub body_bytes: Counter,
+    /// Dispute moves by action and result (`accepted` or a refusal reason).
+    pub moves: Family<Labels, Counter>,
+    /// Games ended, by how (`step_upheld`, `step_refuted`, `timeout`, `void`) and winner.
+    pub games_ended: Family<Labels, Counter>,
+    /// Games open now.
+    pub open_games: Gauge,
+    /// Bisection rounds played by ended games.
+    pub game_rounds: Counter,
+    /// Gwei slashed from losers, and paid to winners.
+    pub slashed_gwei: Counter,
+    /// Gwei paid to winners out of slashed stakes.
+    pub rewarded_gwei: Counter,
+    /// Invalidations (a header and its descendants discarded), by why
+    /// (`proven`: a game against it; `cascade`: it consumed messages of one).
+    pub invalidated_headers: Family<Labels, Counter>,
+    /// Shards reached by the last cascade (1: only the fraudulent shard).
+    pub cascade_depth: Gauge,
 }
 
 impl BeaconMetrics {
@@ -60,6 +77,58 @@ impl BeaconMetrics {
             "Bytes of shard block bodies accepted, stored and served by the beacon",
             self.body_bytes.clone(),
         );
+        r.register("dispute_moves", "Dispute moves by action and result", self.moves.clone());
+        r.register("games_ended", "Dispute games ended, by outcome and winner", self.games_ended.clone());
+        r.register("open_games", "Dispute games open", self.open_games.clone());
+        r.register("game_rounds", "Bisection rounds played by ended games", self.game_rounds.clone());
+        r.register("slashed_gwei", "Gwei slashed from losing parties", self.slashed_gwei.clone());
+        r.register("rewarded_gwei", "Gwei paid to winning parties", self.rewarded_gwei.clone());
+        r.register(
+            "invalidated_headers",
+            "Shard headers discarded by disputes, by why",
+            self.invalidated_headers.clone(),
+        );
+        r.register(
+            "cascade_depth",
+            "Shards reached by the last invalidation cascade",
+            self.cascade_depth.clone(),
+        );
+    }
+
+    /// Counts what a sealed block settled.
+    pub fn observe_block(&self, chain: &BeaconChain, block: &BeaconBlock) {
+        for g in &block.games {
+            let Some((slot, ending)) = &g.ended else { continue };
+            if *slot != block.slot {
+                continue;
+            }
+            let (how, winner) = match ending {
+                bridge::Ending::Decided { outcome } => {
+                    (crate::outcome_label(outcome), format!("{:?}", outcome.winner()).to_lowercase())
+                }
+                bridge::Ending::Void => ("void", "none".into()),
+            };
+            self.games_ended
+                .get_or_create(&vec![("outcome".into(), how.into()), ("winner".into(), winner)])
+                .inc();
+            self.game_rounds.inc_by(u64::from(g.game.rounds));
+            if let Ok(Some(log)) = chain.game(&g.id) {
+                for m in &log.slashed {
+                    self.slashed_gwei.inc_by(m.reward_gwei + m.treasury_gwei);
+                    self.rewarded_gwei.inc_by(m.reward_gwei);
+                }
+            }
+        }
+        if !block.invalidated.is_empty() {
+            let shards: std::collections::BTreeSet<u32> =
+                block.invalidated.iter().map(|i| i.shard.0).collect();
+            self.cascade_depth.set(shards.len() as i64);
+        }
+        for inv in &block.invalidated {
+            let why = if inv.cause.is_some() { "cascade" } else { "proven" };
+            self.invalidated_headers.get_or_create(&vec![("why".into(), why.into())]).inc();
+        }
+        self.open_games.set(chain.games().0.len() as i64);
     }
 
     fn submission(&self, result: &str, reason: &str) {
@@ -183,6 +252,25 @@ impl<N: Network> BeaconService<N> {
                         Ok(s) => out = format!("{s:?}").into_bytes(),
                         Err(r) => out = r.to_string().into_bytes(),
                     },
+                    Ok(SyncRequest::SubmitMove(mv)) => {
+                        let action = mv.action.label();
+                        let result = self.chain.submit_move(mv, current);
+                        let label = result.as_ref().map_or_else(|r| r.label(), |_| "accepted");
+                        self.metrics
+                            .moves
+                            .get_or_create(&vec![
+                                ("action".into(), action.into()),
+                                ("result".into(), label.into()),
+                            ])
+                            .inc();
+                        out = match result {
+                            Ok(()) => b"Accepted".to_vec(),
+                            Err(r) => {
+                                debug!(target: "beacon", %peer, action, reason = %r, "dispute move refused");
+                                r.to_string().into_bytes()
+                            }
+                        };
+                    }
                     // outboxes are the source shard's validators' to serve
                     Ok(SyncRequest::Outbox { .. }) | Err(_) => {
                         bridge::encode_list::<BeaconBlock>(&[], &mut out)
@@ -201,6 +289,7 @@ impl<N: Network> BeaconService<N> {
             self.metrics.blocks.inc();
             self.metrics.head_slot.set(slot as i64);
             self.metrics.headers_included.inc_by(block.headers.len() as u64);
+            self.metrics.observe_block(&self.chain, &block);
             if !block.headers.is_empty() {
                 info!(target: "beacon", slot, headers = block.headers.len(), "sealed beacon block");
             }

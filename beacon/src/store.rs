@@ -17,6 +17,12 @@ const CF_SHARD_HEADERS: &str = "shard_headers";
 /// Bodies (raw transactions) of accepted shard blocks, by `(shard, height)`.
 const CF_SHARD_BODIES: &str = "shard_bodies";
 const CF_META: &str = "meta";
+/// Headers discarded by a dispute, by `(shard, height)` ‖ header hash.
+const CF_INVALID: &str = "invalid_headers";
+/// Every game's log (JSON, for the RPC), by id.
+const CF_GAMES: &str = "games";
+/// The dispute state (open games, bonds, invalidation chain).
+const META_DISPUTES: &[u8] = b"disputes";
 const META_HEAD: &[u8] = b"head_slot";
 /// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
 const META_CHANNEL: &[u8] = b"chan/";
@@ -31,6 +37,54 @@ pub struct IncludedHeader {
     /// The newest source header of each shard whose messages it consumed:
     /// it is final only once they are.
     pub depends_on: Vec<(ShardId, u64)>,
+    /// Every inbound channel's next nonce after this block, by source shard
+    /// (what a revert to this header restores).
+    pub inbound_after: Vec<u64>,
+}
+
+/// A block the beacon accepted and has not sealed yet.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// The block.
+    pub block: ShardBlock,
+    /// Every inbound channel's next nonce after it, by source shard.
+    pub inbound_after: Vec<u64>,
+}
+
+/// A header a dispute discarded, kept for the RPC.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscardedHeader {
+    /// The header's hash.
+    pub hash: bridge::Hash,
+    /// The slot that had included it.
+    pub included_slot: u64,
+    /// The slot that discarded it.
+    pub invalidated_slot: u64,
+    /// The game that proved fraud (here or upstream).
+    pub game: bridge::Hash,
+    /// Whether the game was against this very header (else it went with
+    /// an invalid ancestor or source).
+    pub proven: bool,
+    /// For a cascade: the discarded source header it consumed messages of.
+    pub cause: Option<(ShardId, u64)>,
+}
+
+/// Everything one sealed beacon block writes, in one atomic batch.
+pub struct SealWrite<'a> {
+    /// The block.
+    pub block: &'a BeaconBlock,
+    /// The shard blocks it includes, with their channel state.
+    pub accepted: &'a [Accepted],
+    /// Every channel's next nonce after it.
+    pub channels: &'a std::collections::HashMap<(ShardId, ShardId), u64>,
+    /// The encoded dispute state after it.
+    pub disputes: Vec<u8>,
+    /// Shard headers discarded in it: `(shard, from, to)` heights, and
+    /// their records.
+    pub discarded: Vec<(ShardId, u64, u64, Vec<(u64, DiscardedHeader)>)>,
+    /// Game logs changed in it.
+    pub game_logs: Vec<(bridge::Hash, Vec<u8>)>,
 }
 
 /// The newest source height per shard among `block`'s inbox messages.
@@ -71,7 +125,7 @@ impl BeaconDb {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_SHARD_BODIES, CF_META]
+        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_SHARD_BODIES, CF_META, CF_INVALID, CF_GAMES]
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
         let mut write_opts = WriteOptions::default();
@@ -83,48 +137,90 @@ impl BeaconDb {
         self.db.cf_handle(name).expect("column family created at open")
     }
 
-    /// Writes a block, indexes its shard headers, stores their bodies and
-    /// makes it the head, in one atomic write.
-    pub fn commit(&self, block: &BeaconBlock, bodies: &[ShardBlock]) -> Result<()> {
+    /// Writes a sealed block: discards headers a dispute invalidated,
+    /// indexes the block's shard headers with their bodies, the channels,
+    /// the dispute state and game logs, and makes it the head, in one
+    /// atomic write.
+    pub fn commit(&self, w: SealWrite<'_>) -> Result<()> {
         let mut wb = WriteBatch::default();
+        // discards first: the block's own headers may reuse those heights
+        for (shard, from, to, records) in &w.discarded {
+            for height in *from..=*to {
+                wb.delete_cf(self.cf(CF_SHARD_HEADERS), header_key(*shard, height));
+                wb.delete_cf(self.cf(CF_SHARD_BODIES), header_key(*shard, height));
+            }
+            for (height, r) in records {
+                let key = [&header_key(*shard, *height)[..], &r.hash.0[..]].concat();
+                wb.put_cf(self.cf(CF_INVALID), key, serde_json::to_vec(r).expect("serializable"));
+            }
+        }
+        let block = w.block;
         let slot = block.slot.to_be_bytes();
         wb.put_cf(self.cf(CF_BLOCKS), slot, block.encode());
-        for h in &block.headers {
-            let mut v = h.encode();
+        for a in w.accepted {
+            let b = &a.block;
+            let h = &b.header.header;
+            let mut v = b.header.encode();
             block.slot.encode_to(&mut v);
-            let deps = bodies
-                .iter()
-                .find(|b| {
-                    b.header.header.shard == h.header.shard && b.header.header.height == h.header.height
-                })
-                .map(dependencies)
-                .unwrap_or_default();
+            let deps = dependencies(b);
             (deps.len() as u32).encode_to(&mut v);
             for (s, height) in deps {
                 s.encode_to(&mut v);
                 height.encode_to(&mut v);
             }
-            wb.put_cf(self.cf(CF_SHARD_HEADERS), header_key(h.header.shard, h.header.height), v);
-        }
-        for b in bodies {
-            let h = &b.header.header;
+            encode_list(&a.inbound_after, &mut v);
+            wb.put_cf(self.cf(CF_SHARD_HEADERS), header_key(h.shard, h.height), v);
             let mut v = Vec::new();
             encode_list(&b.inbox, &mut v);
             encode_list(&b.txs, &mut v);
             wb.put_cf(self.cf(CF_SHARD_BODIES), header_key(h.shard, h.height), v);
         }
-        let mut next: std::collections::BTreeMap<(ShardId, ShardId), u64> = Default::default();
-        for b in bodies {
-            for e in &b.inbox {
-                let n = next.entry((e.message.src, e.message.dst)).or_default();
-                *n = (*n).max(e.message.nonce + 1);
-            }
+        for ((src, dst), n) in w.channels {
+            wb.put_cf(self.cf(CF_META), channel_key(*src, *dst), n.to_be_bytes());
         }
-        for ((src, dst), n) in next {
-            wb.put_cf(self.cf(CF_META), channel_key(src, dst), n.to_be_bytes());
+        wb.put_cf(self.cf(CF_META), META_DISPUTES, &w.disputes);
+        for (id, log) in &w.game_logs {
+            wb.put_cf(self.cf(CF_GAMES), id.0, log);
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, slot);
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// The stored dispute state (`None` before the first block).
+    pub fn disputes(&self) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_META), META_DISPUTES).map_err(db_err)
+    }
+
+    /// A game's log.
+    pub fn game_log(&self, id: &bridge::Hash) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_GAMES), id.0).map_err(db_err)
+    }
+
+    /// Every game log, newest-written order not guaranteed (by id).
+    pub fn game_logs(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let it = self.db.iterator_cf(self.cf(CF_GAMES), IteratorMode::Start);
+        let mut out = Vec::new();
+        for kv in it.take(limit) {
+            out.push(kv.map_err(db_err)?.1.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Headers of `shard` at `height` that disputes discarded.
+    pub fn discarded(&self, shard: ShardId, height: u64) -> Result<Vec<DiscardedHeader>> {
+        let prefix = header_key(shard, height);
+        let it = self.db.iterator_cf(self.cf(CF_INVALID), IteratorMode::From(&prefix, Direction::Forward));
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv.map_err(db_err)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| Error::Corrupt(format!("discarded header: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 
     /// The next nonce each channel's consumption must continue with, as of
@@ -217,10 +313,11 @@ impl BeaconDb {
                         u64::decode(&mut input).map_err(corrupt)?,
                     ));
                 }
+                let inbound_after = decode_list(&mut input).map_err(corrupt)?;
                 if !input.is_empty() {
                     return Err(corrupt(bridge::DecodeError::TrailingBytes(input.len())));
                 }
-                Ok(Some(IncludedHeader { header, included_in, depends_on }))
+                Ok(Some(IncludedHeader { header, included_in, depends_on, inbound_after }))
             }
         }
     }

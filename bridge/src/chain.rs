@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Decode, DecodeError, Encode, Hash, InboxEntry, MerkleTree, ShardHeader, ShardId, Signature,
-    SignatureError, ValidatorKey, decode_list, encode_list, hash_domain, merkle_root,
+    Address, Decode, DecodeError, Encode, GameRecord, Hash, InboxEntry, Invalidation, MerkleTree,
+    ShardHeader, ShardId, Signature, SignatureError, SignedMove, ValidatorKey, decode_list, encode_list,
+    hash_domain, merkle_root,
 };
 
 /// A registered validator: it proposes and checks blocks of one shard and
@@ -37,6 +38,24 @@ impl Decode for ValidatorInfo {
             shard: ShardId::decode(input)?,
             bond_gwei: u64::decode(input)?,
         })
+    }
+}
+
+/// A registered challenger: a bonded identity that may dispute any shard's
+/// headers (validators may too, with their validator bond).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengerInfo {
+    /// The address of its signing key.
+    pub address: Address,
+    /// Its bond, in gwei.
+    pub bond_gwei: u64,
+}
+
+impl Encode for ChallengerInfo {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.address.encode_to(out);
+        self.bond_gwei.encode_to(out);
     }
 }
 
@@ -79,6 +98,25 @@ pub struct ChainSpec {
     /// referee run ([`STF_VERSION`]): a node refuses a spec naming another.
     #[serde(default = "default_stf_version")]
     pub stf_version: u32,
+    /// Bonded challengers besides the validators.
+    #[serde(default)]
+    pub challengers: Vec<ChallengerInfo>,
+    /// Gwei each side stakes in a game (locked from its bond when the game
+    /// opens; the loser's stake is slashed).
+    #[serde(default = "default_dispute_stake")]
+    pub dispute_stake_gwei: u64,
+    /// Percent of a slashed stake paid to the winner; the rest goes to the
+    /// treasury (below 100, so challenging oneself never pays).
+    #[serde(default = "default_reward_percent")]
+    pub slash_reward_percent: u64,
+}
+
+fn default_dispute_stake() -> u64 {
+    1_000_000_000
+}
+
+fn default_reward_percent() -> u64 {
+    50
 }
 
 /// The version of the state-transition function this code runs (revm 43,
@@ -112,6 +150,9 @@ impl Encode for ChainSpec {
         self.dispute_k.encode_to(out);
         self.game_clock_slots.encode_to(out);
         self.stf_version.encode_to(out);
+        encode_list(&self.challengers, out);
+        self.dispute_stake_gwei.encode_to(out);
+        self.slash_reward_percent.encode_to(out);
     }
 }
 
@@ -139,8 +180,16 @@ impl ChainSpec {
                 self.stf_version
             ));
         }
-        if self.dispute_k < 2 {
-            return Err("dispute_k must be at least 2".into());
+        if !(2..=crate::MAX_DISPUTE_K).contains(&self.dispute_k) {
+            return Err(format!("dispute_k must be between 2 and {}", crate::MAX_DISPUTE_K));
+        }
+        if self.slash_reward_percent >= 100 {
+            return Err("slash_reward_percent must be below 100 (challenging oneself must never pay)".into());
+        }
+        for c in &self.challengers {
+            if self.validators.iter().any(|v| v.address == c.address) {
+                return Err(format!("challenger {} is also a validator", c.address));
+            }
         }
         if self.slot_ms == 0 {
             return Err("slot_ms must be > 0".into());
@@ -220,6 +269,15 @@ impl ChainSpec {
     /// The validators of `shard`, in registry order.
     pub fn shard_validators(&self, shard: ShardId) -> Vec<Address> {
         self.validators.iter().filter(|v| v.shard == shard).map(|v| v.address).collect()
+    }
+
+    /// Every bonded party (validators, then challengers) with its genesis bond.
+    pub fn bonded(&self) -> Vec<(Address, u64)> {
+        self.validators
+            .iter()
+            .map(|v| (v.address, v.bond_gwei))
+            .chain(self.challengers.iter().map(|c| (c.address, c.bond_gwei)))
+            .collect()
     }
 
     /// The registered validator with this address.
@@ -400,6 +458,15 @@ pub struct BeaconBlock {
     pub heads: Vec<ShardHead>,
     /// Every shard's newest final height after this block, by shard id.
     pub finalized: Vec<u64>,
+    /// Dispute moves applied in this slot, in order.
+    pub moves: Vec<SignedMove>,
+    /// Every game opened, moved or ended in this slot, as it stands after it.
+    pub games: Vec<GameRecord>,
+    /// Headers discarded in this slot (proven invalid, their descendants,
+    /// and the destination headers that consumed their messages).
+    pub invalidated: Vec<Invalidation>,
+    /// Root of the dispute state after this block ([`crate::disputes_root`]).
+    pub disputes_root: Hash,
     /// Commitment to the beacon state (see [`BeaconBlock::compute_state_root`]).
     pub state_root: Hash,
     /// The beacon's signature over [`BeaconBlock::hash`] (not part of the hash).
@@ -420,6 +487,10 @@ impl BeaconBlock {
         encode_list(&self.headers, out);
         encode_list(&self.heads, out);
         encode_list(&self.finalized, out);
+        encode_list(&self.moves, out);
+        encode_list(&self.games, out);
+        encode_list(&self.invalidated, out);
+        self.disputes_root.encode_to(out);
         self.state_root.encode_to(out);
     }
 
@@ -450,18 +521,21 @@ impl BeaconBlock {
     }
 
     /// The beacon state root: the spec (registry), every shard head with
-    /// its final height, and the Merkle root of the shard headers the block
-    /// includes (so one header's inclusion is provable: [`HeaderInclusion`]).
+    /// its final height, the dispute state (games, bonds, invalidations),
+    /// and the Merkle root of the shard headers the block includes (so one
+    /// header's inclusion is provable: [`HeaderInclusion`]).
     pub fn compute_state_root(
         spec: &Hash,
         heads: &[ShardHead],
         finalized: &[u64],
+        disputes_root: &Hash,
         headers_root: &Hash,
     ) -> Hash {
-        hash_domain(
-            b"optishard.beacon_state",
-            &[&spec.0, &Self::heads_root(heads, finalized).0, &headers_root.0],
-        )
+        Self::state_root_of(spec, &Self::heads_root(heads, finalized), disputes_root, headers_root)
+    }
+
+    fn state_root_of(spec: &Hash, heads_root: &Hash, disputes_root: &Hash, headers_root: &Hash) -> Hash {
+        hash_domain(b"optishard.beacon_state", &[&spec.0, &heads_root.0, &disputes_root.0, &headers_root.0])
     }
 
     fn heads_root(heads: &[ShardHead], finalized: &[u64]) -> Hash {
@@ -480,7 +554,14 @@ impl BeaconBlock {
 
     /// Whether `state_root` is the one this block's content gives.
     pub fn state_root_matches(&self, spec: &Hash) -> bool {
-        self.state_root == Self::compute_state_root(spec, &self.heads, &self.finalized, &self.headers_root())
+        self.state_root
+            == Self::compute_state_root(
+                spec,
+                &self.heads,
+                &self.finalized,
+                &self.disputes_root,
+                &self.headers_root(),
+            )
     }
 
     /// The proof that header `index` of this block was included in it.
@@ -490,6 +571,7 @@ impl BeaconBlock {
             slot: self.slot,
             spec: *spec,
             heads_root: Self::heads_root(&self.heads, &self.finalized),
+            disputes_root: self.disputes_root,
             proof: tree.proof(index)?,
         })
     }
@@ -506,6 +588,8 @@ pub struct HeaderInclusion {
     pub spec: Hash,
     /// The heads-and-finality part of the state root.
     pub heads_root: Hash,
+    /// The dispute part of the state root.
+    pub disputes_root: Hash,
     /// The header hash's proof against the headers root.
     pub proof: crate::MerkleProof,
 }
@@ -514,7 +598,7 @@ impl HeaderInclusion {
     /// Checks that the block with `state_root` included `header_hash`.
     pub fn verify(&self, state_root: &Hash, header_hash: &Hash) -> bool {
         self.proof.compute_root(header_hash).is_ok_and(|headers_root| {
-            hash_domain(b"optishard.beacon_state", &[&self.spec.0, &self.heads_root.0, &headers_root.0])
+            BeaconBlock::state_root_of(&self.spec, &self.heads_root, &self.disputes_root, &headers_root)
                 == *state_root
         })
     }
@@ -535,6 +619,10 @@ impl Decode for BeaconBlock {
             headers: decode_list(input)?,
             heads: decode_list(input)?,
             finalized: decode_list(input)?,
+            moves: decode_list(input)?,
+            games: decode_list(input)?,
+            invalidated: decode_list(input)?,
+            disputes_root: Hash::decode(input)?,
             state_root: Hash::decode(input)?,
             signature: Signature::decode(input)?,
         })
@@ -576,6 +664,8 @@ pub enum SyncRequest {
         /// Most headers.
         count: u32,
     },
+    /// A dispute move for the beacon (answered with a status string).
+    SubmitMove(SignedMove),
     /// The messages of channel `src → dst` from nonce `from` on, asked of
     /// `src`'s validators. Answer: a list of [`InboxEntry`] (each with the
     /// source height and its proof against that block's `outbox_root`),
@@ -630,6 +720,10 @@ impl Encode for SyncRequest {
                 from.encode_to(out);
                 count.encode_to(out);
             }
+            SyncRequest::SubmitMove(m) => {
+                5u8.encode_to(out);
+                m.encode_to(out);
+            }
             SyncRequest::Outbox { src, dst, from, count } => {
                 4u8.encode_to(out);
                 src.encode_to(out);
@@ -662,6 +756,7 @@ impl Decode for SyncRequest {
                 from: u64::decode(input)?,
                 count: u32::decode(input)?,
             }),
+            5 => Ok(SyncRequest::SubmitMove(SignedMove::decode(input)?)),
             tag => Err(DecodeError::InvalidTag { what: "sync request", tag }),
         }
     }
@@ -693,6 +788,9 @@ mod tests {
             dispute_k: 4,
             game_clock_slots: 0,
             stf_version: crate::STF_VERSION,
+            challengers: vec![],
+            dispute_stake_gwei: 1,
+            slash_reward_percent: 50,
         };
         (spec, keys)
     }
@@ -710,10 +808,20 @@ mod tests {
             headers: headers.clone(),
             heads: heads.clone(),
             finalized: vec![0, 0],
+            moves: vec![],
+            games: vec![],
+            invalidated: vec![],
+            disputes_root: Hash::of(b"disputes"),
             state_root: Hash::ZERO,
             signature: Signature::default(),
         };
-        b.state_root = BeaconBlock::compute_state_root(&spec.hash(), &heads, &b.finalized, &b.headers_root());
+        b.state_root = BeaconBlock::compute_state_root(
+            &spec.hash(),
+            &heads,
+            &b.finalized,
+            &b.disputes_root,
+            &b.headers_root(),
+        );
         assert!(b.state_root_matches(&spec.hash()));
         for (i, h) in headers.iter().enumerate() {
             let p = b.header_inclusion(&spec.hash(), i).unwrap();
@@ -793,6 +901,10 @@ mod tests {
             headers: vec![],
             heads: vec![ShardHead::default()],
             finalized: vec![0],
+            moves: vec![],
+            games: vec![],
+            invalidated: vec![],
+            disputes_root: Hash::ZERO,
             state_root: Hash::ZERO,
             signature: Signature::default(),
         };

@@ -36,6 +36,9 @@ pub enum DecodeError {
     /// before decoding, and failed.
     #[error("{0}")]
     BadSignature(&'static str),
+    /// Well-formed bytes for a value that breaks the type's invariants.
+    #[error("invalid value: {0}")]
+    Invalid(&'static str),
 }
 
 /// A Merkle proof that does not prove what it claims.

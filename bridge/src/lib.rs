@@ -14,7 +14,9 @@
 
 mod chain;
 mod codec;
+mod dispute;
 mod error;
+pub mod game;
 mod hash;
 mod header;
 mod merkle;
@@ -24,11 +26,15 @@ mod sig;
 mod trace;
 
 pub use chain::{
-    BeaconBlock, ChainSpec, HeaderInclusion, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, STF_VERSION,
-    ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash,
-    one_day_of_slots, tx_item_hash,
+    BeaconBlock, ChainSpec, ChallengerInfo, HeaderInclusion, MAX_HEADERS_PER_REQUEST,
+    MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo,
+    decode_outbox_answer, message_item_hash, one_day_of_slots, tx_item_hash,
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
+pub use dispute::{
+    Action, Bond, Bonds, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_STEP_BYTES,
+    SignedMove, chain_invalidation, disputes_root, game_id,
+};
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};

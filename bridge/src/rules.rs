@@ -115,6 +115,15 @@ pub enum HeaderFault {
         /// What the rule gives.
         expected: u64,
     },
+    /// `trace_root` is not the commitment of the header's own post-state,
+    /// outbox and receipts roots and gas used.
+    #[error("trace_root {claimed}, the header's roots commit to {expected}")]
+    TraceRoot {
+        /// What it claims.
+        claimed: Hash,
+        /// The commitment of its roots.
+        expected: Hash,
+    },
     /// The gas limit differs from the parent's (it is fixed per network).
     #[error("gas limit {claimed}, the shard's is {expected}")]
     GasLimit {
@@ -155,6 +164,7 @@ impl HeaderFault {
             HeaderFault::BaseFee { .. } => "base_fee",
             HeaderFault::GasLimit { .. } => "gas_limit",
             HeaderFault::GasUsed { .. } => "gas_used",
+            HeaderFault::TraceRoot { .. } => "trace_root",
             HeaderFault::ItemsRoot { .. } => "items_root",
         }
     }
@@ -199,6 +209,12 @@ pub fn check_header(
     }
     if header.gas_used > header.gas_limit {
         return Err(HeaderFault::GasUsed { gas_used: header.gas_used, gas_limit: header.gas_limit });
+    }
+    // the trace's last commitment is the header's execution fields: a game
+    // over the trace then decides every one of them
+    let last = header.last_commitment();
+    if header.trace_root != last.hash() {
+        return Err(HeaderFault::TraceRoot { claimed: header.trace_root, expected: last.hash() });
     }
     Ok(())
 }
@@ -327,11 +343,14 @@ mod tests {
             dispute_k: 4,
             game_clock_slots: 0,
             stf_version: crate::STF_VERSION,
+            challengers: vec![],
+            dispute_stake_gwei: 1,
+            slash_reward_percent: 50,
         }
     }
 
     fn child(spec: &ChainSpec, parent: &ShardHeader, slot: u64) -> ShardHeader {
-        ShardHeader {
+        let mut h = ShardHeader {
             shard: ShardId(0),
             height: parent.height + 1,
             parent_hash: parent.hash(),
@@ -343,7 +362,9 @@ mod tests {
             gas_limit: parent.gas_limit,
             gas_used: 21_000,
             ..Default::default()
-        }
+        };
+        h.trace_root = h.last_commitment().hash();
+        h
     }
 
     #[test]
@@ -363,6 +384,7 @@ mod tests {
             ("base_fee", |h| h.base_fee += 1),
             ("gas_limit", |h| h.gas_limit += 1),
             ("gas_used", |h| h.gas_used = h.gas_limit + 1),
+            ("trace_root", |h| h.post_state_root = Hash::of(b"a root its trace does not end at")),
         ];
         for (rule, break_it) in cases {
             let mut bad = h2.clone();

@@ -92,6 +92,19 @@ impl TraceState {
     }
 }
 
+impl crate::ShardHeader {
+    /// The trace commitment the header's execution fields make: what its
+    /// `trace_root` must be the hash of.
+    pub fn last_commitment(&self) -> TraceCommitment {
+        TraceCommitment {
+            state_root: self.post_state_root,
+            outbox_root: self.outbox_root,
+            receipts_root: self.receipts_root,
+            gas_used: self.gas_used,
+        }
+    }
+}
+
 impl Encode for TraceCommitment {
     fn encode_to(&self, out: &mut Vec<u8>) {
         self.state_root.encode_to(out);

@@ -30,6 +30,12 @@ pub struct NetworkParams {
     pub accounts: Vec<GenesisAccount>,
     /// Challenge window in slots (0: one day of slots).
     pub challenge_window_slots: u64,
+    /// Standalone bonded challengers in the genesis registry.
+    pub challengers: u32,
+    /// Sections per dispute round (`k`).
+    pub dispute_k: u64,
+    /// Each side's chess clock in a game, in slots (0: a quarter of the window).
+    pub game_clock_slots: u64,
 }
 
 impl Default for NetworkParams {
@@ -44,6 +50,9 @@ impl Default for NetworkParams {
             bond_gwei: 32_000_000_000,
             accounts: Vec::new(),
             challenge_window_slots: 240,
+            challengers: 1,
+            dispute_k: 4,
+            game_clock_slots: 0,
         }
     }
 }
@@ -56,6 +65,8 @@ pub struct Genesis {
     pub beacon_key: ValidatorKey,
     /// Every validator's key with its shard, shard by shard.
     pub validators: Vec<(ShardId, ValidatorKey)>,
+    /// Every standalone challenger's key.
+    pub challengers: Vec<ValidatorKey>,
 }
 
 impl NetworkParams {
@@ -66,6 +77,12 @@ impl NetworkParams {
         }
         if self.validators_per_shard == 0 || self.validators_per_shard > 32 {
             return Err("validators_per_shard must be 1..=32".into());
+        }
+        if self.challengers > 64 {
+            return Err("challengers must be at most 64".into());
+        }
+        if !(2..=bridge::MAX_DISPUTE_K).contains(&self.dispute_k) {
+            return Err(format!("dispute_k must be 2..={}", bridge::MAX_DISPUTE_K));
         }
         if self.slot_ms < 50 {
             return Err("slot_ms must be at least 50".into());
@@ -119,6 +136,9 @@ impl NetworkParams {
                 validators.push((ShardId(s), k));
             }
         }
+        let challengers: Vec<ValidatorKey> = (0..self.challengers)
+            .map(|i| ValidatorKey::derive(&[&b"challenger"[..], &seed, &i.to_be_bytes()].concat()))
+            .collect();
         let shard_genesis = (0..self.shards)
             .map(|s| {
                 shard::genesis_header(&self.shard_config(ShardId(s), genesis_time_ms))
@@ -138,12 +158,18 @@ impl NetworkParams {
             shard_genesis,
             beacon: beacon_key.address(),
             challenge_window_slots: self.challenge_window_slots,
-            dispute_k: 4,
-            game_clock_slots: 0,
+            dispute_k: self.dispute_k,
+            game_clock_slots: self.game_clock_slots,
             stf_version: bridge::STF_VERSION,
+            challengers: challengers
+                .iter()
+                .map(|k| bridge::ChallengerInfo { address: k.address(), bond_gwei: self.bond_gwei })
+                .collect(),
+            dispute_stake_gwei: self.bond_gwei / 4,
+            slash_reward_percent: 50,
         };
         spec.validate()?;
-        Ok(Genesis { spec, beacon_key, validators })
+        Ok(Genesis { spec, beacon_key, validators, challengers })
     }
 }
 

@@ -1,0 +1,691 @@
+//! The beacon as referee (DESIGN.md, Disputes): bonded parties open games
+//! against accepted headers inside their challenge window, play k-section
+//! moves on chess clocks, and the single step is re-executed here with
+//! `prover`'s stateless executor. A lost game slashes the loser's stake
+//! (a share to the winner, the rest to the treasury); a header proven
+//! invalid is discarded with its descendants and every destination header
+//! that consumed its messages (a cascade), and its shard continues from
+//! the last valid header.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bridge::game::{Game, GameParams, Outcome, Side, StepVerdict};
+use bridge::{
+    Action, Address, Bonds, Decode, DecodeError, Encode, Ending, GameRecord, Hash, Invalidation, ShardHead,
+    ShardId, SignedMove, TraceCommitment, decode_list, encode_list, game_id,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::chain::{BeaconChain, State};
+use crate::store::DiscardedHeader;
+use crate::{Error, Result};
+
+/// Most games open at once, over all headers.
+pub const MAX_OPEN_GAMES: usize = 1024;
+/// Most games open against one header.
+pub const MAX_GAMES_PER_HEADER: usize = 16;
+/// Most bytes of moves one beacon block carries (it is gossiped whole).
+pub const MAX_MOVE_BYTES_PER_BLOCK: usize = 640 << 10;
+
+/// Why the beacon refused a move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum MoveRejection {
+    /// The signature does not recover.
+    #[error("bad signature")]
+    BadSignature,
+    /// The signer has no bond (or not enough free bond to stake).
+    #[error("{who} has {free} gwei free, the game stakes {stake}")]
+    NotBonded {
+        /// The signer.
+        who: Address,
+        /// Its free bond.
+        free: u64,
+        /// The stake.
+        stake: u64,
+    },
+    /// No accepted header with that hash at that place (never accepted,
+    /// or already discarded).
+    #[error("no accepted header {header} at {shard}/{height}")]
+    UnknownHeader {
+        /// Shard.
+        shard: ShardId,
+        /// Height.
+        height: u64,
+        /// The named hash.
+        header: Hash,
+    },
+    /// The header's challenge window has passed (or it is final).
+    #[error("the challenge window of {shard}/{height} closed at slot {closed}")]
+    WindowClosed {
+        /// Shard.
+        shard: ShardId,
+        /// Height.
+        height: u64,
+        /// The last slot a game could open.
+        closed: u64,
+    },
+    /// This party already disputes this header.
+    #[error("game already exists")]
+    Duplicate,
+    /// Too many games open (on this header or overall).
+    #[error("too many open games")]
+    TooManyGames,
+    /// No such open game.
+    #[error("no open game {0}")]
+    UnknownGame(Hash),
+    /// The signer is not the party whose move it is, or it answers another round.
+    #[error("{0}")]
+    OutOfTurn(String),
+    /// The step proves nothing (bad proof, witness, or item): no verdict.
+    #[error("step rejected: {0}")]
+    BadStep(String),
+    /// A withdrawal the bond does not cover.
+    #[error("{0}")]
+    BadWithdrawal(String),
+    /// This slot's block is full of moves; send it again next slot.
+    #[error("the beacon block is full, retry next slot")]
+    Full,
+}
+
+impl MoveRejection {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            MoveRejection::BadSignature => "bad_signature",
+            MoveRejection::NotBonded { .. } => "not_bonded",
+            MoveRejection::UnknownHeader { .. } => "unknown_header",
+            MoveRejection::WindowClosed { .. } => "window_closed",
+            MoveRejection::Duplicate => "duplicate",
+            MoveRejection::TooManyGames => "too_many_games",
+            MoveRejection::UnknownGame(_) => "unknown_game",
+            MoveRejection::OutOfTurn(_) => "out_of_turn",
+            MoveRejection::BadStep(_) => "bad_step",
+            MoveRejection::BadWithdrawal(_) => "bad_withdrawal",
+            MoveRejection::Full => "full",
+        }
+    }
+}
+
+/// One move as a game's log shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveLog {
+    /// The slot it was applied in.
+    pub slot: u64,
+    /// Who sent it.
+    pub party: Address,
+    /// `open`, `bisect`, `pick` or `step`.
+    pub action: String,
+    /// The game's round when it was applied.
+    pub round: u32,
+    /// Its encoded size.
+    pub bytes: usize,
+}
+
+/// What the single step cost the referee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStats {
+    /// The item's position (the step from `c_index` to `c_{index+1}`).
+    pub index: u64,
+    /// Encoded step (item, proof, witness).
+    pub step_bytes: usize,
+    /// The witness alone.
+    pub witness_bytes: usize,
+    /// Wall time of the verification, microseconds.
+    pub verify_micros: u64,
+    /// `upheld` or `refuted`.
+    pub verdict: String,
+    /// Who submitted it.
+    pub submitted_by: Address,
+}
+
+/// A bond movement a game caused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BondMove {
+    /// Who lost the stake.
+    pub from: Address,
+    /// Who got the reward (`None`: only the treasury).
+    pub to: Option<Address>,
+    /// Paid to the winner.
+    pub reward_gwei: u64,
+    /// Paid to the treasury.
+    pub treasury_gwei: u64,
+}
+
+/// Everything the RPC shows of one game.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GameLog {
+    /// The game as it stands.
+    pub record: GameRecord,
+    /// Every move applied.
+    pub moves: Vec<MoveLog>,
+    /// The verified step, if one was.
+    pub step: Option<StepStats>,
+    /// Steps refused as proving nothing.
+    pub rejected_steps: u32,
+    /// Stakes slashed when it ended.
+    pub slashed: Vec<BondMove>,
+}
+
+/// The dispute part of the beacon state.
+#[derive(Default)]
+pub(crate) struct Disputes {
+    /// Open games by id.
+    pub open: BTreeMap<Hash, GameRecord>,
+    pub bonds: Bonds,
+    /// Chain hash of every invalidation so far.
+    pub invalid_chain: Hash,
+    /// Logs of open games and of games ended since the last seal.
+    pub logs: BTreeMap<Hash, GameLog>,
+    /// Games changed since the last seal.
+    pub touched: BTreeSet<Hash>,
+    /// Moves applied since the last seal, and their bytes.
+    pub moves: Vec<SignedMove>,
+    pub move_bytes: usize,
+    /// Ids of every game ever opened (no second game per party and header).
+    pub ever: BTreeSet<Hash>,
+}
+
+impl Disputes {
+    /// The genesis state: every bonded party's bond.
+    pub(crate) fn genesis(spec: &bridge::ChainSpec) -> Self {
+        Disputes { bonds: Bonds::genesis(spec.bonded()), ..Default::default() }
+    }
+
+    /// The root the beacon state commits to.
+    pub(crate) fn root(&self) -> Hash {
+        bridge::disputes_root(self.open.values(), &self.bonds, &self.invalid_chain)
+    }
+
+    /// The persisted form: open games, their logs, bonds, chain, ids opened.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_list(&self.open.values().cloned().collect::<Vec<_>>(), &mut out);
+        self.bonds.encode_to(&mut out);
+        self.invalid_chain.encode_to(&mut out);
+        encode_list(&self.ever.iter().copied().collect::<Vec<_>>(), &mut out);
+        let logs: Vec<Vec<u8>> =
+            self.logs.values().map(|l| serde_json::to_vec(l).expect("serializable")).collect();
+        encode_list(&logs, &mut out);
+        out
+    }
+
+    /// Reads the persisted form back.
+    pub(crate) fn decode(mut input: &[u8]) -> std::result::Result<Self, DecodeError> {
+        let input = &mut input;
+        let open: Vec<GameRecord> = decode_list(input)?;
+        let bonds = Bonds::decode(input)?;
+        let invalid_chain = Hash::decode(input)?;
+        let ever: Vec<Hash> = decode_list(input)?;
+        let logs: Vec<Vec<u8>> = decode_list(input)?;
+        let logs = logs
+            .iter()
+            .map(|l| serde_json::from_slice::<GameLog>(l).map_err(|_| DecodeError::Invalid("game log")))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Disputes {
+            open: open.into_iter().map(|g| (g.id, g)).collect(),
+            bonds,
+            invalid_chain,
+            logs: logs.into_iter().map(|l| (l.record.id, l)).collect(),
+            ever: ever.into_iter().collect(),
+            ..Default::default()
+        })
+    }
+
+    /// Whether a game is open against `shard`'s header at `height`.
+    pub(crate) fn disputed(&self, shard: ShardId, height: u64) -> bool {
+        self.open.values().any(|g| g.shard == shard && g.height == height)
+    }
+}
+
+/// What sealing decided about games, for the block and the database.
+#[derive(Default)]
+pub(crate) struct Resolutions {
+    pub invalidated: Vec<Invalidation>,
+    pub discarded: Vec<(ShardId, u64, u64, Vec<(u64, DiscardedHeader)>)>,
+}
+
+impl BeaconChain {
+    /// Judges a dispute move at beacon slot `current`; an accepted move is
+    /// applied at once and goes into the next beacon block.
+    pub fn submit_move(&self, mv: SignedMove, current: u64) -> Result<(), MoveRejection> {
+        let signer = mv.signer(&self.spec_hash).map_err(|_| MoveRejection::BadSignature)?;
+        let bytes = mv.encode().len();
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        if state.disputes.move_bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK {
+            return Err(MoveRejection::Full);
+        }
+        let id = match &mv.action {
+            Action::Open { shard, height, header } => {
+                self.open_game(state, signer, *shard, *height, *header, current)?
+            }
+            Action::Withdraw { amount_gwei } => {
+                let release = current.saturating_add(self.spec.challenge_window());
+                state
+                    .disputes
+                    .bonds
+                    .withdraw(&signer, *amount_gwei, release)
+                    .map_err(MoveRejection::BadWithdrawal)?;
+                None
+            }
+            Action::Bisect { game, round, commitments } => {
+                let g = Self::game_for(state, game, signer, Side::Defender, *round)?;
+                g.game
+                    .bisect(commitments.clone(), current)
+                    .map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
+                Some(*game)
+            }
+            Action::Pick { game, round, index } => {
+                let g = Self::game_for(state, game, signer, Side::Challenger, *round)?;
+                g.game.pick(*index as usize, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
+                Some(*game)
+            }
+            Action::Step { game, step } => {
+                self.step(state, *game, signer, step, current)?;
+                Some(*game)
+            }
+        };
+        let d = &mut state.disputes;
+        if let Some(id) = id
+            && let Some(g) = d.open.get_mut(&id)
+        {
+            g.moves += 1;
+            let log = d.logs.entry(id).or_insert_with(|| GameLog {
+                record: g.clone(),
+                moves: vec![],
+                step: None,
+                rejected_steps: 0,
+                slashed: vec![],
+            });
+            log.record = g.clone();
+            log.moves.push(MoveLog {
+                slot: current,
+                party: signer,
+                action: mv.action.label().into(),
+                round: g.game.rounds,
+                bytes,
+            });
+            d.touched.insert(id);
+        }
+        d.move_bytes += bytes;
+        d.moves.push(mv);
+        Ok(())
+    }
+
+    fn game_for<'a>(
+        state: &'a mut State,
+        id: &Hash,
+        signer: Address,
+        side: Side,
+        round: u32,
+    ) -> Result<&'a mut GameRecord, MoveRejection> {
+        let g = state.disputes.open.get_mut(id).ok_or(MoveRejection::UnknownGame(*id))?;
+        if g.party(side) != signer {
+            return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's {side:?}")));
+        }
+        if g.game.rounds != round {
+            return Err(MoveRejection::OutOfTurn(format!(
+                "answers round {round}, the game is at {}",
+                g.game.rounds
+            )));
+        }
+        Ok(g)
+    }
+
+    fn open_game(
+        &self,
+        state: &mut State,
+        signer: Address,
+        shard: ShardId,
+        height: u64,
+        header: Hash,
+        current: u64,
+    ) -> Result<Option<Hash>, MoveRejection> {
+        let unknown = MoveRejection::UnknownHeader { shard, height, header };
+        let rec = match self.db.shard_header(shard, height) {
+            Ok(Some(r)) if r.header.header.hash() == header => r,
+            _ => return Err(unknown),
+        };
+        // discarded meanwhile (its row stays until the discarding block is written)
+        if state.heads.get(shard.0 as usize).is_none_or(|h| h.height < height) {
+            return Err(unknown);
+        }
+        let last = rec.included_in.saturating_add(self.spec.challenge_window()).saturating_sub(1);
+        let finalized = state.finalized.get(shard.0 as usize).copied().unwrap_or(0);
+        if current > last || height <= finalized {
+            return Err(MoveRejection::WindowClosed { shard, height, closed: last });
+        }
+        let id = game_id(&header, &signer);
+        let d = &mut state.disputes;
+        if d.ever.contains(&id) {
+            return Err(MoveRejection::Duplicate);
+        }
+        if d.open.len() >= MAX_OPEN_GAMES
+            || d.open.values().filter(|g| g.header == header).count() >= MAX_GAMES_PER_HEADER
+        {
+            return Err(MoveRejection::TooManyGames);
+        }
+        let stake = self.spec.dispute_stake_gwei;
+        let free = d.bonds.parties.get(&signer).map_or(0, |b| b.free);
+        if free < stake || free == 0 {
+            return Err(MoveRejection::NotBonded { who: signer, free, stake });
+        }
+        let h = &rec.header.header;
+        let items = match self.db.shard_block(shard, height) {
+            Ok(Some(b)) => (b.inbox.len() + b.txs.len()) as u64,
+            _ => return Err(unknown),
+        };
+        let challenger_stake = d.bonds.lock(&signer, stake);
+        let defender_stake = d.bonds.lock(&h.proposer, stake);
+        let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
+        let c0 = TraceCommitment::start(h.pre_state_root).hash();
+        let mut game = Game::open(params, items, c0, h.trace_root, current);
+        if items == 0 {
+            // no step to play: the empty trace is c_0, or the header lies
+            let verdict = if h.trace_root == c0 {
+                StepVerdict::Upheld
+            } else {
+                StepVerdict::Refuted { computed: None }
+            };
+            let _ = game.settle(&verdict, current);
+        }
+        let record = GameRecord {
+            id,
+            shard,
+            height,
+            header,
+            items,
+            defender: h.proposer,
+            challenger: signer,
+            opened_slot: current,
+            stakes: [defender_stake, challenger_stake],
+            game,
+            moves: 0,
+            ended: None,
+        };
+        info!(target: "beacon", game = %id, %shard, height, challenger = %signer, items, "dispute game opened");
+        d.ever.insert(id);
+        d.open.insert(id, record);
+        Ok(Some(id))
+    }
+
+    fn step(
+        &self,
+        state: &mut State,
+        id: Hash,
+        signer: Address,
+        bytes: &[u8],
+        current: u64,
+    ) -> Result<(), MoveRejection> {
+        let g = state.disputes.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
+        if g.side_of(&signer).is_none() {
+            return Err(MoveRejection::OutOfTurn(format!("{signer} is not a party")));
+        }
+        if g.game.phase != bridge::game::Phase::Step {
+            return Err(MoveRejection::OutOfTurn("the game is not at its single step".into()));
+        }
+        let reject = |why: String, state: &mut State| {
+            if let Some(l) = state.disputes.logs.get_mut(&id) {
+                l.rejected_steps += 1;
+            }
+            MoveRejection::BadStep(why)
+        };
+        let step = match prover::game::Step::decode(bytes) {
+            Ok(s) => s,
+            Err(e) => return Err(reject(e.to_string(), state)),
+        };
+        if step.index != g.game.lo {
+            let why = format!("step of item {}, the game is at {}", step.index, g.game.lo);
+            return Err(reject(why, state));
+        }
+        let header = match self.db.shard_header(g.shard, g.height) {
+            Ok(Some(r)) if r.header.header.hash() == g.header => r.header.header,
+            _ => return Err(MoveRejection::UnknownGame(id)),
+        };
+        let params = prover::game::block_params(&self.spec, &header);
+        let shard = g.shard;
+        let block_hash = |n: u64| -> Option<alloy_primitives::B256> {
+            if n >= header.height {
+                return None;
+            }
+            let h = if n == 0 {
+                self.spec.shard_genesis.get(shard.0 as usize)?.hash()
+            } else {
+                self.db.shard_header(shard, n).ok()??.header.header.hash()
+            };
+            Some(alloy_primitives::B256::from(h.0))
+        };
+        let started = std::time::Instant::now();
+        let verdict = prover::game::verify_step(
+            &params,
+            &header.items_root,
+            &step,
+            &g.game.lo_commit,
+            &g.game.hi_commit,
+            &block_hash,
+        );
+        let micros = started.elapsed().as_micros() as u64;
+        if let StepVerdict::Rejected(why) = verdict {
+            return Err(reject(why, state));
+        }
+        let g = state.disputes.open.get_mut(&id).expect("checked above");
+        g.game.settle(&verdict, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
+        let stats = StepStats {
+            index: step.index,
+            step_bytes: bytes.len(),
+            witness_bytes: step.witness.encoded_len(),
+            verify_micros: micros,
+            verdict: if verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
+            submitted_by: signer,
+        };
+        info!(target: "beacon", game = %id, verdict = %stats.verdict, micros, bytes = bytes.len(), "single step re-executed");
+        let record = g.clone();
+        state
+            .disputes
+            .logs
+            .entry(id)
+            .or_insert_with(|| GameLog {
+                record,
+                moves: vec![],
+                step: None,
+                rejected_steps: 0,
+                slashed: vec![],
+            })
+            .step = Some(stats);
+        Ok(())
+    }
+
+    /// At the end of `slot`: runs the clocks, settles every ended game
+    /// (slashing the loser), discards what a won challenge proved invalid,
+    /// and pays out due withdrawals.
+    pub(crate) fn resolve_games(&self, state: &mut State, slot: u64) -> Result<Resolutions> {
+        let mut out = Resolutions::default();
+        let ended: Vec<Hash> = state
+            .disputes
+            .open
+            .iter_mut()
+            .filter_map(|(id, g)| g.game.tick(slot).is_some().then_some(*id))
+            .collect();
+        let reward = self.spec.slash_reward_percent;
+        for id in ended {
+            // a game voided by an earlier resolution in this loop is gone
+            let Some(mut g) = state.disputes.open.remove(&id) else { continue };
+            let outcome = g.game.outcome().cloned().expect("ended");
+            let winner = outcome.winner();
+            let (w, l) = (g.party(winner), g.party(winner.other()));
+            let lost = g.stakes[winner.other() as usize];
+            let bonds = &mut state.disputes.bonds;
+            bonds.unlock(&w, g.stakes[winner as usize]);
+            let (to_winner, to_treasury) = bonds.slash(&l, lost, &w, reward);
+            g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
+            let log = state.disputes.logs.entry(id).or_insert_with(|| GameLog {
+                record: g.clone(),
+                moves: vec![],
+                step: None,
+                rejected_steps: 0,
+                slashed: vec![],
+            });
+            log.record = g.clone();
+            log.slashed.push(BondMove {
+                from: l,
+                to: Some(w),
+                reward_gwei: to_winner,
+                treasury_gwei: to_treasury,
+            });
+            state.disputes.touched.insert(id);
+            info!(target: "beacon", game = %id, shard = %g.shard, height = g.height, ?outcome, rounds = g.game.rounds, "dispute game ended");
+            if winner == Side::Challenger {
+                self.invalidate(state, g.shard, g.height, id, None, slot, &mut out)?;
+            }
+        }
+        state.disputes.bonds.release(slot);
+        Ok(out)
+    }
+
+    /// Discards `shard`'s header at `height` and everything above it,
+    /// then every destination header that consumed a message of a
+    /// discarded one (recursively); voids the games against them.
+    #[allow(clippy::too_many_arguments)]
+    fn invalidate(
+        &self,
+        state: &mut State,
+        shard: ShardId,
+        height: u64,
+        game: Hash,
+        cause: Option<(ShardId, u64)>,
+        slot: u64,
+        out: &mut Resolutions,
+    ) -> Result<()> {
+        let s = shard.0 as usize;
+        let old = state.heads[s];
+        if height == 0 || height > old.height {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        let mut first = None;
+        for h in height..=old.height {
+            let (hash, included) = match self.db.shard_header(shard, h)? {
+                Some(r) => (r.header.header.hash(), r.included_in),
+                None => match state
+                    .included
+                    .iter()
+                    .find(|a| a.block.header.header.shard == shard && a.block.header.header.height == h)
+                {
+                    Some(a) => (a.block.header.header.hash(), slot),
+                    None => break,
+                },
+            };
+            first.get_or_insert(hash);
+            let proven = h == height && cause.is_none();
+            records.push((
+                h,
+                DiscardedHeader {
+                    hash,
+                    included_slot: included,
+                    invalidated_slot: slot,
+                    game,
+                    proven,
+                    cause,
+                },
+            ));
+        }
+        state
+            .included
+            .retain(|a| !(a.block.header.header.shard == shard && a.block.header.header.height >= height));
+        // the shard continues from the last valid header
+        let (parent, inbound) = if height == 1 {
+            (self.spec.shard_genesis[s].clone(), vec![0; self.spec.shards as usize])
+        } else {
+            let r = self.db.shard_header(shard, height - 1)?.ok_or_else(|| {
+                Error::Corrupt(format!("header {shard}/{} below a discarded one is missing", height - 1))
+            })?;
+            (r.header.header, r.inbound_after)
+        };
+        state.heads[s] =
+            ShardHead { shard, height: height - 1, hash: parent.hash(), slot: parent.beacon_slot };
+        state.tips[s] = parent;
+        for (src, next) in inbound.iter().enumerate() {
+            state.channels.insert((ShardId(src as u32), shard), *next);
+        }
+        let inv = Invalidation { shard, height, header: first.unwrap_or_default(), game, cause };
+        warn!(target: "beacon", %shard, height, to = old.height, ?cause, "discarded invalid headers");
+        state.disputes.invalid_chain = bridge::chain_invalidation(&state.disputes.invalid_chain, &inv);
+        out.invalidated.push(inv);
+        out.discarded.push((shard, height, old.height, records));
+        // games against discarded headers end with stakes returned
+        let voided: Vec<Hash> = state
+            .disputes
+            .open
+            .values()
+            .filter(|g| g.shard == shard && g.height >= height)
+            .map(|g| g.id)
+            .collect();
+        for id in voided {
+            let mut g = state.disputes.open.remove(&id).expect("listed");
+            state.disputes.bonds.unlock(&g.defender, g.stakes[0]);
+            state.disputes.bonds.unlock(&g.challenger, g.stakes[1]);
+            g.ended = Some((slot, Ending::Void));
+            if let Some(l) = state.disputes.logs.get_mut(&id) {
+                l.record = g.clone();
+            } else {
+                state.disputes.logs.insert(
+                    id,
+                    GameLog {
+                        record: g.clone(),
+                        moves: vec![],
+                        step: None,
+                        rejected_steps: 0,
+                        slashed: vec![],
+                    },
+                );
+            }
+            state.disputes.touched.insert(id);
+        }
+        // the cascade: destinations that consumed messages of discarded headers
+        for d in 0..self.spec.shards {
+            if d == shard.0 {
+                continue;
+            }
+            let dst = ShardId(d);
+            let from = state.finalized[d as usize] + 1;
+            let to = state.heads[d as usize].height;
+            let mut hit = None;
+            for h in from..=to {
+                let deps = match self.db.shard_header(dst, h)? {
+                    Some(r) => r.depends_on,
+                    None => match state
+                        .included
+                        .iter()
+                        .find(|a| a.block.header.header.shard == dst && a.block.header.header.height == h)
+                    {
+                        Some(a) => crate::store::dependencies(&a.block),
+                        None => break,
+                    },
+                };
+                if let Some((_, src_h)) = deps.iter().find(|(src, sh)| *src == shard && *sh >= height) {
+                    hit = Some((h, *src_h));
+                    break;
+                }
+            }
+            if let Some((h, src_h)) = hit {
+                self.invalidate(state, dst, h, game, Some((shard, src_h)), slot, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which side won, by outcome (for metrics).
+pub fn outcome_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::StepUpheld { .. } => "step_upheld",
+        Outcome::StepRefuted { .. } => "step_refuted",
+        Outcome::Timeout { .. } => "timeout",
+    }
+}

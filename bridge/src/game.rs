@@ -1,0 +1,429 @@
+//! The dispute game's rules (DESIGN.md, Disputes): k-section over a block's
+//! trace down to one step, chess clocks, and the single-step verdict. Pure
+//! logic, no I/O: the beacon referees by feeding it moves and slots.
+//!
+//! A game is over the range `[0, n]` of a block's trace `c_0 … c_n`, where
+//! both sides agree on `c_0` (the parent's state, empty outbox and
+//! receipts) and the challenger disputes the defender's `c_n` (the
+//! header's `trace_root`, or `c_j` when the receipt of item `j` is
+//! disputed). Each round the defender posts the commitments at `k - 1`
+//! evenly spaced points of the disputed range; the challenger names the
+//! first sub-range whose end it disputes. When one step is left, `[i, i+1]`
+//! with `c_i` agreed and `c_{i+1}` disputed, either side submits item `i+1`
+//! with its inclusion proof and witness, and the re-execution decides
+//! (see `prover::game::verify_step`). Rounds: ⌈log_k n⌉.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Decode, DecodeError, Encode, Hash, TraceCommitment, decode_list, encode_list};
+
+/// The two sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Stands by the header (the proposer, or a validator on its behalf).
+    Defender,
+    /// Disputes it.
+    Challenger,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Defender => Side::Challenger,
+            Side::Challenger => Side::Defender,
+        }
+    }
+}
+
+/// Why a game ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Outcome {
+    /// The single step re-executed to the defender's claim (or its item was
+    /// valid where the challenger said it was not).
+    StepUpheld {
+        /// The winner.
+        winner: Side,
+    },
+    /// The single step re-executed to something else than the defender's
+    /// claim, or the item was invalid in its position.
+    StepRefuted {
+        /// The winner.
+        winner: Side,
+    },
+    /// A side's clock ran out on its turn.
+    Timeout {
+        /// The winner.
+        winner: Side,
+    },
+}
+
+impl Outcome {
+    /// Who won.
+    pub fn winner(&self) -> Side {
+        match self {
+            Outcome::StepUpheld { winner }
+            | Outcome::StepRefuted { winner }
+            | Outcome::Timeout { winner } => *winner,
+        }
+    }
+}
+
+/// A move that broke the rules (refused; the game is unchanged).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    /// Not this side's turn, or the game is in another phase.
+    #[error("not {0:?}'s move now")]
+    NotYourTurn(Side),
+    /// The game has ended.
+    #[error("the game is over")]
+    Over,
+    /// A bisection with the wrong number of commitments.
+    #[error("{got} commitments posted, {want} expected")]
+    WrongCount {
+        /// Posted.
+        got: usize,
+        /// Expected.
+        want: usize,
+    },
+    /// A sub-range outside the posted ones.
+    #[error("sub-range {0} out of range")]
+    BadPick(usize),
+}
+
+/// The game parameters (from the chain spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameParams {
+    /// Sections per round (`k ≥ 2`).
+    pub k: u64,
+    /// Each side's chess clock, in slots.
+    pub clock_slots: u64,
+}
+
+/// Whose move it is and what it may be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The defender posts the commitments of [`Game::points`].
+    Bisect,
+    /// The challenger names a sub-range of the posted points.
+    Pick {
+        /// The posted commitments, at [`Game::points`].
+        posted: Vec<Hash>,
+    },
+    /// One step left: either side submits it.
+    Step,
+    /// Over.
+    Done(Outcome),
+}
+
+/// One dispute: the range still disputed, the commitments at its ends,
+/// the clocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Game {
+    /// Parameters.
+    pub params: GameParams,
+    /// Start of the disputed range: `c_lo` is agreed.
+    pub lo: u64,
+    /// End: `c_hi` is the defender's claim the challenger disputes.
+    pub hi: u64,
+    /// `c_lo`'s hash.
+    pub lo_commit: Hash,
+    /// `c_hi`'s hash as the defender claims it.
+    pub hi_commit: Hash,
+    /// The current phase.
+    pub phase: Phase,
+    /// Slots left on each side's clock: `[defender, challenger]`.
+    pub clocks: [u64; 2],
+    /// The slot the current turn started.
+    pub turn_since: u64,
+    /// Bisection rounds played.
+    pub rounds: u32,
+}
+
+impl Game {
+    /// A game over `[0, n]` opened at `slot`: `c_0` (agreed) and the
+    /// defender's `c_n`.
+    pub fn open(params: GameParams, n: u64, c0: Hash, cn: Hash, slot: u64) -> Game {
+        let mut g = Game {
+            params,
+            lo: 0,
+            hi: n.max(1),
+            lo_commit: c0,
+            hi_commit: cn,
+            phase: Phase::Bisect,
+            clocks: [params.clock_slots; 2],
+            turn_since: slot,
+            rounds: 0,
+        };
+        if g.hi - g.lo == 1 {
+            g.phase = Phase::Step;
+        }
+        g
+    }
+
+    /// Rounds a range of `n` steps takes with `k` sections: ⌈log_k n⌉.
+    pub fn rounds_for(n: u64, k: u64) -> u32 {
+        let (mut span, mut rounds) = (n.max(1), 0);
+        while span > 1 {
+            span = span.div_ceil(k.max(2));
+            rounds += 1;
+        }
+        rounds
+    }
+
+    /// The interior points the defender must post this round: `k - 1`
+    /// evenly spaced ones (every interior point when the range is shorter).
+    pub fn points(&self) -> Vec<u64> {
+        let span = self.hi - self.lo;
+        let k = self.params.k.max(2);
+        if span <= k {
+            return (self.lo + 1..self.hi).collect();
+        }
+        let mut pts: Vec<u64> = (1..k).map(|j| self.lo + j * span / k).collect();
+        pts.dedup();
+        pts
+    }
+
+    /// Whose move it is, if anyone's.
+    pub fn to_move(&self) -> Option<Side> {
+        match self.phase {
+            Phase::Bisect => Some(Side::Defender),
+            Phase::Pick { .. } => Some(Side::Challenger),
+            // either may submit the step; the defender's clock runs (it
+            // must show its claim holds)
+            Phase::Step => Some(Side::Defender),
+            Phase::Done(_) => None,
+        }
+    }
+
+    fn charge(&mut self, side: Side, slot: u64) {
+        let spent = slot.saturating_sub(self.turn_since);
+        let c = &mut self.clocks[side as usize];
+        *c = c.saturating_sub(spent);
+        self.turn_since = slot;
+    }
+
+    /// The defender posts the commitments at [`Game::points`].
+    pub fn bisect(&mut self, posted: Vec<Hash>, slot: u64) -> Result<(), MoveError> {
+        match self.phase {
+            Phase::Bisect => {}
+            Phase::Done(_) => return Err(MoveError::Over),
+            _ => return Err(MoveError::NotYourTurn(Side::Defender)),
+        }
+        let want = self.points().len();
+        if posted.len() != want {
+            return Err(MoveError::WrongCount { got: posted.len(), want });
+        }
+        self.charge(Side::Defender, slot);
+        self.phase = Phase::Pick { posted };
+        Ok(())
+    }
+
+    /// The challenger names sub-range `j` (between posted point `j - 1`, or
+    /// `lo` for 0, and point `j`, or `hi` for the last): the first whose
+    /// end it disputes.
+    pub fn pick(&mut self, j: usize, slot: u64) -> Result<(), MoveError> {
+        let Phase::Pick { posted } = &self.phase else {
+            return Err(if matches!(self.phase, Phase::Done(_)) {
+                MoveError::Over
+            } else {
+                MoveError::NotYourTurn(Side::Challenger)
+            });
+        };
+        let pts = self.points();
+        if j > posted.len() {
+            return Err(MoveError::BadPick(j));
+        }
+        let (lo, lo_commit) = if j == 0 { (self.lo, self.lo_commit) } else { (pts[j - 1], posted[j - 1]) };
+        let (hi, hi_commit) = if j == posted.len() { (self.hi, self.hi_commit) } else { (pts[j], posted[j]) };
+        self.charge(Side::Challenger, slot);
+        (self.lo, self.hi, self.lo_commit, self.hi_commit) = (lo, hi, lo_commit, hi_commit);
+        self.rounds += 1;
+        self.phase = if hi - lo == 1 { Phase::Step } else { Phase::Bisect };
+        Ok(())
+    }
+
+    /// The verdict of the single step (see `prover::game::verify_step`) ends the game.
+    /// A rejected step decides nothing.
+    pub fn settle(&mut self, verdict: &StepVerdict, slot: u64) -> Result<(), MoveError> {
+        match self.phase {
+            Phase::Step => {}
+            Phase::Done(_) => return Err(MoveError::Over),
+            _ => return Err(MoveError::NotYourTurn(Side::Defender)),
+        }
+        match verdict {
+            StepVerdict::Upheld => {
+                self.charge(Side::Defender, slot);
+                self.phase = Phase::Done(Outcome::StepUpheld { winner: Side::Defender });
+            }
+            StepVerdict::Refuted { .. } => {
+                self.charge(Side::Defender, slot);
+                self.phase = Phase::Done(Outcome::StepRefuted { winner: Side::Challenger });
+            }
+            StepVerdict::Rejected(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The clock at `slot`: a side whose clock ran out on its turn loses.
+    pub fn tick(&mut self, slot: u64) -> Option<&Outcome> {
+        if let Some(side) = self.to_move() {
+            let spent = slot.saturating_sub(self.turn_since);
+            if spent >= self.clocks[side as usize] {
+                self.clocks[side as usize] = 0;
+                self.phase = Phase::Done(Outcome::Timeout { winner: side.other() });
+            }
+        }
+        match &self.phase {
+            Phase::Done(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The outcome, once over.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.phase {
+            Phase::Done(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// What re-executing the single step decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepVerdict {
+    /// It re-executed to the defender's claim.
+    Upheld,
+    /// It did not (`computed` is what it gave; `None`: the item is invalid
+    /// in its position, so no valid block holds it there).
+    Refuted {
+        /// The commitment the step produced.
+        computed: Option<TraceCommitment>,
+    },
+    /// The submission proves nothing (wrong item proof, a witness that does
+    /// not start at the agreed commitment or misses something): no verdict.
+    Rejected(String),
+}
+
+impl Encode for Side {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        (*self as u8).encode_to(out);
+    }
+}
+
+impl Decode for Side {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(Side::Defender),
+            1 => Ok(Side::Challenger),
+            tag => Err(DecodeError::InvalidTag { what: "side", tag }),
+        }
+    }
+}
+
+impl Encode for Outcome {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        let tag: u8 = match self {
+            Outcome::StepUpheld { .. } => 0,
+            Outcome::StepRefuted { .. } => 1,
+            Outcome::Timeout { .. } => 2,
+        };
+        tag.encode_to(out);
+        self.winner().encode_to(out);
+    }
+}
+
+impl Decode for Outcome {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let tag = u8::decode(input)?;
+        let winner = Side::decode(input)?;
+        match tag {
+            0 => Ok(Outcome::StepUpheld { winner }),
+            1 => Ok(Outcome::StepRefuted { winner }),
+            2 => Ok(Outcome::Timeout { winner }),
+            tag => Err(DecodeError::InvalidTag { what: "outcome", tag }),
+        }
+    }
+}
+
+impl Encode for Game {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.params.k.encode_to(out);
+        self.params.clock_slots.encode_to(out);
+        self.lo.encode_to(out);
+        self.hi.encode_to(out);
+        self.lo_commit.encode_to(out);
+        self.hi_commit.encode_to(out);
+        match &self.phase {
+            Phase::Bisect => 0u8.encode_to(out),
+            Phase::Pick { posted } => {
+                1u8.encode_to(out);
+                encode_list(posted, out);
+            }
+            Phase::Step => 2u8.encode_to(out),
+            Phase::Done(o) => {
+                3u8.encode_to(out);
+                o.encode_to(out);
+            }
+        }
+        self.clocks[0].encode_to(out);
+        self.clocks[1].encode_to(out);
+        self.turn_since.encode_to(out);
+        self.rounds.encode_to(out);
+    }
+}
+
+impl Decode for Game {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let params = GameParams { k: u64::decode(input)?, clock_slots: u64::decode(input)? };
+        let (lo, hi) = (u64::decode(input)?, u64::decode(input)?);
+        let (lo_commit, hi_commit) = (Hash::decode(input)?, Hash::decode(input)?);
+        let phase = match u8::decode(input)? {
+            0 => Phase::Bisect,
+            1 => Phase::Pick { posted: decode_list(input)? },
+            2 => Phase::Step,
+            3 => Phase::Done(Outcome::decode(input)?),
+            tag => return Err(DecodeError::InvalidTag { what: "game phase", tag }),
+        };
+        if lo >= hi || params.k < 2 {
+            return Err(DecodeError::Invalid("game range or k out of bounds"));
+        }
+        Ok(Game {
+            params,
+            lo,
+            hi,
+            lo_commit,
+            hi_commit,
+            phase,
+            clocks: [u64::decode(input)?, u64::decode(input)?],
+            turn_since: u64::decode(input)?,
+            rounds: u32::decode(input)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_exact;
+
+    #[test]
+    fn a_game_round_trips_in_every_phase() {
+        let p = GameParams { k: 3, clock_slots: 9 };
+        let mut g = Game::open(p, 10, Hash::of(b"a"), Hash::of(b"b"), 5);
+        assert_eq!(decode_exact::<Game>(&g.encode()).unwrap(), g);
+        let pts = g.points();
+        g.bisect(pts.iter().map(|p| Hash::of(&p.to_be_bytes())).collect(), 6).unwrap();
+        assert_eq!(decode_exact::<Game>(&g.encode()).unwrap(), g);
+        g.pick(0, 7).unwrap();
+        g.tick(100);
+        assert!(matches!(g.phase, Phase::Done(Outcome::Timeout { winner: Side::Challenger })));
+        assert_eq!(decode_exact::<Game>(&g.encode()).unwrap(), g);
+        let mut bad = g.encode();
+        bad[0..8].copy_from_slice(&1u64.to_be_bytes());
+        assert!(decode_exact::<Game>(&bad).is_err(), "k = 1");
+    }
+}
