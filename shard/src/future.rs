@@ -36,7 +36,7 @@ impl FutureBlocks {
 
     /// Drops everything at or below `height`.
     pub(crate) fn prune(&mut self, height: u64) {
-        let keep = self.by_height.split_off(&(height + 1));
+        let keep = self.by_height.split_off(&height.saturating_add(1));
         for b in std::mem::replace(&mut self.by_height, keep).into_values() {
             self.bytes -= b.body_bytes();
         }

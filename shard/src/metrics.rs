@@ -32,6 +32,9 @@ pub struct ShardMetrics {
     pub mismatches: Counter,
     /// Blocks reverted because the beacon accepted another chain.
     pub reverted: Counter,
+    /// Times the beacon discarded this shard's headers after a dispute
+    /// (the node reverted to the last valid header and rebuilt).
+    pub invalidated: Counter,
     /// Sync requests sent to peers.
     pub sync_requests: Counter,
     /// Messages emitted, by channel (`src`, `dst`) and kind (`call`, `refund`).
@@ -74,6 +77,7 @@ impl Default for ShardMetrics {
             mempool: Gauge::default(),
             mismatches: Counter::default(),
             reverted: Counter::default(),
+            invalidated: Counter::default(),
             sync_requests: Counter::default(),
             messages_sent: Family::default(),
             messages_consumed: Family::default(),
@@ -109,6 +113,11 @@ impl ShardMetrics {
             self.mismatches.clone(),
         );
         r.register("reverted_blocks", "Blocks reverted to follow the beacon", self.reverted.clone());
+        r.register(
+            "invalidations",
+            "Times disputes discarded this shard's headers (the node rebuilt from the last valid one)",
+            self.invalidated.clone(),
+        );
         r.register("sync_requests", "Block range requests sent to peers", self.sync_requests.clone());
         r.register(
             "messages_sent",

@@ -54,18 +54,45 @@ pub struct ShardNode {
     /// The newest final height the beacon reported (`u64::MAX`: no beacon,
     /// the dev chain, which keeps `state_history` versions).
     finalized: std::sync::atomic::AtomicU64,
-    /// A fault this node plays as a proposer (testnets' byzantine modes).
-    fault: Mutex<Option<Fault>>,
+    /// A fault this node plays (testnets' byzantine modes), and the
+    /// percentage of its chances it plays it at.
+    fault: Mutex<Option<(Fault, u8)>>,
 }
 
 /// A byzantine behaviour a validator can be told to play (fault injection
-/// for testnets and tests; issue 9 adds the rest of the modes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// for testnets and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
-    /// Every block it proposes claims a wrong post-state root (with a
-    /// trace root that agrees with the lie).
+    /// A block it proposes claims a wrong post-state root (with a trace
+    /// root that agrees with the lie).
     WrongStateRoot,
+    /// A block it proposes claims a wrong receipts root (a receipt's
+    /// status or value altered), its trace root agreeing.
+    WrongReceipt,
+    /// It stops answering the games against its headers.
+    SilentDefender,
+    /// Its challenger disputes honest headers of its shard.
+    GriefingChallenger,
+}
+
+impl Fault {
+    /// The name the CLI and configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::WrongStateRoot => "wrong-state-root",
+            Fault::WrongReceipt => "wrong-receipt",
+            Fault::SilentDefender => "silent-defender",
+            Fault::GriefingChallenger => "griefing-challenger",
+        }
+    }
+
+    /// Parses a CLI name.
+    pub fn parse(name: &str) -> Option<Fault> {
+        [Fault::WrongStateRoot, Fault::WrongReceipt, Fault::SilentDefender, Fault::GriefingChallenger]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 impl ShardNode {
@@ -228,6 +255,18 @@ impl ShardNode {
         }
     }
 
+    /// The hashes `BLOCKHASH` may read in block `height`: the 256 below it
+    /// (from the database, whatever the head is now).
+    pub fn block_hashes_below(&self, height: u64) -> Result<BTreeMap<u64, B256>> {
+        let mut out = BTreeMap::new();
+        for n in height.saturating_sub(256)..height {
+            if let Some(h) = self.db.header(n)? {
+                out.insert(n, B256::from(h.hash().0));
+            }
+        }
+        Ok(out)
+    }
+
     /// Recent block hashes for `BLOCKHASH`.
     pub fn recent_hashes(&self) -> BTreeMap<u64, B256> {
         self.recent_hashes.read().clone()
@@ -283,9 +322,27 @@ impl ShardNode {
         Ok(outbox_entry(&msgs, &tree, height, index).filter(|e| e.message.id() == *id))
     }
 
-    /// Makes this node play `fault` as a proposer (`None`: honest).
-    pub fn set_fault(&self, fault: Option<Fault>) {
-        *self.fault.lock() = fault;
+    /// Makes this node play `fault` (`None`: honest) at `rate_percent` of
+    /// its chances (each proposal, each header it could grieve).
+    pub fn set_fault(&self, fault: Option<Fault>, rate_percent: u8) {
+        *self.fault.lock() = fault.map(|f| (f, rate_percent.min(100)));
+    }
+
+    /// The fault this node plays, and its rate.
+    pub fn fault(&self) -> Option<(Fault, u8)> {
+        *self.fault.lock()
+    }
+
+    /// Whether the fault `f` is played on the chance named by `seed`
+    /// (deterministic: the same seed always draws the same).
+    fn plays(&self, f: Fault, seed: &[u8]) -> bool {
+        match *self.fault.lock() {
+            Some((g, rate)) if g == f => {
+                let draw = bridge::hash_domain(b"optishard.fault_draw", &[seed]).0[0];
+                u32::from(draw) * 100 < u32::from(rate) * 256
+            }
+            _ => false,
+        }
     }
 
     /// Records the newest final height the beacon reported.
@@ -379,12 +436,26 @@ impl ShardNode {
             ..Default::default()
         };
         let mut header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
-        if slot > 0 && *self.fault.lock() == Some(Fault::WrongStateRoot) {
-            // fault injection: a coherent lie (the claimed state root and
-            // the trace's last commitment agree), which only re-execution
-            // can catch
+        // fault injection: coherent lies (the trace's last commitment
+        // agrees with the lie), which only re-execution can catch
+        let draw = [&slot.to_be_bytes()[..], proposer.as_slice()].concat();
+        if slot > 0 && self.plays(Fault::WrongStateRoot, &draw) {
             header.post_state_root = bridge::hash_domain(b"optishard.fault", &[&prepared.root.0]);
-            header.trace_root = exec.final_commitment(header.post_state_root).hash();
+            header.trace_root = header.last_commitment().hash();
+        }
+        if slot > 0 && !exec.outcomes.is_empty() && self.plays(Fault::WrongReceipt, &draw) {
+            // the last receipt with its status flipped
+            let mut trace = bridge::TraceState::start();
+            let n = exec.outcomes.len();
+            for (i, o) in exec.outcomes.iter().enumerate() {
+                let mut receipt = o.receipt_hash;
+                if i + 1 == n {
+                    receipt = bridge::hash_domain(b"optishard.fault_receipt", &[&receipt.0]);
+                }
+                trace.push(o.messages.iter().map(bridge::Message::id), &receipt, o.receipt.gas_used);
+            }
+            header.receipts_root = trace.receipts.root();
+            header.trace_root = header.last_commitment().hash();
         }
         let supply = self.next_supply(height, &exec, params.base_fee)?;
         Ok(Built::new(header, exec, prepared, inbox, supply))

@@ -130,6 +130,23 @@ impl Relay {
         }
     }
 
+    /// A dispute discarded `src`'s headers from `height` up: they leave
+    /// the book (new headers will take those heights), and their messages
+    /// leave the pending queues (they are void).
+    pub fn on_invalidated(&mut self, src: ShardId, height: u64) {
+        let i = src.0 as usize;
+        let (Some(book), Some(anchors)) = (self.book.get_mut(i), self.anchors.get_mut(i)) else { return };
+        book.retain(|h, _| *h < height);
+        anchors.retain(|h, _| *h < height);
+        if let Some(p) = self.pending.get_mut(i) {
+            p.retain(|_, e| e.height < height);
+        }
+        if let Some(a) = self.asked_through.get_mut(i) {
+            *a = (*a).min(height.saturating_sub(1));
+        }
+        self.missing.retain(|(s, h)| !(*s == src && *h >= height));
+    }
+
     fn record(&mut self, sh: &SignedHeader, included: Option<u64>) {
         let h = &sh.header;
         let Some(book) = self.book.get_mut(h.shard.0 as usize) else { return };

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::ShardConfig;
+use crate::dispute::{AgentMode, DisputeAgent};
 use crate::future::FutureBlocks;
 use crate::import::{BlockError, BoundBlock, Expected};
 use crate::node::ShardNode;
@@ -127,6 +128,10 @@ pub struct Validator<N: Network> {
     /// The newest final height of this shard the beacon reported.
     finalized: u64,
     spec_hash: Hash,
+    /// The dispute agent (with a key: challenges refuted headers, defends its own).
+    agent: Option<DisputeAgent>,
+    /// Whether the agent opens games (`--no-challenger` turns it off).
+    challenge: bool,
 }
 
 impl<N: Network> Validator<N> {
@@ -171,8 +176,6 @@ impl<N: Network> Validator<N> {
         Ok(Validator {
             node,
             net,
-            spec,
-            key,
             shard,
             beacon: None,
             beacon_slot: 0,
@@ -191,7 +194,28 @@ impl<N: Network> Validator<N> {
             relay: Relay::new(shard, spec_shards),
             finalized: 0,
             spec_hash,
+            agent: key.as_ref().map(|k| DisputeAgent::new(k.clone(), &spec, shard, AgentMode::default())),
+            challenge: true,
+            key,
+            spec,
         })
+    }
+
+    /// Turns the challenger on or off (the agent still defends this
+    /// validator's own headers).
+    pub fn set_challenger(&mut self, on: bool) {
+        self.challenge = on;
+    }
+
+    /// Replaces the dispute agent (a standalone challenger runs one with
+    /// its own key over a follower).
+    pub fn set_agent(&mut self, agent: Option<DisputeAgent>) {
+        self.agent = agent;
+    }
+
+    /// The games this node's agent is playing.
+    pub fn games(&self) -> Vec<bridge::GameRecord> {
+        self.agent.as_ref().map(|a| a.games()).unwrap_or_default()
     }
 
     /// The node.
@@ -507,6 +531,7 @@ impl<N: Network> Validator<N> {
             return Validation::Ignore;
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
+        self.on_invalidated(&block.invalidated);
         self.relay.on_headers(&block.headers, Some(block.slot));
         self.relay.on_heads(&block.heads);
         // ask for new messages now, not at the next slot: the answer can
@@ -548,8 +573,38 @@ impl<N: Network> Validator<N> {
         self.future.expire(block.slot);
         self.follow_beacon(head);
         self.maybe_sync();
+        if let Some(agent) = self.agent.as_mut() {
+            let fault = self.node.fault();
+            agent.set_mode(AgentMode {
+                challenge: self.challenge,
+                defend: fault.is_none_or(|(f, _)| f != crate::Fault::SilentDefender),
+                grief_percent: match fault {
+                    Some((crate::Fault::GriefingChallenger, rate)) => rate.max(1),
+                    _ => 0,
+                },
+            });
+            agent.on_beacon_block(&block, &self.node, &self.net, &self.accepted);
+        }
         self.update_status();
         Validation::Accept
+    }
+
+    /// Headers a dispute discarded: this shard's go (the node reverts to
+    /// the last valid one and rebuilds; their transactions return to the
+    /// pool), other shards' leave the relay's book with their messages.
+    fn on_invalidated(&mut self, invalidated: &[bridge::Invalidation]) {
+        for inv in invalidated {
+            if inv.shard == self.shard {
+                self.accepted.retain(|h, _| *h < inv.height);
+                self.status.write().included_slots.retain(|h, _| *h < inv.height);
+                self.future.prune(u64::MAX);
+                warn!(target: "shard", height = inv.height, header = %inv.header, game = %inv.game, cause = ?inv.cause, "the beacon discarded invalid headers");
+                self.revert_to(inv.height - 1, "a dispute discarded them");
+                self.node.metrics().invalidated.inc();
+            } else {
+                self.relay.on_invalidated(inv.shard, inv.height);
+            }
+        }
     }
 
     /// Applies the one inclusion rule: reverts local blocks where the

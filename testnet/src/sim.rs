@@ -87,6 +87,7 @@ impl TestnetBuilder {
             signers,
             nonces: Default::default(),
             faults: Default::default(),
+            no_challenger: Default::default(),
         };
         for i in 0..t.validators.len() {
             t.start(i)?;
@@ -130,7 +131,9 @@ pub struct Testnet {
     signers: Vec<PrivateKeySigner>,
     nonces: std::collections::HashMap<(u32, usize), u64>,
     /// Faults validators play (kept across their restarts).
-    faults: std::collections::HashMap<usize, shard::Fault>,
+    faults: std::collections::HashMap<usize, (shard::Fault, u8)>,
+    /// Validators whose challenger is off.
+    no_challenger: std::collections::HashSet<usize>,
 }
 
 impl Testnet {
@@ -217,20 +220,45 @@ impl Testnet {
         let mut cfg = self.params.shard_config(sv.shard, self.spec.genesis_time_ms);
         cfg.datadir = sv.datadir.clone();
         let node = ShardNode::open(cfg)?;
-        node.set_fault(self.faults.get(&i).copied());
-        sv.v = Some(Validator::new(node, sv.net.clone(), self.spec.clone(), Some(sv.key.clone()))?);
+        let (fault, rate) = self.faults.get(&i).copied().unzip();
+        node.set_fault(fault, rate.unwrap_or(0));
+        let mut v = Validator::new(node, sv.net.clone(), self.spec.clone(), Some(sv.key.clone()))?;
+        v.set_challenger(!self.no_challenger.contains(&i));
+        sv.v = Some(v);
         Ok(())
     }
 
-    /// Makes validator `i` play `fault` as a proposer (`None`: honest again).
+    /// Makes validator `i` play `fault` at every chance (`None`: honest again).
     pub fn set_fault(&mut self, i: usize, fault: Option<shard::Fault>) {
+        self.set_fault_rate(i, fault, 100);
+    }
+
+    /// Makes validator `i` play `fault` at `rate_percent` of its chances.
+    pub fn set_fault_rate(&mut self, i: usize, fault: Option<shard::Fault>, rate_percent: u8) {
         match fault {
-            Some(f) => self.faults.insert(i, f),
+            Some(f) => self.faults.insert(i, (f, rate_percent)),
             None => self.faults.remove(&i),
         };
         if let Some(n) = self.node(i) {
-            n.set_fault(fault);
+            n.set_fault(fault, rate_percent);
         }
+    }
+
+    /// Turns validator `i`'s challenger on or off (it still defends).
+    pub fn set_challenger(&mut self, i: usize, on: bool) {
+        if on {
+            self.no_challenger.remove(&i);
+        } else {
+            self.no_challenger.insert(i);
+        }
+        if let Some(v) = self.validators[i].v.as_mut() {
+            v.set_challenger(on);
+        }
+    }
+
+    /// The games validator `i`'s agent is playing.
+    pub fn games_of(&self, i: usize) -> Vec<bridge::GameRecord> {
+        self.validators[i].v.as_ref().map(|v| v.games()).unwrap_or_default()
     }
 
     /// Stops validator `i` as a crash would: its process state is gone, its

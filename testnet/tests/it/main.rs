@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod cross_shard;
 mod cross_shard_e2e;
+mod disputes;
 mod local_testnet;
 mod readme;
 mod sim;

@@ -1,0 +1,303 @@
+//! The dispute agent a validator runs (and a standalone challenger, over a
+//! follower node): as **challenger** it opens a game against every header
+//! the beacon accepted that this node's re-execution refuted (the mismatch
+//! evidence import kept), picks the first sub-range whose end its own trace
+//! disagrees with, and submits the single step; as **defender** it answers
+//! games against the headers its key proposed, posting commitments
+//! computed lazily by re-executing the block from its pre-state.
+//!
+//! The agent learns everything from signed beacon blocks (the games they
+//! carry, as they stand after each slot) and sends moves to the beacon by
+//! request; a move not reflected after a few slots is sent again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use alloy_primitives::B256;
+use bridge::game::{Phase, Side};
+use bridge::{
+    Action, Address, BeaconBlock, ChainSpec, Encode, GameRecord, Hash, MerkleTree, ShardBlock, ShardId,
+    SignedMove, SyncRequest, TraceCommitment, ValidatorKey,
+};
+use net::{Network, Topic};
+use prover::game::Step;
+use prover::{Execution, Item, Mode};
+use tracing::{info, warn};
+
+use crate::{Error, Result, ShardNode};
+
+/// Slots before an unanswered move is sent again.
+const RESEND_SLOTS: u64 = 3;
+/// Re-executed blocks kept (a game needs its block's trace at every move).
+const KEPT_TRACES: usize = 8;
+
+/// How the agent plays (the testnet's byzantine modes set the odd ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentMode {
+    /// Open games against refuted headers.
+    pub challenge: bool,
+    /// Answer games against this key's headers.
+    pub defend: bool,
+    /// Also dispute honest headers of this shard (griefing), with this
+    /// probability in percent per accepted header.
+    pub grief_percent: u8,
+}
+
+impl Default for AgentMode {
+    fn default() -> Self {
+        AgentMode { challenge: true, defend: true, grief_percent: 0 }
+    }
+}
+
+/// A block re-executed from its pre-state: its items, execution and
+/// trace `c_0 … c_n` (hashes).
+struct Trace {
+    block: ShardBlock,
+    exec: Execution,
+    commitments: Vec<Hash>,
+}
+
+/// One validator's (or challenger's) dispute agent for one shard.
+pub struct DisputeAgent {
+    key: ValidatorKey,
+    me: Address,
+    spec: ChainSpec,
+    spec_hash: Hash,
+    shard: ShardId,
+    mode: AgentMode,
+    /// Headers this agent opened a game against.
+    opened: BTreeSet<Hash>,
+    /// Open games this agent plays, as the last beacon block showed them.
+    games: BTreeMap<Hash, GameRecord>,
+    /// Last slot each move was sent: (game, round, what).
+    sent: HashMap<(Hash, u32, &'static str), u64>,
+    traces: BTreeMap<Hash, Trace>,
+    /// Headers whose trace is a fabricated belief (griefing).
+    griefing: BTreeSet<Hash>,
+}
+
+impl DisputeAgent {
+    /// An agent for `shard` signing with `key`.
+    pub fn new(key: ValidatorKey, spec: &ChainSpec, shard: ShardId, mode: AgentMode) -> Self {
+        DisputeAgent {
+            me: key.address(),
+            key,
+            spec_hash: spec.hash(),
+            spec: spec.clone(),
+            shard,
+            mode,
+            opened: BTreeSet::new(),
+            games: BTreeMap::new(),
+            sent: HashMap::new(),
+            traces: BTreeMap::new(),
+            griefing: BTreeSet::new(),
+        }
+    }
+
+    /// The address it plays as.
+    pub fn address(&self) -> Address {
+        self.me
+    }
+
+    /// Changes how it plays.
+    pub fn set_mode(&mut self, mode: AgentMode) {
+        self.mode = mode;
+    }
+
+    /// Games it is playing.
+    pub fn games(&self) -> Vec<GameRecord> {
+        self.games.values().cloned().collect()
+    }
+
+    /// Reacts to a (signature-checked) beacon block: follows its games,
+    /// opens games against refuted headers the beacon accepted, and plays
+    /// every move that is this agent's.
+    pub fn on_beacon_block<N: Network>(
+        &mut self,
+        block: &BeaconBlock,
+        node: &ShardNode,
+        net: &N,
+        accepted: &BTreeMap<u64, Hash>,
+    ) {
+        for g in &block.games {
+            if g.shard != self.shard || g.side_of(&self.me).is_none() {
+                continue;
+            }
+            if g.is_open() {
+                self.games.insert(g.id, g.clone());
+            } else {
+                info!(target: "shard", game = %g.id, ending = ?g.ended, "dispute game ended");
+                self.games.remove(&g.id);
+                self.traces.remove(&g.header);
+            }
+        }
+        for inv in block.invalidated.iter().filter(|i| i.shard == self.shard) {
+            self.games.retain(|_, g| g.height < inv.height);
+            self.traces.retain(|_, t| t.block.header.header.height < inv.height);
+        }
+        if self.mode.challenge {
+            for m in node.mismatches() {
+                if m.shard == self.shard
+                    && accepted.get(&m.height) == Some(&m.block_hash)
+                    && !self.opened.contains(&m.block_hash)
+                {
+                    info!(target: "shard", height = m.height, header = %m.block_hash, field = %m.field, "opening a dispute game");
+                    self.open(net, m.height, m.block_hash, block.slot);
+                }
+            }
+        }
+        if self.mode.grief_percent > 0 {
+            let shard = self.shard;
+            for h in block.headers.iter().filter(|h| h.header.shard == shard) {
+                let hash = h.header.hash();
+                let draw = bridge::hash_domain(b"optishard.grief", &[&hash.0, &self.me.0]).0[0];
+                if u32::from(draw) * 100 < u32::from(self.mode.grief_percent) * 256
+                    && !self.opened.contains(&hash)
+                {
+                    self.griefing.insert(hash);
+                    self.open(net, h.header.height, hash, block.slot);
+                }
+            }
+        }
+        let slot = block.slot;
+        let ids: Vec<Hash> = self.games.keys().copied().collect();
+        for id in ids {
+            if let Err(e) = self.play(id, node, net, slot) {
+                warn!(target: "shard", game = %id, error = %e, "could not play a dispute move");
+            }
+        }
+    }
+
+    fn open<N: Network>(&mut self, net: &N, height: u64, header: Hash, slot: u64) {
+        self.opened.insert(header);
+        let action = Action::Open { shard: self.shard, height, header };
+        self.send(net, action, (header, 0, "open"), slot);
+    }
+
+    fn send<N: Network>(&mut self, net: &N, action: Action, what: (Hash, u32, &'static str), slot: u64) {
+        if self.sent.get(&what).is_some_and(|at| at + RESEND_SLOTS > slot) {
+            return;
+        }
+        self.sent.insert(what, slot);
+        while self.sent.len() > 4096 {
+            let oldest = self.sent.iter().min_by_key(|(_, s)| **s).map(|(k, _)| *k).expect("non-empty");
+            self.sent.remove(&oldest);
+        }
+        let req = SyncRequest::SubmitMove(SignedMove::sign(action, &self.spec_hash, &self.key)).encode();
+        for p in net.topic_peers(Topic::Submissions) {
+            net.request(p, req.clone());
+        }
+    }
+
+    fn play<N: Network>(&mut self, id: Hash, node: &ShardNode, net: &N, slot: u64) -> Result<()> {
+        let g = self.games[&id].clone();
+        let side = g.side_of(&self.me).expect("a party");
+        if side == Side::Defender && !self.mode.defend {
+            return Ok(());
+        }
+        let round = g.game.rounds;
+        match (&g.game.phase, side) {
+            (Phase::Bisect, Side::Defender) => {
+                let claim = self.claim(&g, node)?;
+                let commitments = g.game.points().iter().map(|p| claim[*p as usize]).collect();
+                self.send(net, Action::Bisect { game: id, round, commitments }, (id, round, "bisect"), slot);
+            }
+            (Phase::Pick { posted }, Side::Challenger) => {
+                let truth = self.belief(&g, node)?;
+                let pts = g.game.points();
+                let index = pts
+                    .iter()
+                    .zip(posted)
+                    .position(|(p, c)| truth.get(*p as usize) != Some(c))
+                    .unwrap_or(posted.len()) as u32;
+                self.send(net, Action::Pick { game: id, round, index }, (id, round, "pick"), slot);
+            }
+            (Phase::Step, _) => {
+                // a griefer's belief is no execution: it has no step to show
+                if side == Side::Challenger && self.griefing.contains(&g.header) {
+                    return Ok(());
+                }
+                let step = self.step(&g, node)?;
+                self.send(net, Action::Step { game: id, step: step.encode() }, (id, round, "step"), slot);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The defender's claim: the honest trace, except that `c_n` is what
+    /// its header says (a lying proposer sticks to its lie).
+    fn claim(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
+        let t = self.trace(g, node)?;
+        let mut claim = t.commitments.clone();
+        if let Some(last) = claim.last_mut() {
+            *last = t.block.header.header.trace_root;
+        }
+        Ok(claim)
+    }
+
+    /// The challenger's view of the trace: its own execution (or, when
+    /// griefing, a made-up one that departs half-way).
+    fn belief(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
+        let mut truth = self.trace(g, node)?.commitments.clone();
+        if self.griefing.contains(&g.header) {
+            let n = truth.len();
+            for c in truth.iter_mut().skip(n / 2).skip(1) {
+                *c = bridge::hash_domain(b"optishard.grief", &[&c.0]);
+            }
+        }
+        Ok(truth)
+    }
+
+    fn step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Step> {
+        let index = g.game.lo;
+        let t = self.trace(g, node)?;
+        let leaves: Vec<Hash> = t.exec.items.iter().map(Item::item_hash).collect();
+        let proof = MerkleTree::new(&leaves)
+            .proof(index as usize)
+            .ok_or_else(|| Error::Corrupt(format!("item {index} outside the block")))?;
+        let base = g.height - 1;
+        let hashes = node.block_hashes_below(g.height)?;
+        let witness = prover::produce_witness(node.state(), base, &t.exec, index as usize, &hashes)?;
+        Ok(Step { index, item: t.exec.items[index as usize].clone(), proof, witness })
+    }
+
+    /// The block of `g` re-executed from its pre-state (cached).
+    fn trace(&mut self, g: &GameRecord, node: &ShardNode) -> Result<&Trace> {
+        if !self.traces.contains_key(&g.header) {
+            let block = match node.block(g.height)? {
+                Some(b) if b.header.header.hash() == g.header => b,
+                _ => match node.mismatch_evidence(&g.header)? {
+                    Some(ev) => ev.block,
+                    None => {
+                        return Err(Error::Corrupt(format!("block {} of game {} not held", g.height, g.id)));
+                    }
+                },
+            };
+            let (exec, commitments) = reexecute(node, &self.spec, &block)?;
+            while self.traces.len() >= KEPT_TRACES {
+                self.traces.pop_first();
+            }
+            self.traces.insert(g.header, Trace { block, exec, commitments });
+        }
+        Ok(&self.traces[&g.header])
+    }
+}
+
+/// Re-executes `block` from its pre-state (the node's state at the
+/// parent's height) and returns the execution and the trace `c_0 … c_n`.
+pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Result<(Execution, Vec<Hash>)> {
+    let h = &block.header.header;
+    let base = h.height.checked_sub(1).ok_or_else(|| Error::Corrupt("the genesis has no trace".into()))?;
+    let raws: Vec<alloy_primitives::Bytes> = block.txs.iter().map(|t| t.clone().into()).collect();
+    let mut items: Vec<Item> = block.inbox.iter().map(|e| Item::Message(e.message.clone())).collect();
+    for r in prover::recover_all(&raws) {
+        items.push(Item::Tx(r.map_err(|e| Error::Corrupt(format!("undecodable item: {e}")))?));
+    }
+    let params = prover::game::block_params(spec, h);
+    let hashes: BTreeMap<u64, B256> = node.block_hashes_below(h.height)?;
+    let reader = node.state().reader(base)?.with_block_hashes(hashes);
+    let exec = prover::execute_items(reader, &params, items, Mode::Verify)?;
+    let mut commitments = vec![TraceCommitment::start(h.pre_state_root).hash()];
+    commitments.extend(exec.trace(node.state(), base)?.iter().map(TraceCommitment::hash));
+    Ok((exec, commitments))
+}
