@@ -124,3 +124,126 @@ fn a_wrong_state_root_is_bisected_refuted_and_discarded() {
         }
     }
 }
+
+fn members(t: &Testnet, shard: u32) -> Vec<usize> {
+    (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(shard)).collect()
+}
+
+fn balance(t: &Testnet, i: usize, a: alloy_primitives::Address) -> alloy_primitives::U256 {
+    let node = t.node(i).unwrap();
+    let h = node.head().header.height;
+    node.state().account(a, h).unwrap().map_or(alloy_primitives::U256::ZERO, |x| x.balance)
+}
+
+/// The network's supply audit at the beacon's accepted heads, from live
+/// validators holding them.
+fn audit_at_beacon_heads(t: &Testnet) -> Option<shard::Audit> {
+    let heads = t.beacon().heads();
+    let mut shards = Vec::new();
+    for (s, head) in heads.iter().enumerate() {
+        let supply = members(t, s as u32).into_iter().filter_map(|i| t.node(i)).find_map(|n| {
+            let ours = n.block(head.height).ok().flatten().map(|b| b.header.header.hash());
+            n.supply(head.height).ok().flatten().filter(|_| head.height == 0 || ours == Some(head.hash))
+        })?;
+        shards.push(supply);
+    }
+    Some(shard::Audit::of(shards))
+}
+
+/// The scenario: shard 1's proposer commits a wrong receipt in a
+/// block that consumes messages from shard 0 while both shards keep
+/// sending to each other. The honest mate wins the game; shard 1 continues
+/// from the last valid header, shard 0's blocks that consumed messages of
+/// the discarded blocks are discarded too and rebuilt (a cascade); every
+/// transfer still lands exactly once, the audit holds at every slot, and
+/// no discarded header is ever final.
+#[test]
+fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
+    use alloy_primitives::{Address, Bytes, TxKind, U256};
+    use alloy_sol_types::SolCall;
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(2)
+        .validators_per_shard(2)
+        .seed(43)
+        .challenge_window_slots(48)
+        .txs_per_slot(0)
+        .build(dir.path())
+        .unwrap();
+    let (s0, s1) = (members(&t, 0), members(&t, 1));
+    let liar = s1[0];
+    let liar_addr = t.validator_info(liar).1;
+    let mut expected: HashMap<(u32, Address), U256> = HashMap::new();
+    let mut discarded_seen: Vec<bridge::Invalidation> = Vec::new();
+    let mut lie: Option<u64> = None;
+    let mut n = 0u8;
+    for round in 0..70u64 {
+        if round < 30 {
+            for (src, dst, from) in [(0u32, 1u32, 3usize), (1, 0, 4)] {
+                n = n.wrapping_add(1);
+                let to = Address::repeat_byte(0x40 + n % 100);
+                let value = 1_000_000_000u64 + u64::from(n);
+                *expected.entry((dst, to)).or_default() += U256::from(value);
+                let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
+                let raw = t.call(
+                    ShardId(src),
+                    from,
+                    TxKind::Call(bridge::BRIDGE_ADDRESS),
+                    U256::from(value),
+                    data.into(),
+                    300_000,
+                );
+                let m = members(&t, src);
+                t.submit(m[round as usize % m.len()], &raw).unwrap();
+            }
+        }
+        // the liar lies once, in a block that consumes shard 0's messages
+        if round == 8 {
+            t.set_fault(liar, Some(Fault::WrongReceipt));
+        }
+        t.step();
+        if lie.is_none() && round >= 8 {
+            let head = t.beacon().heads()[1];
+            if let Ok(Some(b)) = t.node(liar).unwrap().block(head.height)
+                && b.header.header.hash() == head.hash
+                && b.header.header.proposer == liar_addr
+                && b.header.header.beacon_slot > 9
+            {
+                assert!(!b.inbox.is_empty() || !b.txs.is_empty());
+                lie = Some(head.height);
+                t.set_fault(liar, None);
+            }
+        }
+        for b in t.beacon().db().blocks_from(t.slot(), 1).unwrap() {
+            discarded_seen.extend(b.invalidated.clone());
+        }
+        let audit = audit_at_beacon_heads(&t).expect("accepted heads held");
+        assert!(audit.holds, "conservation broken at slot {}: {audit:?}", t.slot());
+        // nothing discarded is final
+        let fin = t.beacon().finalized();
+        for inv in &discarded_seen {
+            let st = t.beacon().header_status(inv.shard, inv.height).unwrap().unwrap();
+            if fin[inv.shard.0 as usize] >= inv.height {
+                assert_ne!(st.hash, inv.header, "a discarded header became final");
+            }
+        }
+    }
+    let lie = lie.expect("the liar proposed an accepted block");
+    eprintln!("lie at {lie}, discarded: {discarded_seen:?}");
+    let proven = discarded_seen.iter().find(|i| i.cause.is_none()).expect("the lie was proven");
+    assert_eq!((proven.shard, proven.height), (ShardId(1), lie));
+    let cascade = discarded_seen.iter().find(|i| i.shard == ShardId(0)).expect("the cascade reached shard 0");
+    assert_eq!(cascade.cause.map(|c| c.0), Some(ShardId(1)));
+    assert!(cascade.cause.unwrap().1 >= lie);
+    let g = t.beacon().game(&proven.game).unwrap().unwrap();
+    assert!(matches!(g.record.ended, Some((_, Ending::Decided { outcome: Outcome::StepRefuted { .. } }))));
+    // every transfer landed exactly once on both validators of its destination
+    for ((dst, to), v) in &expected {
+        for &i in if *dst == 0 { &s0 } else { &s1 } {
+            assert_eq!(balance(&t, i, *to), *v, "{to} on shard {dst}, validator {i}");
+        }
+    }
+    let audit = audit_at_beacon_heads(&t).unwrap();
+    assert!(audit.holds && audit.in_flight.is_zero(), "{audit:?}");
+}
