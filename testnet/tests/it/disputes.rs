@@ -247,3 +247,211 @@ fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
     let audit = audit_at_beacon_heads(&t).unwrap();
     assert!(audit.holds && audit.in_flight.is_zero(), "{audit:?}");
 }
+
+/// A griefing challenger disputes honest headers: the honest defender's
+/// step is upheld every time and the griefer loses its stake each time;
+/// the headers stand (and finalize once their games end).
+#[test]
+fn a_griefing_challenger_loses_its_bond_and_honest_headers_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(3)
+        .seed(44)
+        .challenge_window_slots(24)
+        .txs_per_slot(10)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let griefer = 2;
+    let griefer_addr = t.validator_info(griefer).1;
+    let bonds_before = t.beacon().games().1;
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 30);
+    t.run(12);
+    t.set_fault(griefer, None);
+    run_until(&mut t, 80, |t| {
+        let g = games(t);
+        !g.is_empty() && g.iter().all(|g| !g.is_open())
+    });
+    let all = games(&t);
+    assert!(all.len() >= 2, "the griefer opened games ({})", all.len());
+    for g in &all {
+        assert_eq!(g.challenger, griefer_addr);
+        let (_, ending) = g.ended.clone().unwrap();
+        assert!(
+            matches!(ending, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } }),
+            "game {} on height {} ended {ending:?}",
+            g.id,
+            g.height
+        );
+        let status = t.beacon().header_status(ShardId(0), g.height).unwrap().unwrap();
+        assert_eq!(status.hash, g.header, "the honest header stands");
+        assert!(status.discarded.is_empty());
+    }
+    let bonds = t.beacon().games().1;
+    let stake = t.spec().dispute_stake_gwei;
+    let own = all.iter().filter(|g| g.defender == griefer_addr).count() as u64;
+    assert_eq!(bonds.parties[&griefer_addr].slashed, stake * all.len() as u64);
+    for (addr, b) in &bonds.parties {
+        if *addr != griefer_addr {
+            assert_eq!(b.slashed, 0, "honest {addr} slashed");
+        }
+    }
+    // challenging itself never paid: the griefer lost the treasury's share of every stake
+    let reward = stake * t.spec().slash_reward_percent / 100;
+    assert_eq!(bonds.parties[&griefer_addr].rewarded, reward * own);
+    assert!(bonds.parties[&griefer_addr].free < bonds_before.parties[&griefer_addr].free);
+    assert_eq!(bonds.total(), bonds_before.total());
+    // the disputed headers finalize once their games are over and the window passed
+    let top = all.iter().map(|g| g.height).max().unwrap();
+    run_until(&mut t, 60, |t| t.beacon().finalized()[0] >= top);
+}
+
+/// A defender that stops answering loses on time, even on an honest
+/// header: the protocol cannot tell silence from guilt.
+#[test]
+fn a_silent_defender_loses_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(45)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (silent, griefer) = (0, 1);
+    t.set_fault(silent, Some(Fault::SilentDefender));
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    // the first game against the silent validator's header
+    run_until(&mut t, 20, |t| games(t).iter().any(|g| g.defender == t.validator_info(silent).1));
+    t.set_fault(griefer, None);
+    let g = games(&t).into_iter().find(|g| g.defender == t.validator_info(silent).1).unwrap();
+    let clock = t.spec().game_clock();
+    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|x| x.id == g.id && !x.is_open()));
+    let g = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    let (at, ending) = g.ended.clone().unwrap();
+    assert_eq!(ending, Ending::Decided { outcome: Outcome::Timeout { winner: Side::Challenger } });
+    assert!(at >= g.opened_slot + clock, "lost when its clock ran out ({at} vs opened {})", g.opened_slot);
+    let status = t.beacon().header_status(ShardId(0), g.height).unwrap().unwrap();
+    assert!(status.discarded.iter().any(|d| d.hash == g.header && d.proven));
+    assert!(t.beacon().games().1.parties[&t.validator_info(silent).1].slashed > 0);
+}
+
+/// Moves that prove nothing change nothing: a step with a witness missing
+/// an entry is refused and the game waits for a real one; a game against
+/// a header whose window closed, an unknown header, or by an unbonded key
+/// is refused; a move out of turn is refused.
+#[test]
+fn bad_steps_late_games_and_strangers_decide_nothing() {
+    use beacon::MoveRejection;
+    use bridge::{Action, SignedMove, ValidatorKey};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(46)
+        .challenge_window_slots(16)
+        .txs_per_slot(8)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let spec_hash = t.spec().hash();
+    let liar = 0;
+    let liar_addr = t.validator_info(liar).1;
+    let since = t.slot();
+    t.set_fault(liar, Some(Fault::WrongStateRoot));
+    run_until(&mut t, 20, |t| {
+        let head = t.beacon().heads()[0];
+        head.slot > since
+            && t.node(liar)
+                .unwrap()
+                .block(head.height)
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.header.header.hash() == head.hash && b.header.header.proposer == liar_addr)
+    });
+    t.set_fault(liar, None);
+    // out of turn: the liar (defender) tries to pick
+    run_until(&mut t, 6, |t| !games(t).is_empty());
+    let g = games(&t).remove(0);
+    let pick =
+        SignedMove::sign(Action::Pick { game: g.id, round: 0, index: 0 }, &spec_hash, t.validator_key(liar));
+    assert!(matches!(t.beacon().submit_move(pick, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    // wait for the single step, and send a witness missing an entry first
+    run_until(&mut t, 30, |t| {
+        games(t).iter().any(|x| x.id == g.id && (x.game.phase == bridge::game::Phase::Step || !x.is_open()))
+    });
+    let at_step = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    assert!(at_step.is_open(), "still at the step when a bad witness comes");
+    let mate = 1;
+    let node = t.node(mate).unwrap();
+    let block = node.mismatch_evidence(&g.header).unwrap().unwrap().block;
+    let (exec, _) = shard::reexecute(node, t.spec(), &block).unwrap();
+    let index = at_step.game.lo;
+    let leaves: Vec<bridge::Hash> = exec.items.iter().map(prover::Item::item_hash).collect();
+    let hashes = node.block_hashes_below(g.height).unwrap();
+    let witness =
+        prover::produce_witness(node.state(), g.height - 1, &exec, index as usize, &hashes).unwrap();
+    let good = prover::game::Step {
+        index,
+        item: exec.items[index as usize].clone(),
+        proof: bridge::MerkleTree::new(&leaves).proof(index as usize).unwrap(),
+        witness: witness.clone(),
+    };
+    let mut bad = good.clone();
+    bad.witness = witness.without_entry(0);
+    let key = t.validator_key(mate).clone();
+    let send = |t: &Testnet, s: &prover::game::Step| {
+        let mv = SignedMove::sign(Action::Step { game: g.id, step: s.encode() }, &spec_hash, &key);
+        t.beacon().submit_move(mv, t.slot())
+    };
+    assert!(matches!(send(&t, &bad), Err(MoveRejection::BadStep(_))));
+    let mut other = good.clone();
+    other.index += 1;
+    assert!(matches!(send(&t, &other), Err(MoveRejection::BadStep(_))), "a step of another position");
+    let still = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    assert!(
+        still.is_open() && still.game.phase == bridge::game::Phase::Step,
+        "a bad witness decided nothing"
+    );
+    assert_eq!(t.beacon().game(&g.id).unwrap().unwrap().rejected_steps, 2);
+    // the good step decides
+    send(&t, &good).unwrap();
+    assert!(matches!(send(&t, &good), Err(MoveRejection::OutOfTurn(_))), "decided once");
+    t.step();
+    let done = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    assert!(matches!(done.ended, Some((_, Ending::Decided { outcome: Outcome::StepRefuted { .. } }))));
+
+    // late, unknown, unbonded
+    run_until(&mut t, 40, |t| t.slot() > 40);
+    let old = t.beacon().shard_headers(ShardId(0), 1, 1).unwrap().remove(0);
+    let late = SignedMove::sign(
+        Action::Open { shard: ShardId(0), height: 1, header: old.header.header.hash() },
+        &spec_hash,
+        &key,
+    );
+    assert!(matches!(t.beacon().submit_move(late, t.slot()), Err(MoveRejection::WindowClosed { .. })));
+    let head = t.beacon().heads()[0];
+    let unknown = SignedMove::sign(
+        Action::Open { shard: ShardId(0), height: head.height, header: bridge::Hash::of(b"no such header") },
+        &spec_hash,
+        &key,
+    );
+    assert!(matches!(t.beacon().submit_move(unknown, t.slot()), Err(MoveRejection::UnknownHeader { .. })));
+    let stranger = ValidatorKey::derive(b"not bonded");
+    let mv = SignedMove::sign(
+        Action::Open { shard: ShardId(0), height: head.height, header: head.hash },
+        &spec_hash,
+        &stranger,
+    );
+    assert!(matches!(t.beacon().submit_move(mv, t.slot()), Err(MoveRejection::NotBonded { .. })));
+    // a signature over another network's spec recovers to a stranger
+    let forged = SignedMove::sign(
+        Action::Open { shard: ShardId(0), height: head.height, header: head.hash },
+        &bridge::Hash::of(b"another network"),
+        &key,
+    );
+    assert!(matches!(t.beacon().submit_move(forged, t.slot()), Err(MoveRejection::NotBonded { .. })));
+}
