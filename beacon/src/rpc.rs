@@ -213,6 +213,45 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
             .map_err(|r| ErrorObjectOwned::owned(REJECTED_CODE, r.to_string(), Some(r)))
     })
     .map_err(reg)?;
+    // dispute games: parties, target, every move, clocks, rounds, the step's
+    // witness bytes and verification time, outcome, bonds moved
+    m.register_method("beacon_games", |p, c, _| -> Result<Vec<crate::GameLog>, ErrorObjectOwned> {
+        let shard: Option<u32> = seq(&p, 0, "shard")?;
+        let status: Option<String> = seq(&p, 1, "status")?;
+        let want_open = match status.as_deref() {
+            None | Some("all") => None,
+            Some("open") => Some(true),
+            Some("ended") => Some(false),
+            Some(other) => return Err(invalid(format!("status {other}: expected open, ended or all"))),
+        };
+        let games = c.chain.all_games(10_000).map_err(internal)?;
+        Ok(games
+            .into_iter()
+            .filter(|g| shard.is_none_or(|s| g.record.shard.0 == s))
+            .filter(|g| want_open.is_none_or(|o| g.record.is_open() == o))
+            .rev()
+            .take(MAX_RANGE as usize)
+            .collect())
+    })
+    .map_err(reg)?;
+    m.register_method("beacon_game", |p, c, _| -> Result<Option<crate::GameLog>, ErrorObjectOwned> {
+        let id: bridge::Hash = required(&p, 0, "id")?;
+        c.chain.game(&id).map_err(internal)
+    })
+    .map_err(reg)?;
+    m.register_method("beacon_bonds", |_, c, _| -> Result<bridge::Bonds, ErrorObjectOwned> {
+        Ok(c.chain.games().1)
+    })
+    .map_err(reg)?;
+    m.register_method("beacon_submitMove", |p, c, _| -> Result<&'static str, ErrorObjectOwned> {
+        let mv: bridge::SignedMove = required(&p, 0, "move")?;
+        let current = c.chain.spec().slot_at(net::now_ms());
+        c.chain
+            .submit_move(mv, current)
+            .map(|()| "accepted")
+            .map_err(|r| ErrorObjectOwned::owned(REJECTED_CODE, r.to_string(), Some(r)))
+    })
+    .map_err(reg)?;
     m.register_method("beacon_nodeInfo", |_, c, _| -> Result<_, ErrorObjectOwned> {
         Ok(serde_json::json!({
             "peer_id": c.net.local_peer().to_string(),

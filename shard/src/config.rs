@@ -95,6 +95,13 @@ pub struct ShardConfig {
     pub p2p_port: u16,
     /// Multiaddrs of peers to join (validator mode).
     pub bootnodes: Vec<String>,
+    /// Run the challenger: open dispute games against accepted headers this
+    /// node's re-execution refutes (validator mode; on by default).
+    pub challenger: bool,
+    /// A byzantine behaviour to play (testnets' fault injection).
+    pub fault: Option<crate::Fault>,
+    /// Percent of its chances the fault is played at.
+    pub fault_rate_percent: u8,
 }
 
 impl Default for ShardConfig {
@@ -118,6 +125,9 @@ impl Default for ShardConfig {
             state_history: 256,
             genesis_timestamp: None,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 6060)),
+            challenger: true,
+            fault: None,
+            fault_rate_percent: 100,
             p2p_ip: [127, 0, 0, 1].into(),
             p2p_port: 30303,
             bootnodes: Vec::new(),

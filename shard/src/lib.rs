@@ -37,4 +37,4 @@ pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
 pub use supply::{Audit, Supply};
-pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_validator};
+pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_node, start_validator};

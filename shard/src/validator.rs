@@ -857,6 +857,18 @@ impl ValidatorHandle {
 pub async fn start_validator(
     spec: ChainSpec,
     key: Option<ValidatorKey>,
+    config: ShardConfig,
+) -> Result<ValidatorHandle> {
+    start_node(spec, key, None, config).await
+}
+
+/// Runs a validator (`key`) or a follower of `config.shard`, with a dispute
+/// agent signing with `agent_key` (a standalone challenger's follower) or,
+/// for a validator, its own key.
+pub async fn start_node(
+    spec: ChainSpec,
+    key: Option<ValidatorKey>,
+    agent_key: Option<ValidatorKey>,
     mut config: ShardConfig,
 ) -> Result<ValidatorHandle> {
     spec.validate().map_err(Error::Config)?;
@@ -875,7 +887,18 @@ pub async fn start_validator(
     p2p.topics = vec![Topic::ShardBlocks(config.shard), Topic::ShardTxs(config.shard), Topic::BeaconBlocks];
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Rpc)?;
     let p2p_addrs = net.listen_addrs();
+    node.set_fault(config.fault, config.fault_rate_percent);
     let mut validator = Validator::new(node.clone(), net, spec.clone(), key)?;
+    validator.set_challenger(config.challenger);
+    if let Some(k) = agent_key {
+        if spec.bonded().iter().all(|(a, _)| *a != k.address()) {
+            return Err(Error::Config(format!(
+                "challenger key {} has no bond in the genesis registry",
+                k.address()
+            )));
+        }
+        validator.set_agent(Some(DisputeAgent::new(k, &spec, config.shard, AgentMode::default())));
+    }
     validator.observe_slot(spec.slot_at(now_ms()));
     let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(node.clone(), Some(validator.status())).await?;
     rpc_metrics.register(&mut registry);

@@ -27,6 +27,58 @@ pub struct TestnetConfig {
     pub log: String,
     /// The network.
     pub network: NetworkParams,
+    /// Turn off the challenger in every validator.
+    pub no_challenger: bool,
+    /// Byzantine validators (`[[byzantine]]`).
+    pub byzantine: Vec<Byzantine>,
+}
+
+/// A validator told to misbehave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Byzantine {
+    /// Its shard.
+    pub shard: u32,
+    /// Its index among the shard's validators.
+    pub validator: u32,
+    /// What it does.
+    pub fault: shard::Fault,
+    /// Percent of its chances it does it.
+    #[serde(default = "full_rate")]
+    pub rate: u8,
+}
+
+fn full_rate() -> u8 {
+    100
+}
+
+impl Byzantine {
+    /// Parses `shard=S,validator=I,fault=F[,rate=R]`.
+    pub fn parse(spec: &str) -> Result<Byzantine, String> {
+        let (mut shard, mut validator, mut fault, mut rate) = (None, None, None, 100u8);
+        for part in spec.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("'{part}' is not key=value"))?;
+            match k.trim() {
+                "shard" => shard = Some(v.trim().parse().map_err(|_| format!("shard '{v}'"))?),
+                "validator" => validator = Some(v.trim().parse().map_err(|_| format!("validator '{v}'"))?),
+                "fault" => {
+                    fault = Some(shard::Fault::parse(v.trim()).ok_or_else(|| {
+                        format!("fault '{v}': one of wrong-state-root, wrong-receipt, silent-defender, griefing-challenger")
+                    })?)
+                }
+                "rate" => {
+                    rate = v.trim().parse().ok().filter(|r| *r <= 100).ok_or_else(|| format!("rate '{v}': 0..=100"))?
+                }
+                other => return Err(format!("unknown key '{other}'")),
+            }
+        }
+        Ok(Byzantine {
+            shard: shard.ok_or("shard= missing")?,
+            validator: validator.ok_or("validator= missing")?,
+            fault: fault.ok_or("fault= missing")?,
+            rate,
+        })
+    }
 }
 
 impl Default for TestnetConfig {
@@ -37,6 +89,8 @@ impl Default for TestnetConfig {
             genesis_delay_ms: 3_000,
             log: "info".into(),
             network: NetworkParams::default(),
+            no_challenger: false,
+            byzantine: Vec::new(),
         }
     }
 }
@@ -89,6 +143,9 @@ pub struct Manifest {
     pub grafana_dashboard: PathBuf,
     /// Every node.
     pub nodes: Vec<NodeEntry>,
+    /// Byzantine validators it runs.
+    #[serde(default)]
+    pub byzantine: Vec<Byzantine>,
 }
 
 fn port_free(port: u16) -> bool {
@@ -146,7 +203,9 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             dir.display()
         );
     }
-    let nodes_total = 1 + cfg.network.shards as usize * cfg.network.validators_per_shard as usize;
+    let nodes_total = 1
+        + cfg.network.shards as usize * cfg.network.validators_per_shard as usize
+        + cfg.network.challengers as usize * cfg.network.shards as usize;
     let last_port = cfg.base_port as usize + 3 * nodes_total;
     if last_port > u16::MAX as usize {
         bail!("base_port {} leaves no room for {nodes_total} nodes", cfg.base_port);
@@ -225,6 +284,11 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         sc.metrics_addr = addr(port(k, 1));
         sc.p2p_port = port(k, 2);
         sc.bootnodes = vec![boot.clone()];
+        sc.challenger = !cfg.no_challenger;
+        if let Some(b) = cfg.byzantine.iter().find(|b| b.shard == s.0 && b.validator as usize == i) {
+            sc.fault = Some(b.fault);
+            sc.fault_rate_percent = b.rate;
+        }
         let toml_path = vdir.join("shard.toml");
         write(&toml_path, toml::to_string(&sc).context("serialising shard config")?)?;
         plan.push((
@@ -253,6 +317,48 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             ],
         ));
     }
+    // standalone challengers: a follower of every shard each, after the validators' ports
+    let template = dir.join("nodes/challenger.toml");
+    let mut tc = cfg.network.shard_config(bridge::ShardId(0), genesis_time_ms);
+    tc.bootnodes = vec![boot.clone()];
+    write(&template, toml::to_string(&tc).context("serialising challenger config")?)?;
+    let mut k = g.validators.len() + 1;
+    for (c, key) in g.challengers.iter().enumerate() {
+        let name = format!("challenger{c}");
+        let cdir = dir.join("nodes").join(&name);
+        std::fs::create_dir_all(&cdir)?;
+        write(&cdir.join("challenger.key"), key.to_hex())?;
+        plan.push((
+            NodeEntry {
+                name: name.clone(),
+                role: "challenger".into(),
+                shard: None,
+                address: key.address().to_string(),
+                rpc_url: format!("http://{}", addr(port(k, 0))),
+                metrics_url: format!("http://{}/metrics", addr(port(k, 1))),
+                p2p: format!("/ip4/127.0.0.1/tcp/{}", port(k, 2)),
+                chain_id: None,
+                pid: 0,
+                log: dir.join(format!("logs/{name}.log")),
+                datadir: cdir.clone(),
+                args: vec![],
+            },
+            vec![
+                "challenger".into(),
+                "--genesis".into(),
+                genesis_path.display().to_string(),
+                "--key".into(),
+                cdir.join("challenger.key").display().to_string(),
+                "--config".into(),
+                template.display().to_string(),
+                "--datadir".into(),
+                cdir.display().to_string(),
+                "--base-port".into(),
+                port(k, 0).to_string(),
+            ],
+        ));
+        k += cfg.network.shards as usize;
+    }
     let mut nodes = Vec::new();
     for (mut entry, args) in plan {
         entry.pid = spawn(&exe, &args, &entry.log, &cfg.log)?;
@@ -272,6 +378,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         prometheus_config: prometheus,
         grafana_dashboard: dashboard,
         nodes,
+        byzantine: cfg.byzantine.clone(),
     };
     write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
     if let Err(e) = wait_ready(&manifest).await {
@@ -390,11 +497,29 @@ pub async fn status(dir: &Path) -> Result<Value> {
         }));
     }
     let current_slot = (net::now_ms().saturating_sub(m.genesis_time_ms)) / m.slot_ms;
+    let games =
+        rpc(&client, &beacon.rpc_url, "beacon_games", json!([null, "open"])).await.unwrap_or(Value::Null);
+    let open_games: Vec<Value> = games
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let r = &g["record"];
+            json!({
+                "id": r["id"], "shard": r["shard"], "height": r["height"],
+                "challenger": r["challenger"], "defender": r["defender"],
+                "rounds": r["game"]["rounds"], "range": [r["game"]["lo"], r["game"]["hi"]],
+                "clocks": r["game"]["clocks"], "opened_slot": r["opened_slot"],
+            })
+        })
+        .collect();
     Ok(json!({
         "network": m.network,
         "current_slot": current_slot,
         "beacon": {"up": bh.is_some(), "slot": beacon_slot, "rpc": beacon.rpc_url},
         "shards": shards,
+        "open_games": open_games,
+        "byzantine": m.byzantine,
     }))
 }
 
@@ -618,6 +743,21 @@ pub fn print_status(s: &Value) {
             sh["beacon_slot"].to_string(),
             sh["lag_slots"].to_string(),
             vals.join(", ")
+        );
+    }
+    let games = s["open_games"].as_array().cloned().unwrap_or_default();
+    println!("open dispute games: {}", games.len());
+    for g in games {
+        println!(
+            "  game {} on shard {} height {}: round {}, range {}..{}, clocks {} (defender) / {} (challenger)",
+            g["id"].as_str().unwrap_or("?"),
+            g["shard"],
+            g["height"],
+            g["rounds"],
+            g["range"][0],
+            g["range"][1],
+            g["clocks"][0],
+            g["clocks"][1]
         );
     }
 }

@@ -41,6 +41,37 @@ pub enum Command {
     /// A local testnet: `up`, `status`, `down`.
     #[command(subcommand)]
     Testnet(TestnetCmd),
+    /// A standalone challenger: follows the shards it is given, re-executes
+    /// every header, disputes the ones that do not re-execute, and plays
+    /// its games (its key must be a bonded challenger in the genesis).
+    Challenger(ChallengerCmd),
+}
+
+/// `optishard challenger`.
+#[derive(Debug, Args)]
+pub struct ChallengerCmd {
+    /// The network's genesis spec.
+    #[arg(long, value_name = "FILE")]
+    pub genesis: PathBuf,
+    /// The challenger's signing key (hex file).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Shards to follow, comma separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub shards: Vec<u32>,
+    /// A shard node config (TOML) to follow with: genesis accounts, gas
+    /// limit, bootnodes (any validator's `shard.toml` of the network).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (one follower database per shard under it).
+    #[arg(long, value_name = "DIR", default_value = "optishard-challenger")]
+    pub datadir: PathBuf,
+    /// First port: follower `k` uses `base + 3k` (RPC), `+1` (metrics), `+2` (p2p).
+    #[arg(long, default_value_t = 19_000)]
+    pub base_port: u16,
+    /// Peers to join (multiaddrs, comma separated; e.g. the beacon's).
+    #[arg(long, value_delimiter = ',')]
+    pub bootnodes: Vec<String>,
 }
 
 /// `optishard testnet …`.
@@ -115,6 +146,18 @@ pub struct UpArgs {
     /// 0 means one day of slots).
     #[arg(long, value_name = "N")]
     pub challenge_window_slots: Option<u64>,
+    /// Standalone challenger processes (bonded in the genesis; default 1).
+    #[arg(long, value_name = "N")]
+    pub challengers: Option<u32>,
+    /// Turn off the challenger in every validator.
+    #[arg(long)]
+    pub no_challenger: bool,
+    /// A byzantine validator: 'shard=S,validator=I,fault=F[,rate=R]' with F
+    /// one of wrong-state-root, wrong-receipt, silent-defender,
+    /// griefing-challenger and R a percentage (repeatable; same as
+    /// `[[byzantine]]` tables in the config file).
+    #[arg(long, value_name = "SPEC")]
+    pub byzantine: Vec<String>,
     /// Stay attached; Ctrl-C stops the whole testnet.
     #[arg(long)]
     pub foreground: bool,
@@ -305,7 +348,22 @@ pub fn resolve_testnet(a: &UpArgs) -> Result<TestnetConfig> {
     if let Some(v) = a.challenge_window_slots {
         cfg.network.challenge_window_slots = v;
     }
+    if let Some(v) = a.challengers {
+        cfg.network.challengers = v;
+    }
+    if a.no_challenger {
+        cfg.no_challenger = true;
+    }
+    for b in &a.byzantine {
+        cfg.byzantine
+            .push(cluster::Byzantine::parse(b).map_err(|e| anyhow::anyhow!("--byzantine {b}: {e}"))?);
+    }
     cfg.network.validate().map_err(anyhow::Error::msg)?;
+    for b in &cfg.byzantine {
+        if b.shard >= cfg.network.shards || b.validator >= cfg.network.validators_per_shard {
+            bail!("byzantine validator {} of shard {} does not exist", b.validator, b.shard);
+        }
+    }
     Ok(cfg)
 }
 
@@ -411,6 +469,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Challenger(cmd) => run_challenger(cmd).await,
         Command::Testnet(TestnetCmd::Down { datadir }) => {
             let n = cluster::down(&datadir).await?;
             println!("stopped {n} processes");
@@ -451,6 +510,47 @@ async fn run_shard(cmd: ShardCmd) -> Result<()> {
     println!();
     wait_for_shutdown().await;
     handle.stop().await;
+    Ok(())
+}
+
+async fn run_challenger(cmd: ChallengerCmd) -> Result<()> {
+    let spec = read_spec(&cmd.genesis)?;
+    let key = read_key(&cmd.key)?;
+    if spec.challengers.iter().all(|c| c.address != key.address()) {
+        bail!("{} is not a bonded challenger in {}", key.address(), cmd.genesis.display());
+    }
+    let template: ShardConfig = read_toml(cmd.config.as_ref())?;
+    let shards: Vec<u32> =
+        if cmd.shards.is_empty() { (0..spec.shards).collect() } else { cmd.shards.clone() };
+    let mut handles = Vec::new();
+    for (k, s) in shards.iter().enumerate() {
+        if *s >= spec.shards {
+            bail!("the network has no shard {s}");
+        }
+        let port = |off: usize| -> Result<u16> {
+            u16::try_from(cmd.base_port as usize + 3 * k + off).context("--base-port leaves no room")
+        };
+        let mut cfg = template.clone();
+        cfg.shard = bridge::ShardId(*s);
+        cfg.datadir = cmd.datadir.join(format!("shard{s}"));
+        cfg.rpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(0)?));
+        cfg.metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(1)?));
+        cfg.p2p_port = port(2)?;
+        cfg.fault = None;
+        if !cmd.bootnodes.is_empty() {
+            cfg.bootnodes = cmd.bootnodes.clone();
+        }
+        cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let h = shard::start_node(spec.clone(), None, Some(key.clone()), cfg)
+            .await
+            .with_context(|| format!("following shard {s}"))?;
+        println!("challenger {} follows shard {s}: JSON-RPC http://{}", key.address(), h.rpc_addr);
+        handles.push(h);
+    }
+    wait_for_shutdown().await;
+    for h in handles {
+        h.stop().await;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod crash;
 mod cross_shard;
 mod cross_shard_e2e;
 mod disputes;
+mod disputes_e2e;
 mod local_testnet;
 mod readme;
 mod sim;

@@ -1,0 +1,135 @@
+//! Fraud proofs through real processes: `testnet up --byzantine` makes a
+//! validator of shard 1 commit wrong receipts; an honest challenger (its
+//! shard-mate's, over libp2p) disputes, the beacon referees, the header is
+//! discarded and the liar slashed — all read back over JSON-RPC, the CLI
+//! and metrics.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testnet::Manifest;
+
+use crate::local_testnet::{call, free_base_port, optishard, rpc, text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byzantine_validator_is_disputed_slashed_and_its_header_discarded() {
+    let _one_at_a_time = crate::timing_sensitive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let result =
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(180), scenario(&path)).await })
+            .await;
+    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
+    match result {
+        Ok(in_time) => in_time.expect("scenario finishes in time"),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+    assert!(down.status.success(), "{}", text(&down));
+}
+
+async fn scenario(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let base = free_base_port(9).to_string();
+    let up = optishard(&[
+        "testnet",
+        "up",
+        "--shards",
+        "2",
+        "--validators-per-shard",
+        "2",
+        "--slot-ms",
+        "400",
+        "--challenge-window-slots",
+        "60",
+        "--challengers",
+        "1",
+        "--byzantine",
+        "shard=1,validator=0,fault=wrong-receipt",
+        "--datadir",
+        d,
+        "--base-port",
+        &base,
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let m: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.byzantine.len(), 1, "the manifest records the byzantine validator");
+    assert!(m.nodes.iter().any(|n| n.role == "challenger"), "a standalone challenger runs");
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").unwrap().rpc_url.clone();
+    let liar = m.nodes.iter().find(|n| n.name == "shard1-v0").unwrap();
+    let honest = m.nodes.iter().find(|n| n.name == "shard1-v1").unwrap();
+    let http = reqwest::Client::new();
+    let signer = shard::dev_accounts().remove(5).0;
+    let chain_id = honest.chain_id.unwrap();
+
+    // transfers on shard 1 until a game against the liar has ended
+    let mut nonce = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let game = loop {
+        let raw =
+            testnet::sign_transfer(&signer, chain_id, nonce, alloy_primitives::Address::repeat_byte(0x51), 1);
+        if call(&http, &honest.rpc_url, "eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&raw))]))
+            .await
+            .is_ok()
+        {
+            nonce += 1;
+        }
+        let games = call(&http, &beacon, "beacon_games", json!([1, "ended"])).await.unwrap_or(Value::Null);
+        let won = games.as_array().into_iter().flatten().find(|g| {
+            g["record"]["defender"] == liar.address
+                && g["record"]["ended"][1]["outcome"]["reason"] == "step_refuted"
+        });
+        if let Some(g) = won {
+            break g.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no game against the liar ended; games: {games}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let r = &game["record"];
+    assert_ne!(r["challenger"], liar.address);
+    assert_eq!(r["ended"][1]["outcome"]["winner"], "challenger");
+    let (items, rounds) = (r["items"].as_u64().unwrap(), r["game"]["rounds"].as_u64().unwrap());
+    assert_eq!(rounds, u64::from(bridge::game::Game::rounds_for(items, 4)), "{game}");
+    assert_eq!(game["step"]["verdict"], "refuted");
+    assert!(game["step"]["witnessBytes"].as_u64().unwrap() > 0);
+    assert!(game["moves"].as_array().unwrap().iter().any(|m| m["action"] == "open"));
+    // the beacon_game RPC gives the same game
+    let one = rpc(&http, &beacon, "beacon_game", json!([r["id"]])).await;
+    assert_eq!(one["record"]["id"], r["id"]);
+    // the header shows as discarded, proven by that game
+    let status = rpc(&http, &beacon, "beacon_headerStatus", json!([1, r["height"]])).await;
+    let discarded = status["discarded"].as_array().unwrap();
+    assert!(
+        discarded.iter().any(|x| x["hash"] == r["header"] && x["game"] == r["id"] && x["proven"] == true),
+        "{status}"
+    );
+    // the liar is slashed, the winner rewarded
+    let bonds = rpc(&http, &beacon, "beacon_bonds", json!([])).await;
+    assert!(bonds["parties"][liar.address.as_str()]["slashed"].as_u64().unwrap() > 0, "{bonds}");
+    let winner = r["challenger"].as_str().unwrap();
+    assert!(bonds["parties"][winner]["rewarded"].as_u64().unwrap() > 0);
+    assert!(bonds["treasury"].as_u64().unwrap() > 0);
+    // metrics, status and the audit
+    let metrics = http
+        .get(&m.nodes.iter().find(|n| n.role == "beacon").unwrap().metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("optishard_beacon_games_ended_total{outcome=\"step_refuted\",winner=\"challenger\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("optishard_beacon_invalidated_headers_total{why=\"proven\"}"));
+    let st = optishard(&["testnet", "status", "--datadir", d, "--json"]);
+    assert!(st.status.success(), "{}", text(&st));
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["byzantine"][0]["fault"], "wrong-receipt");
+    assert!(st["open_games"].is_array());
+    let audit = optishard(&["testnet", "audit", "--datadir", d]);
+    assert!(audit.status.success(), "{}", text(&audit));
+}
