@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::chain::{BeaconChain, State};
-use crate::store::DiscardedHeader;
+use crate::store::{Discard, DiscardedHeader};
 use crate::{Error, Result};
 
 /// Most games open at once, over all headers.
@@ -247,7 +247,7 @@ impl Disputes {
 #[derive(Default)]
 pub(crate) struct Resolutions {
     pub invalidated: Vec<Invalidation>,
-    pub discarded: Vec<(ShardId, u64, u64, Vec<(u64, DiscardedHeader)>)>,
+    pub discarded: Vec<Discard>,
 }
 
 impl BeaconChain {
@@ -617,7 +617,7 @@ impl BeaconChain {
         warn!(target: "beacon", %shard, height, to = old.height, ?cause, "discarded invalid headers");
         state.disputes.invalid_chain = bridge::chain_invalidation(&state.disputes.invalid_chain, &inv);
         out.invalidated.push(inv);
-        out.discarded.push((shard, height, old.height, records));
+        out.discarded.push(Discard { shard, from: height, to: old.height, records });
         // games against discarded headers end with stakes returned
         let voided: Vec<Hash> = state
             .disputes

@@ -70,6 +70,18 @@ pub struct DiscardedHeader {
     pub cause: Option<(ShardId, u64)>,
 }
 
+/// A run of one shard's headers a dispute discarded, heights `from..=to`.
+pub struct Discard {
+    /// The shard.
+    pub shard: ShardId,
+    /// First discarded height.
+    pub from: u64,
+    /// Last discarded height.
+    pub to: u64,
+    /// Each discarded header's record, by height.
+    pub records: Vec<(u64, DiscardedHeader)>,
+}
+
 /// Everything one sealed beacon block writes, in one atomic batch.
 pub struct SealWrite<'a> {
     /// The block.
@@ -80,9 +92,8 @@ pub struct SealWrite<'a> {
     pub channels: &'a std::collections::HashMap<(ShardId, ShardId), u64>,
     /// The encoded dispute state after it.
     pub disputes: Vec<u8>,
-    /// Shard headers discarded in it: `(shard, from, to)` heights, and
-    /// their records.
-    pub discarded: Vec<(ShardId, u64, u64, Vec<(u64, DiscardedHeader)>)>,
+    /// Shard headers discarded in it.
+    pub discarded: Vec<Discard>,
     /// Game logs changed in it.
     pub game_logs: Vec<(bridge::Hash, Vec<u8>)>,
 }
@@ -144,13 +155,13 @@ impl BeaconDb {
     pub fn commit(&self, w: SealWrite<'_>) -> Result<()> {
         let mut wb = WriteBatch::default();
         // discards first: the block's own headers may reuse those heights
-        for (shard, from, to, records) in &w.discarded {
-            for height in *from..=*to {
-                wb.delete_cf(self.cf(CF_SHARD_HEADERS), header_key(*shard, height));
-                wb.delete_cf(self.cf(CF_SHARD_BODIES), header_key(*shard, height));
+        for d in &w.discarded {
+            for height in d.from..=d.to {
+                wb.delete_cf(self.cf(CF_SHARD_HEADERS), header_key(d.shard, height));
+                wb.delete_cf(self.cf(CF_SHARD_BODIES), header_key(d.shard, height));
             }
-            for (height, r) in records {
-                let key = [&header_key(*shard, *height)[..], &r.hash.0[..]].concat();
+            for (height, r) in &d.records {
+                let key = [&header_key(d.shard, *height)[..], &r.hash.0[..]].concat();
                 wb.put_cf(self.cf(CF_INVALID), key, serde_json::to_vec(r).expect("serializable"));
             }
         }
