@@ -10,7 +10,7 @@ runs="${1:-1000000}"
 shift || true
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
 targets=("$@")
-((${#targets[@]})) || targets=(shard_block beacon_block sync_request sync_response tx_batch transaction evidence message)
+((${#targets[@]})) || targets=(shard_block beacon_block sync_request sync_response tx_batch transaction evidence message dispute)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   start=$(date +%s)

@@ -18,6 +18,7 @@ pub const TARGETS: &[&str] = &[
     "transaction",
     "evidence",
     "message",
+    "dispute",
 ];
 
 /// Feeds `data` to the decoder named `target`, exactly as a node does with
@@ -71,6 +72,20 @@ pub fn run(target: &str, data: &[u8]) {
         }
         // cross-shard messages and what a witness carries of a trace
         // (frontiers, commitments), and receipts read back from disk
+        // dispute moves off the wire (the beacon's request handler), the
+        // step a `Step` move carries, and the records beacon blocks carry
+        "dispute" => {
+            if let Ok(m) = decode_exact::<bridge::SignedMove>(data) {
+                let _ = m.signer(&bridge::Hash::ZERO);
+                if let bridge::Action::Step { step, .. } = &m.action {
+                    let _ = crate::game::Step::decode(step);
+                }
+            }
+            let _ = crate::game::Step::decode(data);
+            let _ = decode_exact::<bridge::GameRecord>(data);
+            let _ = decode_exact::<bridge::Invalidation>(data);
+            let _ = decode_exact::<bridge::Bonds>(data);
+        }
         "message" => {
             let mut input = data;
             let _ = decode_list::<bridge::Message>(&mut input);

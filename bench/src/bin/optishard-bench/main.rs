@@ -7,9 +7,12 @@
 //! - `rpc-load`: pre-signed transfers sent in JSON-RPC batches to any
 //!   Ethereum node (the optishard dev node, anvil); reports included tx/s.
 //! - `witness`: witness size and stateless re-execution time of an ERC-20 transfer.
+//! - `dispute`: rounds against `n` and `k`, the single step's bytes and
+//!   verification time per kind of item, slots to invalidation and cascade.
 //! - `testnet`: what a running local testnet sustains (blocks/s, headers per
 //!   slot, transactions, CPU and memory per node).
 
+mod dispute;
 mod testnet_observe;
 
 use std::sync::Arc;
@@ -65,6 +68,8 @@ enum Cmd {
     },
     /// Witness size and stateless re-execution time of an ERC-20 transfer.
     Witness,
+    /// Dispute game figures: rounds, single-step bytes and verification time, cascade.
+    Dispute,
     /// Observe a running local testnet: blocks/s, headers/slot, CPU and memory per node.
     Testnet {
         /// The testnet's directory.
@@ -382,6 +387,7 @@ fn main() -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(rpc_load(url, txs, batch, concurrency, label))
         }
         Cmd::Witness => witness_figures(),
+        Cmd::Dispute => dispute::run(),
         Cmd::Testnet { datadir, seconds, tps, cross } => {
             tokio::runtime::Runtime::new()?.block_on(testnet_observe::observe(&datadir, seconds, tps, cross))
         }

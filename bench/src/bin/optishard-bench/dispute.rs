@@ -1,0 +1,273 @@
+//! `optishard-bench dispute`: the dispute game's figures.
+//!
+//! - rounds against `n` and `k`, played (a lie at a random position,
+//!   bisected by the real game rules) and compared with ⌈log_k n⌉;
+//! - the single step of an ETH transfer, an ERC-20 transfer and a
+//!   cross-shard message delivery, each the middle item of a 200-item
+//!   block: encoded step and witness bytes, and the referee's verification
+//!   time (`prover::game::verify_step`: item proof, witness, re-execution);
+//! - on the deterministic tier, a wrong receipt whose block's messages
+//!   were consumed on another shard: slots from the fraudulent header's
+//!   inclusion to its invalidation, and from then until every affected
+//!   shard's accepted head passed the discarded heights again (the cascade
+//!   rebuilt).
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use anyhow::{Context, Result};
+use bench::{Workload, params};
+use bridge::game::{Game, GameParams, Phase, StepVerdict};
+use bridge::{Hash, MerkleTree, Message, MessageKind, ShardId};
+use prover::game::{Step, verify_step};
+use prover::{AuthState, Execution, Item, Mode, execute_items, recover_all};
+use serde_json::json;
+
+/// Plays a game over `n` steps where the defender's trace departs from
+/// the truth at `lie`; returns the rounds played.
+fn play(n: u64, k: u64, lie: u64) -> u32 {
+    let truth = |i: u64| Hash::of(&i.to_be_bytes());
+    let claim = |i: u64| if i >= lie { Hash::of(&[&i.to_be_bytes()[..], b"lie"].concat()) } else { truth(i) };
+    let mut g = Game::open(GameParams { k, clock_slots: 1_000 }, n, truth(0), claim(n), 0);
+    while matches!(g.phase, Phase::Bisect) {
+        let pts = g.points();
+        g.bisect(pts.iter().map(|p| claim(*p)).collect(), 0).expect("defender's turn");
+        let j = pts.iter().position(|p| claim(*p) != truth(*p)).unwrap_or(pts.len());
+        g.pick(j, 0).expect("challenger's turn");
+    }
+    assert_eq!((g.lo + 1, g.hi), (lie, lie), "bisected to the first wrong step");
+    g.rounds
+}
+
+/// One step's figures: the item at `index` of `exec` over `state` at `base`.
+fn step_figures(
+    name: &str,
+    state: &AuthState,
+    base: u64,
+    exec: &Execution,
+    index: usize,
+    p: &prover::BlockParams,
+) -> Result<serde_json::Value> {
+    let leaves: Vec<Hash> = exec.items.iter().map(Item::item_hash).collect();
+    let witness = prover::produce_witness(state, base, exec, index, &Default::default())?;
+    let trace = exec.trace(state, base)?;
+    let agreed =
+        if index == 0 { bridge::TraceCommitment::start(state.root(base)?) } else { trace[index - 1] };
+    let claimed = trace[index].hash();
+    let step = Step {
+        index: index as u64,
+        item: exec.items[index].clone(),
+        proof: MerkleTree::new(&leaves).proof(index).context("item proof")?,
+        witness,
+    };
+    let encoded = step.encode();
+    let decoded = Step::decode(&encoded)?;
+    let items_root = exec.items_root();
+    let runs = 500u32;
+    let mut times: Vec<Duration> = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let v = verify_step(p, &items_root, &decoded, &agreed.hash(), &claimed, &|_| None);
+        times.push(t.elapsed());
+        anyhow::ensure!(v == StepVerdict::Upheld, "{name}: the honest step must be upheld, got {v:?}");
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let p99 = times[times.len() * 99 / 100];
+    println!(
+        "{name:<22} step {:>6} B, witness {:>6} B ({} proofs, {} code bytes); verify_step median {:>7.1} us, p99 {:>7.1} us",
+        encoded.len(),
+        step.witness.encoded_len(),
+        step.witness.proofs.len(),
+        step.witness.codes.iter().map(|c| c.len()).sum::<usize>(),
+        median.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+    Ok(json!({
+        "item": name, "step_bytes": encoded.len(), "witness_bytes": step.witness.encoded_len(),
+        "verify_us_median": median.as_secs_f64() * 1e6, "verify_us_p99": p99.as_secs_f64() * 1e6,
+    }))
+}
+
+fn items(raws: &[Bytes]) -> Result<Vec<Item>> {
+    Ok(recover_all(raws).into_iter().map(|r| r.map(Item::Tx)).collect::<Result<_, _>>()?)
+}
+
+/// Runs the figures; prints a table and one JSON line.
+pub(crate) fn run() -> Result<()> {
+    // rounds against n and k
+    println!("rounds to one step (played, lie at a random position) vs ceil(log_k n):");
+    let mut rounds = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for n in [16u64, 256, 4_096, 65_536, 1_000_000] {
+        let mut line = format!("  n = {n:>9}:");
+        for k in [2u64, 4, 8, 16] {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let lie = 1 + seed % n;
+            let played = play(n, k, lie);
+            let bound = Game::rounds_for(n, k);
+            anyhow::ensure!(played <= bound, "n {n} k {k}: {played} rounds > {bound}");
+            line.push_str(&format!("  k={k}: {played}/{bound}"));
+            rounds.push(json!({"n": n, "k": k, "played": played, "bound": bound}));
+        }
+        println!("{line}");
+    }
+
+    // the single step of three kinds of item, each the middle of a 200-item block
+    let w = Workload::new(31_337, 200);
+    let mut steps = Vec::new();
+    {
+        let state = AuthState::in_memory();
+        bench::fund(&state, &w.addresses())?;
+        let raws: Vec<Bytes> = (0..200)
+            .map(|i| {
+                w.sign(i, 0, TxKind::Call(Address::repeat_byte(0x11)), U256::from(1), Bytes::new(), 21_000)
+            })
+            .collect();
+        let exec = execute_items(state.reader(0)?, &params(1), items(&raws)?, Mode::Verify)?;
+        steps.push(step_figures("ETH transfer", &state, 0, &exec, 100, &params(1))?);
+    }
+    {
+        let state = AuthState::in_memory();
+        bench::fund(&state, &w.addresses())?;
+        let deploy =
+            w.sign(0, 0, TxKind::Create, U256::ZERO, bench::token_bin(U256::from(10u64.pow(24))), 2_000_000);
+        let exec = execute_items(state.reader(0)?, &params(1), items(&[deploy])?, Mode::Verify)?;
+        let token = exec.outcomes[0].receipt.contract_address.context("token deployed")?;
+        state.commit(1, &exec.block_changes())?;
+        let raws: Vec<Bytes> = (0..200u64)
+            .map(|i| {
+                let to = Address::repeat_byte(0x20 + (i % 50) as u8);
+                bench::token_transfer_call(to, U256::from(5)).clone()
+            })
+            .enumerate()
+            .map(|(i, call)| w.sign(0, 1 + i as u64, TxKind::Call(token), U256::ZERO, call, 100_000))
+            .collect();
+        let exec = execute_items(state.reader(1)?, &params(2), items(&raws)?, Mode::Verify)?;
+        steps.push(step_figures("ERC-20 transfer", &state, 1, &exec, 100, &params(2))?);
+    }
+    {
+        let state = AuthState::in_memory();
+        bench::fund(&state, &w.addresses())?;
+        let mut p = params(1);
+        p.shards = 2;
+        let msgs: Vec<Item> = (0..200u64)
+            .map(|nonce| {
+                Item::Message(Message {
+                    src: ShardId(1),
+                    dst: ShardId(0),
+                    nonce,
+                    sender: Address::repeat_byte(0xab),
+                    to: Address::repeat_byte(0x30 + (nonce % 50) as u8),
+                    value: U256::from(1_000_000u64),
+                    gas_limit: bridge::DEFAULT_MESSAGE_GAS,
+                    data: vec![],
+                    kind: MessageKind::Call,
+                })
+            })
+            .collect();
+        let exec = execute_items(state.reader(0)?, &p, msgs, Mode::Verify)?;
+        steps.push(step_figures("cross-shard message", &state, 0, &exec, 100, &p)?);
+    }
+
+    // slots to invalidation and cascade rebuild, deterministic tier
+    let cascade = cascade_figures()?;
+    println!(
+        "wrong receipt on shard 1 (window {} slots): invalidated {} slots after inclusion ({} rounds); cascade to {} shard(s); every affected shard past the discarded heights again {} slots later",
+        cascade["window"],
+        cascade["slots_to_invalidation"],
+        cascade["rounds"],
+        cascade["shards_reached"],
+        cascade["slots_to_rebuild"]
+    );
+    println!("{}", json!({"rounds": rounds, "steps": steps, "cascade": cascade}));
+    Ok(())
+}
+
+/// The scenario on the deterministic tier, measured in slots.
+fn cascade_figures() -> Result<serde_json::Value> {
+    use alloy_sol_types::SolCall;
+    let dir = tempfile::tempdir()?;
+    let window = 64;
+    let mut t = testnet::Testnet::builder()
+        .shards(2)
+        .validators_per_shard(2)
+        .seed(43)
+        .challenge_window_slots(window)
+        .txs_per_slot(0)
+        .build(dir.path())?;
+    let members = |t: &testnet::Testnet, s: u32| -> Vec<usize> {
+        (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(s)).collect()
+    };
+    let liar = members(&t, 1)[0];
+    let liar_addr = t.validator_info(liar).1;
+    let mut lie: Option<(u64, Hash)> = None;
+    let mut inv_slot = None;
+    let mut discarded: Vec<bridge::Invalidation> = Vec::new();
+    let mut rebuilt = None;
+    let mut n = 0u8;
+    for round in 0..120u64 {
+        for (src, dst, from) in [(0u32, 1u32, 3usize), (1, 0, 4)] {
+            n = n.wrapping_add(1);
+            let data =
+                prover::IBridge::sendCall { dstShard: dst, to: Address::repeat_byte(n), data: Bytes::new() }
+                    .abi_encode();
+            let raw = t.call(
+                ShardId(src),
+                from,
+                TxKind::Call(bridge::BRIDGE_ADDRESS),
+                U256::from(1_000u64),
+                data.into(),
+                300_000,
+            );
+            let m = members(&t, src);
+            t.submit(m[round as usize % m.len()], &raw).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        if round == 8 {
+            t.set_fault(liar, Some(shard::Fault::WrongReceipt));
+        }
+        t.step();
+        if lie.is_none() && round >= 8 {
+            let head = t.beacon().heads()[1];
+            if let Ok(Some(b)) = t.node(liar).context("liar up")?.block(head.height)
+                && b.header.header.hash() == head.hash
+                && b.header.header.proposer == liar_addr
+                && b.header.header.beacon_slot > 9
+            {
+                lie = Some((t.slot(), head.hash));
+                t.set_fault(liar, None);
+            }
+        }
+        for b in t.beacon().db().blocks_from(t.slot(), 1)? {
+            if !b.invalidated.is_empty() && inv_slot.is_none() {
+                inv_slot = Some(b.slot);
+                discarded = b.invalidated.clone();
+            }
+        }
+        if let Some(at) = inv_slot
+            && rebuilt.is_none()
+        {
+            let heads = t.beacon().heads();
+            if discarded.iter().all(|d| heads[d.shard.0 as usize].height >= d.height) {
+                rebuilt = Some(t.slot() - at);
+            }
+        }
+        if rebuilt.is_some() {
+            break;
+        }
+    }
+    let (included, header) = lie.context("the liar proposed")?;
+    let at = inv_slot.context("the lie was invalidated")?;
+    let game =
+        t.beacon().all_games(100)?.into_iter().find(|g| g.record.header == header).context("the game")?;
+    Ok(json!({
+        "window": window,
+        "slots_to_invalidation": at - included,
+        "rounds": game.record.game.rounds,
+        "items": game.record.items,
+        "shards_reached": discarded.iter().map(|d| d.shard.0).collect::<std::collections::BTreeSet<_>>().len(),
+        "slots_to_rebuild": rebuilt.context("rebuilt")?,
+    }))
+}
