@@ -594,3 +594,71 @@ fn a_randomized_run_with_every_fault_mode_keeps_every_invariant() {
         }
     }
 }
+
+/// Two honest mates dispute the same lie in parallel: one game proves it,
+/// the other ends void with both stakes returned. A bond withdrawal waits
+/// one challenge window; one the bond does not cover is refused.
+#[test]
+fn parallel_games_on_one_lie_end_once_and_withdrawals_wait_a_window() {
+    use beacon::MoveRejection;
+    use bridge::{Action, SignedMove};
+    let dir = tempfile::tempdir().unwrap();
+    let window = 24;
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(3)
+        .seed(48)
+        .challenge_window_slots(window)
+        .txs_per_slot(8)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let liar = 0;
+    let liar_addr = t.validator_info(liar).1;
+    let since = t.slot();
+    let before = t.beacon().games().1;
+    t.set_fault(liar, Some(Fault::WrongStateRoot));
+    run_until(&mut t, 20, |t| {
+        let head = t.beacon().heads()[0];
+        head.slot > since
+            && t.node(liar)
+                .unwrap()
+                .block(head.height)
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.header.header.hash() == head.hash && b.header.header.proposer == liar_addr)
+    });
+    t.set_fault(liar, None);
+    let lie = t.beacon().heads()[0];
+    run_until(&mut t, 40, |t| {
+        let g: Vec<_> = games(t).into_iter().filter(|g| g.header == lie.hash).collect();
+        g.len() == 2 && g.iter().all(|g| !g.is_open())
+    });
+    let g: Vec<GameRecord> = games(&t).into_iter().filter(|g| g.header == lie.hash).collect();
+    let won: Vec<_> = g.iter().filter(|g| matches!(g.ended, Some((_, Ending::Decided { .. })))).collect();
+    let void: Vec<_> = g.iter().filter(|g| matches!(g.ended, Some((_, Ending::Void)))).collect();
+    assert_eq!((won.len(), void.len()), (1, 1), "{g:?}");
+    let bonds = t.beacon().games().1;
+    let stake = t.spec().dispute_stake_gwei;
+    assert_eq!(bonds.parties[&liar_addr].slashed, stake, "slashed once, not per game");
+    let v = void[0].challenger;
+    assert_eq!(bonds.parties[&v].free, before.parties[&v].free, "the void game's stake came back");
+    assert_eq!(bonds.parties[&v].locked, 0);
+
+    // withdrawals
+    let key = t.validator_key(1).clone();
+    let me = key.address();
+    let spec_hash = t.spec().hash();
+    let free = t.beacon().games().1.parties[&me].free;
+    let too_much = SignedMove::sign(Action::Withdraw { amount_gwei: free + 1 }, &spec_hash, &key);
+    assert!(matches!(t.beacon().submit_move(too_much, t.slot()), Err(MoveRejection::BadWithdrawal(_))));
+    let asked_at = t.slot();
+    let w = SignedMove::sign(Action::Withdraw { amount_gwei: 1_000 }, &spec_hash, &key);
+    t.beacon().submit_move(w, asked_at).unwrap();
+    t.step();
+    let b = &t.beacon().games().1.parties[&me];
+    assert_eq!((b.free, b.withdrawn, b.withdrawing.len()), (free - 1_000, 0, 1));
+    run_until(&mut t, window + 4, |t| t.beacon().games().1.parties[&me].withdrawn == 1_000);
+    assert!(t.slot() >= asked_at + window, "paid only after one window");
+    assert_eq!(t.beacon().games().1.total(), before.total());
+}
