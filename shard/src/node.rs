@@ -57,6 +57,44 @@ pub struct ShardNode {
     /// A fault this node plays (testnets' byzantine modes), and the
     /// percentage of its chances it plays it at.
     fault: Mutex<Option<(Fault, u8)>>,
+    /// Transactions and messages of reverted blocks (recent ones): what
+    /// the RPC shows as `reverted` until they find their new fate.
+    reverted: Mutex<Reverted>,
+}
+
+/// Where a reverted transaction or message had been.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertedFrom {
+    /// The height of the reverted block.
+    pub height: u64,
+    /// Its hash.
+    pub block_hash: Hash,
+    /// `tx`, `consumed` (an inbox message) or `sent` (an outbox message).
+    pub role: &'static str,
+}
+
+/// Recent reverted items, bounded (oldest evicted first).
+#[derive(Default)]
+struct Reverted {
+    by_id: HashMap<B256, RevertedFrom>,
+    order: std::collections::VecDeque<B256>,
+}
+
+/// Reverted items remembered for the RPC.
+const KEPT_REVERTED: usize = 65_536;
+
+impl Reverted {
+    fn insert(&mut self, id: B256, from: RevertedFrom) {
+        if self.by_id.insert(id, from).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > KEPT_REVERTED {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
 }
 
 /// A byzantine behaviour a validator can be told to play (fault injection
@@ -152,6 +190,7 @@ impl ShardNode {
             metrics: ShardMetrics::default(),
             finalized: std::sync::atomic::AtomicU64::new(u64::MAX),
             fault: Mutex::new(None),
+            reverted: Mutex::default(),
             restored: Mutex::new(Vec::new()),
         });
         node.restore_reverted()?;
@@ -659,9 +698,23 @@ impl ShardNode {
         // the state must still hold that version (nothing is deleted if not)
         self.state.reader(height)?;
         let mut txs = Vec::new();
-        for h in height + 1..=head.header.height {
-            if let Some(b) = self.db.body(h)? {
-                txs.extend(b.txs);
+        {
+            let mut reverted = self.reverted.lock();
+            for h in height + 1..=head.header.height {
+                let block_hash = self.db.header(h)?.map(|x| x.hash()).unwrap_or_default();
+                let from = |role| RevertedFrom { height: h, block_hash, role };
+                if let Some(b) = self.db.body(h)? {
+                    for hash in &b.hashes {
+                        reverted.insert(*hash, from("tx"));
+                    }
+                    for e in &b.inbox {
+                        reverted.insert(B256::from(e.message.id().0), from("consumed"));
+                    }
+                    txs.extend(b.txs);
+                }
+                for m in self.db.outbox(h)? {
+                    reverted.insert(B256::from(m.id().0), from("sent"));
+                }
             }
         }
         self.db.revert_blocks(height, head.header.height)?;
@@ -698,6 +751,12 @@ impl ShardNode {
         warn!(target: "shard", from = head.header.height, to = height, txs = txs.len(), "reverted blocks the beacon did not accept");
         let _ = self.head_tx.send(height);
         Ok((head.header.height - height) as usize)
+    }
+
+    /// Where `id` (a transaction hash or message id) was before a revert
+    /// took its block away (recent reverts only).
+    pub fn reverted_from(&self, id: &B256) -> Option<RevertedFrom> {
+        self.reverted.lock().by_id.get(id).copied()
     }
 
     /// Installs the function told about every transaction accepted over RPC

@@ -182,6 +182,7 @@ impl Rpc {
                 "destination": place(header.height)?,
                 "receipt": receipt,
                 "refund": refund,
+                "revertedFrom": self.node.reverted_from(&B256::from(id.0)),
             })));
         }
         if let Some(InboxEntry { message: m, height, .. }) = self.node.sent_message(&id).map_err(internal)? {
@@ -194,6 +195,16 @@ impl Rpc {
                 "destination": null,
                 "receipt": null,
                 "refund": null,
+                "revertedFrom": self.node.reverted_from(&B256::from(id.0)),
+            })));
+        }
+        // its block was reverted (a fork, or a dispute discarded it) and it
+        // has not found its new fate here yet
+        if let Some(from) = self.node.reverted_from(&B256::from(id.0)) {
+            return Ok(Some(serde_json::json!({
+                "id": id,
+                "status": "reverted",
+                "revertedFrom": from,
             })));
         }
         Ok(None)
@@ -790,6 +801,25 @@ fn module(
     // a message's status as this node sees it (the source shard's nodes
     // know `pending`/`committed`, the destination's `executed`/`finalized`),
     // with its source and destination blocks, its receipt and refund
+    // a transaction's fate here: included (with its block), pending in the
+    // pool, reverted (its block was taken away; it is back in the pool or
+    // dropped), or unknown
+    m.register_method("optishard_getTransactionStatus", |p, rpc, _| -> RpcResult<serde_json::Value> {
+        let hash: B256 = one(p)?;
+        let reverted = rpc.node.reverted_from(&hash);
+        if let Some(loc) = rpc.node.db().tx_location(&hash).map_err(internal)? {
+            return Ok(serde_json::json!({"status": "included", "height": loc.height, "revertedFrom": reverted}));
+        }
+        let pending = rpc.node.pool().lock().get(&hash).is_some();
+        let status = match (pending, reverted) {
+            (true, Some(_)) => "reverted",
+            (true, None) => "pending",
+            (false, Some(_)) => "dropped",
+            (false, None) => "unknown",
+        };
+        Ok(serde_json::json!({"status": status, "revertedFrom": reverted}))
+    })
+    .map_err(reg)?;
     m.register_method("optishard_getMessage", |p, rpc, _| -> RpcResult<Option<serde_json::Value>> {
         let id: B256 = one(p)?;
         rpc.message(bridge::Hash(id.0))

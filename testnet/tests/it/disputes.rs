@@ -246,6 +246,21 @@ fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
     }
     let audit = audit_at_beacon_heads(&t).unwrap();
     assert!(audit.holds && audit.in_flight.is_zero(), "{audit:?}");
+    // messages the discarded shard-0 blocks had consumed show where they
+    // had been, and their new fate: consumed again by a block that stands
+    let node = t.node(s0[1]).unwrap();
+    let mut again = 0;
+    for h in cascade.height..=node.head().header.height {
+        for e in node.block(h).unwrap().unwrap().inbox {
+            let id = alloy_primitives::B256::from(e.message.id().0);
+            if let Some(from) = node.reverted_from(&id) {
+                assert_eq!(from.role, "consumed");
+                assert!(from.height >= cascade.height);
+                again += 1;
+            }
+        }
+    }
+    assert!(again > 0, "some consumed messages were reverted, then executed again");
 }
 
 /// A griefing challenger disputes honest headers: the honest defender's
