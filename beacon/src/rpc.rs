@@ -216,8 +216,11 @@ fn module<N: Network>(chain: Arc<BeaconChain>, net: N) -> Result<RpcModule<Ctx<N
     // dispute games: parties, target, every move, clocks, rounds, the step's
     // witness bytes and verification time, outcome, bonds moved
     m.register_method("beacon_games", |p, c, _| -> Result<Vec<crate::GameLog>, ErrorObjectOwned> {
-        let shard: Option<u32> = seq(&p, 0, "shard")?;
-        let status: Option<String> = seq(&p, 1, "status")?;
+        let mut args = p.sequence();
+        let shard: Option<u32> =
+            args.optional_next().map_err(|e| invalid(format!("shard: {}", e.message())))?;
+        let status: Option<String> =
+            args.optional_next().map_err(|e| invalid(format!("status: {}", e.message())))?;
         let want_open = match status.as_deref() {
             None | Some("all") => None,
             Some("open") => Some(true),

@@ -808,7 +808,9 @@ fn module(
         let hash: B256 = one(p)?;
         let reverted = rpc.node.reverted_from(&hash);
         if let Some(loc) = rpc.node.db().tx_location(&hash).map_err(internal)? {
-            return Ok(serde_json::json!({"status": "included", "height": loc.height, "revertedFrom": reverted}));
+            return Ok(
+                serde_json::json!({"status": "included", "height": loc.height, "revertedFrom": reverted}),
+            );
         }
         let pending = rpc.node.pool().lock().get(&hash).is_some();
         let status = match (pending, reverted) {

@@ -523,6 +523,55 @@ pub async fn status(dir: &Path) -> Result<Value> {
     }))
 }
 
+/// A header the beacon made final although a validator's re-execution
+/// refutes it: what a network without an honest challenger lets through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidFinal {
+    /// Shard.
+    pub shard: u32,
+    /// Height.
+    pub height: u64,
+    /// The header's hash.
+    pub hash: bridge::Hash,
+    /// Who proposed it.
+    pub proposer: bridge::Address,
+    /// The validator whose re-execution refutes it.
+    pub refuted_by: String,
+    /// The first field re-execution disagrees on.
+    pub field: String,
+}
+
+/// Final headers some validator's re-execution refutes (its kept mismatch
+/// evidence names a header the beacon lists as final).
+pub async fn invalid_final(dir: &Path) -> Result<Vec<InvalidFinal>> {
+    let m = read_manifest(dir)?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("manifest lists no beacon")?;
+    let mut out: Vec<InvalidFinal> = Vec::new();
+    for n in m.nodes.iter().filter(|n| n.role == "validator") {
+        let Ok(list) = rpc(&client, &n.rpc_url, "optishard_mismatches", json!([])).await else { continue };
+        let list: Vec<shard::Mismatch> = serde_json::from_value(list).unwrap_or_default();
+        for mm in list {
+            if out.iter().any(|x| x.hash == mm.block_hash) {
+                continue;
+            }
+            let st =
+                rpc(&client, &beacon.rpc_url, "beacon_headerStatus", json!([mm.shard.0, mm.height])).await?;
+            if st["status"] == "final" && st["hash"] == json!(mm.block_hash) {
+                out.push(InvalidFinal {
+                    shard: mm.shard.0,
+                    height: mm.height,
+                    hash: mm.block_hash,
+                    proposer: mm.proposer,
+                    refuted_by: n.name.clone(),
+                    field: mm.field,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The conservation audit at the beacon's accepted heads: each shard's
 /// totals (`optishard_supply`) from a validator that has its accepted head.
 pub async fn audit(dir: &Path) -> Result<shard::Audit> {

@@ -459,13 +459,28 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Testnet(TestnetCmd::Demo { datadir, finalize }) => cluster::demo(&datadir, finalize).await,
         Command::Testnet(TestnetCmd::Audit { datadir, json }) => {
             let a = cluster::audit(&datadir).await?;
+            let bad = cluster::invalid_final(&datadir).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&a)?);
+                let mut v = serde_json::to_value(&a)?;
+                v["invalid_final"] = serde_json::to_value(&bad)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 cluster::print_audit(&a);
+                for b in &bad {
+                    println!(
+                        "INVALID FINAL HEADER: shard {} height {} ({}) by {}: {} refutes its {}",
+                        b.shard, b.height, b.hash, b.proposer, b.refuted_by, b.field
+                    );
+                }
+                if bad.is_empty() {
+                    println!("no final header is refuted by any validator's re-execution");
+                }
             }
             if !a.holds {
                 bail!("the conservation audit does not hold");
+            }
+            if !bad.is_empty() {
+                bail!("{} invalid header(s) became final (no honest challenger disputed them)", bad.len());
             }
             Ok(())
         }

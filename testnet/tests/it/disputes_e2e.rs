@@ -133,3 +133,76 @@ async fn scenario(dir: &Path) {
     let audit = optishard(&["testnet", "audit", "--datadir", d]);
     assert!(audit.status.success(), "{}", text(&audit));
 }
+
+/// Without an honest challenger (`--challengers 0`, every validator's
+/// challenger off) a lie becomes final, and `testnet audit` says so: it
+/// names the final header an honest validator's re-execution refutes and
+/// exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_challenger_the_audit_reports_the_invalid_header_that_became_final() {
+    let _one_at_a_time = crate::timing_sensitive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let result =
+        tokio::spawn(
+            async move { tokio::time::timeout(Duration::from_secs(120), unchallenged(&path)).await },
+        )
+        .await;
+    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
+    match result {
+        Ok(in_time) => in_time.expect("scenario finishes in time"),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+    assert!(down.status.success(), "{}", text(&down));
+}
+
+async fn unchallenged(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let base = free_base_port(5).to_string();
+    let up = optishard(&[
+        "testnet",
+        "up",
+        "--shards",
+        "1",
+        "--validators-per-shard",
+        "2",
+        "--slot-ms",
+        "300",
+        "--challenge-window-slots",
+        "10",
+        "--challengers",
+        "0",
+        "--no-challenger",
+        "--byzantine",
+        "shard=0,validator=0,fault=wrong-state-root",
+        "--datadir",
+        d,
+        "--base-port",
+        &base,
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let m: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(m.nodes.iter().all(|n| n.role != "challenger"));
+    let beacon = m.nodes.iter().find(|n| n.role == "beacon").unwrap().rpc_url.clone();
+    let honest = m.nodes.iter().find(|n| n.name == "shard0-v1").unwrap().rpc_url.clone();
+    let http = reqwest::Client::new();
+    // the honest validator refutes a lying header, which then becomes final
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mm = call(&http, &honest, "optishard_mismatches", json!([])).await.unwrap_or(Value::Null);
+        let fin = call(&http, &beacon, "beacon_head", json!([])).await.unwrap_or(Value::Null)["finalized"][0]
+            .as_u64()
+            .unwrap_or(0);
+        if mm.as_array().into_iter().flatten().any(|x| x["height"].as_u64().is_some_and(|h| h <= fin)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no refuted header became final: {mm}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let games = rpc(&http, &beacon, "beacon_games", json!([])).await;
+    assert_eq!(games, json!([]), "nobody disputed");
+    let audit = optishard(&["testnet", "audit", "--datadir", d]);
+    assert!(!audit.status.success(), "{}", text(&audit));
+    assert!(text(&audit).contains("INVALID FINAL HEADER: shard 0"), "{}", text(&audit));
+}
