@@ -876,6 +876,26 @@ fn grafana_dashboard() -> Value {
             "histogram_quantile(0.5, sum by (phase, le) (rate(optishard_shard_message_latency_seconds_bucket[1m])))",
         ),
         ("Inbox entries refused", "sum by (node) (optishard_shard_messages_refused_total)"),
+        ("Open dispute games", "optishard_beacon_open_games"),
+        (
+            "Games ended by outcome and winner",
+            "sum by (outcome, winner) (optishard_beacon_games_ended_total)",
+        ),
+        (
+            "Dispute moves / s by action and result",
+            "sum by (action, result) (rate(optishard_beacon_dispute_moves_total[30s]))",
+        ),
+        (
+            "Bisection rounds per ended game",
+            "rate(optishard_beacon_game_rounds_total[5m]) / clamp_min(sum(rate(optishard_beacon_games_ended_total[5m])), 1e-9)",
+        ),
+        (
+            "Slashed and rewarded (gwei)",
+            "optishard_beacon_slashed_gwei_total or optishard_beacon_rewarded_gwei_total",
+        ),
+        ("Invalidations by why", "sum by (why) (optishard_beacon_invalidated_headers_total)"),
+        ("Cascade depth (shards reached)", "optishard_beacon_cascade_depth"),
+        ("Rebuilds after invalidation", "sum by (node) (optishard_shard_invalidations_total)"),
     ];
     let panels: Vec<Value> = panels
         .iter()
