@@ -237,6 +237,19 @@ impl Disputes {
         })
     }
 
+    /// The log of game `g`, created if new, its record brought up to date.
+    fn log(&mut self, g: &GameRecord) -> &mut GameLog {
+        let log = self.logs.entry(g.id).or_insert_with(|| GameLog {
+            record: g.clone(),
+            moves: vec![],
+            step: None,
+            rejected_steps: 0,
+            slashed: vec![],
+        });
+        log.record = g.clone();
+        log
+    }
+
     /// Whether a game is open against `shard`'s header at `height`.
     pub(crate) fn disputed(&self, shard: ShardId, height: u64) -> bool {
         self.open.values().any(|g| g.shard == shard && g.height == height)
@@ -296,15 +309,8 @@ impl BeaconChain {
             && let Some(g) = d.open.get_mut(&id)
         {
             g.moves += 1;
-            let log = d.logs.entry(id).or_insert_with(|| GameLog {
-                record: g.clone(),
-                moves: vec![],
-                step: None,
-                rejected_steps: 0,
-                slashed: vec![],
-            });
-            log.record = g.clone();
-            log.moves.push(MoveLog {
+            let g = g.clone();
+            d.log(&g).moves.push(MoveLog {
                 slot: current,
                 party: signer,
                 action: mv.action.label().into(),
@@ -524,15 +530,7 @@ impl BeaconChain {
             bonds.unlock(&w, g.stakes[winner as usize]);
             let (to_winner, to_treasury) = bonds.slash(&l, lost, &w, reward);
             g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
-            let log = state.disputes.logs.entry(id).or_insert_with(|| GameLog {
-                record: g.clone(),
-                moves: vec![],
-                step: None,
-                rejected_steps: 0,
-                slashed: vec![],
-            });
-            log.record = g.clone();
-            log.slashed.push(BondMove {
+            state.disputes.log(&g).slashed.push(BondMove {
                 from: l,
                 to: Some(w),
                 reward_gwei: to_winner,
