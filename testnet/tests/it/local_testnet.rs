@@ -147,7 +147,9 @@ async fn scenario(dir: &Path) {
     ]);
     assert!(up.status.success(), "{}", text(&up));
     let m: Manifest = testnet::cluster::read_manifest(dir).unwrap();
-    assert_eq!(m.nodes.len(), 7);
+    // the beacon, 3 × 2 validators and the default standalone challenger
+    assert_eq!(m.nodes.len(), 8);
+    assert_eq!(m.nodes.iter().filter(|n| n.role == "challenger").count(), 1);
     let again = optishard(&["testnet", "up", "--datadir", d, "--base-port", &base]);
     assert!(!again.status.success() && text(&again).contains("already running"), "{}", text(&again));
     let bad = optishard(&["testnet", "up", "--shards", "0", "--datadir", d]);

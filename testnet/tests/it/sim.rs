@@ -101,6 +101,9 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key, vec![]).unwrap();
     let mut header = honest.header.header.clone();
     header.post_state_root = bridge::Hash::of(b"wrong");
+    // a coherent lie: the trace's last commitment agrees (else the header
+    // breaks a rule the beacon checks without execution)
+    header.trace_root = header.last_commitment().hash();
     let forged =
         ShardBlock { header: SignedHeader::sign(header, &key), inbox: vec![], txs: honest.txs.clone() };
     let err = node1.import_block(&forged, t.spec(), slot, &shard::NoSources).unwrap_err();
@@ -114,7 +117,7 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
     let ev = node1.mismatch_evidence(&forged.header.header.hash()).unwrap().expect("evidence kept");
     assert_eq!(ev.block, forged);
     assert_eq!(ev.computed.post_state_root, honest.header.header.post_state_root);
-    assert_eq!(ev.field_names(), vec!["post_state_root".to_string()]);
+    assert_eq!(ev.field_names(), vec!["post_state_root".to_string(), "trace_root".to_string()]);
     // a second variant of the same slot's block adds no record: one per (proposer, slot)
     let mut other = forged.header.header.clone();
     other.receipts_root = bridge::Hash::of(b"also wrong");
