@@ -32,7 +32,9 @@ pub use import::{
 };
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
-pub use node::{Fault, Head, NodeHandle, RevertedFrom, ShardNode, TxListener, TxRejected, start};
+pub use node::{
+    FABRICATED_RECIPIENT, Fault, Head, NodeHandle, RevertedFrom, ShardNode, TxListener, TxRejected, start,
+};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};

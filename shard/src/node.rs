@@ -112,7 +112,13 @@ pub enum Fault {
     SilentDefender,
     /// Its challenger disputes honest headers of its shard.
     GriefingChallenger,
+    /// A block it proposes carries an outbox message no execution emitted
+    /// (1 ETH to [`FABRICATED_RECIPIENT`] on the next shard, from nothing).
+    FabricatedMessage,
 }
+
+/// Who a `fabricated-message` fault pays.
+pub const FABRICATED_RECIPIENT: Address = Address::repeat_byte(0xfb);
 
 impl Fault {
     /// The name the CLI and configs use.
@@ -122,14 +128,21 @@ impl Fault {
             Fault::WrongReceipt => "wrong-receipt",
             Fault::SilentDefender => "silent-defender",
             Fault::GriefingChallenger => "griefing-challenger",
+            Fault::FabricatedMessage => "fabricated-message",
         }
     }
 
     /// Parses a CLI name.
     pub fn parse(name: &str) -> Option<Fault> {
-        [Fault::WrongStateRoot, Fault::WrongReceipt, Fault::SilentDefender, Fault::GriefingChallenger]
-            .into_iter()
-            .find(|f| f.name() == name)
+        [
+            Fault::WrongStateRoot,
+            Fault::WrongReceipt,
+            Fault::SilentDefender,
+            Fault::GriefingChallenger,
+            Fault::FabricatedMessage,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 }
 
@@ -461,7 +474,34 @@ impl ShardNode {
             .chain(candidates.iter().map(|t| Item::Tx(SignedTx::clone(t))))
             .collect();
         let reader = self.state.reader(height)?.with_block_hashes(self.recent_hashes());
-        let exec = execute_items(reader, &params, items, Mode::Build)?;
+        let mut exec = execute_items(reader, &params, items, Mode::Build)?;
+        let draw = [&slot.to_be_bytes()[..], proposer.as_slice()].concat();
+        if slot > 0
+            && self.config.shards > 1
+            && !exec.outcomes.is_empty()
+            && self.plays(Fault::FabricatedMessage, &draw)
+        {
+            // fault injection: a message in the outbox that no execution
+            // emitted, minting 1 ETH on the destination from nothing (the
+            // block's roots and trace agree with it; re-execution does not)
+            let dst = ShardId((self.config.shard.0 + 1) % self.config.shards);
+            let sent = exec.outbox().iter().filter(|m| m.dst == dst).count() as u64;
+            let counter = self.state.storage(bridge::BRIDGE_ADDRESS, prover::channel_slot(dst), height)?;
+            let fabricated = Message {
+                src: self.config.shard,
+                dst,
+                nonce: u64::try_from(counter).unwrap_or(u64::MAX).saturating_add(sent),
+                sender: Address::repeat_byte(0xfa),
+                to: FABRICATED_RECIPIENT,
+                value: U256::from(1_000_000_000_000_000_000u128),
+                gas_limit: bridge::DEFAULT_MESSAGE_GAS,
+                data: vec![],
+                kind: bridge::MessageKind::Call,
+            };
+            if let Some(last) = exec.outcomes.last_mut() {
+                last.messages.push(fabricated);
+            }
+        }
         let prepared = self.state.prepare(height + 1, &exec.block_changes())?;
         let base = ShardHeader {
             shard: self.config.shard,
@@ -477,7 +517,6 @@ impl ShardNode {
         let mut header = with_execution(base, head.header.post_state_root, &exec, prepared.root);
         // fault injection: coherent lies (the trace's last commitment
         // agrees with the lie), which only re-execution can catch
-        let draw = [&slot.to_be_bytes()[..], proposer.as_slice()].concat();
         if slot > 0 && self.plays(Fault::WrongStateRoot, &draw) {
             header.post_state_root = bridge::hash_domain(b"optishard.fault", &[&prepared.root.0]);
             header.trace_root = header.last_commitment().hash();

@@ -63,7 +63,7 @@ impl Byzantine {
                 "validator" => validator = Some(v.trim().parse().map_err(|_| format!("validator '{v}'"))?),
                 "fault" => {
                     fault = Some(shard::Fault::parse(v.trim()).ok_or_else(|| {
-                        format!("fault '{v}': one of wrong-state-root, wrong-receipt, silent-defender, griefing-challenger")
+                        format!("fault '{v}': one of wrong-state-root, wrong-receipt, silent-defender, griefing-challenger, fabricated-message")
                     })?)
                 }
                 "rate" => {
