@@ -288,14 +288,14 @@ impl BeaconChain {
                 None
             }
             Action::Bisect { game, round, commitments } => {
-                let g = Self::game_for(state, game, signer, Side::Defender, *round)?;
+                let g = self.game_for(state, game, signer, Side::Defender, *round, current)?;
                 g.game
                     .bisect(commitments.clone(), current)
                     .map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
                 Some(*game)
             }
             Action::Pick { game, round, index } => {
-                let g = Self::game_for(state, game, signer, Side::Challenger, *round)?;
+                let g = self.game_for(state, game, signer, Side::Challenger, *round, current)?;
                 g.game.pick(*index as usize, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
                 Some(*game)
             }
@@ -324,15 +324,30 @@ impl BeaconChain {
         Ok(())
     }
 
+    /// Whether `signer` may move for `side` in `g` at `current`: the party
+    /// itself, or, for the defender, a validator of the header's shard once
+    /// the proposer has let half its clock run on this turn (a stand-in for
+    /// a silent or crashed proposer).
+    fn may_move(&self, g: &GameRecord, signer: &Address, side: Side, current: u64) -> bool {
+        if g.party(side) == *signer {
+            return true;
+        }
+        let stand_in = self.spec.validator(signer).is_some_and(|v| v.shard == g.shard);
+        let spent = current.saturating_sub(g.game.turn_since);
+        side == Side::Defender && stand_in && spent.saturating_mul(2) >= g.game.clocks[0]
+    }
+
     fn game_for<'a>(
+        &self,
         state: &'a mut State,
         id: &Hash,
         signer: Address,
         side: Side,
         round: u32,
+        current: u64,
     ) -> Result<&'a mut GameRecord, MoveRejection> {
         let g = state.disputes.open.get_mut(id).ok_or(MoveRejection::UnknownGame(*id))?;
-        if g.party(side) != signer {
+        if !self.may_move(g, &signer, side, current) {
             return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's {side:?}")));
         }
         if g.game.rounds != round {
@@ -430,7 +445,7 @@ impl BeaconChain {
         current: u64,
     ) -> Result<(), MoveRejection> {
         let g = state.disputes.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
-        if g.side_of(&signer).is_none() {
+        if g.side_of(&signer).is_none() && !self.may_move(g, &signer, Side::Defender, current) {
             return Err(MoveRejection::OutOfTurn(format!("{signer} is not a party")));
         }
         if g.game.phase != bridge::game::Phase::Step {

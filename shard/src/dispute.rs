@@ -118,8 +118,11 @@ impl DisputeAgent {
         net: &N,
         accepted: &BTreeMap<u64, Hash>,
     ) {
+        let validator_here = self.spec.validator(&self.me).is_some_and(|v| v.shard == self.shard);
         for g in &block.games {
-            if g.shard != self.shard || g.side_of(&self.me).is_none() {
+            // its own games, and (a validator of the shard) every game on the
+            // shard: it stands in for a proposer that stays silent
+            if g.shard != self.shard || (g.side_of(&self.me).is_none() && !validator_here) {
                 continue;
             }
             if g.is_open() {
@@ -190,7 +193,20 @@ impl DisputeAgent {
 
     fn play<N: Network>(&mut self, id: Hash, node: &ShardNode, net: &N, slot: u64) -> Result<()> {
         let g = self.games[&id].clone();
-        let side = g.side_of(&self.me).expect("a party");
+        let side = match g.side_of(&self.me) {
+            Some(side) => side,
+            // a stand-in: only for a header this node imported itself (it
+            // re-executed to it), once the proposer let half its clock run
+            None => {
+                let ours = node.block(g.height)?.is_some_and(|b| b.header.header.hash() == g.header);
+                let spent = slot.saturating_sub(g.game.turn_since);
+                let defender_to_move = matches!(g.game.phase, Phase::Bisect | Phase::Step);
+                if !(ours && defender_to_move && spent.saturating_mul(2) >= g.game.clocks[0]) {
+                    return Ok(());
+                }
+                Side::Defender
+            }
+        };
         if side == Side::Defender && !self.mode.defend {
             return Ok(());
         }

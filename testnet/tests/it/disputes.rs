@@ -751,3 +751,46 @@ fn a_fabricated_message_is_minted_then_taken_back_by_the_cascade() {
     let audit = audit_at_beacon_heads(&t).unwrap();
     assert!(audit.holds, "{audit:?}");
 }
+
+/// A silent proposer's honest header is defended by a shard-mate that
+/// re-executed it: once half the proposer's clock has run, the mate plays
+/// the defender's moves and the step; the griefer loses, the header stands.
+#[test]
+fn a_shard_mate_stands_in_for_a_silent_proposer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(3)
+        .seed(50)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (silent, griefer) = (0, 1);
+    let silent_addr = t.validator_info(silent).1;
+    t.set_fault(silent, Some(Fault::SilentDefender));
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    run_until(&mut t, 20, |t| games(t).iter().any(|g| g.defender == silent_addr));
+    t.set_fault(griefer, None);
+    let g = games(&t).into_iter().find(|g| g.defender == silent_addr).unwrap();
+    let clock = t.spec().game_clock();
+    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|x| x.id == g.id && !x.is_open()));
+    let g = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    assert!(
+        matches!(
+            g.ended,
+            Some((_, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } }))
+        ),
+        "{:?}",
+        g.ended
+    );
+    let log = t.beacon().game(&g.id).unwrap().unwrap();
+    assert!(log.moves.iter().any(|m| m.party == t.validator_info(2).1), "the mate moved: {:?}", log.moves);
+    assert!(log.moves.iter().all(|m| m.party != silent_addr), "the proposer stayed silent");
+    let status = t.beacon().header_status(ShardId(0), g.height).unwrap().unwrap();
+    assert_eq!(status.hash, g.header, "the honest header stands");
+    let bonds = t.beacon().games().1;
+    assert_eq!(bonds.parties[&silent_addr].slashed, 0);
+    assert!(bonds.parties[&t.validator_info(griefer).1].slashed > 0);
+}
