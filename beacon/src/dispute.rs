@@ -275,8 +275,12 @@ impl BeaconChain {
             return Err(MoveRejection::Full);
         }
         let id = match &mv.action {
-            Action::Open { shard, height, header } => {
-                self.open_game(state, signer, *shard, *height, *header, current)?
+            Action::Open { shard, height, header, item } => {
+                self.open_game(state, signer, (*shard, *height, *header), *item, current)?
+            }
+            Action::Claim { game, commitment, receipts, proof } => {
+                self.claim(state, *game, signer, commitment, receipts, proof, current)?;
+                Some(*game)
             }
             Action::Withdraw { amount_gwei } => {
                 let release = current.saturating_add(self.spec.challenge_window());
@@ -289,6 +293,9 @@ impl BeaconChain {
             }
             Action::Bisect { game, round, commitments } => {
                 let g = self.game_for(state, game, signer, Side::Defender, *round, current)?;
+                if !g.claimed {
+                    return Err(MoveRejection::OutOfTurn("the defender must claim c_j first".into()));
+                }
                 g.game
                     .bisect(commitments.clone(), current)
                     .map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
@@ -363,9 +370,8 @@ impl BeaconChain {
         &self,
         state: &mut State,
         signer: Address,
-        shard: ShardId,
-        height: u64,
-        header: Hash,
+        (shard, height, header): (ShardId, u64, Hash),
+        item: Option<u64>,
         current: u64,
     ) -> Result<Option<Hash>, MoveRejection> {
         let unknown = MoveRejection::UnknownHeader { shard, height, header };
@@ -382,7 +388,7 @@ impl BeaconChain {
         if current > last || height <= finalized {
             return Err(MoveRejection::WindowClosed { shard, height, closed: last });
         }
-        let id = game_id(&header, &signer);
+        let id = game_id(&header, &signer, item);
         let d = &mut state.disputes;
         if d.ever.contains(&id) {
             return Err(MoveRejection::Duplicate);
@@ -402,11 +408,20 @@ impl BeaconChain {
             Ok(Some(b)) => (b.inbox.len() + b.txs.len()) as u64,
             _ => return Err(unknown),
         };
+        if let Some(j) = item
+            && !(1..=items).contains(&j)
+        {
+            return Err(MoveRejection::OutOfTurn(format!("no item {j} in a block of {items}")));
+        }
         let challenger_stake = d.bonds.lock(&signer, stake);
         let defender_stake = d.bonds.lock(&h.proposer, stake);
         let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
         let c0 = TraceCommitment::start(h.pre_state_root).hash();
-        let mut game = Game::open(params, items, c0, h.trace_root, current);
+        // a receipt game's `c_j` is the defender's to claim first
+        let mut game = match item {
+            Some(j) => Game::open(params, j, c0, Hash::ZERO, current),
+            None => Game::open(params, items, c0, h.trace_root, current),
+        };
         if items == 0 {
             // no step to play: the empty trace is c_0, or the header lies
             let verdict = if h.trace_root == c0 {
@@ -422,6 +437,8 @@ impl BeaconChain {
             height,
             header,
             items,
+            receipt_item: item,
+            claimed: item.is_none(),
             defender: h.proposer,
             challenger: signer,
             opened_slot: current,
@@ -436,6 +453,46 @@ impl BeaconChain {
         Ok(Some(id))
     }
 
+    /// The defender's `c_j` in a receipt game, bound to the header: its
+    /// receipts frontier must be the first `j` receipts under the header's
+    /// `receipts_root`.
+    #[allow(clippy::too_many_arguments)]
+    fn claim(
+        &self,
+        state: &mut State,
+        id: Hash,
+        signer: Address,
+        commitment: &TraceCommitment,
+        receipts: &bridge::Frontier,
+        proof: &bridge::PrefixProof,
+        current: u64,
+    ) -> Result<(), MoveRejection> {
+        let g = state.disputes.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
+        if !self.may_move(g, &signer, Side::Defender, current) {
+            return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's defender")));
+        }
+        let Some(j) = g.receipt_item.filter(|_| !g.claimed) else {
+            return Err(MoveRejection::OutOfTurn("nothing to claim in this game".into()));
+        };
+        let header = match self.db.shard_header(g.shard, g.height) {
+            Ok(Some(r)) if r.header.header.hash() == g.header => r.header.header,
+            _ => return Err(MoveRejection::UnknownGame(id)),
+        };
+        if receipts.len() != j
+            || proof.len != g.items
+            || receipts.root() != commitment.receipts_root
+            || !receipts.is_prefix_of(&header.receipts_root, proof)
+        {
+            return Err(MoveRejection::BadStep(format!(
+                "the claimed receipts are not the header's first {j} receipts"
+            )));
+        }
+        let g = state.disputes.open.get_mut(&id).expect("checked above");
+        g.game.hi_commit = commitment.hash();
+        g.claimed = true;
+        Ok(())
+    }
+
     fn step(
         &self,
         state: &mut State,
@@ -448,7 +505,7 @@ impl BeaconChain {
         if g.side_of(&signer).is_none() && !self.may_move(g, &signer, Side::Defender, current) {
             return Err(MoveRejection::OutOfTurn(format!("{signer} is not a party")));
         }
-        if g.game.phase != bridge::game::Phase::Step {
+        if g.game.phase != bridge::game::Phase::Step || !g.claimed {
             return Err(MoveRejection::OutOfTurn("the game is not at its single step".into()));
         }
         let reject = |why: String, state: &mut State| {

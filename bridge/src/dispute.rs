@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::game::{Game, Outcome, Side};
 use crate::{
-    Address, Decode, DecodeError, Encode, Hash, ShardId, Signature, SignatureError, ValidatorKey,
-    decode_list, encode_list, hash_domain,
+    Address, Decode, DecodeError, Encode, Frontier, Hash, PrefixProof, ShardId, Signature, SignatureError,
+    TraceCommitment, ValidatorKey, decode_list, encode_list, hash_domain,
 };
 
 mod hex_bytes {
@@ -45,6 +45,22 @@ pub enum Action {
         height: u64,
         /// Its hash (the game is against exactly this header).
         header: Hash,
+        /// Dispute only the receipt of item `j` (1-based): the game is then
+        /// over `c_0 … c_j`, `c_j` as the defender claims it first
+        /// ([`Action::Claim`]), bound to the header's receipts.
+        item: Option<u64>,
+    },
+    /// The defender's claim in a receipt game: `c_j`, with the receipts
+    /// frontier behind it proven to be the first `j` receipts of the header.
+    Claim {
+        /// The game.
+        game: Hash,
+        /// The claimed `c_j`.
+        commitment: TraceCommitment,
+        /// The frontier of the first `j` receipts.
+        receipts: Frontier,
+        /// Its peaks' paths to the header's `receipts_root`.
+        proof: PrefixProof,
     },
     /// The defender posts the commitments at the game's points.
     Bisect {
@@ -83,9 +99,10 @@ impl Action {
     /// The game a move plays in (not for `Open` and `Withdraw`).
     pub fn game(&self) -> Option<Hash> {
         match self {
-            Action::Bisect { game, .. } | Action::Pick { game, .. } | Action::Step { game, .. } => {
-                Some(*game)
-            }
+            Action::Bisect { game, .. }
+            | Action::Pick { game, .. }
+            | Action::Step { game, .. }
+            | Action::Claim { game, .. } => Some(*game),
             Action::Open { .. } | Action::Withdraw { .. } => None,
         }
     }
@@ -94,6 +111,7 @@ impl Action {
     pub fn label(&self) -> &'static str {
         match self {
             Action::Open { .. } => "open",
+            Action::Claim { .. } => "claim",
             Action::Bisect { .. } => "bisect",
             Action::Pick { .. } => "pick",
             Action::Step { .. } => "step",
@@ -105,11 +123,19 @@ impl Action {
 impl Encode for Action {
     fn encode_to(&self, out: &mut Vec<u8>) {
         match self {
-            Action::Open { shard, height, header } => {
+            Action::Open { shard, height, header, item } => {
                 0u8.encode_to(out);
                 shard.encode_to(out);
                 height.encode_to(out);
                 header.encode_to(out);
+                item.encode_to(out);
+            }
+            Action::Claim { game, commitment, receipts, proof } => {
+                5u8.encode_to(out);
+                game.encode_to(out);
+                commitment.encode_to(out);
+                receipts.encode_to(out);
+                proof.encode_to(out);
             }
             Action::Bisect { game, round, commitments } => {
                 1u8.encode_to(out);
@@ -143,6 +169,13 @@ impl Decode for Action {
                 shard: ShardId::decode(input)?,
                 height: u64::decode(input)?,
                 header: Hash::decode(input)?,
+                item: Option::<u64>::decode(input)?,
+            },
+            5 => Action::Claim {
+                game: Hash::decode(input)?,
+                commitment: TraceCommitment::decode(input)?,
+                receipts: Frontier::decode(input)?,
+                proof: PrefixProof::decode(input)?,
             },
             1 => {
                 let (game, round) = (Hash::decode(input)?, u32::decode(input)?);
@@ -225,10 +258,13 @@ impl Decode for SignedMove {
     }
 }
 
-/// The id of the game `challenger` opens against `header`: one game per
-/// challenger and header.
-pub fn game_id(header: &Hash, challenger: &Address) -> Hash {
-    hash_domain(b"optishard.game", &[&header.0, &challenger.0])
+/// The id of the game `challenger` opens against `header` (its trace, or
+/// the receipt of `item`): one game per challenger, header and target.
+pub fn game_id(header: &Hash, challenger: &Address, item: Option<u64>) -> Hash {
+    match item {
+        None => hash_domain(b"optishard.game", &[&header.0, &challenger.0]),
+        Some(j) => hash_domain(b"optishard.receipt_game", &[&header.0, &challenger.0, &j.to_be_bytes()]),
+    }
 }
 
 /// How a game ended.
@@ -258,6 +294,11 @@ pub struct GameRecord {
     pub header: Hash,
     /// Items in the disputed block (`n` of `c_0 … c_n`).
     pub items: u64,
+    /// A receipt game: the item `j` whose receipt is disputed (the game is
+    /// over `c_0 … c_j`).
+    pub receipt_item: Option<u64>,
+    /// Whether the defender has claimed `c_j` (always, for a trace game).
+    pub claimed: bool,
     /// Who defends (the header's proposer).
     pub defender: Address,
     /// Who disputes.
@@ -329,6 +370,8 @@ impl Encode for GameRecord {
         self.height.encode_to(out);
         self.header.encode_to(out);
         self.items.encode_to(out);
+        self.receipt_item.encode_to(out);
+        self.claimed.encode_to(out);
         self.defender.encode_to(out);
         self.challenger.encode_to(out);
         self.opened_slot.encode_to(out);
@@ -355,6 +398,8 @@ impl Decode for GameRecord {
             height: u64::decode(input)?,
             header: Hash::decode(input)?,
             items: u64::decode(input)?,
+            receipt_item: Option::<u64>::decode(input)?,
+            claimed: bool::decode(input)?,
             defender: Address::decode(input)?,
             challenger: Address::decode(input)?,
             opened_slot: u64::decode(input)?,
@@ -666,11 +711,13 @@ mod tests {
     fn records_round_trip() {
         let g = Game::open(GameParams { k: 4, clock_slots: 8 }, 17, Hash::of(b"0"), Hash::of(b"n"), 3);
         let r = GameRecord {
-            id: game_id(&Hash::of(b"h"), &Address([9; 20])),
+            id: game_id(&Hash::of(b"h"), &Address([9; 20]), None),
             shard: ShardId(1),
             height: 4,
             header: Hash::of(b"h"),
             items: 17,
+            receipt_item: Some(3),
+            claimed: false,
             defender: Address([8; 20]),
             challenger: Address([9; 20]),
             opened_slot: 3,

@@ -38,7 +38,7 @@ pub use dispute::{
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
 pub use header::{Address, ShardHeader};
-pub use merkle::{Frontier, MerkleProof, MerkleTree, merkle_root};
+pub use merkle::{Frontier, MerkleProof, MerkleTree, PrefixProof, merkle_root};
 pub use message::{
     BRIDGE_ADDRESS, DEFAULT_MESSAGE_GAS, InboxEntry, MAX_MESSAGE_DATA, MAX_MESSAGE_GAS, MESSAGE_BASE_GAS,
     Message, MessageKind,

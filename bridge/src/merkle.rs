@@ -193,30 +193,145 @@ impl MerkleProof {
         if index >= len {
             return Err(ProofError::IndexOutOfRange { index, len });
         }
-        let mut expected = 0;
-        let (mut pos, mut width) = (index, len);
-        while width > 1 {
-            if pos ^ 1 < width {
-                expected += 1;
-            }
-            pos /= 2;
-            width = width.div_ceil(2);
-        }
+        let expected = path_length(index, len);
         if expected != self.siblings.len() {
             return Err(ProofError::WrongLength { index, len, expected, got: self.siblings.len() });
         }
-        let mut node = leaf_node(leaf);
-        let mut sibs = self.siblings.iter();
-        let (mut pos, mut width) = (index, len);
-        while width > 1 {
-            if pos ^ 1 < width {
-                let s = sibs.next().expect("length checked");
-                node = if pos % 2 == 0 { inner_node(&node, s) } else { inner_node(s, &node) };
-            }
-            pos /= 2;
-            width = width.div_ceil(2);
+        Ok(seal(len, &climb(leaf_node(leaf), index, len, &self.siblings)))
+    }
+}
+
+/// Climbs from `node` at position `pos` of a level `width` nodes wide to
+/// the top, combining with `siblings` in order (the caller checked their
+/// number with [`path_length`]).
+fn climb(mut node: Hash, mut pos: u64, mut width: u64, siblings: &[Hash]) -> Hash {
+    let mut sibs = siblings.iter();
+    while width > 1 {
+        if pos ^ 1 < width {
+            let s = sibs.next().expect("length checked");
+            node = if pos % 2 == 0 { inner_node(&node, s) } else { inner_node(s, &node) };
         }
-        Ok(seal(len, &node))
+        pos /= 2;
+        width = width.div_ceil(2);
+    }
+    node
+}
+
+/// Siblings a path from position `pos` of a level `width` wide needs.
+fn path_length(mut pos: u64, mut width: u64) -> usize {
+    let mut n = 0;
+    while width > 1 {
+        if pos ^ 1 < width {
+            n += 1;
+        }
+        pos /= 2;
+        width = width.div_ceil(2);
+    }
+    n
+}
+
+/// Width of level `level` of a tree of `len` leaves.
+fn level_width(len: u64, level: u32) -> u64 {
+    (0..level).fold(len, |w, _| w.div_ceil(2))
+}
+
+/// The peaks of the first `j` leaves as `(level, position in that level)`,
+/// largest first: perfect, aligned subtrees, so nodes of any longer tree.
+fn prefix_peaks(j: u64) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for level in (0..64u32).rev() {
+        if j & (1 << level) != 0 {
+            out.push((level, offset >> level));
+            offset += 1 << level;
+        }
+    }
+    out
+}
+
+/// Proof that the first `prefix` leaves of a tree of `len` leaves are
+/// exactly those a [`Frontier`] of `prefix` leaves was built from: each of
+/// the frontier's peaks is a node of the tree, with its path to the root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixProof {
+    /// Leaves in the full tree.
+    pub len: u64,
+    /// Leaves in the prefix.
+    pub prefix: u64,
+    /// One sibling path per peak, largest peak first.
+    pub paths: Vec<Vec<Hash>>,
+}
+
+impl MerkleTree {
+    /// The proof that the first `prefix` leaves are a prefix of this tree.
+    pub fn prefix_proof(&self, prefix: usize) -> Option<PrefixProof> {
+        if prefix == 0 || prefix > self.len() {
+            return None;
+        }
+        let mut paths = Vec::new();
+        for (level, pos) in prefix_peaks(prefix as u64) {
+            let mut siblings = Vec::new();
+            let mut p = pos as usize;
+            for lvl in &self.levels[level as usize..self.levels.len() - 1] {
+                if p ^ 1 < lvl.len() {
+                    siblings.push(lvl[p ^ 1]);
+                }
+                p /= 2;
+            }
+            paths.push(siblings);
+        }
+        Some(PrefixProof { len: self.len() as u64, prefix: prefix as u64, paths })
+    }
+}
+
+impl Frontier {
+    /// Whether this frontier's leaves are the first ones of the tree with
+    /// `root` (checked with `proof`: every peak climbs to `root`).
+    pub fn is_prefix_of(&self, root: &Hash, proof: &PrefixProof) -> bool {
+        let peaks = prefix_peaks(self.len);
+        if !self.is_well_formed()
+            || proof.prefix != self.len
+            || self.len == 0
+            || self.len > proof.len
+            || proof.paths.len() != peaks.len()
+        {
+            return false;
+        }
+        peaks.iter().zip(&self.peaks).zip(&proof.paths).all(|(((level, pos), peak), path)| {
+            let width = level_width(proof.len, *level);
+            path.len() == path_length(*pos, width)
+                && seal(proof.len, &climb(*peak, *pos, width, path)) == *root
+        })
+    }
+}
+
+impl Encode for PrefixProof {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.len.encode_to(out);
+        self.prefix.encode_to(out);
+        (self.paths.len() as u32).encode_to(out);
+        for path in &self.paths {
+            codec::encode_list(path, out);
+        }
+    }
+}
+
+impl Decode for PrefixProof {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let (len, prefix) = (u64::decode(input)?, u64::decode(input)?);
+        let n = u32::decode(input)? as usize;
+        if n > 64 {
+            return Err(DecodeError::TooLong { what: "prefix proof", len: n, limit: 64 });
+        }
+        let mut paths = Vec::with_capacity(n);
+        for _ in 0..n {
+            let path: Vec<Hash> = codec::decode_list(input)?;
+            if path.len() > 64 {
+                return Err(DecodeError::TooLong { what: "prefix proof path", len: path.len(), limit: 64 });
+            }
+            paths.push(path);
+        }
+        Ok(PrefixProof { len, prefix, paths })
     }
 }
 
@@ -304,6 +419,31 @@ mod tests {
             }
             let back: Frontier = decode_exact(&f.encode()).unwrap();
             prop_assert_eq!(back, f);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_prefix_frontier_proves_against_the_full_tree_and_nothing_else(n in 1usize..200, j in 1usize..200, salt: u8) {
+            let j = j.min(n);
+            let ls = leaves(n, salt);
+            let tree = MerkleTree::new(&ls);
+            let proof = tree.prefix_proof(j).unwrap();
+            let back: PrefixProof = decode_exact(&proof.encode()).unwrap();
+            prop_assert_eq!(&back, &proof);
+            let prefix = Frontier::of(&ls[..j]);
+            prop_assert!(prefix.is_prefix_of(&tree.root(), &proof));
+            // one leaf of the prefix changed: no longer a prefix
+            let mut other = ls[..j].to_vec();
+            other[j / 2] = Hash::of(b"another leaf");
+            prop_assert!(!Frontier::of(&other).is_prefix_of(&tree.root(), &proof));
+            // a prefix of another tree, or of another length
+            let mut changed = ls.clone();
+            changed[j - 1] = Hash::of(b"the last leaf of the prefix");
+            prop_assert!(!prefix.is_prefix_of(&MerkleTree::new(&changed).root(), &proof));
+            if j > 1 {
+                prop_assert!(!Frontier::of(&ls[..j - 1]).is_prefix_of(&tree.root(), &proof));
+            }
         }
     }
 

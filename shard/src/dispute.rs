@@ -54,6 +54,8 @@ struct Trace {
     block: ShardBlock,
     exec: Execution,
     commitments: Vec<Hash>,
+    /// `c_1 … c_n` in full (a receipt game's claim needs one).
+    full: Vec<TraceCommitment>,
 }
 
 /// One validator's (or challenger's) dispute agent for one shard.
@@ -172,7 +174,7 @@ impl DisputeAgent {
 
     fn open<N: Network>(&mut self, net: &N, height: u64, header: Hash, slot: u64) {
         self.opened.insert(header);
-        let action = Action::Open { shard: self.shard, height, header };
+        let action = Action::Open { shard: self.shard, height, header, item: None };
         self.send(net, action, (header, 0, "open"), slot);
     }
 
@@ -211,6 +213,32 @@ impl DisputeAgent {
             return Ok(());
         }
         let round = g.game.rounds;
+        if let (Some(j), false, Side::Defender) = (g.receipt_item, g.claimed, side) {
+            // a receipt game: claim c_j, bound to the header's receipts (a
+            // proposer whose header's receipts are not its execution's cannot)
+            let t = self.trace(&g, node)?;
+            let leaves: Vec<Hash> = t.exec.outcomes.iter().map(|o| o.receipt_hash).collect();
+            let tree = MerkleTree::new(&leaves);
+            let j = j as usize;
+            let (Some(proof), Some(commitment)) = (tree.prefix_proof(j), t.full.get(j - 1).copied()) else {
+                return Ok(());
+            };
+            if tree.root() != t.block.header.header.receipts_root {
+                warn!(target: "shard", game = %id, "cannot back this header's receipts with an execution");
+                return Ok(());
+            }
+            let receipts = bridge::Frontier::of(&leaves[..j]);
+            self.send(
+                net,
+                Action::Claim { game: id, commitment, receipts, proof },
+                (id, round, "claim"),
+                slot,
+            );
+            return Ok(());
+        }
+        if !g.claimed {
+            return Ok(());
+        }
         match (&g.game.phase, side) {
             (Phase::Bisect, Side::Defender) => {
                 let claim = self.claim(&g, node)?;
@@ -245,7 +273,10 @@ impl DisputeAgent {
     fn claim(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
         let t = self.trace(g, node)?;
         let mut claim = t.commitments.clone();
-        if let Some(last) = claim.last_mut() {
+        // (a receipt game's c_j was claimed from the execution itself)
+        if g.receipt_item.is_none()
+            && let Some(last) = claim.last_mut()
+        {
             *last = t.block.header.header.trace_root;
         }
         Ok(claim)
@@ -290,10 +321,11 @@ impl DisputeAgent {
                 },
             };
             let (exec, commitments) = reexecute(node, &self.spec, &block)?;
+            let full = exec.trace(node.state(), g.height - 1)?;
             while self.traces.len() >= KEPT_TRACES {
                 self.traces.pop_first();
             }
-            self.traces.insert(g.header, Trace { block, exec, commitments });
+            self.traces.insert(g.header, Trace { block, exec, commitments, full });
         }
         Ok(&self.traces[&g.header])
     }

@@ -443,28 +443,33 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     run_until(&mut t, 40, |t| t.slot() > 40);
     let old = t.beacon().shard_headers(ShardId(0), 1, 1).unwrap().remove(0);
     let late = SignedMove::sign(
-        Action::Open { shard: ShardId(0), height: 1, header: old.header.header.hash() },
+        Action::Open { shard: ShardId(0), height: 1, header: old.header.header.hash(), item: None },
         &spec_hash,
         &key,
     );
     assert!(matches!(t.beacon().submit_move(late, t.slot()), Err(MoveRejection::WindowClosed { .. })));
     let head = t.beacon().heads()[0];
     let unknown = SignedMove::sign(
-        Action::Open { shard: ShardId(0), height: head.height, header: bridge::Hash::of(b"no such header") },
+        Action::Open {
+            shard: ShardId(0),
+            height: head.height,
+            header: bridge::Hash::of(b"no such header"),
+            item: None,
+        },
         &spec_hash,
         &key,
     );
     assert!(matches!(t.beacon().submit_move(unknown, t.slot()), Err(MoveRejection::UnknownHeader { .. })));
     let stranger = ValidatorKey::derive(b"not bonded");
     let mv = SignedMove::sign(
-        Action::Open { shard: ShardId(0), height: head.height, header: head.hash },
+        Action::Open { shard: ShardId(0), height: head.height, header: head.hash, item: None },
         &spec_hash,
         &stranger,
     );
     assert!(matches!(t.beacon().submit_move(mv, t.slot()), Err(MoveRejection::NotBonded { .. })));
     // a signature over another network's spec recovers to a stranger
     let forged = SignedMove::sign(
-        Action::Open { shard: ShardId(0), height: head.height, header: head.hash },
+        Action::Open { shard: ShardId(0), height: head.height, header: head.hash, item: None },
         &bridge::Hash::of(b"another network"),
         &key,
     );
@@ -793,4 +798,101 @@ fn a_shard_mate_stands_in_for_a_silent_proposer() {
     let bonds = t.beacon().games().1;
     assert_eq!(bonds.parties[&silent_addr].slashed, 0);
     assert!(bonds.parties[&t.validator_info(griefer).1].slashed > 0);
+}
+
+/// Games against one item's receipt: the defender first claims `c_j` with
+/// its receipts proven to be the header's first `j`; an honest header's
+/// claim stands and the challenger loses; a claim whose receipts are not the
+/// header's is refused; a proposer whose header's receipts are not its
+/// execution's cannot claim, and loses on time.
+#[test]
+fn receipt_games_bind_the_defenders_claim_to_the_header() {
+    use beacon::MoveRejection;
+    use bridge::{Action, Frontier, MerkleTree, SignedMove, TraceCommitment};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(51)
+        .challenge_window_slots(60)
+        .txs_per_slot(8)
+        .build(dir.path())
+        .unwrap();
+    t.run(4);
+    let spec_hash = t.spec().hash();
+    // an honest header with a few items, disputed by the validator that did not propose it
+    let head = t.beacon().heads()[0];
+    let block = t.beacon().shard_blocks(ShardId(0), head.height, 1, usize::MAX).unwrap().remove(0);
+    assert!(block.txs.len() >= 3);
+    let proposer = (0..2).find(|i| t.validator_info(*i).1 == block.header.header.proposer).unwrap();
+    let other = 1 - proposer;
+    t.set_challenger(other, false);
+    let open = |t: &Testnet, who: usize, height: u64, header: bridge::Hash, j: u64| {
+        let mv = SignedMove::sign(
+            Action::Open { shard: ShardId(0), height, header, item: Some(j) },
+            &spec_hash,
+            t.validator_key(who),
+        );
+        t.beacon().submit_move(mv, t.slot())
+    };
+    open(&t, other, head.height, head.hash, 99).unwrap_err();
+    open(&t, other, head.height, head.hash, 2).unwrap();
+    let g = games(&t).into_iter().find(|g| g.header == head.hash).unwrap();
+    assert_eq!((g.receipt_item, g.claimed, g.game.hi), (Some(2), false, 2));
+    // a claim whose receipts are not the header's first two
+    let fake = Frontier::of(&[bridge::Hash::of(b"r0"), bridge::Hash::of(b"r1")]);
+    let proof = MerkleTree::new(&[bridge::Hash::of(b"r0"), bridge::Hash::of(b"r1"), bridge::Hash::of(b"r2")])
+        .prefix_proof(2)
+        .unwrap();
+    let commitment = TraceCommitment { receipts_root: fake.root(), ..Default::default() };
+    let bad = SignedMove::sign(
+        Action::Claim { game: g.id, commitment, receipts: fake, proof },
+        &spec_hash,
+        t.validator_key(proposer),
+    );
+    assert!(matches!(t.beacon().submit_move(bad, t.slot()), Err(MoveRejection::BadStep(_))));
+    // a bisection before the claim is refused
+    let early = SignedMove::sign(
+        Action::Bisect { game: g.id, round: 0, commitments: vec![bridge::Hash::ZERO] },
+        &spec_hash,
+        t.validator_key(proposer),
+    );
+    assert!(matches!(t.beacon().submit_move(early, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    run_until(&mut t, 30, |t| games(t).iter().any(|x| x.id == g.id && !x.is_open()));
+    let g = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
+    assert!(g.claimed, "the honest defender claimed");
+    assert_eq!(
+        g.ended.unwrap().1,
+        Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } }
+    );
+    assert_eq!(g.game.rounds, Game::rounds_for(2, t.spec().dispute_k));
+
+    // a lying proposer (the last receipt altered) cannot claim the last receipt
+    let liar = proposer;
+    let liar_addr = t.validator_info(liar).1;
+    let since = t.slot();
+    t.set_fault(liar, Some(Fault::WrongReceipt));
+    run_until(&mut t, 20, |t| {
+        let head = t.beacon().heads()[0];
+        head.slot > since
+            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
+                b.header.header.hash() == head.hash
+                    && b.header.header.proposer == liar_addr
+                    && !b.txs.is_empty()
+            })
+    });
+    t.set_fault(liar, None);
+    let lie = t.beacon().heads()[0];
+    let n = t.node(liar).unwrap().block(lie.height).unwrap().unwrap().txs.len() as u64;
+    open(&t, other, lie.height, lie.hash, n).unwrap();
+    let clock = t.spec().game_clock();
+    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|x| x.header == lie.hash && !x.is_open()));
+    let g = games(&t).into_iter().find(|x| x.header == lie.hash).unwrap();
+    assert!(!g.claimed);
+    assert_eq!(
+        g.ended.unwrap().1,
+        Ending::Decided { outcome: Outcome::Timeout { winner: Side::Challenger } }
+    );
+    let status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
+    assert!(status.discarded.iter().any(|d| d.hash == lie.hash && d.proven));
 }
