@@ -896,3 +896,51 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
     let status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
     assert!(status.discarded.iter().any(|d| d.hash == lie.hash && d.proven));
 }
+
+/// The beacon restarts in the middle of a game (its state reopened from
+/// rocksdb, as after a crash): the game, the bonds and the moves sealed so
+/// far are all there, moves lost with the unsealed slot are sent again, and
+/// the game ends as it would have.
+#[test]
+fn a_game_survives_a_beacon_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(52)
+        .challenge_window_slots(60)
+        .txs_per_slot(12)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let liar = 0;
+    let liar_addr = t.validator_info(liar).1;
+    let since = t.slot();
+    t.set_fault(liar, Some(Fault::WrongStateRoot));
+    run_until(&mut t, 20, |t| {
+        let head = t.beacon().heads()[0];
+        head.slot > since
+            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
+                b.header.header.hash() == head.hash
+                    && b.header.header.proposer == liar_addr
+                    && b.txs.len() > 4
+            })
+    });
+    t.set_fault(liar, None);
+    let lie = t.beacon().heads()[0];
+    run_until(&mut t, 20, |t| games(t).iter().any(|g| g.header == lie.hash && g.moves >= 2));
+    let before = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert!(before.is_open());
+    let sealed_bonds = t.beacon().games().1;
+    t.restart_beacon().unwrap();
+    let after = games(&t).into_iter().find(|g| g.header == lie.hash).expect("the game survived");
+    assert!(after.is_open() && after.moves <= before.moves);
+    assert_eq!(t.beacon().games().1, sealed_bonds, "bonds as sealed");
+    run_until(&mut t, 40, |t| games(t).iter().any(|g| g.header == lie.hash && !g.is_open()));
+    let g = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert_eq!(
+        g.ended.unwrap().1,
+        Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } }
+    );
+    assert_eq!(t.beacon().games().1.parties[&liar_addr].slashed, t.spec().dispute_stake_gwei);
+}
