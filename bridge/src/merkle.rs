@@ -209,7 +209,7 @@ fn climb(mut node: Hash, mut pos: u64, mut width: u64, siblings: &[Hash]) -> Has
     while width > 1 {
         if pos ^ 1 < width {
             let s = sibs.next().expect("length checked");
-            node = if pos % 2 == 0 { inner_node(&node, s) } else { inner_node(s, &node) };
+            node = if pos.is_multiple_of(2) { inner_node(&node, s) } else { inner_node(s, &node) };
         }
         pos /= 2;
         width = width.div_ceil(2);
