@@ -105,8 +105,9 @@ pub enum Fault {
     /// A block it proposes claims a wrong post-state root (with a trace
     /// root that agrees with the lie).
     WrongStateRoot,
-    /// A block it proposes claims a wrong receipts root (a receipt's
-    /// status or value altered), its trace root agreeing.
+    /// A block it proposes claims a wrong receipts root (the receipt of its
+    /// last inbox message altered, else its last item's), its trace root
+    /// agreeing.
     WrongReceipt,
     /// It stops answering the games against its headers.
     SilentDefender,
@@ -522,12 +523,17 @@ impl ShardNode {
             header.trace_root = header.last_commitment().hash();
         }
         if slot > 0 && !exec.outcomes.is_empty() && self.plays(Fault::WrongReceipt, &draw) {
-            // the last receipt with its status flipped
+            // one receipt altered: the last inbox message's (a wrong receipt
+            // for a message from another shard), else the last item's
             let mut trace = bridge::TraceState::start();
-            let n = exec.outcomes.len();
+            let target = exec
+                .items
+                .iter()
+                .rposition(|i| matches!(i, Item::Message(_)))
+                .unwrap_or(exec.outcomes.len() - 1);
             for (i, o) in exec.outcomes.iter().enumerate() {
                 let mut receipt = o.receipt_hash;
-                if i + 1 == n {
+                if i == target {
                     receipt = bridge::hash_domain(b"optishard.fault_receipt", &[&receipt.0]);
                 }
                 trace.push(o.messages.iter().map(bridge::Message::id), &receipt, o.receipt.gas_used);

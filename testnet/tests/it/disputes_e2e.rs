@@ -130,6 +130,27 @@ async fn scenario(dir: &Path) {
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["byzantine"][0]["fault"], "wrong-receipt");
     assert!(st["open_games"].is_array());
+    // the beacon block that settled it discarded the header (and, when shard
+    // 0 had consumed its messages, shard 0's consuming blocks: a cascade)
+    let settled = r["ended"][0].as_u64().unwrap();
+    let block = rpc(&http, &beacon, "beacon_getBlock", json!([settled])).await;
+    let inv = block["invalidated"].as_array().unwrap();
+    assert!(
+        inv.iter().any(|i| i["shard"] == 1 && i["header"] == r["header"] && i["cause"].is_null()),
+        "{block}"
+    );
+    for i in inv.iter().filter(|i| i["shard"] == 0) {
+        assert_eq!(i["cause"][0], 1, "shard 0 was discarded for consuming shard 1's messages: {i}");
+    }
+    // shard 1 continues past the discarded height
+    let height = r["height"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rpc(&http, &beacon, "beacon_head", json!([])).await["heads"][1]["height"].as_u64().unwrap()
+        <= height
+    {
+        assert!(std::time::Instant::now() < deadline, "shard 1 did not continue");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let audit = optishard(&["testnet", "audit", "--datadir", d]);
     assert!(audit.status.success(), "{}", text(&audit));
 }
