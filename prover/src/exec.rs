@@ -160,6 +160,9 @@ pub struct Rejected {
     /// Left out only because the block had no gas left for it: it stays
     /// valid for a later block.
     pub block_full: bool,
+    /// What it read before it was found invalid (what a witness of its
+    /// invalidity must prove).
+    pub reads: BTreeSet<StateKey>,
 }
 
 /// Result of executing a list of items.
@@ -499,10 +502,10 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
         balance_moves: BalanceMoves::default(),
     };
     for (index, item) in candidates.into_iter().enumerate() {
-        let reject = |reason: String, block_full: bool, out: &mut Execution| -> Result<()> {
+        let reject = |reason: String, block_full: bool, reads, out: &mut Execution| -> Result<()> {
             match mode {
                 Mode::Build => {
-                    out.rejected.push(Rejected { index, hash: item.tx_hash(), reason, block_full });
+                    out.rejected.push(Rejected { index, hash: item.tx_hash(), reason, block_full, reads });
                     Ok(())
                 }
                 Mode::Verify => Err(Error::InvalidTransaction { hash: item.tx_hash(), reason }),
@@ -513,6 +516,7 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
             reject(
                 format!("gas limit {limit} exceeds the block's remaining gas"),
                 limit <= params.gas_limit,
+                BTreeSet::new(),
                 &mut out,
             )?;
             continue;
@@ -524,8 +528,8 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
         let (receipt, changes, messages) = match done {
             Ok(d) => d,
             Err(reason) => {
-                evm.ctx.db_mut().take_reads();
-                reject(reason, false, &mut out)?;
+                let (reads, _) = evm.ctx.db_mut().take_reads();
+                reject(reason, false, reads, &mut out)?;
                 continue;
             }
         };

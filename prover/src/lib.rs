@@ -42,7 +42,7 @@ pub use state::{
     decode_slot, encode_slot, value_hash,
 };
 pub use tx::{SignedTx, TxDecodeError, recover_all};
-pub use witness::{Witness, execute_stateless, produce_witness};
+pub use witness::{Witness, execute_stateless, produce_invalid_witness, produce_witness};
 
 /// jmt types a [`StateStore`] implementation handles.
 pub mod jmt_types {

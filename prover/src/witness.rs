@@ -116,6 +116,31 @@ pub fn produce_witness(
     Ok(Witness { pre, trace, proofs, codes, block_hashes })
 }
 
+/// The witness that item `rejected.index` is invalid in its position: a
+/// block executed in [`Mode::Build`] over `state` at `base` whose items
+/// before it were all included (`execution.outcomes[..index]`), the trace
+/// state after them, and proofs of what the item read before it failed.
+/// Re-executed statelessly it fails as invalid: the step's verdict refutes
+/// any claim that a valid block holds it there.
+pub fn produce_invalid_witness(
+    state: &AuthState,
+    base: u64,
+    execution: &Execution,
+    rejected: &crate::Rejected,
+) -> Result<Witness> {
+    let index = rejected.index;
+    if execution.outcomes.len() < index || execution.rejected.iter().any(|r| r.index < index) {
+        return Err(Error::WitnessMismatch(format!("items before {index} were not all included")));
+    }
+    let before: Vec<_> = execution.outcomes[..index].iter().map(|o| o.changes.clone()).collect();
+    let view = state.view_after(base, &before)?;
+    let trace =
+        if index == 0 { TraceState::start() } else { execution.trace_states().swap_remove(index - 1) };
+    let pre = trace.commitment(view.root()?);
+    let proofs = rejected.reads.iter().map(|k| view.prove(*k)).collect::<Result<Vec<_>>>()?;
+    Ok(Witness { pre, trace, proofs, codes: vec![], block_hashes: vec![] })
+}
+
 /// A revm database that knows only a witness: any other read is an error.
 struct WitnessDb {
     accounts: HashMap<Address, Option<AccountState>>,

@@ -21,6 +21,7 @@ use bridge::{
 use net::{Network, Topic};
 use prover::game::Step;
 use prover::{Execution, Item, Mode};
+
 use tracing::{info, warn};
 
 use crate::{Error, Result, ShardNode};
@@ -52,10 +53,7 @@ impl Default for AgentMode {
 /// trace `c_0 … c_n` (hashes).
 struct Trace {
     block: ShardBlock,
-    exec: Execution,
-    commitments: Vec<Hash>,
-    /// `c_1 … c_n` in full (a receipt game's claim needs one).
-    full: Vec<TraceCommitment>,
+    run: Reexecution,
 }
 
 /// One validator's (or challenger's) dispute agent for one shard.
@@ -217,10 +215,14 @@ impl DisputeAgent {
             // a receipt game: claim c_j, bound to the header's receipts (a
             // proposer whose header's receipts are not its execution's cannot)
             let t = self.trace(&g, node)?;
-            let leaves: Vec<Hash> = t.exec.outcomes.iter().map(|o| o.receipt_hash).collect();
+            if t.run.invalid.is_some() {
+                return Ok(());
+            }
+            let leaves: Vec<Hash> = t.run.exec.outcomes.iter().map(|o| o.receipt_hash).collect();
             let tree = MerkleTree::new(&leaves);
             let j = j as usize;
-            let (Some(proof), Some(commitment)) = (tree.prefix_proof(j), t.full.get(j - 1).copied()) else {
+            let (Some(proof), Some(commitment)) = (tree.prefix_proof(j), t.run.full.get(j - 1).copied())
+            else {
                 return Ok(());
             };
             if tree.root() != t.block.header.header.receipts_root {
@@ -272,7 +274,11 @@ impl DisputeAgent {
     /// its header says (a lying proposer sticks to its lie).
     fn claim(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
         let t = self.trace(g, node)?;
-        let mut claim = t.commitments.clone();
+        if let Some(r) = &t.run.invalid {
+            // no valid block holds that item there: nothing to defend
+            return Err(Error::Corrupt(format!("item {} of the block is invalid ({})", r.index, r.reason)));
+        }
+        let mut claim = t.run.commitments.clone();
         // (a receipt game's c_j was claimed from the execution itself)
         if g.receipt_item.is_none()
             && let Some(last) = claim.last_mut()
@@ -285,7 +291,16 @@ impl DisputeAgent {
     /// The challenger's view of the trace: its own execution (or, when
     /// griefing, a made-up one that departs half-way).
     fn belief(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
-        let mut truth = self.trace(g, node)?.commitments.clone();
+        let t = self.trace(g, node)?;
+        let mut truth = t.run.commitments.clone();
+        if t.run.invalid.is_some() {
+            // past an invalid item no commitment is right: dispute them all
+            let n = g.items as usize + 1;
+            truth.extend(
+                (truth.len()..n)
+                    .map(|i| bridge::hash_domain(b"optishard.no_valid_trace", &[&i.to_be_bytes()])),
+            );
+        }
         if self.griefing.contains(&g.header) {
             let n = truth.len();
             for c in truth.iter_mut().skip(n / 2).skip(1) {
@@ -298,14 +313,22 @@ impl DisputeAgent {
     fn step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Step> {
         let index = g.game.lo;
         let t = self.trace(g, node)?;
-        let leaves: Vec<Hash> = t.exec.items.iter().map(Item::item_hash).collect();
+        let leaves: Vec<Hash> = t.run.items.iter().map(Item::item_hash).collect();
         let proof = MerkleTree::new(&leaves)
             .proof(index as usize)
             .ok_or_else(|| Error::Corrupt(format!("item {index} outside the block")))?;
         let base = g.height - 1;
-        let hashes = node.block_hashes_below(g.height)?;
-        let witness = prover::produce_witness(node.state(), base, &t.exec, index as usize, &hashes)?;
-        Ok(Step { index, item: t.exec.items[index as usize].clone(), proof, witness })
+        let witness = match &t.run.invalid {
+            // the item invalid in its position: its witness shows it
+            Some(r) if r.index as u64 == index => {
+                prover::produce_invalid_witness(node.state(), base, &t.run.exec, r)?
+            }
+            _ => {
+                let hashes = node.block_hashes_below(g.height)?;
+                prover::produce_witness(node.state(), base, &t.run.exec, index as usize, &hashes)?
+            }
+        };
+        Ok(Step { index, item: t.run.items[index as usize].clone(), proof, witness })
     }
 
     /// The block of `g` re-executed from its pre-state (cached).
@@ -320,20 +343,35 @@ impl DisputeAgent {
                     }
                 },
             };
-            let (exec, commitments) = reexecute(node, &self.spec, &block)?;
-            let full = exec.trace(node.state(), g.height - 1)?;
+            let run = reexecute(node, &self.spec, &block)?;
             while self.traces.len() >= KEPT_TRACES {
                 self.traces.pop_first();
             }
-            self.traces.insert(g.header, Trace { block, exec, commitments, full });
+            self.traces.insert(g.header, Trace { block, run });
         }
         Ok(&self.traces[&g.header])
     }
 }
 
+/// A block re-executed from its pre-state.
+pub struct Reexecution {
+    /// Every item of the block, in order.
+    pub items: Vec<Item>,
+    /// The execution of the block, or of its valid prefix when an item is
+    /// invalid in its position.
+    pub exec: Execution,
+    /// The trace `c_0 … c_k` as hashes (`k = n`, or the invalid item's index).
+    pub commitments: Vec<Hash>,
+    /// `c_1 … c_k` in full.
+    pub full: Vec<TraceCommitment>,
+    /// The first item invalid in its position, with what it read.
+    pub invalid: Option<prover::Rejected>,
+}
+
 /// Re-executes `block` from its pre-state (the node's state at the
-/// parent's height) and returns the execution and the trace `c_0 … c_n`.
-pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Result<(Execution, Vec<Hash>)> {
+/// parent's height): the trace `c_0 … c_n`, or, when an item is invalid in
+/// its position, the trace of the items before it and that item.
+pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Result<Reexecution> {
     let h = &block.header.header;
     let base = h.height.checked_sub(1).ok_or_else(|| Error::Corrupt("the genesis has no trace".into()))?;
     let raws: Vec<alloy_primitives::Bytes> = block.txs.iter().map(|t| t.clone().into()).collect();
@@ -343,9 +381,26 @@ pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Resu
     }
     let params = prover::game::block_params(spec, h);
     let hashes: BTreeMap<u64, B256> = node.block_hashes_below(h.height)?;
-    let reader = node.state().reader(base)?.with_block_hashes(hashes);
-    let exec = prover::execute_items(reader, &params, items, Mode::Verify)?;
+    let run = |mode| -> Result<Execution> {
+        let reader = node.state().reader(base)?.with_block_hashes(hashes.clone());
+        Ok(prover::execute_items(reader, &params, items.clone(), mode)?)
+    };
+    let (exec, invalid) = match run(Mode::Verify) {
+        Ok(exec) => (exec, None),
+        // keep the valid prefix and the first invalid item
+        Err(Error::State(prover::Error::InvalidTransaction { .. })) => {
+            let mut exec = run(Mode::Build)?;
+            let first = exec.rejected.first().cloned();
+            if let Some(r) = &first {
+                exec.outcomes.truncate(r.index);
+                exec.items.truncate(r.index);
+            }
+            (exec, first)
+        }
+        Err(e) => return Err(e),
+    };
+    let full = exec.trace(node.state(), base)?;
     let mut commitments = vec![TraceCommitment::start(h.pre_state_root).hash()];
-    commitments.extend(exec.trace(node.state(), base)?.iter().map(TraceCommitment::hash));
-    Ok((exec, commitments))
+    commitments.extend(full.iter().map(TraceCommitment::hash));
+    Ok(Reexecution { items, exec, commitments, full, invalid })
 }

@@ -24,7 +24,7 @@ mod validator;
 pub use config::{
     DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, ShardConfig, dev_accounts, genesis_header,
 };
-pub use dispute::{AgentMode, DisputeAgent, reexecute};
+pub use dispute::{AgentMode, DisputeAgent, Reexecution, reexecute};
 pub use error::{Error, Result};
 pub use import::{
     BlockError, BoundBlock, Expected, MAX_EVIDENCE, Mismatch, NoSources, SignedBlock, SourceHeaders,

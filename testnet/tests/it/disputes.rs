@@ -403,7 +403,7 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     let mate = 1;
     let node = t.node(mate).unwrap();
     let block = node.mismatch_evidence(&g.header).unwrap().unwrap().block;
-    let (exec, _) = shard::reexecute(node, t.spec(), &block).unwrap();
+    let exec = shard::reexecute(node, t.spec(), &block).unwrap().exec;
     let index = at_step.game.lo;
     let leaves: Vec<bridge::Hash> = exec.items.iter().map(prover::Item::item_hash).collect();
     let hashes = node.block_hashes_below(g.height).unwrap();
@@ -943,4 +943,99 @@ fn a_game_survives_a_beacon_restart() {
         Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } }
     );
     assert_eq!(t.beacon().games().1.parties[&liar_addr].slashed, t.spec().dispute_stake_gwei);
+}
+
+/// A block holding an item that is invalid in its position (a replayed
+/// transaction): the challenger's trace stops before it, the bisection
+/// narrows to it, and the challenger's step shows it invalid — the verdict
+/// refutes the claim that a valid block holds it there.
+#[test]
+fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
+    use alloy_primitives::{Address, Bytes, TxKind, U256};
+    use bridge::{Action, Encode, ShardBlock, ShardHeader, SignedHeader, SignedMove};
+    use net::{Network, Topic};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(53)
+        .challenge_window_slots(60)
+        .txs_per_slot(0)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (liar, mate) = (0, 1);
+    let key = t.validator_key(liar).clone();
+    t.crash(liar);
+    let slot = (t.slot() + 2..).find(|s| t.spec().proposer(ShardId(0), *s) == Some(key.address())).unwrap();
+    while t.slot() + 1 < slot {
+        t.step();
+    }
+    // two valid transfers, then the first one again (its nonce is spent)
+    let a =
+        t.call(ShardId(0), 6, TxKind::Call(Address::repeat_byte(0x61)), U256::from(1), Bytes::new(), 21_000);
+    let b =
+        t.call(ShardId(0), 7, TxKind::Call(Address::repeat_byte(0x62)), U256::from(1), Bytes::new(), 21_000);
+    let txs = vec![a.to_vec(), b.to_vec(), a.to_vec()];
+    let head = t.node(mate).unwrap().head();
+    let mut block =
+        ShardBlock { header: SignedHeader::sign(ShardHeader::default(), &key), inbox: vec![], txs };
+    let mut h = ShardHeader {
+        shard: ShardId(0),
+        height: head.header.height + 1,
+        parent_hash: head.hash,
+        beacon_slot: slot,
+        timestamp: t.spec().slot_timestamp(slot),
+        proposer: key.address(),
+        pre_state_root: head.header.post_state_root,
+        items_root: block.items_root(),
+        post_state_root: bridge::Hash::of(b"whatever it likes"),
+        gas_used: 63_000,
+        gas_limit: head.header.gas_limit,
+        base_fee: bridge::next_base_fee(&head.header),
+        ..Default::default()
+    };
+    h.trace_root = h.last_commitment().hash();
+    block.header = SignedHeader::sign(h, &key);
+    let lie = block.header.header.hash();
+    t.beacon().submit(block.clone(), slot).unwrap();
+    let (rogue, _rx) = t.hub().join(999);
+    rogue.subscribe(Topic::ShardBlocks(ShardId(0)));
+    rogue.publish(Topic::ShardBlocks(ShardId(0)), block.encode());
+    run_until(&mut t, 10, |t| games(t).iter().any(|g| g.header == lie));
+    let run = shard::reexecute(t.node(mate).unwrap(), t.spec(), &block).unwrap();
+    assert_eq!(run.invalid.as_ref().map(|r| r.index), Some(2), "the replay is invalid in its position");
+    let truth = run.commitments.clone();
+    // the liar (crashed, so the test plays it) claims a valid trace throughout
+    let spec_hash = t.spec().hash();
+    for _ in 0..30 {
+        let g = games(&t).into_iter().find(|g| g.header == lie).unwrap();
+        if !g.is_open() {
+            break;
+        }
+        if g.game.phase == bridge::game::Phase::Bisect {
+            let commitments = g
+                .game
+                .points()
+                .iter()
+                .map(|p| truth.get(*p as usize).copied().unwrap_or(bridge::Hash::of(&p.to_be_bytes())))
+                .collect();
+            let mv = SignedMove::sign(
+                Action::Bisect { game: g.id, round: g.game.rounds, commitments },
+                &spec_hash,
+                &key,
+            );
+            let _ = t.beacon().submit_move(mv, t.slot());
+        }
+        t.step();
+    }
+    let g = games(&t).into_iter().find(|g| g.header == lie).unwrap();
+    assert_eq!(
+        g.ended.clone().unwrap().1,
+        Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } }
+    );
+    assert_eq!((g.game.lo, g.game.hi), (2, 3), "bisected to the invalid item");
+    let log = t.beacon().game(&g.id).unwrap().unwrap();
+    let step = log.step.expect("a step decided it");
+    assert_eq!((step.verdict.as_str(), step.submitted_by), ("refuted", t.validator_info(mate).1));
 }
