@@ -99,6 +99,17 @@ pub enum Rejection {
     /// Already accepted.
     #[error("already accepted")]
     Duplicate,
+    /// The proposer's bond (free and staked) no longer covers one game's
+    /// stake (it withdrew it, or lost it): it cannot be held to account.
+    #[error("proposer {proposer} has {bond} gwei bonded, a game stakes {stake}")]
+    Unbonded {
+        /// The proposer.
+        proposer: Address,
+        /// Its bond.
+        bond: u64,
+        /// The stake.
+        stake: u64,
+    },
 }
 
 impl Rejection {
@@ -115,6 +126,7 @@ impl Rejection {
             Rejection::Invalid(f) => f.label(),
             Rejection::BadInbox { .. } => "bad_inbox",
             Rejection::Duplicate => "duplicate",
+            Rejection::Unbonded { .. } => "unbonded",
         }
     }
 
@@ -128,7 +140,8 @@ impl Rejection {
             | Rejection::NotScheduled { .. }
             | Rejection::FutureSlot { .. }
             | Rejection::Invalid(_)
-            | Rejection::BadInbox { .. } => true,
+            | Rejection::BadInbox { .. }
+            | Rejection::Unbonded { .. } => true,
             Rejection::TooLate { .. } | Rejection::NotExtending { .. } | Rejection::Duplicate => false,
         }
     }
@@ -423,6 +436,11 @@ impl BeaconChain {
             self.spec.proposer(h.shard, h.beacon_slot).expect("validated spec: every shard has validators");
         if expected != signer {
             return Err(Rejection::NotScheduled { shard: h.shard.0, slot: h.beacon_slot, expected, signer });
+        }
+        let stake = self.spec.dispute_stake_gwei;
+        let bond = state.disputes.bonds.parties.get(&signer).map_or(0, |b| b.free.saturating_add(b.locked));
+        if bond < stake {
+            return Err(Rejection::Unbonded { proposer: signer, bond, stake });
         }
         bridge::check_body(&block).map_err(Rejection::Invalid)?;
         if h.height > head.height.saturating_add(1) {

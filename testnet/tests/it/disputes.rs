@@ -1039,3 +1039,36 @@ fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
     let step = log.step.expect("a step decided it");
     assert_eq!((step.verdict.as_str(), step.submitted_by), ("refuted", t.validator_info(mate).1));
 }
+
+/// A proposer that withdrew its bond cannot be held to account: the beacon
+/// refuses its headers, and the shard goes on with its bonded validators.
+#[test]
+fn an_unbonded_proposer_is_refused() {
+    use bridge::{Action, SignedMove};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(54)
+        .challenge_window_slots(8)
+        .txs_per_slot(4)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let key = t.validator_key(1).clone();
+    let free = t.beacon().games().1.parties[&key.address()].free;
+    let mv = SignedMove::sign(Action::Withdraw { amount_gwei: free }, &t.spec().hash(), &key);
+    t.beacon().submit_move(mv, t.slot()).unwrap();
+    let height = t.beacon().heads()[0].height;
+    t.run(12);
+    let refused = t.beacon().rejections(100);
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.rejection.label() == "unbonded" && r.message.contains(&key.address().to_string())),
+        "{refused:?}"
+    );
+    assert!(t.beacon().heads()[0].height > height, "the bonded validator goes on");
+    let headers = t.beacon().shard_headers(ShardId(0), height + 1, 100).unwrap();
+    assert!(headers.iter().all(|h| h.header.header.proposer != key.address()));
+}
