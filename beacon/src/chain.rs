@@ -600,6 +600,7 @@ impl BeaconChain {
         }
         d.touched.clear();
         d.move_bytes = 0;
+        d.per_party.clear();
         self.db.commit(SealWrite {
             block: &block,
             accepted: &state.included,

@@ -27,6 +27,12 @@ pub const MAX_OPEN_GAMES: usize = 1024;
 pub const MAX_GAMES_PER_HEADER: usize = 16;
 /// Most bytes of moves one beacon block carries (it is gossiped whole).
 pub const MAX_MOVE_BYTES_PER_BLOCK: usize = 640 << 10;
+/// Most bytes of moves one party may have in one beacon block (one step
+/// and a few small moves): no party can fill a block and starve the
+/// others' games of their turn.
+pub const MAX_MOVE_BYTES_PER_PARTY: usize = bridge::MAX_STEP_BYTES + (16 << 10);
+/// Most moves one party may have in one beacon block.
+pub const MAX_MOVES_PER_PARTY: u32 = 16;
 
 /// Why the beacon refused a move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -189,6 +195,8 @@ pub(crate) struct Disputes {
     pub move_bytes: usize,
     /// Ids of every game ever opened (no second game per party and header).
     pub ever: BTreeSet<Hash>,
+    /// Moves and bytes each party has in the block being built.
+    pub per_party: std::collections::HashMap<Address, (u32, usize)>,
 }
 
 impl Disputes {
@@ -267,11 +275,24 @@ impl BeaconChain {
     /// Judges a dispute move at beacon slot `current`; an accepted move is
     /// applied at once and goes into the next beacon block.
     pub fn submit_move(&self, mv: SignedMove, current: u64) -> Result<(), MoveRejection> {
+        // moves built from JSON skipped the decoder's limits
+        mv.action.check_limits().map_err(|e| MoveRejection::BadStep(e.to_string()))?;
         let signer = mv.signer(&self.spec_hash).map_err(|_| MoveRejection::BadSignature)?;
         let bytes = mv.encode().len();
         let mut guard = self.state.write();
         let state = &mut *guard;
-        if state.disputes.move_bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK {
+        if !state.disputes.bonds.parties.contains_key(&signer) && self.spec.validator(&signer).is_none() {
+            return Err(MoveRejection::NotBonded {
+                who: signer,
+                free: 0,
+                stake: self.spec.dispute_stake_gwei,
+            });
+        }
+        let (n, used) = state.disputes.per_party.get(&signer).copied().unwrap_or_default();
+        if state.disputes.move_bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK
+            || used + bytes > MAX_MOVE_BYTES_PER_PARTY
+            || n >= MAX_MOVES_PER_PARTY
+        {
             return Err(MoveRejection::Full);
         }
         let id = match &mv.action {
@@ -282,12 +303,12 @@ impl BeaconChain {
                 self.claim(state, *game, signer, commitment, receipts, proof, current)?;
                 Some(*game)
             }
-            Action::Withdraw { amount_gwei } => {
+            Action::Withdraw { amount_gwei, nonce } => {
                 let release = current.saturating_add(self.spec.challenge_window());
                 state
                     .disputes
                     .bonds
-                    .withdraw(&signer, *amount_gwei, release)
+                    .withdraw(&signer, *amount_gwei, *nonce, release)
                     .map_err(MoveRejection::BadWithdrawal)?;
                 None
             }
@@ -327,6 +348,9 @@ impl BeaconChain {
             d.touched.insert(id);
         }
         d.move_bytes += bytes;
+        let party = d.per_party.entry(signer).or_default();
+        party.0 += 1;
+        party.1 += bytes;
         d.moves.push(mv);
         Ok(())
     }
@@ -339,7 +363,9 @@ impl BeaconChain {
         if g.party(side) == *signer {
             return true;
         }
-        let stand_in = self.spec.validator(signer).is_some_and(|v| v.shard == g.shard);
+        // never the challenger itself (it would answer its own dispute)
+        let stand_in =
+            *signer != g.challenger && self.spec.validator(signer).is_some_and(|v| v.shard == g.shard);
         let spent = current.saturating_sub(g.game.turn_since);
         side == Side::Defender && stand_in && spent.saturating_mul(2) >= g.game.clocks[0]
     }
@@ -404,6 +430,9 @@ impl BeaconChain {
             return Err(MoveRejection::NotBonded { who: signer, free, stake });
         }
         let h = &rec.header.header;
+        if h.proposer == signer {
+            return Err(MoveRejection::OutOfTurn("a proposer cannot dispute its own header".into()));
+        }
         let items = match self.db.shard_block(shard, height) {
             Ok(Some(b)) => (b.inbox.len() + b.txs.len()) as u64,
             _ => return Err(unknown),
@@ -671,11 +700,18 @@ impl BeaconChain {
         // the shard continues from the last valid header
         let (parent, inbound) = if height == 1 {
             (self.spec.shard_genesis[s].clone(), vec![0; self.spec.shards as usize])
-        } else {
-            let r = self.db.shard_header(shard, height - 1)?.ok_or_else(|| {
-                Error::Corrupt(format!("header {shard}/{} below a discarded one is missing", height - 1))
-            })?;
+        } else if let Some(r) = self.db.shard_header(shard, height - 1)? {
             (r.header.header, r.inbound_after)
+        } else {
+            // the parent was accepted in this very slot (not sealed yet)
+            let a = state
+                .included
+                .iter()
+                .find(|a| a.block.header.header.shard == shard && a.block.header.header.height == height - 1)
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("header {shard}/{} below a discarded one is missing", height - 1))
+                })?;
+            (a.block.header.header.clone(), a.inbound_after.clone())
         };
         state.heads[s] =
             ShardHead { shard, height: height - 1, hash: parent.hash(), slot: parent.beacon_slot };

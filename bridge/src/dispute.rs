@@ -92,6 +92,9 @@ pub enum Action {
     Withdraw {
         /// Gwei to withdraw.
         amount_gwei: u64,
+        /// The party's count of withdrawals so far (a replayed withdrawal
+        /// names a spent count and is refused).
+        nonce: u64,
     },
 }
 
@@ -104,6 +107,27 @@ impl Action {
             | Action::Step { game, .. }
             | Action::Claim { game, .. } => Some(*game),
             Action::Open { .. } | Action::Withdraw { .. } => None,
+        }
+    }
+
+    /// Checks the size limits every decoder enforces (a move built any
+    /// other way, e.g. from JSON, must pass them too).
+    pub fn check_limits(&self) -> Result<(), DecodeError> {
+        match self {
+            Action::Bisect { commitments, .. } if commitments.len() > MAX_BISECTION => {
+                Err(DecodeError::TooLong { what: "bisection", len: commitments.len(), limit: MAX_BISECTION })
+            }
+            Action::Step { step, .. } if step.len() > MAX_STEP_BYTES => {
+                Err(DecodeError::TooLong { what: "step", len: step.len(), limit: MAX_STEP_BYTES })
+            }
+            Action::Claim { receipts, proof, .. }
+                if !receipts.is_well_formed()
+                    || proof.paths.len() > 64
+                    || proof.paths.iter().any(|p| p.len() > 64) =>
+            {
+                Err(DecodeError::Invalid("claim larger than any tree"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -154,9 +178,10 @@ impl Encode for Action {
                 game.encode_to(out);
                 step.encode_to(out);
             }
-            Action::Withdraw { amount_gwei } => {
+            Action::Withdraw { amount_gwei, nonce } => {
                 4u8.encode_to(out);
                 amount_gwei.encode_to(out);
+                nonce.encode_to(out);
             }
         }
     }
@@ -179,15 +204,9 @@ impl Decode for Action {
             },
             1 => {
                 let (game, round) = (Hash::decode(input)?, u32::decode(input)?);
-                let commitments: Vec<Hash> = decode_list(input)?;
-                if commitments.len() > MAX_BISECTION {
-                    return Err(DecodeError::TooLong {
-                        what: "bisection",
-                        len: commitments.len(),
-                        limit: MAX_BISECTION,
-                    });
-                }
-                Action::Bisect { game, round, commitments }
+                let a = Action::Bisect { game, round, commitments: decode_list(input)? };
+                a.check_limits()?;
+                a
             }
             2 => Action::Pick {
                 game: Hash::decode(input)?,
@@ -206,7 +225,7 @@ impl Decode for Action {
                 }
                 Action::Step { game, step }
             }
-            4 => Action::Withdraw { amount_gwei: u64::decode(input)? },
+            4 => Action::Withdraw { amount_gwei: u64::decode(input)?, nonce: u64::decode(input)? },
             tag => return Err(DecodeError::InvalidTag { what: "dispute action", tag }),
         })
     }
@@ -430,6 +449,8 @@ pub struct Bond {
     pub slashed: u64,
     /// Won from other parties' stakes so far.
     pub rewarded: u64,
+    /// Withdrawals started so far (the next `Withdraw` names this count).
+    pub withdrawals: u64,
 }
 
 impl Encode for Bond {
@@ -444,6 +465,7 @@ impl Encode for Bond {
         self.withdrawn.encode_to(out);
         self.slashed.encode_to(out);
         self.rewarded.encode_to(out);
+        self.withdrawals.encode_to(out);
     }
 }
 
@@ -463,6 +485,7 @@ impl Decode for Bond {
             withdrawn: u64::decode(input)?,
             slashed: u64::decode(input)?,
             rewarded: u64::decode(input)?,
+            withdrawals: u64::decode(input)?,
         })
     }
 }
@@ -502,11 +525,21 @@ impl Bonds {
         parties + u128::from(self.treasury)
     }
 
-    /// Locks up to `amount` of `who`'s free bond; returns what was locked.
+    /// Locks up to `amount` of `who`'s bond: free first, then what it is
+    /// still withdrawing (a withdrawal does not escape a game opened before
+    /// it is paid out). Returns what was locked.
     pub fn lock(&mut self, who: &Address, amount: u64) -> u64 {
         let Some(b) = self.parties.get_mut(who) else { return 0 };
-        let n = amount.min(b.free);
+        let mut n = amount.min(b.free);
         b.free -= n;
+        while n < amount {
+            let Some((a, at)) = b.withdrawing.pop() else { break };
+            let take = a.min(amount - n);
+            if a > take {
+                b.withdrawing.push((a - take, at));
+            }
+            n += take;
+        }
         b.locked += n;
         n
     }
@@ -541,14 +574,22 @@ impl Bonds {
         (reward, n - reward)
     }
 
-    /// Starts withdrawing `amount` of `who`'s free bond, paid at `release`.
-    pub fn withdraw(&mut self, who: &Address, amount: u64, release: u64) -> Result<(), String> {
+    /// Starts withdrawing `amount` of `who`'s free bond, paid at `release`;
+    /// `nonce` must be the party's count of withdrawals so far.
+    pub fn withdraw(&mut self, who: &Address, amount: u64, nonce: u64, release: u64) -> Result<(), String> {
         let b = self.parties.get_mut(who).ok_or_else(|| format!("{who} has no bond"))?;
+        if nonce != b.withdrawals {
+            return Err(format!("withdrawal {nonce} of {who}: the next is {}", b.withdrawals));
+        }
         if amount == 0 || amount > b.free {
             return Err(format!("cannot withdraw {amount} gwei of {} free", b.free));
         }
         b.free -= amount;
-        b.withdrawing.push((amount, release));
+        b.withdrawals += 1;
+        match b.withdrawing.last_mut() {
+            Some((a, at)) if *at == release => *a += amount,
+            _ => b.withdrawing.push((amount, release)),
+        }
         Ok(())
     }
 
@@ -698,8 +739,15 @@ mod tests {
         own.lock(&a, 100);
         own.slash(&a, 100, &a, 50);
         assert_eq!(own.parties[&a].free, 950);
-        bonds.withdraw(&a, 200, 10).unwrap();
-        assert!(bonds.withdraw(&a, 5000, 10).is_err());
+        bonds.withdraw(&a, 200, 0, 10).unwrap();
+        assert!(bonds.withdraw(&a, 200, 0, 10).is_err(), "a replayed withdrawal");
+        assert!(bonds.withdraw(&a, 5000, 1, 10).is_err());
+        // a withdrawal still pending is at stake in a game opened meanwhile
+        let mut pending = Bonds::genesis([(b, 100)]);
+        pending.withdraw(&b, 100, 0, 50).unwrap();
+        assert_eq!(pending.lock(&b, 30), 30);
+        assert_eq!(pending.parties[&b].withdrawing, vec![(70, 50)]);
+        assert_eq!(pending.total(), 100);
         bonds.release(9);
         assert_eq!(bonds.parties[&a].withdrawn, 0);
         bonds.release(10);

@@ -64,7 +64,8 @@ pub struct DisputeAgent {
     spec_hash: Hash,
     shard: ShardId,
     mode: AgentMode,
-    /// Headers this agent opened a game against.
+    /// Headers this agent's game against is known to exist (the beacon
+    /// block showed it): an `Open` is sent again until then.
     opened: BTreeSet<Hash>,
     /// Open games this agent plays, as the last beacon block showed them.
     games: BTreeMap<Hash, GameRecord>,
@@ -120,6 +121,9 @@ impl DisputeAgent {
     ) {
         let validator_here = self.spec.validator(&self.me).is_some_and(|v| v.shard == self.shard);
         for g in &block.games {
+            if g.challenger == self.me {
+                self.opened.insert(g.header);
+            }
             // its own games, and (a validator of the shard) every game on the
             // shard: it stands in for a proposer that stays silent
             if g.shard != self.shard || (g.side_of(&self.me).is_none() && !validator_here) {
@@ -138,10 +142,14 @@ impl DisputeAgent {
             self.traces.retain(|_, t| t.block.header.header.height < inv.height);
         }
         if self.mode.challenge {
+            // sent again (every few slots) until the game shows in a beacon
+            // block: a refused or lost `Open` must not let a lie through
+            let last = self.spec.challenge_window() + bridge::INCLUSION_SLOTS;
             for m in node.mismatches() {
                 if m.shard == self.shard
                     && accepted.get(&m.height) == Some(&m.block_hash)
                     && !self.opened.contains(&m.block_hash)
+                    && block.slot <= m.slot.saturating_add(last)
                 {
                     info!(target: "shard", height = m.height, header = %m.block_hash, field = %m.field, "opening a dispute game");
                     self.open(net, m.height, m.block_hash, block.slot);
@@ -171,7 +179,6 @@ impl DisputeAgent {
     }
 
     fn open<N: Network>(&mut self, net: &N, height: u64, header: Hash, slot: u64) {
-        self.opened.insert(header);
         let action = Action::Open { shard: self.shard, height, header, item: None };
         self.send(net, action, (header, 0, "open"), slot);
     }

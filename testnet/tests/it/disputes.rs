@@ -391,6 +391,20 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     // out of turn: the liar (defender) tries to pick
     run_until(&mut t, 6, |t| !games(t).is_empty());
     let g = games(&t).remove(0);
+    // a proposer cannot dispute its own header (it could squat its game slots)
+    let own = SignedMove::sign(
+        Action::Open { shard: ShardId(0), height: g.height, header: g.header, item: Some(1) },
+        &spec_hash,
+        t.validator_key(liar),
+    );
+    assert!(matches!(t.beacon().submit_move(own, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    // a step over the size limit, built without the decoder (as JSON-RPC does)
+    let huge = SignedMove::sign(
+        Action::Step { game: g.id, step: vec![0; bridge::MAX_STEP_BYTES + 1] },
+        &spec_hash,
+        t.validator_key(1),
+    );
+    assert!(matches!(t.beacon().submit_move(huge, t.slot()), Err(MoveRejection::BadStep(_))));
     let pick =
         SignedMove::sign(Action::Pick { game: g.id, round: 0, index: 0 }, &spec_hash, t.validator_key(liar));
     assert!(matches!(t.beacon().submit_move(pick, t.slot()), Err(MoveRejection::OutOfTurn(_))));
@@ -678,17 +692,32 @@ fn parallel_games_on_one_lie_end_once_and_withdrawals_wait_a_window() {
     let me = key.address();
     let spec_hash = t.spec().hash();
     let free = t.beacon().games().1.parties[&me].free;
-    let too_much = SignedMove::sign(Action::Withdraw { amount_gwei: free + 1 }, &spec_hash, &key);
+    let too_much = SignedMove::sign(Action::Withdraw { amount_gwei: free + 1, nonce: 0 }, &spec_hash, &key);
     assert!(matches!(t.beacon().submit_move(too_much, t.slot()), Err(MoveRejection::BadWithdrawal(_))));
     let asked_at = t.slot();
-    let w = SignedMove::sign(Action::Withdraw { amount_gwei: 1_000 }, &spec_hash, &key);
-    t.beacon().submit_move(w, asked_at).unwrap();
+    let w = SignedMove::sign(Action::Withdraw { amount_gwei: 1_000, nonce: 0 }, &spec_hash, &key);
+    t.beacon().submit_move(w.clone(), asked_at).unwrap();
+    // anyone replaying it (it is public in the beacon block) is refused
+    assert!(matches!(t.beacon().submit_move(w, asked_at), Err(MoveRejection::BadWithdrawal(_))));
     t.step();
     let b = &t.beacon().games().1.parties[&me];
     assert_eq!((b.free, b.withdrawn, b.withdrawing.len()), (free - 1_000, 0, 1));
     run_until(&mut t, window + 4, |t| t.beacon().games().1.parties[&me].withdrawn == 1_000);
     assert!(t.slot() >= asked_at + window, "paid only after one window");
     assert_eq!(t.beacon().games().1.total(), before.total());
+    // one party cannot fill a beacon block with moves
+    let mut refused = None;
+    for nonce in 1..=beacon::MAX_MOVES_PER_PARTY as u64 + 1 {
+        let w = SignedMove::sign(Action::Withdraw { amount_gwei: 1, nonce }, &spec_hash, &key);
+        if let Err(e) = t.beacon().submit_move(w, t.slot()) {
+            refused = Some((nonce, e));
+            break;
+        }
+    }
+    assert!(matches!(refused, Some((_, MoveRejection::Full))), "{refused:?}");
+    let other =
+        SignedMove::sign(Action::Withdraw { amount_gwei: 1, nonce: 0 }, &spec_hash, t.validator_key(2));
+    t.beacon().submit_move(other, t.slot()).expect("another party still has room");
 }
 
 /// The network's supply audit at each shard's final height, read from an
@@ -1057,7 +1086,7 @@ fn an_unbonded_proposer_is_refused() {
     t.run(3);
     let key = t.validator_key(1).clone();
     let free = t.beacon().games().1.parties[&key.address()].free;
-    let mv = SignedMove::sign(Action::Withdraw { amount_gwei: free }, &t.spec().hash(), &key);
+    let mv = SignedMove::sign(Action::Withdraw { amount_gwei: free, nonce: 0 }, &t.spec().hash(), &key);
     t.beacon().submit_move(mv, t.slot()).unwrap();
     let height = t.beacon().heads()[0].height;
     t.run(12);
