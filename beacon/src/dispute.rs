@@ -543,12 +543,12 @@ impl BeaconChain {
             }
             MoveRejection::BadStep(why)
         };
-        let step = match prover::game::Step::decode(bytes) {
+        let step = match prover::game::AnyStep::decode(bytes) {
             Ok(s) => s,
             Err(e) => return Err(reject(e.to_string(), state)),
         };
-        if step.index != g.game.lo {
-            let why = format!("step of item {}, the game is at {}", step.index, g.game.lo);
+        if step.index() != g.game.lo {
+            let why = format!("step of item {}, the game is at {}", step.index(), g.game.lo);
             return Err(reject(why, state));
         }
         let header = match self.db.shard_header(g.shard, g.height) {
@@ -569,14 +569,20 @@ impl BeaconChain {
             Some(alloy_primitives::B256::from(h.0))
         };
         let started = std::time::Instant::now();
-        let verdict = prover::game::verify_step(
-            &params,
-            &header.items_root,
-            &step,
-            &g.game.lo_commit,
-            &g.game.hi_commit,
-            &block_hash,
-        );
+        let (verdict, witness_bytes) = match &step {
+            prover::game::AnyStep::Item(step) => (
+                prover::game::verify_step(
+                    &params,
+                    &header.items_root,
+                    step,
+                    &g.game.lo_commit,
+                    &g.game.hi_commit,
+                    &block_hash,
+                ),
+                step.witness.encoded_len(),
+            ),
+            prover::game::AnyStep::Undecodable(u) => (u.verify(&header.items_root), 0),
+        };
         let micros = started.elapsed().as_micros() as u64;
         if let StepVerdict::Rejected(why) = verdict {
             return Err(reject(why, state));
@@ -584,9 +590,9 @@ impl BeaconChain {
         let g = state.disputes.open.get_mut(&id).expect("checked above");
         g.game.settle(&verdict, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
         let stats = StepStats {
-            index: step.index,
+            index: step.index(),
             step_bytes: bytes.len(),
-            witness_bytes: step.witness.encoded_len(),
+            witness_bytes,
             verify_micros: micros,
             verdict: if verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
             submitted_by: signer,

@@ -78,10 +78,10 @@ pub fn run(target: &str, data: &[u8]) {
             if let Ok(m) = decode_exact::<bridge::SignedMove>(data) {
                 let _ = m.signer(&bridge::Hash::ZERO);
                 if let bridge::Action::Step { step, .. } = &m.action {
-                    let _ = crate::game::Step::decode(step);
+                    let _ = crate::game::AnyStep::decode(step);
                 }
             }
-            let _ = crate::game::Step::decode(data);
+            let _ = crate::game::AnyStep::decode(data);
             let _ = decode_exact::<bridge::GameRecord>(data);
             let _ = decode_exact::<bridge::Invalidation>(data);
             let _ = decode_exact::<bridge::Bonds>(data);

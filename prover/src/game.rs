@@ -58,6 +58,87 @@ pub fn verify_step(
     }
 }
 
+/// A block item that does not decode as a transaction: its raw bytes, at
+/// `index`, proven under the items root. No valid block holds it, so its
+/// step refutes any claim past it without re-executing anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndecodableStep {
+    /// Position of the item.
+    pub index: u64,
+    /// Its raw bytes as the block carries them.
+    pub raw: Vec<u8>,
+    /// Its inclusion proof (leaf: `bridge::tx_item_hash(raw)`).
+    pub proof: MerkleProof,
+}
+
+/// The tag an undecodable item carries in a step's encoding.
+const UNDECODABLE: u8 = 2;
+
+impl UndecodableStep {
+    /// The canonical encoding (a step whose item tag says "undecodable").
+    pub fn encode(&self) -> Vec<u8> {
+        use bridge::Encode;
+        let mut out = Vec::new();
+        self.index.encode_to(&mut out);
+        UNDECODABLE.encode_to(&mut out);
+        self.raw.encode_to(&mut out);
+        self.proof.encode_to(&mut out);
+        out
+    }
+
+    /// Its verdict: the raw bytes must sit at `index` under `items_root`
+    /// and must not decode (a decodable item takes a real step).
+    pub fn verify(&self, items_root: &Hash) -> StepVerdict {
+        let index = self.index;
+        if self.proof.index != index
+            || self.proof.verify(items_root, &bridge::tx_item_hash(&self.raw)).is_err()
+        {
+            return StepVerdict::Rejected(format!(
+                "item {index} is not at that position under the items root"
+            ));
+        }
+        match crate::SignedTx::decode(&self.raw) {
+            Ok(_) => StepVerdict::Rejected("the item decodes: its step must execute it".into()),
+            Err(_) => StepVerdict::Refuted { computed: None },
+        }
+    }
+}
+
+/// What a `Step` move carries.
+#[derive(Clone, Debug)]
+pub enum AnyStep {
+    /// An item re-executed from its witness.
+    Item(Step),
+    /// An item that does not decode.
+    Undecodable(UndecodableStep),
+}
+
+impl AnyStep {
+    /// Decodes either kind of step.
+    pub fn decode(bytes: &[u8]) -> Result<AnyStep, bridge::DecodeError> {
+        use bridge::Decode;
+        let mut input = bytes;
+        let index = u64::decode(&mut input)?;
+        if u8::decode(&mut input)? != UNDECODABLE {
+            return Step::decode(bytes).map(AnyStep::Item);
+        }
+        let raw = Vec::<u8>::decode(&mut input)?;
+        let proof = MerkleProof::decode(&mut input)?;
+        if !input.is_empty() {
+            return Err(bridge::DecodeError::TrailingBytes(input.len()));
+        }
+        Ok(AnyStep::Undecodable(UndecodableStep { index, raw, proof }))
+    }
+
+    /// The item's position.
+    pub fn index(&self) -> u64 {
+        match self {
+            AnyStep::Item(s) => s.index,
+            AnyStep::Undecodable(u) => u.index,
+        }
+    }
+}
+
 /// Block parameters of `header` as every node derives them (the referee
 /// re-executes a step under exactly these).
 pub fn block_params(spec: &bridge::ChainSpec, header: &bridge::ShardHeader) -> BlockParams {

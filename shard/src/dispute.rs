@@ -19,7 +19,7 @@ use bridge::{
     SignedMove, SyncRequest, TraceCommitment, ValidatorKey,
 };
 use net::{Network, Topic};
-use prover::game::Step;
+use prover::game::{Step, UndecodableStep};
 use prover::{Execution, Item, Mode};
 
 use tracing::{info, warn};
@@ -270,7 +270,7 @@ impl DisputeAgent {
                     return Ok(());
                 }
                 let step = self.step(&g, node)?;
-                self.send(net, Action::Step { game: id, step: step.encode() }, (id, round, "step"), slot);
+                self.send(net, Action::Step { game: id, step }, (id, round, "step"), slot);
             }
             _ => {}
         }
@@ -317,13 +317,18 @@ impl DisputeAgent {
         Ok(truth)
     }
 
-    fn step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Step> {
+    /// The encoded single step at the game's position.
+    fn step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<u8>> {
         let index = g.game.lo;
         let t = self.trace(g, node)?;
-        let leaves: Vec<Hash> = t.run.items.iter().map(Item::item_hash).collect();
-        let proof = MerkleTree::new(&leaves)
+        let proof = MerkleTree::new(&t.block.item_hashes())
             .proof(index as usize)
             .ok_or_else(|| Error::Corrupt(format!("item {index} outside the block")))?;
+        if let (Some(r), Some(raw)) = (&t.run.invalid, &t.run.undecodable)
+            && r.index as u64 == index
+        {
+            return Ok(UndecodableStep { index, raw: raw.clone(), proof }.encode());
+        }
         let base = g.height - 1;
         let witness = match &t.run.invalid {
             // the item invalid in its position: its witness shows it
@@ -335,7 +340,7 @@ impl DisputeAgent {
                 prover::produce_witness(node.state(), base, &t.run.exec, index as usize, &hashes)?
             }
         };
-        Ok(Step { index, item: t.run.items[index as usize].clone(), proof, witness })
+        Ok(Step { index, item: t.run.items[index as usize].clone(), proof, witness }.encode())
     }
 
     /// The block of `g` re-executed from its pre-state (cached).
@@ -373,6 +378,8 @@ pub struct Reexecution {
     pub full: Vec<TraceCommitment>,
     /// The first item invalid in its position, with what it read.
     pub invalid: Option<prover::Rejected>,
+    /// When that item does not even decode: its raw bytes.
+    pub undecodable: Option<Vec<u8>>,
 }
 
 /// Re-executes `block` from its pre-state (the node's state at the
@@ -383,8 +390,16 @@ pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Resu
     let base = h.height.checked_sub(1).ok_or_else(|| Error::Corrupt("the genesis has no trace".into()))?;
     let raws: Vec<alloy_primitives::Bytes> = block.txs.iter().map(|t| t.clone().into()).collect();
     let mut items: Vec<Item> = block.inbox.iter().map(|e| Item::Message(e.message.clone())).collect();
-    for r in prover::recover_all(&raws) {
-        items.push(Item::Tx(r.map_err(|e| Error::Corrupt(format!("undecodable item: {e}")))?));
+    // the items up to the first that does not decode (no valid block holds it)
+    let mut undecodable = None;
+    for (i, r) in prover::recover_all(&raws).into_iter().enumerate() {
+        match r {
+            Ok(tx) => items.push(Item::Tx(tx)),
+            Err(e) => {
+                undecodable = Some((block.inbox.len() + i, block.txs[i].clone(), e.to_string()));
+                break;
+            }
+        }
     }
     let params = prover::game::block_params(spec, h);
     let hashes: BTreeMap<u64, B256> = node.block_hashes_below(h.height)?;
@@ -406,8 +421,22 @@ pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Resu
         }
         Err(e) => return Err(e),
     };
+    let (invalid, undecodable) = match (invalid, undecodable) {
+        (Some(r), _) => (Some(r), None),
+        (None, Some((index, raw, reason))) => {
+            let r = prover::Rejected {
+                index,
+                hash: B256::ZERO,
+                reason,
+                block_full: false,
+                reads: Default::default(),
+            };
+            (Some(r), Some(raw))
+        }
+        (None, None) => (None, None),
+    };
     let full = exec.trace(node.state(), base)?;
     let mut commitments = vec![TraceCommitment::start(h.pre_state_root).hash()];
     commitments.extend(full.iter().map(TraceCommitment::hash));
-    Ok(Reexecution { items, exec, commitments, full, invalid })
+    Ok(Reexecution { items, exec, commitments, full, invalid, undecodable })
 }

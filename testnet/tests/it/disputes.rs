@@ -980,6 +980,17 @@ fn a_game_survives_a_beacon_restart() {
 /// refutes the claim that a valid block holds it there.
 #[test]
 fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
+    refute_a_bad_third_item(53, false);
+}
+
+/// The same with bytes that do not decode as a transaction at all: the
+/// step carries them with their proof under the items root.
+#[test]
+fn an_undecodable_item_is_refuted_by_its_step() {
+    refute_a_bad_third_item(55, true);
+}
+
+fn refute_a_bad_third_item(seed: u64, garbage: bool) {
     use alloy_primitives::{Address, Bytes, TxKind, U256};
     use bridge::{Action, Encode, ShardBlock, ShardHeader, SignedHeader, SignedMove};
     use net::{Network, Topic};
@@ -987,7 +998,7 @@ fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
     let mut t = Testnet::builder()
         .shards(1)
         .validators_per_shard(2)
-        .seed(53)
+        .seed(seed)
         .challenge_window_slots(60)
         .txs_per_slot(0)
         .build(dir.path())
@@ -1005,7 +1016,8 @@ fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
         t.call(ShardId(0), 6, TxKind::Call(Address::repeat_byte(0x61)), U256::from(1), Bytes::new(), 21_000);
     let b =
         t.call(ShardId(0), 7, TxKind::Call(Address::repeat_byte(0x62)), U256::from(1), Bytes::new(), 21_000);
-    let txs = vec![a.to_vec(), b.to_vec(), a.to_vec()];
+    let third = if garbage { vec![0x02, 0xde, 0xad, 0xbe, 0xef] } else { a.to_vec() };
+    let txs = vec![a.to_vec(), b.to_vec(), third];
     let head = t.node(mate).unwrap().head();
     let mut block =
         ShardBlock { header: SignedHeader::sign(ShardHeader::default(), &key), inbox: vec![], txs };
@@ -1033,7 +1045,8 @@ fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
     rogue.publish(Topic::ShardBlocks(ShardId(0)), block.encode());
     run_until(&mut t, 10, |t| games(t).iter().any(|g| g.header == lie));
     let run = shard::reexecute(t.node(mate).unwrap(), t.spec(), &block).unwrap();
-    assert_eq!(run.invalid.as_ref().map(|r| r.index), Some(2), "the replay is invalid in its position");
+    assert_eq!(run.invalid.as_ref().map(|r| r.index), Some(2), "the third item is invalid in its position");
+    assert_eq!(run.undecodable.is_some(), garbage);
     let truth = run.commitments.clone();
     // the liar (crashed, so the test plays it) claims a valid trace throughout
     let spec_hash = t.spec().hash();
@@ -1067,6 +1080,7 @@ fn an_item_invalid_in_its_position_is_refuted_by_its_step() {
     let log = t.beacon().game(&g.id).unwrap().unwrap();
     let step = log.step.expect("a step decided it");
     assert_eq!((step.verdict.as_str(), step.submitted_by), ("refuted", t.validator_info(mate).1));
+    assert_eq!(step.witness_bytes == 0, garbage, "an undecodable item needs no witness");
 }
 
 /// A proposer that withdrew its bond cannot be held to account: the beacon
