@@ -252,6 +252,17 @@ impl<N: Network> BeaconService<N> {
                         Ok(s) => out = format!("{s:?}").into_bytes(),
                         Err(r) => out = r.to_string().into_bytes(),
                     },
+                    Ok(SyncRequest::OpenGames { shard }) => {
+                        let games: Vec<bridge::GameRecord> = self
+                            .chain
+                            .games()
+                            .0
+                            .into_iter()
+                            .map(|l| l.record)
+                            .filter(|g| g.shard == shard)
+                            .collect();
+                        bridge::encode_list(&games, &mut out);
+                    }
                     Ok(SyncRequest::SubmitMove(mv)) => {
                         let action = mv.action.label();
                         let result = self.chain.submit_move(mv, current);

@@ -666,6 +666,12 @@ pub enum SyncRequest {
     },
     /// A dispute move for the beacon (answered with a status string).
     SubmitMove(SignedMove),
+    /// The games open against `shard`'s headers, asked of the beacon by an
+    /// agent that (re)starts. Answer: a list of [`GameRecord`].
+    OpenGames {
+        /// The shard.
+        shard: ShardId,
+    },
     /// The messages of channel `src → dst` from nonce `from` on, asked of
     /// `src`'s validators. Answer: a list of [`InboxEntry`] (each with the
     /// source height and its proof against that block's `outbox_root`),
@@ -724,6 +730,10 @@ impl Encode for SyncRequest {
                 5u8.encode_to(out);
                 m.encode_to(out);
             }
+            SyncRequest::OpenGames { shard } => {
+                6u8.encode_to(out);
+                shard.encode_to(out);
+            }
             SyncRequest::Outbox { src, dst, from, count } => {
                 4u8.encode_to(out);
                 src.encode_to(out);
@@ -757,6 +767,7 @@ impl Decode for SyncRequest {
                 count: u32::decode(input)?,
             }),
             5 => Ok(SyncRequest::SubmitMove(SignedMove::decode(input)?)),
+            6 => Ok(SyncRequest::OpenGames { shard: ShardId::decode(input)? }),
             tag => Err(DecodeError::InvalidTag { what: "sync request", tag }),
         }
     }

@@ -109,6 +109,24 @@ impl DisputeAgent {
         self.games.values().cloned().collect()
     }
 
+    /// Games the beacon says are open on this shard (asked on start and
+    /// now and then): those this agent plays that it missed are followed.
+    pub fn on_open_games(&mut self, games: Vec<GameRecord>) {
+        let validator_here = self.spec.validator(&self.me).is_some_and(|v| v.shard == self.shard);
+        for g in games.into_iter().filter(|g| g.shard == self.shard && g.is_open()) {
+            if g.challenger == self.me {
+                self.opened.insert(g.header);
+            }
+            if g.side_of(&self.me).is_some() || validator_here {
+                // a newer record from a beacon block wins over an older answer
+                let newer = self.games.get(&g.id).is_some_and(|x| x.moves > g.moves);
+                if !newer {
+                    self.games.insert(g.id, g);
+                }
+            }
+        }
+    }
+
     /// Reacts to a (signature-checked) beacon block: follows its games,
     /// opens games against refuted headers the beacon accepted, and plays
     /// every move that is this agent's.

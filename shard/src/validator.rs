@@ -132,6 +132,9 @@ pub struct Validator<N: Network> {
     agent: Option<DisputeAgent>,
     /// Whether the agent opens games (`--no-challenger` turns it off).
     challenge: bool,
+    /// The open-games request in flight, and the slot it was last sent.
+    games_request: Option<RequestId>,
+    games_asked_at: Option<u64>,
 }
 
 impl<N: Network> Validator<N> {
@@ -196,6 +199,8 @@ impl<N: Network> Validator<N> {
             spec_hash,
             agent: key.as_ref().map(|k| DisputeAgent::new(k.clone(), &spec, shard, AgentMode::default())),
             challenge: true,
+            games_request: None,
+            games_asked_at: None,
             key,
             spec,
         })
@@ -339,6 +344,16 @@ impl<N: Network> Validator<N> {
                     _ => encode_list::<ShardBlock>(&[], &mut out),
                 }
                 self.net.respond(id, out);
+            }
+            NetEvent::Response { id, result, .. } if self.games_request == Some(id) => {
+                self.games_request = None;
+                let mut input: &[u8] = result.as_deref().unwrap_or_default();
+                if let (Ok(games), Some(agent)) =
+                    (decode_list::<bridge::GameRecord>(&mut input), self.agent.as_mut())
+                    && input.is_empty()
+                {
+                    agent.on_open_games(games);
+                }
             }
             NetEvent::Response { id, peer, result } if self.relay.owns(id) => {
                 if let Ok(data) = result {
@@ -584,6 +599,16 @@ impl<N: Network> Validator<N> {
                 },
             });
             agent.on_beacon_block(&block, &self.node, &self.net, &self.accepted);
+            // on start, and every few slots, ask the beacon which games are
+            // open here: a game waiting for this agent that no recent beacon
+            // block touched (a restart, a missed block) is not lost
+            if self.games_asked_at.is_none_or(|at| at + 16 <= block.slot) {
+                self.games_asked_at = Some(block.slot);
+                if let Some(p) = self.net.topic_peers(Topic::Submissions).first() {
+                    let req = SyncRequest::OpenGames { shard: self.shard }.encode();
+                    self.games_request = Some(self.net.request(*p, req));
+                }
+            }
         }
         self.update_status();
         Validation::Accept

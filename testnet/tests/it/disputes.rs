@@ -1115,3 +1115,49 @@ fn an_unbonded_proposer_is_refused() {
     let headers = t.beacon().shard_headers(ShardId(0), height + 1, 100).unwrap();
     assert!(headers.iter().all(|h| h.header.header.proposer != key.address()));
 }
+
+/// The challenger's validator crashes mid-game and restarts: its new agent
+/// asks the beacon which games are open, finds its own waiting, and plays
+/// it to the end.
+#[test]
+fn a_restarted_challenger_finds_its_game_and_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(56)
+        .challenge_window_slots(60)
+        .txs_per_slot(12)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (liar, mate) = (0, 1);
+    let liar_addr = t.validator_info(liar).1;
+    let since = t.slot();
+    t.set_fault(liar, Some(Fault::WrongStateRoot));
+    run_until(&mut t, 20, |t| {
+        let head = t.beacon().heads()[0];
+        head.slot > since
+            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
+                b.header.header.hash() == head.hash
+                    && b.header.header.proposer == liar_addr
+                    && b.txs.len() > 4
+            })
+    });
+    t.set_fault(liar, None);
+    let lie = t.beacon().heads()[0];
+    run_until(&mut t, 10, |t| games(t).iter().any(|g| g.header == lie.hash));
+    t.crash(mate);
+    t.run(3);
+    let mid = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert!(mid.is_open(), "still open while the challenger is down");
+    t.restart(mate).unwrap();
+    assert!(t.games_of(mate).is_empty(), "a fresh agent knows no game");
+    run_until(&mut t, 40, |t| games(t).iter().any(|g| g.header == lie.hash && !g.is_open()));
+    let g = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert_eq!(
+        g.ended.unwrap().1,
+        Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } }
+    );
+    assert_eq!(g.challenger, t.validator_info(mate).1);
+}
