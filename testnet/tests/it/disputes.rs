@@ -238,6 +238,12 @@ fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
     assert!(cascade.cause.unwrap().1 >= lie);
     let g = t.beacon().game(&proven.game).unwrap().unwrap();
     assert!(matches!(g.record.ended, Some((_, Ending::Decided { outcome: Outcome::StepRefuted { .. } }))));
+    assert_eq!(
+        g.record.game.rounds,
+        Game::rounds_for(g.record.items, t.spec().dispute_k),
+        "⌈log_k n⌉ rounds"
+    );
+    assert!(g.record.opened_slot <= g.record.game.turn_since, "opened before it was played");
     // every transfer landed exactly once on both validators of its destination
     for ((dst, to), v) in &expected {
         for &i in if *dst == 0 { &s0 } else { &s1 } {

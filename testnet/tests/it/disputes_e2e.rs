@@ -61,19 +61,40 @@ async fn scenario(dir: &Path) {
     let honest = m.nodes.iter().find(|n| n.name == "shard1-v1").unwrap();
     let http = reqwest::Client::new();
     let signer = shard::dev_accounts().remove(5).0;
-    let chain_id = honest.chain_id.unwrap();
+    let shard0 = m.nodes.iter().find(|n| n.name == "shard0-v1").unwrap();
+    let urls = [shard0.rpc_url.clone(), honest.rpc_url.clone()];
+    let chain_ids = [shard0.chain_id.unwrap(), honest.chain_id.unwrap()];
 
-    // transfers on shard 1 until a game against the liar has ended
-    let mut nonce = 0;
+    // cross-shard transfers both ways (shard 1's blocks consume shard 0's
+    // messages, and the other way round) until a game against the liar ended
+    let mut nonces = [0u64; 2];
+    let mut sent_to_1: Vec<String> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let game = loop {
-        let raw =
-            testnet::sign_transfer(&signer, chain_id, nonce, alloy_primitives::Address::repeat_byte(0x51), 1);
-        if call(&http, &honest.rpc_url, "eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&raw))]))
-            .await
-            .is_ok()
-        {
-            nonce += 1;
+        for src in 0..2usize {
+            use alloy_sol_types::SolCall;
+            let data = prover::IBridge::sendCall {
+                dstShard: 1 - src as u32,
+                to: alloy_primitives::Address::repeat_byte(0x51),
+                data: Default::default(),
+            }
+            .abi_encode();
+            let raw = testnet::sign_call(
+                &signer,
+                chain_ids[src],
+                nonces[src],
+                alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS),
+                alloy_primitives::U256::from(1_000u64),
+                data.into(),
+                300_000,
+            );
+            let hex_raw = format!("0x{}", hex::encode(&raw));
+            if let Ok(hash) = call(&http, &urls[src], "eth_sendRawTransaction", json!([hex_raw])).await {
+                nonces[src] += 1;
+                if src == 1 {
+                    sent_to_1.push(hash.as_str().unwrap_or_default().to_string());
+                }
+            }
         }
         let games = call(&http, &beacon, "beacon_games", json!([1, "ended"])).await.unwrap_or(Value::Null);
         let won = games.as_array().into_iter().flatten().find(|g| {
@@ -153,6 +174,17 @@ async fn scenario(dir: &Path) {
     }
     let audit = optishard(&["testnet", "audit", "--datadir", d]);
     assert!(audit.status.success(), "{}", text(&audit));
+    // transactions of the discarded blocks show, on the liar's node, that
+    // they were reverted, and their new fate
+    let mut reverted = 0;
+    for h in &sent_to_1 {
+        let st = rpc(&http, &liar.rpc_url, "optishard_getTransactionStatus", json!([h])).await;
+        if !st["revertedFrom"].is_null() {
+            reverted += 1;
+            assert!(["included", "reverted", "dropped"].contains(&st["status"].as_str().unwrap()), "{st}");
+        }
+    }
+    assert!(reverted > 0, "the liar's node reverted some of the {} transactions", sent_to_1.len());
 }
 
 /// Without an honest challenger (`--challengers 0`, every validator's
