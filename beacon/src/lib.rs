@@ -3,6 +3,11 @@
 //! schedule, and the rule for shard headers: accepted only when signed by
 //! the slot's scheduled proposer and extending the shard's accepted chain.
 //!
+//! It also referees fraud proofs: bonded parties' dispute moves
+//! ([`BeaconChain::submit_move`]), k-section games on chess clocks, the
+//! single step re-executed with `prover`, slashing, and the invalidation of
+//! a proven header, its descendants and what consumed its messages.
+//!
 //! Where to start: [`BeaconChain::submit`] and [`BeaconChain::seal`] are the
 //! rules; [`BeaconService`] reacts to the network and the clock; [`start`]
 //! runs a node process (p2p, JSON-RPC, metrics).
