@@ -33,6 +33,10 @@ pub const MAX_MOVE_BYTES_PER_BLOCK: usize = 640 << 10;
 pub const MAX_MOVE_BYTES_PER_PARTY: usize = bridge::MAX_STEP_BYTES + (16 << 10);
 /// Most moves one party may have in one beacon block.
 pub const MAX_MOVES_PER_PARTY: u32 = 16;
+/// Steps one party may have refused as proving nothing, per game (each
+/// costs the referee a re-execution): past it, that party's steps in that
+/// game are not looked at.
+pub const MAX_REJECTED_STEPS: u32 = 4;
 
 /// Why the beacon refused a move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -197,6 +201,8 @@ pub(crate) struct Disputes {
     pub ever: BTreeSet<Hash>,
     /// Moves and bytes each party has in the block being built.
     pub per_party: std::collections::HashMap<Address, (u32, usize)>,
+    /// Steps refused per (game, party) (not persisted: a restart forgives).
+    pub rejected_steps: std::collections::HashMap<(Hash, Address), u32>,
 }
 
 impl Disputes {
@@ -537,10 +543,16 @@ impl BeaconChain {
         if g.game.phase != bridge::game::Phase::Step || !g.claimed {
             return Err(MoveRejection::OutOfTurn("the game is not at its single step".into()));
         }
+        if state.disputes.rejected_steps.get(&(id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
+            return Err(MoveRejection::OutOfTurn(format!(
+                "{signer} had {MAX_REJECTED_STEPS} steps refused in this game"
+            )));
+        }
         let reject = |why: String, state: &mut State| {
             if let Some(l) = state.disputes.logs.get_mut(&id) {
                 l.rejected_steps += 1;
             }
+            *state.disputes.rejected_steps.entry((id, signer)).or_default() += 1;
             MoveRejection::BadStep(why)
         };
         let step = match prover::game::AnyStep::decode(bytes) {
@@ -629,6 +641,7 @@ impl BeaconChain {
         for id in ended {
             // a game voided by an earlier resolution in this loop is gone
             let Some(mut g) = state.disputes.open.remove(&id) else { continue };
+            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
             let outcome = g.game.outcome().cloned().expect("ended");
             let winner = outcome.winner();
             let (w, l) = (g.party(winner), g.party(winner.other()));
@@ -740,6 +753,7 @@ impl BeaconChain {
             .collect();
         for id in voided {
             let mut g = state.disputes.open.remove(&id).expect("listed");
+            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
             state.disputes.bonds.unlock(&g.defender, g.stakes[0]);
             state.disputes.bonds.unlock(&g.challenger, g.stakes[1]);
             g.ended = Some((slot, Ending::Void));

@@ -452,6 +452,17 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
         "a bad witness decided nothing"
     );
     assert_eq!(t.beacon().game(&g.id).unwrap().unwrap().rejected_steps, 2);
+    // a party whose steps keep proving nothing is not listened to past a
+    // few (each costs the referee a re-execution); the other party still is
+    let liar_key = t.validator_key(liar).clone();
+    let send_as = |t: &Testnet, k: &bridge::ValidatorKey, s: &prover::game::Step| {
+        let mv = SignedMove::sign(Action::Step { game: g.id, step: s.encode() }, &spec_hash, k);
+        t.beacon().submit_move(mv, t.slot())
+    };
+    for _ in 0..beacon::MAX_REJECTED_STEPS {
+        assert!(matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::BadStep(_))));
+    }
+    assert!(matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::OutOfTurn(_))), "no longer looked at");
     // the good step decides
     send(&t, &good).unwrap();
     assert!(matches!(send(&t, &good), Err(MoveRejection::OutOfTurn(_))), "decided once");
