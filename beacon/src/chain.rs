@@ -438,8 +438,9 @@ impl BeaconChain {
             return Err(Rejection::NotScheduled { shard: h.shard.0, slot: h.beacon_slot, expected, signer });
         }
         let stake = self.spec.dispute_stake_gwei;
-        let bond = state.disputes.bonds.parties.get(&signer).map_or(0, |b| b.free.saturating_add(b.locked));
-        if bond < stake {
+        if !state.disputes.bonds.covers(&signer, stake) {
+            let bond =
+                state.disputes.bonds.parties.get(&signer).map_or(0, |b| b.free.saturating_add(b.locked));
             return Err(Rejection::Unbonded { proposer: signer, bond, stake });
         }
         bridge::check_body(&block).map_err(Rejection::Invalid)?;
@@ -577,6 +578,15 @@ impl BeaconChain {
             games,
             invalidated: resolved.invalidated,
             disputes_root: d.root(),
+            unbonded: self
+                .spec
+                .validators
+                .iter()
+                .map(|v| v.address)
+                .filter(|a| !d.bonds.covers(a, self.spec.dispute_stake_gwei))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             state_root: Hash::ZERO,
         };
         block.state_root = BeaconBlock::compute_state_root(

@@ -467,6 +467,10 @@ pub struct BeaconBlock {
     pub invalidated: Vec<Invalidation>,
     /// Root of the dispute state after this block ([`crate::disputes_root`]).
     pub disputes_root: Hash,
+    /// Validators whose bond no longer covers a game's stake, sorted: the
+    /// beacon refuses their headers, so validators neither build on their
+    /// blocks nor propose while listed.
+    pub unbonded: Vec<Address>,
     /// Commitment to the beacon state (see [`BeaconBlock::compute_state_root`]).
     pub state_root: Hash,
     /// The beacon's signature over [`BeaconBlock::hash`] (not part of the hash).
@@ -491,6 +495,7 @@ impl BeaconBlock {
         encode_list(&self.games, out);
         encode_list(&self.invalidated, out);
         self.disputes_root.encode_to(out);
+        encode_list(&self.unbonded, out);
         self.state_root.encode_to(out);
     }
 
@@ -623,6 +628,7 @@ impl Decode for BeaconBlock {
             games: decode_list(input)?,
             invalidated: decode_list(input)?,
             disputes_root: Hash::decode(input)?,
+            unbonded: decode_list(input)?,
             state_root: Hash::decode(input)?,
             signature: Signature::decode(input)?,
         })
@@ -823,6 +829,7 @@ mod tests {
             games: vec![],
             invalidated: vec![],
             disputes_root: Hash::of(b"disputes"),
+            unbonded: vec![],
             state_root: Hash::ZERO,
             signature: Signature::default(),
         };
@@ -916,6 +923,7 @@ mod tests {
             games: vec![],
             invalidated: vec![],
             disputes_root: Hash::ZERO,
+            unbonded: vec![],
             state_root: Hash::ZERO,
             signature: Signature::default(),
         };

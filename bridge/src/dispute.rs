@@ -544,6 +544,11 @@ impl Bonds {
         n
     }
 
+    /// Whether `who`'s bond (free and staked) covers `stake`.
+    pub fn covers(&self, who: &Address, stake: u64) -> bool {
+        self.parties.get(who).is_some_and(|b| b.free.saturating_add(b.locked) >= stake)
+    }
+
     /// Returns a locked stake to its owner.
     pub fn unlock(&mut self, who: &Address, amount: u64) {
         if let Some(b) = self.parties.get_mut(who) {

@@ -132,6 +132,8 @@ pub struct Validator<N: Network> {
     agent: Option<DisputeAgent>,
     /// Whether the agent opens games (`--no-challenger` turns it off).
     challenge: bool,
+    /// Validators the beacon lists as unbonded (it refuses their headers).
+    unbonded: std::collections::HashSet<bridge::Address>,
     /// The open-games request in flight, and the slot it was last sent.
     games_request: Option<RequestId>,
     games_asked_at: Option<u64>,
@@ -199,6 +201,7 @@ impl<N: Network> Validator<N> {
             spec_hash,
             agent: key.as_ref().map(|k| DisputeAgent::new(k.clone(), &spec, shard, AgentMode::default())),
             challenge: true,
+            unbonded: Default::default(),
             games_request: None,
             games_asked_at: None,
             key,
@@ -258,6 +261,11 @@ impl<N: Network> Validator<N> {
         self.update_status();
         let Some(key) = &self.key else { return };
         if self.spec.proposer(self.shard, slot) != Some(key.address()) {
+            return;
+        }
+        if self.unbonded.contains(&key.address()) {
+            // the beacon would refuse the header: a block others might
+            // build on, only to be reverted when its window closes
             return;
         }
         // A (re)started node proposes only once a beacon block has shown it
@@ -415,6 +423,10 @@ impl<N: Network> Validator<N> {
                 return e.verdict();
             }
         };
+        if self.unbonded.contains(&bound.block().header.header.proposer) {
+            // the beacon refuses its proposer's headers: never build on it
+            return Validation::Ignore;
+        }
         if bound.height() > head + 1 {
             // ahead of us: signed by its scheduled proposer and body-bound,
             // but not checked against a parent we lack: hold it (bounded;
@@ -547,6 +559,7 @@ impl<N: Network> Validator<N> {
         }
         let Some(head) = block.heads.get(self.shard.0 as usize).copied() else { return Validation::Reject };
         self.on_invalidated(&block.invalidated);
+        self.unbonded = block.unbonded.iter().copied().collect();
         self.relay.on_headers(&block.headers, Some(block.slot));
         self.relay.on_heads(&block.heads);
         // ask for new messages now, not at the next slot: the answer can
@@ -767,6 +780,9 @@ impl<N: Network> Validator<N> {
             let height = block.header.header.height;
             if height <= head.header.height {
                 continue;
+            }
+            if self.unbonded.contains(&block.header.header.proposer) {
+                break;
             }
             let bound = match BoundBlock::from_block(block, &self.expected(head.header.height)) {
                 Ok(b) => b,
