@@ -657,6 +657,16 @@ impl BeaconChain {
         }
     }
 
+    /// How many games are open.
+    pub fn open_game_count(&self) -> usize {
+        self.state.read().disputes.open.len()
+    }
+
+    /// The open games against `shard`'s headers, as they stand.
+    pub fn open_games(&self, shard: ShardId) -> Vec<bridge::GameRecord> {
+        self.state.read().disputes.open.values().filter(|g| g.shard == shard).cloned().collect()
+    }
+
     /// Open games, and the bonds.
     pub fn games(&self) -> (Vec<crate::GameLog>, bridge::Bonds) {
         let s = self.state.read();

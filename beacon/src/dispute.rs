@@ -372,8 +372,7 @@ impl BeaconChain {
         // never the challenger itself (it would answer its own dispute)
         let stand_in =
             *signer != g.challenger && self.spec.validator(signer).is_some_and(|v| v.shard == g.shard);
-        let spent = current.saturating_sub(g.game.turn_since);
-        side == Side::Defender && stand_in && spent.saturating_mul(2) >= g.game.clocks[0]
+        side == Side::Defender && stand_in && g.defender_overdue(current)
     }
 
     fn game_for<'a>(

@@ -128,7 +128,7 @@ impl BeaconMetrics {
             let why = if inv.cause.is_some() { "cascade" } else { "proven" };
             self.invalidated_headers.get_or_create(&vec![("why".into(), why.into())]).inc();
         }
-        self.open_games.set(chain.games().0.len() as i64);
+        self.open_games.set(chain.open_game_count() as i64);
     }
 
     fn submission(&self, result: &str, reason: &str) {
@@ -253,15 +253,7 @@ impl<N: Network> BeaconService<N> {
                         Err(r) => out = r.to_string().into_bytes(),
                     },
                     Ok(SyncRequest::OpenGames { shard }) => {
-                        let games: Vec<bridge::GameRecord> = self
-                            .chain
-                            .games()
-                            .0
-                            .into_iter()
-                            .map(|l| l.record)
-                            .filter(|g| g.shard == shard)
-                            .collect();
-                        bridge::encode_list(&games, &mut out);
+                        bridge::encode_list(&self.chain.open_games(shard), &mut out);
                     }
                     Ok(SyncRequest::SubmitMove(mv)) => {
                         let action = mv.action.label();

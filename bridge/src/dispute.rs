@@ -348,6 +348,12 @@ impl GameRecord {
         }
     }
 
+    /// Whether the defender has let half its clock run on this turn by
+    /// `slot`: from then on a shard-mate may stand in for it.
+    pub fn defender_overdue(&self, slot: u64) -> bool {
+        slot.saturating_sub(self.game.turn_since).saturating_mul(2) >= self.game.clocks[0]
+    }
+
     /// The side `who` plays, if any.
     pub fn side_of(&self, who: &Address) -> Option<Side> {
         if *who == self.defender {

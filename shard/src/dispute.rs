@@ -224,9 +224,8 @@ impl DisputeAgent {
             // re-executed to it), once the proposer let half its clock run
             None => {
                 let ours = node.block(g.height)?.is_some_and(|b| b.header.header.hash() == g.header);
-                let spent = slot.saturating_sub(g.game.turn_since);
                 let defender_to_move = matches!(g.game.phase, Phase::Bisect | Phase::Step);
-                if !(ours && defender_to_move && spent.saturating_mul(2) >= g.game.clocks[0]) {
+                if !(ours && defender_to_move && g.defender_overdue(slot)) {
                     return Ok(());
                 }
                 Side::Defender
