@@ -286,7 +286,13 @@ impl BeaconChain {
         let channels = db.channels()?;
         let disputes = match db.disputes()? {
             Some(bytes) => {
-                Disputes::decode(&bytes).map_err(|e| Error::Corrupt(format!("dispute state: {e}")))?
+                let log_of = |id: &Hash| {
+                    db.game_log(id)
+                        .ok()
+                        .flatten()
+                        .and_then(|b| serde_json::from_slice::<crate::GameLog>(&b).ok())
+                };
+                Disputes::decode(&bytes, log_of).map_err(|e| Error::Corrupt(format!("dispute state: {e}")))?
             }
             None => Disputes::genesis(&spec),
         };

@@ -197,8 +197,6 @@ pub(crate) struct Disputes {
     /// Moves applied since the last seal, and their bytes.
     pub moves: Vec<SignedMove>,
     pub move_bytes: usize,
-    /// Ids of every game ever opened (no second game per party and header).
-    pub ever: BTreeSet<Hash>,
     /// Moves and bytes each party has in the block being built.
     pub per_party: std::collections::HashMap<Address, (u32, usize)>,
     /// Steps refused per (game, party) (not persisted: a restart forgives).
@@ -216,37 +214,35 @@ impl Disputes {
         bridge::disputes_root(self.open.values(), &self.bonds, &self.invalid_chain)
     }
 
-    /// The persisted form: open games, their logs, bonds, chain, ids opened.
+    /// The persisted form: open games, bonds, the invalidation chain (the
+    /// games' logs are stored by id beside it, written by the same batch).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         encode_list(&self.open.values().cloned().collect::<Vec<_>>(), &mut out);
         self.bonds.encode_to(&mut out);
         self.invalid_chain.encode_to(&mut out);
-        encode_list(&self.ever.iter().copied().collect::<Vec<_>>(), &mut out);
-        let logs: Vec<Vec<u8>> =
-            self.logs.values().map(|l| serde_json::to_vec(l).expect("serializable")).collect();
-        encode_list(&logs, &mut out);
         out
     }
 
-    /// Reads the persisted form back.
-    pub(crate) fn decode(mut input: &[u8]) -> std::result::Result<Self, DecodeError> {
+    /// Reads the persisted form back; the open games' logs come from
+    /// `log_of` (the database).
+    pub(crate) fn decode(
+        mut input: &[u8],
+        log_of: impl Fn(&Hash) -> Option<GameLog>,
+    ) -> std::result::Result<Self, DecodeError> {
         let input = &mut input;
         let open: Vec<GameRecord> = decode_list(input)?;
         let bonds = Bonds::decode(input)?;
         let invalid_chain = Hash::decode(input)?;
-        let ever: Vec<Hash> = decode_list(input)?;
-        let logs: Vec<Vec<u8>> = decode_list(input)?;
-        let logs = logs
-            .iter()
-            .map(|l| serde_json::from_slice::<GameLog>(l).map_err(|_| DecodeError::Invalid("game log")))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if !input.is_empty() {
+            return Err(DecodeError::TrailingBytes(input.len()));
+        }
+        let logs = open.iter().filter_map(|g| log_of(&g.id)).map(|l| (l.record.id, l)).collect();
         Ok(Disputes {
             open: open.into_iter().map(|g| (g.id, g)).collect(),
             bonds,
             invalid_chain,
-            logs: logs.into_iter().map(|l| (l.record.id, l)).collect(),
-            ever: ever.into_iter().collect(),
+            logs,
             ..Default::default()
         })
     }
@@ -421,7 +417,11 @@ impl BeaconChain {
         }
         let id = game_id(&header, &signer, item);
         let d = &mut state.disputes;
-        if d.ever.contains(&id) {
+        // one game per party, header and target, ever (ended ones are in the database)
+        if d.open.contains_key(&id)
+            || d.logs.contains_key(&id)
+            || self.db.game_log(&id).ok().flatten().is_some()
+        {
             return Err(MoveRejection::Duplicate);
         }
         if d.open.len() >= MAX_OPEN_GAMES
@@ -482,7 +482,6 @@ impl BeaconChain {
             ended: None,
         };
         info!(target: "beacon", game = %id, %shard, height, challenger = %signer, items, "dispute game opened");
-        d.ever.insert(id);
         d.open.insert(id, record);
         Ok(Some(id))
     }
