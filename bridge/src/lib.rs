@@ -12,6 +12,7 @@
 //! Where to start: [`ShardHeader`] shows what a shard commits to; [`Encode`]
 //! is how every hashed structure becomes bytes.
 
+mod beacon_block;
 mod chain;
 mod codec;
 mod dispute;
@@ -25,10 +26,11 @@ mod rules;
 mod sig;
 mod trace;
 
+pub use beacon_block::{BeaconBlock, HeaderInclusion};
 pub use chain::{
-    BeaconBlock, ChainSpec, ChallengerInfo, HeaderInclusion, MAX_HEADERS_PER_REQUEST,
-    MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock, ShardHead, SignedHeader, SyncRequest, ValidatorInfo,
-    decode_outbox_answer, message_item_hash, one_day_of_slots, tx_item_hash,
+    ChainSpec, ChallengerInfo, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock,
+    ShardHead, SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash,
+    one_day_of_slots, tx_item_hash,
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use dispute::{

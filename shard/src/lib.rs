@@ -10,6 +10,7 @@
 mod config;
 mod dispute;
 mod error;
+mod fault;
 mod future;
 mod import;
 mod mempool;
@@ -26,15 +27,14 @@ pub use config::{
 };
 pub use dispute::{AgentMode, DisputeAgent, Reexecution, reexecute};
 pub use error::{Error, Result};
+pub use fault::{FABRICATED_RECIPIENT, Fault, RevertedFrom};
 pub use import::{
     BlockError, BoundBlock, Expected, MAX_EVIDENCE, Mismatch, NoSources, SignedBlock, SourceHeaders,
     check_inbox,
 };
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
-pub use node::{
-    FABRICATED_RECIPIENT, Fault, Head, NodeHandle, RevertedFrom, ShardNode, TxListener, TxRejected, start,
-};
+pub use node::{Head, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};

@@ -7,6 +7,7 @@
 //! memory.
 
 pub mod cluster;
+mod dashboards;
 pub mod genesis;
 mod sim;
 
