@@ -2,28 +2,12 @@
 //! process, the relay between real validators and the beacon.
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
-use alloy_sol_types::SolCall;
-use bridge::{BRIDGE_ADDRESS, MessageKind, ShardId};
-use prover::IBridge;
+use bridge::{MessageKind, ShardId};
 use testnet::Testnet;
 
+use crate::support::{audit_at_beacon_heads, balance, members, send};
+
 const ETH: u128 = 1_000_000_000_000_000_000;
-
-fn members(t: &Testnet, shard: u32) -> Vec<usize> {
-    (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(shard)).collect()
-}
-
-fn balance(t: &Testnet, i: usize, a: Address) -> U256 {
-    let node = t.node(i).unwrap();
-    let h = node.head().header.height;
-    node.state().account(a, h).unwrap().map_or(U256::ZERO, |x| x.balance)
-}
-
-/// A `send` of `value` from dev account `from` on `src` to `to` on `dst`.
-fn send(t: &mut Testnet, src: u32, from: usize, dst: u32, to: Address, value: u128) -> Bytes {
-    let data = IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
-    t.call(ShardId(src), from, TxKind::Call(BRIDGE_ADDRESS), U256::from(value), data.into(), 300_000)
-}
 
 #[test]
 fn a_transfer_to_another_shard_arrives_exactly_once_and_a_failed_one_is_refunded() {
@@ -151,20 +135,6 @@ fn forged_inbox_messages_are_refused_and_change_nothing() {
         assert_eq!(balance(&t, i, to), U256::from(ETH), "the real message, once");
         assert_eq!(t.node(i).unwrap().inbound_next(ShardId(0)).unwrap(), 1);
     }
-}
-
-/// The network's audit at the beacon's accepted heads: each shard's
-/// totals read from a live validator that has its accepted head.
-fn audit_at_beacon_heads(t: &Testnet) -> Option<shard::Audit> {
-    let heads = t.beacon().heads();
-    let mut shards = Vec::new();
-    for (s, head) in heads.iter().enumerate() {
-        let supply = members(t, s as u32).into_iter().filter_map(|i| t.node(i)).find_map(|n| {
-            n.supply(head.height).ok().flatten().filter(|_| n.head().header.height >= head.height)
-        })?;
-        shards.push(supply);
-    }
-    Some(shard::Audit::of(shards))
 }
 
 /// Thousands of messages among 4 shards, a fifth of them failing on their

@@ -8,6 +8,28 @@ use bridge::{Ending, GameRecord, ShardId};
 use shard::Fault;
 use testnet::Testnet;
 
+use crate::support::{audit_at_beacon_heads, balance, members, send};
+
+/// Makes validator `liar` play `fault` until the beacon accepts a header
+/// it proposes from now on with at least `min_txs` transactions, then
+/// makes it honest again; returns that accepted head.
+fn first_lie(t: &mut Testnet, liar: usize, fault: Fault, min_txs: usize, limit: u64) -> bridge::ShardHead {
+    let (shard, addr) = t.validator_info(liar);
+    let since = t.slot();
+    t.set_fault(liar, Some(fault));
+    run_until(t, limit, |t| {
+        let head = t.beacon().heads()[shard.0 as usize];
+        head.slot > since
+            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
+                b.header.header.hash() == head.hash
+                    && b.header.header.proposer == addr
+                    && b.txs.len() >= min_txs
+            })
+    });
+    t.set_fault(liar, None);
+    t.beacon().heads()[shard.0 as usize]
+}
+
 /// Every game the beacon knows of (open or ended), oldest first.
 fn games(t: &Testnet) -> Vec<GameRecord> {
     t.beacon().all_games(1000).unwrap().into_iter().map(|l| l.record).collect()
@@ -49,21 +71,7 @@ fn a_wrong_state_root_is_bisected_refuted_and_discarded() {
     let liar_addr = t.validator_info(liar).1;
     let spec = t.spec().clone();
     let bonds_before = t.beacon().games().1;
-    t.set_fault(liar, Some(Fault::WrongStateRoot));
-    let since = t.slot();
-    // the first lying header the beacon accepts
-    run_until(&mut t, 40, |t| {
-        let head = t.beacon().heads()[1];
-        head.slot > since
-            && t.node(liar)
-                .unwrap()
-                .block(head.height)
-                .ok()
-                .flatten()
-                .is_some_and(|b| b.header.header.hash() == head.hash && b.header.header.proposer == liar_addr)
-    });
-    t.set_fault(liar, None);
-    let lie = t.beacon().heads()[1];
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 0, 40);
     let lie_block = t.beacon().shard_blocks(ShardId(1), lie.height, 1, usize::MAX).unwrap().remove(0);
     let items = (lie_block.inbox.len() + lie_block.txs.len()) as u64;
     assert!(items > 1, "a block with something to bisect");
@@ -125,31 +133,6 @@ fn a_wrong_state_root_is_bisected_refuted_and_discarded() {
     }
 }
 
-fn members(t: &Testnet, shard: u32) -> Vec<usize> {
-    (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(shard)).collect()
-}
-
-fn balance(t: &Testnet, i: usize, a: alloy_primitives::Address) -> alloy_primitives::U256 {
-    let node = t.node(i).unwrap();
-    let h = node.head().header.height;
-    node.state().account(a, h).unwrap().map_or(alloy_primitives::U256::ZERO, |x| x.balance)
-}
-
-/// The network's supply audit at the beacon's accepted heads, from live
-/// validators holding them.
-fn audit_at_beacon_heads(t: &Testnet) -> Option<shard::Audit> {
-    let heads = t.beacon().heads();
-    let mut shards = Vec::new();
-    for (s, head) in heads.iter().enumerate() {
-        let supply = members(t, s as u32).into_iter().filter_map(|i| t.node(i)).find_map(|n| {
-            let ours = n.block(head.height).ok().flatten().map(|b| b.header.header.hash());
-            n.supply(head.height).ok().flatten().filter(|_| head.height == 0 || ours == Some(head.hash))
-        })?;
-        shards.push(supply);
-    }
-    Some(shard::Audit::of(shards))
-}
-
 /// The scenario: shard 1's proposer commits a wrong receipt in a
 /// block that consumes messages from shard 0 while both shards keep
 /// sending to each other. The honest mate wins the game; shard 1 continues
@@ -159,8 +142,7 @@ fn audit_at_beacon_heads(t: &Testnet) -> Option<shard::Audit> {
 /// no discarded header is ever final.
 #[test]
 fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
-    use alloy_primitives::{Address, Bytes, TxKind, U256};
-    use alloy_sol_types::SolCall;
+    use alloy_primitives::{Address, U256};
     use std::collections::HashMap;
     let dir = tempfile::tempdir().unwrap();
     let mut t = Testnet::builder()
@@ -185,15 +167,7 @@ fn a_wrong_receipt_cascades_to_the_shard_that_consumed_its_messages() {
                 let to = Address::repeat_byte(0x40 + n % 100);
                 let value = 1_000_000_000u64 + u64::from(n);
                 *expected.entry((dst, to)).or_default() += U256::from(value);
-                let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
-                let raw = t.call(
-                    ShardId(src),
-                    from,
-                    TxKind::Call(bridge::BRIDGE_ADDRESS),
-                    U256::from(value),
-                    data.into(),
-                    300_000,
-                );
+                let raw = send(&mut t, src, from, dst, to, u128::from(value));
                 let m = members(&t, src);
                 t.submit(m[round as usize % m.len()], &raw).unwrap();
             }
@@ -380,20 +354,7 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     t.run(3);
     let spec_hash = t.spec().hash();
     let liar = 0;
-    let liar_addr = t.validator_info(liar).1;
-    let since = t.slot();
-    t.set_fault(liar, Some(Fault::WrongStateRoot));
-    run_until(&mut t, 20, |t| {
-        let head = t.beacon().heads()[0];
-        head.slot > since
-            && t.node(liar)
-                .unwrap()
-                .block(head.height)
-                .ok()
-                .flatten()
-                .is_some_and(|b| b.header.header.hash() == head.hash && b.header.header.proposer == liar_addr)
-    });
-    t.set_fault(liar, None);
+    first_lie(&mut t, liar, Fault::WrongStateRoot, 0, 20);
     // out of turn: the liar (defender) tries to pick
     run_until(&mut t, 6, |t| !games(t).is_empty());
     let g = games(&t).remove(0);
@@ -516,8 +477,7 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
 /// the audit holds at every slot.
 #[test]
 fn a_randomized_run_with_every_fault_mode_keeps_every_invariant() {
-    use alloy_primitives::{Address, Bytes, TxKind, U256};
-    use alloy_sol_types::SolCall;
+    use alloy_primitives::{Address, U256};
     use rand::{Rng, SeedableRng};
     use std::collections::{HashMap, HashSet};
     let dir = tempfile::tempdir().unwrap();
@@ -551,15 +511,7 @@ fn a_randomized_run_with_every_fault_mode_keeps_every_invariant() {
                 let to = Address::from(rng.r#gen::<[u8; 20]>());
                 let value = rng.gen_range(1..1_000_000_000u64);
                 *expected.entry((dst, to)).or_default() += U256::from(value);
-                let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
-                let raw = t.call(
-                    ShardId(src),
-                    3 + rng.gen_range(0..4),
-                    TxKind::Call(bridge::BRIDGE_ADDRESS),
-                    U256::from(value),
-                    data.into(),
-                    300_000,
-                );
+                let raw = send(&mut t, src, 3 + rng.gen_range(0..4), dst, to, u128::from(value));
                 let m = members(&t, src);
                 t.submit(m[rng.gen_range(0..m.len())], &raw).unwrap();
             }
@@ -674,21 +626,8 @@ fn parallel_games_on_one_lie_end_once_and_withdrawals_wait_a_window() {
     t.run(3);
     let liar = 0;
     let liar_addr = t.validator_info(liar).1;
-    let since = t.slot();
     let before = t.beacon().games().1;
-    t.set_fault(liar, Some(Fault::WrongStateRoot));
-    run_until(&mut t, 20, |t| {
-        let head = t.beacon().heads()[0];
-        head.slot > since
-            && t.node(liar)
-                .unwrap()
-                .block(head.height)
-                .ok()
-                .flatten()
-                .is_some_and(|b| b.header.header.hash() == head.hash && b.header.header.proposer == liar_addr)
-    });
-    t.set_fault(liar, None);
-    let lie = t.beacon().heads()[0];
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 0, 20);
     run_until(&mut t, 40, |t| {
         let g: Vec<_> = games(t).into_iter().filter(|g| g.header == lie.hash).collect();
         g.len() == 2 && g.iter().all(|g| !g.is_open())
@@ -915,20 +854,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
 
     // a lying proposer (the last receipt altered) cannot claim the last receipt
     let liar = proposer;
-    let liar_addr = t.validator_info(liar).1;
-    let since = t.slot();
-    t.set_fault(liar, Some(Fault::WrongReceipt));
-    run_until(&mut t, 20, |t| {
-        let head = t.beacon().heads()[0];
-        head.slot > since
-            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
-                b.header.header.hash() == head.hash
-                    && b.header.header.proposer == liar_addr
-                    && !b.txs.is_empty()
-            })
-    });
-    t.set_fault(liar, None);
-    let lie = t.beacon().heads()[0];
+    let lie = first_lie(&mut t, liar, Fault::WrongReceipt, 1, 20);
     let n = t.node(liar).unwrap().block(lie.height).unwrap().unwrap().txs.len() as u64;
     open(&t, other, lie.height, lie.hash, n).unwrap();
     let clock = t.spec().game_clock();
@@ -961,19 +887,7 @@ fn a_game_survives_a_beacon_restart() {
     t.run(3);
     let liar = 0;
     let liar_addr = t.validator_info(liar).1;
-    let since = t.slot();
-    t.set_fault(liar, Some(Fault::WrongStateRoot));
-    run_until(&mut t, 20, |t| {
-        let head = t.beacon().heads()[0];
-        head.slot > since
-            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
-                b.header.header.hash() == head.hash
-                    && b.header.header.proposer == liar_addr
-                    && b.txs.len() > 4
-            })
-    });
-    t.set_fault(liar, None);
-    let lie = t.beacon().heads()[0];
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 5, 20);
     run_until(&mut t, 20, |t| games(t).iter().any(|g| g.header == lie.hash && g.moves >= 2));
     let before = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
     assert!(before.is_open());
@@ -1150,20 +1064,7 @@ fn a_restarted_challenger_finds_its_game_and_finishes_it() {
         .unwrap();
     t.run(3);
     let (liar, mate) = (0, 1);
-    let liar_addr = t.validator_info(liar).1;
-    let since = t.slot();
-    t.set_fault(liar, Some(Fault::WrongStateRoot));
-    run_until(&mut t, 20, |t| {
-        let head = t.beacon().heads()[0];
-        head.slot > since
-            && t.node(liar).unwrap().block(head.height).ok().flatten().is_some_and(|b| {
-                b.header.header.hash() == head.hash
-                    && b.header.header.proposer == liar_addr
-                    && b.txs.len() > 4
-            })
-    });
-    t.set_fault(liar, None);
-    let lie = t.beacon().heads()[0];
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 5, 20);
     run_until(&mut t, 10, |t| games(t).iter().any(|g| g.header == lie.hash));
     t.crash(mate);
     t.run(3);

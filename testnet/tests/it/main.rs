@@ -12,6 +12,7 @@ mod disputes_e2e;
 mod local_testnet;
 mod readme;
 mod sim;
+mod support;
 
 /// Tests that run real node processes against wall-clock deadlines take
 /// turns, so two of them never starve each other of the machine's cores.
