@@ -11,7 +11,7 @@ use prover::IBridge;
 use serde_json::{Value, json};
 use testnet::Manifest;
 
-use crate::local_testnet::{call, free_base_port, optishard, rpc, text, wait_for};
+use crate::local_testnet::{call, free_base_port, optishard, rpc, run_scenario, text, wait_for};
 
 sol! {
     interface IPinger {
@@ -33,18 +33,7 @@ const ETH: u128 = 1_000_000_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_calls_and_refunds_cross_shards_and_finalize() {
-    let _one_at_a_time = crate::timing_sensitive().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let result =
-        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(240), scenario(&path)).await })
-            .await;
-    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
-    match result {
-        Ok(in_time) => in_time.expect("scenario finishes in time"),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-    assert!(down.status.success(), "{}", text(&down));
+    run_scenario(240, |dir| async move { scenario(&dir).await }).await;
 }
 
 struct Net {

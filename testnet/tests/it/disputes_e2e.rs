@@ -10,22 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testnet::Manifest;
 
-use crate::local_testnet::{call, free_base_port, optishard, rpc, text};
+use crate::local_testnet::{call, free_base_port, optishard, rpc, run_scenario, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byzantine_validator_is_disputed_slashed_and_its_header_discarded() {
-    let _one_at_a_time = crate::timing_sensitive().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let result =
-        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(180), scenario(&path)).await })
-            .await;
-    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
-    match result {
-        Ok(in_time) => in_time.expect("scenario finishes in time"),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-    assert!(down.status.success(), "{}", text(&down));
+    run_scenario(180, |dir| async move { scenario(&dir).await }).await;
 }
 
 async fn scenario(dir: &Path) {
@@ -193,20 +182,7 @@ async fn scenario(dir: &Path) {
 /// exits non-zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_challenger_the_audit_reports_the_invalid_header_that_became_final() {
-    let _one_at_a_time = crate::timing_sensitive().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let result =
-        tokio::spawn(
-            async move { tokio::time::timeout(Duration::from_secs(120), unchallenged(&path)).await },
-        )
-        .await;
-    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
-    match result {
-        Ok(in_time) => in_time.expect("scenario finishes in time"),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-    assert!(down.status.success(), "{}", text(&down));
+    run_scenario(120, |dir| async move { unchallenged(&dir).await }).await;
 }
 
 async fn unchallenged(dir: &Path) {

@@ -52,6 +52,27 @@ where
     }
 }
 
+/// Runs `scenario` on a fresh testnet directory within `secs` (in a task,
+/// taking turns with the other timing-sensitive tests, so a failed
+/// assertion still reaches the cleanup), then stops every process the
+/// testnet started and re-raises the scenario's failure.
+pub(crate) async fn run_scenario<Fut>(secs: u64, scenario: impl FnOnce(std::path::PathBuf) -> Fut)
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _one_at_a_time = crate::timing_sensitive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fut = scenario(dir.path().to_path_buf());
+    let result =
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(secs), fut).await }).await;
+    let down = optishard(&["testnet", "down", "--datadir", dir.path().to_str().unwrap()]);
+    match result {
+        Ok(in_time) => in_time.expect("scenario finishes in time"),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+    assert!(down.status.success(), "{}", text(&down));
+}
+
 pub(crate) fn free_base_port(nodes: usize) -> u16 {
     let start = 20_000 + (std::process::id() % 300) as u16 * 100;
     (0..100u16)
