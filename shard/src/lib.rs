@@ -16,6 +16,7 @@ mod import;
 mod mempool;
 mod metrics;
 mod node;
+mod process;
 mod relay;
 mod rpc;
 mod store;
@@ -35,8 +36,9 @@ pub use import::{
 pub use mempool::{Mempool, PoolError};
 pub use metrics::ShardMetrics;
 pub use node::{Head, NodeHandle, ShardNode, TxListener, TxRejected, start};
+pub use process::{ValidatorHandle, start_node, start_validator};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
 pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
 pub use supply::{Audit, Supply};
-pub use validator::{Validator, ValidatorHandle, ValidatorStatus, start_node, start_validator};
+pub use validator::{Validator, ValidatorStatus};
