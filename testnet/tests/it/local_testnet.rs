@@ -73,10 +73,16 @@ where
     assert!(down.status.success(), "{}", text(&down));
 }
 
+/// A base port with `3 * nodes` free ports above it, all in 20000..32000: below
+/// the kernel's ephemeral range (32768 and up on Linux), so no outgoing
+/// connection of another test or process can take one between this check and
+/// the testnet binding it.
 pub(crate) fn free_base_port(nodes: usize) -> u16 {
-    let start = 20_000 + (std::process::id() % 300) as u16 * 100;
-    (0..100u16)
-        .map(|i| start.wrapping_add(i * 37) % 40_000 + 20_000)
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = (std::process::id() % 120) as u16 * 100;
+    (0..200u16)
+        .map(|i| LOW + (start + i * 337) % (SPAN - 3 * nodes as u16))
         .find(|b| {
             (*b..b + 3 * nodes as u16).all(|p| {
                 std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
