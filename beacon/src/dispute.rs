@@ -25,8 +25,9 @@ use crate::{Error, Result};
 pub const MAX_OPEN_GAMES: usize = 1024;
 /// Most games open against one header.
 pub const MAX_GAMES_PER_HEADER: usize = 16;
-/// Most bytes of moves one beacon block carries (it is gossiped whole).
-pub const MAX_MOVE_BYTES_PER_BLOCK: usize = 640 << 10;
+/// Most bytes of moves one beacon block carries (it is gossiped whole,
+/// within its topic's 2 MiB): two full steps and change.
+pub const MAX_MOVE_BYTES_PER_BLOCK: usize = (2 * bridge::MAX_STEP_BYTES) + (64 << 10);
 /// Most bytes of moves one party may have in one beacon block (one step
 /// and a few small moves): no party can fill a block and starve the
 /// others' games of their turn.

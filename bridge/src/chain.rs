@@ -119,8 +119,10 @@ fn default_reward_percent() -> u64 {
 }
 
 /// The version of the state-transition function this code runs (revm 43,
-/// Osaka rules, the bridge precompile, message delivery and refunds).
-pub const STF_VERSION: u32 = 1;
+/// Osaka rules, the bridge precompile, message delivery and refunds, and
+/// since version 2 each item's witness budget and the 128 KiB limit on a
+/// transaction).
+pub const STF_VERSION: u32 = 2;
 
 fn default_dispute_k() -> u64 {
     4

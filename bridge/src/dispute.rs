@@ -27,7 +27,10 @@ mod hex_bytes {
 }
 
 /// Largest encoded single step (item, proof, witness) a move may carry.
-pub const MAX_STEP_BYTES: usize = 256 << 10;
+/// Every item an honest block holds has a step below it: transactions are
+/// at most 128 KiB and execution bounds each item's witness (the prover's
+/// `WITNESS_BUDGET`).
+pub const MAX_STEP_BYTES: usize = 512 << 10;
 /// Most commitments one bisection posts (`dispute_k - 1`, and `k ≤ 64`).
 pub const MAX_BISECTION: usize = 63;
 /// Largest `dispute_k` a spec may name.

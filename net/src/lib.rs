@@ -49,7 +49,7 @@ impl Topic {
     /// Largest message accepted on the topic.
     pub fn max_bytes(&self) -> usize {
         match self {
-            Topic::BeaconBlocks => 1 << 20,
+            Topic::BeaconBlocks => 2 << 20,
             Topic::Submissions => 16 << 20,
             Topic::ShardBlocks(_) => 16 << 20,
             Topic::ShardTxs(_) => 128 << 10,

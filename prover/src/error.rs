@@ -59,6 +59,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The item read more than its witness may prove
+    /// ([`crate::exec::WITNESS_BUDGET`]): it fails like one out of gas.
+    #[error("the item's witness would exceed its budget ({used} bytes so far)")]
+    WitnessBudget {
+        /// Bytes charged when the budget ran out.
+        used: usize,
+    },
     /// revm failed for a reason other than the transaction (a database error).
     #[error("execution failed: {0}")]
     Execution(String),

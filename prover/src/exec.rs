@@ -37,6 +37,31 @@ pub fn inbound_slot(src: ShardId) -> U256 {
 /// The EVM rules shards run.
 pub const SPEC: SpecId = SpecId::OSAKA;
 
+/// What one item's witness may cost, in bytes: the single step that
+/// re-executes it must fit in a dispute move ([`bridge::MAX_STEP_BYTES`])
+/// whatever the item does, or an honest defender could not answer. While
+/// the EVM runs an item, every distinct account or slot it reads (or writes
+/// without reading) costs [`ENTRY_ALLOWANCE`], every code it loads `4 +`
+/// its length, and every block hash 40 bytes; an item that goes over fails
+/// like one out of gas (a transaction pays its whole gas limit and changes
+/// nothing else; a message is refunded). Gas alone does not bound this: a
+/// call to a contract costs 2,600 gas and loads up to 24 KiB of code.
+///
+/// The bound: a step is its item (≤ [`crate::MAX_TX_BYTES`]), the item's
+/// proof (< 1 KiB), the witness's fixed part and frontiers (< 3 KiB), the
+/// entries charged (≤ this budget), the entry that went over (≤ 24 KiB of
+/// code) and what failing reads afterwards (a fee recipient, the bridge's
+/// channel slots: ≤ 4 entries). 128 + 1 + 3 + 320 + 24 + 18 < 512 KiB.
+pub const WITNESS_BUDGET: usize = 320 << 10;
+
+/// What one proven account or slot costs against [`WITNESS_BUDGET`]: its
+/// key (≤ 53 bytes), its value (≤ 73) and a proof with up to 64 non-empty
+/// siblings (65 bytes each) among 256 levels (empty ones 1 byte), and its
+/// leaf. Keys are blake3 hashes, so a path with more than 64 non-empty
+/// siblings needs two stored keys sharing a 64-bit prefix: about 2^64
+/// hashes of grinding. Typical proofs carry log2(keys) ≈ 20–30.
+pub const ENTRY_ALLOWANCE: usize = 4_608;
+
 /// Everything about a block that execution depends on besides its items.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockParams {
@@ -271,6 +296,11 @@ pub struct Overlay<R> {
     block_hashes_read: BTreeSet<u64>,
     /// Balances of accounts written so far: new values in, old values out.
     balance_moves: BalanceMoves,
+    /// What the current item's reads cost against [`WITNESS_BUDGET`].
+    footprint: usize,
+    /// Whether going over the budget fails the read (while the EVM runs an
+    /// item; protocol reads around it are charged but never fail).
+    metered: bool,
 }
 
 /// What a block did to the sum of all balances: the new balances of the
@@ -295,7 +325,59 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
             reads: BTreeSet::new(),
             block_hashes_read: BTreeSet::new(),
             balance_moves: BalanceMoves::default(),
+            footprint: 0,
+            metered: false,
         }
+    }
+
+    /// Charges `bytes` of witness to the current item.
+    fn charge(&mut self, bytes: usize) -> Result<()> {
+        self.footprint = self.footprint.saturating_add(bytes);
+        if self.metered && self.footprint > WITNESS_BUDGET {
+            return Err(Error::WitnessBudget { used: self.footprint });
+        }
+        Ok(())
+    }
+
+    /// Records a read of `key`, charging it the first time in this item.
+    /// The key is recorded only if it fits, so a witness never has to
+    /// prove the entry that went over.
+    fn read(&mut self, key: StateKey) -> Result<()> {
+        if !self.reads.contains(&key) {
+            self.charge(ENTRY_ALLOWANCE)?;
+            self.reads.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Charges the keys an EVM run would write without having read them
+    /// (the slots and code of accounts it created), before they are
+    /// committed: an item whose writes go over fails as well.
+    fn charge_writes(&mut self, state: &EvmState) -> Result<()> {
+        let mut entries = 0;
+        for (address, account) in state.iter().filter(|(_, a)| a.is_touched()) {
+            entries += usize::from(!self.reads.contains(&StateKey::Account(*address)));
+            if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
+                entries += usize::from(!self.reads.contains(&StateKey::Code(account.info.code_hash)));
+            }
+            entries += account
+                .changed_storage_slots()
+                .filter(|(slot, _)| !self.reads.contains(&StateKey::Storage(*address, **slot)))
+                .count();
+        }
+        self.charge(entries.saturating_mul(ENTRY_ALLOWANCE))
+    }
+
+    /// Runs `f` (one EVM transaction) with reads metered against the budget.
+    fn metered<T>(evm: &mut ShardEvm<R>, f: impl FnOnce(&mut ShardEvm<R>) -> T) -> T {
+        evm.ctx.db_mut().metered = true;
+        let out = f(evm);
+        evm.ctx.db_mut().metered = false;
+        // once over the budget every further read fails too; revm returns
+        // one of those errors and may keep another, which must not leak
+        // into the next item
+        *evm.ctx.error() = Ok(());
+        out
     }
 
     fn moved(&mut self, before: Option<AccountState>, after: Option<AccountState>) {
@@ -305,7 +387,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     }
 
     fn account(&mut self, address: Address) -> Result<Option<AccountState>> {
-        self.reads.insert(StateKey::Account(address));
+        self.read(StateKey::Account(address))?;
         if let Some(a) = self.accounts.get(&address) {
             return Ok(*a);
         }
@@ -315,7 +397,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     }
 
     fn slot(&mut self, address: Address, slot: U256) -> Result<U256> {
-        self.reads.insert(StateKey::Storage(address, slot));
+        self.read(StateKey::Storage(address, slot))?;
         if let Some(v) = self.storage.get(&(address, slot)) {
             return Ok(*v);
         }
@@ -375,6 +457,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     }
 
     fn take_reads(&mut self) -> (BTreeSet<StateKey>, BTreeSet<u64>) {
+        self.footprint = 0;
         (std::mem::take(&mut self.reads), std::mem::take(&mut self.block_hashes_read))
     }
 
@@ -430,12 +513,19 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
         if code_hash == KECCAK_EMPTY {
             return Ok(revm::bytecode::Bytecode::default());
         }
-        self.reads.insert(StateKey::Code(code_hash));
-        if let Some(c) = self.code.get(&code_hash) {
-            return Ok(c.clone());
+        let c = match self.code.get(&code_hash) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.base.code_by_hash_ref(code_hash)?;
+                self.code.insert(code_hash, c.clone());
+                c
+            }
+        };
+        // charged once loaded (its length is what it costs): the witness
+        // carries the code that went over, which is at most 24 KiB
+        if self.reads.insert(StateKey::Code(code_hash)) {
+            self.charge(4 + c.original_bytes().len())?;
         }
-        let c = self.base.code_by_hash_ref(code_hash)?;
-        self.code.insert(code_hash, c.clone());
         Ok(c)
     }
 
@@ -444,7 +534,10 @@ impl<R: DatabaseRef<Error = Error>> Database for Overlay<R> {
     }
 
     fn block_hash(&mut self, number: u64) -> Result<B256> {
-        self.block_hashes_read.insert(number);
+        if !self.block_hashes_read.contains(&number) {
+            self.charge(40)?;
+            self.block_hashes_read.insert(number);
+        }
         self.base.block_hash_ref(number)
     }
 }
@@ -551,12 +644,18 @@ fn transact<R: DatabaseRef<Error = Error>>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Done> {
-    let res = match evm.transact(tx.tx_env()) {
+    let res = match Overlay::metered(evm, |evm| evm.transact(tx.tx_env())) {
         Ok(r) => r,
         Err(EVMError::Transaction(e)) => return Ok(Err(e.to_string())),
+        Err(EVMError::Database(Error::WitnessBudget { used })) => return over_budget(evm, params, tx, used),
         Err(EVMError::Database(e)) => return Err(e),
         Err(other) => return Err(Error::Execution(other.to_string())),
     };
+    if let Err(Error::WitnessBudget { used }) =
+        Overlay::metered(evm, |evm| evm.ctx.db_mut().charge_writes(&res.state))
+    {
+        return over_budget(evm, params, tx, used);
+    }
     let changes = evm.ctx.db_mut().commit_item(res.state)?;
     let messages = match &res.result {
         ExecutionResult::Success { logs, .. } => messages_in(logs, params.shard),
@@ -564,6 +663,48 @@ fn transact<R: DatabaseRef<Error = Error>>(
     };
     let receipt = to_receipt(tx.hash, tx.envelope.tx_type() as u8, res.result, &messages);
     Ok(Ok((receipt, changes, messages)))
+}
+
+/// A transaction that went over [`WITNESS_BUDGET`] (`used` bytes): it
+/// fails like one out of gas. Its sender pays the whole gas limit at the
+/// price it offered (the base fee burned, the tip to the beneficiary) and
+/// its nonce moves on; nothing else changes.
+fn over_budget<R: DatabaseRef<Error = Error>>(
+    evm: &mut ShardEvm<R>,
+    params: &BlockParams,
+    tx: &SignedTx,
+    used: usize,
+) -> Result<Done> {
+    use alloy_consensus::Transaction;
+    let gas = tx.envelope.gas_limit();
+    let price = tx.envelope.effective_gas_price(Some(params.base_fee));
+    let fee = U256::from(gas) * U256::from(price);
+    let tip = U256::from(gas) * U256::from(price.saturating_sub(u128::from(params.base_fee)));
+    let db = evm.ctx.db_mut();
+    let before = db.account(tx.sender)?;
+    let mut sender =
+        before.unwrap_or(AccountState { nonce: 0, balance: U256::ZERO, code_hash: KECCAK_EMPTY });
+    // revm checked both before running it; checked again, as a rule
+    let (Some(balance), Some(nonce)) = (sender.balance.checked_sub(fee), sender.nonce.checked_add(1)) else {
+        return Ok(Err("cannot pay for the gas of an item over its witness budget".into()));
+    };
+    (sender.balance, sender.nonce) = (balance, nonce);
+    let mut changes = ChangeSet::new();
+    changes.insert(StateKey::Account(tx.sender), Some(sender.encode()));
+    db.accounts.insert(tx.sender, Some(sender));
+    db.moved(before, Some(sender));
+    db.system_credit(params.beneficiary, tip, &mut changes)?;
+    let receipt = Receipt {
+        tx_hash: tx.hash,
+        tx_type: tx.envelope.tx_type() as u8,
+        success: false,
+        gas_used: gas,
+        logs: vec![],
+        contract_address: None,
+        output: Bytes::from(format!("witness budget exceeded ({used} bytes)").into_bytes()),
+        messages: vec![],
+    };
+    Ok(Ok((receipt, changes, vec![])))
 }
 
 /// Delivers an inbox message: checks it is this shard's and the next of
@@ -614,7 +755,7 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                 chain_id: None,
                 ..Default::default()
             };
-            let result = evm.transact(call);
+            let result = Overlay::metered(evm, |evm| evm.transact(call));
             evm.precompiles.delivering = None;
             let cfg = &mut evm.ctx.cfg;
             (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) =
@@ -626,6 +767,11 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                 // fault, and decided like any failure (refund)
                 Err(EVMError::Transaction(e)) => {
                     return refund_failed(evm, m, id, 0, e.to_string(), changes);
+                }
+                // like a call out of gas: all its gas used, its value refunded
+                Err(EVMError::Database(Error::WitnessBudget { used })) => {
+                    let why = format!("witness budget exceeded ({used} bytes)");
+                    return refund_failed(evm, m, id, m.gas_limit, why, changes);
                 }
                 Err(EVMError::Database(e)) => return Err(e),
                 Err(other) => return Err(Error::Execution(other.to_string())),
@@ -648,6 +794,12 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                 let paid_out = if res.result.is_success() { m.value } else { U256::ZERO };
                 acc.info.balance = acc.info.balance.saturating_add(paid_out).saturating_sub(minted);
                 acc.info.nonce = before.nonce;
+            }
+            if let Err(Error::WitnessBudget { used }) =
+                Overlay::metered(evm, |evm| evm.ctx.db_mut().charge_writes(&res.state))
+            {
+                let why = format!("witness budget exceeded ({used} bytes)");
+                return refund_failed(evm, m, id, m.gas_limit, why, changes);
             }
             changes.extend(evm.ctx.db_mut().commit_item(res.state)?);
             let gas = res.result.tx_gas_used();

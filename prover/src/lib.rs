@@ -31,8 +31,8 @@ pub use bridge::{
 };
 pub use error::{Error, Result};
 pub use exec::{
-    BalanceMoves, BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Overlay, Rejected,
-    SPEC, execute_items, execute_items_after, inbound_slot, simulate,
+    BalanceMoves, BlockParams, ENTRY_ALLOWANCE, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode,
+    Overlay, Rejected, SPEC, WITNESS_BUDGET, execute_items, execute_items_after, inbound_slot, simulate,
 };
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;
@@ -41,7 +41,7 @@ pub use state::{
     SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
     decode_slot, encode_slot, value_hash,
 };
-pub use tx::{SignedTx, TxDecodeError, recover_all};
+pub use tx::{MAX_TX_BYTES, SignedTx, TxDecodeError, recover_all};
 pub use witness::{Witness, execute_stateless, produce_invalid_witness, produce_witness};
 
 /// jmt types a [`StateStore`] implementation handles.

@@ -27,7 +27,15 @@ pub enum TxDecodeError {
     /// The signature does not recover to a signer.
     #[error("invalid sender: {0}")]
     BadSignature(String),
+    /// Longer than [`MAX_TX_BYTES`].
+    #[error("transaction of {0} bytes exceeds the limit of {MAX_TX_BYTES}")]
+    TooLarge(usize),
 }
+
+/// The largest encoded transaction a shard admits or executes (what its
+/// gossip topic carries). Together with [`crate::exec::WITNESS_BUDGET`] it
+/// bounds every single step, so an honest defender can always post one.
+pub const MAX_TX_BYTES: usize = 128 << 10;
 
 /// A transaction with its recovered signer, hash and original bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +53,9 @@ pub struct SignedTx {
 impl SignedTx {
     /// Decodes EIP-2718 bytes and recovers the signer.
     pub fn decode(raw: &[u8]) -> Result<Self, TxDecodeError> {
+        if raw.len() > MAX_TX_BYTES {
+            return Err(TxDecodeError::TooLarge(raw.len()));
+        }
         let mut buf = raw;
         let envelope = TxEnvelope::decode_2718(&mut buf).map_err(|e| TxDecodeError::Rlp(e.to_string()))?;
         if !buf.is_empty() {
@@ -70,6 +81,9 @@ impl SignedTx {
         Self::check_type(&envelope)?;
         let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
         let raw = Bytes::from(envelope.encoded_2718());
+        if raw.len() > MAX_TX_BYTES {
+            return Err(TxDecodeError::TooLarge(raw.len()));
+        }
         let hash = *envelope.tx_hash();
         Ok(SignedTx { envelope, sender, hash, raw })
     }

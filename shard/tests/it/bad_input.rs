@@ -87,6 +87,10 @@ async fn scenario() {
     assert!(msg.starts_with("rlp:"), "{msg}");
     let (code, _) = c.error("eth_sendRawTransaction", json!(["0xzz"])).await;
     assert_eq!(code, -32602);
+    // over 128 KiB: refused by its length before anything is decoded
+    let big = format!("0x{}", "02".repeat(prover::MAX_TX_BYTES + 1));
+    let (code, msg) = c.error("eth_sendRawTransaction", json!([big])).await;
+    assert_eq!((code, msg.contains("exceeds the limit of 131072")), (-32000, true), "{msg}");
 
     // wrong chain id
     let (code, msg) =

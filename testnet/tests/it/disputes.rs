@@ -1080,3 +1080,102 @@ fn a_restarted_challenger_finds_its_game_and_finishes_it() {
     );
     assert_eq!(g.challenger, t.validator_info(mate).1);
 }
+
+/// Runtime code that reads the balance of every address (`PUSH20 a
+/// BALANCE POP`), loading each account and its code.
+fn reader_code(targets: &[alloy_primitives::Address]) -> Vec<u8> {
+    let mut code = Vec::new();
+    for a in targets {
+        code.push(0x73);
+        code.extend_from_slice(a.as_slice());
+        code.extend_from_slice(&[0x31, 0x50]);
+    }
+    code.push(0x00);
+    code
+}
+
+/// Init code returning `runtime` (`CODECOPY` then `RETURN`).
+fn init_code(runtime: &[u8]) -> alloy_primitives::Bytes {
+    let len = u16::try_from(runtime.len()).unwrap().to_be_bytes();
+    let mut code =
+        vec![0x61, len[0], len[1], 0x60, 0x0e, 0x60, 0x00, 0x39, 0x61, len[0], len[1], 0x60, 0x00, 0xf3];
+    code.extend_from_slice(runtime);
+    code.into()
+}
+
+/// A user's transaction that loads more contract code than any dispute
+/// move could carry (16 different 24 KiB contracts) fails at the witness
+/// budget in an honest block; a griefer disputes that block, and the honest
+/// proposer's step, larger than the old 256 KiB limit, fits, is upheld, and
+/// the header stands.
+#[test]
+fn an_honest_block_with_a_transaction_over_the_witness_budget_survives_a_griefer() {
+    use alloy_primitives::{TxKind, U256};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(3)
+        .seed(47)
+        .challenge_window_slots(40)
+        .txs_per_slot(0)
+        .build(dir.path())
+        .unwrap();
+    t.run(2);
+    let user = 5;
+    let from = t.account(user);
+    let mut targets = Vec::new();
+    for i in 0..16u64 {
+        let mut runtime = vec![0u8; 24_576];
+        runtime[1..9].copy_from_slice(&i.to_be_bytes());
+        let raw = t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&runtime), 6_000_000);
+        targets.push(from.create(i));
+        t.submit(0, &raw).unwrap();
+    }
+    let reader_raw =
+        t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&reader_code(&targets)), 1_000_000);
+    let reader = from.create(16);
+    t.submit(0, &reader_raw).unwrap();
+    let receipt = |t: &Testnet, raw: &[u8]| {
+        let hash = alloy_primitives::keccak256(raw);
+        let (_, block) = t.node(0).unwrap().db().tx_block(&hash).unwrap()?;
+        let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
+        Some((block.header.height, r.unwrap()))
+    };
+    run_until(&mut t, 20, |t| receipt(t, &reader_raw).is_some());
+    assert!(receipt(&t, &reader_raw).unwrap().1.success, "the reader is deployed");
+    assert!(
+        t.node(0)
+            .unwrap()
+            .state()
+            .account(targets[15], t.node(0).unwrap().head().header.height)
+            .unwrap()
+            .is_some()
+    );
+
+    let griefer = 2;
+    let griefer_addr = t.validator_info(griefer).1;
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    let heavy = t.call(ShardId(0), user, TxKind::Call(reader), U256::ZERO, Default::default(), 600_000);
+    t.submit(0, &heavy).unwrap();
+    run_until(&mut t, 20, |t| receipt(t, &heavy).is_some());
+    let (height, r) = receipt(&t, &heavy).unwrap();
+    assert!(!r.success && r.gas_used == 600_000, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.output).contains("witness budget exceeded"));
+    // the griefer disputes the block holding it
+    run_until(&mut t, 12, |t| games(t).iter().any(|g| g.height == height));
+    t.set_fault(griefer, None);
+    let game = games(&t).into_iter().find(|g| g.height == height).unwrap();
+    assert_eq!(game.challenger, griefer_addr);
+    let clock = t.spec().game_clock();
+    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|g| g.id == game.id && !g.is_open()));
+    let log = t.beacon().game(&game.id).unwrap().unwrap();
+    let (_, ending) = log.record.ended.clone().unwrap();
+    assert_eq!(ending, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } });
+    let step = log.step.unwrap();
+    assert!(step.step_bytes > 256 << 10, "a step of {} bytes", step.step_bytes);
+    assert!(step.step_bytes <= bridge::MAX_STEP_BYTES);
+    let status = t.beacon().header_status(ShardId(0), height).unwrap().unwrap();
+    assert_eq!(status.hash, game.header, "the honest header stands");
+    assert!(status.discarded.is_empty());
+    assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
+}

@@ -6,6 +6,8 @@
 //!   cross-shard message delivery, each the middle item of a 200-item
 //!   block: encoded step and witness bytes, and the referee's verification
 //!   time (`prover::game::verify_step`: item proof, witness, re-execution);
+//!   and the largest step the witness budget allows (a call loading 64
+//!   different 24 KiB contracts, failing at the budget);
 //! - on the deterministic tier, a wrong receipt whose block's messages
 //!   were consumed on another shard: slots from the fraudulent header's
 //!   inclusion to its invalidation, and from then until every affected
@@ -170,6 +172,40 @@ pub(crate) fn run() -> Result<()> {
             .collect();
         let exec = execute_items(state.reader(0)?, &p, msgs, Mode::Verify)?;
         steps.push(step_figures("cross-shard message", &state, 0, &exec, 100, &p)?);
+    }
+
+    {
+        // the worst case the witness budget allows: a call loading 64
+        // different 24 KiB contracts (1.5 MiB of code) fails at the budget
+        let state = AuthState::in_memory();
+        bench::fund(&state, &w.addresses())?;
+        let mut c = prover::ChangeSet::new();
+        let mut reader = Vec::new();
+        for i in 0..64u64 {
+            let target = Address::left_padding_from(&(0x1000 + i).to_be_bytes());
+            let mut code = vec![0u8; 24_576];
+            code[1..9].copy_from_slice(&i.to_be_bytes());
+            let code_hash = alloy_primitives::keccak256(&code);
+            let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+            c.insert(prover::StateKey::Account(target), Some(a.encode()));
+            c.insert(prover::StateKey::Code(code_hash), Some(code));
+            reader.push(0x73); // PUSH20 target BALANCE POP
+            reader.extend_from_slice(target.as_slice());
+            reader.extend_from_slice(&[0x31, 0x50]);
+        }
+        reader.push(0x00);
+        let reader_addr = Address::repeat_byte(0xaa);
+        let code_hash = alloy_primitives::keccak256(&reader);
+        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+        c.insert(prover::StateKey::Account(reader_addr), Some(a.encode()));
+        c.insert(prover::StateKey::Code(code_hash), Some(reader));
+        state.commit(1, &c)?;
+        let raws: Vec<Bytes> = (0..3)
+            .map(|i| w.sign(i, 0, TxKind::Call(reader_addr), U256::ZERO, Bytes::new(), 500_000))
+            .collect();
+        let exec = execute_items(state.reader(1)?, &params(2), items(&raws)?, Mode::Verify)?;
+        anyhow::ensure!(!exec.outcomes[1].receipt.success, "the call over the budget fails");
+        steps.push(step_figures("call over the budget", &state, 1, &exec, 1, &params(2))?);
     }
 
     // slots to invalidation and cascade rebuild, deterministic tier

@@ -1,0 +1,211 @@
+//! The witness budget: an item that reads more than a single step can
+//! carry fails like one out of gas, so every item of an honest block has a
+//! step that fits in a dispute move, and a lie about it is refuted.
+
+use alloy_consensus::{SignableTransaction, TxEnvelope, TxLegacy};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use alloy_signer::SignerSync;
+use bridge::{Hash, MerkleTree, Message, MessageKind, ShardId};
+use prover::game::{Step, StepVerdict, verify_step};
+use prover::{
+    AccountState, AuthState, ENTRY_ALLOWANCE, Item, MAX_TX_BYTES, Mode, SignedTx, StateKey, TxDecodeError,
+    WITNESS_BUDGET, produce_witness,
+};
+
+use crate::support::*;
+
+/// EIP-170's largest contract.
+const MAX_CODE: usize = 24_576;
+
+fn target(i: usize) -> Address {
+    Address::left_padding_from(&(0x1000 + i as u64).to_be_bytes())
+}
+
+/// Code that reads the balance of targets `0..n` (`PUSH20 a BALANCE POP`
+/// each), which loads every target's account and code.
+fn reader_code(n: usize) -> Vec<u8> {
+    let mut code = Vec::new();
+    for i in 0..n {
+        code.push(0x73);
+        code.extend_from_slice(target(i).as_slice());
+        code.extend_from_slice(&[0x31, 0x50]);
+    }
+    code.push(0x00);
+    code
+}
+
+/// A chain whose genesis funds two signers and holds `targets` contracts of
+/// the largest size, all different, and readers of 8 and of all of them.
+fn chain(targets: usize) -> (Chain, Address, Address) {
+    let state = AuthState::in_memory();
+    let mut c = prover::system_accounts();
+    for i in 0..2 {
+        let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
+        c.insert(StateKey::Account(signer(i).address()), Some(a.encode()));
+    }
+    let mut deploy = |address: Address, code: Vec<u8>| {
+        let code_hash = keccak256(&code);
+        let a = AccountState { nonce: 1, balance: U256::from(1), code_hash };
+        c.insert(StateKey::Account(address), Some(a.encode()));
+        c.insert(StateKey::Code(code_hash), Some(code));
+    };
+    for i in 0..targets {
+        let mut code = vec![0x00; MAX_CODE];
+        code[1..9].copy_from_slice(&(i as u64).to_be_bytes());
+        deploy(target(i), code);
+    }
+    let (small, all) = (Address::repeat_byte(0xa8), Address::repeat_byte(0xaa));
+    deploy(small, reader_code(8));
+    deploy(all, reader_code(targets));
+    state.commit(0, &c).unwrap();
+    (Chain { state, height: 0 }, small, all)
+}
+
+fn call(from: u8, nonce: u64, to: Address, gas: u64) -> SignedTx {
+    sign_1559(&signer(from), nonce, TxKind::Call(to), U256::ZERO, Bytes::new(), gas)
+}
+
+fn step(chain: &Chain, exec: &prover::Execution, index: usize) -> Step {
+    let leaves: Vec<Hash> = exec.items.iter().map(Item::item_hash).collect();
+    let proof = MerkleTree::new(&leaves).proof(index).unwrap();
+    let witness = produce_witness(&chain.state, 0, exec, index, &chain.block_hashes()).unwrap();
+    Step { index: index as u64, item: exec.items[index].clone(), proof, witness }
+}
+
+/// `c_0 … c_n` of a block executed on top of version 0.
+fn trace(chain: &Chain, exec: &prover::Execution) -> Vec<Hash> {
+    let mut t = vec![bridge::TraceCommitment::start(chain.state.root(0).unwrap()).hash()];
+    t.extend(exec.trace(&chain.state, 0).unwrap().iter().map(|c| c.hash()));
+    t
+}
+
+fn verdict(chain: &Chain, exec: &prover::Execution, index: usize, claimed: &Hash) -> StepVerdict {
+    let t = trace(chain, exec);
+    verify_step(&params(1), &exec.items_root(), &step(chain, exec, index), &t[index], claimed, &|n| {
+        chain.block_hashes().get(&n).copied()
+    })
+}
+
+#[test]
+fn a_transaction_reading_more_than_its_witness_budget_fails_like_out_of_gas_and_its_step_fits() {
+    const TARGETS: usize = 64;
+    // what the budget prevents: the code alone would be 1.5 MiB of step
+    const { assert!(TARGETS * MAX_CODE > bridge::MAX_STEP_BYTES) };
+    let (chain, small, all) = chain(TARGETS);
+    let gas = 500_000;
+    let txs = vec![
+        sign_legacy(&signer(1), 0, Address::repeat_byte(0x77), U256::from(5)),
+        call(0, 0, all, gas),
+        call(1, 1, small, gas),
+        sign_legacy(&signer(1), 2, Address::repeat_byte(0x77), U256::from(5)),
+    ];
+    let exec = chain.execute(txs.clone(), Mode::Build);
+    assert!(exec.rejected.is_empty(), "{:?}", exec.rejected);
+    assert_eq!(exec.items.len(), 4, "the heavy transaction is included, as a failure");
+
+    let heavy = &exec.outcomes[1];
+    assert!(!heavy.receipt.success);
+    assert_eq!(heavy.receipt.gas_used, gas, "it pays its whole gas limit");
+    let why = String::from_utf8_lossy(&heavy.receipt.output).to_string();
+    assert!(why.contains("witness budget exceeded"), "{why}");
+    // nothing but the fee and the nonce: effective price min(100, 7 + 2) = 9
+    let sender = signer(0).address();
+    let beneficiary = params(1).beneficiary;
+    let keys: Vec<StateKey> = heavy.changes.keys().copied().collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let account =
+        |a: Address| AccountState::decode(heavy.changes[&StateKey::Account(a)].as_ref().unwrap()).unwrap();
+    assert_eq!(account(sender).nonce, 1);
+    assert_eq!(account(sender).balance, U256::from(10u128.pow(24) - u128::from(gas) * 9));
+    let tip_before = exec.outcomes[0].receipt.gas_used * (50 - BASE_FEE);
+    assert_eq!(account(beneficiary).balance, U256::from(tip_before + gas * 2));
+    // the charged reads stop at the budget, the rest are never read
+    let codes = heavy.reads.iter().filter(|k| matches!(k, StateKey::Code(_))).count();
+    assert!(codes > 5 && codes < TARGETS, "{codes} codes read");
+
+    // the reader of 8 stays under the budget and succeeds: the failure
+    // before it leaves nothing behind in the EVM
+    assert!(exec.outcomes[2].receipt.success, "{:?}", exec.outcomes[2].receipt);
+
+    // importers agree
+    let verified = chain.execute(txs, Mode::Verify);
+    assert_eq!(verified.receipts_root(), exec.receipts_root());
+
+    // the step of the heavy item fits a move, and decides both ways
+    let t = trace(&chain, &exec);
+    let s = step(&chain, &exec, 1);
+    let bytes = s.encode().len();
+    assert!(bytes <= bridge::MAX_STEP_BYTES, "step of {bytes} bytes");
+    assert!(s.witness.encoded_len() <= WITNESS_BUDGET + MAX_CODE + 4 * ENTRY_ALLOWANCE);
+    assert_eq!(verdict(&chain, &exec, 1, &t[2]), StepVerdict::Upheld);
+    assert!(matches!(verdict(&chain, &exec, 1, &t[3]), StepVerdict::Refuted { .. }));
+    // a witness that hides one of the reads before the budget ran out is refused
+    let mut short = s.clone();
+    short.witness.codes.remove(0);
+    let v = verify_step(&params(1), &exec.items_root(), &short, &t[1], &t[2], &|n| {
+        chain.block_hashes().get(&n).copied()
+    });
+    assert!(matches!(v, StepVerdict::Rejected(_)), "{v:?}");
+    // and every witness entry of an item under the budget is within its allowance
+    let small_step = step(&chain, &exec, 2);
+    for p in &small_step.witness.proofs {
+        let len =
+            p.key.to_bytes().len() + p.value.as_ref().map_or(1, |v| 1 + v.len()) + p.proof.encoded_len();
+        assert!(len <= ENTRY_ALLOWANCE, "entry of {len} bytes");
+    }
+    assert_eq!(verdict(&chain, &exec, 2, &t[3]), StepVerdict::Upheld);
+}
+
+#[test]
+fn a_message_reading_more_than_its_witness_budget_is_refunded() {
+    let (chain, _, all) = chain(40);
+    let m = Message {
+        src: ShardId(1),
+        dst: ShardId(0),
+        nonce: 0,
+        sender: Address::repeat_byte(0xab),
+        to: all,
+        value: U256::from(1_000),
+        gas_limit: 400_000,
+        data: vec![],
+        kind: MessageKind::Call,
+    };
+    let exec = chain.execute_items(vec![Item::Message(m.clone())], Mode::Verify).unwrap();
+    let o = &exec.outcomes[0];
+    assert!(!o.receipt.success);
+    assert_eq!(o.receipt.gas_used, m.gas_limit);
+    assert!(String::from_utf8_lossy(&o.receipt.output).contains("witness budget exceeded"));
+    let refund = &o.messages[0];
+    assert_eq!((refund.dst, refund.to, refund.value), (ShardId(1), m.sender, m.value));
+    assert_eq!(refund.kind, MessageKind::Refund { of: m.id() });
+    assert!(
+        !o.changes.contains_key(&StateKey::Account(all)),
+        "the call changed nothing: {:?}",
+        o.changes.keys()
+    );
+    let t = trace(&chain, &exec);
+    assert!(step(&chain, &exec, 0).encode().len() <= bridge::MAX_STEP_BYTES);
+    assert_eq!(verdict(&chain, &exec, 0, &t[1]), StepVerdict::Upheld);
+}
+
+#[test]
+fn a_transaction_over_128_kib_is_refused_before_its_signature_is_checked() {
+    let s = signer(0);
+    let tx = TxLegacy {
+        chain_id: Some(CHAIN_ID),
+        nonce: 0,
+        gas_price: 50,
+        gas_limit: 30_000_000,
+        to: TxKind::Call(Address::repeat_byte(1)),
+        value: U256::ZERO,
+        input: Bytes::from(vec![1u8; MAX_TX_BYTES]),
+    };
+    let sig = s.sign_hash_sync(&tx.signature_hash()).unwrap();
+    let envelope = TxEnvelope::from(tx.into_signed(sig));
+    let raw = envelope.encoded_2718();
+    assert!(matches!(SignedTx::decode(&raw), Err(TxDecodeError::TooLarge(n)) if n == raw.len()));
+    assert!(matches!(SignedTx::from_envelope(envelope), Err(TxDecodeError::TooLarge(_))));
+    // garbage of that size is refused by length alone
+    assert!(matches!(SignedTx::decode(&vec![0xff; MAX_TX_BYTES + 1]), Err(TxDecodeError::TooLarge(_))));
+}
