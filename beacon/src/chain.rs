@@ -218,7 +218,8 @@ struct Held {
 }
 
 pub(crate) struct State {
-    head: Option<(u64, Hash)>,
+    /// The newest sealed block's slot and hash.
+    pub(crate) head: Option<(u64, Hash)>,
     pub(crate) heads: Vec<ShardHead>,
     /// Each shard's newest final height.
     pub(crate) finalized: Vec<u64>,
@@ -568,6 +569,7 @@ impl BeaconChain {
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
+        crate::dispute::catch_up(state, slot);
         let resolved = self.resolve_games(state, slot)?;
         self.advance_finality(state, slot)?;
         let d = &mut state.disputes;
@@ -645,7 +647,7 @@ impl BeaconChain {
                     if state.disputes.disputed(ShardId(s as u32), next) {
                         break;
                     }
-                    let ripe = h.included_in.saturating_add(window) <= slot;
+                    let ripe = state.disputes.pauses.elapsed(h.included_in, slot) >= window;
                     let deps_final = h
                         .depends_on
                         .iter()
@@ -736,7 +738,8 @@ impl BeaconChain {
             }));
         };
         let finalized = self.state.read().finalized.get(shard.0 as usize).copied().unwrap_or(0);
-        let earliest = h.included_in.saturating_add(self.spec.challenge_window());
+        let earliest =
+            self.state.read().disputes.pauses.deadline(h.included_in, self.spec.challenge_window());
         // the first beacon block from the earliest slot on that lists it final
         let finalized_slot = if height <= finalized {
             let mut found = None;

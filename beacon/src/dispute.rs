@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bridge::game::{Game, GameParams, Outcome, Side, StepVerdict};
 use bridge::{
-    Action, Address, Bonds, Decode, DecodeError, Encode, Ending, GameRecord, Hash, Invalidation, ShardHead,
-    ShardId, SignedMove, TraceCommitment, decode_list, encode_list, game_id,
+    Action, Address, Bonds, Decode, DecodeError, Encode, Ending, GameRecord, Hash, Invalidation, Pauses,
+    ShardHead, ShardId, SignedMove, TraceCommitment, decode_list, encode_list, game_id,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -191,6 +191,11 @@ pub(crate) struct Disputes {
     pub bonds: Bonds,
     /// Chain hash of every invalidation so far.
     pub invalid_chain: Hash,
+    /// Stretches of slots the beacon sealed nothing in, which windows do
+    /// not count ([`bridge::Pauses`]).
+    pub pauses: Pauses,
+    /// The newest slot the beacon has seen (sealed, or moved in).
+    pub seen_slot: u64,
     /// Logs of open games and of games ended since the last seal.
     pub logs: BTreeMap<Hash, GameLog>,
     /// Games changed since the last seal.
@@ -212,7 +217,7 @@ impl Disputes {
 
     /// The root the beacon state commits to.
     pub(crate) fn root(&self) -> Hash {
-        bridge::disputes_root(self.open.values(), &self.bonds, &self.invalid_chain)
+        bridge::disputes_root(self.open.values(), &self.bonds, &self.invalid_chain, &self.pauses)
     }
 
     /// The persisted form: open games, bonds, the invalidation chain (the
@@ -222,6 +227,7 @@ impl Disputes {
         encode_list(&self.open.values().cloned().collect::<Vec<_>>(), &mut out);
         self.bonds.encode_to(&mut out);
         self.invalid_chain.encode_to(&mut out);
+        self.pauses.encode_to(&mut out);
         out
     }
 
@@ -235,6 +241,8 @@ impl Disputes {
         let open: Vec<GameRecord> = decode_list(input)?;
         let bonds = Bonds::decode(input)?;
         let invalid_chain = Hash::decode(input)?;
+        // absent in a state written before pauses were recorded
+        let pauses = if input.is_empty() { Pauses::default() } else { Pauses::decode(input)? };
         if !input.is_empty() {
             return Err(DecodeError::TrailingBytes(input.len()));
         }
@@ -243,6 +251,7 @@ impl Disputes {
             open: open.into_iter().map(|g| (g.id, g)).collect(),
             bonds,
             invalid_chain,
+            pauses,
             logs,
             ..Default::default()
         })
@@ -267,6 +276,31 @@ impl Disputes {
     }
 }
 
+/// Accounts for the slots before `current` in which the beacon sealed
+/// nothing and took no move (it was down): a pause, which windows do not
+/// count ([`Pauses`]); open games' clocks and pending withdrawals move on by
+/// it, so nobody loses on time for a silence it could not break.
+pub(crate) fn catch_up(state: &mut State, current: u64) {
+    let Some((head, _)) = state.head else { return };
+    let cursor = state.disputes.seen_slot.max(head);
+    if current > cursor.saturating_add(1) {
+        let gap = current - cursor - 1;
+        let d = &mut state.disputes;
+        d.pauses.record(current, gap);
+        let ids: Vec<Hash> = d.open.keys().copied().collect();
+        for id in ids {
+            let Some(g) = d.open.get_mut(&id) else { continue };
+            g.game.turn_since = g.game.turn_since.saturating_add(gap);
+            let g = g.clone();
+            d.log(&g);
+            d.touched.insert(id);
+        }
+        d.bonds.postpone(gap);
+        info!(target: "beacon", from = cursor + 1, slots = gap, open_games = d.open.len(), "the beacon was down: windows and clocks resume where they stopped");
+    }
+    state.disputes.seen_slot = cursor.max(current);
+}
+
 /// What sealing decided about games, for the block and the database.
 #[derive(Default)]
 pub(crate) struct Resolutions {
@@ -284,6 +318,7 @@ impl BeaconChain {
         let bytes = mv.encode().len();
         let mut guard = self.state.write();
         let state = &mut *guard;
+        catch_up(state, current);
         if !state.disputes.bonds.parties.contains_key(&signer) && self.spec.validator(&signer).is_none() {
             return Err(MoveRejection::NotBonded {
                 who: signer,
@@ -411,7 +446,9 @@ impl BeaconChain {
         if state.heads.get(shard.0 as usize).is_none_or(|h| h.height < height) {
             return Err(unknown);
         }
-        let last = rec.included_in.saturating_add(self.spec.challenge_window()).saturating_sub(1);
+        // the window counts live slots only (the beacon's downtime extends it)
+        let last =
+            state.disputes.pauses.deadline(rec.included_in, self.spec.challenge_window()).saturating_sub(1);
         let finalized = state.finalized.get(shard.0 as usize).copied().unwrap_or(0);
         if current > last || height <= finalized {
             return Err(MoveRejection::WindowClosed { shard, height, closed: last });

@@ -607,6 +607,17 @@ impl Bonds {
         Ok(())
     }
 
+    /// Moves every pending withdrawal `slots` later (the beacon paused:
+    /// windows are longer by that much, and a withdrawal must not pay out
+    /// before a game on its owner's headers can still open).
+    pub fn postpone(&mut self, slots: u64) {
+        for b in self.parties.values_mut() {
+            for (_, at) in &mut b.withdrawing {
+                *at = at.saturating_add(slots);
+            }
+        }
+    }
+
     /// Pays out every withdrawal due by `slot`.
     pub fn release(&mut self, slot: u64) {
         for b in self.parties.values_mut() {
@@ -694,15 +705,19 @@ impl Decode for Invalidation {
 }
 
 /// The root of the dispute part of the beacon state: open games, bonds,
-/// and the chain of every invalidation so far.
+/// the chain of every invalidation so far, and the beacon's pauses.
 pub fn disputes_root<'a>(
     open: impl IntoIterator<Item = &'a GameRecord>,
     bonds: &Bonds,
     invalid: &Hash,
+    pauses: &crate::Pauses,
 ) -> Hash {
     let games: Vec<Hash> =
         open.into_iter().map(|g| hash_domain(b"optishard.game_record", &[&g.encode()])).collect();
-    hash_domain(b"optishard.disputes", &[&crate::merkle_root(&games).0, &bonds.encode(), &invalid.0])
+    hash_domain(
+        b"optishard.disputes",
+        &[&crate::merkle_root(&games).0, &bonds.encode(), &invalid.0, &pauses.encode()],
+    )
 }
 
 /// Extends the invalidation chain by `inv`.

@@ -22,6 +22,7 @@ mod hash;
 mod header;
 mod merkle;
 mod message;
+mod pauses;
 mod rules;
 mod sig;
 mod trace;
@@ -45,6 +46,7 @@ pub use message::{
     BRIDGE_ADDRESS, DEFAULT_MESSAGE_GAS, InboxEntry, MAX_MESSAGE_DATA, MAX_MESSAGE_GAS, MESSAGE_BASE_GAS,
     Message, MessageKind,
 };
+pub use pauses::{MAX_PAUSES, Pauses};
 pub use rules::{
     CLOCK_SKEW_SLOTS, HeaderFault, INCLUSION_SLOTS, MismatchEvidence, check_body, check_header,
     inclusion_expired, is_future, may_include, next_base_fee,

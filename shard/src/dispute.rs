@@ -161,13 +161,15 @@ impl DisputeAgent {
         }
         if self.mode.challenge {
             // sent again (every few slots) until the game shows in a beacon
-            // block: a refused or lost `Open` must not let a lie through
-            let last = self.spec.challenge_window() + bridge::INCLUSION_SLOTS;
+            // block: a refused or lost `Open` must not let a lie through.
+            // Until the header is final, whatever the slot: the beacon's
+            // downtime extends windows, and it refuses a game too late.
+            let final_height = block.finalized.get(self.shard.0 as usize).copied().unwrap_or(0);
             for m in node.mismatches() {
                 if m.shard == self.shard
                     && accepted.get(&m.height) == Some(&m.block_hash)
                     && !self.opened.contains(&m.block_hash)
-                    && block.slot <= m.slot.saturating_add(last)
+                    && m.height > final_height
                 {
                     info!(target: "shard", height = m.height, header = %m.block_hash, field = %m.field, "opening a dispute game");
                     self.open(net, m.height, m.block_hash, block.slot);

@@ -301,6 +301,13 @@ impl Testnet {
         Ok(())
     }
 
+    /// Nothing runs for `n` slots (the beacon down, or every machine
+    /// suspended): the slot clock jumps by `n`, and no node acts or hears
+    /// anything meanwhile.
+    pub fn skip_slots(&mut self, n: u64) {
+        self.slot += n;
+    }
+
     /// Submits a transaction to validator `i`'s RPC path.
     pub fn submit(&self, i: usize, raw: &[u8]) -> Result<(), shard::TxRejected> {
         match &self.validators[i].v {

@@ -1179,3 +1179,72 @@ fn an_honest_block_with_a_transaction_over_the_witness_budget_survives_a_griefer
     assert!(status.discarded.is_empty());
     assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
 }
+
+/// The beacon is down for far longer than a challenge window and a game
+/// clock, twice: once after a lie was accepted and before anyone disputed
+/// it, once in the middle of its game. Neither the window nor the clocks
+/// count the downtime: the challenger still opens the game when the beacon
+/// returns, the defender does not lose on time for the silence, the lie is
+/// refuted by its step, nothing is finalized early, and a withdrawal
+/// pending over the pause waits out the longer window.
+#[test]
+fn the_beacons_downtime_counts_neither_in_windows_nor_in_clocks() {
+    use bridge::{Action, SignedMove};
+    let dir = tempfile::tempdir().unwrap();
+    let window = 30;
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(2)
+        .seed(58)
+        .challenge_window_slots(window)
+        .txs_per_slot(8)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (liar, honest) = (0, 1);
+    t.set_challenger(honest, false);
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 3, 20);
+    let lie_status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
+    let final_before = t.beacon().finalized()[0];
+    assert!(final_before < lie.height);
+    // the liar asks for part of its bond back
+    let key = t.validator_key(liar).clone();
+    let w = SignedMove::sign(Action::Withdraw { amount_gwei: 1_000, nonce: 0 }, &t.spec().hash(), &key);
+    t.beacon().submit_move(w, t.slot()).unwrap();
+    t.step();
+    let due = t.beacon().games().1.parties[&key.address()].withdrawing[0].1;
+
+    // down for 3 windows: in slots, the lie's window closed long ago
+    t.skip_slots(3 * window);
+    t.restart_beacon().unwrap();
+    t.step();
+    let status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
+    assert_eq!(status.status, "pending", "not final on the beacon's return");
+    assert!(status.earliest_final_slot >= lie_status.earliest_final_slot + 3 * window, "{status:?}");
+    assert_eq!(t.beacon().finalized()[0], final_before, "the pause finalized nothing");
+    let bond = &t.beacon().games().1.parties[&key.address()];
+    assert_eq!((bond.withdrawn, bond.withdrawing[0].1), (0, due + 3 * window), "the withdrawal waits longer");
+
+    // the challenger comes back and still opens its game
+    t.set_challenger(honest, true);
+    run_until(&mut t, 10, |t| games(t).iter().any(|g| g.header == lie.hash && g.moves >= 2));
+
+    // down again, mid-game, for 4 clocks
+    let clock = t.spec().game_clock();
+    let before = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    t.skip_slots(4 * clock);
+    t.restart_beacon().unwrap();
+    t.step();
+    let after = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert!(after.is_open(), "nobody lost on time for the downtime: {:?}", after.ended);
+    assert!(after.game.turn_since >= before.game.turn_since + 4 * clock);
+    run_until(&mut t, 4 * clock, |t| games(t).iter().any(|g| g.header == lie.hash && !g.is_open()));
+    let g = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert_eq!(
+        g.ended.unwrap().1,
+        Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } },
+        "decided by its step, not by the clock"
+    );
+    let status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
+    assert!(status.discarded.iter().any(|d| d.hash == lie.hash && d.proven));
+}
