@@ -887,11 +887,15 @@ fn to_receipt(hash: B256, tx_type: u8, result: ExecutionResult, messages: &[Mess
 
 /// Simulates one call over `base` without committing anything (`eth_call`,
 /// `eth_estimateGas`). Balance, nonce and base-fee checks are relaxed as
-/// Ethereum nodes relax them for calls.
+/// Ethereum nodes relax them for calls. `metered`: as a transaction would
+/// run, failing with [`Error::WitnessBudget`] past [`WITNESS_BUDGET`]
+/// (an estimate must not promise what a block would fail); `eth_call`
+/// reads are not transactions and run unmetered.
 pub fn simulate<R: DatabaseRef<Error = Error>>(
     base: R,
     params: &BlockParams,
     tx: revm::context::TxEnv,
+    metered: bool,
 ) -> Result<ExecutionResult> {
     let mut cfg = params.cfg_env();
     cfg.disable_nonce_check = true;
@@ -902,8 +906,14 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
         block.basefee = 0;
     }
     let mut evm = shard_evm(base, params, cfg, block);
+    evm.ctx.db_mut().metered = metered;
     match evm.transact(tx) {
-        Ok(r) => Ok(r.result),
+        Ok(r) => {
+            if metered {
+                evm.ctx.db_mut().charge_writes(&r.state)?;
+            }
+            Ok(r.result)
+        }
         Err(EVMError::Database(e)) => Err(e),
         Err(EVMError::Transaction(e)) => {
             Err(Error::InvalidTransaction { hash: B256::ZERO, reason: e.to_string() })

@@ -276,6 +276,7 @@ impl Rpc {
         req: &TransactionRequest,
         block: Option<BlockId>,
         gas: u64,
+        metered: bool,
     ) -> RpcResult<ExecutionResult> {
         let height = self.state_version(self.resolve(block)?)?;
         let mut params = self.node.next_params();
@@ -288,15 +289,18 @@ impl Rpc {
         }
         let reader =
             self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
-        simulate(reader, &params, self.call_env(req, gas)).map_err(|e| match e {
+        simulate(reader, &params, self.call_env(req, gas), metered).map_err(|e| match e {
             prover::Error::InvalidTransaction { reason, .. } => server_err(reason),
+            budget @ prover::Error::WitnessBudget { .. } => {
+                server_err(format!("{budget}: as a transaction it would fail and pay its whole gas limit"))
+            }
             other => internal(other),
         })
     }
 
     fn call(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<Bytes> {
         let gas = req.gas.unwrap_or(TX_GAS_CAP * 4);
-        match self.simulate(&req, block, gas)? {
+        match self.simulate(&req, block, gas, false)? {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
             ExecutionResult::Halt { reason, .. } => Err(server_err(format!("execution halted: {reason:?}"))),
@@ -305,7 +309,7 @@ impl Rpc {
 
     fn estimate_gas(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<U64> {
         let hi = req.gas.unwrap_or(TX_GAS_CAP);
-        let used = match self.simulate(&req, block, hi)? {
+        let used = match self.simulate(&req, block, hi, true)? {
             ExecutionResult::Success { gas, .. } => gas.tx_gas_used(),
             ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
             ExecutionResult::Halt { .. } => {
@@ -317,7 +321,7 @@ impl Rpc {
         let (mut lo, mut hi) = (used.saturating_sub(1), hi);
         while lo + 1 < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.simulate(&req, block, mid)? {
+            match self.simulate(&req, block, mid, true)? {
                 ExecutionResult::Success { .. } => hi = mid,
                 _ => lo = mid,
             }

@@ -209,3 +209,22 @@ fn a_transaction_over_128_kib_is_refused_before_its_signature_is_checked() {
     // garbage of that size is refused by length alone
     assert!(matches!(SignedTx::decode(&vec![0xff; MAX_TX_BYTES + 1]), Err(TxDecodeError::TooLarge(_))));
 }
+
+#[test]
+fn an_estimate_runs_metered_and_a_call_does_not() {
+    let (chain, small, all) = chain(16);
+    let reader = chain.state.reader(0).unwrap();
+    let env = |to: Address| revm::context::TxEnv {
+        caller: signer(0).address(),
+        gas_limit: 1_000_000,
+        gas_price: 100,
+        kind: TxKind::Call(to),
+        chain_id: Some(CHAIN_ID),
+        ..Default::default()
+    };
+    let estimate = prover::simulate(reader.clone(), &params(1), env(all), true);
+    assert!(matches!(estimate, Err(prover::Error::WitnessBudget { .. })), "{estimate:?}");
+    let call = prover::simulate(reader.clone(), &params(1), env(all), false).unwrap();
+    assert!(call.is_success(), "a read-only call may read as much as it likes");
+    assert!(prover::simulate(reader, &params(1), env(small), true).unwrap().is_success());
+}
