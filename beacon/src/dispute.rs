@@ -338,7 +338,9 @@ impl BeaconChain {
                 self.open_game(state, signer, (*shard, *height, *header), *item, current)?
             }
             Action::Claim { game, commitment, receipts, proof } => {
+                self.can_take_over(state, game, &signer)?;
                 self.claim(state, *game, signer, commitment, receipts, proof, current)?;
+                self.take_over(state, game, &signer);
                 Some(*game)
             }
             Action::Withdraw { amount_gwei, nonce } => {
@@ -351,6 +353,7 @@ impl BeaconChain {
                 None
             }
             Action::Bisect { game, round, commitments } => {
+                self.can_take_over(state, game, &signer)?;
                 let g = self.game_for(state, game, signer, Side::Defender, *round, current)?;
                 if !g.claimed {
                     return Err(MoveRejection::OutOfTurn("the defender must claim c_j first".into()));
@@ -358,6 +361,7 @@ impl BeaconChain {
                 g.game
                     .bisect(commitments.clone(), current)
                     .map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
+                self.take_over(state, game, &signer);
                 Some(*game)
             }
             Action::Pick { game, round, index } => {
@@ -487,22 +491,7 @@ impl BeaconChain {
         }
         let challenger_stake = d.bonds.lock(&signer, stake);
         let defender_stake = d.bonds.lock(&h.proposer, stake);
-        let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
-        let c0 = TraceCommitment::start(h.pre_state_root).hash();
-        // a receipt game's `c_j` is the defender's to claim first
-        let mut game = match item {
-            Some(j) => Game::open(params, j, c0, Hash::ZERO, current),
-            None => Game::open(params, items, c0, h.trace_root, current),
-        };
-        if items == 0 {
-            // no step to play: the empty trace is c_0, or the header lies
-            let verdict = if h.trace_root == c0 {
-                StepVerdict::Upheld
-            } else {
-                StepVerdict::Refuted { computed: None }
-            };
-            let _ = game.settle(&verdict, current);
-        }
+        let game = self.new_game(h, items, item, current);
         let record = GameRecord {
             id,
             shard,
@@ -518,10 +507,65 @@ impl BeaconChain {
             game,
             moves: 0,
             ended: None,
+            acting: None,
+            acting_stake: 0,
+            resets: 0,
         };
         info!(target: "beacon", game = %id, %shard, height, challenger = %signer, items, "dispute game opened");
         d.open.insert(id, record);
         Ok(Some(id))
+    }
+
+    /// A game against `h` (a block of `items`), from its first round:
+    /// over `c_0 … c_n` from the header's pre-state to its `trace_root`,
+    /// or, against item `j`'s receipt, over `c_0 … c_j` (`c_j` claimed later).
+    fn new_game(&self, h: &bridge::ShardHeader, items: u64, item: Option<u64>, slot: u64) -> Game {
+        let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
+        let c0 = TraceCommitment::start(h.pre_state_root).hash();
+        // a receipt game's `c_j` is the defender's to claim first
+        let mut game = match item {
+            Some(j) => Game::open(params, j, c0, Hash::ZERO, slot),
+            None => Game::open(params, items, c0, h.trace_root, slot),
+        };
+        if items == 0 {
+            // no step to play: the empty trace is c_0, or the header lies
+            let verdict = if h.trace_root == c0 {
+                StepVerdict::Upheld
+            } else {
+                StepVerdict::Refuted { computed: None }
+            };
+            let _ = game.settle(&verdict, slot);
+        }
+        game
+    }
+
+    /// Before a defender's move by `signer`: a shard-mate standing in for
+    /// an overdue proposer takes the defence over, which needs a stake.
+    fn can_take_over(&self, state: &State, id: &Hash, signer: &Address) -> Result<(), MoveRejection> {
+        let Some(g) = state.disputes.open.get(id) else { return Ok(()) };
+        if g.acting.is_some() || *signer == g.defender {
+            return Ok(());
+        }
+        let stake = self.spec.dispute_stake_gwei;
+        let free = state.disputes.bonds.parties.get(signer).map_or(0, |b| b.free);
+        if free < stake || free == 0 {
+            return Err(MoveRejection::NotBonded { who: *signer, free, stake });
+        }
+        Ok(())
+    }
+
+    /// After a defender's move by `signer` was applied: a stand-in's first
+    /// move makes it the acting defender, its stake locked
+    /// ([`BeaconChain::can_take_over`] checked it can pay).
+    fn take_over(&self, state: &mut State, id: &Hash, signer: &Address) {
+        let d = &mut state.disputes;
+        let Some(g) = d.open.get_mut(id) else { return };
+        if g.acting.is_some() || *signer == g.defender {
+            return;
+        }
+        g.acting_stake = d.bonds.lock(signer, self.spec.dispute_stake_gwei);
+        g.acting = Some(*signer);
+        info!(target: "beacon", game = %id, stand_in = %signer, proposer = %g.defender, "a shard-mate took the defence over");
     }
 
     /// The defender's `c_j` in a receipt game, bound to the header: its
@@ -681,9 +725,25 @@ impl BeaconChain {
             let outcome = g.game.outcome().cloned().expect("ended");
             let winner = outcome.winner();
             let (w, l) = (g.party(winner), g.party(winner.other()));
-            let lost = g.stakes[winner.other() as usize];
+            if let (Side::Challenger, Some(s)) = (winner, g.acting) {
+                // the acting stand-in's own claims lost, which proves nothing
+                // about the header: it pays, and the game starts over
+                self.restart(state, g, s, &outcome, slot)?;
+                continue;
+            }
             let bonds = &mut state.disputes.bonds;
-            bonds.unlock(&w, g.stakes[winner as usize]);
+            let lost = match (winner, g.acting) {
+                // a stand-in won the proposer's defence: both their stakes return
+                (Side::Defender, Some(s)) => {
+                    bonds.unlock(&g.defender, g.stakes[0]);
+                    bonds.unlock(&s, g.acting_stake);
+                    g.stakes[1]
+                }
+                _ => {
+                    bonds.unlock(&w, g.stakes[winner as usize]);
+                    g.stakes[winner.other() as usize]
+                }
+            };
             let (to_winner, to_treasury) = bonds.slash(&l, lost, &w, reward);
             g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
             state.disputes.log(&g).slashed.push(BondMove {
@@ -700,6 +760,43 @@ impl BeaconChain {
         }
         state.disputes.bonds.release(slot);
         Ok(out)
+    }
+
+    /// The acting stand-in `s` of game `g` lost (`outcome`): its stake is
+    /// slashed (the winner's share to the challenger), and the game starts
+    /// over against the header with the proposer defending again. A
+    /// proposer's wrong claims lose the header; a stand-in's lose only the
+    /// stand-in's stake, so no shard-mate can frame an honest proposer,
+    /// and each restart costs whoever forces it a stake.
+    fn restart(
+        &self,
+        state: &mut State,
+        mut g: GameRecord,
+        s: Address,
+        outcome: &Outcome,
+        slot: u64,
+    ) -> Result<()> {
+        let header = self
+            .db
+            .shard_header(g.shard, g.height)?
+            .ok_or_else(|| Error::Corrupt(format!("the header of game {}", g.id)))?;
+        let d = &mut state.disputes;
+        let (to_winner, to_treasury) =
+            d.bonds.slash(&s, g.acting_stake, &g.challenger, self.spec.slash_reward_percent);
+        g.game = self.new_game(&header.header.header, g.items, g.receipt_item, slot);
+        g.claimed = g.receipt_item.is_none();
+        (g.acting, g.acting_stake) = (None, 0);
+        g.resets += 1;
+        d.log(&g).slashed.push(BondMove {
+            from: s,
+            to: Some(g.challenger),
+            reward_gwei: to_winner,
+            treasury_gwei: to_treasury,
+        });
+        d.touched.insert(g.id);
+        info!(target: "beacon", game = %g.id, stand_in = %s, ?outcome, resets = g.resets, "the acting stand-in lost: slashed, the game starts over");
+        d.open.insert(g.id, g);
+        Ok(())
     }
 
     /// Discards `shard`'s header at `height` and everything above it,
@@ -792,6 +889,9 @@ impl BeaconChain {
             state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
             state.disputes.bonds.unlock(&g.defender, g.stakes[0]);
             state.disputes.bonds.unlock(&g.challenger, g.stakes[1]);
+            if let Some(s) = g.acting {
+                state.disputes.bonds.unlock(&s, g.acting_stake);
+            }
             g.ended = Some((slot, Ending::Void));
             if let Some(l) = state.disputes.logs.get_mut(&id) {
                 l.record = g.clone();

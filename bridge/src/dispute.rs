@@ -335,6 +335,15 @@ pub struct GameRecord {
     pub moves: u32,
     /// How and when it ended (`None`: open).
     pub ended: Option<(u64, Ending)>,
+    /// A shard-mate that took the defence over from a proposer that let
+    /// half its clock run: it plays the defender's side from then on, on
+    /// its own stake ([`GameRecord::acting_stake`]).
+    pub acting: Option<Address>,
+    /// The stake the acting stand-in locked.
+    pub acting_stake: u64,
+    /// Times the game started over because an acting stand-in lost it:
+    /// the stand-in's claims were wrong, which says nothing of the header.
+    pub resets: u32,
 }
 
 impl GameRecord {
@@ -343,23 +352,26 @@ impl GameRecord {
         self.ended.is_none()
     }
 
-    /// The party playing `side`.
+    /// The party playing `side` (for the defender, the acting stand-in
+    /// once one took over).
     pub fn party(&self, side: Side) -> Address {
         match side {
-            Side::Defender => self.defender,
+            Side::Defender => self.acting.unwrap_or(self.defender),
             Side::Challenger => self.challenger,
         }
     }
 
-    /// Whether the defender has let half its clock run on this turn by
-    /// `slot`: from then on a shard-mate may stand in for it.
+    /// Whether the proposer has let half its clock run on this turn by
+    /// `slot` with no stand-in acting yet: from then on a shard-mate may
+    /// take the defence over.
     pub fn defender_overdue(&self, slot: u64) -> bool {
-        slot.saturating_sub(self.game.turn_since).saturating_mul(2) >= self.game.clocks[0]
+        self.acting.is_none()
+            && slot.saturating_sub(self.game.turn_since).saturating_mul(2) >= self.game.clocks[0]
     }
 
     /// The side `who` plays, if any.
     pub fn side_of(&self, who: &Address) -> Option<Side> {
-        if *who == self.defender {
+        if *who == self.party(Side::Defender) {
             Some(Side::Defender)
         } else if *who == self.challenger {
             Some(Side::Challenger)
@@ -415,6 +427,9 @@ impl Encode for GameRecord {
                 e.encode_to(out);
             }
         }
+        self.acting.encode_to(out);
+        self.acting_stake.encode_to(out);
+        self.resets.encode_to(out);
     }
 }
 
@@ -439,6 +454,9 @@ impl Decode for GameRecord {
                 1 => Some((u64::decode(input)?, Ending::decode(input)?)),
                 tag => return Err(DecodeError::InvalidTag { what: "game ended", tag }),
             },
+            acting: Option::<Address>::decode(input)?,
+            acting_stake: u64::decode(input)?,
+            resets: u32::decode(input)?,
         })
     }
 }
@@ -802,6 +820,9 @@ mod tests {
             game: g,
             moves: 0,
             ended: Some((9, Ending::Void)),
+            acting: Some(Address([7; 20])),
+            acting_stake: 10,
+            resets: 1,
         };
         assert_eq!(decode_exact::<GameRecord>(&r.encode()).unwrap(), r);
         let inv = Invalidation {

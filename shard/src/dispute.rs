@@ -41,11 +41,14 @@ pub struct AgentMode {
     /// Also dispute honest headers of this shard (griefing), with this
     /// probability in percent per accepted header.
     pub grief_percent: u8,
+    /// Take the defence over from overdue proposers and post wrong
+    /// commitments (the `lying-stand-in` fault).
+    pub lying_stand_in: bool,
 }
 
 impl Default for AgentMode {
     fn default() -> Self {
-        AgentMode { challenge: true, defend: true, grief_percent: 0 }
+        AgentMode { challenge: true, defend: true, grief_percent: 0, lying_stand_in: false }
     }
 }
 
@@ -230,6 +233,16 @@ impl DisputeAgent {
                 if !(ours && defender_to_move && g.defender_overdue(slot)) {
                     return Ok(());
                 }
+                // taking the defence over makes it its own, on its own
+                // stake: only when the range it inherits is right by its
+                // own execution (a wrong bound could be refuted against it)
+                let truth = &self.trace(&g, node)?.run.commitments;
+                let at = |i: u64| truth.get(i as usize).copied();
+                let inherits_wrong = at(g.game.lo) != Some(g.game.lo_commit)
+                    || (g.claimed && at(g.game.hi) != Some(g.game.hi_commit));
+                if inherits_wrong && !self.mode.lying_stand_in {
+                    return Ok(());
+                }
                 Side::Defender
             }
         };
@@ -270,7 +283,16 @@ impl DisputeAgent {
         match (&g.game.phase, side) {
             (Phase::Bisect, Side::Defender) => {
                 let claim = self.claim(&g, node)?;
-                let commitments = g.game.points().iter().map(|p| claim[*p as usize]).collect();
+                let lie = self.mode.lying_stand_in && g.defender != self.me;
+                let commitments = g
+                    .game
+                    .points()
+                    .iter()
+                    .map(|p| match lie {
+                        true => bridge::hash_domain(b"optishard.lying_stand_in", &[&p.to_be_bytes()]),
+                        false => claim[*p as usize],
+                    })
+                    .collect();
                 self.send(net, Action::Bisect { game: id, round, commitments }, (id, round, "bisect"), slot);
             }
             (Phase::Pick { posted }, Side::Challenger) => {

@@ -160,6 +160,10 @@ pub enum Fault {
     /// A block it proposes carries an outbox message no execution emitted
     /// (1 ETH to [`FABRICATED_RECIPIENT`] on the next shard, from nothing).
     FabricatedMessage,
+    /// It takes the defence over from every overdue proposer of its shard
+    /// and posts commitments no execution gives (trying to lose an honest
+    /// header's game for its proposer).
+    LyingStandIn,
 }
 
 /// Who a `fabricated-message` fault pays.
@@ -174,6 +178,7 @@ impl Fault {
             Fault::SilentDefender => "silent-defender",
             Fault::GriefingChallenger => "griefing-challenger",
             Fault::FabricatedMessage => "fabricated-message",
+            Fault::LyingStandIn => "lying-stand-in",
         }
     }
 
@@ -185,6 +190,7 @@ impl Fault {
             Fault::SilentDefender,
             Fault::GriefingChallenger,
             Fault::FabricatedMessage,
+            Fault::LyingStandIn,
         ]
         .into_iter()
         .find(|f| f.name() == name)

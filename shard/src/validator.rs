@@ -603,6 +603,7 @@ impl<N: Network> Validator<N> {
                     Some((crate::Fault::GriefingChallenger, rate)) => rate.max(1),
                     _ => 0,
                 },
+                lying_stand_in: fault.is_some_and(|(f, _)| f == crate::Fault::LyingStandIn),
             });
             agent.on_beacon_block(&block, &self.node, &self.net, &self.accepted);
             // on start, and every few slots, ask the beacon which games are

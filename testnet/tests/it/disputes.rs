@@ -1248,3 +1248,60 @@ fn the_beacons_downtime_counts_neither_in_windows_nor_in_clocks() {
     let status = t.beacon().header_status(ShardId(0), lie.height).unwrap().unwrap();
     assert!(status.discarded.iter().any(|d| d.hash == lie.hash && d.proven));
 }
+
+/// A griefer disputes an honest proposer that stays silent; a byzantine
+/// shard-mate takes the defence over first and posts commitments no
+/// execution gives, trying to lose the honest header's game for its
+/// proposer. Its claims lose only its own stake: each time, the game starts
+/// over, until an honest shard-mate takes over and wins. The proposer is
+/// never slashed, and no honest header is discarded.
+#[test]
+fn a_lying_stand_in_loses_its_own_stake_and_cannot_frame_the_proposer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(4)
+        .seed(59)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (proposer, liar, honest, griefer) = (0, 1, 2, 3);
+    let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
+    t.set_fault(proposer, Some(Fault::SilentDefender));
+    t.set_fault(liar, Some(Fault::LyingStandIn));
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    // until the griefer disputes one of the proposer's headers
+    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
+    t.set_fault(griefer, None);
+    run_until(&mut t, 400, |t| {
+        let g = games(t);
+        g.iter().any(|g| g.defender == addr(t, proposer)) && g.iter().all(|g| !g.is_open())
+    });
+    let all = games(&t);
+    let on_proposer: Vec<&GameRecord> = all.iter().filter(|g| g.defender == addr(&t, proposer)).collect();
+    assert!(
+        on_proposer.iter().any(|g| g.resets >= 1),
+        "the lying stand-in took a game over and lost it: {on_proposer:?}"
+    );
+    for g in &on_proposer {
+        assert_eq!(
+            g.ended.clone().unwrap().1,
+            Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } },
+            "game {} on height {}",
+            g.id,
+            g.height
+        );
+        let status = t.beacon().header_status(ShardId(0), g.height).unwrap().unwrap();
+        assert_eq!(status.hash, g.header, "the honest header stands");
+        assert!(status.discarded.is_empty());
+    }
+    let bonds = t.beacon().games().1;
+    let stake = t.spec().dispute_stake_gwei;
+    assert_eq!(bonds.parties[&addr(&t, proposer)].slashed, 0, "the silent but honest proposer is not framed");
+    assert_eq!(bonds.parties[&addr(&t, honest)].slashed, 0);
+    assert!(bonds.parties[&addr(&t, liar)].slashed >= stake, "the liar paid for its claims");
+    assert!(bonds.parties[&addr(&t, honest)].rewarded > 0, "the honest stand-in won the defence");
+    assert_eq!(bonds.total(), t.beacon().games().1.total());
+}
