@@ -64,7 +64,7 @@ impl Byzantine {
                 "validator" => validator = Some(v.trim().parse().map_err(|_| format!("validator '{v}'"))?),
                 "fault" => {
                     fault = Some(shard::Fault::parse(v.trim()).ok_or_else(|| {
-                        format!("fault '{v}': one of wrong-state-root, wrong-receipt, silent-defender, griefing-challenger, fabricated-message")
+                        format!("fault '{v}': one of wrong-state-root, wrong-receipt, silent-defender, griefing-challenger, fabricated-message, lying-stand-in")
                     })?)
                 }
                 "rate" => {

@@ -155,7 +155,7 @@ pub struct UpArgs {
     pub no_challenger: bool,
     /// A byzantine validator: 'shard=S,validator=I,fault=F[,rate=R]' with F
     /// one of wrong-state-root, wrong-receipt, silent-defender,
-    /// griefing-challenger, fabricated-message and R a percentage (repeatable; same as
+    /// griefing-challenger, fabricated-message, lying-stand-in and R a percentage (repeatable; same as
     /// `[[byzantine]]` tables in the config file).
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<String>,
