@@ -569,7 +569,7 @@ impl BeaconChain {
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
-        crate::dispute::catch_up(state, slot);
+        crate::resolve::catch_up(state, slot);
         let resolved = self.resolve_games(state, slot)?;
         self.advance_finality(state, slot)?;
         let d = &mut state.disputes;

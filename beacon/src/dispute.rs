@@ -11,15 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bridge::game::{Game, GameParams, Outcome, Side, StepVerdict};
 use bridge::{
-    Action, Address, Bonds, Decode, DecodeError, Encode, Ending, GameRecord, Hash, Invalidation, Pauses,
-    ShardHead, ShardId, SignedMove, TraceCommitment, decode_list, encode_list, game_id,
+    Action, Address, Bonds, Decode, DecodeError, Encode, GameRecord, Hash, Pauses, ShardId, SignedMove,
+    TraceCommitment, decode_list, encode_list, game_id,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::Result;
 use crate::chain::{BeaconChain, State};
-use crate::store::{Discard, DiscardedHeader};
-use crate::{Error, Result};
 
 /// Most games open at once, over all headers.
 pub const MAX_OPEN_GAMES: usize = 1024;
@@ -258,7 +257,7 @@ impl Disputes {
     }
 
     /// The log of game `g`, created if new, its record brought up to date.
-    fn log(&mut self, g: &GameRecord) -> &mut GameLog {
+    pub(crate) fn log(&mut self, g: &GameRecord) -> &mut GameLog {
         let log = self.logs.entry(g.id).or_insert_with(|| GameLog {
             record: g.clone(),
             moves: vec![],
@@ -276,38 +275,6 @@ impl Disputes {
     }
 }
 
-/// Accounts for the slots before `current` in which the beacon sealed
-/// nothing and took no move (it was down): a pause, which windows do not
-/// count ([`Pauses`]); open games' clocks and pending withdrawals move on by
-/// it, so nobody loses on time for a silence it could not break.
-pub(crate) fn catch_up(state: &mut State, current: u64) {
-    let Some((head, _)) = state.head else { return };
-    let cursor = state.disputes.seen_slot.max(head);
-    if current > cursor.saturating_add(1) {
-        let gap = current - cursor - 1;
-        let d = &mut state.disputes;
-        d.pauses.record(current, gap);
-        let ids: Vec<Hash> = d.open.keys().copied().collect();
-        for id in ids {
-            let Some(g) = d.open.get_mut(&id) else { continue };
-            g.game.turn_since = g.game.turn_since.saturating_add(gap);
-            let g = g.clone();
-            d.log(&g);
-            d.touched.insert(id);
-        }
-        d.bonds.postpone(gap);
-        info!(target: "beacon", from = cursor + 1, slots = gap, open_games = d.open.len(), "the beacon was down: windows and clocks resume where they stopped");
-    }
-    state.disputes.seen_slot = cursor.max(current);
-}
-
-/// What sealing decided about games, for the block and the database.
-#[derive(Default)]
-pub(crate) struct Resolutions {
-    pub invalidated: Vec<Invalidation>,
-    pub discarded: Vec<Discard>,
-}
-
 impl BeaconChain {
     /// Judges a dispute move at beacon slot `current`; an accepted move is
     /// applied at once and goes into the next beacon block.
@@ -318,7 +285,7 @@ impl BeaconChain {
         let bytes = mv.encode().len();
         let mut guard = self.state.write();
         let state = &mut *guard;
-        catch_up(state, current);
+        crate::resolve::catch_up(state, current);
         if !state.disputes.bonds.parties.contains_key(&signer) && self.spec.validator(&signer).is_none() {
             return Err(MoveRejection::NotBonded {
                 who: signer,
@@ -519,7 +486,7 @@ impl BeaconChain {
     /// A game against `h` (a block of `items`), from its first round:
     /// over `c_0 … c_n` from the header's pre-state to its `trace_root`,
     /// or, against item `j`'s receipt, over `c_0 … c_j` (`c_j` claimed later).
-    fn new_game(&self, h: &bridge::ShardHeader, items: u64, item: Option<u64>, slot: u64) -> Game {
+    pub(crate) fn new_game(&self, h: &bridge::ShardHeader, items: u64, item: Option<u64>, slot: u64) -> Game {
         let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
         let c0 = TraceCommitment::start(h.pre_state_root).hash();
         // a receipt game's `c_j` is the defender's to claim first
@@ -703,242 +670,6 @@ impl BeaconChain {
                 slashed: vec![],
             })
             .step = Some(stats);
-        Ok(())
-    }
-
-    /// At the end of `slot`: runs the clocks, settles every ended game
-    /// (slashing the loser), discards what a won challenge proved invalid,
-    /// and pays out due withdrawals.
-    pub(crate) fn resolve_games(&self, state: &mut State, slot: u64) -> Result<Resolutions> {
-        let mut out = Resolutions::default();
-        let ended: Vec<Hash> = state
-            .disputes
-            .open
-            .iter_mut()
-            .filter_map(|(id, g)| g.game.tick(slot).is_some().then_some(*id))
-            .collect();
-        let reward = self.spec.slash_reward_percent;
-        for id in ended {
-            // a game voided by an earlier resolution in this loop is gone
-            let Some(mut g) = state.disputes.open.remove(&id) else { continue };
-            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
-            let outcome = g.game.outcome().cloned().expect("ended");
-            let winner = outcome.winner();
-            let (w, l) = (g.party(winner), g.party(winner.other()));
-            if let (Side::Challenger, Some(s)) = (winner, g.acting) {
-                // the acting stand-in's own claims lost, which proves nothing
-                // about the header: it pays, and the game starts over
-                self.restart(state, g, s, &outcome, slot)?;
-                continue;
-            }
-            let bonds = &mut state.disputes.bonds;
-            let lost = match (winner, g.acting) {
-                // a stand-in won the proposer's defence: both their stakes return
-                (Side::Defender, Some(s)) => {
-                    bonds.unlock(&g.defender, g.stakes[0]);
-                    bonds.unlock(&s, g.acting_stake);
-                    g.stakes[1]
-                }
-                _ => {
-                    bonds.unlock(&w, g.stakes[winner as usize]);
-                    g.stakes[winner.other() as usize]
-                }
-            };
-            let (to_winner, to_treasury) = bonds.slash(&l, lost, &w, reward);
-            g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
-            state.disputes.log(&g).slashed.push(BondMove {
-                from: l,
-                to: Some(w),
-                reward_gwei: to_winner,
-                treasury_gwei: to_treasury,
-            });
-            state.disputes.touched.insert(id);
-            info!(target: "beacon", game = %id, shard = %g.shard, height = g.height, ?outcome, rounds = g.game.rounds, "dispute game ended");
-            if winner == Side::Challenger {
-                self.invalidate(state, g.shard, g.height, id, None, slot, &mut out)?;
-            }
-        }
-        state.disputes.bonds.release(slot);
-        Ok(out)
-    }
-
-    /// The acting stand-in `s` of game `g` lost (`outcome`): its stake is
-    /// slashed (the winner's share to the challenger), and the game starts
-    /// over against the header with the proposer defending again. A
-    /// proposer's wrong claims lose the header; a stand-in's lose only the
-    /// stand-in's stake, so no shard-mate can frame an honest proposer,
-    /// and each restart costs whoever forces it a stake.
-    fn restart(
-        &self,
-        state: &mut State,
-        mut g: GameRecord,
-        s: Address,
-        outcome: &Outcome,
-        slot: u64,
-    ) -> Result<()> {
-        let header = self
-            .db
-            .shard_header(g.shard, g.height)?
-            .ok_or_else(|| Error::Corrupt(format!("the header of game {}", g.id)))?;
-        let d = &mut state.disputes;
-        let (to_winner, to_treasury) =
-            d.bonds.slash(&s, g.acting_stake, &g.challenger, self.spec.slash_reward_percent);
-        g.game = self.new_game(&header.header.header, g.items, g.receipt_item, slot);
-        g.claimed = g.receipt_item.is_none();
-        (g.acting, g.acting_stake) = (None, 0);
-        g.resets += 1;
-        d.log(&g).slashed.push(BondMove {
-            from: s,
-            to: Some(g.challenger),
-            reward_gwei: to_winner,
-            treasury_gwei: to_treasury,
-        });
-        d.touched.insert(g.id);
-        info!(target: "beacon", game = %g.id, stand_in = %s, ?outcome, resets = g.resets, "the acting stand-in lost: slashed, the game starts over");
-        d.open.insert(g.id, g);
-        Ok(())
-    }
-
-    /// Discards `shard`'s header at `height` and everything above it,
-    /// then every destination header that consumed a message of a
-    /// discarded one (recursively); voids the games against them.
-    #[allow(clippy::too_many_arguments)]
-    fn invalidate(
-        &self,
-        state: &mut State,
-        shard: ShardId,
-        height: u64,
-        game: Hash,
-        cause: Option<(ShardId, u64)>,
-        slot: u64,
-        out: &mut Resolutions,
-    ) -> Result<()> {
-        let s = shard.0 as usize;
-        let old = state.heads[s];
-        if height == 0 || height > old.height {
-            return Ok(());
-        }
-        let mut records = Vec::new();
-        let mut first = None;
-        for h in height..=old.height {
-            let (hash, included) = match self.db.shard_header(shard, h)? {
-                Some(r) => (r.header.header.hash(), r.included_in),
-                None => match state
-                    .included
-                    .iter()
-                    .find(|a| a.block.header.header.shard == shard && a.block.header.header.height == h)
-                {
-                    Some(a) => (a.block.header.header.hash(), slot),
-                    None => break,
-                },
-            };
-            first.get_or_insert(hash);
-            let proven = h == height && cause.is_none();
-            records.push((
-                h,
-                DiscardedHeader {
-                    hash,
-                    included_slot: included,
-                    invalidated_slot: slot,
-                    game,
-                    proven,
-                    cause,
-                },
-            ));
-        }
-        state
-            .included
-            .retain(|a| !(a.block.header.header.shard == shard && a.block.header.header.height >= height));
-        // the shard continues from the last valid header
-        let (parent, inbound) = if height == 1 {
-            (self.spec.shard_genesis[s].clone(), vec![0; self.spec.shards as usize])
-        } else if let Some(r) = self.db.shard_header(shard, height - 1)? {
-            (r.header.header, r.inbound_after)
-        } else {
-            // the parent was accepted in this very slot (not sealed yet)
-            let a = state
-                .included
-                .iter()
-                .find(|a| a.block.header.header.shard == shard && a.block.header.header.height == height - 1)
-                .ok_or_else(|| {
-                    Error::Corrupt(format!("header {shard}/{} below a discarded one is missing", height - 1))
-                })?;
-            (a.block.header.header.clone(), a.inbound_after.clone())
-        };
-        state.heads[s] =
-            ShardHead { shard, height: height - 1, hash: parent.hash(), slot: parent.beacon_slot };
-        state.tips[s] = parent;
-        for (src, next) in inbound.iter().enumerate() {
-            state.channels.insert((ShardId(src as u32), shard), *next);
-        }
-        let inv = Invalidation { shard, height, header: first.unwrap_or_default(), game, cause };
-        warn!(target: "beacon", %shard, height, to = old.height, ?cause, "discarded invalid headers");
-        state.disputes.invalid_chain = bridge::chain_invalidation(&state.disputes.invalid_chain, &inv);
-        out.invalidated.push(inv);
-        out.discarded.push(Discard { shard, from: height, to: old.height, records });
-        // games against discarded headers end with stakes returned
-        let voided: Vec<Hash> = state
-            .disputes
-            .open
-            .values()
-            .filter(|g| g.shard == shard && g.height >= height)
-            .map(|g| g.id)
-            .collect();
-        for id in voided {
-            let mut g = state.disputes.open.remove(&id).expect("listed");
-            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
-            state.disputes.bonds.unlock(&g.defender, g.stakes[0]);
-            state.disputes.bonds.unlock(&g.challenger, g.stakes[1]);
-            if let Some(s) = g.acting {
-                state.disputes.bonds.unlock(&s, g.acting_stake);
-            }
-            g.ended = Some((slot, Ending::Void));
-            if let Some(l) = state.disputes.logs.get_mut(&id) {
-                l.record = g.clone();
-            } else {
-                state.disputes.logs.insert(
-                    id,
-                    GameLog {
-                        record: g.clone(),
-                        moves: vec![],
-                        step: None,
-                        rejected_steps: 0,
-                        slashed: vec![],
-                    },
-                );
-            }
-            state.disputes.touched.insert(id);
-        }
-        // the cascade: destinations that consumed messages of discarded headers
-        for d in 0..self.spec.shards {
-            if d == shard.0 {
-                continue;
-            }
-            let dst = ShardId(d);
-            let from = state.finalized[d as usize] + 1;
-            let to = state.heads[d as usize].height;
-            let mut hit = None;
-            for h in from..=to {
-                let deps = match self.db.shard_header(dst, h)? {
-                    Some(r) => r.depends_on,
-                    None => match state
-                        .included
-                        .iter()
-                        .find(|a| a.block.header.header.shard == dst && a.block.header.header.height == h)
-                    {
-                        Some(a) => crate::store::dependencies(&a.block),
-                        None => break,
-                    },
-                };
-                if let Some((_, src_h)) = deps.iter().find(|(src, sh)| *src == shard && *sh >= height) {
-                    hit = Some((h, *src_h));
-                    break;
-                }
-            }
-            if let Some((h, src_h)) = hit {
-                self.invalidate(state, dst, h, game, Some((shard, src_h)), slot, out)?;
-            }
-        }
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ mod chain;
 mod dispute;
 mod error;
 mod node;
+mod resolve;
 mod rpc;
 mod store;
 

@@ -17,6 +17,7 @@ mod bridge;
 mod error;
 mod exec;
 pub mod game;
+mod overlay;
 mod receipt;
 mod state;
 mod tx;
@@ -31,9 +32,10 @@ pub use bridge::{
 };
 pub use error::{Error, Result};
 pub use exec::{
-    BalanceMoves, BlockParams, ENTRY_ALLOWANCE, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode,
-    Overlay, Rejected, SPEC, WITNESS_BUDGET, execute_items, execute_items_after, inbound_slot, simulate,
+    BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Rejected, SPEC, execute_items,
+    execute_items_after, inbound_slot, simulate,
 };
+pub use overlay::{BalanceMoves, ENTRY_ALLOWANCE, Overlay, WITNESS_BUDGET};
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;
 pub use state::{
