@@ -32,4 +32,4 @@ pub use dispute::{
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use rpc::REJECTED_CODE;
-pub use store::{Accepted, BeaconDb, DiscardedHeader, IncludedHeader, dependencies};
+pub use store::{Accepted, BEACON_SCHEMA, BeaconDb, DiscardedHeader, IncludedHeader, dependencies};

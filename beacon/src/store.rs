@@ -24,6 +24,12 @@ const CF_GAMES: &str = "games";
 /// The dispute state (open games, bonds, invalidation chain).
 const META_DISPUTES: &[u8] = b"disputes";
 const META_HEAD: &[u8] = b"head_slot";
+const META_SCHEMA: &[u8] = b"schema";
+
+/// The version of what this build writes (bumped when an encoding changes:
+/// 2 added pauses to the dispute state and stand-ins to game records). A
+/// database written before versions were recorded counts as 1.
+pub const BEACON_SCHEMA: u64 = 2;
 /// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
 const META_CHANNEL: &[u8] = b"chan/";
 
@@ -141,7 +147,34 @@ impl BeaconDb {
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(db_err)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(fsync);
-        Ok(BeaconDb { db: Arc::new(db), write_opts: Arc::new(write_opts) })
+        let this = BeaconDb { db: Arc::new(db), write_opts: Arc::new(write_opts) };
+        this.check_schema(path)?;
+        Ok(this)
+    }
+
+    /// Stamps a new database with [`BEACON_SCHEMA`]; refuses one written in
+    /// another (rather than misread it).
+    fn check_schema(&self, path: &Path) -> Result<()> {
+        let found = match self.db.get_cf(self.cf(CF_META), META_SCHEMA).map_err(db_err)? {
+            Some(b) => u64::from_be_bytes(
+                b.as_slice().try_into().map_err(|_| Error::Corrupt("schema version".into()))?,
+            ),
+            None if self.head_slot()?.is_none() => {
+                let key = META_SCHEMA;
+                self.db
+                    .put_cf_opt(self.cf(CF_META), key, BEACON_SCHEMA.to_be_bytes(), &self.write_opts)
+                    .map_err(db_err)?;
+                return Ok(());
+            }
+            None => 1,
+        };
+        if found != BEACON_SCHEMA {
+            return Err(Error::Config(format!(
+                "the beacon database at {} has schema {found}, this build reads schema {BEACON_SCHEMA}: start from a fresh data directory (optishard testnet down, then up with a new --datadir)",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -331,5 +364,41 @@ impl BeaconDb {
                 Ok(Some(IncludedHeader { header, included_in, depends_on, inbound_after }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_schema_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = BeaconDb::open(dir.path(), false).unwrap();
+        let stamped = db.db.get_cf(db.cf(CF_META), META_SCHEMA).unwrap().unwrap();
+        assert_eq!(stamped, BEACON_SCHEMA.to_be_bytes(), "a new database is stamped");
+        drop(db);
+        BeaconDb::open(dir.path(), false).expect("its own schema opens again");
+        // an older build's database (no stamp, but blocks)
+        let db = BeaconDb::open(dir.path(), false).unwrap();
+        db.db.delete_cf(db.cf(CF_META), META_SCHEMA).unwrap();
+        db.db.put_cf(db.cf(CF_META), META_HEAD, 7u64.to_be_bytes()).unwrap();
+        drop(db);
+        let err = BeaconDb::open(dir.path(), false).err().expect("refused");
+        assert!(err.to_string().contains("has schema 1, this build reads schema 2"), "{err}");
+        // a newer build's
+        let db = rocksdb_reopen(dir.path());
+        db.put_cf(db.cf_handle(CF_META).unwrap(), META_SCHEMA, 99u64.to_be_bytes()).unwrap();
+        drop(db);
+        let err = BeaconDb::open(dir.path(), false).err().expect("refused");
+        assert!(
+            err.to_string().contains("has schema 99") && err.to_string().contains("fresh data directory"),
+            "{err}"
+        );
+    }
+
+    fn rocksdb_reopen(path: &Path) -> DB {
+        let cfs = [CF_BLOCKS, CF_SHARD_HEADERS, CF_SHARD_BODIES, CF_META, CF_INVALID, CF_GAMES];
+        DB::open_cf(&Options::default(), path, cfs).unwrap()
     }
 }

@@ -39,6 +39,6 @@ pub use node::{Head, NodeHandle, ShardNode, TxListener, TxRejected, start};
 pub use process::{ValidatorHandle, start_node, start_validator};
 pub use relay::{INBOX_GAS_SHARE, Relay};
 pub use rpc::{ProofResponse, revert_reason};
-pub use store::{ShardDb, StoredBlock, StoredBody, TxLocation};
+pub use store::{SHARD_SCHEMA, ShardDb, StoredBlock, StoredBody, TxLocation};
 pub use supply::{Audit, Supply};
 pub use validator::{Validator, ValidatorStatus};

@@ -58,6 +58,11 @@ const CFS: [&str; 15] = [
 const META_STATE_LATEST: &[u8] = b"state_latest";
 const META_STATE_OLDEST: &[u8] = b"state_oldest";
 const META_HEAD: &[u8] = b"head";
+const META_SCHEMA: &[u8] = b"schema";
+
+/// The version of what this build writes (bumped when an encoding
+/// changes). A database written before versions were recorded counts as 1.
+pub const SHARD_SCHEMA: u64 = 1;
 /// Prefix of mismatch records (JSON), keyed by the block hash.
 const META_MISMATCH: &[u8] = b"mismatch/";
 /// Transactions of reverted blocks, by hash: kept until they are included
@@ -219,7 +224,31 @@ impl ShardDb {
         };
         let latest = this.meta_u64(META_STATE_LATEST)?;
         this.latest = Arc::new(std::sync::atomic::AtomicU64::new(latest.unwrap_or(u64::MAX)));
+        this.check_schema(path)?;
         Ok(this)
+    }
+
+    /// Stamps a database with [`SHARD_SCHEMA`] (an unversioned one counts as
+    /// 1); refuses one written in another (rather than misread it).
+    fn check_schema(&self, path: &Path) -> Result<()> {
+        let found = self.meta_u64(META_SCHEMA)?;
+        let found = match found {
+            Some(v) => v,
+            None => {
+                let v = if self.head()?.is_none() { SHARD_SCHEMA } else { 1 };
+                self.db
+                    .put_cf_opt(self.cf(CF_META), META_SCHEMA, v.to_be_bytes(), &self.write_opts)
+                    .map_err(db_err)?;
+                v
+            }
+        };
+        if found != SHARD_SCHEMA {
+            return Err(Error::Config(format!(
+                "the shard database at {} has schema {found}, this build reads schema {SHARD_SCHEMA}: start from a fresh data directory",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -680,5 +709,27 @@ impl StateStore for ShardDb {
         let oldest = self.oldest_version()?.max(keep_from);
         wb.put_cf(self.cf(CF_META), META_STATE_OLDEST, oldest.to_be_bytes());
         self.db.write_opt(wb, &self.write_opts).map_err(state_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_schema_is_refused_and_an_unversioned_one_is_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ShardDb::open(dir.path(), false).unwrap();
+        assert_eq!(db.meta_u64(META_SCHEMA).unwrap(), Some(SHARD_SCHEMA));
+        // written before versions were recorded: schema 1, which this build reads
+        db.db.delete_cf(db.cf(CF_META), META_SCHEMA).unwrap();
+        db.db.put_cf(db.cf(CF_META), META_HEAD, 3u64.to_be_bytes()).unwrap();
+        drop(db);
+        let db = ShardDb::open(dir.path(), false).unwrap();
+        assert_eq!(db.meta_u64(META_SCHEMA).unwrap(), Some(1));
+        db.db.put_cf(db.cf(CF_META), META_SCHEMA, (SHARD_SCHEMA + 1).to_be_bytes()).unwrap();
+        drop(db);
+        let err = ShardDb::open(dir.path(), false).err().expect("refused");
+        assert!(err.to_string().contains("fresh data directory"), "{err}");
     }
 }
