@@ -95,6 +95,7 @@ pub struct ChainSpec {
     pub game_clock_slots: u64,
     /// The state-transition function every node and the single-step
     /// referee run ([`STF_VERSION`]): a node refuses a spec naming another.
+    /// A spec that names none was written for version 1 (before the field).
     #[serde(default = "default_stf_version")]
     pub stf_version: u32,
     /// Bonded challengers besides the validators.
@@ -129,7 +130,7 @@ fn default_dispute_k() -> u64 {
 }
 
 fn default_stf_version() -> u32 {
-    STF_VERSION
+    1
 }
 
 /// One day of slots of `slot_ms` (the default challenge window).
@@ -676,14 +677,17 @@ mod tests {
         // every field is part of the network's identity
         assert_ne!(ChainSpec { dispute_k: 8, ..spec.clone() }.hash(), spec.hash());
         assert_ne!(ChainSpec { game_clock_slots: 9, ..spec.clone() }.hash(), spec.hash());
-        // a genesis file without them gets the defaults (one day of slots)
+        // a genesis file without them gets the defaults (one day of slots);
+        // one naming no state-transition function was written for the
+        // first, which this build refuses
         let mut json = serde_json::to_value(&spec).unwrap();
         for f in ["dispute_k", "game_clock_slots", "stf_version", "challenge_window_slots"] {
             json.as_object_mut().unwrap().remove(f);
         }
         let back: ChainSpec = serde_json::from_value(json).unwrap();
-        assert_eq!((back.dispute_k, back.stf_version), (4, STF_VERSION));
+        assert_eq!((back.dispute_k, back.stf_version), (4, 1));
         assert_eq!(back.challenge_window(), 86_400_000 / 500);
+        assert!(back.validate().unwrap_err().contains("state-transition function"));
     }
 
     #[test]

@@ -361,10 +361,15 @@ fn transact<R: DatabaseRef<Error = Error>>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Done> {
-    let res = match Overlay::metered(evm, |evm| evm.transact(tx.tx_env())) {
+    let res = Overlay::metered(evm, |evm| evm.transact(tx.tx_env()));
+    if res.is_err()
+        && let Some(used) = evm.ctx.db_mut().over_budget()
+    {
+        return over_budget(evm, params, tx, used);
+    }
+    let res = match res {
         Ok(r) => r,
         Err(EVMError::Transaction(e)) => return Ok(Err(e.to_string())),
-        Err(EVMError::Database(Error::WitnessBudget { used })) => return over_budget(evm, params, tx, used),
         Err(EVMError::Database(e)) => return Err(e),
         Err(other) => return Err(Error::Execution(other.to_string())),
     };
@@ -477,6 +482,14 @@ fn deliver<R: DatabaseRef<Error = Error>>(
             let cfg = &mut evm.ctx.cfg;
             (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) =
                 (false, false, false);
+            // over the witness budget: like a call out of gas, all its gas
+            // used and its value refunded
+            if result.is_err()
+                && let Some(used) = evm.ctx.db_mut().over_budget()
+            {
+                let why = format!("witness budget exceeded ({used} bytes)");
+                return refund_failed(evm, m, id, m.gas_limit, why, changes);
+            }
             let mut res = match result {
                 Ok(r) => r,
                 // the source's bridge checked what the destination's rules
@@ -484,11 +497,6 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                 // fault, and decided like any failure (refund)
                 Err(EVMError::Transaction(e)) => {
                     return refund_failed(evm, m, id, 0, e.to_string(), changes);
-                }
-                // like a call out of gas: all its gas used, its value refunded
-                Err(EVMError::Database(Error::WitnessBudget { used })) => {
-                    let why = format!("witness budget exceeded ({used} bytes)");
-                    return refund_failed(evm, m, id, m.gas_limit, why, changes);
                 }
                 Err(EVMError::Database(e)) => return Err(e),
                 Err(other) => return Err(Error::Execution(other.to_string())),

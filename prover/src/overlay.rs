@@ -95,6 +95,13 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
         Ok(())
     }
 
+    /// What the current item was charged, if that went over the budget:
+    /// then its run failed for it, whatever error carried that out of
+    /// revm (a precompile reports a failed read as its own error).
+    pub(crate) fn over_budget(&self) -> Option<usize> {
+        (self.footprint > WITNESS_BUDGET).then_some(self.footprint)
+    }
+
     /// Records a read of `key`, charging it the first time in this item.
     /// The key is recorded only if it fits, so a witness never has to
     /// prove the entry that went over.
@@ -111,17 +118,21 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     /// committed: an item whose writes go over fails as well.
     pub(crate) fn charge_writes(&mut self, state: &EvmState) -> Result<()> {
         let mut entries = 0;
+        let mut code_bytes = 0;
         for (address, account) in state.iter().filter(|(_, a)| a.is_touched()) {
             entries += usize::from(!self.reads.contains(&StateKey::Account(*address)));
             if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
-                entries += usize::from(!self.reads.contains(&StateKey::Code(account.info.code_hash)));
+                // proven whether or not it was read: absent, or (the same
+                // code deployed before) present with the whole code
+                entries += 1;
+                code_bytes += 4 + account.info.code.as_ref().map_or(0, |c| c.original_bytes().len());
             }
             entries += account
                 .changed_storage_slots()
                 .filter(|(slot, _)| !self.reads.contains(&StateKey::Storage(*address, **slot)))
                 .count();
         }
-        self.charge(entries.saturating_mul(ENTRY_ALLOWANCE))
+        self.charge(entries.saturating_mul(ENTRY_ALLOWANCE).saturating_add(code_bytes))
     }
 
     /// Runs `f` (one EVM transaction) with reads metered against the budget.
@@ -164,6 +175,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
 
     /// Applies one item's state diff; returns the keys whose values changed.
     pub(crate) fn commit_item(&mut self, state: EvmState) -> Result<ChangeSet> {
+        let reads_before = self.reads.len();
         let mut changes = ChangeSet::new();
         for (address, account) in state {
             if !account.is_touched() {
@@ -180,7 +192,11 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
                 }
                 self.accounts.insert(address, None);
                 for slot in account.storage.keys() {
-                    if !self.slot(address, *slot)?.is_zero() {
+                    // an account created in this transaction had no storage
+                    // (revm never read its slots from the base, and neither
+                    // may we: that would be witness nobody charged); any
+                    // other's slots here were all read by the EVM already
+                    if !account.is_created() && !self.slot(address, *slot)?.is_zero() {
                         changes.insert(StateKey::Storage(address, *slot), None);
                     }
                     self.storage.insert((address, *slot), U256::ZERO);
@@ -209,6 +225,8 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
                 self.storage.insert((address, *slot), new);
             }
         }
+        // everything a commit reads the EVM read first (and was charged for)
+        debug_assert_eq!(self.reads.len(), reads_before, "a commit read keys the EVM did not");
         Ok(changes)
     }
 

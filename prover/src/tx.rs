@@ -79,11 +79,11 @@ impl SignedTx {
     /// Recovers the signer of an already decoded envelope.
     pub fn from_envelope(envelope: TxEnvelope) -> Result<Self, TxDecodeError> {
         Self::check_type(&envelope)?;
-        let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
         let raw = Bytes::from(envelope.encoded_2718());
         if raw.len() > MAX_TX_BYTES {
             return Err(TxDecodeError::TooLarge(raw.len()));
         }
+        let sender = envelope.recover_signer().map_err(|e| TxDecodeError::BadSignature(e.to_string()))?;
         let hash = *envelope.tx_hash();
         Ok(SignedTx { envelope, sender, hash, raw })
     }

@@ -228,3 +228,103 @@ fn an_estimate_runs_metered_and_a_call_does_not() {
     assert!(call.is_success(), "a read-only call may read as much as it likes");
     assert!(prover::simulate(reader, &params(1), env(small), true).unwrap().is_success());
 }
+
+/// Code that reads the balance of `n` addresses nobody holds, then calls
+/// the bridge with its own calldata and value (`send`).
+fn reader_then_send(n: usize) -> Vec<u8> {
+    let mut code = Vec::new();
+    for i in 0..n {
+        code.push(0x73);
+        code.extend_from_slice(Address::left_padding_from(&(0x5000 + i as u64).to_be_bytes()).as_slice());
+        code.extend_from_slice(&[0x31, 0x50]);
+    }
+    // CALLDATACOPY(0, 0, CALLDATASIZE); CALL(GAS, bridge, CALLVALUE, 0, CALLDATASIZE, 0, 0)
+    code.extend_from_slice(&[
+        0x36, 0x60, 0x00, 0x60, 0x00, 0x37, 0x60, 0x00, 0x60, 0x00, 0x36, 0x60, 0x00, 0x34,
+    ]);
+    code.push(0x73);
+    code.extend_from_slice(bridge::BRIDGE_ADDRESS.as_slice());
+    code.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
+    code
+}
+
+/// Wherever the budget runs out — in the EVM, or in the bridge precompile
+/// reading its channel counter — the block builds, the item fails like one
+/// out of gas, importers agree, and its step is upheld: a precompile's
+/// failed read must not fail the whole block (no block could then be built
+/// while the transaction waits in the pool).
+#[test]
+fn the_budget_running_out_inside_the_bridge_precompile_fails_only_the_item() {
+    use alloy_sol_types::SolCall;
+    let per_read = ENTRY_ALLOWANCE;
+    let around = WITNESS_BUDGET / per_read;
+    let data = prover::IBridge::sendCall { dstShard: 1, to: Address::repeat_byte(0x44), data: Bytes::new() };
+    let data = Bytes::from(data.abi_encode());
+    let mut failed = 0;
+    for n in around - 8..around + 2 {
+        let state = AuthState::in_memory();
+        let mut c = prover::system_accounts();
+        let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
+        c.insert(StateKey::Account(signer(0).address()), Some(a.encode()));
+        let code = reader_then_send(n);
+        let code_hash = keccak256(&code);
+        let contract = Address::repeat_byte(0xab);
+        c.insert(
+            StateKey::Account(contract),
+            Some(AccountState { nonce: 1, balance: U256::ZERO, code_hash }.encode()),
+        );
+        c.insert(StateKey::Code(code_hash), Some(code));
+        state.commit(0, &c).unwrap();
+        let chain = Chain { state, height: 0 };
+        let tx = sign_1559(&signer(0), 0, TxKind::Call(contract), U256::from(1_000), data.clone(), 1_000_000);
+        let exec = chain.execute(vec![tx.clone()], Mode::Build);
+        assert!(exec.rejected.is_empty(), "n = {n}: {:?}", exec.rejected);
+        let o = &exec.outcomes[0];
+        if !o.receipt.success {
+            failed += 1;
+            let why = String::from_utf8_lossy(&o.receipt.output).to_string();
+            assert!(why.contains("witness budget exceeded"), "n = {n}: {why}");
+            assert!(o.messages.is_empty(), "n = {n}: nothing sent");
+        } else {
+            assert_eq!(o.messages.len(), 1, "n = {n}: sent");
+        }
+        let verified = chain.execute(vec![tx], Mode::Verify);
+        assert_eq!(verified.receipts_root(), exec.receipts_root(), "n = {n}");
+        let t = trace(&chain, &exec);
+        assert_eq!(verdict(&chain, &exec, 0, &t[1]), StepVerdict::Upheld, "n = {n}");
+    }
+    assert!(failed > 0 && failed < 10, "some ran out, some did not ({failed} of 10)");
+}
+
+/// A contract created and self-destructed in one transaction may touch
+/// thousands of slots revm never reads (a new account's storage is empty):
+/// committing it must not read them either, or its witness would hold
+/// proofs nobody charged.
+#[test]
+fn a_created_and_destroyed_contract_adds_no_uncharged_reads() {
+    // init code: SLOAD slots 0..500 in a loop, then SELFDESTRUCT(CALLER)
+    // i = 0; loop: if i == 500 goto end; SLOAD(i); POP; i += 1; goto loop; end: SELFDESTRUCT(CALLER)
+    let init: Vec<u8> = vec![
+        0x60, 0x00, // PUSH1 0 (i)
+        0x5b, // JUMPDEST (2)
+        0x80, 0x61, 0x01, 0xf4, 0x14, // DUP1 PUSH2 500 EQ
+        0x60, 0x14, 0x57, // PUSH1 end JUMPI
+        0x80, 0x54, 0x50, // DUP1 SLOAD POP
+        0x60, 0x01, 0x01, // PUSH1 1 ADD
+        0x60, 0x02, 0x56, // PUSH1 2 JUMP
+        0x5b, 0x33, 0xff, // end (0x14 = 20): JUMPDEST CALLER SELFDESTRUCT
+    ];
+    assert_eq!(init[20], 0x5b);
+    let chain = Chain::new(1);
+    let tx = sign_1559(&signer(0), 0, TxKind::Create, U256::ZERO, Bytes::from(init), 5_000_000);
+    let exec = chain.execute(vec![tx.clone()], Mode::Build);
+    let o = &exec.outcomes[0];
+    assert!(o.receipt.success, "{:?}", o.receipt);
+    assert!(o.receipt.gas_used > 500 * 2_100, "it loaded 500 slots");
+    let slots = o.reads.iter().filter(|k| matches!(k, StateKey::Storage(..))).count();
+    assert_eq!(slots, 0, "no slot of the new account read from the state");
+    let s = step(&chain, &exec, 0);
+    assert!(s.witness.encoded_len() < 64 << 10, "witness of {} bytes", s.witness.encoded_len());
+    let t = trace(&chain, &exec);
+    assert_eq!(verdict(&chain, &exec, 0, &t[1]), StepVerdict::Upheld);
+}
