@@ -118,6 +118,20 @@ pub struct RevertedFrom {
     pub role: &'static str,
 }
 
+impl RevertedFrom {
+    const ROLES: [&'static str; 3] = ["tx", "consumed", "sent"];
+
+    /// The role's byte on disk.
+    pub(crate) fn role_code(role: &str) -> u8 {
+        Self::ROLES.iter().position(|r| *r == role).unwrap_or(0) as u8
+    }
+
+    /// The role of a byte on disk.
+    pub(crate) fn role_of(code: u8) -> Option<&'static str> {
+        Self::ROLES.get(code as usize).copied()
+    }
+}
+
 /// Recent reverted items, bounded (oldest evicted first).
 #[derive(Default)]
 pub(crate) struct Reverted {
@@ -125,8 +139,8 @@ pub(crate) struct Reverted {
     order: std::collections::VecDeque<B256>,
 }
 
-/// Reverted items remembered for the RPC.
-const KEPT_REVERTED: usize = 65_536;
+/// Reverted items remembered for the RPC (in memory and on disk).
+pub(crate) const KEPT_REVERTED: usize = 65_536;
 
 impl Reverted {
     pub(crate) fn insert(&mut self, id: B256, from: RevertedFrom) {

@@ -105,6 +105,8 @@ impl ShardNode {
                 }
             }
         }
+        // what earlier reverts took away, for the RPC's `revertedFrom`
+        let db_reverted = db.reverted_records()?;
         let node = Arc::new(ShardNode {
             pool: Mutex::new(Mempool::new(config.mempool_max_txs)),
             config,
@@ -119,7 +121,13 @@ impl ShardNode {
             metrics: ShardMetrics::default(),
             finalized: std::sync::atomic::AtomicU64::new(u64::MAX),
             fault: Mutex::new(None),
-            reverted: Mutex::default(),
+            reverted: Mutex::new({
+                let mut r = Reverted::default();
+                for (id, from) in db_reverted {
+                    r.insert(id, from);
+                }
+                r
+            }),
             restored: Mutex::new(Vec::new()),
         });
         node.restore_reverted()?;
@@ -597,26 +605,25 @@ impl ShardNode {
         // the state must still hold that version (nothing is deleted if not)
         self.state.reader(height)?;
         let mut txs = Vec::new();
+        let mut records = Vec::new();
+        for h in height + 1..=head.header.height {
+            let block_hash = self.db.header(h)?.map(|x| x.hash()).unwrap_or_default();
+            let from = |role| RevertedFrom { height: h, block_hash, role };
+            if let Some(b) = self.db.body(h)? {
+                records.extend(b.hashes.iter().map(|hash| (*hash, from("tx"))));
+                records.extend(b.inbox.iter().map(|e| (B256::from(e.message.id().0), from("consumed"))));
+                txs.extend(b.txs);
+            }
+            records.extend(self.db.outbox(h)?.iter().map(|m| (B256::from(m.id().0), from("sent"))));
+        }
+        // remembered on disk in the revert's own batch, so a restart keeps them
+        self.db.revert_blocks(height, head.header.height, &records)?;
         {
             let mut reverted = self.reverted.lock();
-            for h in height + 1..=head.header.height {
-                let block_hash = self.db.header(h)?.map(|x| x.hash()).unwrap_or_default();
-                let from = |role| RevertedFrom { height: h, block_hash, role };
-                if let Some(b) = self.db.body(h)? {
-                    for hash in &b.hashes {
-                        reverted.insert(*hash, from("tx"));
-                    }
-                    for e in &b.inbox {
-                        reverted.insert(B256::from(e.message.id().0), from("consumed"));
-                    }
-                    txs.extend(b.txs);
-                }
-                for m in self.db.outbox(h)? {
-                    reverted.insert(B256::from(m.id().0), from("sent"));
-                }
+            for (id, from) in records {
+                reverted.insert(id, from);
             }
         }
-        self.db.revert_blocks(height, head.header.height)?;
         self.state.rollback(height)?;
         let header =
             self.db.header(height)?.ok_or_else(|| Error::Corrupt(format!("missing header {height}")))?;

@@ -13,6 +13,7 @@ use prover::jmt_types::{KeyHash, Node, NodeKey, TreeUpdateBatch, Version};
 use prover::{Receipt, StateStore};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
+use crate::fault::{KEPT_REVERTED, RevertedFrom};
 use crate::{Error, Result};
 
 const CF_NODES: &str = "state_nodes";
@@ -37,7 +38,12 @@ const CF_SUPPLY: &str = "supply";
 /// Where each message this shard emitted (`o` ‖ id) or consumed (`i` ‖ id)
 /// sits: `(height, index)` in the block's outbox or items.
 const CF_MESSAGE_INDEX: &str = "message_index";
-const CFS: [&str; 15] = [
+/// Where each reverted transaction or message had been (id → sequence,
+/// height, block hash, role), for the RPC's `revertedFrom`.
+const CF_REVERTED_FROM: &str = "reverted_from";
+/// The same, by sequence (oldest first), to keep only the newest.
+const CF_REVERTED_ORDER: &str = "reverted_order";
+const CFS: [&str; 17] = [
     CF_NODES,
     CF_VALUES,
     CF_LATEST,
@@ -53,12 +59,16 @@ const CFS: [&str; 15] = [
     CF_OUTBOX_INDEX,
     CF_SUPPLY,
     CF_MESSAGE_INDEX,
+    CF_REVERTED_FROM,
+    CF_REVERTED_ORDER,
 ];
 
 const META_STATE_LATEST: &[u8] = b"state_latest";
 const META_STATE_OLDEST: &[u8] = b"state_oldest";
 const META_HEAD: &[u8] = b"head";
 const META_SCHEMA: &[u8] = b"schema";
+/// The next sequence number of a reverted-item record.
+const META_REVERTED_SEQ: &[u8] = b"reverted_seq";
 
 /// The version of what this build writes (bumped when an encoding
 /// changes). A database written before versions were recorded counts as 1.
@@ -385,8 +395,9 @@ impl ShardDb {
     /// Deletes blocks `to+1 ..= from` with their receipts and indexes and
     /// makes `to` the head, in one atomic write (the state tree is rolled
     /// back separately; opening repairs a crash in between).
-    pub fn revert_blocks(&self, to: u64, from: u64) -> Result<()> {
+    pub fn revert_blocks(&self, to: u64, from: u64, reverted: &[(B256, RevertedFrom)]) -> Result<()> {
         let mut wb = WriteBatch::default();
+        self.remember_reverted(&mut wb, reverted)?;
         for height in to + 1..=from {
             let hkey = height.to_be_bytes();
             if let Some(body) = self.body(height)? {
@@ -413,6 +424,64 @@ impl ShardDb {
         }
         wb.put_cf(self.cf(CF_META), META_HEAD, to.to_be_bytes());
         self.db.write_opt(wb, &self.write_opts).map_err(db_err)
+    }
+
+    /// Adds records of reverted items to `wb`, keeping the newest
+    /// [`KEPT_REVERTED`] (the oldest are deleted in the same batch).
+    fn remember_reverted(&self, wb: &mut WriteBatch, records: &[(B256, RevertedFrom)]) -> Result<()> {
+        let mut seq = self.meta_u64(META_REVERTED_SEQ)?.unwrap_or(0);
+        for (id, from) in records {
+            let mut v = seq.to_be_bytes().to_vec();
+            v.extend_from_slice(&from.height.to_be_bytes());
+            v.extend_from_slice(&from.block_hash.0);
+            v.push(RevertedFrom::role_code(from.role));
+            wb.put_cf(self.cf(CF_REVERTED_FROM), id.as_slice(), v);
+            wb.put_cf(self.cf(CF_REVERTED_ORDER), seq.to_be_bytes(), id.as_slice());
+            seq += 1;
+        }
+        wb.put_cf(self.cf(CF_META), META_REVERTED_SEQ, seq.to_be_bytes());
+        let keep_from = seq.saturating_sub(KEPT_REVERTED as u64);
+        for item in self.db.iterator_cf(self.cf(CF_REVERTED_ORDER), IteratorMode::Start) {
+            let (k, id) = item.map_err(db_err)?;
+            let s = u64::from_be_bytes(
+                k.as_ref().try_into().map_err(|_| Error::Corrupt("reverted order".into()))?,
+            );
+            if s >= keep_from {
+                break;
+            }
+            wb.delete_cf(self.cf(CF_REVERTED_ORDER), &k);
+            // only if that id was not reverted again since (a newer record,
+            // on disk or in this batch)
+            if let Some(v) = self.db.get_cf(self.cf(CF_REVERTED_FROM), &id).map_err(db_err)?
+                && v.get(..8) == Some(&k[..])
+                && !records.iter().any(|(r, _)| r.as_slice() == &id[..])
+            {
+                wb.delete_cf(self.cf(CF_REVERTED_FROM), &id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The reverted items remembered, oldest first.
+    pub fn reverted_records(&self) -> Result<Vec<(B256, RevertedFrom)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_REVERTED_ORDER), IteratorMode::Start) {
+            let (k, id) = item.map_err(db_err)?;
+            let Some(v) = self.db.get_cf(self.cf(CF_REVERTED_FROM), &id).map_err(db_err)? else { continue };
+            // a stale order entry: the id was reverted again later
+            if v.get(..8) != Some(&k[..]) {
+                continue;
+            }
+            let corrupt = || Error::Corrupt("reverted record".into());
+            if v.len() != 49 || id.len() != 32 {
+                return Err(corrupt());
+            }
+            let height = u64::from_be_bytes(v[8..16].try_into().map_err(|_| corrupt())?);
+            let block_hash = Hash(v[16..48].try_into().map_err(|_| corrupt())?);
+            let role = RevertedFrom::role_of(v[48]).ok_or_else(corrupt)?;
+            out.push((B256::from_slice(&id), RevertedFrom { height, block_hash, role }));
+        }
+        Ok(out)
     }
 
     /// Where message `id` was emitted here: `(height, index in the outbox)`.
@@ -715,6 +784,39 @@ impl StateStore for ShardDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverted_records_survive_a_reopen_and_only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ShardDb::open(dir.path(), false).unwrap();
+        let rec = |i: u64, role| {
+            let from = RevertedFrom { height: i, block_hash: Hash::of(&i.to_be_bytes()), role };
+            (B256::left_padding_from(&i.to_be_bytes()), from)
+        };
+        let remember = |db: &ShardDb, records: &[(B256, RevertedFrom)]| {
+            let mut wb = WriteBatch::default();
+            db.remember_reverted(&mut wb, records).unwrap();
+            db.db.write(wb).unwrap();
+        };
+        remember(&db, &[rec(1, "tx"), rec(2, "consumed"), rec(3, "sent")]);
+        // id 1 reverted again, from another block
+        let again = (rec(1, "tx").0, RevertedFrom { height: 9, block_hash: Hash::of(b"nine"), role: "tx" });
+        remember(&db, std::slice::from_ref(&again));
+        drop(db);
+        let db = ShardDb::open(dir.path(), false).unwrap();
+        let got = db.reverted_records().unwrap();
+        assert_eq!(
+            got,
+            vec![rec(2, "consumed"), rec(3, "sent"), again],
+            "oldest first, the newer record wins"
+        );
+        // past the bound the oldest go
+        let many: Vec<_> = (100..100 + KEPT_REVERTED as u64).map(|i| rec(i, "tx")).collect();
+        remember(&db, &many);
+        let got = db.reverted_records().unwrap();
+        assert_eq!(got.len(), KEPT_REVERTED);
+        assert_eq!(got.first(), many.first());
+    }
 
     #[test]
     fn a_database_of_another_schema_is_refused_and_an_unversioned_one_is_stamped() {

@@ -229,6 +229,11 @@ fn transactions_of_a_reverted_block_survive_a_crash_and_are_included_again() {
     t.crash(0);
     t.restart(0).unwrap();
     let hashes: Vec<_> = orphan.txs.iter().map(alloy_primitives::keccak256).collect();
+    // the RPC still says where they had been
+    for h in &hashes {
+        let from = t.node(0).unwrap().reverted_from(h).expect("remembered across the crash");
+        assert_eq!((from.height, from.block_hash, from.role), (height, orphan.header.header.hash(), "tx"));
+    }
     {
         let pool = t.node(0).unwrap().pool().lock();
         assert!(
