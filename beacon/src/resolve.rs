@@ -20,7 +20,9 @@ use crate::{Error, Result};
 pub(crate) fn catch_up(state: &mut State, current: u64) {
     let Some((head, _)) = state.head else { return };
     let cursor = state.disputes.seen_slot.max(head);
-    if current > cursor.saturating_add(1) {
+    // a move in slot s + 1 may come before slot s is sealed (a seal a little
+    // late): only a whole slot more with neither is a pause
+    if current > cursor.saturating_add(2) {
         let gap = current - cursor - 1;
         let d = &mut state.disputes;
         d.pauses.record(current, gap);
