@@ -13,6 +13,7 @@
 //! is how every hashed structure becomes bytes.
 
 mod beacon_block;
+mod bonds;
 mod chain;
 mod codec;
 mod dispute;
@@ -28,6 +29,7 @@ mod sig;
 mod trace;
 
 pub use beacon_block::{BeaconBlock, HeaderInclusion};
+pub use bonds::{Bond, Bonds};
 pub use chain::{
     ChainSpec, ChallengerInfo, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock,
     ShardHead, SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash,
@@ -35,8 +37,8 @@ pub use chain::{
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use dispute::{
-    Action, Bond, Bonds, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_STEP_BYTES,
-    SignedMove, chain_invalidation, disputes_root, game_id,
+    Action, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_STEP_BYTES, SignedMove,
+    chain_invalidation, disputes_root, game_id,
 };
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};
