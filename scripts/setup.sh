@@ -18,17 +18,23 @@ if ((${#need[@]})); then
     || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${need[@]}"; }
 fi
 
-# Foundry's cast, which the test suite runs the README's examples with (npm).
+# Standard clients the test suite drives a shard with (npm): Foundry's cast
+# (the README's examples), and ethers v6 with Uniswap V2's published
+# contracts (testdata/js).
 TOOLS="${OPTISHARD_TOOLS:-$HOME/.cache/optishard-tools}"
-CAST="$TOOLS/node_modules/@foundry-rs/cast-linux-amd64/bin/cast"
-if [ ! -x "$CAST" ]; then
+NPM_PACKAGES=(@foundry-rs/cast-linux-amd64@1.7.1 ethers@6.17.0 @uniswap/v2-core@1.0.1)
+missing=()
+[ -x "$TOOLS/node_modules/@foundry-rs/cast-linux-amd64/bin/cast" ] || missing+=(cast)
+[ -f "$TOOLS/node_modules/ethers/package.json" ] || missing+=(ethers)
+[ -f "$TOOLS/node_modules/@uniswap/v2-core/build/UniswapV2Pair.json" ] || missing+=(uniswap)
+if ((${#missing[@]})); then
   command -v npm >/dev/null 2>&1 || {
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends npm \
       || { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends npm; }
   }
-  echo "setup: installing cast 1.7.1 into $TOOLS" >&2
+  echo "setup: installing ${NPM_PACKAGES[*]} into $TOOLS" >&2
   mkdir -p "$TOOLS"
-  npm install --prefix "$TOOLS" --no-audit --no-fund --silent @foundry-rs/cast-linux-amd64@1.7.1 >&2
+  npm install --prefix "$TOOLS" --no-audit --no-fund --silent "${NPM_PACKAGES[@]}" >&2
 fi

@@ -175,6 +175,7 @@ fn refuses_headers_that_break_a_rule_execution_cannot_see() {
     let cases: Vec<(&str, Breaker)> = vec![
         ("pre_state_root", |h| h.pre_state_root = Hash::of(b"x")),
         ("timestamp", |h| h.timestamp += 1),
+        ("timestamp", |h| h.timestamp -= 1),
         ("base_fee", |h| h.base_fee -= 1),
         ("gas_used", |h| h.gas_used = h.gas_limit + 1),
         ("gas_limit", |h| h.gas_limit *= 2),

@@ -136,6 +136,7 @@ pub fn params(number: u64) -> BlockParams {
         gas_limit: u64::MAX / 2,
         base_fee: 1_000_000_000,
         prevrandao: B256::ZERO,
+        fork: prover::SPEC,
     }
 }
 

@@ -97,8 +97,17 @@ pub enum HeaderFault {
         /// The parent's.
         parent_slot: u64,
     },
-    /// The timestamp is not the start of the header's slot.
-    #[error("timestamp {claimed}, slot {slot} starts at {expected}")]
+    /// The timestamp is earlier than the parent's (timestamps never go
+    /// back; with sub-second slots consecutive blocks may share one).
+    #[error("timestamp {timestamp} is before the parent's {parent}")]
+    TimestampBeforeParent {
+        /// The header's timestamp.
+        timestamp: u64,
+        /// The parent's.
+        parent: u64,
+    },
+    /// The timestamp is not the second the header's slot starts in.
+    #[error("timestamp {claimed}, slot {slot} starts in second {expected}")]
     Timestamp {
         /// The header's slot.
         slot: u64,
@@ -160,6 +169,7 @@ impl HeaderFault {
             HeaderFault::ParentHash { .. } => "parent_hash",
             HeaderFault::PreStateRoot { .. } => "pre_state_root",
             HeaderFault::SlotNotAfterParent { .. } => "slot_not_after_parent",
+            HeaderFault::TimestampBeforeParent { .. } => "timestamp_before_parent",
             HeaderFault::Timestamp { .. } => "timestamp",
             HeaderFault::BaseFee { .. } => "base_fee",
             HeaderFault::GasLimit { .. } => "gas_limit",
@@ -194,6 +204,15 @@ pub fn check_header(
         return Err(HeaderFault::SlotNotAfterParent {
             slot: header.beacon_slot,
             parent_slot: parent.beacon_slot,
+        });
+    }
+    // the timestamp rule (README, "Block timestamps"): the unix second the
+    // header's slot starts in, so never before the parent's, and strictly
+    // after it whenever slots last a second or more
+    if header.timestamp < parent.timestamp {
+        return Err(HeaderFault::TimestampBeforeParent {
+            timestamp: header.timestamp,
+            parent: parent.timestamp,
         });
     }
     let expected = spec.slot_timestamp(header.beacon_slot);
@@ -381,6 +400,7 @@ mod tests {
             ("pre_state_root", |h| h.pre_state_root = Hash::of(b"x")),
             ("slot_not_after_parent", |h| h.beacon_slot = 3),
             ("timestamp", |h| h.timestamp += 1),
+            ("timestamp_before_parent", |h| h.timestamp = 0),
             ("base_fee", |h| h.base_fee += 1),
             ("gas_limit", |h| h.gas_limit += 1),
             ("gas_used", |h| h.gas_used = h.gas_limit + 1),
@@ -391,6 +411,33 @@ mod tests {
             break_it(&mut bad);
             let err = check_header(&spec, &h1, &h1.hash(), &bad).unwrap_err();
             assert_eq!(err.label(), rule, "{err}");
+        }
+    }
+
+    /// The timestamp rule: the second a header's slot starts in. With
+    /// 500 ms slots two consecutive blocks share a timestamp and are both
+    /// valid; with slots of a second or more timestamps strictly increase.
+    #[test]
+    fn timestamps_are_the_slots_second_never_decreasing() {
+        let mut spec = spec();
+        let g = spec.shard_genesis[0].clone();
+        // genesis at 1,000,000 ms: slots 0 and 1 start in second 1,000
+        let h1 = child(&spec, &g, 1);
+        let h2 = child(&spec, &h1, 2);
+        assert_eq!((h1.timestamp, h2.timestamp), (1_000, 1_001));
+        let h3 = child(&spec, &h2, 3);
+        assert_eq!(h3.timestamp, h2.timestamp, "two blocks in one second share it");
+        assert_eq!(check_header(&spec, &h2, &h2.hash(), &h3), Ok(()));
+        // a proposer may not stamp the next second early, nor the previous one
+        for claimed in [h3.timestamp + 1, h3.timestamp - 1] {
+            let mut bad = h3.clone();
+            bad.timestamp = claimed;
+            assert!(check_header(&spec, &h2, &h2.hash(), &bad).is_err(), "{claimed}");
+        }
+        for slot_ms in [1_000, 1_500, 12_000] {
+            spec.slot_ms = slot_ms;
+            let times: Vec<u64> = (0..100).map(|s| spec.slot_timestamp(s)).collect();
+            assert!(times.windows(2).all(|w| w[0] < w[1]), "slot_ms {slot_ms}: strictly increasing");
         }
     }
 

@@ -66,6 +66,10 @@ pub enum Error {
         /// Bytes charged when the budget ran out.
         used: usize,
     },
+    /// A simulated transaction (an estimate) went over its witness budget:
+    /// as a transaction it would fail and pay its whole gas limit.
+    #[error("witness budget exceeded: {0}")]
+    OverBudget(Box<crate::overlay::Footprint>),
     /// revm failed for a reason other than the transaction (a database error).
     #[error("execution failed: {0}")]
     Execution(String),

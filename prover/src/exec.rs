@@ -58,6 +58,15 @@ pub struct BlockParams {
     pub base_fee: u64,
     /// `PREVRANDAO` value.
     pub prevrandao: B256,
+    /// The EVM rules: always [`SPEC`] on a shard (every node derives it,
+    /// it is not carried); Ethereum's state tests run other forks' fixtures
+    /// through the same function.
+    #[serde(skip, default = "shard_fork")]
+    pub fork: SpecId,
+}
+
+fn shard_fork() -> SpecId {
+    SPEC
 }
 
 impl BlockParams {
@@ -76,7 +85,7 @@ impl BlockParams {
 
     /// revm configuration for this shard.
     pub fn cfg_env(&self) -> CfgEnv {
-        let mut cfg = CfgEnv::new_with_spec(SPEC);
+        let mut cfg = CfgEnv::new_with_spec(self.fork);
         cfg.chain_id = self.chain_id;
         cfg
     }
@@ -281,7 +290,7 @@ fn shard_evm<R: DatabaseRef<Error = Error>>(
         .with_block(block)
         .with_cfg(cfg)
         .build_mainnet()
-        .with_precompiles(ShardPrecompiles::new(SPEC, params.shard, params.shards))
+        .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards))
 }
 
 /// Executes `candidates` in order over `base`: the one state-transition function.
@@ -614,7 +623,8 @@ fn to_receipt(hash: B256, tx_type: u8, result: ExecutionResult, messages: &[Mess
 /// `eth_estimateGas`). Balance, nonce and base-fee checks are relaxed as
 /// Ethereum nodes relax them for calls. `metered`: as a transaction would
 /// run, failing with [`Error::WitnessBudget`] past [`WITNESS_BUDGET`]
-/// (an estimate must not promise what a block would fail); `eth_call`
+/// (an estimate must not promise what a block would fail), with
+/// [`Error::OverBudget`] saying what it touched; `eth_call`
 /// reads are not transactions and run unmetered.
 pub fn simulate<R: DatabaseRef<Error = Error>>(
     base: R,
@@ -632,10 +642,15 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
     }
     let mut evm = shard_evm(base, params, cfg, block);
     evm.ctx.db_mut().metered = metered;
-    match evm.transact(tx) {
+    let over = |evm: &mut ShardEvm<R>| Error::OverBudget(Box::new(evm.ctx.db_mut().footprint()));
+    let res = evm.transact(tx);
+    if metered && evm.ctx.db_mut().over_budget().is_some() {
+        return Err(over(&mut evm));
+    }
+    match res {
         Ok(r) => {
-            if metered {
-                evm.ctx.db_mut().charge_writes(&r.state)?;
+            if metered && evm.ctx.db_mut().charge_writes(&r.state).is_err() {
+                return Err(over(&mut evm));
             }
             Ok(r.result)
         }

@@ -152,6 +152,7 @@ pub fn block_params(spec: &bridge::ChainSpec, header: &bridge::ShardHeader) -> B
         gas_limit: header.gas_limit,
         base_fee: header.base_fee,
         prevrandao: alloy_primitives::B256::from(header.parent_hash.0),
+        fork: crate::SPEC,
     }
 }
 

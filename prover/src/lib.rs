@@ -35,7 +35,7 @@ pub use exec::{
     BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Rejected, SPEC, execute_items,
     execute_items_after, inbound_slot, simulate,
 };
-pub use overlay::{BalanceMoves, ENTRY_ALLOWANCE, Overlay, WITNESS_BUDGET};
+pub use overlay::{BalanceMoves, ENTRY_ALLOWANCE, Footprint, Overlay, WITNESS_BUDGET};
 pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;
 pub use state::{

@@ -40,6 +40,41 @@ pub const WITNESS_BUDGET: usize = 320 << 10;
 /// hashes of grinding. Typical proofs carry log2(keys) ≈ 20–30.
 pub const ENTRY_ALLOWANCE: usize = 4_608;
 
+/// What one item's run read, against [`WITNESS_BUDGET`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes charged.
+    pub used: usize,
+    /// Distinct accounts read or written ([`ENTRY_ALLOWANCE`] each).
+    pub accounts: usize,
+    /// Distinct storage slots read or written ([`ENTRY_ALLOWANCE`] each).
+    pub slots: usize,
+    /// Distinct codes loaded (4 + their length each).
+    pub codes: usize,
+    /// Their total length.
+    pub code_bytes: usize,
+    /// Block hashes read (40 bytes each).
+    pub block_hashes: usize,
+}
+
+impl std::fmt::Display for Footprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "it touches {} accounts and {} storage slots ({} B each), {} codes ({} B) and {} block hashes: \
+             {} B of witness, over the budget of {} B",
+            self.accounts,
+            self.slots,
+            ENTRY_ALLOWANCE,
+            self.codes,
+            self.code_bytes,
+            self.block_hashes,
+            self.used,
+            WITNESS_BUDGET
+        )
+    }
+}
+
 /// A revm database: a block-local cache of reads and writes over a
 /// read-only base (the committed state, or a witness). Records what each
 /// item reads so witnesses can be cut.
@@ -228,6 +263,27 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
         // everything a commit reads the EVM read first (and was charged for)
         debug_assert_eq!(self.reads.len(), reads_before, "a commit read keys the EVM did not");
         Ok(changes)
+    }
+
+    /// What the current item has read so far, against its budget (what an
+    /// estimate past the budget tells the user).
+    pub(crate) fn footprint(&self) -> Footprint {
+        let mut f = Footprint {
+            used: self.footprint,
+            block_hashes: self.block_hashes_read.len(),
+            ..Default::default()
+        };
+        for key in &self.reads {
+            match key {
+                StateKey::Account(_) => f.accounts += 1,
+                StateKey::Storage(..) => f.slots += 1,
+                StateKey::Code(hash) => {
+                    f.codes += 1;
+                    f.code_bytes += self.code.get(hash).map_or(0, |c| c.original_bytes().len());
+                }
+            }
+        }
+        f
     }
 
     pub(crate) fn take_reads(&mut self) -> (BTreeSet<StateKey>, BTreeSet<u64>) {

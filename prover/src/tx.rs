@@ -19,10 +19,12 @@ pub enum TxDecodeError {
     #[error("rlp: {0} trailing bytes after transaction")]
     Trailing(usize),
     /// A type the shard does not execute (blob and set-code transactions).
-    #[error("transaction type {0} not supported")]
+    #[error(
+        "transaction type {0} not supported: shards execute legacy (EIP-155), EIP-2930 and EIP-1559 transactions"
+    )]
     UnsupportedType(u8),
     /// A legacy transaction without EIP-155 replay protection.
-    #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
+    #[error("only replay-protected (EIP-155) transactions allowed over RPC: sign with the shard's chain id")]
     NotReplayProtected,
     /// The signature does not recover to a signer.
     #[error("invalid sender: {0}")]

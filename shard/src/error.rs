@@ -12,6 +12,9 @@ pub enum Error {
     /// The state layer or the state-transition function failed.
     #[error(transparent)]
     State(#[from] prover::Error),
+    /// A header this node built breaks a header rule (it is not signed).
+    #[error("built header refused: {0}")]
+    Header(bridge::HeaderFault),
     /// A bad configuration value.
     #[error("config: {0}")]
     Config(String),

@@ -15,10 +15,12 @@ pub enum PoolError {
     #[error("already known")]
     AlreadyKnown,
     /// Same sender and nonce as a pending transaction, without a 10% fee bump.
-    #[error("replacement transaction underpriced")]
+    #[error(
+        "replacement transaction underpriced: raise both fees by at least 10% to replace the pending one"
+    )]
     ReplacementUnderpriced,
     /// The pool holds its maximum number of transactions.
-    #[error("txpool is full")]
+    #[error("txpool is full: send again after the next blocks")]
     Full,
 }
 

@@ -60,7 +60,20 @@ pub struct ShardNode {
     /// Transactions and messages of reverted blocks (recent ones): what
     /// the RPC shows as `reverted` until they find their new fate.
     reverted: Mutex<Reverted>,
+    /// The network's slot schedule, once a validator drives this node (the
+    /// dev chain has none: it makes a block every `block_time_ms`).
+    schedule: std::sync::OnceLock<ChainSpec>,
+    /// The newest beacon slot the driving validator has seen start.
+    slot: std::sync::atomic::AtomicU64,
 }
+
+/// How far ahead [`ShardNode::pending_params`] looks for the block a
+/// transaction sent now lands in: its first chance and every slot in the
+/// next two seconds (a transaction may miss a slot; block timestamps are
+/// whole seconds, so a contract sees at most three values in that time).
+const LANDING_MS: u64 = 2_000;
+/// At most this many distinct contexts are simulated per estimate.
+const MAX_LANDING_CONTEXTS: usize = 6;
 
 impl ShardNode {
     /// Opens the database, writes genesis on first start, and recovers the
@@ -129,6 +142,8 @@ impl ShardNode {
                 r
             }),
             restored: Mutex::new(Vec::new()),
+            schedule: std::sync::OnceLock::new(),
+            slot: std::sync::atomic::AtomicU64::new(0),
         });
         node.restore_reverted()?;
         Ok(node)
@@ -228,7 +243,59 @@ impl ShardNode {
             gas_limit: self.config.block_gas_limit,
             base_fee: self.next_base_fee(),
             prevrandao: B256::from(head.hash.0),
+            fork: prover::SPEC,
         }
+    }
+
+    /// Blocks are made on `spec`'s slots from now on (a validator drives
+    /// this node); the pending block contexts follow that schedule.
+    pub fn set_schedule(&self, spec: ChainSpec) {
+        let _ = self.schedule.set(spec);
+    }
+
+    /// Beacon slot `slot` has started (the driving validator's clock).
+    pub fn set_slot(&self, slot: u64) {
+        self.slot.fetch_max(slot, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The contexts of the blocks a transaction sent now may land in, the
+    /// likeliest first: the next height, its base fee and prevrandao, and
+    /// for each block that may be built soon (see [`LANDING_MS`]) its
+    /// timestamp and proposer. On a network shard those are the slots from
+    /// the first one not yet built on the local head (its timestamp is the
+    /// second its slot starts in, its beneficiary its scheduled proposer);
+    /// on the dev chain, the wall-clock seconds of the next blocks. What
+    /// `eth_call` and `eth_estimateGas` run in (an estimate must be enough
+    /// in whichever of them the transaction lands in).
+    pub fn pending_params(&self) -> Vec<BlockParams> {
+        let head = self.head();
+        let base = self.next_params();
+        let mut out: Vec<BlockParams> = Vec::new();
+        let mut push = |timestamp: u64, beneficiary: Address| {
+            if out.len() < MAX_LANDING_CONTEXTS
+                && !out.iter().any(|p| p.timestamp == timestamp && p.beneficiary == beneficiary)
+            {
+                out.push(BlockParams { timestamp, beneficiary, ..base.clone() });
+            }
+        };
+        match self.schedule.get() {
+            Some(spec) => {
+                let now = self.slot.load(std::sync::atomic::Ordering::Relaxed);
+                let first = now.max(head.header.beacon_slot.saturating_add(1));
+                let slots = LANDING_MS.div_ceil(spec.slot_ms.max(1)).max(1);
+                for slot in first..=first.saturating_add(slots) {
+                    let proposer = spec.proposer(self.config.shard, slot).map(|a| Address::from(a.0));
+                    push(spec.slot_timestamp(slot), proposer.unwrap_or(self.config.coinbase));
+                }
+            }
+            None => {
+                let now = now_secs();
+                for ahead in 0..=LANDING_MS.div_ceil(1000) {
+                    push(now.saturating_add(ahead).max(head.header.timestamp), self.config.coinbase);
+                }
+            }
+        }
+        out
     }
 
     /// The hashes `BLOCKHASH` may read in block `height`: the 256 below it
@@ -352,16 +419,21 @@ impl ShardNode {
     /// Builds the block of beacon `slot` as its scheduled proposer, signs
     /// and commits it, and returns it for gossip. `inbox`: verified inbox
     /// messages offered for it, in channel order (those invalid in their
-    /// position are left out).
+    /// position are left out). Its timestamp is the second `slot` starts
+    /// in (`spec.slot_timestamp`); a header that breaks any rule the beacon
+    /// and importers check (`bridge::check_header`: a slot not after its
+    /// parent's, a timestamp not its slot's, …) is refused here, unsigned.
     pub fn propose(
         &self,
         slot: u64,
-        timestamp: u64,
+        spec: &ChainSpec,
         key: &ValidatorKey,
         inbox: Vec<InboxEntry>,
     ) -> Result<ShardBlock> {
         let _one_at_a_time = self.produce_lock.lock();
-        let built = self.build(slot, timestamp, Address::from(key.address().0), inbox)?;
+        let head = self.head();
+        let built = self.build(slot, spec.slot_timestamp(slot), Address::from(key.address().0), inbox)?;
+        bridge::check_header(spec, &head.header, &head.hash, &built.header).map_err(Error::Header)?;
         let signed = SignedHeader::sign(built.header.clone(), key);
         let txs = built.body.txs.iter().map(|t| t.to_vec()).collect();
         let inbox = built.body.inbox.clone();
@@ -373,7 +445,7 @@ impl ShardNode {
         let head = self.head();
         let height = head.header.height;
         let mut params = self.next_params();
-        params.timestamp = timestamp.max(head.header.timestamp);
+        params.timestamp = timestamp;
         params.beneficiary = proposer;
         let candidates = {
             let pool = self.pool.lock();
@@ -692,13 +764,17 @@ impl ShardNode {
         let env = &tx.envelope;
         if env.chain_id() != Some(cfg.chain_id()) {
             return Err(TxRejected::malformed(format!(
-                "invalid chain id: have {}, want {}",
+                "invalid chain id: have {}, want {} (sign for this shard's chain id)",
                 env.chain_id().map_or("none".into(), |c| c.to_string()),
                 cfg.chain_id()
             )));
         }
-        if env.gas_limit() > cfg.block_gas_limit.min(TX_GAS_CAP) {
-            return Err(TxRejected::malformed("exceeds block gas limit"));
+        let most = cfg.block_gas_limit.min(TX_GAS_CAP);
+        if env.gas_limit() > most {
+            return Err(TxRejected::malformed(format!(
+                "exceeds block gas limit: gas {}, at most {most} per transaction (lower the gas limit)",
+                env.gas_limit()
+            )));
         }
         let tx_env = tx.tx_env();
         let floor =

@@ -16,7 +16,7 @@ use alloy_rpc_types_eth::{
 };
 use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use prover::{AccountState, ExecutionResult, StateKey, simulate};
+use prover::{AccountState, BlockParams, ExecutionResult, StateKey, simulate};
 
 use crate::node::TX_GAS_CAP;
 use revm::context::TxEnv;
@@ -76,6 +76,54 @@ pub fn revert_reason(output: &[u8]) -> Option<String> {
     let len = U256::from_be_slice(&output[36..68]).try_into().ok()?;
     let bytes: &[u8] = output.get(68..68usize.checked_add(len)?)?;
     String::from_utf8(bytes.to_vec()).ok()
+}
+
+/// `Error(string)`, as Solidity's `revert("...")` encodes it: clients that
+/// show only revert data (ethers) then show the reason.
+fn error_string(text: &str) -> Bytes {
+    use alloy_sol_types::SolError;
+    alloy_sol_types::Revert::from(text).abi_encode().into()
+}
+
+/// A simulated transaction past the witness budget: code 3 like a revert,
+/// the message naming the budget and what it touched, and the same text as
+/// `Error(string)` revert data (clients that read only the data would
+/// otherwise show "missing revert data").
+fn over_budget(footprint: &prover::Footprint) -> ErrorObjectOwned {
+    let reason = format!(
+        "witness budget exceeded: {footprint}. As a transaction it would fail and pay its whole gas limit. \
+         Split the work over several transactions (each may touch about {} accounts or slots)",
+        prover::WITNESS_BUDGET / prover::ENTRY_ALLOWANCE
+    );
+    // "execution reverted" leads, as for code 3 everywhere: ethers looks
+    // for revert data only in errors whose message says "revert"
+    let msg = format!("execution reverted: {reason}");
+    ErrorObjectOwned::owned(code::EXECUTION_REVERTED, msg, Some(error_string(&reason)))
+}
+
+/// A call the EVM halted (out of gas, invalid opcode, stack error, …).
+fn halted(reason: revm::context::result::HaltReason, gas: u64) -> ErrorObjectOwned {
+    use revm::context::result::{HaltReason, OutOfGasError};
+    let msg = match reason {
+        HaltReason::OutOfGas(e) if !matches!(e, OutOfGasError::InvalidOperand) => {
+            format!(
+                "gas required exceeds allowance ({gas}): raise the gas limit, or leave it out to have it estimated"
+            )
+        }
+        other => {
+            format!("execution halted: {other:?} (the contract hit an exceptional halt; no revert data)")
+        }
+    };
+    server_err(msg)
+}
+
+/// An invalid simulated transaction, in the words of Ethereum nodes.
+fn invalid_call(reason: &str) -> String {
+    if reason.contains("lack of funds") {
+        format!("insufficient funds for gas * price + value: {reason}")
+    } else {
+        reason.to_string()
+    }
 }
 
 fn reverted(output: &Bytes) -> ErrorObjectOwned {
@@ -271,62 +319,96 @@ impl Rpc {
         }
     }
 
+    /// The state a call at `block` reads and the block contexts it runs in.
+    /// The head's state (no tag, `latest`, `pending`, the head's number or
+    /// hash) runs in the blocks a transaction sent now would land in
+    /// ([`ShardNode::pending_params`], the likeliest first), as anvil and
+    /// reth run `pending`: an estimate made now is for the next block, not
+    /// the last one. An older block's state runs in that block's own context.
+    fn contexts(&self, block: Option<BlockId>) -> RpcResult<(u64, Vec<BlockParams>)> {
+        let height = self.state_version(self.resolve(block)?)?;
+        if height == self.head_height() {
+            return Ok((height, self.node.pending_params()));
+        }
+        let h =
+            self.node.db().header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
+        let mut params = self.node.next_params();
+        params.number = h.height;
+        params.timestamp = h.timestamp;
+        params.base_fee = h.base_fee;
+        params.beneficiary = Address::from(h.proposer.0);
+        params.prevrandao = B256::from(h.parent_hash.0);
+        Ok((height, vec![params]))
+    }
+
     fn simulate(
         &self,
         req: &TransactionRequest,
-        block: Option<BlockId>,
+        height: u64,
+        params: &BlockParams,
         gas: u64,
         metered: bool,
     ) -> RpcResult<ExecutionResult> {
-        let height = self.state_version(self.resolve(block)?)?;
-        let mut params = self.node.next_params();
-        if height != self.head_height()
-            && let Some(h) = self.node.db().header(height).map_err(internal)?
-        {
-            params.number = h.height;
-            params.timestamp = h.timestamp;
-            params.base_fee = h.base_fee;
-        }
         let reader =
             self.node.state().reader(height).map_err(internal)?.with_block_hashes(self.node.recent_hashes());
-        simulate(reader, &params, self.call_env(req, gas), metered).map_err(|e| match e {
-            prover::Error::InvalidTransaction { reason, .. } => server_err(reason),
-            budget @ prover::Error::WitnessBudget { .. } => {
-                server_err(format!("{budget}: as a transaction it would fail and pay its whole gas limit"))
-            }
+        simulate(reader, params, self.call_env(req, gas), metered).map_err(|e| match e {
+            prover::Error::InvalidTransaction { reason, .. } => server_err(invalid_call(&reason)),
+            prover::Error::OverBudget(footprint) => over_budget(&footprint),
             other => internal(other),
         })
     }
 
     fn call(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<Bytes> {
         let gas = req.gas.unwrap_or(TX_GAS_CAP * 4);
-        match self.simulate(&req, block, gas, false)? {
+        let (height, contexts) = self.contexts(block)?;
+        let params = contexts.first().ok_or_else(|| internal("no block context"))?;
+        match self.simulate(&req, height, params, gas, false)? {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
-            ExecutionResult::Halt { reason, .. } => Err(server_err(format!("execution halted: {reason:?}"))),
+            ExecutionResult::Halt { reason, .. } => Err(halted(reason, gas)),
         }
     }
 
+    /// The smallest gas limit with which the transaction succeeds in every
+    /// block it may land in where it succeeds at all (see [`Self::contexts`];
+    /// it must succeed in the likeliest, or the error is that one's). Gas
+    /// can depend on the block: a contract that writes only when
+    /// `block.timestamp` moved since its last write costs more in the next
+    /// second than in this one.
     fn estimate_gas(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<U64> {
-        let hi = req.gas.unwrap_or(TX_GAS_CAP);
-        let used = match self.simulate(&req, block, hi, true)? {
-            ExecutionResult::Success { gas, .. } => gas.tx_gas_used(),
-            ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
-            ExecutionResult::Halt { .. } => {
-                return Err(server_err(format!("gas required exceeds allowance ({hi})")));
+        let cap = req.gas.unwrap_or(TX_GAS_CAP);
+        let (height, contexts) = self.contexts(block)?;
+        let mut best: Option<u64> = None;
+        for (i, params) in contexts.iter().enumerate() {
+            let run = |gas: u64| self.simulate(&req, height, params, gas, true);
+            let used = match run(cap)? {
+                ExecutionResult::Success { gas, .. } => gas.tx_gas_used(),
+                // only the likeliest block decides whether it fails
+                _ if i > 0 => continue,
+                ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
+                ExecutionResult::Halt { reason, .. } => return Err(halted(reason, cap)),
+            };
+            // enough already for the blocks before?
+            if let Some(b) = best
+                && b >= used
+                && run(b)?.is_success()
+            {
+                continue;
             }
-        };
-        // the smallest limit that succeeds: at least what was used, and
-        // often more (the 63/64 rule, refunds)
-        let (mut lo, mut hi) = (used.saturating_sub(1), hi);
-        while lo + 1 < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.simulate(&req, block, mid, true)? {
-                ExecutionResult::Success { .. } => hi = mid,
-                _ => lo = mid,
+            // the smallest limit that succeeds here: at least what was
+            // used, often more (the 63/64 rule, refunds)
+            let (mut lo, mut hi) = (best.unwrap_or(0).max(used.saturating_sub(1)), cap);
+            while lo + 1 < hi {
+                let mid = lo + (hi - lo) / 2;
+                if run(mid)?.is_success() {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
             }
+            best = Some(hi);
         }
-        Ok(U64::from(hi))
+        best.map(U64::from).ok_or_else(|| internal("no block context"))
     }
 
     fn body_txs(

@@ -159,6 +159,7 @@ impl<N: Network> Validator<N> {
                 "this node's genesis {genesis} is not shard {shard}'s genesis in the spec (check genesis accounts, time and gas limit)"
             )));
         }
+        node.set_schedule(spec.clone());
         net.subscribe(Topic::ShardBlocks(shard));
         net.subscribe(Topic::ShardTxs(shard));
         net.subscribe(Topic::BeaconBlocks);
@@ -232,11 +233,13 @@ impl<N: Network> Validator<N> {
     /// Sets the clock without proposing (a node starting mid-slot).
     pub fn observe_slot(&mut self, slot: u64) {
         self.slot = self.slot.max(slot);
+        self.node.set_slot(slot);
     }
 
     /// Beacon slot `slot` started: propose if scheduled.
     pub fn on_slot(&mut self, slot: u64) {
         self.slot = slot;
+        self.node.set_slot(slot);
         self.flush_txs();
         if self.sync.as_ref().is_some_and(|s| s.since_slot + SYNC_TIMEOUT_SLOTS < slot) {
             debug!(target: "shard", "sync request timed out");
@@ -279,7 +282,7 @@ impl<N: Network> Validator<N> {
             return;
         }
         let inbox = self.relay.offer(&self.node, self.node.config().block_gas_limit, slot);
-        match self.node.propose(slot, self.spec.slot_timestamp(slot), key, inbox) {
+        match self.node.propose(slot, &self.spec, key, inbox) {
             // the beacon subscribes to every shard's blocks: one publish
             // reaches the shard's validators and the beacon (which takes
             // the header only with this body)

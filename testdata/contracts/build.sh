@@ -9,7 +9,7 @@ npm install --prefix "$tmp" solc@0.8.30 >/dev/null
 # contracts import the bridge's published interface
 cp ../../contracts/IBridge.sol .
 trap 'rm -f IBridge.sol' EXIT
-for c in Store Token Pinger; do
+for c in Store Token Pinger Clock; do
   "$tmp/node_modules/.bin/solcjs" --optimize --bin --abi -o "$tmp/out" "$c.sol" >/dev/null
   cp "$tmp/out/${c}_sol_${c}.bin" "$c.bin"
   cp "$tmp/out/${c}_sol_${c}.abi" "$c.abi"

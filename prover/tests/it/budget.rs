@@ -223,7 +223,14 @@ fn an_estimate_runs_metered_and_a_call_does_not() {
         ..Default::default()
     };
     let estimate = prover::simulate(reader.clone(), &params(1), env(all), true);
-    assert!(matches!(estimate, Err(prover::Error::WitnessBudget { .. })), "{estimate:?}");
+    // the error says what the transaction touched and what the budget is
+    let Err(prover::Error::OverBudget(f)) = estimate else { panic!("{estimate:?}") };
+    assert!(f.used > prover::WITNESS_BUDGET, "{f:?}");
+    // the reader's own code and the 24 KiB codes it loaded before the budget ran out
+    assert!(f.codes >= 12 && f.code_bytes >= (f.codes - 1) * MAX_CODE, "the big codes it loaded: {f:?}");
+    assert!(f.accounts >= 12, "{f:?}");
+    let text = prover::Error::OverBudget(f).to_string();
+    assert!(text.contains(&prover::WITNESS_BUDGET.to_string()) && text.contains("codes"), "{text}");
     let call = prover::simulate(reader.clone(), &params(1), env(all), false).unwrap();
     assert!(call.is_success(), "a read-only call may read as much as it likes");
     assert!(prover::simulate(reader, &params(1), env(small), true).unwrap().is_success());

@@ -1,10 +1,12 @@
 //! prover integration tests: the state tree, the state-transition function,
-//! witnesses and stateless re-execution.
+//! witnesses and stateless re-execution, and Ethereum's state tests through
+//! the state-transition function.
 
 mod budget;
 mod fuzz_corpus;
 mod game;
 mod messages;
 mod smt;
+mod state_tests;
 mod stf;
 mod support;

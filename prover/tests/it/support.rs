@@ -75,6 +75,7 @@ pub(crate) fn params(number: u64) -> BlockParams {
         gas_limit: 30_000_000,
         base_fee: BASE_FEE,
         prevrandao: B256::repeat_byte(9),
+        fork: prover::SPEC,
     }
 }
 

@@ -3,5 +3,7 @@
 
 mod bad_input;
 mod client;
+mod estimate;
+mod js_client;
 mod store;
 mod support;

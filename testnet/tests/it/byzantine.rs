@@ -115,7 +115,7 @@ fn a_far_future_block_changes_nothing_and_costs_its_signer() {
     // dropped from validator 0's own chain
     let node0 = t.node(0).unwrap().clone();
     let height = node0.head().header.height;
-    let future = node0.propose(far, t.spec().slot_timestamp(far), &key, vec![]).unwrap();
+    let future = node0.propose(far, t.spec(), &key, vec![]).unwrap();
     node0.revert_to(height).unwrap();
     let net0 = t.validator_net(0).clone();
     net0.publish(Topic::ShardBlocks(ShardId(0)), future.encode());
@@ -305,4 +305,55 @@ fn a_wrong_state_root_is_caught_by_every_honest_mate() {
         let evidence = node.mismatch_evidence(&liar.hash()).unwrap().expect("canonical evidence stored");
         assert_eq!(evidence.computed.post_state_root, t.node(0).unwrap().state().root(liar.height).unwrap());
     }
+}
+
+/// The timestamp rule (README, "Block timestamps") where a block is made
+/// and where it is imported (the beacon's own check is in the beacon's
+/// chain tests): a timestamp that is not the second the block's slot
+/// starts in, or is before its parent's, is refused with that reason, and
+/// nothing changes.
+#[test]
+fn a_timestamp_off_its_slot_is_refused_by_the_proposer_and_by_importers() {
+    use bridge::HeaderFault;
+    use shard::{BlockError, BoundBlock, Expected, NoSources};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(34).build(dir.path()).unwrap();
+    t.run(4);
+    let slot = next_slot_of(&t, 0, t.slot(), |_| true);
+    let key = t.validator_key(0).clone();
+    let (node0, node1) = (t.node(0).unwrap().clone(), t.node(1).unwrap().clone());
+    let head1 = node1.head();
+
+    // the importer: a block signed by the slot's proposer, its timestamp
+    // one second after its slot's
+    let expected =
+        Expected { spec: t.spec(), shard: ShardId(0), head_height: head1.header.height, current: slot };
+    let mut late = block_on_head(&t, 1, &key, slot, vec![]);
+    late.header.header.timestamp += 1;
+    late.header = SignedHeader::sign(late.header.header.clone(), &key);
+    let bound = BoundBlock::from_block(late, &expected).unwrap();
+    let err = node1.import(bound, t.spec(), &NoSources).unwrap_err();
+    assert!(matches!(err, BlockError::Header(HeaderFault::Timestamp { .. })), "{err}");
+    assert!(err.is_fault(), "a signed header breaking a rule is its proposer's fault");
+    // and one stamped before its parent
+    let mut early = block_on_head(&t, 1, &key, slot, vec![]);
+    early.header.header.timestamp = head1.header.timestamp - 1;
+    early.header = SignedHeader::sign(early.header.header.clone(), &key);
+    let bound = BoundBlock::from_block(early, &expected).unwrap();
+    let err = node1.import(bound, t.spec(), &NoSources).unwrap_err();
+    assert!(matches!(err, BlockError::Header(HeaderFault::TimestampBeforeParent { .. })), "{err}");
+    assert_eq!(node1.head().hash, head1.hash, "nothing imported");
+
+    // the proposer: under a schedule whose slot starts before its head's
+    // timestamp (a misconfigured genesis time) it refuses to sign at all
+    let head0 = node0.head();
+    let mut skewed = t.spec().clone();
+    skewed.genesis_time_ms -= 60_000;
+    let err = node0.propose(slot, &skewed, &key, vec![]).unwrap_err();
+    assert!(matches!(err, shard::Error::Header(HeaderFault::TimestampBeforeParent { .. })), "{err}");
+    assert_eq!(node0.head().hash, head0.hash, "nothing committed");
+    // under the network's schedule it proposes, stamped with its slot's second
+    let block = node0.propose(slot, t.spec(), &key, vec![]).unwrap();
+    assert_eq!(block.header.header.timestamp, t.spec().slot_timestamp(slot));
+    assert!(block.header.header.timestamp >= head0.header.timestamp);
 }

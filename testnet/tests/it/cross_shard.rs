@@ -117,7 +117,7 @@ fn forged_inbox_messages_are_refused_and_change_nothing() {
     let mate_head = t.node(mate).unwrap().head().hash;
     for (forged, punished) in [(tampered, true), (unaccepted, false)] {
         let height = node.head().header.height;
-        let block = node.propose(slot, t.spec().slot_timestamp(slot), &key, vec![forged]).unwrap();
+        let block = node.propose(slot, t.spec(), &key, vec![forged]).unwrap();
         assert_eq!(block.inbox.len(), 1, "the execution does not check proofs: the block carries it");
         node.revert_to(height).unwrap();
         let score = t.peer_score(mate, &t.peer(rogue)).unwrap_or(0.0);
@@ -337,7 +337,7 @@ fn replayed_and_misrouted_inbox_messages_are_refused() {
     };
     for (forged, reason) in [(real.clone(), "expected 1"), (misrouted, "in a block of shard 1")] {
         let height = node.head().header.height;
-        let honest = node.propose(slot, t.spec().slot_timestamp(slot), &key, vec![]).unwrap();
+        let honest = node.propose(slot, t.spec(), &key, vec![]).unwrap();
         node.revert_to(height).unwrap();
         let mut block = ShardBlock { inbox: vec![forged], ..honest };
         let mut header = block.header.header.clone();

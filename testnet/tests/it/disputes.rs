@@ -1043,7 +1043,7 @@ fn an_unbonded_proposer_is_refused() {
     assert!(headers.iter().all(|h| h.header.header.proposer != key.address()));
     // a header it signs anyway is refused
     let slot = (t.slot() + 1..).find(|s| t.spec().proposer(ShardId(0), *s) == Some(key.address())).unwrap();
-    let block = t.node(1).unwrap().propose(slot, t.spec().slot_timestamp(slot), &key, vec![]).unwrap();
+    let block = t.node(1).unwrap().propose(slot, t.spec(), &key, vec![]).unwrap();
     let refused = t.beacon().submit(block, slot).unwrap_err();
     assert_eq!(refused.label(), "unbonded", "{refused}");
 }

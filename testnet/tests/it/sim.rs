@@ -98,7 +98,7 @@ fn a_block_with_a_wrong_root_is_recorded_as_a_mismatch_and_not_imported() {
         .validators[0]
         .1
         .clone();
-    let honest = node0.propose(slot, t.spec().slot_start_ms(slot) / 1000, &key, vec![]).unwrap();
+    let honest = node0.propose(slot, t.spec(), &key, vec![]).unwrap();
     let mut header = honest.header.header.clone();
     header.post_state_root = bridge::Hash::of(b"wrong");
     // a coherent lie: the trace's last commitment agrees (else the header
@@ -255,4 +255,38 @@ fn transactions_of_a_reverted_block_survive_a_crash_and_are_included_again() {
     t.crash(0);
     t.restart(0).unwrap();
     assert!(t.node(0).unwrap().db().reverted_txs().unwrap().is_empty());
+}
+
+/// `eth_call` and `eth_estimateGas` at the head run in the blocks a
+/// transaction sent now may land in: the next height, on every slot of the
+/// next two seconds, each with its slot's timestamp and proposer.
+#[test]
+fn pending_block_contexts_follow_the_slot_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder().shards(1).validators_per_shard(2).seed(8).build(dir.path()).unwrap();
+    t.run(6);
+    let spec = t.spec().clone();
+    let node = t.node(0).unwrap().clone();
+    let head = node.head();
+    let contexts = node.pending_params();
+    let first = t.slot().max(head.header.beacon_slot + 1);
+    assert_eq!(contexts[0].timestamp, spec.slot_timestamp(first), "the likeliest block is the next slot's");
+    let proposer = |slot: u64| alloy_primitives::Address::from(spec.proposer(ShardId(0), slot).unwrap().0);
+    assert_eq!(contexts[0].beneficiary, proposer(first), "its proposer is the coinbase");
+    for c in &contexts {
+        assert_eq!(c.number, head.header.height + 1);
+        assert_eq!(c.base_fee, bridge::next_base_fee(&head.header));
+        assert_eq!(c.prevrandao.0, head.hash.0);
+    }
+    assert!(contexts.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    // every slot of the next two seconds is covered (500 ms slots: 4 more)
+    for slot in first..=first + 4 {
+        assert!(
+            contexts
+                .iter()
+                .any(|c| c.timestamp == spec.slot_timestamp(slot) && c.beneficiary == proposer(slot)),
+            "slot {slot} is covered"
+        );
+    }
+    assert!(contexts.iter().any(|c| c.timestamp > contexts[0].timestamp), "a later second is among them");
 }

@@ -1,0 +1,103 @@
+//! `eth_estimateGas` answers for the block a transaction lands in, not for
+//! the last one: a contract whose gas depends on `block.timestamp` having
+//! moved since its last write (as a Uniswap V2 pair's price accumulators
+//! do), called right after that write with the node's own estimate,
+//! succeeds in the next block, a second later.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_network::{EthereumWallet, TransactionBuilder};
+use alloy_primitives::Address;
+use alloy_provider::{Provider, ProviderBuilder};
+use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
+use alloy_sol_types::{SolCall, SolEvent, sol};
+
+use crate::support::{clock_bin, manual_dev_node};
+
+sol! {
+    interface IClock {
+        function poke() external;
+        function pokes() external view returns (uint256);
+        event Poked(address indexed who, uint32 timestamp, bool moved);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Waits for the start of a wall-clock second, so that what follows
+/// happens within it.
+async fn start_of_a_second() -> u64 {
+    let ms = now_ms() % 1000;
+    tokio::time::sleep(Duration::from_millis(1000 - ms + 5)).await;
+    now_ms() / 1000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_estimate_made_right_after_a_write_is_enough_a_second_later() {
+    tokio::time::timeout(Duration::from_secs(120), scenario()).await.expect("scenario finishes in time");
+}
+
+async fn scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = manual_dev_node(&dir).await;
+    let node = handle.node.clone();
+    let (signer, _) = shard::dev_accounts().remove(0);
+    let url = format!("http://{}", handle.rpc_addr).parse().unwrap();
+    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url);
+    let mine = |hash| {
+        node.produce_block().unwrap();
+        let provider = &provider;
+        async move {
+            let r: TransactionReceipt =
+                provider.get_transaction_receipt(hash).await.unwrap().expect("included");
+            r
+        }
+    };
+
+    let deploy = TransactionRequest::default().with_deploy_code(clock_bin());
+    let hash = *provider.send_transaction(deploy).await.unwrap().tx_hash();
+    let clock: Address = mine(hash).await.contract_address.unwrap();
+    let poke = TransactionRequest::default().with_to(clock).with_input(IClock::pokeCall {}.abi_encode());
+
+    for round in 0..3 {
+        // a poke lands in second T
+        let t = start_of_a_second().await;
+        let hash = *provider.send_transaction(poke.clone().with_gas_limit(300_000)).await.unwrap().tx_hash();
+        let first = mine(hash).await;
+        assert!(first.status());
+        let head = provider.get_block_by_number(first.block_number.unwrap().into()).await.unwrap().unwrap();
+        assert_eq!(head.header.timestamp, t, "round {round}: the write's block is in second {t}");
+        // estimated at once, still in second T
+        let estimate = provider.estimate_gas(poke.clone()).await.unwrap();
+        assert_eq!(now_ms() / 1000, t, "round {round}: estimated within the write's second");
+        let hash = *provider.send_transaction(poke.clone().with_gas_limit(estimate)).await.unwrap().tx_hash();
+        // the next block is made a second later: the timestamp moved
+        tokio::time::sleep(Duration::from_millis(1000 - now_ms() % 1000 + 5)).await;
+        let second = mine(hash).await;
+        assert!(second.status(), "round {round}: the poke sent with the node's estimate ({estimate}) failed");
+        let ev = IClock::Poked::decode_log(&second.inner.logs()[0].inner).unwrap();
+        assert!(ev.moved && ev.timestamp as u64 > t, "round {round}: it ran in a later second");
+        assert!(second.gas_used <= estimate);
+    }
+
+    // the estimate is also enough when the block lands in the same second
+    let t = start_of_a_second().await;
+    let hash = *provider.send_transaction(poke.clone().with_gas_limit(300_000)).await.unwrap().tx_hash();
+    mine(hash).await;
+    let estimate = provider.estimate_gas(poke.clone()).await.unwrap();
+    let hash = *provider.send_transaction(poke.clone().with_gas_limit(estimate)).await.unwrap().tx_hash();
+    let same = mine(hash).await;
+    let ev = IClock::Poked::decode_log(&same.inner.logs()[0].inner).unwrap();
+    if now_ms() / 1000 == t {
+        assert!(!ev.moved);
+    }
+    assert!(same.status());
+    let out = provider
+        .call(TransactionRequest::default().with_to(clock).with_input(IClock::pokesCall {}.abi_encode()))
+        .await
+        .unwrap();
+    assert_eq!(alloy_primitives::U256::from_be_slice(&out), alloy_primitives::U256::from(8));
+    handle.stop().await;
+}
