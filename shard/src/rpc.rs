@@ -320,14 +320,17 @@ impl Rpc {
     }
 
     /// The state a call at `block` reads and the block contexts it runs in.
-    /// The head's state (no tag, `latest`, `pending`, the head's number or
-    /// hash) runs in the blocks a transaction sent now would land in
+    /// What is about to be sent — an estimate at the head (any tag naming
+    /// it), a call with no tag or `pending` — runs over the head's state in
+    /// the blocks a transaction sent now would land in
     /// ([`ShardNode::pending_params`], the likeliest first), as anvil and
     /// reth run `pending`: an estimate made now is for the next block, not
-    /// the last one. An older block's state runs in that block's own context.
-    fn contexts(&self, block: Option<BlockId>) -> RpcResult<(u64, Vec<BlockParams>)> {
+    /// the last one. A call at `latest`, a number or a hash runs in that
+    /// block's own context, as geth answers it.
+    fn contexts(&self, block: Option<BlockId>, sending: bool) -> RpcResult<(u64, Vec<BlockParams>)> {
         let height = self.state_version(self.resolve(block)?)?;
-        if height == self.head_height() {
+        let pending = matches!(block, None | Some(BlockId::Number(BlockNumberOrTag::Pending)));
+        if height == self.head_height() && (sending || pending) {
             return Ok((height, self.node.pending_params()));
         }
         let h =
@@ -360,7 +363,7 @@ impl Rpc {
 
     fn call(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<Bytes> {
         let gas = req.gas.unwrap_or(TX_GAS_CAP * 4);
-        let (height, contexts) = self.contexts(block)?;
+        let (height, contexts) = self.contexts(block, false)?;
         let params = contexts.first().ok_or_else(|| internal("no block context"))?;
         match self.simulate(&req, height, params, gas, false)? {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
@@ -377,7 +380,7 @@ impl Rpc {
     /// second than in this one.
     fn estimate_gas(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<U64> {
         let cap = req.gas.unwrap_or(TX_GAS_CAP);
-        let (height, contexts) = self.contexts(block)?;
+        let (height, contexts) = self.contexts(block, true)?;
         let mut best: Option<u64> = None;
         for (i, params) in contexts.iter().enumerate() {
             let run = |gas: u64| self.simulate(&req, height, params, gas, true);

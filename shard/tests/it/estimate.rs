@@ -99,5 +99,35 @@ async fn scenario() {
         .await
         .unwrap();
     assert_eq!(alloy_primitives::U256::from_be_slice(&out), alloy_primitives::U256::from(8));
+
+    // eth_call with no tag or `pending` runs in the next block, at
+    // `latest` in the head's own (as geth answers it): code returning
+    // NUMBER and TIMESTAMP tells which
+    let head =
+        provider.get_block_by_number(alloy_eips::BlockNumberOrTag::Latest).await.unwrap().unwrap().header;
+    let code = "0x435f524260205260405ff3"; // NUMBER PUSH0 MSTORE TIMESTAMP PUSH1 32 MSTORE PUSH1 64 PUSH0 RETURN
+    let url = format!("http://{}", handle.rpc_addr);
+    let call = |tag: Option<&str>| {
+        let mut params = vec![serde_json::json!({ "data": code })];
+        params.extend(tag.map(|t| serde_json::json!(t)));
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": params});
+        let url = url.clone();
+        async move {
+            let v: serde_json::Value =
+                reqwest::Client::new().post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+            let out = hex::decode(v["result"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+            let word = |i: usize| {
+                u64::try_from(alloy_primitives::U256::from_be_slice(&out[i * 32..(i + 1) * 32])).unwrap()
+            };
+            (word(0), word(1))
+        }
+    };
+    let before = now_ms() / 1000;
+    for tag in [None, Some("pending")] {
+        let (number, timestamp) = call(tag).await;
+        assert_eq!(number, head.number + 1, "{tag:?}: the next block's number");
+        assert!(timestamp >= before.max(head.timestamp), "{tag:?}: the next block's timestamp");
+    }
+    assert_eq!(call(Some("latest")).await, (head.number, head.timestamp), "latest: the head's own context");
     handle.stop().await;
 }

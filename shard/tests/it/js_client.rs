@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use shard::dev_accounts;
 
-use crate::support::dev_node_every;
+use crate::support::manual_dev_node;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
 
 fn tools() -> PathBuf {
     std::env::var_os("OPTISHARD_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
@@ -26,8 +30,21 @@ async fn ethers_with_uniswap_v2_works_unchanged() {
         modules.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    // the dev chain as scripts/dev-node.sh runs it: a block every 500 ms
-    let node = dev_node_every(&dir, 500).await;
+    // the dev chain as scripts/dev-node.sh runs it, a block every 500 ms,
+    // here at .1 and .6 of each second: the client sees a block early in
+    // its second and estimates the next transaction within it
+    let node = manual_dev_node(&dir).await;
+    let producer = {
+        let node = node.node.clone();
+        tokio::spawn(async move {
+            loop {
+                let ms = now_ms() % 500;
+                tokio::time::sleep(Duration::from_millis((600 - ms) % 500 + 1)).await;
+                let n = node.clone();
+                tokio::task::spawn_blocking(move || n.produce_block()).await.unwrap().unwrap();
+            }
+        })
+    };
     let (signer, _) = dev_accounts().remove(0);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/js/uniswap.cjs");
     let run = tokio::process::Command::new("node")
@@ -39,6 +56,7 @@ async fn ethers_with_uniswap_v2_works_unchanged() {
         .output();
     let out =
         tokio::time::timeout(Duration::from_secs(240), run).await.expect("the client finishes").unwrap();
+    producer.abort();
     node.stop().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "ethers run failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
@@ -49,6 +67,13 @@ async fn ethers_with_uniswap_v2_works_unchanged() {
     for s in syncs {
         assert!(s["used"].as_u64().unwrap() <= s["estimate"].as_u64().unwrap(), "{s}");
     }
+    // the case that needs the next block's context: estimated in the
+    // second of the write before it, landed in a later one (each sync
+    // checked it landed later and succeeded)
+    assert!(
+        syncs.iter().any(|s| s["sameSecond"] == true),
+        "a round estimated within the write's second: {syncs:?}"
+    );
     assert_eq!(r["swaps"].as_array().unwrap().len(), 4);
     assert_eq!(r["syncLogs"], 13);
     assert_eq!(r["revertReason"], "UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT");

@@ -4,7 +4,7 @@ use shard::{NodeHandle, ShardConfig, dev_accounts};
 
 /// A dev node on a free port in a temporary directory, making a block
 /// every `block_time_ms`.
-pub(crate) async fn dev_node_every(dir: &tempfile::TempDir, block_time_ms: u64) -> NodeHandle {
+async fn dev_node_every(dir: &tempfile::TempDir, block_time_ms: u64) -> NodeHandle {
     let cfg = ShardConfig {
         rpc_addr: "127.0.0.1:0".parse().unwrap(),
         datadir: dir.path().to_path_buf(),
