@@ -236,6 +236,12 @@ async fn scenario(dir: &Path) {
         }
     }
 
+    // a validator's estimate is enough in the block the transaction lands
+    // in: a write whose gas depends on `block.timestamp` having moved since
+    // the last one, estimated right after it, succeeds a slot later
+    estimates_hold_in_the_next_slot(&http, vals.iter().find(|v| v.shard == Some(1)).unwrap(), &signers[7])
+        .await;
+
     // Prometheus scrapes every node from the generated config
     prometheus_scrapes_every_node(&http, &m).await;
 
@@ -348,6 +354,74 @@ async fn scenario(dir: &Path) {
         assert!(body.contains("optishard_rpc_requests_total"), "{}: {body}", n.name);
     }
     let _ = pid;
+}
+
+/// The receipt of `hash` on `url`, looked for every 20 ms.
+async fn receipt(http: &reqwest::Client, url: &str, hash: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = call(http, url, "eth_getTransactionReceipt", json!([hash])).await
+            && !r.is_null()
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no receipt for {hash}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `testdata/contracts/Clock.sol`: `poke()` writes four more slots when
+/// `block.timestamp` moved since the last poke. Each round pokes, then at
+/// once estimates the next poke and sends it with that estimate; with 700
+/// ms slots the next block is often in a later second than the write's.
+async fn estimates_hold_in_the_next_slot(
+    http: &reqwest::Client,
+    v: &NodeEntry,
+    signer: &alloy_signer_local::PrivateKeySigner,
+) {
+    let code = include_str!("../../../testdata/contracts/Clock.bin").trim();
+    let chain = v.chain_id.unwrap();
+    let send = |nonce: u64, kind: alloy_primitives::TxKind, input: Vec<u8>, gas: u64| {
+        let raw =
+            testnet::sign_call(signer, chain, nonce, kind, alloy_primitives::U256::ZERO, input.into(), gas);
+        let url = v.rpc_url.clone();
+        async move { rpc(http, &url, "eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&raw))])).await }
+    };
+    let create = alloy_primitives::TxKind::Create;
+    let deployed =
+        receipt(http, &v.rpc_url, &send(0, create, hex::decode(code).unwrap(), 500_000).await).await;
+    assert_eq!(deployed["status"], "0x1");
+    let clock: alloy_primitives::Address =
+        serde_json::from_value(deployed["contractAddress"].clone()).unwrap();
+    let poke = alloy_primitives::keccak256(b"poke()")[..4].to_vec();
+    let mut nonce = 1;
+    let mut later = 0;
+    for round in 0..6 {
+        let first = receipt(http, &v.rpc_url, &send(nonce, clock.into(), poke.clone(), 300_000).await).await;
+        assert_eq!(first["status"], "0x1", "round {round}");
+        let req =
+            json!([{ "from": signer.address(), "to": clock, "data": format!("0x{}", hex::encode(&poke)) }]);
+        let estimate = rpc(http, &v.rpc_url, "eth_estimateGas", req).await;
+        let gas = u64::from_str_radix(estimate.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let second = receipt(http, &v.rpc_url, &send(nonce + 1, clock.into(), poke.clone(), gas).await).await;
+        nonce += 2;
+        assert_eq!(
+            second["status"], "0x1",
+            "round {round}: a poke sent with the validator's estimate {gas} failed"
+        );
+        let ts = |r: &Value| {
+            let b = r["blockNumber"].clone();
+            let http = http.clone();
+            let url = v.rpc_url.clone();
+            async move {
+                let block = rpc(&http, &url, "eth_getBlockByNumber", json!([b, false])).await;
+                u64::from_str_radix(block["timestamp"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap()
+            }
+        };
+        later += usize::from(ts(&second).await > ts(&first).await);
+    }
+    assert!(later > 0, "no round landed in a later second than its write");
 }
 
 async fn prometheus_scrapes_every_node(http: &reqwest::Client, m: &Manifest) {
