@@ -131,3 +131,61 @@ async fn scenario() {
     assert_eq!(call(Some("latest")).await, (head.number, head.timestamp), "latest: the head's own context");
     handle.stop().await;
 }
+
+/// A transaction that reads more than the witness budget gets an estimate
+/// error a client can show: code 3, a message naming what it touched and
+/// the budget, and the same text as `Error(string)` revert data.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_estimate_over_the_witness_budget_says_why() {
+    tokio::time::timeout(Duration::from_secs(60), over_budget()).await.expect("finishes in time");
+}
+
+async fn over_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = manual_dev_node(&dir).await;
+    let (signer, _) = shard::dev_accounts().remove(0);
+    let me = signer.address();
+    let url = format!("http://{}", handle.rpc_addr);
+    let provider =
+        ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url.parse().unwrap());
+    // BALANCE of 80 accounts nobody holds: 80 × 4,608 B of witness
+    let mut runtime = Vec::new();
+    for i in 0..80u32 {
+        runtime.push(0x62);
+        runtime.extend_from_slice(&(0x10000 + i).to_be_bytes()[1..]);
+        runtime.extend_from_slice(&[0x31, 0x50]);
+    }
+    runtime.push(0x00);
+    let mut init =
+        vec![0x61, (runtime.len() >> 8) as u8, runtime.len() as u8, 0x80, 0x60, 0x0c, 0x60, 0x00, 0x39];
+    init.extend_from_slice(&[0x60, 0x00, 0xf3]);
+    init.extend_from_slice(&runtime);
+    let deploy = TransactionRequest::default().with_deploy_code(init).with_gas_limit(1_000_000);
+    let hash = *provider.send_transaction(deploy).await.unwrap().tx_hash();
+    handle.node.produce_block().unwrap();
+    let wide = provider.get_transaction_receipt(hash).await.unwrap().unwrap().contract_address.unwrap();
+
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_estimateGas",
+        "params": [{ "from": me, "to": wide }]});
+    let v: serde_json::Value =
+        reqwest::Client::new().post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let e = &v["error"];
+    assert_eq!(e["code"], 3, "{v}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.starts_with("execution reverted: witness budget exceeded: it touches"), "{msg}");
+    assert!(msg.contains(&format!("budget of {} B", prover::WITNESS_BUDGET)), "{msg}");
+    assert!(msg.contains("Split the work"), "says what to do: {msg}");
+    let data = hex::decode(e["data"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    assert_eq!(
+        shard::revert_reason(&data).as_deref(),
+        msg.strip_prefix("execution reverted: "),
+        "the reason is the data"
+    );
+    // the read-only call is not a transaction: it answers
+    let body =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{ "to": wide }]});
+    let v: serde_json::Value =
+        reqwest::Client::new().post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["result"], "0x", "{v}");
+    handle.stop().await;
+}
