@@ -10,6 +10,9 @@
 #   scripts/state-tests.sh fill       refill testdata/state-tests/optishard.json (the
 #                                     suite's own tests) with Ethereum's reference
 #                                     implementation (PyPI ethereum-execution)
+#   scripts/state-tests.sh osaka [SRC] refill ethereum/tests' GeneralStateTests (or SRC)
+#                                     for Osaka, the fork shards run, with the
+#                                     reference implementation, and run them
 #
 # OPTISHARD_STATE_FORKS=Cancun,Osaka limits the forks run (default: every fork
 # from Paris on that a fixture has); OPTISHARD_STATE_REPORT=FILE writes every
@@ -20,33 +23,57 @@ scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/optishard-target}"
 TOOLS="${OPTISHARD_TOOLS:-$HOME/.cache/optishard-tools}"
 
-if [ "${1:-}" = fill ]; then
+reference() {
   if [ ! -x "$TOOLS/eels/bin/ethereum-spec-evm" ]; then
     python3 -m venv "$TOOLS/eels"
     "$TOOLS/eels/bin/pip" install --quiet ethereum-execution==2.20.0
   fi
+}
+
+run() {
+  echo "state tests under $1" >&2
+  OPTISHARD_STATE_TESTS="$1" cargo test -p optishard-prover --test it state_tests::ethereum_state_tests \
+    -- --ignored --nocapture --exact
+}
+
+ethereum_tests() {
+  local dir="$TOOLS/state-fixtures/ethereum-tests"
+  [ -d "$dir/GeneralStateTests" ] || git clone --depth 1 https://github.com/ethereum/tests "$dir"
+  echo "$dir/GeneralStateTests"
+}
+
+case "${1:-}" in
+fill)
+  reference
   T8N="$TOOLS/eels/bin/ethereum-spec-evm" python3 testdata/state-tests/fill.py
   exit 0
-fi
+  ;;
+osaka)
+  reference
+  src="${2:-$(ethereum_tests)}"
+  out="$TOOLS/state-fixtures/osaka"
+  rm -rf "$out"
+  mkdir -p "$out"
+  # two processes, one per core
+  "$TOOLS/eels/bin/python" testdata/state-tests/fill.py --refill "$src" "$out" 0 2 &
+  "$TOOLS/eels/bin/python" testdata/state-tests/fill.py --refill "$src" "$out" 1 2
+  wait
+  run "$out"
+  exit 0
+  ;;
+esac
 
-DIR="${1:-}"
-if [ -z "$DIR" ]; then
-  DIR="$TOOLS/state-fixtures"
-  if [ ! -d "$DIR/eest/fixtures/state_tests" ]; then
-    mkdir -p "$DIR/eest"
-    curl -fL https://github.com/ethereum/execution-spec-tests/releases/latest/download/fixtures_stable.tar.gz \
-      | tar -xz -C "$DIR/eest"
-  fi
-  if [ ! -d "$DIR/ethereum-tests/GeneralStateTests" ]; then
-    git clone --depth 1 https://github.com/ethereum/tests "$DIR/ethereum-tests"
-  fi
-  # the ethereum/tests checkout carries blockchain and other test kinds too
-  DIR_LIST=("$DIR/eest/fixtures/state_tests" "$DIR/ethereum-tests/GeneralStateTests")
-else
-  DIR_LIST=("$DIR")
+if [ -n "${1:-}" ]; then
+  run "$1"
+  exit 0
 fi
-for d in "${DIR_LIST[@]}"; do
-  echo "state tests under $d" >&2
-  OPTISHARD_STATE_TESTS="$d" cargo test -p optishard-prover --test it state_tests::ethereum_state_tests \
-    -- --ignored --nocapture --exact
-done
+eest="$TOOLS/state-fixtures/eest"
+if [ ! -d "$eest/fixtures/state_tests" ]; then
+  mkdir -p "$eest"
+  curl -fL https://github.com/ethereum/execution-spec-tests/releases/latest/download/fixtures_stable.tar.gz \
+    | tar -xz -C "$eest"
+fi
+run "$eest/fixtures/state_tests"
+# the ethereum/tests checkout carries blockchain and other test kinds too:
+# only its state tests
+run "$(ethereum_tests)"

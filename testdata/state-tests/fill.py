@@ -357,6 +357,95 @@ test("diverges_bridge_address", funded({addr(0xA100): account(code=call(int(BRID
      "a call to 0x...0b1d: an empty account on Ethereum, the bridge precompile on optishard")
 
 
+def t8n_in_process(pre, environment, txs):
+    """The reference's t8n called in this process (30 ms a call instead of
+    a second's start-up): for refilling thousands of public cases."""
+    import io
+    from ethereum_spec_tools.evm_tools import main as evm_main
+    from ethereum_spec_tools.evm_tools.t8n import ForkCache
+    global _CACHE
+    try:
+        _CACHE
+    except NameError:
+        _CACHE = ForkCache()
+    out = io.StringIO()
+    inp = io.StringIO(json.dumps({"alloc": pre, "env": environment, "txs": txs}))
+    evm_main(["t8n", "--input.alloc", "stdin", "--input.env", "stdin", "--input.txs", "stdin",
+              "--output.result", "stdout", "--output.alloc", "stdout", "--state.fork", FORK,
+              "--state.chainid", "1", "--state-test"], out, inp, _CACHE)
+    return json.loads(out.getvalue())["result"]
+
+
+def refill(src, dst, part, parts):
+    """Refills every state test under `src` (any fork's fixtures, e.g.
+    ethereum/tests' Cancun GeneralStateTests) for FORK: the same pre-state,
+    environment and transactions, the expected results computed by the
+    reference. Cases the reference cannot take (a pre-state Osaka forbids,
+    blob or set-code transactions, fields wider than 256 bits) are counted
+    and left out. Writes one fixture per source file under `dst`."""
+    import contextlib
+    import glob
+    files = sorted(glob.glob(os.path.join(src, "**", "*.json"), recursive=True))[part::parts]
+    counts = {"files": 0, "cases": 0, "left_out": {}}
+    for path in files:
+        try:
+            with open(path) as f:
+                fixture = json.load(f)
+        except (OSError, ValueError):
+            continue
+        out = {}
+        for name, t in fixture.items():
+            tmpl = t.get("transaction", {})
+            why = None
+            if "blobVersionedHashes" in tmpl or "authorizationList" in tmpl:
+                why = "blob or set-code transaction"
+            elif ":bigint" in json.dumps(tmpl):
+                why = "a field wider than 256 bits"
+            posts = next(iter(t.get("post", {}).values()), [])
+            if why is None and not posts:
+                why = "no post case"
+            environment = dict(t["env"])
+            number = int(environment["currentNumber"], 16)
+            environment["blockHashes"] = {
+                hex(n): "0x" + keccak(str(n).encode()).hex() for n in range(max(0, number - 256), number)}
+            environment["withdrawals"] = []
+            environment.setdefault("currentBaseFee", "0x0")
+            environment.setdefault("currentExcessBlobGas", "0x0")
+            environment.setdefault("currentRandom", "0x" + "00" * 32)
+            environment["parentBeaconBlockRoot"] = "0x" + "00" * 32
+            pre = {a: {**acc, "storage": acc.get("storage", {})} for a, acc in t["pre"].items()}
+            cases = []
+            for post in ([] if why else posts):
+                ix = post["indexes"]
+                try:
+                    with contextlib.redirect_stderr(io_null()):
+                        res = t8n_in_process(pre, environment, [rpc_tx(tmpl, ix["data"], ix["gas"], ix["value"])])
+                except BaseException as e:  # the reference refuses the input
+                    why = f"the reference refuses it: {type(e).__name__}"
+                    cases = []
+                    break
+                case = {"hash": res["stateRoot"], "logs": res["logsHash"], "indexes": ix}
+                if res["rejected"]:
+                    case["expectException"] = res["rejected"][0]["error"]
+                cases.append(case)
+            if why:
+                counts["left_out"][why] = counts["left_out"].get(why, 0) + 1
+                continue
+            counts["cases"] += len(cases)
+            out[name] = {"env": t["env"], "pre": t["pre"], "transaction": tmpl, "post": {FORK: cases}}
+        if out:
+            target = os.path.join(dst, os.path.relpath(path, src))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w") as f:
+                json.dump(out, f)
+            counts["files"] += 1
+    print(json.dumps(counts), file=sys.stderr)
+
+
+def io_null():
+    return open(os.devnull, "w")
+
+
 def t8n(pre, environment, txs, workdir):
     for name, obj in [("alloc.json", pre), ("env.json", environment), ("txs.json", txs)]:
         with open(os.path.join(workdir, name), "w") as f:
@@ -377,7 +466,7 @@ def t8n(pre, environment, txs, workdir):
 def rpc_tx(template, d, g, v):
     t = {
         "chainId": "0x1", "nonce": template["nonce"], "gas": template["gasLimit"][g],
-        "value": template["value"][v], "input": template["data"][d], "secretKey": KEY,
+        "value": template["value"][v], "input": template["data"][d], "secretKey": template["secretKey"],
         "v": "0x0", "r": "0x0", "s": "0x0",
     }
     if template["to"]:
@@ -439,4 +528,9 @@ def keccak(data):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--refill"]:
+        # --refill SRC DST [PART PARTS]
+        args = sys.argv[2:]
+        refill(args[0], args[1], int(args[2]) if len(args) > 2 else 0, int(args[3]) if len(args) > 3 else 1)
+    else:
+        main()
