@@ -85,12 +85,21 @@ pub enum MoveRejection {
     /// No such open game.
     #[error("no open game {0}")]
     UnknownGame(Hash),
-    /// The signer is not the party whose move it is, or it answers another round.
+    /// The signer is not the party whose move it is.
     #[error("{0}")]
     OutOfTurn(String),
     /// The step proves nothing (bad proof, witness, or item): no verdict.
     #[error("step rejected: {0}")]
     BadStep(String),
+    /// The move answers another state of its game than the current one
+    /// (an earlier round, an earlier run, a replay): valid once only.
+    #[error("the move answers game position {got}, the game is at {want}")]
+    StalePosition {
+        /// The position the move names.
+        got: Hash,
+        /// The game's position now.
+        want: Hash,
+    },
     /// A withdrawal the bond does not cover.
     #[error("{0}")]
     BadWithdrawal(String),
@@ -112,6 +121,7 @@ impl MoveRejection {
             MoveRejection::UnknownGame(_) => "unknown_game",
             MoveRejection::OutOfTurn(_) => "out_of_turn",
             MoveRejection::BadStep(_) => "bad_step",
+            MoveRejection::StalePosition { .. } => "stale_position",
             MoveRejection::BadWithdrawal(_) => "bad_withdrawal",
             MoveRejection::Full => "full",
         }
@@ -300,11 +310,19 @@ impl BeaconChain {
         {
             return Err(MoveRejection::Full);
         }
+        // INVARIANT: an in-game move names the game's current position, so
+        // any signed move is valid once, in one state of one run
+        if let (Some(game), Some(at)) = (mv.action.game(), mv.action.position())
+            && let Some(g) = state.disputes.open.get(&game)
+            && g.position() != at
+        {
+            return Err(MoveRejection::StalePosition { got: at, want: g.position() });
+        }
         let id = match &mv.action {
             Action::Open { shard, height, header, item } => {
                 self.open_game(state, signer, (*shard, *height, *header), *item, current)?
             }
-            Action::Claim { game, commitment, receipts, proof } => {
+            Action::Claim { game, commitment, receipts, proof, .. } => {
                 self.can_take_over(state, game, &signer)?;
                 self.claim(state, *game, signer, commitment, receipts, proof, current)?;
                 self.take_over(state, game, &signer);
@@ -319,9 +337,9 @@ impl BeaconChain {
                     .map_err(MoveRejection::BadWithdrawal)?;
                 None
             }
-            Action::Bisect { game, round, commitments } => {
+            Action::Bisect { game, commitments, .. } => {
                 self.can_take_over(state, game, &signer)?;
-                let g = self.game_for(state, game, signer, Side::Defender, *round, current)?;
+                let g = self.game_for(state, game, signer, Side::Defender, current)?;
                 if !g.claimed {
                     return Err(MoveRejection::OutOfTurn("the defender must claim c_j first".into()));
                 }
@@ -331,12 +349,12 @@ impl BeaconChain {
                 self.take_over(state, game, &signer);
                 Some(*game)
             }
-            Action::Pick { game, round, index } => {
-                let g = self.game_for(state, game, signer, Side::Challenger, *round, current)?;
+            Action::Pick { game, index, .. } => {
+                let g = self.game_for(state, game, signer, Side::Challenger, current)?;
                 g.game.pick(*index as usize, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
                 Some(*game)
             }
-            Action::Step { game, step } => {
+            Action::Step { game, step, .. } => {
                 self.step(state, *game, signer, step, current)?;
                 Some(*game)
             }
@@ -384,18 +402,11 @@ impl BeaconChain {
         id: &Hash,
         signer: Address,
         side: Side,
-        round: u32,
         current: u64,
     ) -> Result<&'a mut GameRecord, MoveRejection> {
         let g = state.disputes.open.get_mut(id).ok_or(MoveRejection::UnknownGame(*id))?;
         if !self.may_move(g, &signer, side, current) {
             return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's {side:?}")));
-        }
-        if g.game.rounds != round {
-            return Err(MoveRejection::OutOfTurn(format!(
-                "answers round {round}, the game is at {}",
-                g.game.rounds
-            )));
         }
         Ok(g)
     }

@@ -27,9 +27,10 @@ const META_HEAD: &[u8] = b"head_slot";
 const META_SCHEMA: &[u8] = b"schema";
 
 /// The version of what this build writes (bumped when an encoding changes:
-/// 2 added pauses to the dispute state and stand-ins to game records). A
-/// database written before versions were recorded counts as 1.
-pub const BEACON_SCHEMA: u64 = 2;
+/// 2 added pauses to the dispute state and stand-ins to game records; 3
+/// made in-game moves name the game position they answer). A database
+/// written before versions were recorded counts as 1.
+pub const BEACON_SCHEMA: u64 = 3;
 /// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
 const META_CHANNEL: &[u8] = b"chan/";
 
@@ -385,7 +386,10 @@ mod tests {
         db.db.put_cf(db.cf(CF_META), META_HEAD, 7u64.to_be_bytes()).unwrap();
         drop(db);
         let err = BeaconDb::open(dir.path(), false).err().expect("refused");
-        assert!(err.to_string().contains("has schema 1, this build reads schema 2"), "{err}");
+        assert!(
+            err.to_string().contains(&format!("has schema 1, this build reads schema {BEACON_SCHEMA}")),
+            "{err}"
+        );
         // a newer build's
         let db = rocksdb_reopen(dir.path());
         db.put_cf(db.cf_handle(CF_META).unwrap(), META_SCHEMA, 99u64.to_be_bytes()).unwrap();

@@ -57,6 +57,8 @@ pub enum Action {
     Claim {
         /// The game.
         game: Hash,
+        /// The game's position this answers ([`GameRecord::position`]).
+        at: Hash,
         /// The claimed `c_j`.
         commitment: TraceCommitment,
         /// The frontier of the first `j` receipts.
@@ -68,8 +70,11 @@ pub enum Action {
     Bisect {
         /// The game.
         game: Hash,
-        /// The round this answers (a replayed move of an earlier round fails).
-        round: u32,
+        /// The game's position this answers ([`GameRecord::position`]): a
+        /// move is valid in exactly one state of one run of its game, so a
+        /// replay of any published move, in a later round or after the game
+        /// started over, is refused.
+        at: Hash,
         /// The commitments, at `Game::points`.
         commitments: Vec<Hash>,
     },
@@ -77,8 +82,8 @@ pub enum Action {
     Pick {
         /// The game.
         game: Hash,
-        /// The round this answers.
-        round: u32,
+        /// The game's position this answers.
+        at: Hash,
         /// The sub-range.
         index: u32,
     },
@@ -86,6 +91,8 @@ pub enum Action {
     Step {
         /// The game.
         game: Hash,
+        /// The game's position this answers.
+        at: Hash,
         /// The encoded step.
         #[serde(with = "hex_bytes")]
         step: Vec<u8>,
@@ -108,6 +115,18 @@ impl Action {
             | Action::Pick { game, .. }
             | Action::Step { game, .. }
             | Action::Claim { game, .. } => Some(*game),
+            Action::Open { .. } | Action::Withdraw { .. } => None,
+        }
+    }
+
+    /// The game position an in-game move answers
+    /// ([`GameRecord::position`]; not for `Open` and `Withdraw`).
+    pub fn position(&self) -> Option<Hash> {
+        match self {
+            Action::Bisect { at, .. }
+            | Action::Pick { at, .. }
+            | Action::Step { at, .. }
+            | Action::Claim { at, .. } => Some(*at),
             Action::Open { .. } | Action::Withdraw { .. } => None,
         }
     }
@@ -156,28 +175,30 @@ impl Encode for Action {
                 header.encode_to(out);
                 item.encode_to(out);
             }
-            Action::Claim { game, commitment, receipts, proof } => {
-                5u8.encode_to(out);
+            Action::Claim { game, at, commitment, receipts, proof } => {
+                9u8.encode_to(out);
                 game.encode_to(out);
+                at.encode_to(out);
                 commitment.encode_to(out);
                 receipts.encode_to(out);
                 proof.encode_to(out);
             }
-            Action::Bisect { game, round, commitments } => {
-                1u8.encode_to(out);
+            Action::Bisect { game, at, commitments } => {
+                6u8.encode_to(out);
                 game.encode_to(out);
-                round.encode_to(out);
+                at.encode_to(out);
                 encode_list(commitments, out);
             }
-            Action::Pick { game, round, index } => {
-                2u8.encode_to(out);
+            Action::Pick { game, at, index } => {
+                7u8.encode_to(out);
                 game.encode_to(out);
-                round.encode_to(out);
+                at.encode_to(out);
                 index.encode_to(out);
             }
-            Action::Step { game, step } => {
-                3u8.encode_to(out);
+            Action::Step { game, at, step } => {
+                8u8.encode_to(out);
                 game.encode_to(out);
+                at.encode_to(out);
                 step.encode_to(out);
             }
             Action::Withdraw { amount_gwei, nonce } => {
@@ -198,25 +219,26 @@ impl Decode for Action {
                 header: Hash::decode(input)?,
                 item: Option::<u64>::decode(input)?,
             },
-            5 => Action::Claim {
+            9 => Action::Claim {
                 game: Hash::decode(input)?,
+                at: Hash::decode(input)?,
                 commitment: TraceCommitment::decode(input)?,
                 receipts: Frontier::decode(input)?,
                 proof: PrefixProof::decode(input)?,
             },
-            1 => {
-                let (game, round) = (Hash::decode(input)?, u32::decode(input)?);
-                let a = Action::Bisect { game, round, commitments: decode_list(input)? };
+            6 => {
+                let (game, at) = (Hash::decode(input)?, Hash::decode(input)?);
+                let a = Action::Bisect { game, at, commitments: decode_list(input)? };
                 a.check_limits()?;
                 a
             }
-            2 => Action::Pick {
+            7 => Action::Pick {
                 game: Hash::decode(input)?,
-                round: u32::decode(input)?,
+                at: Hash::decode(input)?,
                 index: u32::decode(input)?,
             },
-            3 => {
-                let game = Hash::decode(input)?;
+            8 => {
+                let (game, at) = (Hash::decode(input)?, Hash::decode(input)?);
                 let step = Vec::<u8>::decode(input)?;
                 if step.len() > MAX_STEP_BYTES {
                     return Err(DecodeError::TooLong {
@@ -225,7 +247,7 @@ impl Decode for Action {
                         limit: MAX_STEP_BYTES,
                     });
                 }
-                Action::Step { game, step }
+                Action::Step { game, at, step }
             }
             4 => Action::Withdraw { amount_gwei: u64::decode(input)?, nonce: u64::decode(input)? },
             tag => return Err(DecodeError::InvalidTag { what: "dispute action", tag }),
@@ -346,6 +368,44 @@ pub struct GameRecord {
 }
 
 impl GameRecord {
+    /// The exact state a move answers: the game, which run of it (`resets`),
+    /// whether the defender has claimed, the disputed range and its end
+    /// commitments, the round and the phase (with the posted commitments).
+    /// Every accepted move changes it, and a restart changes it for good
+    /// (`resets` only grows), so a signed move is valid once, in one run;
+    /// clocks are left out so a move made on the last sealed state stays
+    /// valid until the game moves.
+    pub fn position(&self) -> Hash {
+        let g = &self.game;
+        let mut phase = Vec::new();
+        match &g.phase {
+            crate::game::Phase::Bisect => 0u8.encode_to(&mut phase),
+            crate::game::Phase::Pick { posted } => {
+                1u8.encode_to(&mut phase);
+                encode_list(posted, &mut phase);
+            }
+            crate::game::Phase::Step => 2u8.encode_to(&mut phase),
+            crate::game::Phase::Done(o) => {
+                3u8.encode_to(&mut phase);
+                o.encode_to(&mut phase);
+            }
+        }
+        hash_domain(
+            b"optishard.game_position",
+            &[
+                &self.id.0,
+                &self.resets.to_be_bytes(),
+                &[u8::from(self.claimed)],
+                &g.lo.to_be_bytes(),
+                &g.hi.to_be_bytes(),
+                &g.lo_commit.0,
+                &g.hi_commit.0,
+                &g.rounds.to_be_bytes(),
+                &phase,
+            ],
+        )
+    }
+
     /// Whether it is still being played.
     pub fn is_open(&self) -> bool {
         self.ended.is_none()
@@ -542,18 +602,25 @@ mod tests {
     fn moves_are_bound_to_their_signer_and_network() {
         let key = ValidatorKey::derive(b"challenger");
         let spec = Hash::of(b"net");
-        let m = SignedMove::sign(Action::Pick { game: Hash::of(b"g"), round: 2, index: 1 }, &spec, &key);
+        let m = SignedMove::sign(
+            Action::Pick { game: Hash::of(b"g"), at: Hash::of(b"p"), index: 1 },
+            &spec,
+            &key,
+        );
         assert_eq!(m.signer(&spec).unwrap(), key.address());
         assert_ne!(m.signer(&Hash::of(b"other net")).ok(), Some(key.address()));
         assert_eq!(decode_exact::<SignedMove>(&m.encode()).unwrap(), m);
         let mut forged = m.clone();
-        forged.action = Action::Pick { game: Hash::of(b"g"), round: 2, index: 0 };
+        forged.action = Action::Pick { game: Hash::of(b"g"), at: Hash::of(b"p"), index: 0 };
         assert_ne!(forged.signer(&spec).ok(), Some(key.address()));
         // oversized parts are refused by the decoder
-        let big = Action::Step { game: Hash::ZERO, step: vec![0; MAX_STEP_BYTES + 1] };
+        let big = Action::Step { game: Hash::ZERO, at: Hash::ZERO, step: vec![0; MAX_STEP_BYTES + 1] };
         assert!(matches!(decode_exact::<Action>(&big.encode()), Err(DecodeError::TooLong { .. })));
-        let wide =
-            Action::Bisect { game: Hash::ZERO, round: 0, commitments: vec![Hash::ZERO; MAX_BISECTION + 1] };
+        let wide = Action::Bisect {
+            game: Hash::ZERO,
+            at: Hash::ZERO,
+            commitments: vec![Hash::ZERO; MAX_BISECTION + 1],
+        };
         assert!(decode_exact::<Action>(&wide.encode()).is_err());
     }
 

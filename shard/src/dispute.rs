@@ -72,8 +72,8 @@ pub struct DisputeAgent {
     opened: BTreeSet<Hash>,
     /// Open games this agent plays, as the last beacon block showed them.
     games: BTreeMap<Hash, GameRecord>,
-    /// Last slot each move was sent: (game, round, what).
-    sent: HashMap<(Hash, u32, &'static str), u64>,
+    /// Last slot each move was sent: (the game position it answers, what).
+    sent: HashMap<(Hash, &'static str), u64>,
     traces: BTreeMap<Hash, Trace>,
     /// Headers whose trace is a fabricated belief (griefing).
     griefing: BTreeSet<Hash>,
@@ -203,10 +203,10 @@ impl DisputeAgent {
 
     fn open<N: Network>(&mut self, net: &N, height: u64, header: Hash, slot: u64) {
         let action = Action::Open { shard: self.shard, height, header, item: None };
-        self.send(net, action, (header, 0, "open"), slot);
+        self.send(net, action, (header, "open"), slot);
     }
 
-    fn send<N: Network>(&mut self, net: &N, action: Action, what: (Hash, u32, &'static str), slot: u64) {
+    fn send<N: Network>(&mut self, net: &N, action: Action, what: (Hash, &'static str), slot: u64) {
         if self.sent.get(&what).is_some_and(|at| at + RESEND_SLOTS > slot) {
             return;
         }
@@ -249,7 +249,8 @@ impl DisputeAgent {
         if side == Side::Defender && !self.mode.defend {
             return Ok(());
         }
-        let round = g.game.rounds;
+        // every move names the position it answers: valid there only
+        let at = g.position();
         if let (Some(j), false, Side::Defender) = (g.receipt_item, g.claimed, side) {
             // a receipt game: claim c_j, bound to the header's receipts (a
             // proposer whose header's receipts are not its execution's cannot)
@@ -269,12 +270,7 @@ impl DisputeAgent {
                 return Ok(());
             }
             let receipts = bridge::Frontier::of(&leaves[..j]);
-            self.send(
-                net,
-                Action::Claim { game: id, commitment, receipts, proof },
-                (id, round, "claim"),
-                slot,
-            );
+            self.send(net, Action::Claim { game: id, at, commitment, receipts, proof }, (at, "claim"), slot);
             return Ok(());
         }
         if !g.claimed {
@@ -293,7 +289,7 @@ impl DisputeAgent {
                         false => claim[*p as usize],
                     })
                     .collect();
-                self.send(net, Action::Bisect { game: id, round, commitments }, (id, round, "bisect"), slot);
+                self.send(net, Action::Bisect { game: id, at, commitments }, (at, "bisect"), slot);
             }
             (Phase::Pick { posted }, Side::Challenger) => {
                 let truth = self.belief(&g, node)?;
@@ -303,7 +299,7 @@ impl DisputeAgent {
                     .zip(posted)
                     .position(|(p, c)| truth.get(*p as usize) != Some(c))
                     .unwrap_or(posted.len()) as u32;
-                self.send(net, Action::Pick { game: id, round, index }, (id, round, "pick"), slot);
+                self.send(net, Action::Pick { game: id, at, index }, (at, "pick"), slot);
             }
             (Phase::Step, _) => {
                 // a griefer's belief is no execution: it has no step to show
@@ -311,7 +307,7 @@ impl DisputeAgent {
                     return Ok(());
                 }
                 let step = self.step(&g, node)?;
-                self.send(net, Action::Step { game: id, step }, (id, round, "step"), slot);
+                self.send(net, Action::Step { game: id, at, step }, (at, "step"), slot);
             }
             _ => {}
         }

@@ -367,13 +367,16 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     assert!(matches!(t.beacon().submit_move(own, t.slot()), Err(MoveRejection::OutOfTurn(_))));
     // a step over the size limit, built without the decoder (as JSON-RPC does)
     let huge = SignedMove::sign(
-        Action::Step { game: g.id, step: vec![0; bridge::MAX_STEP_BYTES + 1] },
+        Action::Step { game: g.id, at: g.position(), step: vec![0; bridge::MAX_STEP_BYTES + 1] },
         &spec_hash,
         t.validator_key(1),
     );
     assert!(matches!(t.beacon().submit_move(huge, t.slot()), Err(MoveRejection::BadStep(_))));
-    let pick =
-        SignedMove::sign(Action::Pick { game: g.id, round: 0, index: 0 }, &spec_hash, t.validator_key(liar));
+    let pick = SignedMove::sign(
+        Action::Pick { game: g.id, at: g.position(), index: 0 },
+        &spec_hash,
+        t.validator_key(liar),
+    );
     assert!(matches!(t.beacon().submit_move(pick, t.slot()), Err(MoveRejection::OutOfTurn(_))));
     // wait for the single step, and send a witness missing an entry first
     run_until(&mut t, 30, |t| {
@@ -400,7 +403,11 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     bad.witness = witness.without_entry(0);
     let key = t.validator_key(mate).clone();
     let send = |t: &Testnet, s: &prover::game::Step| {
-        let mv = SignedMove::sign(Action::Step { game: g.id, step: s.encode() }, &spec_hash, &key);
+        let mv = SignedMove::sign(
+            Action::Step { game: g.id, at: at_step.position(), step: s.encode() },
+            &spec_hash,
+            &key,
+        );
         t.beacon().submit_move(mv, t.slot())
     };
     assert!(matches!(send(&t, &bad), Err(MoveRejection::BadStep(_))));
@@ -417,7 +424,11 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     // few (each costs the referee a re-execution); the other party still is
     let liar_key = t.validator_key(liar).clone();
     let send_as = |t: &Testnet, k: &bridge::ValidatorKey, s: &prover::game::Step| {
-        let mv = SignedMove::sign(Action::Step { game: g.id, step: s.encode() }, &spec_hash, k);
+        let mv = SignedMove::sign(
+            Action::Step { game: g.id, at: at_step.position(), step: s.encode() },
+            &spec_hash,
+            k,
+        );
         t.beacon().submit_move(mv, t.slot())
     };
     for _ in 0..beacon::MAX_REJECTED_STEPS {
@@ -426,7 +437,8 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     assert!(matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::OutOfTurn(_))), "no longer looked at");
     // the good step decides
     send(&t, &good).unwrap();
-    assert!(matches!(send(&t, &good), Err(MoveRejection::OutOfTurn(_))), "decided once");
+    // once: the game has moved on from the position the step answered
+    assert!(matches!(send(&t, &good), Err(MoveRejection::StalePosition { .. })), "decided once");
     t.step();
     let done = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
     assert!(matches!(done.ended, Some((_, Ending::Decided { outcome: Outcome::StepRefuted { .. } }))));
@@ -831,14 +843,14 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
         .unwrap();
     let commitment = TraceCommitment { receipts_root: fake.root(), ..Default::default() };
     let bad = SignedMove::sign(
-        Action::Claim { game: g.id, commitment, receipts: fake, proof },
+        Action::Claim { game: g.id, at: g.position(), commitment, receipts: fake, proof },
         &spec_hash,
         t.validator_key(proposer),
     );
     assert!(matches!(t.beacon().submit_move(bad, t.slot()), Err(MoveRejection::BadStep(_))));
     // a bisection before the claim is refused
     let early = SignedMove::sign(
-        Action::Bisect { game: g.id, round: 0, commitments: vec![bridge::Hash::ZERO] },
+        Action::Bisect { game: g.id, at: g.position(), commitments: vec![bridge::Hash::ZERO] },
         &spec_hash,
         t.validator_key(proposer),
     );
@@ -994,7 +1006,7 @@ fn refute_a_bad_third_item(seed: u64, garbage: bool) {
                 .map(|p| truth.get(*p as usize).copied().unwrap_or(bridge::Hash::of(&p.to_be_bytes())))
                 .collect();
             let mv = SignedMove::sign(
-                Action::Bisect { game: g.id, round: g.game.rounds, commitments },
+                Action::Bisect { game: g.id, at: g.position(), commitments },
                 &spec_hash,
                 &key,
             );
@@ -1304,4 +1316,72 @@ fn a_lying_stand_in_loses_its_own_stake_and_cannot_frame_the_proposer() {
     assert!(bonds.parties[&addr(&t, liar)].slashed >= stake, "the liar paid for its claims");
     assert!(bonds.parties[&addr(&t, honest)].rewarded > 0, "the honest stand-in won the defence");
     assert_eq!(bonds.total(), t.beacon().games().1.total());
+}
+
+/// Replay after a restart (issue 15): every signed move ever published is
+/// sent again, by anyone, at every slot, while the games run — through a
+/// lying stand-in that takes a game over and loses it, so the game starts
+/// over with its rounds back at 0. Before moves named the game position
+/// they answer, the challenger's round-0 `Pick` of the first run was valid
+/// again in the second (credited to it, choosing a range it never chose).
+/// Now no replay is accepted, and the game still ends as the truth says.
+#[test]
+fn no_published_move_is_valid_again_after_a_game_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(4)
+        .seed(59)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (proposer, liar, griefer) = (0, 1, 3);
+    let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
+    t.set_fault(proposer, Some(Fault::SilentDefender));
+    t.set_fault(liar, Some(Fault::LyingStandIn));
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
+    t.set_fault(griefer, None);
+    let mut published: Vec<bridge::SignedMove> = Vec::new();
+    let mut seen_to = 0;
+    let (mut accepted, mut tried_after_reset) = (Vec::new(), 0);
+    for _ in 0..400 {
+        t.step();
+        let blocks = t.beacon().db().blocks_from(seen_to + 1, usize::MAX).unwrap();
+        for b in &blocks {
+            seen_to = seen_to.max(b.slot);
+            published.extend(b.moves.iter().filter(|m| m.action.game().is_some()).cloned());
+        }
+        let open = games(&t);
+        for mv in &published {
+            let Some(g) = open.iter().find(|g| Some(g.id) == mv.action.game() && g.is_open()) else {
+                continue;
+            };
+            tried_after_reset += usize::from(g.resets > 0);
+            if t.beacon().submit_move(mv.clone(), t.slot()).is_ok() {
+                accepted.push((g.id, g.resets, mv.action.label()));
+            }
+        }
+        let g = games(&t);
+        if g.iter().any(|g| g.defender == addr(&t, proposer)) && g.iter().all(|g| !g.is_open()) {
+            break;
+        }
+    }
+    assert!(accepted.is_empty(), "replayed moves were accepted: {accepted:?}");
+    let on_proposer: Vec<GameRecord> =
+        games(&t).into_iter().filter(|g| g.defender == addr(&t, proposer)).collect();
+    assert!(on_proposer.iter().any(|g| g.resets >= 1), "a game started over: {on_proposer:?}");
+    assert!(tried_after_reset > 0, "moves of the first run were replayed in the second");
+    for g in &on_proposer {
+        assert!(!g.is_open(), "game {} ended", g.id);
+        assert_eq!(
+            g.ended.clone().unwrap().1,
+            Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } },
+            "the honest header's game ends for its defence"
+        );
+    }
+    let bonds = t.beacon().games().1;
+    assert_eq!(bonds.parties[&addr(&t, proposer)].slashed, 0, "the honest proposer is not framed");
 }
