@@ -45,11 +45,13 @@ pub const ENTRY_ALLOWANCE: usize = 4_608;
 pub struct Footprint {
     /// Bytes charged.
     pub used: usize,
-    /// Distinct accounts read or written ([`ENTRY_ALLOWANCE`] each).
+    /// Distinct accounts read or written, the one that went over included
+    /// ([`ENTRY_ALLOWANCE`] each).
     pub accounts: usize,
     /// Distinct storage slots read or written ([`ENTRY_ALLOWANCE`] each).
     pub slots: usize,
-    /// Distinct codes loaded (4 + their length each).
+    /// Distinct codes loaded or created (4 + their length each; a created
+    /// one also [`ENTRY_ALLOWANCE`]).
     pub codes: usize,
     /// Their total length.
     pub code_bytes: usize,
@@ -92,6 +94,10 @@ pub struct Overlay<R> {
     /// Whether going over the budget fails the read (while the EVM runs an
     /// item; protocol reads around it are charged but never fail).
     pub(crate) metered: bool,
+    /// What the current item was charged for keys it writes without
+    /// reading, and the key that went over (not in `reads`): what
+    /// [`Footprint`] reports besides the reads.
+    unread: Footprint,
 }
 
 /// What a block did to the sum of all balances: the new balances of the
@@ -118,6 +124,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
             balance_moves: BalanceMoves::default(),
             footprint: 0,
             metered: false,
+            unread: Footprint::default(),
         }
     }
 
@@ -142,7 +149,14 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     /// prove the entry that went over.
     pub(crate) fn read(&mut self, key: StateKey) -> Result<()> {
         if !self.reads.contains(&key) {
-            self.charge(ENTRY_ALLOWANCE)?;
+            if let Err(e) = self.charge(ENTRY_ALLOWANCE) {
+                match key {
+                    StateKey::Account(_) => self.unread.accounts += 1,
+                    StateKey::Storage(..) => self.unread.slots += 1,
+                    StateKey::Code(_) => self.unread.codes += 1,
+                }
+                return Err(e);
+            }
             self.reads.insert(key);
         }
         Ok(())
@@ -152,22 +166,26 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     /// (the slots and code of accounts it created), before they are
     /// committed: an item whose writes go over fails as well.
     pub(crate) fn charge_writes(&mut self, state: &EvmState) -> Result<()> {
-        let mut entries = 0;
-        let mut code_bytes = 0;
+        let (mut accounts, mut slots, mut codes, mut code_bytes) = (0, 0, 0, 0);
         for (address, account) in state.iter().filter(|(_, a)| a.is_touched()) {
-            entries += usize::from(!self.reads.contains(&StateKey::Account(*address)));
+            accounts += usize::from(!self.reads.contains(&StateKey::Account(*address)));
             if account.is_created() && account.info.code_hash != KECCAK_EMPTY {
                 // proven whether or not it was read: absent, or (the same
                 // code deployed before) present with the whole code
-                entries += 1;
-                code_bytes += 4 + account.info.code.as_ref().map_or(0, |c| c.original_bytes().len());
+                codes += 1;
+                code_bytes += account.info.code.as_ref().map_or(0, |c| c.original_bytes().len());
             }
-            entries += account
+            slots += account
                 .changed_storage_slots()
                 .filter(|(slot, _)| !self.reads.contains(&StateKey::Storage(*address, **slot)))
                 .count();
         }
-        self.charge(entries.saturating_mul(ENTRY_ALLOWANCE).saturating_add(code_bytes))
+        let u = &mut self.unread;
+        (u.accounts, u.slots, u.codes, u.code_bytes) =
+            (u.accounts + accounts, u.slots + slots, u.codes + codes, u.code_bytes + code_bytes);
+        // each written entry its allowance, each created code 4 + its length
+        let entries = accounts + slots + codes;
+        self.charge(entries.saturating_mul(ENTRY_ALLOWANCE).saturating_add(code_bytes + 4 * codes))
     }
 
     /// Runs `f` (one EVM transaction) with reads metered against the budget.
@@ -268,10 +286,14 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
     /// What the current item has read so far, against its budget (what an
     /// estimate past the budget tells the user).
     pub(crate) fn footprint(&self) -> Footprint {
+        let u = &self.unread;
         let mut f = Footprint {
             used: self.footprint,
+            accounts: u.accounts,
+            slots: u.slots,
+            codes: u.codes,
+            code_bytes: u.code_bytes,
             block_hashes: self.block_hashes_read.len(),
-            ..Default::default()
         };
         for key in &self.reads {
             match key {
@@ -288,6 +310,7 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
 
     pub(crate) fn take_reads(&mut self) -> (BTreeSet<StateKey>, BTreeSet<u64>) {
         self.footprint = 0;
+        self.unread = Footprint::default();
         (std::mem::take(&mut self.reads), std::mem::take(&mut self.block_hashes_read))
     }
 

@@ -232,7 +232,11 @@ impl ShardNode {
 
     /// Block parameters of the next block.
     pub fn next_params(&self) -> BlockParams {
-        let head = self.head();
+        self.params_after(&self.head())
+    }
+
+    /// Block parameters of the block after `head`.
+    fn params_after(&self, head: &Head) -> BlockParams {
         BlockParams {
             shard: self.config.shard,
             shards: self.config.shards,
@@ -241,7 +245,7 @@ impl ShardNode {
             timestamp: now_secs().max(head.header.timestamp),
             beneficiary: self.config.coinbase,
             gas_limit: self.config.block_gas_limit,
-            base_fee: self.next_base_fee(),
+            base_fee: bridge::next_base_fee(&head.header),
             prevrandao: B256::from(head.hash.0),
             fork: prover::SPEC,
         }
@@ -266,36 +270,55 @@ impl ShardNode {
     /// second its slot starts in, its beneficiary its scheduled proposer);
     /// on the dev chain, the wall-clock seconds of the next blocks. What
     /// `eth_call` and `eth_estimateGas` run in (an estimate must be enough
-    /// in whichever of them the transaction lands in).
-    pub fn pending_params(&self) -> Vec<BlockParams> {
+    /// in whichever of them the transaction lands in), with the height of
+    /// the head whose state they run over (one snapshot of the head).
+    pub fn pending_params(&self) -> (u64, Vec<BlockParams>) {
+        // one snapshot of the head: the state they run over and the next
+        // block's number, base fee and prevrandao all come from it
         let head = self.head();
-        let base = self.next_params();
-        let mut out: Vec<BlockParams> = Vec::new();
-        let mut push = |timestamp: u64, beneficiary: Address| {
-            if out.len() < MAX_LANDING_CONTEXTS
-                && !out.iter().any(|p| p.timestamp == timestamp && p.beneficiary == beneficiary)
-            {
-                out.push(BlockParams { timestamp, beneficiary, ..base.clone() });
-            }
-        };
-        match self.schedule.get() {
+        let base = self.params_after(&head);
+        // (timestamp, beneficiary) of each block that may be built soon
+        let candidates: Vec<(u64, Address)> = match self.schedule.get() {
             Some(spec) => {
                 let now = self.slot.load(std::sync::atomic::Ordering::Relaxed);
                 let first = now.max(head.header.beacon_slot.saturating_add(1));
                 let slots = LANDING_MS.div_ceil(spec.slot_ms.max(1)).max(1);
-                for slot in first..=first.saturating_add(slots) {
-                    let proposer = spec.proposer(self.config.shard, slot).map(|a| Address::from(a.0));
-                    push(spec.slot_timestamp(slot), proposer.unwrap_or(self.config.coinbase));
-                }
+                (first..=first.saturating_add(slots))
+                    .map(|slot| {
+                        let proposer = spec.proposer(self.config.shard, slot).map(|a| Address::from(a.0));
+                        (spec.slot_timestamp(slot), proposer.unwrap_or(self.config.coinbase))
+                    })
+                    .collect()
             }
             None => {
                 let now = now_secs();
-                for ahead in 0..=LANDING_MS.div_ceil(1000) {
-                    push(now.saturating_add(ahead).max(head.header.timestamp), self.config.coinbase);
-                }
+                (0..=LANDING_MS.div_ceil(1000))
+                    .map(|ahead| (now.saturating_add(ahead).max(head.header.timestamp), self.config.coinbase))
+                    .collect()
+            }
+        };
+        // every distinct timestamp first (what contracts most often depend
+        // on), then other proposers of the same seconds, up to the cap
+        let mut chosen: Vec<(u64, Address)> = Vec::new();
+        for c in &candidates {
+            if chosen.len() < MAX_LANDING_CONTEXTS && !chosen.iter().any(|x| x.0 == c.0) {
+                chosen.push(*c);
             }
         }
-        out
+        for c in &candidates {
+            if chosen.len() < MAX_LANDING_CONTEXTS && !chosen.contains(c) {
+                chosen.push(*c);
+            }
+        }
+        // the likeliest (the first slot's) first, then in time order
+        let first = candidates[0];
+        chosen.sort_by_key(|c| (*c != first, c.0));
+        let contexts = chosen.into_iter().map(|(timestamp, beneficiary)| BlockParams {
+            timestamp,
+            beneficiary,
+            ..base.clone()
+        });
+        (head.header.height, contexts.collect())
     }
 
     /// The hashes `BLOCKHASH` may read in block `height`: the 256 below it

@@ -78,6 +78,32 @@ pub fn revert_reason(output: &[u8]) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
+/// The smallest gas limit in `(lo, cap]` for which `succeeds` holds,
+/// given that it holds at `cap` and that `used` was used there: tries the
+/// figure a call needs with the 63/64 rule and a stipend first (as geth),
+/// then bisects.
+fn smallest_success(
+    lo: u64,
+    used: u64,
+    cap: u64,
+    succeeds: impl Fn(u64) -> RpcResult<bool>,
+) -> RpcResult<u64> {
+    let (mut lo, mut hi) = (lo, cap);
+    let optimistic = used.saturating_add(2_300).saturating_mul(64) / 63;
+    if optimistic > lo && optimistic < hi && succeeds(optimistic)? {
+        hi = optimistic;
+    }
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if succeeds(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
 /// `Error(string)`, as Solidity's `revert("...")` encodes it: clients that
 /// show only revert data (ethers) then show the reason.
 fn error_string(text: &str) -> Bytes {
@@ -328,16 +354,24 @@ impl Rpc {
     /// the last one. A call at `latest`, a number or a hash runs in that
     /// block's own context, as geth answers it.
     fn contexts(&self, block: Option<BlockId>, sending: bool) -> RpcResult<(u64, Vec<BlockParams>)> {
-        let height = self.state_version(self.resolve(block)?)?;
-        let pending = matches!(block, None | Some(BlockId::Number(BlockNumberOrTag::Pending)));
-        if height == self.head_height() && (sending || pending) {
-            return Ok((height, self.node.pending_params()));
+        // the head's state and the next block's context from one snapshot
+        // (a block imported meanwhile must not mix two heads)
+        let (head, pending) = self.node.pending_params();
+        let head_tag = matches!(
+            block,
+            None | Some(BlockId::Number(BlockNumberOrTag::Latest | BlockNumberOrTag::Pending))
+        );
+        let height = self.state_version(if head_tag { head } else { self.resolve(block)? })?;
+        let pending_tag = matches!(block, None | Some(BlockId::Number(BlockNumberOrTag::Pending)));
+        if height == head && (sending || pending_tag) {
+            return Ok((height, pending));
         }
         let h =
             self.node.db().header(height).map_err(internal)?.ok_or_else(|| server_err("header not found"))?;
         let mut params = self.node.next_params();
         params.number = h.height;
         params.timestamp = h.timestamp;
+        params.gas_limit = h.gas_limit;
         params.base_fee = h.base_fee;
         params.beneficiary = Address::from(h.proposer.0);
         params.prevrandao = B256::from(h.parent_hash.0);
@@ -379,39 +413,39 @@ impl Rpc {
     /// `block.timestamp` moved since its last write costs more in the next
     /// second than in this one.
     fn estimate_gas(&self, req: TransactionRequest, block: Option<BlockId>) -> RpcResult<U64> {
-        let cap = req.gas.unwrap_or(TX_GAS_CAP);
         let (height, contexts) = self.contexts(block, true)?;
+        // never above what one transaction may ask (admission refuses more)
+        let most = TX_GAS_CAP.min(contexts.first().map_or(TX_GAS_CAP, |p| p.gas_limit));
+        let cap = req.gas.unwrap_or(most).min(most);
         let mut best: Option<u64> = None;
         for (i, params) in contexts.iter().enumerate() {
             let run = |gas: u64| self.simulate(&req, height, params, gas, true);
-            let used = match run(cap)? {
-                ExecutionResult::Success { gas, .. } => gas.tx_gas_used(),
-                // only the likeliest block decides whether it fails
-                _ if i > 0 => continue,
-                ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
-                ExecutionResult::Halt { reason, .. } => return Err(halted(reason, cap)),
+            let used = match run(cap) {
+                Ok(ExecutionResult::Success { gas, .. }) => gas.tx_gas_used(),
+                // only the likeliest block decides whether it fails, and how
+                Err(_) | Ok(_) if i > 0 => continue,
+                Err(e) => return Err(e),
+                Ok(ExecutionResult::Revert { output, .. }) => return Err(reverted(&output)),
+                Ok(ExecutionResult::Halt { reason, .. }) => return Err(halted(reason, cap)),
             };
-            // enough already for the blocks before?
             if let Some(b) = best
                 && b >= used
-                && run(b)?.is_success()
+                && run(b).is_ok_and(|r| r.is_success())
             {
                 continue;
             }
-            // the smallest limit that succeeds here: at least what was
-            // used, often more (the 63/64 rule, refunds)
-            let (mut lo, mut hi) = (best.unwrap_or(0).max(used.saturating_sub(1)), cap);
-            while lo + 1 < hi {
-                let mid = lo + (hi - lo) / 2;
-                if run(mid)?.is_success() {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            best = Some(hi);
+            best = Some(smallest_success(best.unwrap_or(0).max(used.saturating_sub(1)), used, cap, |g| {
+                Ok(run(g)?.is_success())
+            })?);
         }
-        best.map(U64::from).ok_or_else(|| internal("no block context"))
+        let mut best = best.ok_or_else(|| internal("no block context"))?;
+        // gas that depends on the gas left need not be monotone: what a later
+        // block raised the figure to must still succeed in the likeliest
+        let first = |g: u64| self.simulate(&req, height, &contexts[0], g, true);
+        if !first(best)?.is_success() {
+            best = smallest_success(best, best, cap, |g| Ok(first(g)?.is_success()))?;
+        }
+        Ok(U64::from(best))
     }
 
     fn body_txs(

@@ -420,7 +420,9 @@ def refill(src, dst, part, parts):
                 try:
                     with contextlib.redirect_stderr(io_null()):
                         res = t8n_in_process(pre, environment, [rpc_tx(tmpl, ix["data"], ix["gas"], ix["value"])])
-                except BaseException as e:  # the reference refuses the input
+                except (KeyError, TypeError, NameError, AttributeError):
+                    raise  # a bug here, not a refusal: stop
+                except Exception as e:  # the reference refuses the input
                     why = f"the reference refuses it: {type(e).__name__}"
                     cases = []
                     break

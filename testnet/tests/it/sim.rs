@@ -268,7 +268,8 @@ fn pending_block_contexts_follow_the_slot_schedule() {
     let spec = t.spec().clone();
     let node = t.node(0).unwrap().clone();
     let head = node.head();
-    let contexts = node.pending_params();
+    let (height, contexts) = node.pending_params();
+    assert_eq!(height, head.header.height, "they run over the head's state");
     let first = t.slot().max(head.header.beacon_slot + 1);
     assert_eq!(contexts[0].timestamp, spec.slot_timestamp(first), "the likeliest block is the next slot's");
     let proposer = |slot: u64| alloy_primitives::Address::from(spec.proposer(ShardId(0), slot).unwrap().0);
