@@ -20,10 +20,7 @@ use tracing::info;
 use crate::Result;
 use crate::chain::{BeaconChain, State};
 
-/// Most games open at once, over all headers.
-pub const MAX_OPEN_GAMES: usize = 1024;
-/// Most games open against one header.
-pub const MAX_GAMES_PER_HEADER: usize = 16;
+pub use bridge::MAX_OPEN_GAMES;
 /// Most bytes of moves one beacon block carries (it is gossiped whole,
 /// within its topic's 2 MiB): two full steps and change.
 pub const MAX_MOVE_BYTES_PER_BLOCK: usize = (2 * bridge::MAX_STEP_BYTES) + (64 << 10);
@@ -444,9 +441,10 @@ impl BeaconChain {
         {
             return Err(MoveRejection::Duplicate);
         }
-        if d.open.len() >= MAX_OPEN_GAMES
-            || d.open.values().filter(|g| g.header == header).count() >= MAX_GAMES_PER_HEADER
-        {
+        // INVARIANT: never reached while the spec's bonds stake at most
+        // MAX_OPEN_GAMES games (ChainSpec::validate): each open game holds a
+        // challenger stake, so an honest bonded challenger is never kept out
+        if d.open.len() >= MAX_OPEN_GAMES {
             return Err(MoveRejection::TooManyGames);
         }
         let stake = self.spec.dispute_stake_gwei;

@@ -25,9 +25,8 @@ pub use chain::{
     Submitted,
 };
 pub use dispute::{
-    BondMove, GameLog, MAX_GAMES_PER_HEADER, MAX_MOVE_BYTES_PER_BLOCK, MAX_MOVE_BYTES_PER_PARTY,
-    MAX_MOVES_PER_PARTY, MAX_OPEN_GAMES, MAX_REJECTED_STEPS, MoveLog, MoveRejection, StepStats,
-    outcome_label,
+    BondMove, GameLog, MAX_MOVE_BYTES_PER_BLOCK, MAX_MOVE_BYTES_PER_PARTY, MAX_MOVES_PER_PARTY,
+    MAX_OPEN_GAMES, MAX_REJECTED_STEPS, MoveLog, MoveRejection, StepStats, outcome_label,
 };
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};

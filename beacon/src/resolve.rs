@@ -86,7 +86,27 @@ impl BeaconChain {
                     g.stakes[winner.other() as usize]
                 }
             };
-            let (to_winner, to_treasury) = bonds.slash(&l, lost, &w, reward);
+            let (mut to_winner, mut to_treasury) = bonds.slash(&l, lost, &w, reward);
+            if winner == Side::Challenger {
+                // a proven lie costs its proposer a whole stake, even when
+                // its stakes were locked by other games on the same header
+                // (colluders opening games they then throw would otherwise
+                // hold the liar's bond, leaving this game's stake empty): the
+                // shortfall comes from those games, which end void
+                let mut short = self.spec.dispute_stake_gwei.saturating_sub(lost);
+                for other in state.disputes.open.values_mut() {
+                    if short == 0 {
+                        break;
+                    }
+                    if other.header == g.header && other.defender == l && other.acting.is_none() {
+                        let take = other.stakes[0].min(short);
+                        other.stakes[0] -= take;
+                        short -= take;
+                        let (r, t) = state.disputes.bonds.slash(&l, take, &w, reward);
+                        (to_winner, to_treasury) = (to_winner + r, to_treasury + t);
+                    }
+                }
+            }
             g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
             state.disputes.log(&g).slashed.push(BondMove {
                 from: l,

@@ -229,6 +229,32 @@ impl ChainSpec {
                 return Err(format!("shard {s} has no validator"));
             }
         }
+        // a game ends by inclusion + window + the defence's clock + the
+        // challenge's: under two windows only if two clocks fit in one
+        if self.game_clock().saturating_mul(2) >= self.challenge_window() {
+            return Err(format!(
+                "game_clock_slots {} must be below half the challenge window ({} slots)",
+                self.game_clock(),
+                self.challenge_window()
+            ));
+        }
+        // every open game locks a challenger's stake, so the games that can
+        // be open at once are bounded by the bonds; that bound must fit the
+        // beacon's cap, or a coalition could fill it and keep an honest
+        // challenger out
+        if self.dispute_stake_gwei == 0 {
+            return Err("dispute_stake_gwei must be > 0".into());
+        }
+        let bonds: u128 = self.validators.iter().map(|v| u128::from(v.bond_gwei)).sum::<u128>()
+            + self.challengers.iter().map(|c| u128::from(c.bond_gwei)).sum::<u128>();
+        let games = bonds / u128::from(self.dispute_stake_gwei);
+        if games > crate::MAX_OPEN_GAMES as u128 {
+            return Err(format!(
+                "the bonds stake {games} games at once, above the beacon's {}: raise dispute_stake_gwei to at least {}",
+                crate::MAX_OPEN_GAMES,
+                bonds.div_ceil(crate::MAX_OPEN_GAMES as u128)
+            ));
+        }
         Ok(())
     }
 
@@ -674,6 +700,21 @@ mod tests {
         let other = ChainSpec { stf_version: STF_VERSION + 1, ..spec.clone() };
         assert!(other.validate().unwrap_err().contains("state-transition function"));
         assert!(ChainSpec { dispute_k: 1, ..spec.clone() }.validate().is_err());
+        // a game must end within two windows: two clocks fit in one
+        assert!(ChainSpec { game_clock_slots: 7, ..spec.clone() }.validate().is_ok());
+        let slow = ChainSpec { game_clock_slots: 8, ..spec.clone() }.validate().unwrap_err();
+        assert!(slow.contains("below half the challenge window"), "{slow}");
+        // the bonds may not stake more games at once than the beacon holds
+        // (else colluders could fill it): bounded by stakes, not by counts
+        assert!(ChainSpec { dispute_stake_gwei: 0, ..spec.clone() }.validate().is_err());
+        let mut rich = spec.clone();
+        for v in &mut rich.validators {
+            v.bond_gwei = crate::MAX_OPEN_GAMES as u64;
+        }
+        let err = rich.validate().unwrap_err();
+        assert!(err.contains("raise dispute_stake_gwei"), "{err}");
+        let n = rich.validators.len() as u64;
+        assert!(ChainSpec { dispute_stake_gwei: n, ..rich }.validate().is_ok());
         // every field is part of the network's identity
         assert_ne!(ChainSpec { dispute_k: 8, ..spec.clone() }.hash(), spec.hash());
         assert_ne!(ChainSpec { game_clock_slots: 9, ..spec.clone() }.hash(), spec.hash());

@@ -35,6 +35,12 @@ pub const MAX_BISECTION: usize = 63;
 /// Largest `dispute_k` a spec may name.
 pub const MAX_DISPUTE_K: u64 = 64;
 
+/// Most games open at once, over all headers. A spec's bonds may stake at
+/// most this many games at once (`ChainSpec::validate`), so no coalition
+/// can fill it: what bounds the beacon's games is the stake they lock, and
+/// there is no count per header for colluders to take.
+pub const MAX_OPEN_GAMES: usize = 1024;
+
 /// What a party asks of the beacon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]

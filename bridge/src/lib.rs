@@ -37,8 +37,8 @@ pub use chain::{
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use dispute::{
-    Action, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_STEP_BYTES, SignedMove,
-    chain_invalidation, disputes_root, game_id,
+    Action, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_OPEN_GAMES, MAX_STEP_BYTES,
+    SignedMove, chain_invalidation, disputes_root, game_id,
 };
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};

@@ -1385,3 +1385,61 @@ fn no_published_move_is_valid_again_after_a_game_starts_over() {
     let bonds = t.beacon().games().1;
     assert_eq!(bonds.parties[&addr(&t, proposer)].slashed, 0, "the honest proposer is not framed");
 }
+
+/// The honest challenger locked out (issue 15): four colluding bonded
+/// parties open every game their bonds allow on a lying header as soon as
+/// it is sealed (a trace game and three receipt games each: 16, what a
+/// per-header cap allowed), then stay silent. The honest challenger's
+/// `Open` is still taken at once — games are bounded by the stakes they
+/// lock, not by a count per header colluders can fill — and the lie is
+/// discarded. (With the old cap its `Open` was refused until a colluder's
+/// clock ran out.)
+#[test]
+fn colluders_filling_a_headers_games_cannot_keep_the_honest_challenger_out() {
+    use bridge::{Action, SignedMove};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(2)
+        .validators_per_shard(4)
+        .seed(61)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let on_shard = |t: &Testnet, s: u32| -> Vec<usize> {
+        (0..t.validator_count()).filter(|i| t.validator_info(*i).0 == ShardId(s)).collect()
+    };
+    let (mates, colluders) = (on_shard(&t, 0), on_shard(&t, 1));
+    let (liar, honest) = (mates[0], mates[1]);
+    for &i in &mates {
+        t.set_challenger(i, false);
+    }
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 3, 40);
+    let spec_hash = t.spec().hash();
+    let mut opened = 0;
+    for &c in &colluders {
+        for item in [None, Some(1), Some(2), Some(3)] {
+            let open = Action::Open { shard: ShardId(0), height: lie.height, header: lie.hash, item };
+            let mv = SignedMove::sign(open, &spec_hash, t.validator_key(c));
+            t.beacon().submit_move(mv, t.slot()).unwrap_or_else(|e| panic!("colluder {c} {item:?}: {e}"));
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 16);
+    let honest_addr = t.validator_info(honest).1;
+    t.set_challenger(honest, true);
+    // its agent sends `Open` on the next beacon block: taken at once (with a
+    // count per header it waited until colluders' games ended)
+    run_until(&mut t, 1, |t| games(t).iter().any(|g| g.header == lie.hash && g.challenger == honest_addr));
+    run_until(&mut t, 80, |t| {
+        t.beacon()
+            .header_status(ShardId(0), lie.height)
+            .unwrap()
+            .is_some_and(|s| s.discarded.iter().any(|d| d.hash == lie.hash))
+    });
+    let bonds = t.beacon().games().1;
+    assert_eq!(bonds.parties[&honest_addr].slashed, 0, "the honest challenger loses nothing");
+    let stake = t.spec().dispute_stake_gwei;
+    assert!(bonds.parties[&t.validator_info(liar).1].slashed >= stake, "the liar pays a whole stake");
+}
