@@ -28,6 +28,10 @@ pub struct Bond {
     pub withdrawals: u64,
 }
 
+/// Most withdrawals one party may have pending (each paid a challenge
+/// window after it was asked; asked in the same slot, they are one).
+pub const MAX_PENDING_WITHDRAWALS: usize = 8;
+
 impl Encode for Bond {
     fn encode_to(&self, out: &mut Vec<u8>) {
         self.free.encode_to(out);
@@ -164,6 +168,16 @@ impl Bonds {
         if amount == 0 || amount > b.free {
             return Err(format!("cannot withdraw {amount} gwei of {} free", b.free));
         }
+        // one entry per release slot, at most MAX_PENDING_WITHDRAWALS: a
+        // party withdrawing every slot would otherwise grow the beacon
+        // state (encoded and hashed at every seal) by an entry a slot
+        let merges = b.withdrawing.last().is_some_and(|(_, at)| *at == release);
+        if !merges && b.withdrawing.len() >= MAX_PENDING_WITHDRAWALS {
+            let next = b.withdrawing.first().map_or(release, |(_, at)| *at);
+            return Err(format!(
+                "{who} has {MAX_PENDING_WITHDRAWALS} withdrawals pending, the most; the next is paid at slot {next}"
+            ));
+        }
         b.free -= amount;
         b.withdrawals += 1;
         match b.withdrawing.last_mut() {
@@ -222,6 +236,28 @@ impl Decode for Bonds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A party withdrawing a gwei every slot cannot grow its pending list
+    /// (the beacon state) past the cap; once one is paid, it may again.
+    #[test]
+    fn pending_withdrawals_are_bounded() {
+        let who = Address([7; 20]);
+        let mut bonds = Bonds::default();
+        bonds.parties.insert(who, Bond { free: 1_000, ..Default::default() });
+        let window = 100;
+        for slot in 0..MAX_PENDING_WITHDRAWALS as u64 {
+            bonds.withdraw(&who, 1, slot, slot + window).unwrap();
+        }
+        let n = MAX_PENDING_WITHDRAWALS as u64;
+        let err = bonds.withdraw(&who, 1, n, n + window).unwrap_err();
+        assert!(err.contains("withdrawals pending"), "{err}");
+        // the same slot's withdrawal merges into its entry
+        bonds.withdraw(&who, 1, n, n - 1 + window).unwrap();
+        assert_eq!(bonds.parties[&who].withdrawing.len(), MAX_PENDING_WITHDRAWALS);
+        bonds.release(window);
+        bonds.withdraw(&who, 1, n + 1, n + window).unwrap();
+        assert_eq!(bonds.parties[&who].withdrawing.len(), MAX_PENDING_WITHDRAWALS);
+    }
 
     #[test]
     fn slashing_moves_value_and_never_creates_it() {

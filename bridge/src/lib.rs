@@ -29,7 +29,7 @@ mod sig;
 mod trace;
 
 pub use beacon_block::{BeaconBlock, HeaderInclusion};
-pub use bonds::{Bond, Bonds};
+pub use bonds::{Bond, Bonds, MAX_PENDING_WITHDRAWALS};
 pub use chain::{
     ChainSpec, ChallengerInfo, MAX_HEADERS_PER_REQUEST, MAX_MESSAGES_PER_REQUEST, STF_VERSION, ShardBlock,
     ShardHead, SignedHeader, SyncRequest, ValidatorInfo, decode_outbox_answer, message_item_hash,
