@@ -74,7 +74,7 @@ pub struct DisputeAgent {
     games: BTreeMap<Hash, GameRecord>,
     /// Last slot each move was sent: (the game position it answers, what).
     sent: HashMap<(Hash, &'static str), u64>,
-    traces: BTreeMap<Hash, Trace>,
+    traces: Lru<Trace>,
     /// Headers whose trace is a fabricated belief (griefing).
     griefing: BTreeSet<Hash>,
 }
@@ -92,7 +92,7 @@ impl DisputeAgent {
             opened: BTreeSet::new(),
             games: BTreeMap::new(),
             sent: HashMap::new(),
-            traces: BTreeMap::new(),
+            traces: Lru::new(KEPT_TRACES),
             griefing: BTreeSet::new(),
         }
     }
@@ -160,7 +160,7 @@ impl DisputeAgent {
         }
         for inv in block.invalidated.iter().filter(|i| i.shard == self.shard) {
             self.games.retain(|_, g| g.height < inv.height);
-            self.traces.retain(|_, t| t.block.header.header.height < inv.height);
+            self.traces.retain(|t| t.block.header.header.height < inv.height);
         }
         if self.mode.challenge {
             // sent again (every few slots) until the game shows in a beacon
@@ -206,8 +206,12 @@ impl DisputeAgent {
         self.send(net, action, (header, "open"), slot);
     }
 
+    fn recently_sent(&self, what: &(Hash, &'static str), slot: u64) -> bool {
+        self.sent.get(what).is_some_and(|at| at + RESEND_SLOTS > slot)
+    }
+
     fn send<N: Network>(&mut self, net: &N, action: Action, what: (Hash, &'static str), slot: u64) {
-        if self.sent.get(&what).is_some_and(|at| at + RESEND_SLOTS > slot) {
+        if self.recently_sent(&what, slot) {
             return;
         }
         self.sent.insert(what, slot);
@@ -274,6 +278,17 @@ impl DisputeAgent {
             return Ok(());
         }
         if !g.claimed {
+            return Ok(());
+        }
+        // a move for this position went out lately: nothing to compute
+        // (re-executing to build it again would be wasted until a resend)
+        let label = match (&g.game.phase, side) {
+            (Phase::Bisect, Side::Defender) => "bisect",
+            (Phase::Pick { .. }, Side::Challenger) => "pick",
+            (Phase::Step, _) => "step",
+            _ => return Ok(()),
+        };
+        if self.recently_sent(&(at, label), slot) {
             return Ok(());
         }
         match (&g.game.phase, side) {
@@ -382,7 +397,7 @@ impl DisputeAgent {
 
     /// The block of `g` re-executed from its pre-state (cached).
     fn trace(&mut self, g: &GameRecord, node: &ShardNode) -> Result<&Trace> {
-        if !self.traces.contains_key(&g.header) {
+        if !self.traces.contains(&g.header) {
             let block = match node.block(g.height)? {
                 Some(b) if b.header.header.hash() == g.header => b,
                 _ => match node.mismatch_evidence(&g.header)? {
@@ -393,12 +408,58 @@ impl DisputeAgent {
                 },
             };
             let run = reexecute(node, &self.spec, &block)?;
-            while self.traces.len() >= KEPT_TRACES {
-                self.traces.pop_first();
-            }
             self.traces.insert(g.header, Trace { block, run });
         }
-        Ok(&self.traces[&g.header])
+        Ok(self.traces.get(&g.header).expect("just inserted or held"))
+    }
+}
+
+/// A bounded cache that evicts the least recently used entry (the agent's
+/// re-executed traces: evicting by key instead made one header's trace be
+/// recomputed at every move while others' sat unused).
+struct Lru<T> {
+    cap: usize,
+    clock: u64,
+    entries: BTreeMap<Hash, (T, u64)>,
+}
+
+impl<T> Lru<T> {
+    fn new(cap: usize) -> Self {
+        Lru { cap: cap.max(1), clock: 0, entries: BTreeMap::new() }
+    }
+
+    fn contains(&self, key: &Hash) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The entry, marked as just used.
+    fn get(&mut self, key: &Hash) -> Option<&T> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(v, used)| {
+            *used = clock;
+            &*v
+        })
+    }
+
+    fn insert(&mut self, key: Hash, value: T) {
+        while self.entries.len() >= self.cap && !self.entries.contains_key(&key) {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k);
+            match oldest {
+                Some(k) => self.entries.remove(&k),
+                None => break,
+            };
+        }
+        self.clock += 1;
+        self.entries.insert(key, (value, self.clock));
+    }
+
+    fn remove(&mut self, key: &Hash) {
+        self.entries.remove(key);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.entries.retain(|_, (v, _)| keep(v));
     }
 }
 
@@ -476,4 +537,26 @@ pub fn reexecute(node: &ShardNode, spec: &ChainSpec, block: &ShardBlock) -> Resu
     let mut commitments = vec![TraceCommitment::start(h.pre_state_root).hash()];
     commitments.extend(full.iter().map(TraceCommitment::hash));
     Ok(Reexecution { items, exec, commitments, full, invalid, undecodable })
+}
+
+#[cfg(test)]
+mod lru_tests {
+    use super::*;
+
+    /// The entry used most recently stays; the one unused longest goes,
+    /// whatever the keys' order (the old cache dropped the smallest key).
+    #[test]
+    fn the_least_recently_used_trace_is_evicted() {
+        let mut c = Lru::new(2);
+        let (low, mid, high) = (Hash([1; 32]), Hash([5; 32]), Hash([9; 32]));
+        c.insert(low, "low");
+        c.insert(high, "high");
+        assert_eq!(c.get(&low), Some(&"low"), "low is used again");
+        c.insert(mid, "mid");
+        assert!(c.contains(&low), "the recently used smallest key stays");
+        assert!(!c.contains(&high), "the least recently used goes");
+        assert!(c.contains(&mid));
+        c.retain(|v| *v != "mid");
+        assert!(!c.contains(&mid));
+    }
 }
