@@ -63,16 +63,17 @@ impl BeaconChain {
         for id in ended {
             // a game voided by an earlier resolution in this loop is gone
             let Some(mut g) = state.disputes.open.remove(&id) else { continue };
-            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
             let outcome = g.game.outcome().cloned().expect("ended");
             let winner = outcome.winner();
             let (w, l) = (g.party(winner), g.party(winner.other()));
             if let (Side::Challenger, Some(s)) = (winner, g.acting) {
                 // the acting stand-in's own claims lost, which proves nothing
                 // about the header: it pays, and the game starts over
+                // (the parties' refused steps still count in the new run)
                 self.restart(state, g, s, &outcome, slot)?;
                 continue;
             }
+            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
             let bonds = &mut state.disputes.bonds;
             let lost = match (winner, g.acting) {
                 // a stand-in won the proposer's defence: both their stakes return

@@ -1509,3 +1509,72 @@ fn colluders_filling_a_headers_games_cannot_keep_the_honest_challenger_out() {
     assert!(bonds.parties[&t.validator_info(liar).1].slashed >= stake, "the liar pays a whole stake");
     assert_ledger(&t);
 }
+
+/// A party whose steps proved nothing is not listened to past
+/// `MAX_REJECTED_STEPS` in a game (each costs the referee a re-execution),
+/// and a restart of the game does not give it that many again (issue 15:
+/// the counts were cleared when a losing stand-in's game started over).
+#[test]
+fn refused_steps_count_across_a_games_restart() {
+    use beacon::MoveRejection;
+    use bridge::{Action, SignedMove};
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(4)
+        .seed(59)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.run(3);
+    let (proposer, liar, griefer) = (0, 1, 3);
+    let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
+    t.set_fault(proposer, Some(Fault::SilentDefender));
+    t.set_fault(liar, Some(Fault::LyingStandIn));
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
+    t.set_fault(griefer, None);
+    let spec_hash = t.spec().hash();
+    let junk = |t: &Testnet, g: &GameRecord| {
+        let mv = SignedMove::sign(
+            Action::Step { game: g.id, at: g.position(), step: vec![0xee; 8] },
+            &spec_hash,
+            t.validator_key(griefer),
+        );
+        t.beacon().submit_move(mv, t.slot())
+    };
+    let (mut first_run, mut second_run) = (None, None);
+    for _ in 0..400 {
+        t.step();
+        let Some(g) = games(&t)
+            .into_iter()
+            .find(|g| g.is_open() && g.defender == addr(&t, proposer) && g.challenger == addr(&t, griefer))
+        else {
+            if first_run.is_some() {
+                break;
+            }
+            continue;
+        };
+        if g.game.phase != bridge::game::Phase::Step {
+            continue;
+        }
+        if g.resets == 0 && first_run.is_none() {
+            let outs: Vec<_> = (0..=beacon::MAX_REJECTED_STEPS).map(|_| junk(&t, &g)).collect();
+            first_run = Some((g.id, outs));
+        } else if g.resets > 0
+            && first_run.as_ref().is_some_and(|(id, _)| *id == g.id)
+            && second_run.is_none()
+        {
+            second_run = Some(junk(&t, &g));
+            break;
+        }
+    }
+    let (_, outs) = first_run.expect("the griefer's game reached its step");
+    for o in &outs[..beacon::MAX_REJECTED_STEPS as usize] {
+        assert!(matches!(o, Err(MoveRejection::BadStep(_))), "{o:?}");
+    }
+    assert!(matches!(outs.last(), Some(Err(MoveRejection::OutOfTurn(_)))), "{:?}", outs.last());
+    let again = second_run.expect("the game started over and reached its step again");
+    assert!(matches!(again, Err(MoveRejection::OutOfTurn(_))), "still not listened to: {again:?}");
+}
