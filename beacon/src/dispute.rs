@@ -234,6 +234,16 @@ impl Disputes {
         self.bonds.encode_to(&mut out);
         self.invalid_chain.encode_to(&mut out);
         self.pauses.encode_to(&mut out);
+        // each party's refused steps per open game: a beacon restart must
+        // not give it MAX_REJECTED_STEPS more re-executions
+        let mut refused: Vec<(&(Hash, Address), &u32)> = self.rejected_steps.iter().collect();
+        refused.sort();
+        (refused.len() as u32).encode_to(&mut out);
+        for ((game, party), n) in refused {
+            game.encode_to(&mut out);
+            party.encode_to(&mut out);
+            n.encode_to(&mut out);
+        }
         out
     }
 
@@ -249,6 +259,18 @@ impl Disputes {
         let invalid_chain = Hash::decode(input)?;
         // absent in a state written before pauses were recorded
         let pauses = if input.is_empty() { Pauses::default() } else { Pauses::decode(input)? };
+        let mut rejected_steps = std::collections::HashMap::new();
+        if !input.is_empty() {
+            let n = u32::decode(input)?;
+            // 56 bytes an entry: a count past what is left is a lie
+            if n as usize > input.len() / 56 {
+                return Err(DecodeError::Invalid("refused-step entries past the input"));
+            }
+            for _ in 0..n {
+                let key = (Hash::decode(input)?, Address::decode(input)?);
+                rejected_steps.insert(key, u32::decode(input)?);
+            }
+        }
         if !input.is_empty() {
             return Err(DecodeError::TrailingBytes(input.len()));
         }
@@ -259,6 +281,7 @@ impl Disputes {
             invalid_chain,
             pauses,
             logs,
+            rejected_steps,
             ..Default::default()
         })
     }
@@ -689,5 +712,30 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::StepUpheld { .. } => "step_upheld",
         Outcome::StepRefuted { .. } => "step_refuted",
         Outcome::Timeout { .. } => "timeout",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The persisted dispute state keeps each party's refused steps, so a
+    /// beacon restart does not give it `MAX_REJECTED_STEPS` more
+    /// re-executions (issue 15); a count the bytes cannot hold is refused.
+    #[test]
+    fn refused_step_counts_survive_a_restart() {
+        let mut d = Disputes::default();
+        let (game, party) = (Hash::of(b"game"), Address([3; 20]));
+        d.rejected_steps.insert((game, party), MAX_REJECTED_STEPS);
+        d.rejected_steps.insert((Hash::of(b"other"), Address([4; 20])), 1);
+        let bytes = d.encode();
+        let back = Disputes::decode(&bytes, |_| None).unwrap();
+        assert_eq!(back.rejected_steps, d.rejected_steps);
+        assert_eq!(back.encode(), bytes, "one encoding");
+        // a forged count past the input
+        let mut forged = Disputes::default().encode();
+        let at = forged.len() - 4;
+        forged[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Disputes::decode(&forged, |_| None).is_err());
     }
 }
