@@ -49,6 +49,7 @@ fn step_figures(
     exec: &Execution,
     index: usize,
     p: &prover::BlockParams,
+    runs: u32,
 ) -> Result<serde_json::Value> {
     let leaves: Vec<Hash> = exec.items.iter().map(Item::item_hash).collect();
     let witness = prover::produce_witness(state, base, exec, index, &Default::default())?;
@@ -65,7 +66,6 @@ fn step_figures(
     let encoded = step.encode();
     let decoded = Step::decode(&encoded)?;
     let items_root = exec.items_root();
-    let runs = 500u32;
     let mut times: Vec<Duration> = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let t = Instant::now();
@@ -129,7 +129,7 @@ pub(crate) fn run() -> Result<()> {
             })
             .collect();
         let exec = execute_items(state.reader(0)?, &params(1), items(&raws)?, Mode::Verify)?;
-        steps.push(step_figures("ETH transfer", &state, 0, &exec, 100, &params(1))?);
+        steps.push(step_figures("ETH transfer", &state, 0, &exec, 100, &params(1), 500)?);
     }
     {
         let state = AuthState::in_memory();
@@ -148,7 +148,7 @@ pub(crate) fn run() -> Result<()> {
             .map(|(i, call)| w.sign(0, 1 + i as u64, TxKind::Call(token), U256::ZERO, call, 100_000))
             .collect();
         let exec = execute_items(state.reader(1)?, &params(2), items(&raws)?, Mode::Verify)?;
-        steps.push(step_figures("ERC-20 transfer", &state, 1, &exec, 100, &params(2))?);
+        steps.push(step_figures("ERC-20 transfer", &state, 1, &exec, 100, &params(2), 500)?);
     }
     {
         let state = AuthState::in_memory();
@@ -171,7 +171,7 @@ pub(crate) fn run() -> Result<()> {
             })
             .collect();
         let exec = execute_items(state.reader(0)?, &p, msgs, Mode::Verify)?;
-        steps.push(step_figures("cross-shard message", &state, 0, &exec, 100, &p)?);
+        steps.push(step_figures("cross-shard message", &state, 0, &exec, 100, &p, 500)?);
     }
 
     {
@@ -205,7 +205,39 @@ pub(crate) fn run() -> Result<()> {
             .collect();
         let exec = execute_items(state.reader(1)?, &params(2), items(&raws)?, Mode::Verify)?;
         anyhow::ensure!(!exec.outcomes[1].receipt.success, "the call over the budget fails");
-        steps.push(step_figures("call over the budget", &state, 1, &exec, 1, &params(2))?);
+        steps.push(step_figures("call over the budget", &state, 1, &exec, 1, &params(2), 500)?);
+    }
+
+    {
+        // the worst compute-bound item: a transaction at the per-transaction
+        // gas cap (2^24) spending it all in one BLAKE2F call (1 gas a
+        // round), which the referee re-executes whole for one step
+        let state = AuthState::in_memory();
+        bench::fund(&state, &w.addresses())?;
+        let gas = 1u64 << 24;
+        // all the call may forward (63/64 of what is left after the
+        // intrinsic cost and a few opcodes) goes to rounds
+        let rounds = ((gas - 30_000) / 64 * 63 - 10_000) as u32;
+        let mut input = rounds.to_be_bytes().to_vec();
+        input.extend_from_slice(&[0u8; 64 + 128 + 16]);
+        input.push(1);
+        let mut caller = Vec::new();
+        // CALLDATACOPY the 213-byte input, STATICCALL 0x09 with all gas
+        caller.extend_from_slice(&[0x60, 213, 0x5f, 0x5f, 0x37]);
+        caller.extend_from_slice(&[0x60, 64, 0x5f, 0x60, 213, 0x5f, 0x60, 0x09, 0x5a, 0xfa, 0x00]);
+        let caller_addr = Address::repeat_byte(0xbb);
+        let mut c = prover::ChangeSet::new();
+        let code_hash = alloy_primitives::keccak256(&caller);
+        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+        c.insert(prover::StateKey::Account(caller_addr), Some(a.encode()));
+        c.insert(prover::StateKey::Code(code_hash), Some(caller));
+        state.commit(1, &c)?;
+        let raws = vec![w.sign(0, 0, TxKind::Call(caller_addr), U256::ZERO, Bytes::from(input), gas)];
+        let mut p = params(2);
+        p.gas_limit = p.gas_limit.max(gas);
+        let exec = execute_items(state.reader(1)?, &p, items(&raws)?, Mode::Verify)?;
+        anyhow::ensure!(exec.outcomes[0].receipt.gas_used > gas / 2, "the rounds ran");
+        steps.push(step_figures("BLAKE2F at the gas cap", &state, 1, &exec, 0, &p, 5)?);
     }
 
     // slots to invalidation and cascade rebuild, deterministic tier
