@@ -573,7 +573,7 @@ impl BeaconChain {
         let resolved = self.resolve_games(state, slot)?;
         self.advance_finality(state, slot)?;
         let d = &mut state.disputes;
-        let games: Vec<bridge::GameRecord> =
+        let touched: Vec<bridge::GameRecord> =
             d.touched.iter().filter_map(|id| d.logs.get(id).map(|l| l.record.clone())).collect();
         let mut block = BeaconBlock {
             signature: Signature::default(),
@@ -583,7 +583,7 @@ impl BeaconChain {
             heads: state.heads.clone(),
             finalized: state.finalized.clone(),
             moves: std::mem::take(&mut d.moves),
-            games,
+            games: Vec::new(),
             invalidated: resolved.invalidated,
             disputes_root: d.root(),
             unbonded: self
@@ -597,6 +597,15 @@ impl BeaconChain {
                 .collect(),
             state_root: Hash::ZERO,
         };
+        // the touched games' records, as many as the block's gossip limit
+        // leaves room for (a pause touches every open game): the rest go
+        // in the next blocks, so no block is too large to gossip
+        let room = MAX_BEACON_BLOCK_BYTES.saturating_sub(bridge::Encode::encode(&block).len());
+        let (games, later) = carry_games(touched, room);
+        if !later.is_empty() {
+            info!(target: "beacon", slot, carried = games.len(), later = later.len(), "game records carried over to the next block");
+        }
+        block.games = games;
         block.state_root = BeaconBlock::compute_state_root(
             &self.spec_hash,
             &block.heads,
@@ -610,13 +619,18 @@ impl BeaconChain {
             .iter()
             .filter_map(|id| d.logs.get(id).map(|l| (*id, serde_json::to_vec(l).expect("serializable"))))
             .collect();
-        // ended games leave memory once written
-        let ended: Vec<Hash> =
-            d.logs.iter().filter(|(_, l)| !l.record.is_open()).map(|(id, _)| *id).collect();
+        // ended games leave memory once written and carried in a block
+        let later: std::collections::BTreeSet<Hash> = later.iter().map(|g| g.id).collect();
+        let ended: Vec<Hash> = d
+            .logs
+            .iter()
+            .filter(|(id, l)| !l.record.is_open() && !later.contains(*id))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ended {
             d.logs.remove(&id);
         }
-        d.touched.clear();
+        d.touched.retain(|id| later.contains(id));
         d.move_bytes = 0;
         d.per_party.clear();
         self.db.commit(SealWrite {
@@ -819,6 +833,34 @@ impl BeaconChain {
         }
         Ok(out)
     }
+}
+
+/// The largest beacon block: what its gossip topic carries
+/// (`net::Topic::BeaconBlocks`), less room for the signature and list
+/// prefixes.
+pub const MAX_BEACON_BLOCK_BYTES: usize = (2 << 20) - (4 << 10);
+
+/// The game records a block of `room` bytes to spare carries: ended games
+/// first (agents stop playing them; their logs leave memory once carried),
+/// then the others, each in id order; what does not fit waits for the
+/// next block.
+pub(crate) fn carry_games(
+    mut touched: Vec<bridge::GameRecord>,
+    room: usize,
+) -> (Vec<bridge::GameRecord>, Vec<bridge::GameRecord>) {
+    use bridge::Encode;
+    touched.sort_by_key(|g| (g.is_open(), g.id));
+    let (mut carried, mut later, mut used) = (Vec::new(), Vec::new(), 0usize);
+    for g in touched {
+        let size = g.encode().len();
+        if used + size <= room {
+            used += size;
+            carried.push(g);
+        } else {
+            later.push(g);
+        }
+    }
+    (carried, later)
 }
 
 #[cfg(test)]

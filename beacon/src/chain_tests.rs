@@ -231,3 +231,65 @@ fn held_children_are_bounded_and_the_highest_go_first() {
     assert_eq!(chain.submit(late, 5 + bridge::INCLUSION_SLOTS + 1), Ok(Submitted::Pending));
     assert_eq!(chain.pending().0, 1);
 }
+
+/// A pause touches every open game, and a game record in its Pick phase
+/// at k = 64 carries 63 commitments: 1,024 of them are more than a beacon
+/// block may gossip (issue 15). A sealed block never passes the limit;
+/// the records that do not fit come in the next blocks, ended games
+/// first, each exactly once.
+#[test]
+fn a_sealed_block_never_passes_its_gossip_limit() {
+    use bridge::game::{Game, GameParams, Phase};
+    let (spec, _) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let chain = open(dir.path(), &spec);
+    let record = |i: u32, ended: bool| {
+        let mut game = Game::open(GameParams { k: 64, clock_slots: 100 }, 1 << 20, Hash::ZERO, Hash::ZERO, 1);
+        game.phase =
+            Phase::Pick { posted: (0..63u32).map(|j| Hash::of(&(i * 100 + j).to_be_bytes())).collect() };
+        bridge::GameRecord {
+            id: Hash::of(&i.to_be_bytes()),
+            shard: ShardId(0),
+            height: 1,
+            header: Hash::of(b"h"),
+            items: 1 << 20,
+            receipt_item: None,
+            claimed: true,
+            defender: Address([1; 20]),
+            challenger: Address([2; 20]),
+            opened_slot: 1,
+            stakes: [1, 1],
+            game,
+            moves: 0,
+            ended: ended.then_some((1, bridge::Ending::Void)),
+            acting: None,
+            acting_stake: 0,
+            resets: 0,
+        }
+    };
+    let n = 1024u32;
+    {
+        let mut state = chain.state.write();
+        for i in 0..n {
+            let g = record(i, i % 8 == 0);
+            state.disputes.log(&g);
+            state.disputes.touched.insert(g.id);
+        }
+    }
+    use bridge::Encode;
+    let size: usize = (0..n).map(|i| record(i, false).encode().len()).sum();
+    assert!(size > 2 << 20, "the records alone are more than a block may carry: {size}");
+    let mut seen = std::collections::BTreeSet::new();
+    for slot in 1..=4 {
+        let b = chain.seal(slot).unwrap().unwrap();
+        assert!(b.encode().len() <= MAX_BEACON_BLOCK_BYTES, "slot {slot}: {} bytes", b.encode().len());
+        if slot == 1 {
+            assert!(b.games.iter().take(n as usize / 8).all(|g| !g.is_open()), "ended games first");
+        }
+        for g in &b.games {
+            assert!(seen.insert(g.id), "game {} carried twice", g.id);
+        }
+    }
+    assert_eq!(seen.len(), n as usize, "every record carried");
+    assert!(chain.state.read().disputes.touched.is_empty());
+}

@@ -21,8 +21,8 @@ mod rpc;
 mod store;
 
 pub use chain::{
-    BeaconChain, DependsOn, HeaderStatus, MAX_PENDING, MAX_PENDING_BYTES, Rejection, RejectionRecord,
-    Submitted,
+    BeaconChain, DependsOn, HeaderStatus, MAX_BEACON_BLOCK_BYTES, MAX_PENDING, MAX_PENDING_BYTES, Rejection,
+    RejectionRecord, Submitted,
 };
 pub use dispute::{
     BondMove, GameLog, MAX_MOVE_BYTES_PER_BLOCK, MAX_MOVE_BYTES_PER_PARTY, MAX_MOVES_PER_PARTY,
