@@ -116,23 +116,22 @@ pub enum Action {
 impl Action {
     /// The game a move plays in (not for `Open` and `Withdraw`).
     pub fn game(&self) -> Option<Hash> {
-        match self {
-            Action::Bisect { game, .. }
-            | Action::Pick { game, .. }
-            | Action::Step { game, .. }
-            | Action::Claim { game, .. } => Some(*game),
-            Action::Open { .. } | Action::Withdraw { .. } => None,
-        }
+        self.in_game().map(|(game, _)| game)
     }
 
     /// The game position an in-game move answers
     /// ([`GameRecord::position`]; not for `Open` and `Withdraw`).
     pub fn position(&self) -> Option<Hash> {
+        self.in_game().map(|(_, at)| at)
+    }
+
+    /// An in-game move's game and the position it answers.
+    fn in_game(&self) -> Option<(Hash, Hash)> {
         match self {
-            Action::Bisect { at, .. }
-            | Action::Pick { at, .. }
-            | Action::Step { at, .. }
-            | Action::Claim { at, .. } => Some(*at),
+            Action::Bisect { game, at, .. }
+            | Action::Pick { game, at, .. }
+            | Action::Step { game, at, .. }
+            | Action::Claim { game, at, .. } => Some((*game, *at)),
             Action::Open { .. } | Action::Withdraw { .. } => None,
         }
     }
@@ -383,19 +382,7 @@ impl GameRecord {
     /// valid until the game moves.
     pub fn position(&self) -> Hash {
         let g = &self.game;
-        let mut phase = Vec::new();
-        match &g.phase {
-            crate::game::Phase::Bisect => 0u8.encode_to(&mut phase),
-            crate::game::Phase::Pick { posted } => {
-                1u8.encode_to(&mut phase);
-                encode_list(posted, &mut phase);
-            }
-            crate::game::Phase::Step => 2u8.encode_to(&mut phase),
-            crate::game::Phase::Done(o) => {
-                3u8.encode_to(&mut phase);
-                o.encode_to(&mut phase);
-            }
-        }
+        let phase = g.phase.encode();
         hash_domain(
             b"optishard.game_position",
             &[

@@ -324,6 +324,23 @@ impl Decode for Side {
     }
 }
 
+impl Encode for Phase {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Phase::Bisect => 0u8.encode_to(out),
+            Phase::Pick { posted } => {
+                1u8.encode_to(out);
+                encode_list(posted, out);
+            }
+            Phase::Step => 2u8.encode_to(out),
+            Phase::Done(o) => {
+                3u8.encode_to(out);
+                o.encode_to(out);
+            }
+        }
+    }
+}
+
 impl Encode for Outcome {
     fn encode_to(&self, out: &mut Vec<u8>) {
         let tag: u8 = match self {
@@ -357,18 +374,7 @@ impl Encode for Game {
         self.hi.encode_to(out);
         self.lo_commit.encode_to(out);
         self.hi_commit.encode_to(out);
-        match &self.phase {
-            Phase::Bisect => 0u8.encode_to(out),
-            Phase::Pick { posted } => {
-                1u8.encode_to(out);
-                encode_list(posted, out);
-            }
-            Phase::Step => 2u8.encode_to(out),
-            Phase::Done(o) => {
-                3u8.encode_to(out);
-                o.encode_to(out);
-            }
-        }
+        self.phase.encode_to(out);
         self.clocks[0].encode_to(out);
         self.clocks[1].encode_to(out);
         self.turn_since.encode_to(out);
