@@ -386,6 +386,8 @@ def refill(src, dst, part, parts):
     import contextlib
     import glob
     files = sorted(glob.glob(os.path.join(src, "**", "*.json"), recursive=True))[part::parts]
+    # the reference logs every case to stderr: once, to nowhere
+    quiet = open(os.devnull, "w")
     counts = {"files": 0, "cases": 0, "left_out": {}}
     for path in files:
         try:
@@ -418,7 +420,7 @@ def refill(src, dst, part, parts):
             for post in ([] if why else posts):
                 ix = post["indexes"]
                 try:
-                    with contextlib.redirect_stderr(io_null()):
+                    with contextlib.redirect_stderr(quiet):
                         res = t8n_in_process(pre, environment, [rpc_tx(tmpl, ix["data"], ix["gas"], ix["value"])])
                 except (KeyError, TypeError, NameError, AttributeError):
                     raise  # a bug here, not a refusal: stop
@@ -442,10 +444,6 @@ def refill(src, dst, part, parts):
                 json.dump(out, f)
             counts["files"] += 1
     print(json.dumps(counts), file=sys.stderr)
-
-
-def io_null():
-    return open(os.devnull, "w")
 
 
 def t8n(pre, environment, txs, workdir):
