@@ -4,7 +4,7 @@
 //! do), called right after that write with the node's own estimate,
 //! succeeds in the next block, a second later.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alloy_network::{EthereumWallet, TransactionBuilder};
 use alloy_primitives::Address;
@@ -12,7 +12,7 @@ use alloy_provider::{Provider, ProviderBuilder};
 use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
 use alloy_sol_types::{SolCall, SolEvent, sol};
 
-use crate::support::{clock_bin, manual_dev_node};
+use crate::support::{clock_bin, manual_dev_node, now_ms};
 
 sol! {
     interface IClock {
@@ -20,10 +20,6 @@ sol! {
         function pokes() external view returns (uint256);
         event Poked(address indexed who, uint32 timestamp, bool moved);
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// Waits for the start of a wall-clock second, so that what follows

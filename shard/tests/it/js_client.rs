@@ -9,11 +9,7 @@ use std::time::Duration;
 
 use shard::dev_accounts;
 
-use crate::support::manual_dev_node;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
+use crate::support::{manual_dev_node, now_ms};
 
 fn tools() -> PathBuf {
     std::env::var_os("OPTISHARD_TOOLS").map(PathBuf::from).unwrap_or_else(|| {

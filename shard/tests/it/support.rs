@@ -41,3 +41,8 @@ pub(crate) fn store_bin() -> alloy_primitives::Bytes {
 pub(crate) fn clock_bin() -> alloy_primitives::Bytes {
     compiled(include_str!("../../../testdata/contracts/Clock.bin"))
 }
+
+/// Wall-clock milliseconds (tests that play with block timestamps).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}

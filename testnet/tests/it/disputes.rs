@@ -109,6 +109,37 @@ fn assert_ledger(t: &Testnet) {
     assert_eq!(u128::from(bonds.treasury), treasury, "the treasury holds what games sent it");
 }
 
+/// Validators of [`griefed_silent_proposer`]'s single shard: the honest
+/// proposer that never answers its games, the lying stand-in, and the
+/// griefer that disputed the proposer's header (validator 2 is honest).
+const PROPOSER: usize = 0;
+const LIAR: usize = 1;
+const GRIEFER: usize = 3;
+
+/// One shard of four validators where a griefer has just disputed an honest
+/// header whose proposer stays silent, and a byzantine shard-mate stands
+/// in with commitments no execution gives (so the game starts over each
+/// time it loses), until an honest shard-mate takes over.
+fn griefed_silent_proposer(dir: &std::path::Path) -> Testnet {
+    let mut t = Testnet::builder()
+        .shards(1)
+        .validators_per_shard(4)
+        .seed(59)
+        .challenge_window_slots(40)
+        .txs_per_slot(6)
+        .build(dir)
+        .unwrap();
+    t.run(3);
+    let proposer = t.validator_info(PROPOSER).1;
+    t.set_fault(PROPOSER, Some(Fault::SilentDefender));
+    t.set_fault(LIAR, Some(Fault::LyingStandIn));
+    t.set_fault_rate(GRIEFER, Some(Fault::GriefingChallenger), 100);
+    // until the griefer disputes one of the proposer's headers
+    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == proposer));
+    t.set_fault(GRIEFER, None);
+    t
+}
+
 /// The first validator index of `shard`.
 fn first_of(t: &Testnet, shard: u32) -> usize {
     (0..t.validator_count()).find(|i| t.validator_info(*i).0 == ShardId(shard)).unwrap()
@@ -1334,23 +1365,9 @@ fn the_beacons_downtime_counts_neither_in_windows_nor_in_clocks() {
 #[test]
 fn a_lying_stand_in_loses_its_own_stake_and_cannot_frame_the_proposer() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Testnet::builder()
-        .shards(1)
-        .validators_per_shard(4)
-        .seed(59)
-        .challenge_window_slots(40)
-        .txs_per_slot(6)
-        .build(dir.path())
-        .unwrap();
-    t.run(3);
-    let (proposer, liar, honest, griefer) = (0, 1, 2, 3);
+    let mut t = griefed_silent_proposer(dir.path());
+    let (proposer, liar, honest) = (PROPOSER, LIAR, 2);
     let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
-    t.set_fault(proposer, Some(Fault::SilentDefender));
-    t.set_fault(liar, Some(Fault::LyingStandIn));
-    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
-    // until the griefer disputes one of the proposer's headers
-    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
-    t.set_fault(griefer, None);
     run_until(&mut t, 400, |t| {
         let g = games(t);
         g.iter().any(|g| g.defender == addr(t, proposer)) && g.iter().all(|g| !g.is_open())
@@ -1392,22 +1409,9 @@ fn a_lying_stand_in_loses_its_own_stake_and_cannot_frame_the_proposer() {
 #[test]
 fn no_published_move_is_valid_again_after_a_game_starts_over() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Testnet::builder()
-        .shards(1)
-        .validators_per_shard(4)
-        .seed(59)
-        .challenge_window_slots(40)
-        .txs_per_slot(6)
-        .build(dir.path())
-        .unwrap();
-    t.run(3);
-    let (proposer, liar, griefer) = (0, 1, 3);
+    let mut t = griefed_silent_proposer(dir.path());
+    let proposer = PROPOSER;
     let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
-    t.set_fault(proposer, Some(Fault::SilentDefender));
-    t.set_fault(liar, Some(Fault::LyingStandIn));
-    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
-    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
-    t.set_fault(griefer, None);
     let mut published: Vec<bridge::SignedMove> = Vec::new();
     let mut seen_to = 0;
     let (mut accepted, mut tried_after_reset) = (Vec::new(), 0);
@@ -1519,22 +1523,9 @@ fn refused_steps_count_across_a_games_restart() {
     use beacon::MoveRejection;
     use bridge::{Action, SignedMove};
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Testnet::builder()
-        .shards(1)
-        .validators_per_shard(4)
-        .seed(59)
-        .challenge_window_slots(40)
-        .txs_per_slot(6)
-        .build(dir.path())
-        .unwrap();
-    t.run(3);
-    let (proposer, liar, griefer) = (0, 1, 3);
+    let mut t = griefed_silent_proposer(dir.path());
+    let (proposer, griefer) = (PROPOSER, GRIEFER);
     let addr = |t: &Testnet, i: usize| t.validator_info(i).1;
-    t.set_fault(proposer, Some(Fault::SilentDefender));
-    t.set_fault(liar, Some(Fault::LyingStandIn));
-    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
-    run_until(&mut t, 30, |t| games(t).iter().any(|g| g.defender == addr(t, proposer)));
-    t.set_fault(griefer, None);
     let spec_hash = t.spec().hash();
     let junk = |t: &Testnet, g: &GameRecord| {
         let mv = SignedMove::sign(
