@@ -16,6 +16,7 @@ mod import;
 mod mempool;
 mod metrics;
 mod node;
+mod pending;
 mod process;
 mod relay;
 mod rpc;

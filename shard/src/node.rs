@@ -67,14 +67,6 @@ pub struct ShardNode {
     slot: std::sync::atomic::AtomicU64,
 }
 
-/// How far ahead [`ShardNode::pending_params`] looks for the block a
-/// transaction sent now lands in: its first chance and every slot in the
-/// next two seconds (a transaction may miss a slot; block timestamps are
-/// whole seconds, so a contract sees at most three values in that time).
-const LANDING_MS: u64 = 2_000;
-/// At most this many distinct contexts are simulated per estimate.
-const MAX_LANDING_CONTEXTS: usize = 6;
-
 impl ShardNode {
     /// Opens the database, writes genesis on first start, and recovers the
     /// head after a crash.
@@ -264,7 +256,7 @@ impl ShardNode {
 
     /// The contexts of the blocks a transaction sent now may land in, the
     /// likeliest first: the next height, its base fee and prevrandao, and
-    /// for each block that may be built soon (see [`LANDING_MS`]) its
+    /// for each block that may be built soon (see [`crate::pending`]) its
     /// timestamp and proposer. On a network shard those are the slots from
     /// the first one not yet built on the local head (its timestamp is the
     /// second its slot starts in, its beneficiary its scheduled proposer);
@@ -277,48 +269,15 @@ impl ShardNode {
         // block's number, base fee and prevrandao all come from it
         let head = self.head();
         let base = self.params_after(&head);
-        // (timestamp, beneficiary) of each block that may be built soon
-        let candidates: Vec<(u64, Address)> = match self.schedule.get() {
+        let (shard, coinbase) = (self.config.shard, self.config.coinbase);
+        let blocks = match self.schedule.get() {
             Some(spec) => {
                 let now = self.slot.load(std::sync::atomic::Ordering::Relaxed);
-                let first = now.max(head.header.beacon_slot.saturating_add(1));
-                let slots = LANDING_MS.div_ceil(spec.slot_ms.max(1)).max(1);
-                (first..=first.saturating_add(slots))
-                    .map(|slot| {
-                        let proposer = spec.proposer(self.config.shard, slot).map(|a| Address::from(a.0));
-                        (spec.slot_timestamp(slot), proposer.unwrap_or(self.config.coinbase))
-                    })
-                    .collect()
+                crate::pending::slot_blocks(spec, shard, coinbase, now, head.header.beacon_slot)
             }
-            None => {
-                let now = now_secs();
-                (0..=LANDING_MS.div_ceil(1000))
-                    .map(|ahead| (now.saturating_add(ahead).max(head.header.timestamp), self.config.coinbase))
-                    .collect()
-            }
+            None => crate::pending::dev_blocks(now_secs(), head.header.timestamp, coinbase),
         };
-        // every distinct timestamp first (what contracts most often depend
-        // on), then other proposers of the same seconds, up to the cap
-        let mut chosen: Vec<(u64, Address)> = Vec::new();
-        for c in &candidates {
-            if chosen.len() < MAX_LANDING_CONTEXTS && !chosen.iter().any(|x| x.0 == c.0) {
-                chosen.push(*c);
-            }
-        }
-        for c in &candidates {
-            if chosen.len() < MAX_LANDING_CONTEXTS && !chosen.contains(c) {
-                chosen.push(*c);
-            }
-        }
-        // the likeliest (the first slot's) first, then in time order
-        let first = candidates[0];
-        chosen.sort_by_key(|c| (*c != first, c.0));
-        let contexts = chosen.into_iter().map(|(timestamp, beneficiary)| BlockParams {
-            timestamp,
-            beneficiary,
-            ..base.clone()
-        });
-        (head.header.height, contexts.collect())
+        (head.header.height, crate::pending::landing_contexts(&base, &blocks))
     }
 
     /// The hashes `BLOCKHASH` may read in block `height`: the 256 below it

@@ -15,7 +15,7 @@ use alloy_rpc_types_eth::{
     TransactionReceipt, TransactionRequest,
 };
 use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::types::Params;
 use prover::{AccountState, BlockParams, ExecutionResult, StateKey, simulate};
 
 use crate::node::TX_GAS_CAP;
@@ -29,54 +29,14 @@ use crate::validator::ValidatorStatus;
 use crate::{Error, Result};
 use bridge::InboxEntry;
 
-/// JSON-RPC error codes used by Ethereum nodes.
-mod code {
-    pub(super) const INVALID_PARAMS: i32 = -32602;
-    pub(super) const SERVER: i32 = -32000;
-    pub(super) const INTERNAL: i32 = -32603;
-    pub(super) const EXECUTION_REVERTED: i32 = 3;
-}
+mod errors;
+pub use errors::revert_reason;
+use errors::*;
 
 /// Suggested priority fee (1 gwei).
 const PRIORITY_FEE: u64 = 1_000_000_000;
 /// Widest block range one `eth_getLogs` may scan.
 const MAX_LOG_RANGE: u64 = 10_000;
-
-type RpcResult<T> = std::result::Result<T, ErrorObjectOwned>;
-
-fn rpc_err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
-}
-
-fn server_err(msg: impl Into<String>) -> ErrorObjectOwned {
-    rpc_err(code::SERVER, msg)
-}
-
-fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    rpc_err(code::INTERNAL, e.to_string())
-}
-
-fn params_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
-    rpc_err(code::INVALID_PARAMS, format!("invalid params: {e}"))
-}
-
-/// jsonrpsee puts serde's explanation in the error's data; surface it.
-fn parse_err(e: ErrorObjectOwned) -> ErrorObjectOwned {
-    match e.data() {
-        Some(d) => params_err(d.get().trim_matches('"')),
-        None => params_err(e.message()),
-    }
-}
-
-/// The message of an `Error(string)` revert, if that is what `output` is.
-pub fn revert_reason(output: &[u8]) -> Option<String> {
-    if output.len() < 68 || output[..4] != [0x08, 0xc3, 0x79, 0xa0] {
-        return None;
-    }
-    let len = U256::from_be_slice(&output[36..68]).try_into().ok()?;
-    let bytes: &[u8] = output.get(68..68usize.checked_add(len)?)?;
-    String::from_utf8(bytes.to_vec()).ok()
-}
 
 /// The smallest gas limit in `(lo, cap]` for which `succeeds` holds,
 /// given that it holds at `cap` and that `used` was used there: tries the
@@ -102,62 +62,6 @@ fn smallest_success(
         }
     }
     Ok(hi)
-}
-
-/// `Error(string)`, as Solidity's `revert("...")` encodes it: clients that
-/// show only revert data (ethers) then show the reason.
-fn error_string(text: &str) -> Bytes {
-    use alloy_sol_types::SolError;
-    alloy_sol_types::Revert::from(text).abi_encode().into()
-}
-
-/// A simulated transaction past the witness budget: code 3 like a revert,
-/// the message naming the budget and what it touched, and the same text as
-/// `Error(string)` revert data (clients that read only the data would
-/// otherwise show "missing revert data").
-fn over_budget(footprint: &prover::Footprint) -> ErrorObjectOwned {
-    let reason = format!(
-        "witness budget exceeded: {footprint}. As a transaction it would fail and pay its whole gas limit. \
-         Split the work over several transactions (each may touch about {} accounts or slots)",
-        prover::WITNESS_BUDGET / prover::ENTRY_ALLOWANCE
-    );
-    // "execution reverted" leads, as for code 3 everywhere: ethers looks
-    // for revert data only in errors whose message says "revert"
-    let msg = format!("execution reverted: {reason}");
-    ErrorObjectOwned::owned(code::EXECUTION_REVERTED, msg, Some(error_string(&reason)))
-}
-
-/// A call the EVM halted (out of gas, invalid opcode, stack error, …).
-fn halted(reason: revm::context::result::HaltReason, gas: u64) -> ErrorObjectOwned {
-    use revm::context::result::{HaltReason, OutOfGasError};
-    let msg = match reason {
-        HaltReason::OutOfGas(e) if !matches!(e, OutOfGasError::InvalidOperand) => {
-            format!(
-                "gas required exceeds allowance ({gas}): raise the gas limit, or leave it out to have it estimated"
-            )
-        }
-        other => {
-            format!("execution halted: {other:?} (the contract hit an exceptional halt; no revert data)")
-        }
-    };
-    server_err(msg)
-}
-
-/// An invalid simulated transaction, in the words of Ethereum nodes.
-fn invalid_call(reason: &str) -> String {
-    if reason.contains("lack of funds") {
-        format!("insufficient funds for gas * price + value: {reason}")
-    } else {
-        reason.to_string()
-    }
-}
-
-fn reverted(output: &Bytes) -> ErrorObjectOwned {
-    let msg = match revert_reason(output) {
-        Some(r) => format!("execution reverted: {r}"),
-        None => "execution reverted".to_string(),
-    };
-    ErrorObjectOwned::owned(code::EXECUTION_REVERTED, msg, Some(output.clone()))
 }
 
 struct Rpc {
