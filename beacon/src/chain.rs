@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use tracing::{debug, info};
 
-use crate::dispute::Disputes;
+use crate::dispute::MoveQueue;
+use crate::referee::{Referee, Rules};
 use crate::store::{Accepted, BeaconDb, IncludedHeader, SealWrite};
 use crate::{Error, Result};
 
@@ -229,8 +230,10 @@ pub(crate) struct State {
     pub(crate) tips: Vec<ShardHeader>,
     /// Accepted blocks not sealed yet, in acceptance order.
     pub(crate) included: Vec<Accepted>,
-    /// Games, bonds, invalidations.
-    pub(crate) disputes: Disputes,
+    /// Games, bonds, invalidations: the referee's state.
+    pub(crate) referee: Referee,
+    /// The moves of the block being built.
+    pub(crate) queue: MoveQueue,
     /// Children that arrived before their parent.
     pending: Vec<Held>,
     pending_bytes: usize,
@@ -285,7 +288,7 @@ impl BeaconChain {
             info!(target: "beacon", slot, "resumed beacon chain");
         }
         let channels = db.channels()?;
-        let disputes = match db.disputes()? {
+        let referee = match db.disputes()? {
             Some(bytes) => {
                 let log_of = |id: &Hash| {
                     db.game_log(id)
@@ -293,9 +296,10 @@ impl BeaconChain {
                         .flatten()
                         .and_then(|b| serde_json::from_slice::<crate::GameLog>(&b).ok())
                 };
-                Disputes::decode(&bytes, log_of).map_err(|e| Error::Corrupt(format!("dispute state: {e}")))?
+                Referee::decode(Rules::of(&spec), &bytes, log_of)
+                    .map_err(|e| Error::Corrupt(format!("dispute state: {e}")))?
             }
-            None => Disputes::genesis(&spec),
+            None => Referee::genesis(&spec),
         };
         let mut tips = Vec::with_capacity(heads.len());
         for h in &heads {
@@ -316,7 +320,8 @@ impl BeaconChain {
             db,
             state: RwLock::new(State {
                 channels,
-                disputes,
+                referee,
+                queue: MoveQueue::default(),
                 head,
                 heads,
                 finalized,
@@ -445,9 +450,9 @@ impl BeaconChain {
             return Err(Rejection::NotScheduled { shard: h.shard.0, slot: h.beacon_slot, expected, signer });
         }
         let stake = self.spec.dispute_stake_gwei;
-        if !state.disputes.bonds.covers(&signer, stake) {
+        if !state.referee.bonds.covers(&signer, stake) {
             let bond =
-                state.disputes.bonds.parties.get(&signer).map_or(0, |b| b.free.saturating_add(b.locked));
+                state.referee.bonds.parties.get(&signer).map_or(0, |b| b.free.saturating_add(b.locked));
             return Err(Rejection::Unbonded { proposer: signer, bond, stake });
         }
         bridge::check_body(&block).map_err(Rejection::Invalid)?;
@@ -569,10 +574,9 @@ impl BeaconChain {
         if state.head.is_some_and(|(s, _)| s >= slot) {
             return Ok(None);
         }
-        crate::resolve::catch_up(state, slot);
         let resolved = self.resolve_games(state, slot)?;
         self.advance_finality(state, slot)?;
-        let d = &mut state.disputes;
+        let d = &mut state.referee;
         let touched: Vec<bridge::GameRecord> =
             d.touched.iter().filter_map(|id| d.logs.get(id).map(|l| l.record.clone())).collect();
         let mut block = BeaconBlock {
@@ -582,7 +586,7 @@ impl BeaconChain {
             headers: state.included.iter().map(|a| a.block.header.clone()).collect(),
             heads: state.heads.clone(),
             finalized: state.finalized.clone(),
-            moves: std::mem::take(&mut d.moves),
+            moves: std::mem::take(&mut state.queue.moves),
             games: Vec::new(),
             invalidated: resolved.invalidated,
             disputes_root: d.root(),
@@ -631,13 +635,12 @@ impl BeaconChain {
             d.logs.remove(&id);
         }
         d.touched.retain(|id| later.contains(id));
-        d.move_bytes = 0;
-        d.per_party.clear();
+        state.queue = MoveQueue::default();
         self.db.commit(SealWrite {
             block: &block,
             accepted: &state.included,
             channels: &state.channels,
-            disputes: state.disputes.encode(),
+            disputes: state.referee.encode(),
             discarded: resolved.discarded,
             game_logs,
         })?;
@@ -658,10 +661,10 @@ impl BeaconChain {
                     let next = state.finalized[s] + 1;
                     let Some(h) = self.db.shard_header(ShardId(s as u32), next)? else { break };
                     // a header under an open game is never final
-                    if state.disputes.disputed(ShardId(s as u32), next) {
+                    if state.referee.disputed(ShardId(s as u32), next) {
                         break;
                     }
-                    let ripe = state.disputes.pauses.elapsed(h.included_in, slot) >= window;
+                    let ripe = state.referee.pauses.elapsed(h.included_in, slot) >= window;
                     let deps_final = h
                         .depends_on
                         .iter()
@@ -681,24 +684,24 @@ impl BeaconChain {
 
     /// How many games are open.
     pub fn open_game_count(&self) -> usize {
-        self.state.read().disputes.open.len()
+        self.state.read().referee.open.len()
     }
 
     /// The open games against `shard`'s headers, as they stand.
     pub fn open_games(&self, shard: ShardId) -> Vec<bridge::GameRecord> {
-        self.state.read().disputes.open.values().filter(|g| g.shard == shard).cloned().collect()
+        self.state.read().referee.open.values().filter(|g| g.shard == shard).cloned().collect()
     }
 
     /// Open games, and the bonds.
     pub fn games(&self) -> (Vec<crate::GameLog>, bridge::Bonds) {
         let s = self.state.read();
-        let logs = s.disputes.open.keys().filter_map(|id| s.disputes.logs.get(id).cloned()).collect();
-        (logs, s.disputes.bonds.clone())
+        let logs = s.referee.open.keys().filter_map(|id| s.referee.logs.get(id).cloned()).collect();
+        (logs, s.referee.bonds.clone())
     }
 
     /// A game's log (open or ended).
     pub fn game(&self, id: &Hash) -> Result<Option<crate::GameLog>> {
-        if let Some(l) = self.state.read().disputes.logs.get(id) {
+        if let Some(l) = self.state.read().referee.logs.get(id) {
             return Ok(Some(l.clone()));
         }
         match self.db.game_log(id)? {
@@ -719,7 +722,7 @@ impl BeaconChain {
             .collect::<Result<_>>()?;
         // open games not sealed yet are newer in memory
         let s = self.state.read();
-        for l in s.disputes.logs.values() {
+        for l in s.referee.logs.values() {
             match out.iter_mut().find(|o| o.record.id == l.record.id) {
                 Some(o) => *o = l.clone(),
                 None => out.push(l.clone()),
@@ -752,8 +755,7 @@ impl BeaconChain {
             }));
         };
         let finalized = self.state.read().finalized.get(shard.0 as usize).copied().unwrap_or(0);
-        let earliest =
-            self.state.read().disputes.pauses.deadline(h.included_in, self.spec.challenge_window());
+        let earliest = self.state.read().referee.pauses.deadline(h.included_in, self.spec.challenge_window());
         // the first beacon block from the earliest slot on that lists it final
         let finalized_slot = if height <= finalized {
             let mut found = None;
@@ -780,7 +782,7 @@ impl BeaconChain {
             depends_on: h.depends_on.iter().map(|(s, h)| DependsOn { shard: *s, height: *h }).collect(),
             open_games: {
                 let hash = h.header.header.hash();
-                self.state.read().disputes.open.values().filter(|g| g.header == hash).map(|g| g.id).collect()
+                self.state.read().referee.open.values().filter(|g| g.header == hash).map(|g| g.id).collect()
             },
             discarded,
         }))

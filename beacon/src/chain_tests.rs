@@ -265,6 +265,7 @@ fn a_sealed_block_never_passes_its_gossip_limit() {
             acting: None,
             acting_stake: 0,
             resets: 0,
+            stood_in: vec![],
         }
     };
     let n = 1024u32;
@@ -272,8 +273,8 @@ fn a_sealed_block_never_passes_its_gossip_limit() {
         let mut state = chain.state.write();
         for i in 0..n {
             let g = record(i, i % 8 == 0);
-            state.disputes.log(&g);
-            state.disputes.touched.insert(g.id);
+            state.referee.log(&g);
+            state.referee.touched.insert(g.id);
         }
     }
     use bridge::Encode;
@@ -291,5 +292,5 @@ fn a_sealed_block_never_passes_its_gossip_limit() {
         }
     }
     assert_eq!(seen.len(), n as usize, "every record carried");
-    assert!(chain.state.read().disputes.touched.is_empty());
+    assert!(chain.state.read().referee.touched.is_empty());
 }

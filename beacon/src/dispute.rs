@@ -7,18 +7,16 @@
 //! that consumed its messages (a cascade), and its shard continues from
 //! the last valid header.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 
-use bridge::game::{Game, GameParams, Outcome, Side, StepVerdict};
-use bridge::{
-    Action, Address, Bonds, Decode, DecodeError, Encode, GameRecord, Hash, Pauses, ShardId, SignedMove,
-    TraceCommitment, decode_list, encode_list, game_id,
-};
+use bridge::game::{Game, Outcome, Side, StepVerdict};
+use bridge::{Address, Encode, GameRecord, Hash, Invalidation, ShardId, SignedMove};
 use serde::{Deserialize, Serialize};
-use tracing::info;
 
 use crate::Result;
 use crate::chain::{BeaconChain, State};
+use crate::referee::{AcceptedHeader, CheckedStep, Referee, RefereeStore};
+use crate::store::Discard;
 
 pub use bridge::MAX_OPEN_GAMES;
 /// Most bytes of moves one beacon block carries (it is gossiped whole,
@@ -30,10 +28,6 @@ pub const MAX_MOVE_BYTES_PER_BLOCK: usize = (2 * bridge::MAX_STEP_BYTES) + (64 <
 pub const MAX_MOVE_BYTES_PER_PARTY: usize = bridge::MAX_STEP_BYTES + (16 << 10);
 /// Most moves one party may have in one beacon block.
 pub const MAX_MOVES_PER_PARTY: u32 = 16;
-/// Steps one party may have refused as proving nothing, per game (each
-/// costs the referee a re-execution): past it, that party's steps in that
-/// game are not looked at.
-pub const MAX_REJECTED_STEPS: u32 = 4;
 
 /// Why the beacon refused a move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -82,9 +76,71 @@ pub enum MoveRejection {
     /// No such open game.
     #[error("no open game {0}")]
     UnknownGame(Hash),
-    /// The signer is not the party whose move it is.
-    #[error("{0}")]
-    OutOfTurn(String),
+    /// The signer may not play that side of the game (not its party, nor,
+    /// for the defender, a shard-mate that may stand in now).
+    #[error("{who} may not play the {side:?} in this game")]
+    NotAParty {
+        /// The signer.
+        who: Address,
+        /// The side the move is for.
+        side: Side,
+    },
+    /// The game waits for the other side's move.
+    #[error("the game waits for the {side:?}")]
+    NotYourTurn {
+        /// Whose move it is (or whose turn the move's phase is not).
+        side: Side,
+    },
+    /// The game has ended (it leaves at the next seal).
+    #[error("the game is over")]
+    GameOver,
+    /// A bisection with the wrong number of commitments.
+    #[error("{got} commitments posted, {want} expected")]
+    WrongCount {
+        /// Posted.
+        got: usize,
+        /// Expected.
+        want: usize,
+    },
+    /// A sub-range past the posted ones.
+    #[error("no sub-range {index}")]
+    BadPick {
+        /// The named sub-range.
+        index: usize,
+    },
+    /// A receipt game's defender must claim `c_j` before bisecting.
+    #[error("the defender must claim c_j first")]
+    Unclaimed,
+    /// Nothing to claim (a trace game, or claimed already).
+    #[error("nothing to claim in this game")]
+    NothingToClaim,
+    /// The claimed receipts are not the header's first `item` receipts.
+    #[error("the claimed receipts are not the header's first {item} receipts")]
+    BadClaim {
+        /// The disputed item.
+        item: u64,
+    },
+    /// A proposer cannot dispute its own header.
+    #[error("a proposer cannot dispute its own header")]
+    OwnHeader,
+    /// A receipt game on an item the block does not have.
+    #[error("no item {item} in a block of {items}")]
+    NoSuchItem {
+        /// The named item.
+        item: u64,
+        /// Items in the block.
+        items: u64,
+    },
+    /// A step while the game is not at its single step.
+    #[error("the game is not at its single step")]
+    NotAtStep,
+    /// The party had this many steps refused in this game: its steps are
+    /// not looked at any more.
+    #[error("{limit} steps refused in this game: no more are looked at")]
+    StepsExhausted {
+        /// The limit.
+        limit: u32,
+    },
     /// The step proves nothing (bad proof, witness, or item): no verdict.
     #[error("step rejected: {0}")]
     BadStep(String),
@@ -116,7 +172,18 @@ impl MoveRejection {
             MoveRejection::Duplicate => "duplicate",
             MoveRejection::TooManyGames => "too_many_games",
             MoveRejection::UnknownGame(_) => "unknown_game",
-            MoveRejection::OutOfTurn(_) => "out_of_turn",
+            MoveRejection::NotAParty { .. } => "not_a_party",
+            MoveRejection::NotYourTurn { .. } => "not_your_turn",
+            MoveRejection::GameOver => "game_over",
+            MoveRejection::WrongCount { .. } => "wrong_count",
+            MoveRejection::BadPick { .. } => "bad_pick",
+            MoveRejection::Unclaimed => "unclaimed",
+            MoveRejection::NothingToClaim => "nothing_to_claim",
+            MoveRejection::BadClaim { .. } => "bad_claim",
+            MoveRejection::OwnHeader => "own_header",
+            MoveRejection::NoSuchItem { .. } => "no_such_item",
+            MoveRejection::NotAtStep => "not_at_step",
+            MoveRejection::StepsExhausted { .. } => "steps_exhausted",
             MoveRejection::BadStep(_) => "bad_step",
             MoveRejection::StalePosition { .. } => "stale_position",
             MoveRejection::BadWithdrawal(_) => "bad_withdrawal",
@@ -189,120 +256,15 @@ pub struct GameLog {
     pub slashed: Vec<BondMove>,
 }
 
-/// The dispute part of the beacon state.
+/// The moves of the beacon block being built: what a seal carries, and
+/// each party's share of the block's budget.
 #[derive(Default)]
-pub(crate) struct Disputes {
-    /// Open games by id.
-    pub open: BTreeMap<Hash, GameRecord>,
-    pub bonds: Bonds,
-    /// Chain hash of every invalidation so far.
-    pub invalid_chain: Hash,
-    /// Stretches of slots the beacon sealed nothing in, which windows do
-    /// not count ([`bridge::Pauses`]).
-    pub pauses: Pauses,
-    /// The newest slot the beacon has seen (sealed, or moved in).
-    pub seen_slot: u64,
-    /// Logs of open games and of games ended since the last seal.
-    pub logs: BTreeMap<Hash, GameLog>,
-    /// Games changed since the last seal.
-    pub touched: BTreeSet<Hash>,
+pub(crate) struct MoveQueue {
     /// Moves applied since the last seal, and their bytes.
     pub moves: Vec<SignedMove>,
-    pub move_bytes: usize,
+    pub bytes: usize,
     /// Moves and bytes each party has in the block being built.
-    pub per_party: std::collections::HashMap<Address, (u32, usize)>,
-    /// Steps refused per (game, party) (not persisted: a restart forgives).
-    pub rejected_steps: std::collections::HashMap<(Hash, Address), u32>,
-}
-
-impl Disputes {
-    /// The genesis state: every bonded party's bond.
-    pub(crate) fn genesis(spec: &bridge::ChainSpec) -> Self {
-        Disputes { bonds: Bonds::genesis(spec.bonded()), ..Default::default() }
-    }
-
-    /// The root the beacon state commits to.
-    pub(crate) fn root(&self) -> Hash {
-        bridge::disputes_root(self.open.values(), &self.bonds, &self.invalid_chain, &self.pauses)
-    }
-
-    /// The persisted form: open games, bonds, the invalidation chain (the
-    /// games' logs are stored by id beside it, written by the same batch).
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_list(&self.open.values().cloned().collect::<Vec<_>>(), &mut out);
-        self.bonds.encode_to(&mut out);
-        self.invalid_chain.encode_to(&mut out);
-        self.pauses.encode_to(&mut out);
-        // each party's refused steps per open game: a beacon restart must
-        // not give it MAX_REJECTED_STEPS more re-executions
-        let mut refused: Vec<(&(Hash, Address), &u32)> = self.rejected_steps.iter().collect();
-        refused.sort();
-        (refused.len() as u32).encode_to(&mut out);
-        for ((game, party), n) in refused {
-            game.encode_to(&mut out);
-            party.encode_to(&mut out);
-            n.encode_to(&mut out);
-        }
-        out
-    }
-
-    /// Reads the persisted form back; the open games' logs come from
-    /// `log_of` (the database).
-    pub(crate) fn decode(
-        mut input: &[u8],
-        log_of: impl Fn(&Hash) -> Option<GameLog>,
-    ) -> std::result::Result<Self, DecodeError> {
-        let input = &mut input;
-        let open: Vec<GameRecord> = decode_list(input)?;
-        let bonds = Bonds::decode(input)?;
-        let invalid_chain = Hash::decode(input)?;
-        // absent in a state written before pauses were recorded
-        let pauses = if input.is_empty() { Pauses::default() } else { Pauses::decode(input)? };
-        let mut rejected_steps = std::collections::HashMap::new();
-        if !input.is_empty() {
-            let n = u32::decode(input)?;
-            // 56 bytes an entry: a count past what is left is a lie
-            if n as usize > input.len() / 56 {
-                return Err(DecodeError::Invalid("refused-step entries past the input"));
-            }
-            for _ in 0..n {
-                let key = (Hash::decode(input)?, Address::decode(input)?);
-                rejected_steps.insert(key, u32::decode(input)?);
-            }
-        }
-        if !input.is_empty() {
-            return Err(DecodeError::TrailingBytes(input.len()));
-        }
-        let logs = open.iter().filter_map(|g| log_of(&g.id)).map(|l| (l.record.id, l)).collect();
-        Ok(Disputes {
-            open: open.into_iter().map(|g| (g.id, g)).collect(),
-            bonds,
-            invalid_chain,
-            pauses,
-            logs,
-            rejected_steps,
-            ..Default::default()
-        })
-    }
-
-    /// The log of game `g`, created if new, its record brought up to date.
-    pub(crate) fn log(&mut self, g: &GameRecord) -> &mut GameLog {
-        let log = self.logs.entry(g.id).or_insert_with(|| GameLog {
-            record: g.clone(),
-            moves: vec![],
-            step: None,
-            rejected_steps: 0,
-            slashed: vec![],
-        });
-        log.record = g.clone();
-        log
-    }
-
-    /// Whether a game is open against `shard`'s header at `height`.
-    pub(crate) fn disputed(&self, shard: ShardId, height: u64) -> bool {
-        self.open.values().any(|g| g.shard == shard && g.height == height)
-    }
+    pub per_party: HashMap<Address, (u32, usize)>,
 }
 
 impl BeaconChain {
@@ -315,394 +277,124 @@ impl BeaconChain {
         let bytes = mv.encode().len();
         let mut guard = self.state.write();
         let state = &mut *guard;
-        crate::resolve::catch_up(state, current);
-        if !state.disputes.bonds.parties.contains_key(&signer) && self.spec.validator(&signer).is_none() {
-            return Err(MoveRejection::NotBonded {
-                who: signer,
-                free: 0,
-                stake: self.spec.dispute_stake_gwei,
-            });
-        }
-        let (n, used) = state.disputes.per_party.get(&signer).copied().unwrap_or_default();
-        if state.disputes.move_bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK
+        let (n, used) = state.queue.per_party.get(&signer).copied().unwrap_or_default();
+        if state.queue.bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK
             || used + bytes > MAX_MOVE_BYTES_PER_PARTY
             || n >= MAX_MOVES_PER_PARTY
         {
             return Err(MoveRejection::Full);
         }
-        // INVARIANT: an in-game move names the game's current position, so
-        // any signed move is valid once, in one state of one run
-        if let (Some(game), Some(at)) = (mv.action.game(), mv.action.position())
-            && let Some(g) = state.disputes.open.get(&game)
-            && g.position() != at
-        {
-            return Err(MoveRejection::StalePosition { got: at, want: g.position() });
-        }
-        let id = match &mv.action {
-            Action::Open { shard, height, header, item } => {
-                self.open_game(state, signer, (*shard, *height, *header), *item, current)?
-            }
-            Action::Claim { game, commitment, receipts, proof, .. } => {
-                self.can_take_over(state, game, &signer)?;
-                self.claim(state, *game, signer, commitment, receipts, proof, current)?;
-                self.take_over(state, game, &signer);
-                Some(*game)
-            }
-            Action::Withdraw { amount_gwei, nonce } => {
-                let release = current.saturating_add(self.spec.challenge_window());
-                state
-                    .disputes
-                    .bonds
-                    .withdraw(&signer, *amount_gwei, *nonce, release)
-                    .map_err(MoveRejection::BadWithdrawal)?;
-                None
-            }
-            Action::Bisect { game, commitments, .. } => {
-                self.can_take_over(state, game, &signer)?;
-                let g = self.game_for(state, game, signer, Side::Defender, current)?;
-                if !g.claimed {
-                    return Err(MoveRejection::OutOfTurn("the defender must claim c_j first".into()));
-                }
-                g.game
-                    .bisect(commitments.clone(), current)
-                    .map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
-                self.take_over(state, game, &signer);
-                Some(*game)
-            }
-            Action::Pick { game, index, .. } => {
-                let g = self.game_for(state, game, signer, Side::Challenger, current)?;
-                g.game.pick(*index as usize, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
-                Some(*game)
-            }
-            Action::Step { game, step, .. } => {
-                self.step(state, *game, signer, step, current)?;
-                Some(*game)
-            }
-        };
-        let d = &mut state.disputes;
-        if let Some(id) = id
-            && let Some(g) = d.open.get_mut(&id)
-        {
-            g.moves += 1;
-            let g = g.clone();
-            d.log(&g).moves.push(MoveLog {
-                slot: current,
-                party: signer,
-                action: mv.action.label().into(),
-                round: g.game.rounds,
-                bytes,
-            });
-            d.touched.insert(id);
-        }
-        d.move_bytes += bytes;
-        let party = d.per_party.entry(signer).or_default();
+        self.with_referee(state, |referee, view| referee.apply(signer, &mv.action, current, bytes, view)).0?;
+        let q = &mut state.queue;
+        q.bytes += bytes;
+        let party = q.per_party.entry(signer).or_default();
         party.0 += 1;
         party.1 += bytes;
-        d.moves.push(mv);
+        q.moves.push(mv);
         Ok(())
     }
 
-    /// Whether `signer` may move for `side` in `g` at `current`: the party
-    /// itself, or, for the defender, a validator of the header's shard once
-    /// the proposer has let half its clock run on this turn (a stand-in for
-    /// a silent or crashed proposer).
-    fn may_move(&self, g: &GameRecord, signer: &Address, side: Side, current: u64) -> bool {
-        if g.party(side) == *signer {
-            return true;
-        }
-        // never the challenger itself (it would answer its own dispute)
-        let stand_in =
-            *signer != g.challenger && self.spec.validator(signer).is_some_and(|v| v.shard == g.shard);
-        side == Side::Defender && stand_in && g.defender_overdue(current)
-    }
-
-    fn game_for<'a>(
-        &self,
-        state: &'a mut State,
-        id: &Hash,
-        signer: Address,
-        side: Side,
-        current: u64,
-    ) -> Result<&'a mut GameRecord, MoveRejection> {
-        let g = state.disputes.open.get_mut(id).ok_or(MoveRejection::UnknownGame(*id))?;
-        if !self.may_move(g, &signer, side, current) {
-            return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's {side:?}")));
-        }
-        Ok(g)
-    }
-
-    fn open_game(
+    /// Runs `f` on the referee, with the rest of the state as its store;
+    /// also returns the headers the store discarded.
+    pub(crate) fn with_referee<T>(
         &self,
         state: &mut State,
-        signer: Address,
-        (shard, height, header): (ShardId, u64, Hash),
-        item: Option<u64>,
-        current: u64,
-    ) -> Result<Option<Hash>, MoveRejection> {
-        let unknown = MoveRejection::UnknownHeader { shard, height, header };
-        let rec = match self.db.shard_header(shard, height) {
-            Ok(Some(r)) if r.header.header.hash() == header => r,
-            _ => return Err(unknown),
-        };
+        f: impl FnOnce(&mut Referee, &mut ChainView<'_>) -> T,
+    ) -> (T, Vec<Discard>) {
+        let mut referee = std::mem::take(&mut state.referee);
+        let mut view = ChainView { chain: self, state, discarded: Vec::new() };
+        let out = f(&mut referee, &mut view);
+        let discarded = std::mem::take(&mut view.discarded);
+        state.referee = referee;
+        (out, discarded)
+    }
+}
+
+/// The chain as the referee's store: accepted headers from the database
+/// (not yet discarded), finality, the prover's one-step re-execution, and
+/// the discarding of invalid headers (`resolve.rs`).
+pub(crate) struct ChainView<'a> {
+    pub chain: &'a BeaconChain,
+    pub state: &'a mut State,
+    /// Headers discarded, for the database.
+    pub discarded: Vec<Discard>,
+}
+
+impl RefereeStore for ChainView<'_> {
+    fn sealed_head(&self) -> Option<u64> {
+        self.state.head.map(|(slot, _)| slot)
+    }
+
+    fn accepted(&self, shard: ShardId, height: u64) -> Option<AcceptedHeader> {
         // discarded meanwhile (its row stays until the discarding block is written)
-        if state.heads.get(shard.0 as usize).is_none_or(|h| h.height < height) {
-            return Err(unknown);
+        if self.state.heads.get(shard.0 as usize).is_none_or(|h| h.height < height) {
+            return None;
         }
-        // the window counts live slots only (the beacon's downtime extends it)
-        let last =
-            state.disputes.pauses.deadline(rec.included_in, self.spec.challenge_window()).saturating_sub(1);
-        let finalized = state.finalized.get(shard.0 as usize).copied().unwrap_or(0);
-        if current > last || height <= finalized {
-            return Err(MoveRejection::WindowClosed { shard, height, closed: last });
-        }
-        let id = game_id(&header, &signer, item);
-        let d = &mut state.disputes;
-        // one game per party, header and target, ever (ended ones are in the database)
-        if d.open.contains_key(&id)
-            || d.logs.contains_key(&id)
-            || self.db.game_log(&id).ok().flatten().is_some()
-        {
-            return Err(MoveRejection::Duplicate);
-        }
-        // INVARIANT: never reached while the spec's bonds stake at most
-        // MAX_OPEN_GAMES games (ChainSpec::validate): each open game holds a
-        // challenger stake, so an honest bonded challenger is never kept out
-        if d.open.len() >= MAX_OPEN_GAMES {
-            return Err(MoveRejection::TooManyGames);
-        }
-        let stake = self.spec.dispute_stake_gwei;
-        let free = d.bonds.parties.get(&signer).map_or(0, |b| b.free);
-        if free < stake || free == 0 {
-            return Err(MoveRejection::NotBonded { who: signer, free, stake });
-        }
-        let h = &rec.header.header;
-        if h.proposer == signer {
-            return Err(MoveRejection::OutOfTurn("a proposer cannot dispute its own header".into()));
-        }
-        let items = match self.db.shard_block(shard, height) {
-            Ok(Some(b)) => (b.inbox.len() + b.txs.len()) as u64,
-            _ => return Err(unknown),
-        };
-        if let Some(j) = item
-            && !(1..=items).contains(&j)
-        {
-            return Err(MoveRejection::OutOfTurn(format!("no item {j} in a block of {items}")));
-        }
-        let challenger_stake = d.bonds.lock(&signer, stake);
-        let defender_stake = d.bonds.lock(&h.proposer, stake);
-        let game = self.new_game(h, items, item, current);
-        let record = GameRecord {
-            id,
-            shard,
-            height,
-            header,
-            items,
-            receipt_item: item,
-            claimed: item.is_none(),
-            defender: h.proposer,
-            challenger: signer,
-            opened_slot: current,
-            stakes: [defender_stake, challenger_stake],
-            game,
-            moves: 0,
-            ended: None,
-            acting: None,
-            acting_stake: 0,
-            resets: 0,
-        };
-        info!(target: "beacon", game = %id, %shard, height, challenger = %signer, items, "dispute game opened");
-        d.open.insert(id, record);
-        Ok(Some(id))
+        let rec = self.chain.db.shard_header(shard, height).ok()??;
+        let block = self.chain.db.shard_block(shard, height).ok()??;
+        Some(AcceptedHeader {
+            header: rec.header.header,
+            included_in: rec.included_in,
+            items: (block.inbox.len() + block.txs.len()) as u64,
+        })
     }
 
-    /// A game against `h` (a block of `items`), from its first round:
-    /// over `c_0 … c_n` from the header's pre-state to its `trace_root`,
-    /// or, against item `j`'s receipt, over `c_0 … c_j` (`c_j` claimed later).
-    pub(crate) fn new_game(&self, h: &bridge::ShardHeader, items: u64, item: Option<u64>, slot: u64) -> Game {
-        let params = GameParams { k: self.spec.dispute_k, clock_slots: self.spec.game_clock() };
-        let c0 = TraceCommitment::start(h.pre_state_root).hash();
-        // a receipt game's `c_j` is the defender's to claim first
-        let mut game = match item {
-            Some(j) => Game::open(params, j, c0, Hash::ZERO, slot),
-            None => Game::open(params, items, c0, h.trace_root, slot),
-        };
-        if items == 0 {
-            // no step to play: the empty trace is c_0, or the header lies
-            let verdict = if h.trace_root == c0 {
-                StepVerdict::Upheld
-            } else {
-                StepVerdict::Refuted { computed: None }
-            };
-            let _ = game.settle(&verdict, slot);
-        }
-        game
+    fn finalized(&self, shard: ShardId) -> u64 {
+        self.state.finalized.get(shard.0 as usize).copied().unwrap_or(0)
     }
 
-    /// Before a defender's move by `signer`: a shard-mate standing in for
-    /// an overdue proposer takes the defence over, which needs a stake.
-    fn can_take_over(&self, state: &State, id: &Hash, signer: &Address) -> Result<(), MoveRejection> {
-        let Some(g) = state.disputes.open.get(id) else { return Ok(()) };
-        if g.acting.is_some() || *signer == g.defender {
-            return Ok(());
-        }
-        let stake = self.spec.dispute_stake_gwei;
-        let free = state.disputes.bonds.parties.get(signer).map_or(0, |b| b.free);
-        if free < stake || free == 0 {
-            return Err(MoveRejection::NotBonded { who: *signer, free, stake });
-        }
-        Ok(())
+    fn ended_before(&self, id: &Hash) -> bool {
+        self.chain.db.game_log(id).ok().flatten().is_some()
     }
 
-    /// After a defender's move by `signer` was applied: a stand-in's first
-    /// move makes it the acting defender, its stake locked
-    /// ([`BeaconChain::can_take_over`] checked it can pay).
-    fn take_over(&self, state: &mut State, id: &Hash, signer: &Address) {
-        let d = &mut state.disputes;
-        let Some(g) = d.open.get_mut(id) else { return };
-        if g.acting.is_some() || *signer == g.defender {
-            return;
-        }
-        g.acting_stake = d.bonds.lock(signer, self.spec.dispute_stake_gwei);
-        g.acting = Some(*signer);
-        info!(target: "beacon", game = %id, stand_in = %signer, proposer = %g.defender, "a shard-mate took the defence over");
-    }
-
-    /// The defender's `c_j` in a receipt game, bound to the header: its
-    /// receipts frontier must be the first `j` receipts under the header's
-    /// `receipts_root`.
-    #[allow(clippy::too_many_arguments)]
-    fn claim(
-        &self,
-        state: &mut State,
-        id: Hash,
-        signer: Address,
-        commitment: &TraceCommitment,
-        receipts: &bridge::Frontier,
-        proof: &bridge::PrefixProof,
-        current: u64,
-    ) -> Result<(), MoveRejection> {
-        let g = state.disputes.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
-        if !self.may_move(g, &signer, Side::Defender, current) {
-            return Err(MoveRejection::OutOfTurn(format!("{signer} is not the game's defender")));
-        }
-        let Some(j) = g.receipt_item.filter(|_| !g.claimed) else {
-            return Err(MoveRejection::OutOfTurn("nothing to claim in this game".into()));
-        };
-        let header = match self.db.shard_header(g.shard, g.height) {
-            Ok(Some(r)) if r.header.header.hash() == g.header => r.header.header,
-            _ => return Err(MoveRejection::UnknownGame(id)),
-        };
-        if receipts.len() != j
-            || proof.len != g.items
-            || receipts.root() != commitment.receipts_root
-            || !receipts.is_prefix_of(&header.receipts_root, proof)
-        {
-            return Err(MoveRejection::BadStep(format!(
-                "the claimed receipts are not the header's first {j} receipts"
-            )));
-        }
-        let g = state.disputes.open.get_mut(&id).expect("checked above");
-        g.game.hi_commit = commitment.hash();
-        g.claimed = true;
-        Ok(())
-    }
-
-    fn step(
-        &self,
-        state: &mut State,
-        id: Hash,
-        signer: Address,
-        bytes: &[u8],
-        current: u64,
-    ) -> Result<(), MoveRejection> {
-        let g = state.disputes.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
-        if g.side_of(&signer).is_none() && !self.may_move(g, &signer, Side::Defender, current) {
-            return Err(MoveRejection::OutOfTurn(format!("{signer} is not a party")));
-        }
-        if g.game.phase != bridge::game::Phase::Step || !g.claimed {
-            return Err(MoveRejection::OutOfTurn("the game is not at its single step".into()));
-        }
-        if state.disputes.rejected_steps.get(&(id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
-            return Err(MoveRejection::OutOfTurn(format!(
-                "{signer} had {MAX_REJECTED_STEPS} steps refused in this game"
-            )));
-        }
-        let reject = |why: String, state: &mut State| {
-            if let Some(l) = state.disputes.logs.get_mut(&id) {
-                l.rejected_steps += 1;
-            }
-            *state.disputes.rejected_steps.entry((id, signer)).or_default() += 1;
-            MoveRejection::BadStep(why)
-        };
+    fn check_step(&self, header: &bridge::ShardHeader, game: &Game, bytes: &[u8]) -> CheckedStep {
+        let rejected =
+            |why: String, index| CheckedStep { verdict: StepVerdict::Rejected(why), index, witness_bytes: 0 };
         let step = match prover::game::AnyStep::decode(bytes) {
             Ok(s) => s,
-            Err(e) => return Err(reject(e.to_string(), state)),
+            Err(e) => return rejected(e.to_string(), game.lo),
         };
-        if step.index() != g.game.lo {
-            let why = format!("step of item {}, the game is at {}", step.index(), g.game.lo);
-            return Err(reject(why, state));
+        if step.index() != game.lo {
+            return rejected(
+                format!("step of item {}, the game is at {}", step.index(), game.lo),
+                step.index(),
+            );
         }
-        let header = match self.db.shard_header(g.shard, g.height) {
-            Ok(Some(r)) if r.header.header.hash() == g.header => r.header.header,
-            _ => return Err(MoveRejection::UnknownGame(id)),
-        };
-        let params = prover::game::block_params(&self.spec, &header);
-        let shard = g.shard;
+        let spec = &self.chain.spec;
+        let params = prover::game::block_params(spec, header);
+        let shard = header.shard;
         let block_hash = |n: u64| -> Option<alloy_primitives::B256> {
             if n >= header.height {
                 return None;
             }
             let h = if n == 0 {
-                self.spec.shard_genesis.get(shard.0 as usize)?.hash()
+                spec.shard_genesis.get(shard.0 as usize)?.hash()
             } else {
-                self.db.shard_header(shard, n).ok()??.header.header.hash()
+                self.chain.db.shard_header(shard, n).ok()??.header.header.hash()
             };
             Some(alloy_primitives::B256::from(h.0))
         };
-        let started = std::time::Instant::now();
         let (verdict, witness_bytes) = match &step {
             prover::game::AnyStep::Item(step) => (
                 prover::game::verify_step(
                     &params,
                     &header.items_root,
                     step,
-                    &g.game.lo_commit,
-                    &g.game.hi_commit,
+                    &game.lo_commit,
+                    &game.hi_commit,
                     &block_hash,
                 ),
                 step.witness.encoded_len(),
             ),
             prover::game::AnyStep::Undecodable(u) => (u.verify(&header.items_root), 0),
         };
-        let micros = started.elapsed().as_micros() as u64;
-        if let StepVerdict::Rejected(why) = verdict {
-            return Err(reject(why, state));
-        }
-        let g = state.disputes.open.get_mut(&id).expect("checked above");
-        g.game.settle(&verdict, current).map_err(|e| MoveRejection::OutOfTurn(e.to_string()))?;
-        let stats = StepStats {
-            index: step.index(),
-            step_bytes: bytes.len(),
-            witness_bytes,
-            verify_micros: micros,
-            verdict: if verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
-            submitted_by: signer,
-        };
-        info!(target: "beacon", game = %id, verdict = %stats.verdict, micros, bytes = bytes.len(), "single step re-executed");
-        let record = g.clone();
-        state
-            .disputes
-            .logs
-            .entry(id)
-            .or_insert_with(|| GameLog {
-                record,
-                moves: vec![],
-                step: None,
-                rejected_steps: 0,
-                slashed: vec![],
-            })
-            .step = Some(stats);
-        Ok(())
+        CheckedStep { verdict, index: step.index(), witness_bytes }
+    }
+
+    fn discard(&mut self, shard: ShardId, height: u64, game: Hash, slot: u64) -> Result<Vec<Invalidation>> {
+        let mut out = Vec::new();
+        self.chain.invalidate(self.state, shard, height, game, None, slot, &mut out, &mut self.discarded)?;
+        Ok(out)
     }
 }
 
@@ -712,30 +404,5 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::StepUpheld { .. } => "step_upheld",
         Outcome::StepRefuted { .. } => "step_refuted",
         Outcome::Timeout { .. } => "timeout",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The persisted dispute state keeps each party's refused steps, so a
-    /// beacon restart does not give it `MAX_REJECTED_STEPS` more
-    /// re-executions (issue 15); a count the bytes cannot hold is refused.
-    #[test]
-    fn refused_step_counts_survive_a_restart() {
-        let mut d = Disputes::default();
-        let (game, party) = (Hash::of(b"game"), Address([3; 20]));
-        d.rejected_steps.insert((game, party), MAX_REJECTED_STEPS);
-        d.rejected_steps.insert((Hash::of(b"other"), Address([4; 20])), 1);
-        let bytes = d.encode();
-        let back = Disputes::decode(&bytes, |_| None).unwrap();
-        assert_eq!(back.rejected_steps, d.rejected_steps);
-        assert_eq!(back.encode(), bytes, "one encoding");
-        // a forged count past the input
-        let mut forged = Disputes::default().encode();
-        let at = forged.len() - 4;
-        forged[at..].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(Disputes::decode(&forged, |_| None).is_err());
     }
 }

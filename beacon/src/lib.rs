@@ -16,6 +16,7 @@ mod chain;
 mod dispute;
 mod error;
 mod node;
+mod referee;
 mod resolve;
 mod rpc;
 mod store;
@@ -26,9 +27,12 @@ pub use chain::{
 };
 pub use dispute::{
     BondMove, GameLog, MAX_MOVE_BYTES_PER_BLOCK, MAX_MOVE_BYTES_PER_PARTY, MAX_MOVES_PER_PARTY,
-    MAX_OPEN_GAMES, MAX_REJECTED_STEPS, MoveLog, MoveRejection, StepStats, outcome_label,
+    MAX_OPEN_GAMES, MoveLog, MoveRejection, StepStats, outcome_label,
 };
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
+pub use referee::{
+    AcceptedHeader, CheckedStep, MAX_REJECTED_STEPS, Referee, RefereeStore, Resolution, Rules, Sealed,
+};
 pub use rpc::REJECTED_CODE;
 pub use store::{Accepted, BEACON_SCHEMA, BeaconDb, DiscardedHeader, IncludedHeader, dependencies};

@@ -1,44 +1,13 @@
-//! What sealing decides about games: pauses of the beacon (its downtime,
-//! which windows and clocks do not count), clocks run out, stakes slashed,
-//! games started over when an acting stand-in lost, and headers discarded
-//! with their descendants and the destination headers that consumed their
-//! messages (the cascade).
+//! What a won challenge does to the chain: the proven header is discarded
+//! with its descendants and the destination headers that consumed their
+//! messages (the cascade). The referee (`referee.rs`) decides the games.
 
-use bridge::game::{Outcome, Side};
-use bridge::{Address, Ending, GameRecord, Hash, Invalidation, ShardHead, ShardId};
-use tracing::{info, warn};
+use bridge::{Hash, Invalidation, ShardHead, ShardId};
+use tracing::warn;
 
 use crate::chain::{BeaconChain, State};
-use crate::dispute::{BondMove, GameLog};
 use crate::store::{Discard, DiscardedHeader};
 use crate::{Error, Result};
-
-/// Accounts for the slots before `current` in which the beacon sealed
-/// nothing and took no move (it was down): a pause, which windows do not
-/// count ([`bridge::Pauses`]); open games' clocks and pending withdrawals move on by
-/// it, so nobody loses on time for a silence it could not break.
-pub(crate) fn catch_up(state: &mut State, current: u64) {
-    let Some((head, _)) = state.head else { return };
-    let cursor = state.disputes.seen_slot.max(head);
-    // a move in slot s + 1 may come before slot s is sealed (a seal a little
-    // late): only a whole slot more with neither is a pause
-    if current > cursor.saturating_add(2) {
-        let gap = current - cursor - 1;
-        let d = &mut state.disputes;
-        d.pauses.record(current, gap);
-        let ids: Vec<Hash> = d.open.keys().copied().collect();
-        for id in ids {
-            let Some(g) = d.open.get_mut(&id) else { continue };
-            g.game.turn_since = g.game.turn_since.saturating_add(gap);
-            let g = g.clone();
-            d.log(&g);
-            d.touched.insert(id);
-        }
-        d.bonds.postpone(gap);
-        info!(target: "beacon", from = cursor + 1, slots = gap, open_games = d.open.len(), "the beacon was down: windows and clocks resume where they stopped");
-    }
-    state.disputes.seen_slot = cursor.max(current);
-}
 
 /// What sealing decided about games, for the block and the database.
 #[derive(Default)]
@@ -48,125 +17,18 @@ pub(crate) struct Resolutions {
 }
 
 impl BeaconChain {
-    /// At the end of `slot`: runs the clocks, settles every ended game
-    /// (slashing the loser), discards what a won challenge proved invalid,
-    /// and pays out due withdrawals.
+    /// At the end of `slot`: the referee runs the clocks and settles ended
+    /// games; what a won challenge proved invalid is discarded here.
     pub(crate) fn resolve_games(&self, state: &mut State, slot: u64) -> Result<Resolutions> {
-        let mut out = Resolutions::default();
-        let ended: Vec<Hash> = state
-            .disputes
-            .open
-            .iter_mut()
-            .filter_map(|(id, g)| g.game.tick(slot).is_some().then_some(*id))
-            .collect();
-        let reward = self.spec.slash_reward_percent;
-        for id in ended {
-            // a game voided by an earlier resolution in this loop is gone
-            let Some(mut g) = state.disputes.open.remove(&id) else { continue };
-            let outcome = g.game.outcome().cloned().expect("ended");
-            let winner = outcome.winner();
-            let (w, l) = (g.party(winner), g.party(winner.other()));
-            if let (Side::Challenger, Some(s)) = (winner, g.acting) {
-                // the acting stand-in's own claims lost, which proves nothing
-                // about the header: it pays, and the game starts over
-                // (the parties' refused steps still count in the new run)
-                self.restart(state, g, s, &outcome, slot)?;
-                continue;
-            }
-            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
-            let bonds = &mut state.disputes.bonds;
-            let lost = match (winner, g.acting) {
-                // a stand-in won the proposer's defence: both their stakes return
-                (Side::Defender, Some(s)) => {
-                    bonds.unlock(&g.defender, g.stakes[0]);
-                    bonds.unlock(&s, g.acting_stake);
-                    g.stakes[1]
-                }
-                _ => {
-                    bonds.unlock(&w, g.stakes[winner as usize]);
-                    g.stakes[winner.other() as usize]
-                }
-            };
-            let (mut to_winner, mut to_treasury) = bonds.slash(&l, lost, &w, reward);
-            if winner == Side::Challenger {
-                // a proven lie costs its proposer a whole stake, even when
-                // its stakes were locked by other games on the same header
-                // (colluders opening games they then throw would otherwise
-                // hold the liar's bond, leaving this game's stake empty): the
-                // shortfall comes from those games, which end void
-                let mut short = self.spec.dispute_stake_gwei.saturating_sub(lost);
-                for other in state.disputes.open.values_mut() {
-                    if short == 0 {
-                        break;
-                    }
-                    if other.header == g.header && other.defender == l && other.acting.is_none() {
-                        let take = other.stakes[0].min(short);
-                        other.stakes[0] -= take;
-                        short -= take;
-                        let (r, t) = state.disputes.bonds.slash(&l, take, &w, reward);
-                        (to_winner, to_treasury) = (to_winner + r, to_treasury + t);
-                    }
-                }
-            }
-            g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));
-            state.disputes.log(&g).slashed.push(BondMove {
-                from: l,
-                to: Some(w),
-                reward_gwei: to_winner,
-                treasury_gwei: to_treasury,
-            });
-            state.disputes.touched.insert(id);
-            info!(target: "beacon", game = %id, shard = %g.shard, height = g.height, ?outcome, rounds = g.game.rounds, "dispute game ended");
-            if winner == Side::Challenger {
-                self.invalidate(state, g.shard, g.height, id, None, slot, &mut out)?;
-            }
-        }
-        state.disputes.bonds.release(slot);
-        Ok(out)
-    }
-
-    /// The acting stand-in `s` of game `g` lost (`outcome`): its stake is
-    /// slashed (the winner's share to the challenger), and the game starts
-    /// over against the header with the proposer defending again. A
-    /// proposer's wrong claims lose the header; a stand-in's lose only the
-    /// stand-in's stake, so no shard-mate can frame an honest proposer,
-    /// and each restart costs whoever forces it a stake.
-    fn restart(
-        &self,
-        state: &mut State,
-        mut g: GameRecord,
-        s: Address,
-        outcome: &Outcome,
-        slot: u64,
-    ) -> Result<()> {
-        let header = self
-            .db
-            .shard_header(g.shard, g.height)?
-            .ok_or_else(|| Error::Corrupt(format!("the header of game {}", g.id)))?;
-        let d = &mut state.disputes;
-        let (to_winner, to_treasury) =
-            d.bonds.slash(&s, g.acting_stake, &g.challenger, self.spec.slash_reward_percent);
-        g.game = self.new_game(&header.header.header, g.items, g.receipt_item, slot);
-        g.claimed = g.receipt_item.is_none();
-        (g.acting, g.acting_stake) = (None, 0);
-        g.resets += 1;
-        d.log(&g).slashed.push(BondMove {
-            from: s,
-            to: Some(g.challenger),
-            reward_gwei: to_winner,
-            treasury_gwei: to_treasury,
-        });
-        d.touched.insert(g.id);
-        info!(target: "beacon", game = %g.id, stand_in = %s, ?outcome, resets = g.resets, "the acting stand-in lost: slashed, the game starts over");
-        d.open.insert(g.id, g);
-        Ok(())
+        let (sealed, discarded) = self.with_referee(state, |referee, view| referee.seal(slot, view));
+        Ok(Resolutions { invalidated: sealed?.invalidated, discarded })
     }
 
     /// Discards `shard`'s header at `height` and everything above it,
     /// then every destination header that consumed a message of a
-    /// discarded one (recursively); voids the games against them.
+    /// discarded one (recursively). The referee voids the games against them.
     #[allow(clippy::too_many_arguments)]
-    fn invalidate(
+    pub(crate) fn invalidate(
         &self,
         state: &mut State,
         shard: ShardId,
@@ -174,7 +36,8 @@ impl BeaconChain {
         game: Hash,
         cause: Option<(ShardId, u64)>,
         slot: u64,
-        out: &mut Resolutions,
+        invalidated: &mut Vec<Invalidation>,
+        discarded: &mut Vec<Discard>,
     ) -> Result<()> {
         let s = shard.0 as usize;
         let old = state.heads[s];
@@ -236,42 +99,8 @@ impl BeaconChain {
         }
         let inv = Invalidation { shard, height, header: first.unwrap_or_default(), game, cause };
         warn!(target: "beacon", %shard, height, to = old.height, ?cause, "discarded invalid headers");
-        state.disputes.invalid_chain = bridge::chain_invalidation(&state.disputes.invalid_chain, &inv);
-        out.invalidated.push(inv);
-        out.discarded.push(Discard { shard, from: height, to: old.height, records });
-        // games against discarded headers end with stakes returned
-        let voided: Vec<Hash> = state
-            .disputes
-            .open
-            .values()
-            .filter(|g| g.shard == shard && g.height >= height)
-            .map(|g| g.id)
-            .collect();
-        for id in voided {
-            let mut g = state.disputes.open.remove(&id).expect("listed");
-            state.disputes.rejected_steps.retain(|(game, _), _| *game != id);
-            state.disputes.bonds.unlock(&g.defender, g.stakes[0]);
-            state.disputes.bonds.unlock(&g.challenger, g.stakes[1]);
-            if let Some(s) = g.acting {
-                state.disputes.bonds.unlock(&s, g.acting_stake);
-            }
-            g.ended = Some((slot, Ending::Void));
-            if let Some(l) = state.disputes.logs.get_mut(&id) {
-                l.record = g.clone();
-            } else {
-                state.disputes.logs.insert(
-                    id,
-                    GameLog {
-                        record: g.clone(),
-                        moves: vec![],
-                        step: None,
-                        rejected_steps: 0,
-                        slashed: vec![],
-                    },
-                );
-            }
-            state.disputes.touched.insert(id);
-        }
+        invalidated.push(inv);
+        discarded.push(Discard { shard, from: height, to: old.height, records });
         // the cascade: destinations that consumed messages of discarded headers
         for d in 0..self.spec.shards {
             if d == shard.0 {
@@ -299,7 +128,7 @@ impl BeaconChain {
                 }
             }
             if let Some((h, src_h)) = hit {
-                self.invalidate(state, dst, h, game, Some((shard, src_h)), slot, out)?;
+                self.invalidate(state, dst, h, game, Some((shard, src_h)), slot, invalidated, discarded)?;
             }
         }
         Ok(())

@@ -89,8 +89,9 @@ pub struct ChainSpec {
     /// Sections per round of the dispute game (`k ≥ 2`).
     #[serde(default = "default_dispute_k")]
     pub dispute_k: u64,
-    /// Each side's chess clock in a dispute game, in slots (0: a quarter
-    /// of the challenge window; see [`ChainSpec::game_clock`]).
+    /// Each side's chess clock in one run of a dispute game, in slots (0:
+    /// the longest that decides every header within two windows; see
+    /// [`ChainSpec::game_clock`]).
     #[serde(default)]
     pub game_clock_slots: u64,
     /// The state-transition function every node and the single-step
@@ -168,10 +169,31 @@ impl ChainSpec {
         }
     }
 
-    /// Each side's chess clock in a dispute game (a quarter of the
-    /// challenge window when unset).
+    /// Each side's chess clock in one run of a dispute game. Unset, the
+    /// largest that keeps every header decided within two windows
+    /// ([`ChainSpec::decision_bound`]): the window over twice the most
+    /// validators a shard has.
     pub fn game_clock(&self) -> u64 {
-        if self.game_clock_slots == 0 { (self.challenge_window() / 4).max(1) } else { self.game_clock_slots }
+        if self.game_clock_slots == 0 {
+            (self.challenge_window() / (2 * self.most_runs())).max(1)
+        } else {
+            self.game_clock_slots
+        }
+    }
+
+    /// The most runs one game can have: the proposer's, then one per
+    /// shard-mate standing in (each may once per game, and the game starts
+    /// over when one loses): the most validators a shard has.
+    pub fn most_runs(&self) -> u64 {
+        (0..self.shards).map(|s| self.shard_validators(ShardId(s)).len() as u64).max().unwrap_or(1).max(1)
+    }
+
+    /// Live slots after its inclusion by which every accepted header is
+    /// final or discarded, whatever any coalition does: a game opens by
+    /// the window's end and each of its runs lasts at most both clocks.
+    pub fn decision_bound(&self) -> u64 {
+        self.challenge_window()
+            .saturating_add(self.most_runs().saturating_mul(2).saturating_mul(self.game_clock()))
     }
 
     /// Rejects a spec no network can run on.
@@ -229,13 +251,17 @@ impl ChainSpec {
                 return Err(format!("shard {s} has no validator"));
             }
         }
-        // a game ends by inclusion + window + the defence's clock + the
-        // challenge's: under two windows only if two clocks fit in one
-        if self.game_clock().saturating_mul(2) >= self.challenge_window() {
+        // every header is decided within two windows of its inclusion: a
+        // game opens by the window's end, and its runs (one per validator
+        // of the shard at most) each last at most both clocks
+        if self.decision_bound() > self.challenge_window().saturating_mul(2) {
             return Err(format!(
-                "game_clock_slots {} must be below half the challenge window ({} slots)",
+                "game_clock_slots {} is too long: with up to {} runs of a game (the most validators a shard has), \
+                 both clocks of every run must fit in the challenge window of {} slots; use at most {}",
                 self.game_clock(),
-                self.challenge_window()
+                self.most_runs(),
+                self.challenge_window(),
+                self.challenge_window() / (2 * self.most_runs())
             ));
         }
         // every open game locks a challenger's stake, so the games that can
@@ -693,17 +719,24 @@ mod tests {
 
     #[test]
     fn a_spec_names_its_game_and_state_transition_function() {
+        let spec_with = spec;
         let (spec, _) = spec(1);
         assert!(spec.validate().is_ok());
-        assert_eq!(spec.game_clock(), 4, "a quarter of the window by default");
+        assert_eq!(spec.game_clock(), 8, "one validator a shard: one run, half the window");
+        let (two, _) = spec_with(2);
+        assert_eq!(two.most_runs(), 2);
+        assert_eq!(two.game_clock(), 4, "two runs: a quarter of the window");
+        assert_eq!(two.decision_bound(), 32, "two windows");
+        // every header decided within two windows: the runs' clocks fit in one
+        assert!(ChainSpec { game_clock_slots: 4, ..two.clone() }.validate().is_ok());
+        let slow = ChainSpec { game_clock_slots: 5, ..two.clone() }.validate().unwrap_err();
+        assert!(slow.contains("too long") && slow.contains("at most 4"), "{slow}");
         assert_eq!(spec.challenge_window(), 16);
         let other = ChainSpec { stf_version: STF_VERSION + 1, ..spec.clone() };
         assert!(other.validate().unwrap_err().contains("state-transition function"));
         assert!(ChainSpec { dispute_k: 1, ..spec.clone() }.validate().is_err());
-        // a game must end within two windows: two clocks fit in one
-        assert!(ChainSpec { game_clock_slots: 7, ..spec.clone() }.validate().is_ok());
-        let slow = ChainSpec { game_clock_slots: 8, ..spec.clone() }.validate().unwrap_err();
-        assert!(slow.contains("below half the challenge window"), "{slow}");
+        assert!(ChainSpec { game_clock_slots: 8, ..spec.clone() }.validate().is_ok());
+        assert!(ChainSpec { game_clock_slots: 9, ..spec.clone() }.validate().is_err());
         // the bonds may not stake more games at once than the beacon holds
         // (else colluders could fill it): bounded by stakes, not by counts
         assert!(ChainSpec { dispute_stake_gwei: 0, ..spec.clone() }.validate().is_err());

@@ -41,6 +41,10 @@ pub const MAX_DISPUTE_K: u64 = 64;
 /// there is no count per header for colluders to take.
 pub const MAX_OPEN_GAMES: usize = 1024;
 
+/// Most stand-ins one game can have had (a shard's validators, bounded
+/// by any spec the decoder meets).
+pub const MAX_STAND_INS: usize = 1024;
+
 /// What a party asks of the beacon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
@@ -370,6 +374,11 @@ pub struct GameRecord {
     /// Times the game started over because an acting stand-in lost it:
     /// the stand-in's claims were wrong, which says nothing of the header.
     pub resets: u32,
+    /// Every shard-mate that has taken the defence over in this game, in
+    /// order: each may do so once, so a game has at most one run more than
+    /// its shard has validators besides the proposer (the bound on how
+    /// long stand-ins can keep a header undecided).
+    pub stood_in: Vec<Address>,
 }
 
 impl GameRecord {
@@ -482,6 +491,7 @@ impl Encode for GameRecord {
         self.acting.encode_to(out);
         self.acting_stake.encode_to(out);
         self.resets.encode_to(out);
+        encode_list(&self.stood_in, out);
     }
 }
 
@@ -509,6 +519,17 @@ impl Decode for GameRecord {
             acting: Option::<Address>::decode(input)?,
             acting_stake: u64::decode(input)?,
             resets: u32::decode(input)?,
+            stood_in: {
+                let v: Vec<Address> = decode_list(input)?;
+                if v.len() > MAX_STAND_INS {
+                    return Err(DecodeError::TooLong {
+                        what: "stand-ins",
+                        len: v.len(),
+                        limit: MAX_STAND_INS,
+                    });
+                }
+                v
+            },
         })
     }
 }
@@ -638,6 +659,7 @@ mod tests {
             acting: Some(Address([7; 20])),
             acting_stake: 10,
             resets: 1,
+            stood_in: vec![Address([7; 20])],
         };
         assert_eq!(decode_exact::<GameRecord>(&r.encode()).unwrap(), r);
         let inv = Invalidation {

@@ -94,7 +94,7 @@ pub enum MoveError {
 }
 
 /// The game parameters (from the chain spec).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GameParams {
     /// Sections per round (`k ≥ 2`).
     pub k: u64,

@@ -26,6 +26,7 @@ mod message;
 mod pauses;
 mod rules;
 mod sig;
+pub mod solver;
 mod trace;
 
 pub use beacon_block::{BeaconBlock, HeaderInclusion};
@@ -37,8 +38,8 @@ pub use chain::{
 };
 pub use codec::{Decode, Encode, MAX_LEN, decode_exact, decode_list, encode_list};
 pub use dispute::{
-    Action, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_OPEN_GAMES, MAX_STEP_BYTES,
-    SignedMove, chain_invalidation, disputes_root, game_id,
+    Action, Ending, GameRecord, Invalidation, MAX_BISECTION, MAX_DISPUTE_K, MAX_OPEN_GAMES, MAX_STAND_INS,
+    MAX_STEP_BYTES, SignedMove, chain_invalidation, disputes_root, game_id,
 };
 pub use error::{DecodeError, ProofError};
 pub use hash::{Hash, ShardId, hash_domain};

@@ -458,7 +458,7 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
         &spec_hash,
         t.validator_key(liar),
     );
-    assert!(matches!(t.beacon().submit_move(own, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    assert!(matches!(t.beacon().submit_move(own, t.slot()), Err(MoveRejection::OwnHeader)));
     // a step over the size limit, built without the decoder (as JSON-RPC does)
     let huge = SignedMove::sign(
         Action::Step { game: g.id, at: g.position(), step: vec![0; bridge::MAX_STEP_BYTES + 1] },
@@ -471,7 +471,10 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
         &spec_hash,
         t.validator_key(liar),
     );
-    assert!(matches!(t.beacon().submit_move(pick, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    assert!(matches!(
+        t.beacon().submit_move(pick, t.slot()),
+        Err(MoveRejection::NotAParty { side: bridge::game::Side::Challenger, .. })
+    ));
     // wait for the single step, and send a witness missing an entry first
     run_until(&mut t, 30, |t| {
         games(t).iter().any(|x| x.id == g.id && (x.game.phase == bridge::game::Phase::Step || !x.is_open()))
@@ -528,7 +531,10 @@ fn bad_steps_late_games_and_strangers_decide_nothing() {
     for _ in 0..beacon::MAX_REJECTED_STEPS {
         assert!(matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::BadStep(_))));
     }
-    assert!(matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::OutOfTurn(_))), "no longer looked at");
+    assert!(
+        matches!(send_as(&t, &liar_key, &bad), Err(MoveRejection::StepsExhausted { .. })),
+        "no longer looked at"
+    );
     // the good step decides
     send(&t, &good).unwrap();
     // once: the game has moved on from the position the step answered
@@ -949,7 +955,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
         &spec_hash,
         t.validator_key(proposer),
     );
-    assert!(matches!(t.beacon().submit_move(early, t.slot()), Err(MoveRejection::OutOfTurn(_))));
+    assert!(matches!(t.beacon().submit_move(early, t.slot()), Err(MoveRejection::Unclaimed)));
     run_until(&mut t, 30, |t| games(t).iter().any(|x| x.id == g.id && !x.is_open()));
     let g = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
     assert!(g.claimed, "the honest defender claimed");
@@ -1565,7 +1571,7 @@ fn refused_steps_count_across_a_games_restart() {
     for o in &outs[..beacon::MAX_REJECTED_STEPS as usize] {
         assert!(matches!(o, Err(MoveRejection::BadStep(_))), "{o:?}");
     }
-    assert!(matches!(outs.last(), Some(Err(MoveRejection::OutOfTurn(_)))), "{:?}", outs.last());
+    assert!(matches!(outs.last(), Some(Err(MoveRejection::StepsExhausted { .. }))), "{:?}", outs.last());
     let again = second_run.expect("the game started over and reached its step again");
-    assert!(matches!(again, Err(MoveRejection::OutOfTurn(_))), "still not listened to: {again:?}");
+    assert!(matches!(again, Err(MoveRejection::StepsExhausted { .. })), "still not listened to: {again:?}");
 }

@@ -1,0 +1,137 @@
+//! The honest dispute solver: from a game as the beacon last showed it and
+//! this party's own execution of the block, the moves to make. Pure, as
+//! op-challenger's `GameSolver`: the agent (`shard/src/dispute.rs`) gets
+//! the trace, turns a [`Plan`] into a move (building a step or a claim
+//! needs the state), signs and sends it. Byzantine behaviours are other
+//! [`Solver`]s (`shard/src/byzantine.rs`, the model test's coalition); the
+//! honest one has no branch for them.
+
+use crate::game::{Phase, Side};
+use crate::{Address, GameRecord, Hash};
+
+/// What this party knows of a block's trace `c_0 … c_n`: its own
+/// re-execution.
+pub trait TraceView {
+    /// `c_i` by its execution (`None`: past an invalid item, or unknown).
+    fn at(&self, i: u64) -> Option<Hash>;
+    /// Whether every item re-executed (none is invalid in its position):
+    /// only then is there a claim to defend.
+    fn complete(&self) -> bool;
+}
+
+impl TraceView for Vec<Hash> {
+    fn at(&self, i: u64) -> Option<Hash> {
+        self.get(usize::try_from(i).ok()?).copied()
+    }
+
+    fn complete(&self) -> bool {
+        true
+    }
+}
+
+/// Where a party sits relative to a game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seat {
+    /// The party.
+    pub me: Address,
+    /// The beacon slot it decides at (the last sealed one).
+    pub slot: u64,
+    /// It validates the header's shard and imported the disputed header
+    /// itself, so it may stand in for the proposer.
+    pub shard_mate: bool,
+}
+
+/// A move to make; the agent builds the parts that need the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Claim `c_j` of a receipt game from its own execution.
+    Claim,
+    /// Post these commitments at the game's points.
+    Bisect(Vec<Hash>),
+    /// Name this sub-range.
+    Pick(u32),
+    /// Show the single step at the game's `lo`.
+    Step,
+}
+
+impl Plan {
+    /// Short label (for de-duplicating resends).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Plan::Claim => "claim",
+            Plan::Bisect(_) => "bisect",
+            Plan::Pick(_) => "pick",
+            Plan::Step => "step",
+        }
+    }
+}
+
+/// Decides a party's moves in a game.
+pub trait Solver {
+    /// The moves `seat` should make in `g`, given its view of the trace.
+    fn next_actions(&self, g: &GameRecord, seat: &Seat, trace: &dyn TraceView) -> Vec<Plan>;
+}
+
+/// Plays every game by its own execution: defends only what re-executes,
+/// disputes only what does not, and stands in for an overdue proposer only
+/// when the range it would inherit is right.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Honest;
+
+impl Honest {
+    /// The side `seat` plays in `g` now, if any: its own side, or the
+    /// defender's as a stand-in.
+    pub fn side(g: &GameRecord, seat: &Seat, trace: &dyn TraceView) -> Option<Side> {
+        if let Some(side) = g.side_of(&seat.me) {
+            return Some(side);
+        }
+        let defender_to_move = matches!(g.game.phase, Phase::Bisect | Phase::Step);
+        let eligible = seat.shard_mate
+            && seat.me != g.challenger
+            && seat.me != g.defender
+            && !g.stood_in.contains(&seat.me)
+            && defender_to_move
+            && g.defender_overdue(seat.slot);
+        // taking the defence over makes it its own, on its own stake: only
+        // when the range it inherits is right by its own execution (a wrong
+        // bound would be refuted against it)
+        let inherits_right = trace.complete()
+            && trace.at(g.game.lo) == Some(g.game.lo_commit)
+            && (!g.claimed || trace.at(g.game.hi) == Some(g.game.hi_commit));
+        (eligible && inherits_right).then_some(Side::Defender)
+    }
+}
+
+impl Solver for Honest {
+    fn next_actions(&self, g: &GameRecord, seat: &Seat, trace: &dyn TraceView) -> Vec<Plan> {
+        let Some(side) = Honest::side(g, seat, trace) else { return vec![] };
+        if side == Side::Defender && !trace.complete() {
+            // an item is invalid in its position: nothing to defend
+            return vec![];
+        }
+        if !g.claimed {
+            return match side {
+                Side::Defender => vec![Plan::Claim],
+                Side::Challenger => vec![],
+            };
+        }
+        match (&g.game.phase, side) {
+            (Phase::Bisect, Side::Defender) => {
+                let points: Option<Vec<Hash>> = g.game.points().iter().map(|p| trace.at(*p)).collect();
+                points.map(Plan::Bisect).into_iter().collect()
+            }
+            (Phase::Pick { posted }, Side::Challenger) => {
+                let index = g
+                    .game
+                    .points()
+                    .iter()
+                    .zip(posted)
+                    .position(|(p, c)| trace.at(*p) != Some(*c))
+                    .unwrap_or(posted.len());
+                vec![Plan::Pick(index as u32)]
+            }
+            (Phase::Step, _) => vec![Plan::Step],
+            _ => vec![],
+        }
+    }
+}
