@@ -32,7 +32,8 @@ pub use dispute::{
 pub use error::{Error, Result};
 pub use node::{BeaconConfig, BeaconHandle, BeaconMetrics, BeaconService, start};
 pub use referee::{
-    AcceptedHeader, CheckedStep, MAX_REJECTED_STEPS, Referee, RefereeStore, Resolution, Rules, Sealed,
+    AcceptedHeader, CheckedStep, MAX_REFUSED_STEPS_PER_SLOT, MAX_REJECTED_STEPS, Referee, RefereeStore,
+    Resolution, Rules, Sealed,
 };
 pub use rpc::REJECTED_CODE;
 pub use store::{Accepted, BEACON_SCHEMA, BeaconDb, DiscardedHeader, IncludedHeader, dependencies};

@@ -28,6 +28,11 @@ use crate::dispute::{BondMove, GameLog, MoveLog, MoveRejection, StepStats};
 /// game are not looked at.
 pub const MAX_REJECTED_STEPS: u32 = 4;
 
+/// Steps one party may have refused per slot, over all its games (an
+/// honest party's steps are never refused, so this never slows one): with
+/// the per-game limit it bounds what junk steps cost the referee.
+pub const MAX_REFUSED_STEPS_PER_SLOT: u32 = MAX_REJECTED_STEPS;
+
 /// An accepted header as the referee sees it.
 #[derive(Clone, Debug)]
 pub struct AcceptedHeader {
@@ -151,6 +156,8 @@ pub struct Referee {
     pub(crate) touched: BTreeSet<Hash>,
     /// Steps refused per (game, party).
     pub(crate) rejected_steps: HashMap<(Hash, Address), u32>,
+    /// Steps refused per party in the slot being built.
+    refused_this_slot: HashMap<Address, u32>,
     /// Test-only faults (the model test's seeded bugs).
     #[cfg(test)]
     pub(crate) faults: Faults,
@@ -537,6 +544,9 @@ impl Referee {
         if self.rejected_steps.get(&(id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
             return Err(MoveRejection::StepsExhausted { limit: MAX_REJECTED_STEPS });
         }
+        if self.refused_this_slot.get(&signer).is_some_and(|n| *n >= MAX_REFUSED_STEPS_PER_SLOT) {
+            return Err(MoveRejection::Full);
+        }
         let header = store.accepted(g.shard, g.height).ok_or(MoveRejection::UnknownGame(id))?;
         let started = std::time::Instant::now();
         let step = store.check_step(&header.header, &g.game, bytes);
@@ -546,6 +556,7 @@ impl Referee {
                 l.rejected_steps += 1;
             }
             *self.rejected_steps.entry((id, signer)).or_default() += 1;
+            *self.refused_this_slot.entry(signer).or_default() += 1;
             return Err(MoveRejection::BadStep(why));
         }
         let g = self.open.get_mut(&id).expect("checked above");
@@ -570,6 +581,7 @@ impl Referee {
     /// withdrawals.
     pub fn seal(&mut self, slot: u64, store: &mut impl RefereeStore) -> crate::Result<Sealed> {
         self.catch_up(store.sealed_head(), slot);
+        self.refused_this_slot.clear();
         let mut out = Sealed::default();
         let ended: Vec<Hash> =
             self.open.iter_mut().filter_map(|(id, g)| g.game.tick(slot).is_some().then_some(*id)).collect();
@@ -613,6 +625,7 @@ impl Referee {
             if winner == Side::Challenger {
                 // a proven lie costs its proposer a whole stake, even when
                 // its stakes were locked by other games on the same header
+                // when this one opened
                 // (colluders opening games they then throw would otherwise
                 // hold the liar's bond, leaving this game's stake empty): the
                 // shortfall comes from those games, which end void
@@ -628,6 +641,13 @@ impl Referee {
                         let (r, t) = self.bonds.slash(&l, take, &w, reward);
                         (to_winner, to_treasury) = (to_winner + r, to_treasury + t);
                     }
+                }
+                // and from its bond when those games are gone (they ended
+                // and returned what they held before this one did)
+                if short > 0 {
+                    let took = self.bonds.lock(&l, short);
+                    let (r, t) = self.bonds.slash(&l, took, &w, reward);
+                    (to_winner, to_treasury) = (to_winner + r, to_treasury + t);
                 }
             }
             g.ended = Some((slot, Ending::Decided { outcome: outcome.clone() }));

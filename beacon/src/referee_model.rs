@@ -587,7 +587,12 @@ impl World {
         });
         self.model.sealed = Some(self.slot);
         self.advance_finality();
-        self.check(checked)
+        let stepped = sealed
+            .resolutions
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::StepUpheld { .. } | Outcome::StepRefuted { .. }))
+            .count() as u32;
+        self.check(checked, stepped)
     }
 
     fn advance_finality(&mut self) {
@@ -606,7 +611,9 @@ impl World {
         }
     }
 
-    fn check(&self, checked: u32) -> Result<(), Violation> {
+    /// The properties, after a seal in which `checked` steps were
+    /// re-executed and `stepped` games ended by a step.
+    fn check(&self, checked: u32, stepped: u32) -> Result<(), Violation> {
         let fail = |what: String| Err(Violation(format!("slot {}: {what}", self.slot)));
         for (i, h) in self.model.headers.iter().enumerate() {
             let height = i as u64 + 1;
@@ -631,11 +638,11 @@ impl World {
                 return fail(format!("honest {who} lost {} gwei", b.slashed));
             }
         }
-        // bounded cost: steps re-executed per slot (each party's moves in
-        // a block are bounded by the chain, MAX_MOVES_PER_PARTY), refused
-        // steps per game, and games held
+        // bounded cost: steps re-executed per slot (refused ones bounded
+        // per party, accepted ones end their game), refused steps per
+        // game, and games held
         let parties = self.referee.bonds.parties.len() as u32;
-        if checked > parties * crate::MAX_MOVES_PER_PARTY {
+        if checked > parties * MAX_REFUSED_STEPS_PER_SLOT + stepped {
             return fail(format!("{checked} steps re-executed in one slot"));
         }
         for l in self.referee.logs.values() {
@@ -845,4 +852,94 @@ fn a_shard_mate_stands_in_once_per_game() {
     }
     assert_eq!(w.referee.open[&id].stood_in, vec![mate]);
     assert!(matches!(stand_in(&mut w), Err(MoveRejection::NotAParty { .. })));
+}
+
+/// A late `Claim` is paid for: the claim does not move the turn's start,
+/// so the defender's next move is charged from when the receipt game
+/// opened, and a defender that claims at the last moment and then stays
+/// silent loses on time as if it never claimed (issue 15's suspected
+/// "late Claim charging no clock").
+#[test]
+fn a_late_claim_is_charged_to_the_defenders_clock() {
+    let sched = Schedule {
+        k: 2,
+        items: [8, 1],
+        lying: [true, false],
+        coalition: 4,
+        proposer_online: false,
+        slots: vec![],
+    };
+    let mut w = World::new(sched, Faults::default());
+    let griefer = w.cast.coalition[2];
+    let h = &w.model.headers[0];
+    let open = Action::Open { shard: SHARD, height: 1, header: h.header.hash(), item: Some(5) };
+    w.slot += 1;
+    let id = w.apply(griefer, open).unwrap().expect("a game");
+    let opened = w.slot;
+    w.seal().unwrap();
+    // the (coalition's) proposer claims late, just before its clock runs out
+    while w.slot + 2 < opened + CLOCK {
+        w.idle();
+    }
+    w.slot += 1;
+    let g = w.referee.open[&id].clone();
+    let (commitment, receipts, proof) = w.header_of(&g).claim(5);
+    let claim = Action::Claim { game: id, at: g.position(), commitment, receipts, proof };
+    w.apply(w.cast.coalition[0], claim).unwrap();
+    w.seal().unwrap();
+    let g = &w.referee.open[&id];
+    assert!(g.claimed);
+    assert_eq!(g.game.turn_since, opened, "the claim did not restart the defender's turn");
+    // silent after it: the clock counted from the opening runs out
+    w.idle();
+    w.idle();
+    let log = &w.referee.logs[&id];
+    assert!(
+        matches!(log.record.ended, Some((slot, Ending::Decided { outcome: Outcome::Timeout { winner: Side::Challenger } })) if slot == opened + CLOCK),
+        "{:?}",
+        log.record.ended
+    );
+}
+
+/// Junk steps cost the referee a re-execution each: a party has at most
+/// `MAX_REFUSED_STEPS_PER_SLOT` refused per slot over all its games (and
+/// `MAX_REJECTED_STEPS` per game), so spreading junk over games does not
+/// multiply it; the next slot it may try again, and an honest step (never
+/// refused) is never held back.
+#[test]
+fn refused_steps_are_bounded_per_party_and_slot() {
+    let sched = Schedule {
+        k: 2,
+        items: [1, 1],
+        lying: [false, false],
+        coalition: 3,
+        proposer_online: true,
+        slots: vec![],
+    };
+    let mut w = World::new(sched, Faults::default());
+    let griefer = w.cast.coalition[2];
+    w.slot += 1;
+    let mut games = Vec::new();
+    for height in [1, 2] {
+        let header = w.model.headers[height as usize - 1].header.hash();
+        let open = Action::Open { shard: SHARD, height, header, item: None };
+        games.push(w.apply(griefer, open).unwrap().expect("a game"));
+    }
+    w.seal().unwrap();
+    w.slot += 1;
+    let junk = |w: &World, id: Hash| {
+        let g = &w.referee.open[&id];
+        Action::Step { game: id, at: g.position(), step: step_bytes(g.game.lo, true) }
+    };
+    for _ in 0..MAX_REFUSED_STEPS_PER_SLOT {
+        let a = junk(&w, games[0]);
+        assert!(matches!(w.apply(griefer, a), Err(MoveRejection::BadStep(_))));
+    }
+    let a = junk(&w, games[1]);
+    assert!(matches!(w.apply(griefer, a), Err(MoveRejection::Full)), "another game, same slot");
+    assert_eq!(w.model.checked.get(), MAX_REFUSED_STEPS_PER_SLOT, "not re-executed");
+    w.seal().unwrap();
+    w.slot += 1;
+    let a = junk(&w, games[1]);
+    assert!(matches!(w.apply(griefer, a), Err(MoveRejection::BadStep(_))), "the next slot it is looked at");
 }

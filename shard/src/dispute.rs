@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alloy_primitives::B256;
 use bridge::game::{Phase, Side};
+use bridge::solver::{Honest, Plan, Seat, Solver, TraceView};
 use bridge::{
     Action, Address, BeaconBlock, ChainSpec, Encode, GameRecord, Hash, MerkleTree, ShardBlock, ShardId,
     SignedMove, SyncRequest, TraceCommitment, ValidatorKey,
@@ -24,6 +25,7 @@ use prover::{Execution, Item, Mode};
 
 use tracing::{info, warn};
 
+use crate::byzantine::Byzantine;
 use crate::{Error, Result, ShardNode};
 
 /// Slots before an unanswered move is sent again.
@@ -31,24 +33,21 @@ const RESEND_SLOTS: u64 = 3;
 /// Re-executed blocks kept (a game needs its block's trace at every move).
 const KEPT_TRACES: usize = 8;
 
-/// How the agent plays (the testnet's byzantine modes set the odd ones).
+/// How the agent plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AgentMode {
     /// Open games against refuted headers.
     pub challenge: bool,
     /// Answer games against this key's headers.
     pub defend: bool,
-    /// Also dispute honest headers of this shard (griefing), with this
-    /// probability in percent per accepted header.
-    pub grief_percent: u8,
-    /// Take the defence over from overdue proposers and post wrong
-    /// commitments (the `lying-stand-in` fault).
-    pub lying_stand_in: bool,
+    /// A byzantine behaviour instead of the honest solver's (the
+    /// testnet's fault injection; `byzantine.rs`).
+    pub byzantine: Option<Byzantine>,
 }
 
 impl Default for AgentMode {
     fn default() -> Self {
-        AgentMode { challenge: true, defend: true, grief_percent: 0, lying_stand_in: false }
+        AgentMode { challenge: true, defend: true, byzantine: None }
     }
 }
 
@@ -179,14 +178,11 @@ impl DisputeAgent {
                 }
             }
         }
-        if self.mode.grief_percent > 0 {
+        if let Some(b) = self.mode.byzantine {
             let shard = self.shard;
             for h in block.headers.iter().filter(|h| h.header.shard == shard) {
                 let hash = h.header.hash();
-                let draw = bridge::hash_domain(b"optishard.grief", &[&hash.0, &self.me.0]).0[0];
-                if u32::from(draw) * 100 < u32::from(self.mode.grief_percent) * 256
-                    && !self.opened.contains(&hash)
-                {
+                if b.disputes(&hash, &self.me) && !self.opened.contains(&hash) {
                     self.griefing.insert(hash);
                     self.open(net, h.header.height, hash, block.slot);
                 }
@@ -225,148 +221,86 @@ impl DisputeAgent {
         }
     }
 
+    /// Plays game `id` at the last sealed `slot`: the solver decides (the
+    /// honest one, or the byzantine mode's), the agent builds, signs and
+    /// sends what it decided.
     fn play<N: Network>(&mut self, id: Hash, node: &ShardNode, net: &N, slot: u64) -> Result<()> {
         let g = self.games[&id].clone();
-        let side = match g.side_of(&self.me) {
-            Some(side) => side,
-            // a stand-in: only for a header this node imported itself (it
-            // re-executed to it), once the proposer let half its clock run
-            None => {
-                let ours = node.block(g.height)?.is_some_and(|b| b.header.header.hash() == g.header);
-                let defender_to_move = matches!(g.game.phase, Phase::Bisect | Phase::Step);
-                if !(ours && defender_to_move && g.defender_overdue(slot)) {
-                    return Ok(());
-                }
-                // taking the defence over makes it its own, on its own
-                // stake: only when the range it inherits is right by its
-                // own execution (a wrong bound could be refuted against it)
-                let truth = &self.trace(&g, node)?.run.commitments;
-                let at = |i: u64| truth.get(i as usize).copied();
-                let inherits_wrong = at(g.game.lo) != Some(g.game.lo_commit)
-                    || (g.claimed && at(g.game.hi) != Some(g.game.hi_commit));
-                if inherits_wrong && !self.mode.lying_stand_in {
-                    return Ok(());
-                }
-                Side::Defender
-            }
-        };
-        if side == Side::Defender && !self.mode.defend {
+        let side = g.side_of(&self.me);
+        // a stand-in only for a header this node imported itself (it
+        // re-executed to it), and only while the defender is to move
+        let shard_mate = side.is_none()
+            && self.spec.validator(&self.me).is_some_and(|v| v.shard == self.shard)
+            && matches!(g.game.phase, Phase::Bisect | Phase::Step)
+            && g.defender_overdue(slot)
+            && node.block(g.height)?.is_some_and(|b| b.header.header.hash() == g.header);
+        if side.is_none() && !shard_mate {
             return Ok(());
         }
-        // every move names the position it answers: valid there only
+        if side != Some(Side::Challenger) && !self.mode.defend {
+            return Ok(());
+        }
+        // every move names the position it answers, so one sent lately for
+        // this position is all there is to do: nothing to re-execute
         let at = g.position();
-        if let (Some(j), false, Side::Defender) = (g.receipt_item, g.claimed, side) {
-            // a receipt game: claim c_j, bound to the header's receipts (a
-            // proposer whose header's receipts are not its execution's cannot)
-            let t = self.trace(&g, node)?;
-            if t.run.invalid.is_some() {
-                return Ok(());
-            }
-            let leaves: Vec<Hash> = t.run.exec.outcomes.iter().map(|o| o.receipt_hash).collect();
-            let tree = MerkleTree::new(&leaves);
-            let j = j as usize;
-            let (Some(proof), Some(commitment)) = (tree.prefix_proof(j), t.run.full.get(j - 1).copied())
-            else {
-                return Ok(());
-            };
-            if tree.root() != t.block.header.header.receipts_root {
-                warn!(target: "shard", game = %id, "cannot back this header's receipts with an execution");
-                return Ok(());
-            }
-            let receipts = bridge::Frontier::of(&leaves[..j]);
-            self.send(net, Action::Claim { game: id, at, commitment, receipts, proof }, (at, "claim"), slot);
-            return Ok(());
-        }
-        if !g.claimed {
-            return Ok(());
-        }
-        // a move for this position went out lately: nothing to compute
-        // (re-executing to build it again would be wasted until a resend)
-        let label = match (&g.game.phase, side) {
-            (Phase::Bisect, Side::Defender) => "bisect",
-            (Phase::Pick { .. }, Side::Challenger) => "pick",
-            (Phase::Step, _) => "step",
-            _ => return Ok(()),
+        let label = match g.game.phase {
+            _ if !g.claimed => "claim",
+            Phase::Bisect => "bisect",
+            Phase::Pick { .. } => "pick",
+            Phase::Step => "step",
+            Phase::Done(_) => return Ok(()),
         };
         if self.recently_sent(&(at, label), slot) {
             return Ok(());
         }
-        match (&g.game.phase, side) {
-            (Phase::Bisect, Side::Defender) => {
-                let claim = self.claim(&g, node)?;
-                let lie = self.mode.lying_stand_in && g.defender != self.me;
-                let commitments = g
-                    .game
-                    .points()
-                    .iter()
-                    .map(|p| match lie {
-                        true => bridge::hash_domain(b"optishard.lying_stand_in", &[&p.to_be_bytes()]),
-                        false => claim[*p as usize],
-                    })
-                    .collect();
-                self.send(net, Action::Bisect { game: id, at, commitments }, (at, "bisect"), slot);
+        let seat = Seat { me: self.me, slot, shard_mate };
+        let griefed = self.griefing.contains(&g.header);
+        let byzantine = self.mode.byzantine;
+        let plans = {
+            let view = ExecutionView(&self.trace(&g, node)?.run);
+            match byzantine {
+                None => Honest.next_actions(&g, &seat, &view),
+                Some(b) => b.next_actions(&g, &seat, &view, griefed),
             }
-            (Phase::Pick { posted }, Side::Challenger) => {
-                let truth = self.belief(&g, node)?;
-                let pts = g.game.points();
-                let index = pts
-                    .iter()
-                    .zip(posted)
-                    .position(|(p, c)| truth.get(*p as usize) != Some(c))
-                    .unwrap_or(posted.len()) as u32;
-                self.send(net, Action::Pick { game: id, at, index }, (at, "pick"), slot);
-            }
-            (Phase::Step, _) => {
-                // a griefer's belief is no execution: it has no step to show
-                if side == Side::Challenger && self.griefing.contains(&g.header) {
-                    return Ok(());
-                }
-                let step = self.step(&g, node)?;
-                self.send(net, Action::Step { game: id, at, step }, (at, "step"), slot);
-            }
-            _ => {}
+        };
+        for plan in plans {
+            let what = (at, plan.label());
+            let action = match plan {
+                Plan::Claim => match self.claim(&g, node)? {
+                    Some((commitment, receipts, proof)) => {
+                        Action::Claim { game: id, at, commitment, receipts, proof }
+                    }
+                    None => continue,
+                },
+                Plan::Bisect(commitments) => Action::Bisect { game: id, at, commitments },
+                Plan::Pick(index) => Action::Pick { game: id, at, index },
+                Plan::Step => Action::Step { game: id, at, step: self.step(&g, node)? },
+            };
+            self.send(net, action, what, slot);
         }
         Ok(())
     }
 
-    /// The defender's claim: the honest trace, except that `c_n` is what
-    /// its header says (a lying proposer sticks to its lie).
-    fn claim(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
+    /// A receipt game's claim of `c_j` from this node's execution, bound to
+    /// the header's receipts (`None`: its receipts are not this execution's).
+    fn claim(
+        &mut self,
+        g: &GameRecord,
+        node: &ShardNode,
+    ) -> Result<Option<(TraceCommitment, bridge::Frontier, bridge::PrefixProof)>> {
+        let Some(j) = g.receipt_item else { return Ok(None) };
         let t = self.trace(g, node)?;
-        if let Some(r) = &t.run.invalid {
-            // no valid block holds that item there: nothing to defend
-            return Err(Error::Corrupt(format!("item {} of the block is invalid ({})", r.index, r.reason)));
+        let leaves: Vec<Hash> = t.run.exec.outcomes.iter().map(|o| o.receipt_hash).collect();
+        let tree = MerkleTree::new(&leaves);
+        let j = j as usize;
+        let (Some(proof), Some(commitment)) = (tree.prefix_proof(j), t.run.full.get(j - 1).copied()) else {
+            return Ok(None);
+        };
+        if tree.root() != t.block.header.header.receipts_root {
+            warn!(target: "shard", game = %g.id, "cannot back this header's receipts with an execution");
+            return Ok(None);
         }
-        let mut claim = t.run.commitments.clone();
-        // (a receipt game's c_j was claimed from the execution itself)
-        if g.receipt_item.is_none()
-            && let Some(last) = claim.last_mut()
-        {
-            *last = t.block.header.header.trace_root;
-        }
-        Ok(claim)
-    }
-
-    /// The challenger's view of the trace: its own execution (or, when
-    /// griefing, a made-up one that departs half-way).
-    fn belief(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<Hash>> {
-        let t = self.trace(g, node)?;
-        let mut truth = t.run.commitments.clone();
-        if t.run.invalid.is_some() {
-            // past an invalid item no commitment is right: dispute them all
-            let n = g.items as usize + 1;
-            truth.extend(
-                (truth.len()..n)
-                    .map(|i| bridge::hash_domain(b"optishard.no_valid_trace", &[&i.to_be_bytes()])),
-            );
-        }
-        if self.griefing.contains(&g.header) {
-            let n = truth.len();
-            for c in truth.iter_mut().skip(n / 2).skip(1) {
-                *c = bridge::hash_domain(b"optishard.grief", &[&c.0]);
-            }
-        }
-        Ok(truth)
+        Ok(Some((commitment, bridge::Frontier::of(&leaves[..j]), proof)))
     }
 
     /// The encoded single step at the game's position.
@@ -411,6 +345,26 @@ impl DisputeAgent {
             self.traces.insert(g.header, Trace { block, run });
         }
         Ok(self.traces.get(&g.header).expect("just inserted or held"))
+    }
+}
+
+/// A node's re-execution as the solver sees it: `c_0 … c_k`, and past an
+/// invalid item no commitment is right (each is disputed).
+struct ExecutionView<'a>(&'a Reexecution);
+
+impl TraceView for ExecutionView<'_> {
+    fn at(&self, i: u64) -> Option<Hash> {
+        match self.0.commitments.get(usize::try_from(i).ok()?) {
+            Some(c) => Some(*c),
+            None if self.0.invalid.is_some() => {
+                Some(bridge::hash_domain(b"optishard.no_valid_trace", &[&i.to_be_bytes()]))
+            }
+            None => None,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.0.invalid.is_none()
     }
 }
 

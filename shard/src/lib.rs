@@ -7,6 +7,7 @@
 //! [`start_validator`] runs a validator of a network; [`ShardNode`] is what
 //! block production, import and RPC share; [`ShardDb`] is the persistence.
 
+mod byzantine;
 mod config;
 mod dispute;
 mod error;
@@ -24,6 +25,7 @@ mod store;
 mod supply;
 mod validator;
 
+pub use byzantine::Byzantine;
 pub use config::{
     DEFAULT_CHAIN_ID_BASE, DEV_MNEMONIC, GenesisAccount, ShardConfig, dev_accounts, genesis_header,
 };

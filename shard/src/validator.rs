@@ -602,11 +602,13 @@ impl<N: Network> Validator<N> {
             agent.set_mode(AgentMode {
                 challenge: self.challenge,
                 defend: fault.is_none_or(|(f, _)| f != crate::Fault::SilentDefender),
-                grief_percent: match fault {
-                    Some((crate::Fault::GriefingChallenger, rate)) => rate.max(1),
-                    _ => 0,
+                byzantine: match fault {
+                    Some((crate::Fault::GriefingChallenger, rate)) => {
+                        Some(crate::Byzantine::Griefer { percent: rate.max(1) })
+                    }
+                    Some((crate::Fault::LyingStandIn, _)) => Some(crate::Byzantine::LyingStandIn),
+                    _ => None,
                 },
-                lying_stand_in: fault.is_some_and(|(f, _)| f == crate::Fault::LyingStandIn),
             });
             agent.on_beacon_block(&block, &self.node, &self.net, &self.accepted);
             // on start, and every few slots, ask the beacon which games are

@@ -34,7 +34,7 @@ pub struct NetworkParams {
     pub challengers: u32,
     /// Sections per dispute round (`k`).
     pub dispute_k: u64,
-    /// Each side's chess clock in a game, in slots (0: a quarter of the window).
+    /// Each side's chess clock in one run of a game, in slots (0: the window over twice the validators a shard has).
     pub game_clock_slots: u64,
 }
 

@@ -125,7 +125,10 @@ fn griefed_silent_proposer(dir: &std::path::Path) -> Testnet {
         .shards(1)
         .validators_per_shard(4)
         .seed(59)
-        .challenge_window_slots(40)
+        // four validators: up to four runs of a game, so the default clock
+        // is the window over 8; 80 slots give each run 10 (an honest
+        // stand-in inherits half, enough to bisect and step)
+        .challenge_window_slots(80)
         .txs_per_slot(6)
         .build(dir)
         .unwrap();
@@ -948,7 +951,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
         &spec_hash,
         t.validator_key(proposer),
     );
-    assert!(matches!(t.beacon().submit_move(bad, t.slot()), Err(MoveRejection::BadStep(_))));
+    assert!(matches!(t.beacon().submit_move(bad, t.slot()), Err(MoveRejection::BadClaim { .. })));
     // a bisection before the claim is refused
     let early = SignedMove::sign(
         Action::Bisect { game: g.id, at: g.position(), commitments: vec![bridge::Hash::ZERO] },
