@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use bridge::game::{Game, Outcome, Side, StepVerdict};
-use bridge::{Address, Encode, GameRecord, Hash, Invalidation, ShardId, SignedMove};
+use bridge::{Action, Address, Encode, GameRecord, Hash, Invalidation, ShardId, SignedMove};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -275,16 +275,41 @@ impl BeaconChain {
         mv.action.check_limits().map_err(|e| MoveRejection::BadStep(e.to_string()))?;
         let signer = mv.signer(&self.spec_hash).map_err(|_| MoveRejection::BadSignature)?;
         let bytes = mv.encode().len();
+        let full = |state: &State| {
+            let (n, used) = state.queue.per_party.get(&signer).copied().unwrap_or_default();
+            state.queue.bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK
+                || used + bytes > MAX_MOVE_BYTES_PER_PARTY
+                || n >= MAX_MOVES_PER_PARTY
+        };
+        // a step is re-executed with no state lock held: checked under the
+        // read lock, re-executed, then applied under the write lock with
+        // that result only if its game is still where it was
+        let target = {
+            let state = self.state.read();
+            if full(&state) {
+                return Err(MoveRejection::Full);
+            }
+            state.referee.step_target(signer, &mv.action, current)?
+        };
+        let checked = match (target, &mv.action) {
+            (Some((shard, height, game)), Action::Step { step, .. }) => {
+                let Ok(Some(r)) = self.db.shard_header(shard, height) else {
+                    return Err(MoveRejection::UnknownGame(mv.action.game().unwrap_or_default()));
+                };
+                let header = r.header.header;
+                Some((step_key(&header, &game, step), self.check_step(&header, &game, step)))
+            }
+            _ => None,
+        };
         let mut guard = self.state.write();
-        let state = &mut *guard;
-        let (n, used) = state.queue.per_party.get(&signer).copied().unwrap_or_default();
-        if state.queue.bytes + bytes > MAX_MOVE_BYTES_PER_BLOCK
-            || used + bytes > MAX_MOVE_BYTES_PER_PARTY
-            || n >= MAX_MOVES_PER_PARTY
-        {
+        if full(&guard) {
             return Err(MoveRejection::Full);
         }
-        self.with_referee(state, |referee, view| referee.apply(signer, &mv.action, current, bytes, view)).0?;
+        let state = &mut *guard;
+        self.with_referee(state, checked, |referee, view| {
+            referee.apply(signer, &mv.action, current, bytes, view)
+        })
+        .0?;
         let q = &mut state.queue;
         q.bytes += bytes;
         let party = q.per_party.entry(signer).or_default();
@@ -299,10 +324,11 @@ impl BeaconChain {
     pub(crate) fn with_referee<T>(
         &self,
         state: &mut State,
+        checked: Option<(Hash, CheckedStep)>,
         f: impl FnOnce(&mut Referee, &mut ChainView<'_>) -> T,
     ) -> (T, Vec<Discard>) {
         let mut referee = std::mem::take(&mut state.referee);
-        let mut view = ChainView { chain: self, state, discarded: Vec::new() };
+        let mut view = ChainView { chain: self, state, discarded: Vec::new(), checked };
         let out = f(&mut referee, &mut view);
         let discarded = std::mem::take(&mut view.discarded);
         state.referee = referee;
@@ -318,6 +344,76 @@ pub(crate) struct ChainView<'a> {
     pub state: &'a mut State,
     /// Headers discarded, for the database.
     pub discarded: Vec<Discard>,
+    /// A step re-executed before the lock was taken, by its key.
+    pub checked: Option<(Hash, CheckedStep)>,
+}
+
+/// What identifies a step's re-execution: the header, the game's range and
+/// end commitments, and the step's bytes.
+fn step_key(header: &bridge::ShardHeader, game: &Game, step: &[u8]) -> Hash {
+    bridge::hash_domain(
+        b"optishard.step_key",
+        &[&header.hash().0, &game.lo.to_be_bytes(), &game.lo_commit.0, &game.hi_commit.0, step],
+    )
+}
+
+impl BeaconChain {
+    /// Re-executes `step` (encoded) from `game`'s `c_lo` against its
+    /// claimed `c_hi` in `header`'s block (reads the database, takes no
+    /// state lock).
+    pub(crate) fn check_step(&self, header: &bridge::ShardHeader, game: &Game, bytes: &[u8]) -> CheckedStep {
+        let started = std::time::Instant::now();
+        let rejected = |why: String, index| CheckedStep {
+            verdict: StepVerdict::Rejected(why),
+            index,
+            witness_bytes: 0,
+            micros: started.elapsed().as_micros() as u64,
+        };
+        let step = match prover::game::AnyStep::decode(bytes) {
+            Ok(s) => s,
+            Err(e) => return rejected(e.to_string(), game.lo),
+        };
+        if step.index() != game.lo {
+            return rejected(
+                format!("step of item {}, the game is at {}", step.index(), game.lo),
+                step.index(),
+            );
+        }
+        let spec = &self.spec;
+        let params = prover::game::block_params(spec, header);
+        let shard = header.shard;
+        let block_hash = |n: u64| -> Option<alloy_primitives::B256> {
+            if n >= header.height {
+                return None;
+            }
+            let h = if n == 0 {
+                spec.shard_genesis.get(shard.0 as usize)?.hash()
+            } else {
+                self.db.shard_header(shard, n).ok()??.header.header.hash()
+            };
+            Some(alloy_primitives::B256::from(h.0))
+        };
+        let (verdict, witness_bytes) = match &step {
+            prover::game::AnyStep::Item(step) => (
+                prover::game::verify_step(
+                    &params,
+                    &header.items_root,
+                    step,
+                    &game.lo_commit,
+                    &game.hi_commit,
+                    &block_hash,
+                ),
+                step.witness.encoded_len(),
+            ),
+            prover::game::AnyStep::Undecodable(u) => (u.verify(&header.items_root), 0),
+        };
+        CheckedStep {
+            verdict,
+            index: step.index(),
+            witness_bytes,
+            micros: started.elapsed().as_micros() as u64,
+        }
+    }
 }
 
 impl RefereeStore for ChainView<'_> {
@@ -348,47 +444,10 @@ impl RefereeStore for ChainView<'_> {
     }
 
     fn check_step(&self, header: &bridge::ShardHeader, game: &Game, bytes: &[u8]) -> CheckedStep {
-        let rejected =
-            |why: String, index| CheckedStep { verdict: StepVerdict::Rejected(why), index, witness_bytes: 0 };
-        let step = match prover::game::AnyStep::decode(bytes) {
-            Ok(s) => s,
-            Err(e) => return rejected(e.to_string(), game.lo),
-        };
-        if step.index() != game.lo {
-            return rejected(
-                format!("step of item {}, the game is at {}", step.index(), game.lo),
-                step.index(),
-            );
+        match &self.checked {
+            Some((key, checked)) if *key == step_key(header, game, bytes) => checked.clone(),
+            _ => self.chain.check_step(header, game, bytes),
         }
-        let spec = &self.chain.spec;
-        let params = prover::game::block_params(spec, header);
-        let shard = header.shard;
-        let block_hash = |n: u64| -> Option<alloy_primitives::B256> {
-            if n >= header.height {
-                return None;
-            }
-            let h = if n == 0 {
-                spec.shard_genesis.get(shard.0 as usize)?.hash()
-            } else {
-                self.chain.db.shard_header(shard, n).ok()??.header.header.hash()
-            };
-            Some(alloy_primitives::B256::from(h.0))
-        };
-        let (verdict, witness_bytes) = match &step {
-            prover::game::AnyStep::Item(step) => (
-                prover::game::verify_step(
-                    &params,
-                    &header.items_root,
-                    step,
-                    &game.lo_commit,
-                    &game.hi_commit,
-                    &block_hash,
-                ),
-                step.witness.encoded_len(),
-            ),
-            prover::game::AnyStep::Undecodable(u) => (u.verify(&header.items_root), 0),
-        };
-        CheckedStep { verdict, index: step.index(), witness_bytes }
     }
 
     fn discard(&mut self, shard: ShardId, height: u64, game: Hash, slot: u64) -> Result<Vec<Invalidation>> {

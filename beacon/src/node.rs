@@ -23,6 +23,30 @@ use crate::chain::{BeaconChain, Rejection, Submitted};
 use crate::store::BeaconDb;
 use crate::{Error, Result};
 
+/// Judges a dispute move from `peer` and counts it: the answer to send.
+fn judge_move(
+    chain: &BeaconChain,
+    metrics: &BeaconMetrics,
+    mv: bridge::SignedMove,
+    current: u64,
+    peer: PeerId,
+) -> Vec<u8> {
+    let action = mv.action.label();
+    let result = chain.submit_move(mv, current);
+    let label = result.as_ref().map_or_else(|r| r.label(), |_| "accepted");
+    metrics
+        .moves
+        .get_or_create(&vec![("action".into(), action.into()), ("result".into(), label.into())])
+        .inc();
+    match result {
+        Ok(()) => b"Accepted".to_vec(),
+        Err(r) => {
+            debug!(target: "beacon", %peer, action, reason = %r, "dispute move refused");
+            r.to_string().into_bytes()
+        }
+    }
+}
+
 /// Beacon metrics (`optishard_beacon_*`).
 #[derive(Clone, Default)]
 pub struct BeaconMetrics {
@@ -151,7 +175,13 @@ pub struct BeaconService<N: Network> {
     metrics: BeaconMetrics,
     /// Requests served per peer in the current slot.
     served: Mutex<HashMap<PeerId, u32>>,
+    /// Steps being re-executed off the event loop (at most
+    /// `STEPS_OFF_LOOP`; more are judged on the loop, as before).
+    stepping: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Steps re-executed at once off the beacon's event loop.
+const STEPS_OFF_LOOP: usize = 2;
 
 impl<N: Network> BeaconService<N> {
     /// Subscribes to submissions and to every shard's blocks: the beacon
@@ -164,7 +194,7 @@ impl<N: Network> BeaconService<N> {
         if let Some((slot, _)) = chain.head() {
             metrics.head_slot.set(slot as i64);
         }
-        BeaconService { chain, net, metrics, served: Mutex::default() }
+        BeaconService { chain, net, metrics, served: Mutex::default(), stepping: Arc::default() }
     }
 
     /// The chain.
@@ -256,23 +286,36 @@ impl<N: Network> BeaconService<N> {
                         bridge::encode_list(&self.chain.open_games(shard), &mut out);
                     }
                     Ok(SyncRequest::SubmitMove(mv)) => {
-                        let action = mv.action.label();
-                        let result = self.chain.submit_move(mv, current);
-                        let label = result.as_ref().map_or_else(|r| r.label(), |_| "accepted");
-                        self.metrics
-                            .moves
-                            .get_or_create(&vec![
-                                ("action".into(), action.into()),
-                                ("result".into(), label.into()),
-                            ])
-                            .inc();
-                        out = match result {
-                            Ok(()) => b"Accepted".to_vec(),
-                            Err(r) => {
-                                debug!(target: "beacon", %peer, action, reason = %r, "dispute move refused");
-                                r.to_string().into_bytes()
-                            }
+                        // a step is re-executed (up to ~140 ms) off this
+                        // loop, which also seals: answered when judged
+                        use std::sync::atomic::Ordering;
+                        let is_step = matches!(mv.action, bridge::Action::Step { .. });
+                        let (chain, net, metrics) =
+                            (self.chain.clone(), self.net.clone(), self.metrics.clone());
+                        let judge = move || {
+                            let out = judge_move(&chain, &metrics, mv, current, peer);
+                            net.respond(id, out);
                         };
+                        let rt = tokio::runtime::Handle::try_current();
+                        match rt {
+                            Ok(rt)
+                                if is_step
+                                    && self.stepping.fetch_add(1, Ordering::AcqRel) < STEPS_OFF_LOOP =>
+                            {
+                                let stepping = self.stepping.clone();
+                                drop(rt.spawn_blocking(move || {
+                                    judge();
+                                    stepping.fetch_sub(1, Ordering::AcqRel);
+                                }));
+                            }
+                            _ => {
+                                if is_step && rt.is_ok() {
+                                    self.stepping.fetch_sub(1, Ordering::AcqRel);
+                                }
+                                judge();
+                            }
+                        }
+                        return;
                     }
                     // outboxes are the source shard's validators' to serve
                     Ok(SyncRequest::Outbox { .. }) | Err(_) => {

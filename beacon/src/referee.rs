@@ -53,6 +53,8 @@ pub struct CheckedStep {
     pub index: u64,
     /// Its witness's encoded size.
     pub witness_bytes: usize,
+    /// Wall time of the re-execution, microseconds.
+    pub micros: u64,
 }
 
 /// What the referee reads of the chain, the one-step machine it asks, and
@@ -523,6 +525,46 @@ impl Referee {
         Ok(id)
     }
 
+    /// The game `signer` may show the single step in now: a party, or a
+    /// shard-mate for an overdue proposer (a step is evidence, whoever
+    /// shows it, and decides for the side playing now; showing it takes
+    /// nothing over), at the game's step, within its refused-step limits.
+    fn step_game(&self, id: &Hash, signer: Address, slot: u64) -> Result<&GameRecord, MoveRejection> {
+        let g = self.open.get(id).ok_or(MoveRejection::UnknownGame(*id))?;
+        if g.side_of(&signer).is_none() && !self.may_stand_in(g, &signer, slot) {
+            return Err(MoveRejection::NotAParty { who: signer, side: Side::Defender });
+        }
+        if g.game.phase != bridge::game::Phase::Step || !g.claimed {
+            return Err(MoveRejection::NotAtStep);
+        }
+        if self.rejected_steps.get(&(*id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
+            return Err(MoveRejection::StepsExhausted { limit: MAX_REJECTED_STEPS });
+        }
+        if self.refused_this_slot.get(&signer).is_some_and(|n| *n >= MAX_REFUSED_STEPS_PER_SLOT) {
+            return Err(MoveRejection::Full);
+        }
+        Ok(g)
+    }
+
+    /// What a `Step` move would be re-executed against if applied now (its
+    /// game's header and state), after every check that needs no
+    /// re-execution: the beacon re-executes it before taking its state
+    /// lock, then applies it under the lock (the position check makes the
+    /// result stale-proof). `None` for any other move.
+    pub fn step_target(
+        &self,
+        signer: Address,
+        action: &Action,
+        slot: u64,
+    ) -> Result<Option<(ShardId, u64, Game)>, MoveRejection> {
+        let Action::Step { game, at, .. } = action else { return Ok(None) };
+        let g = self.step_game(game, signer, slot)?;
+        if g.position() != *at {
+            return Err(MoveRejection::StalePosition { got: *at, want: g.position() });
+        }
+        Ok(Some((g.shard, g.height, g.game.clone())))
+    }
+
     fn step(
         &mut self,
         id: Hash,
@@ -531,26 +573,10 @@ impl Referee {
         slot: u64,
         store: &impl RefereeStore,
     ) -> Result<(), MoveRejection> {
-        let g = self.open.get(&id).ok_or(MoveRejection::UnknownGame(id))?;
-        // either side may show the step, and a shard-mate for an overdue
-        // proposer: a step is evidence, whoever shows it, and decides for
-        // the side playing now (showing it takes nothing over)
-        if g.side_of(&signer).is_none() && !self.may_stand_in(g, &signer, slot) {
-            return Err(MoveRejection::NotAParty { who: signer, side: Side::Defender });
-        }
-        if g.game.phase != bridge::game::Phase::Step || !g.claimed {
-            return Err(MoveRejection::NotAtStep);
-        }
-        if self.rejected_steps.get(&(id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
-            return Err(MoveRejection::StepsExhausted { limit: MAX_REJECTED_STEPS });
-        }
-        if self.refused_this_slot.get(&signer).is_some_and(|n| *n >= MAX_REFUSED_STEPS_PER_SLOT) {
-            return Err(MoveRejection::Full);
-        }
+        let g = self.step_game(&id, signer, slot)?;
         let header = store.accepted(g.shard, g.height).ok_or(MoveRejection::UnknownGame(id))?;
-        let started = std::time::Instant::now();
         let step = store.check_step(&header.header, &g.game, bytes);
-        let micros = started.elapsed().as_micros() as u64;
+        let micros = step.micros;
         if let StepVerdict::Rejected(why) = step.verdict {
             if let Some(l) = self.logs.get_mut(&id) {
                 l.rejected_steps += 1;

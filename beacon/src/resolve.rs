@@ -20,7 +20,7 @@ impl BeaconChain {
     /// At the end of `slot`: the referee runs the clocks and settles ended
     /// games; what a won challenge proved invalid is discarded here.
     pub(crate) fn resolve_games(&self, state: &mut State, slot: u64) -> Result<Resolutions> {
-        let (sealed, discarded) = self.with_referee(state, |referee, view| referee.seal(slot, view));
+        let (sealed, discarded) = self.with_referee(state, None, |referee, view| referee.seal(slot, view));
         Ok(Resolutions { invalidated: sealed?.invalidated, discarded })
     }
 
