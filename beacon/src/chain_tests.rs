@@ -254,7 +254,6 @@ fn a_sealed_block_never_passes_its_gossip_limit() {
             header: Hash::of(b"h"),
             items: 1 << 20,
             receipt_item: None,
-            claimed: true,
             defender: Address([1; 20]),
             challenger: Address([2; 20]),
             opened_slot: 1,

@@ -344,7 +344,7 @@ impl Referee {
             }
             Action::Claim { game, commitment, receipts, proof, .. } => {
                 let g = self.defender_move(game, signer, slot)?;
-                let Some(j) = g.receipt_item.filter(|_| !g.claimed) else {
+                let Some(j) = g.receipt_item.filter(|_| !g.claimed()) else {
                     return Err(MoveRejection::NothingToClaim);
                 };
                 let header = store.accepted(g.shard, g.height).ok_or(MoveRejection::UnknownGame(*game))?;
@@ -358,13 +358,12 @@ impl Referee {
                 let hi = commitment.hash();
                 self.take_over(game, signer);
                 let g = self.open.get_mut(game).expect("checked above");
-                g.game.hi_commit = hi;
-                g.claimed = true;
+                g.game.claim(hi).map_err(rejection)?;
                 Some(*game)
             }
             Action::Bisect { game, commitments, .. } => {
                 let g = self.defender_move(game, signer, slot)?;
-                if !g.claimed {
+                if !g.claimed() {
                     return Err(MoveRejection::Unclaimed);
                 }
                 let mut next = g.game.clone();
@@ -507,7 +506,6 @@ impl Referee {
             header,
             items: rec.items,
             receipt_item: item,
-            claimed: item.is_none(),
             defender: h.proposer,
             challenger: signer,
             opened_slot: slot,
@@ -534,7 +532,7 @@ impl Referee {
         if g.side_of(&signer).is_none() && !self.may_stand_in(g, &signer, slot) {
             return Err(MoveRejection::NotAParty { who: signer, side: Side::Defender });
         }
-        if g.game.phase != bridge::game::Phase::Step || !g.claimed {
+        if g.game.phase != bridge::game::Phase::Step {
             return Err(MoveRejection::NotAtStep);
         }
         if self.rejected_steps.get(&(*id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
@@ -717,7 +715,6 @@ impl Referee {
         if let Some(h) = store.accepted(g.shard, g.height) {
             g.game = new_game(&self.rules.game, &h.header, g.items, g.receipt_item, slot);
         }
-        g.claimed = g.receipt_item.is_none();
         (g.acting, g.acting_stake) = (None, 0);
         g.resets += 1;
         self.log(&g).slashed.push(BondMove {
@@ -765,7 +762,7 @@ pub(crate) fn new_game(
     let c0 = TraceCommitment::start(h.pre_state_root).hash();
     // a receipt game's `c_j` is the defender's to claim first
     let mut game = match item {
-        Some(j) => Game::open(params, j, c0, Hash::ZERO, slot),
+        Some(j) => Game::open_receipt(params, j, c0, slot),
         None => Game::open(params, items, c0, h.trace_root, slot),
     };
     if items == 0 {

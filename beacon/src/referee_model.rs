@@ -888,7 +888,7 @@ fn a_late_claim_is_charged_to_the_defenders_clock() {
     w.apply(w.cast.coalition[0], claim).unwrap();
     w.seal().unwrap();
     let g = &w.referee.open[&id];
-    assert!(g.claimed);
+    assert!(g.claimed());
     assert_eq!(g.game.turn_since, opened, "the claim did not restart the defender's turn");
     // silent after it: the clock counted from the opening runs out
     w.idle();

@@ -28,9 +28,11 @@ const META_SCHEMA: &[u8] = b"schema";
 
 /// The version of what this build writes (bumped when an encoding changes:
 /// 2 added pauses to the dispute state and stand-ins to game records; 3
-/// made in-game moves name the game position they answer). A database
+/// made in-game moves name the game position they answer; 4 records each
+/// game's stand-ins and puts a receipt game's claim in the game's phases,
+/// and persists refused steps with the dispute state). A database
 /// written before versions were recorded counts as 1.
-pub const BEACON_SCHEMA: u64 = 3;
+pub const BEACON_SCHEMA: u64 = 4;
 /// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
 const META_CHANNEL: &[u8] = b"chan/";
 

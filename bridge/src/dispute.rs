@@ -349,8 +349,6 @@ pub struct GameRecord {
     /// A receipt game: the item `j` whose receipt is disputed (the game is
     /// over `c_0 … c_j`).
     pub receipt_item: Option<u64>,
-    /// Whether the defender has claimed `c_j` (always, for a trace game).
-    pub claimed: bool,
     /// Who defends (the header's proposer).
     pub defender: Address,
     /// Who disputes.
@@ -383,7 +381,7 @@ pub struct GameRecord {
 
 impl GameRecord {
     /// The exact state a move answers: the game, which run of it (`resets`),
-    /// whether the defender has claimed, the disputed range and its end
+    /// the disputed range and its end
     /// commitments, the round and the phase (with the posted commitments).
     /// Every accepted move changes it, and a restart changes it for good
     /// (`resets` only grows), so a signed move is valid once, in one run;
@@ -397,7 +395,6 @@ impl GameRecord {
             &[
                 &self.id.0,
                 &self.resets.to_be_bytes(),
-                &[u8::from(self.claimed)],
                 &g.lo.to_be_bytes(),
                 &g.hi.to_be_bytes(),
                 &g.lo_commit.0,
@@ -406,6 +403,12 @@ impl GameRecord {
                 &phase,
             ],
         )
+    }
+
+    /// Whether the defender has claimed the game's `c_hi` (always, for a
+    /// trace game; a receipt game starts in [`Phase::Claim`]).
+    pub fn claimed(&self) -> bool {
+        self.game.phase != crate::game::Phase::Claim
     }
 
     /// Whether it is still being played.
@@ -472,7 +475,6 @@ impl Encode for GameRecord {
         self.header.encode_to(out);
         self.items.encode_to(out);
         self.receipt_item.encode_to(out);
-        self.claimed.encode_to(out);
         self.defender.encode_to(out);
         self.challenger.encode_to(out);
         self.opened_slot.encode_to(out);
@@ -504,7 +506,6 @@ impl Decode for GameRecord {
             header: Hash::decode(input)?,
             items: u64::decode(input)?,
             receipt_item: Option::<u64>::decode(input)?,
-            claimed: bool::decode(input)?,
             defender: Address::decode(input)?,
             challenger: Address::decode(input)?,
             opened_slot: u64::decode(input)?,
@@ -648,7 +649,6 @@ mod tests {
             header: Hash::of(b"h"),
             items: 17,
             receipt_item: Some(3),
-            claimed: false,
             defender: Address([8; 20]),
             challenger: Address([9; 20]),
             opened_slot: 3,

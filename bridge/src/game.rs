@@ -106,6 +106,9 @@ pub struct GameParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// A receipt game's first move: the defender claims the `c_hi` the
+    /// game is over (bound to the header's receipts by the referee).
+    Claim,
     /// The defender posts the commitments of [`Game::points`].
     Bisect,
     /// The challenger names a sub-range of the posted points.
@@ -164,6 +167,28 @@ impl Game {
         g
     }
 
+    /// A receipt game over `[0, j]` opened at `slot`: `c_0` agreed, `c_j`
+    /// for the defender to claim first ([`Game::claim`]).
+    pub fn open_receipt(params: GameParams, j: u64, c0: Hash, slot: u64) -> Game {
+        let mut g = Game::open(params, j, c0, Hash::ZERO, slot);
+        g.phase = Phase::Claim;
+        g
+    }
+
+    /// The defender claims `c_hi` (a receipt game's first move; its clock
+    /// runs from the game's opening, and keeps running: the turn is still
+    /// the defender's until it bisects).
+    pub fn claim(&mut self, hi_commit: Hash) -> Result<(), MoveError> {
+        match self.phase {
+            Phase::Claim => {}
+            Phase::Done(_) => return Err(MoveError::Over),
+            _ => return Err(MoveError::NotYourTurn(Side::Challenger)),
+        }
+        self.hi_commit = hi_commit;
+        self.phase = if self.hi - self.lo == 1 { Phase::Step } else { Phase::Bisect };
+        Ok(())
+    }
+
     /// Rounds a range of `n` steps takes with `k` sections: ⌈log_k n⌉.
     pub fn rounds_for(n: u64, k: u64) -> u32 {
         let (mut span, mut rounds) = (n.max(1), 0);
@@ -190,7 +215,7 @@ impl Game {
     /// Whose move it is, if anyone's.
     pub fn to_move(&self) -> Option<Side> {
         match self.phase {
-            Phase::Bisect => Some(Side::Defender),
+            Phase::Claim | Phase::Bisect => Some(Side::Defender),
             Phase::Pick { .. } => Some(Side::Challenger),
             // either may submit the step; the defender's clock runs (it
             // must show its claim holds)
@@ -337,6 +362,7 @@ impl Encode for Phase {
                 3u8.encode_to(out);
                 o.encode_to(out);
             }
+            Phase::Claim => 4u8.encode_to(out),
         }
     }
 }
@@ -392,6 +418,7 @@ impl Decode for Game {
             1 => Phase::Pick { posted: decode_list(input)? },
             2 => Phase::Step,
             3 => Phase::Done(Outcome::decode(input)?),
+            4 => Phase::Claim,
             tag => return Err(DecodeError::InvalidTag { what: "game phase", tag }),
         };
         if lo >= hi || params.k < 2 {
@@ -415,6 +442,27 @@ impl Decode for Game {
 mod tests {
     use super::*;
     use crate::decode_exact;
+
+    /// A receipt game starts in its claim phase, on the defender's clock:
+    /// claiming does not restart the turn, and a defender silent after a
+    /// late claim loses on time as if it had not claimed.
+    #[test]
+    fn a_receipt_game_is_claimed_first_on_the_defenders_clock() {
+        let p = GameParams { k: 2, clock_slots: 6 };
+        let mut g = Game::open_receipt(p, 4, Hash::of(b"c0"), 10);
+        assert_eq!((g.phase.clone(), g.to_move()), (Phase::Claim, Some(Side::Defender)));
+        assert_eq!(decode_exact::<Game>(&g.encode()).unwrap(), g);
+        assert_eq!(g.bisect(vec![Hash::ZERO], 11), Err(MoveError::NotYourTurn(Side::Defender)));
+        g.claim(Hash::of(b"c4")).unwrap();
+        assert_eq!((g.phase.clone(), g.hi_commit, g.turn_since), (Phase::Bisect, Hash::of(b"c4"), 10));
+        assert_eq!(g.claim(Hash::ZERO), Err(MoveError::NotYourTurn(Side::Challenger)), "once");
+        assert!(g.tick(15).is_none());
+        assert!(matches!(g.tick(16), Some(Outcome::Timeout { winner: Side::Challenger })));
+        // a game over one item goes straight to its step
+        let mut one = Game::open_receipt(p, 1, Hash::of(b"c0"), 0);
+        one.claim(Hash::of(b"c1")).unwrap();
+        assert_eq!(one.phase, Phase::Step);
+    }
 
     #[test]
     fn a_game_round_trips_in_every_phase() {

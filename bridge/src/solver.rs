@@ -85,7 +85,7 @@ impl Honest {
         if let Some(side) = g.side_of(&seat.me) {
             return Some(side);
         }
-        let defender_to_move = matches!(g.game.phase, Phase::Bisect | Phase::Step);
+        let defender_to_move = g.game.to_move() == Some(Side::Defender);
         let eligible = seat.shard_mate
             && seat.me != g.challenger
             && seat.me != g.defender
@@ -97,7 +97,7 @@ impl Honest {
         // bound would be refuted against it)
         let inherits_right = trace.complete()
             && trace.at(g.game.lo) == Some(g.game.lo_commit)
-            && (!g.claimed || trace.at(g.game.hi) == Some(g.game.hi_commit));
+            && (!g.claimed() || trace.at(g.game.hi) == Some(g.game.hi_commit));
         (eligible && inherits_right).then_some(Side::Defender)
     }
 }
@@ -109,7 +109,7 @@ impl Solver for Honest {
             // an item is invalid in its position: nothing to defend
             return vec![];
         }
-        if !g.claimed {
+        if !g.claimed() {
             return match side {
                 Side::Defender => vec![Plan::Claim],
                 Side::Challenger => vec![],

@@ -94,7 +94,7 @@ impl Solver for LyingStandIn {
             return Honest.next_actions(g, seat, trace);
         }
         match g.game.phase {
-            _ if !g.claimed => vec![Plan::Claim],
+            Phase::Claim => vec![Plan::Claim],
             Phase::Bisect => {
                 let lies = g
                     .game
@@ -124,7 +124,6 @@ mod tests {
             header: Hash::of(b"h"),
             items: 4,
             receipt_item: None,
-            claimed: true,
             defender,
             challenger,
             opened_slot: 0,

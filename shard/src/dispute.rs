@@ -231,7 +231,7 @@ impl DisputeAgent {
         // re-executed to it), and only while the defender is to move
         let shard_mate = side.is_none()
             && self.spec.validator(&self.me).is_some_and(|v| v.shard == self.shard)
-            && matches!(g.game.phase, Phase::Bisect | Phase::Step)
+            && g.game.to_move() == Some(Side::Defender)
             && g.defender_overdue(slot)
             && node.block(g.height)?.is_some_and(|b| b.header.header.hash() == g.header);
         if side.is_none() && !shard_mate {
@@ -244,7 +244,7 @@ impl DisputeAgent {
         // this position is all there is to do: nothing to re-execute
         let at = g.position();
         let label = match g.game.phase {
-            _ if !g.claimed => "claim",
+            Phase::Claim => "claim",
             Phase::Bisect => "bisect",
             Phase::Pick { .. } => "pick",
             Phase::Step => "step",

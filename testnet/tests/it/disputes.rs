@@ -939,7 +939,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
     open(&t, other, head.height, head.hash, 99).unwrap_err();
     open(&t, other, head.height, head.hash, 2).unwrap();
     let g = games(&t).into_iter().find(|g| g.header == head.hash).unwrap();
-    assert_eq!((g.receipt_item, g.claimed, g.game.hi), (Some(2), false, 2));
+    assert_eq!((g.receipt_item, g.claimed(), g.game.hi), (Some(2), false, 2));
     // a claim whose receipts are not the header's first two
     let fake = Frontier::of(&[bridge::Hash::of(b"r0"), bridge::Hash::of(b"r1")]);
     let proof = MerkleTree::new(&[bridge::Hash::of(b"r0"), bridge::Hash::of(b"r1"), bridge::Hash::of(b"r2")])
@@ -961,7 +961,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
     assert!(matches!(t.beacon().submit_move(early, t.slot()), Err(MoveRejection::Unclaimed)));
     run_until(&mut t, 30, |t| games(t).iter().any(|x| x.id == g.id && !x.is_open()));
     let g = games(&t).into_iter().find(|x| x.id == g.id).unwrap();
-    assert!(g.claimed, "the honest defender claimed");
+    assert!(g.claimed(), "the honest defender claimed");
     assert_eq!(
         g.ended.unwrap().1,
         Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } }
@@ -976,7 +976,7 @@ fn receipt_games_bind_the_defenders_claim_to_the_header() {
     let clock = t.spec().game_clock();
     run_until(&mut t, 3 * clock, |t| games(t).iter().any(|x| x.header == lie.hash && !x.is_open()));
     let g = games(&t).into_iter().find(|x| x.header == lie.hash).unwrap();
-    assert!(!g.claimed);
+    assert!(!g.claimed());
     assert_eq!(
         g.ended.unwrap().1,
         Ending::Decided { outcome: Outcome::Timeout { winner: Side::Challenger } }
