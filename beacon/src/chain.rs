@@ -234,6 +234,11 @@ pub(crate) struct State {
     pub(crate) referee: Referee,
     /// The moves of the block being built.
     pub(crate) queue: MoveQueue,
+    /// What each non-final header consumed: per channel `(src, dst)`, the
+    /// highest source height each destination height consumed a message
+    /// of. The cascade of an invalidation reads it instead of every
+    /// non-final header in the database (under the seal lock).
+    pub(crate) consumed: HashMap<(ShardId, ShardId), std::collections::BTreeMap<u64, u64>>,
     /// Children that arrived before their parent.
     pending: Vec<Held>,
     pending_bytes: usize,
@@ -313,6 +318,18 @@ impl BeaconChain {
             };
             tips.push(tip);
         }
+        // what the non-final headers consumed (the cascade's index)
+        let mut consumed: HashMap<(ShardId, ShardId), std::collections::BTreeMap<u64, u64>> = HashMap::new();
+        for h in &heads {
+            for height in finalized[h.shard.0 as usize] + 1..=h.height {
+                let rec = db
+                    .shard_header(h.shard, height)?
+                    .ok_or_else(|| Error::Corrupt(format!("header {}/{height} missing", h.shard)))?;
+                for (src, src_height) in rec.depends_on {
+                    consumed.entry((src, h.shard)).or_default().insert(height, src_height);
+                }
+            }
+        }
         Ok(BeaconChain {
             key,
             spec_hash: spec.hash(),
@@ -320,6 +337,7 @@ impl BeaconChain {
             db,
             state: RwLock::new(State {
                 channels,
+                consumed,
                 referee,
                 queue: MoveQueue::default(),
                 head,
@@ -479,6 +497,11 @@ impl BeaconChain {
         let inbound_after = (0..self.spec.shards)
             .map(|src| state.channels.get(&(ShardId(src), shard)).copied().unwrap_or(0))
             .collect();
+        let dst = block.header.header.shard;
+        let height = block.header.header.height;
+        for (src, src_height) in crate::store::dependencies(&block) {
+            state.consumed.entry((src, dst)).or_default().insert(height, src_height);
+        }
         state.included.push(Accepted { block, inbound_after });
         Ok(Submitted::Accepted)
     }
@@ -673,6 +696,11 @@ impl BeaconChain {
                         break;
                     }
                     state.finalized[s] = next;
+                    for ((_, dst), by_height) in state.consumed.iter_mut() {
+                        if dst.0 as usize == s {
+                            by_height.remove(&next);
+                        }
+                    }
                     progressed = true;
                 }
             }

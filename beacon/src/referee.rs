@@ -556,10 +556,12 @@ impl Referee {
         slot: u64,
     ) -> Result<Option<(ShardId, u64, Game)>, MoveRejection> {
         let Action::Step { game, at, .. } = action else { return Ok(None) };
-        let g = self.step_game(game, signer, slot)?;
-        if g.position() != *at {
+        if let Some(g) = self.open.get(game)
+            && g.position() != *at
+        {
             return Err(MoveRejection::StalePosition { got: *at, want: g.position() });
         }
+        let g = self.step_game(game, signer, slot)?;
         Ok(Some((g.shard, g.height, g.game.clone())))
     }
 

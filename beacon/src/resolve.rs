@@ -101,32 +101,25 @@ impl BeaconChain {
         warn!(target: "beacon", %shard, height, to = old.height, ?cause, "discarded invalid headers");
         invalidated.push(inv);
         discarded.push(Discard { shard, from: height, to: old.height, records });
-        // the cascade: destinations that consumed messages of discarded headers
+        // the discarded headers consumed nothing any more
+        for ((_, dst), by_height) in state.consumed.iter_mut() {
+            if *dst == shard {
+                by_height.split_off(&height);
+            }
+        }
+        // the cascade: destinations that consumed messages of discarded
+        // headers (from the in-memory index of what non-final headers
+        // consumed: no database read under the seal lock)
         for d in 0..self.spec.shards {
             if d == shard.0 {
                 continue;
             }
             let dst = ShardId(d);
-            let from = state.finalized[d as usize] + 1;
-            let to = state.heads[d as usize].height;
-            let mut hit = None;
-            for h in from..=to {
-                let deps = match self.db.shard_header(dst, h)? {
-                    Some(r) => r.depends_on,
-                    None => match state
-                        .included
-                        .iter()
-                        .find(|a| a.block.header.header.shard == dst && a.block.header.header.height == h)
-                    {
-                        Some(a) => crate::store::dependencies(&a.block),
-                        None => break,
-                    },
-                };
-                if let Some((_, src_h)) = deps.iter().find(|(src, sh)| *src == shard && *sh >= height) {
-                    hit = Some((h, *src_h));
-                    break;
-                }
-            }
+            let hit = state
+                .consumed
+                .get(&(shard, dst))
+                .and_then(|by_height| by_height.iter().find(|(_, src_h)| **src_h >= height))
+                .map(|(h, src_h)| (*h, *src_h));
             if let Some((h, src_h)) = hit {
                 self.invalidate(state, dst, h, game, Some((shard, src_h)), slot, invalidated, discarded)?;
             }

@@ -406,9 +406,11 @@ impl GameRecord {
     }
 
     /// Whether the defender has claimed the game's `c_hi` (always, for a
-    /// trace game; a receipt game starts in [`Phase::Claim`]).
+    /// trace game; a receipt game starts in `Phase::Claim` with `c_hi`
+    /// unset, zero, which no commitment hashes to; it stays so if the game
+    /// ends unclaimed).
     pub fn claimed(&self) -> bool {
-        self.game.phase != crate::game::Phase::Claim
+        self.receipt_item.is_none() || self.game.hi_commit != Hash::ZERO
     }
 
     /// Whether it is still being played.
