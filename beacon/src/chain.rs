@@ -262,6 +262,8 @@ pub struct BeaconChain {
     pub(crate) spec_hash: Hash,
     pub(crate) db: BeaconDb,
     pub(crate) state: RwLock<State>,
+    /// Steps being re-executed outside the state lock, per party.
+    pub(crate) steps_in_flight: parking_lot::Mutex<HashMap<Address, u32>>,
 }
 
 impl BeaconChain {
@@ -350,6 +352,7 @@ impl BeaconChain {
                 rejections: VecDeque::new(),
                 evicted: 0,
             }),
+            steps_in_flight: parking_lot::Mutex::default(),
         })
     }
 

@@ -284,15 +284,20 @@ impl BeaconChain {
         // a step is re-executed with no state lock held: checked under the
         // read lock, re-executed, then applied under the write lock with
         // that result only if its game is still where it was
-        let target = {
+        let (target, refused) = {
             let state = self.state.read();
             if full(&state) {
                 return Err(MoveRejection::Full);
             }
-            state.referee.step_target(signer, &mv.action, current)?
+            (state.referee.step_target(signer, &mv.action, current)?, state.referee.refused_in_slot(&signer))
         };
+        // steps of one party re-executed at once count against its refused
+        // steps of the slot, so concurrent submissions cannot pass the
+        // limit before any is counted
+        let _in_flight;
         let checked = match (target, &mv.action) {
             (Some((shard, height, game)), Action::Step { step, .. }) => {
+                _in_flight = InFlight::enter(&self.steps_in_flight, signer, refused)?;
                 let Ok(Some(r)) = self.db.shard_header(shard, height) else {
                     return Err(MoveRejection::UnknownGame(mv.action.game().unwrap_or_default()));
                 };
@@ -346,6 +351,43 @@ pub(crate) struct ChainView<'a> {
     pub discarded: Vec<Discard>,
     /// A step re-executed before the lock was taken, by its key.
     pub checked: Option<(Hash, CheckedStep)>,
+}
+
+/// One step of a party being re-executed (counted in
+/// `BeaconChain::steps_in_flight` while it lives).
+struct InFlight<'a> {
+    map: &'a parking_lot::Mutex<HashMap<Address, u32>>,
+    who: Address,
+}
+
+impl<'a> InFlight<'a> {
+    /// Counts one more step of `who` in flight, unless those in flight and
+    /// `refused` this slot reach the per-slot limit (`Full`: next slot).
+    fn enter(
+        map: &'a parking_lot::Mutex<HashMap<Address, u32>>,
+        who: Address,
+        refused: u32,
+    ) -> Result<Self, MoveRejection> {
+        let mut m = map.lock();
+        let n = m.entry(who).or_default();
+        if refused.saturating_add(*n) >= crate::MAX_REFUSED_STEPS_PER_SLOT {
+            return Err(MoveRejection::Full);
+        }
+        *n += 1;
+        Ok(InFlight { map, who })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.map.lock();
+        if let Some(n) = m.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.who);
+            }
+        }
+    }
 }
 
 /// What identifies a step's re-execution: the header, the game's range and

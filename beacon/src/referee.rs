@@ -544,6 +544,11 @@ impl Referee {
         Ok(g)
     }
 
+    /// Steps `who` had refused in the slot being built.
+    pub fn refused_in_slot(&self, who: &Address) -> u32 {
+        self.refused_this_slot.get(who).copied().unwrap_or(0)
+    }
+
     /// What a `Step` move would be re-executed against if applied now (its
     /// game's header and state), after every check that needs no
     /// re-execution: the beacon re-executes it before taking its state
@@ -650,8 +655,9 @@ impl Referee {
             let (mut to_winner, mut to_treasury) = bonds.slash(&l, lost, &w, reward);
             if winner == Side::Challenger {
                 // a proven lie costs its proposer a whole stake, even when
-                // its stakes were locked by other games on the same header
-                // when this one opened
+                // its stakes were locked when this one opened by other
+                // games on the same header or its descendants (all voided
+                // by the discard below, whoever acts in them)
                 // (colluders opening games they then throw would otherwise
                 // hold the liar's bond, leaving this game's stake empty): the
                 // shortfall comes from those games, which end void
@@ -660,7 +666,7 @@ impl Referee {
                     if short == 0 {
                         break;
                     }
-                    if other.header == g.header && other.defender == l && other.acting.is_none() {
+                    if other.shard == g.shard && other.height >= g.height && other.defender == l {
                         let take = other.stakes[0].min(short);
                         other.stakes[0] -= take;
                         short -= take;

@@ -253,6 +253,9 @@ struct Schedule {
     items: [u64; 2],
     /// Which headers lie (their proposer is the coalition's first member).
     lying: [bool; 2],
+    /// Which true headers the coalition's first member proposed (it may
+    /// then play their defence any way, drain its clock, go silent).
+    coalition_proposes: [bool; 2],
     /// The coalition's size (1–4).
     coalition: usize,
     /// Whether the honest proposer is online.
@@ -265,16 +268,18 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         .prop_map(|(ops, honest_at, pause)| Slot { ops, honest_at, pause: pause.unwrap_or(0) });
     (
         2u64..=4,
-        prop::array::uniform2(1u64..=9),
+        prop::array::uniform2(prop_oneof![3 => 1u64..=9, 1 => 10u64..=24]),
+        any::<[bool; 2]>(),
         any::<[bool; 2]>(),
         1usize..=4,
         any::<bool>(),
         prop::collection::vec(slot, 1..60),
     )
-        .prop_map(|(k, items, lying, coalition, proposer_online, slots)| Schedule {
+        .prop_map(|(k, items, lying, coalition_proposes, coalition, proposer_online, slots)| Schedule {
             k,
             items,
             lying,
+            coalition_proposes,
             coalition,
             proposer_online,
             slots,
@@ -363,7 +368,11 @@ impl World {
             let header = ShardHeader {
                 shard: SHARD,
                 height,
-                proposer: if lying { cast.coalition[0] } else { cast.proposer },
+                proposer: if lying || sched.coalition_proposes[i] {
+                    cast.coalition[0]
+                } else {
+                    cast.proposer
+                },
                 pre_state_root: parent_post,
                 receipts_root: MerkleTree::new(&receipts).root(),
                 trace_root,
@@ -448,7 +457,8 @@ impl World {
         for g in self.referee.open.values() {
             let truth = self.header_of(g).truth_hashes();
             for &(me, shard_mate) in &players {
-                let seat = Seat { me, slot: self.slot, shard_mate };
+                // decided on the last sealed block; lands in this slot
+                let seat = Seat { me, slot: self.model.sealed.unwrap_or(0), shard_mate };
                 for plan in Honest.next_actions(g, &seat, &truth) {
                     out.push((me, self.action(g, plan)));
                 }
@@ -621,9 +631,11 @@ impl World {
             if h.lying && height <= self.model.finalized {
                 return fail(format!("lying header {height} became final"));
             }
-            if !h.lying && self.model.discarded.contains(&height) && !self.sched.lying[..i].iter().any(|l| *l)
-            {
-                return fail(format!("true header {height} (no lying ancestor) was discarded"));
+            // a true header of an honest proposer stands (unless a header
+            // below it lied, or was the coalition's to throw away)
+            let coalition_below = (0..=i).any(|j| self.sched.lying[j] || self.sched.coalition_proposes[j]);
+            if !h.lying && self.model.discarded.contains(&height) && !coalition_below {
+                return fail(format!("true header {height} of an honest proposer was discarded"));
             }
             // bounded delay: decided within two windows of live slots
             let elapsed = self.referee.pauses.elapsed(h.included_in, self.slot);
@@ -760,6 +772,7 @@ fn a_pick_from_an_earlier_run_is_refused() {
         lying: [true, false],
         coalition: 2,
         proposer_online: true,
+        coalition_proposes: [false, false],
         slots: vec![],
     };
     let mut w = World::new(sched, Faults::default());
@@ -827,6 +840,7 @@ fn a_shard_mate_stands_in_once_per_game() {
         lying: [true, false],
         coalition: 2,
         proposer_online: true,
+        coalition_proposes: [false, false],
         slots: vec![],
     };
     let mut w = World::new(sched, Faults::default());
@@ -867,6 +881,7 @@ fn a_late_claim_is_charged_to_the_defenders_clock() {
         lying: [true, false],
         coalition: 4,
         proposer_online: false,
+        coalition_proposes: [false, false],
         slots: vec![],
     };
     let mut w = World::new(sched, Faults::default());
@@ -914,6 +929,7 @@ fn refused_steps_are_bounded_per_party_and_slot() {
         lying: [false, false],
         coalition: 3,
         proposer_online: true,
+        coalition_proposes: [false, false],
         slots: vec![],
     };
     let mut w = World::new(sched, Faults::default());
@@ -942,4 +958,73 @@ fn refused_steps_are_bounded_per_party_and_slot() {
     w.slot += 1;
     let a = junk(&w, games[1]);
     assert!(matches!(w.apply(griefer, a), Err(MoveRejection::BadStep(_))), "the next slot it is looked at");
+}
+
+/// A proven liar pays a whole stake even when a colluder's game on its
+/// own descendant held its only stake when the honest game opened (an
+/// attacker's review found it escaping: the shortfall was only taken from
+/// games on the same header, and the discard then voided the descendant's
+/// game and returned the stake).
+#[test]
+fn a_liar_pays_a_whole_stake_even_when_a_game_on_its_descendant_holds_it() {
+    let sched = Schedule {
+        k: 2,
+        items: [4, 24],
+        // the descendant is true, and the liar's too: the honest
+        // challenger has no game on it
+        lying: [true, false],
+        coalition: 3,
+        proposer_online: true,
+        coalition_proposes: [false, true],
+        slots: vec![],
+    };
+    let mut w = World::new(sched, Faults::default());
+    let (liar, colluder) = (w.cast.coalition[0], w.cast.coalition[2]);
+    // the liar is bonded for exactly one stake
+    w.referee.bonds.parties.get_mut(&liar).unwrap().free = STAKE;
+    w.slot += 1;
+    let h2 = w.model.headers[1].header.hash();
+    let kept =
+        w.apply(colluder, Action::Open { shard: SHARD, height: 2, header: h2, item: None }).unwrap().unwrap();
+    w.seal().unwrap();
+    assert_eq!(w.referee.bonds.parties[&liar].free, 0, "the colluder's game holds the liar's stake");
+    let quiet = Slot { ops: vec![], honest_at: 0, pause: 0 };
+    for _ in 0..200 {
+        if w.model.discarded.contains(&1) {
+            break;
+        }
+        // the coalition keeps its own game on the descendant going (the
+        // liar stays silent in the honest challenger's game)
+        if let Some(g) = w.referee.open.get(&kept).cloned() {
+            let truth = w.header_of(&g).truth_hashes();
+            let mv = match &g.game.phase {
+                Phase::Bisect => Some((
+                    liar,
+                    Action::Bisect {
+                        game: kept,
+                        at: g.position(),
+                        commitments: g.game.points().iter().map(|p| truth[*p as usize]).collect(),
+                    },
+                )),
+                Phase::Pick { .. } => {
+                    Some((colluder, Action::Pick { game: kept, at: g.position(), index: 0 }))
+                }
+                _ => None,
+            };
+            w.slot += 1;
+            if let Some((who, action)) = mv {
+                w.apply(who, action).unwrap();
+            }
+            w.seal().unwrap();
+        }
+        w.play(&quiet).unwrap();
+    }
+    assert!(w.model.discarded.contains(&1), "the lie is discarded");
+    let log = &w.referee.logs;
+    assert!(
+        log.get(&kept).is_none_or(|l| matches!(l.record.ended, Some((_, Ending::Void)))),
+        "the descendant's game ended void"
+    );
+    assert!(w.referee.bonds.parties[&liar].slashed >= STAKE, "the liar paid a whole stake");
+    assert!(w.referee.bonds.parties[&w.cast.challenger].rewarded > 0, "to the honest challenger");
 }

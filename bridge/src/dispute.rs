@@ -427,12 +427,21 @@ impl GameRecord {
         }
     }
 
-    /// Whether the proposer has let half its clock run on this turn by
-    /// `slot` with no stand-in acting yet: from then on a shard-mate may
-    /// take the defence over.
+    /// Whether a shard-mate may take the defence over at `slot`: no
+    /// stand-in acts yet, the proposer has let a quarter of a whole clock
+    /// run on this turn, and at least half a whole clock is left. A
+    /// stand-in so always inherits half a clock (what the contract assumes
+    /// honest play needs); a proposer that spent its own clock below that
+    /// cannot hand a drained defence to an honest shard-mate (it used to
+    /// be "half of what is left", which a proposer moving just in time
+    /// could shrink to a slot or two and leave the stand-in to lose on
+    /// time).
     pub fn defender_overdue(&self, slot: u64) -> bool {
+        let whole = self.game.params.clock_slots;
+        let spent = slot.saturating_sub(self.game.turn_since);
         self.acting.is_none()
-            && slot.saturating_sub(self.game.turn_since).saturating_mul(2) >= self.game.clocks[0]
+            && spent >= (whole / 4).max(1)
+            && self.game.clocks[0].saturating_sub(spent) >= whole / 2
     }
 
     /// The side `who` plays, if any.
@@ -639,6 +648,43 @@ mod tests {
             commitments: vec![Hash::ZERO; MAX_BISECTION + 1],
         };
         assert!(decode_exact::<Action>(&wide.encode()).is_err());
+    }
+
+    /// A shard-mate may take over only inside an absolute window: after a
+    /// quarter of a whole clock on the turn, while half a whole clock is
+    /// left, so it always inherits half a clock. The old rule (half of
+    /// what is left) let a proposer drain its clock to a few slots and
+    /// hand that to an honest stand-in.
+    #[test]
+    fn a_stand_in_always_inherits_half_a_clock() {
+        let mut g = Game::open(GameParams { k: 2, clock_slots: 16 }, 64, Hash::of(b"0"), Hash::of(b"n"), 0);
+        let mut r = GameRecord {
+            id: Hash::ZERO,
+            shard: ShardId(0),
+            height: 1,
+            header: Hash::ZERO,
+            items: 64,
+            receipt_item: None,
+            defender: Address([1; 20]),
+            challenger: Address([2; 20]),
+            opened_slot: 0,
+            stakes: [1, 1],
+            game: g.clone(),
+            moves: 0,
+            ended: None,
+            acting: None,
+            acting_stake: 0,
+            resets: 0,
+            stood_in: vec![],
+        };
+        // fresh clock: from a quarter (4) until half (8) is left
+        assert!(!r.defender_overdue(3));
+        assert!(r.defender_overdue(4) && r.defender_overdue(8));
+        assert!(!r.defender_overdue(9), "less than half a clock would be left");
+        // a proposer that spent its clock down to 3 slots hands nothing over
+        g.clocks[0] = 3;
+        r.game = g;
+        assert!((0..10).all(|s| !r.defender_overdue(s)), "2 · 2 ≥ 3 was overdue under the old rule");
     }
 
     #[test]

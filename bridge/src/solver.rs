@@ -91,7 +91,9 @@ impl Honest {
             && seat.me != g.defender
             && !g.stood_in.contains(&seat.me)
             && defender_to_move
-            && g.defender_overdue(seat.slot);
+            // overdue now and still when its move lands, a slot later
+            && g.defender_overdue(seat.slot)
+            && g.defender_overdue(seat.slot + 1);
         // taking the defence over makes it its own, on its own stake: only
         // when the range it inherits is right by its own execution (a wrong
         // bound would be refuted against it)
