@@ -70,7 +70,7 @@ fn shard_fork() -> SpecId {
 }
 
 impl BlockParams {
-    fn block_env(&self) -> BlockEnv {
+    pub(crate) fn block_env(&self) -> BlockEnv {
         BlockEnv {
             number: U256::from(self.number),
             beneficiary: self.beneficiary,

@@ -17,6 +17,7 @@ mod bridge;
 mod error;
 mod exec;
 pub mod game;
+pub mod machine;
 mod overlay;
 mod receipt;
 mod state;

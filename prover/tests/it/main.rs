@@ -5,6 +5,7 @@
 mod budget;
 mod fuzz_corpus;
 mod game;
+mod machine;
 mod messages;
 mod smt;
 mod state_tests;

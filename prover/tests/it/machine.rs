@@ -1,0 +1,185 @@
+//! Level 2's machine states (issue 16, begun): a transaction's instruction
+//! count and `s_j` at requested indices, from a replay that hashes only the
+//! states asked for.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use prover::machine::{InstructionTrace, trace_transaction};
+use prover::{AccountState, AuthState, SignedTx, StateKey};
+
+use crate::support::{params, sign_1559, signer};
+
+/// A contract: its address, code and storage slots.
+type Contract = (Address, Vec<u8>, Vec<(u64, u64)>);
+
+/// A state with signer 0 funded and `contracts` deployed.
+fn state(contracts: &[Contract]) -> AuthState {
+    let state = AuthState::in_memory();
+    let mut c = prover::system_accounts();
+    let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
+    c.insert(StateKey::Account(signer(0).address()), Some(a.encode()));
+    for (address, code, slots) in contracts {
+        let code_hash = keccak256(code);
+        let a = AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+        c.insert(StateKey::Account(*address), Some(a.encode()));
+        c.insert(StateKey::Code(code_hash), Some(code.clone()));
+        for (slot, value) in slots {
+            c.insert(
+                StateKey::Storage(*address, U256::from(*slot)),
+                Some(prover::encode_slot(U256::from(*value))),
+            );
+        }
+    }
+    state.commit(0, &c).unwrap();
+    state
+}
+
+fn call(to: Address, gas: u64) -> SignedTx {
+    sign_1559(&signer(0), 0, TxKind::Call(to), U256::ZERO, Bytes::new(), gas)
+}
+
+fn trace(state: &AuthState, tx: &SignedTx, at: &[u64]) -> InstructionTrace {
+    trace_transaction(state.reader(0).unwrap(), &params(1), tx, at).unwrap()
+}
+
+const TARGET: Address = Address::repeat_byte(0xc0);
+
+/// `n` rounds of a 7-instruction loop: 7n + 2 instructions.
+fn looper(n: u32) -> Vec<u8> {
+    let n = n.to_be_bytes();
+    vec![
+        0x62, n[1], n[2], n[3], // PUSH3 n
+        0x5b, // JUMPDEST (pc 4)
+        0x60, 0x01, // PUSH1 1
+        0x90, // SWAP1
+        0x03, // SUB
+        0x80, // DUP1
+        0x60, 0x04, // PUSH1 4
+        0x57, // JUMPI
+        0x00, // STOP
+    ]
+}
+
+/// A straight-line program: every state is what the instruction semantics
+/// say (pc, opcode, stack height, memory size), and the instruction count
+/// includes the final STOP.
+#[test]
+fn each_state_is_the_machine_before_its_instruction() {
+    // PUSH1 2, PUSH1 3, ADD, PUSH1 0, MSTORE, STOP
+    let code = vec![0x60, 0x02, 0x60, 0x03, 0x01, 0x60, 0x00, 0x52, 0x00];
+    let s = state(&[(TARGET, code, vec![])]);
+    let t = trace(&s, &call(TARGET, 100_000), &(0..10).collect::<Vec<_>>());
+    assert_eq!(t.count, 6);
+    assert_eq!(t.states.len(), 6, "indices past the count are not states");
+    let shape: Vec<(u64, u8, u32, u64)> =
+        t.states.iter().map(|s| (s.pc, s.opcode, s.stack_len, s.memory_len)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (0, 0x60, 0, 0),
+            (2, 0x60, 1, 0),
+            (4, 0x01, 2, 0),
+            (5, 0x60, 1, 0),
+            (7, 0x52, 2, 0),
+            (8, 0x00, 0, 32)
+        ]
+    );
+    assert_eq!(t.states[2].stack, prover::machine::stack_chain(&[U256::from(2), U256::from(3)]));
+    // gas falls by each instruction's cost: PUSH1 3, ADD 3, MSTORE 3 + 3 for memory
+    let gas: Vec<u64> = t.states.iter().map(|s| s.gas_remaining).collect();
+    assert_eq!(gas[0] - gas[1], 3);
+    assert_eq!(gas[2] - gas[3], 3);
+    assert_eq!(gas[4] - gas[5], 6);
+    let commitments: std::collections::BTreeSet<_> = t.states.iter().map(|s| s.commitment()).collect();
+    assert_eq!(commitments.len(), 6, "every state differs");
+}
+
+/// A prover answers a round by replaying and hashing only the requested
+/// states: those equal the states of a replay that hashes every one, and a
+/// replay is deterministic. Over a million instructions the count is exact.
+#[test]
+fn sparse_snapshots_equal_dense_ones_and_counts_are_exact() {
+    let s = state(&[(TARGET, looper(50), vec![])]);
+    let tx = call(TARGET, 100_000);
+    let dense = trace(&s, &tx, &(0..400).collect::<Vec<_>>());
+    assert_eq!(dense.count, 7 * 50 + 2);
+    let asked = [351, 0, 7, 200, 77, 7];
+    let sparse = trace(&s, &tx, &asked);
+    assert_eq!(sparse.count, dense.count);
+    let mut want: Vec<u64> = asked.to_vec();
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(sparse.states.iter().map(|s| s.index).collect::<Vec<_>>(), want);
+    for st in &sparse.states {
+        assert_eq!(st, &dense.states[st.index as usize]);
+    }
+    assert_eq!(trace(&s, &tx, &asked), sparse, "deterministic");
+
+    // a million-instruction loop: 7n + 2 exactly, and each round's first
+    // instruction is the JUMPDEST at pc 4
+    let n = 150_000u32;
+    let s = state(&[(TARGET, looper(n), vec![])]);
+    let tx = call(TARGET, 5_000_000);
+    let rounds: Vec<u64> = (0..64u64).map(|i| 1 + 7 * i * (u64::from(n) / 64)).collect();
+    let big = trace(&s, &tx, &rounds);
+    assert_eq!(big.count, 7 * u64::from(n) + 2);
+    assert!(big.count >= 1_000_000);
+    assert!(big.states.iter().all(|s| s.pc == 4 && s.opcode == 0x5b), "every round starts at the JUMPDEST");
+}
+
+/// A state depends on what was read only from the instruction that read
+/// it: two states of the world differing in one slot give the same `s_j`
+/// up to the SLOAD and different ones after (the stack and the journal).
+#[test]
+fn a_state_reflects_storage_from_the_instruction_that_reads_it() {
+    // PUSH1 0, SLOAD, PUSH1 1, ADD, PUSH1 0, SSTORE, STOP
+    let code = vec![0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x60, 0x00, 0x55, 0x00];
+    let all: Vec<u64> = (0..7).collect();
+    let tx = call(TARGET, 100_000);
+    let a = trace(&state(&[(TARGET, code.clone(), vec![(0, 5)])]), &tx, &all);
+    let b = trace(&state(&[(TARGET, code, vec![(0, 6)])]), &tx, &all);
+    assert_eq!(a.count, 7);
+    for j in 0..=1 {
+        assert_eq!(a.states[j].commitment(), b.states[j].commitment(), "before the SLOAD ({j})");
+    }
+    for j in 2..7 {
+        assert_ne!(a.states[j].commitment(), b.states[j].commitment(), "after the SLOAD ({j})");
+        assert_ne!(a.states[j].journal, b.states[j].journal, "the loaded slot is in the journal ({j})");
+    }
+    // the SSTORE's write shows in the journal of the state after it
+    assert_ne!(a.states[5].journal, a.states[6].journal);
+}
+
+/// A call opens a frame: the callee's states are at depth 1 under a chain
+/// of the caller's state at the CALL, with the callee's own code and input;
+/// back in the caller, depth and chain are as before and the return data
+/// is the callee's.
+#[test]
+fn a_call_opens_a_frame_under_the_callers_state() {
+    let callee = Address::repeat_byte(0xc1);
+    // callee: PUSH1 0x2a, PUSH1 0, MSTORE, PUSH1 32, PUSH1 0, RETURN
+    let callee_code = vec![0x60, 0x2a, 0x60, 0x00, 0x52, 0x60, 0x20, 0x60, 0x00, 0xf3];
+    // caller: CALL(gas 0xffff, callee, 0, 0, 0, 0, 0), STOP
+    let mut caller_code = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    caller_code.extend_from_slice(callee.as_slice());
+    caller_code.extend_from_slice(&[0x61, 0xff, 0xff, 0xf1, 0x00]);
+    let s = state(&[(TARGET, caller_code, vec![]), (callee, callee_code, vec![])]);
+    let t = trace(&s, &call(TARGET, 200_000), &(0..20).collect::<Vec<_>>());
+    // 8 in the caller before and at the CALL, 6 in the callee, the STOP
+    assert_eq!(t.count, 8 + 6 + 1);
+    let call_state = &t.states[7];
+    assert_eq!((call_state.opcode, call_state.depth), (0xf1, 0));
+    for st in &t.states[8..14] {
+        assert_eq!(st.depth, 1);
+        assert_ne!(st.frames, bridge::Hash::ZERO, "under the caller's state");
+        assert_ne!(st.code_hash, call_state.code_hash, "the callee's code");
+        assert_ne!(st.input, call_state.input, "the callee's input");
+    }
+    assert_eq!(t.states[8].stack_len, 0, "a fresh stack");
+    let back = &t.states[14];
+    assert_eq!((back.opcode, back.depth, back.frames), (0x00, 0, bridge::Hash::ZERO));
+    assert_eq!(back.code_hash, call_state.code_hash);
+    let mut word = [0u8; 32];
+    word[31] = 0x2a;
+    assert_eq!(back.return_data, bridge::hash_domain(b"optishard.return_data", &[&word]));
+    assert_eq!(back.stack_len, 1, "the CALL's success flag");
+}
