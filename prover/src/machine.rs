@@ -25,7 +25,9 @@ use alloy_primitives::{Address, B256, U256};
 use bridge::{Hash, hash_domain};
 use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 use revm::interpreter::interpreter::EthInterpreter;
-use revm::interpreter::interpreter_types::{InputsTr, Jumps, MemoryTr, ReturnData};
+use revm::interpreter::interpreter_types::{
+    InputsTr, Jumps, LegacyBytecode, LoopControl, MemoryTr, ReturnData,
+};
 use revm::interpreter::{CallInputs, CallOutcome, CreateInputs, CreateOutcome, Interpreter};
 use revm::{DatabaseRef, InspectEvm, Inspector, MainBuilder, MainContext};
 
@@ -127,6 +129,9 @@ struct Tracer {
     frames: Vec<Option<Hash>>,
     /// The caller's state at the last call or create instruction.
     opening: Option<Hash>,
+    /// The index whose raw frame (stack words, code) to keep, for a step.
+    keep: Option<u64>,
+    kept: Option<(Vec<U256>, Vec<u8>)>,
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
@@ -236,6 +241,10 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             interp.bytecode.opcode(),
             CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2
         );
+        if self.keep == Some(index) {
+            let code = interp.bytecode.bytecode_slice().to_vec();
+            self.kept = Some((interp.stack.data().clone(), code));
+        }
         if wanted || opens {
             let s = self.snapshot(index, interp, ctx);
             if opens {
@@ -279,7 +288,25 @@ pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
     let mut wanted = at.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
-    let tracer = Tracer { next: 0, wanted, cursor: 0, states: Vec::new(), frames: Vec::new(), opening: None };
+    let tracer = Tracer {
+        next: 0,
+        wanted,
+        cursor: 0,
+        states: Vec::new(),
+        frames: Vec::new(),
+        opening: None,
+        keep: None,
+        kept: None,
+    };
+    run_tracer(base, params, tx, tracer).map(|t| InstructionTrace { count: t.next, states: t.states })
+}
+
+fn run_tracer<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    tx: &SignedTx,
+    tracer: Tracer,
+) -> Result<Tracer> {
     let mut evm = Context::mainnet()
         .with_db(Overlay::new(base))
         .with_block(params.block_env())
@@ -287,6 +314,132 @@ pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
         .build_mainnet_with_inspector(tracer)
         .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
     evm.inspect_one_tx(tx.tx_env()).map_err(|e| Error::Execution(e.to_string()))?;
-    let tracer = &evm.inspector;
-    Ok(InstructionTrace { count: tracer.next, states: tracer.states.clone() })
+    Ok(evm.inspector)
+}
+
+/// The single step of one instruction that touches only the stack, pc and
+/// gas (arithmetic, comparison, bitwise, PUSH/DUP/SWAP/POP, jumps, PC,
+/// GAS): `s_j` in parts, the frame's code, and the stack words the
+/// instruction reads with the chain below them. Other instructions (memory,
+/// state, calls, logs, returns) need more parts and are not steps yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstructionStep {
+    /// `s_j`, its parts.
+    pub state: MachineState,
+    /// The frame's code.
+    pub code: Vec<u8>,
+    /// The words the instruction reads, bottom first.
+    pub top: Vec<U256>,
+    /// The chain of the stack below them.
+    pub below: Hash,
+}
+
+/// What re-executing one instruction decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstructionVerdict {
+    /// `s_{j+1}`: the game compares it with the claimed one.
+    Next(Hash),
+    /// Not an instruction a step covers yet.
+    Unsupported(u8),
+    /// The step proves nothing: its parts are not `s_j`'s.
+    Rejected(String),
+}
+
+/// Whether `opcode` touches only the stack, pc and gas.
+pub fn is_stack_only(opcode: u8) -> bool {
+    matches!(opcode, 0x01..=0x0b | 0x10..=0x1d | 0x50 | 0x56..=0x58 | 0x5a | 0x5b | 0x5f..=0x9f)
+}
+
+/// The stack words `opcode` reads.
+fn reads(opcode: u8) -> usize {
+    revm::bytecode::opcode::OpCode::new(opcode).map_or(0, |o| o.inputs() as usize)
+}
+
+/// The step of instruction `j` of `tx` (over `base`, in block `params`).
+pub fn instruction_step<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    tx: &SignedTx,
+    j: u64,
+) -> Result<InstructionStep> {
+    let tracer = Tracer {
+        next: 0,
+        wanted: vec![j],
+        cursor: 0,
+        states: Vec::new(),
+        frames: Vec::new(),
+        opening: None,
+        keep: Some(j),
+        kept: None,
+    };
+    let mut t = run_tracer(base, params, tx, tracer)?;
+    let (Some(state), Some((stack, code))) = (t.states.pop(), t.kept.take()) else {
+        return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
+    };
+    let n = reads(state.opcode).min(stack.len());
+    let split = stack.len() - n;
+    Ok(InstructionStep { below: stack_chain(&stack[..split]), top: stack[split..].to_vec(), state, code })
+}
+
+/// The stack chain over `below` extended by `words`.
+fn extend_chain(below: Hash, words: &[U256]) -> Hash {
+    words.iter().fold(below, |below, w| hash_domain(b"optishard.stack", &[&below.0, &w.to_be_bytes::<32>()]))
+}
+
+/// Checks `step` against the agreed `s_j` and runs its one instruction
+/// with revm: `s_{j+1}`.
+pub fn verify_instruction(
+    step: &InstructionStep,
+    agreed: &Hash,
+    spec: revm::primitives::hardfork::SpecId,
+) -> InstructionVerdict {
+    use revm::bytecode::Bytecode;
+    use revm::interpreter::instructions::gas_table_spec;
+    use revm::interpreter::interpreter::ExtBytecode;
+    use revm::interpreter::{SharedMemory, instruction_table};
+    let s = &step.state;
+    if s.commitment() != *agreed {
+        return InstructionVerdict::Rejected("the state's parts are not the agreed s_j".into());
+    }
+    if !is_stack_only(s.opcode) {
+        return InstructionVerdict::Unsupported(s.opcode);
+    }
+    if alloy_primitives::keccak256(&step.code) != s.code_hash
+        || step.code.get(s.pc as usize) != Some(&s.opcode)
+    {
+        return InstructionVerdict::Rejected("the code is not the frame's, or not this opcode at pc".into());
+    }
+    let n = reads(s.opcode);
+    if step.top.len() != n.min(s.stack_len as usize) || extend_chain(step.below, &step.top) != s.stack {
+        return InstructionVerdict::Rejected("the stack words are not the state's".into());
+    }
+    let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
+    bytecode.absolute_jump(s.pc as usize);
+    let mut interp =
+        Interpreter::new(SharedMemory::new(), bytecode, Default::default(), false, spec, s.gas_remaining);
+    interp.gas.set_refund(s.gas_refunded);
+    if !step.top.iter().all(|w| interp.stack.push(*w)) {
+        return InstructionVerdict::Rejected("more stack words than a stack holds".into());
+    }
+    // a stack-only instruction never calls its host
+    let mut host = Context::mainnet().with_db(revm::database::EmptyDB::default());
+    let table = instruction_table::<EthInterpreter, _>();
+    let result = interp.step(&table, &gas_table_spec(spec), &mut host);
+    let below_len = s.stack_len as usize - step.top.len();
+    let next = MachineState {
+        index: s.index + 1,
+        pc: interp.bytecode.pc() as u64,
+        opcode: step.code.get(interp.bytecode.pc()).copied().unwrap_or(0x00),
+        gas_remaining: interp.gas.remaining(),
+        gas_refunded: interp.gas.refunded(),
+        stack: extend_chain(step.below, interp.stack.data()),
+        stack_len: (below_len + interp.stack.len()) as u32,
+        ..s.clone()
+    };
+    match result {
+        Ok(()) if interp.bytecode.action().is_none() => InstructionVerdict::Next(next.commitment()),
+        // a halt (out of gas, bad jump, stack under- or overflow) ends the
+        // frame: a step of its own, not covered yet
+        _ => InstructionVerdict::Unsupported(s.opcode),
+    }
 }

@@ -183,3 +183,150 @@ fn a_call_opens_a_frame_under_the_callers_state() {
     assert_eq!(back.return_data, bridge::hash_domain(b"optishard.return_data", &[&word]));
     assert_eq!(back.stack_len, 1, "the CALL's success flag");
 }
+
+mod one_instruction {
+    use proptest::prelude::*;
+    use prover::machine::{
+        InstructionVerdict, MachineState, instruction_step, is_stack_only, verify_instruction,
+    };
+
+    use super::*;
+
+    fn step_verdict(s: &AuthState, tx: &SignedTx, j: u64, agreed: &MachineState) -> InstructionVerdict {
+        let step = instruction_step(s.reader(0).unwrap(), &params(1), tx, j).unwrap();
+        assert_eq!(&step.state, agreed, "the step carries s_{j}");
+        verify_instruction(&step, &agreed.commitment(), prover::SPEC)
+    }
+
+    /// Every instruction of the loop, jumps taken and not taken included,
+    /// re-executes alone to the next state of the replay.
+    #[test]
+    fn each_loop_instruction_re_executes_alone_to_the_next_state() {
+        let s = state(&[(TARGET, looper(3), vec![])]);
+        let tx = call(TARGET, 100_000);
+        let t = trace(&s, &tx, &(0..100).collect::<Vec<_>>());
+        assert_eq!(t.count, 23);
+        for j in 0..t.count - 1 {
+            let st = &t.states[j as usize];
+            assert!(is_stack_only(st.opcode), "op {:#x}", st.opcode);
+            let v = step_verdict(&s, &tx, j, st);
+            assert_eq!(v, InstructionVerdict::Next(t.states[j as usize + 1].commitment()), "instruction {j}");
+        }
+        // the final STOP ends the frame: not a stack-only step
+        let last = &t.states[t.count as usize - 1];
+        assert_eq!(step_verdict(&s, &tx, t.count - 1, last), InstructionVerdict::Unsupported(0x00));
+    }
+
+    /// A step whose parts are not the agreed state proves nothing: another
+    /// stack word, another gas, another code, or a state that is not `s_j`.
+    #[test]
+    fn a_step_with_altered_parts_proves_nothing() {
+        let s = state(&[(TARGET, looper(3), vec![])]);
+        let tx = call(TARGET, 100_000);
+        let t = trace(&s, &tx, &[4]);
+        let agreed = t.states[0].commitment();
+        let honest = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 4).unwrap();
+        assert_eq!(t.states[0].opcode, 0x03, "SUB reads two words");
+        let reject = |step: &prover::machine::InstructionStep| {
+            matches!(verify_instruction(step, &agreed, prover::SPEC), InstructionVerdict::Rejected(_))
+        };
+        let mut word = honest.clone();
+        word.top[0] += U256::from(1);
+        assert!(reject(&word), "a stack word");
+        let mut gas = honest.clone();
+        gas.state.gas_remaining -= 1;
+        assert!(reject(&gas), "gas");
+        let mut code = honest.clone();
+        code.code.push(0x00);
+        assert!(reject(&code), "code");
+        let mut fewer = honest.clone();
+        fewer.below = bridge::Hash::of(b"another stack below");
+        assert!(reject(&fewer), "the chain below");
+    }
+
+    /// One stack-only instruction of a random program.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push(Vec<u8>),
+        Simple(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..=32).prop_map(Op::Push),
+            prop::sample::select(
+                [
+                    (0x01..=0x0bu8).collect::<Vec<_>>(),
+                    (0x10..=0x1d).collect(),
+                    vec![0x50, 0x58, 0x5a, 0x5b],
+                    (0x80..=0x9f).collect(),
+                ]
+                .concat()
+            )
+            .prop_map(Op::Simple),
+        ]
+    }
+
+    /// The program: 17 words pushed, then the ops that fit the stack, STOP.
+    fn program(ops: &[Op], seed: u8) -> Vec<u8> {
+        let mut code = Vec::new();
+        for i in 0..17u8 {
+            code.push(0x7f);
+            code.extend((0..32u8).map(|b| b.wrapping_mul(31).wrapping_add(i).wrapping_add(seed)));
+        }
+        let mut depth = 17usize;
+        for op in ops {
+            match op {
+                Op::Push(data) if depth < 1024 => {
+                    code.push(0x5f + data.len() as u8);
+                    code.extend(data);
+                    depth += 1;
+                }
+                Op::Simple(o) => {
+                    let info = revm::bytecode::opcode::OpCode::new(*o).unwrap();
+                    let (i, out) = (info.inputs() as usize, info.outputs() as usize);
+                    if i <= depth && depth - i + out <= 1024 {
+                        code.push(*o);
+                        depth = depth - i + out;
+                    }
+                }
+                _ => {}
+            }
+        }
+        code.push(0x00);
+        code
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random stack-only programs: the verifier upholds every honest
+        /// step (it re-executes to the replay's next state), and a claim
+        /// of the next state with any part altered is not what it computes.
+        #[test]
+        fn every_honest_stack_step_is_upheld_and_altered_claims_are_not(
+            ops in prop::collection::vec(op(), 1..40),
+            seed in any::<u8>(),
+        ) {
+            let s = state(&[(TARGET, program(&ops, seed), vec![])]);
+            let tx = call(TARGET, 1_000_000);
+            let t = trace(&s, &tx, &(0..200).collect::<Vec<_>>());
+            for j in 0..t.count.saturating_sub(1) {
+                let (now, next) = (&t.states[j as usize], &t.states[j as usize + 1]);
+                let v = step_verdict(&s, &tx, j, now);
+                prop_assert_eq!(&v, &InstructionVerdict::Next(next.commitment()), "instruction {} ({:#x})", j, now.opcode);
+                let InstructionVerdict::Next(computed) = v else { unreachable!() };
+                let altered = [
+                    MachineState { pc: next.pc + 1, ..next.clone() },
+                    MachineState { gas_remaining: next.gas_remaining ^ 1, ..next.clone() },
+                    MachineState { stack: bridge::Hash::of(b"another stack"), ..next.clone() },
+                    MachineState { stack_len: next.stack_len + 1, ..next.clone() },
+                    MachineState { gas_refunded: next.gas_refunded + 1, ..next.clone() },
+                ];
+                for a in &altered {
+                    prop_assert_ne!(a.commitment(), computed);
+                }
+            }
+        }
+    }
+}

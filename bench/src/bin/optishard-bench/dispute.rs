@@ -240,6 +240,8 @@ pub(crate) fn run() -> Result<()> {
         steps.push(step_figures("BLAKE2F at the gas cap", &state, 1, &exec, 0, &p, 5)?);
     }
 
+    let level2 = level2_round_figures(&w)?;
+
     // slots to invalidation and cascade rebuild, deterministic tier
     let cascade = cascade_figures()?;
     println!(
@@ -250,8 +252,60 @@ pub(crate) fn run() -> Result<()> {
         cascade["shards_reached"],
         cascade["slots_to_rebuild"]
     );
-    println!("{}", json!({"rounds": rounds, "steps": steps, "cascade": cascade}));
+    println!("{}", json!({"rounds": rounds, "steps": steps, "level2": level2, "cascade": cascade}));
     Ok(())
+}
+
+/// Level 2 (issue 16, begun): what an honest agent spends answering one
+/// round of an instruction bisection over the largest transaction (a loop
+/// at the 2^24 per-transaction gas cap): a replay that hashes the `k - 1`
+/// requested machine states (k = 64), against a replay that only counts.
+fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
+    let state = AuthState::in_memory();
+    bench::fund(&state, &w.addresses())?;
+    let gas = 1u64 << 24;
+    // PUSH3 n; JUMPDEST; PUSH1 1; SWAP1; SUB; DUP1; PUSH1 4; JUMPI; STOP (26 gas a round)
+    let n = ((gas - 30_000) / 26) as u32;
+    let b = n.to_be_bytes();
+    let code = vec![0x62, b[1], b[2], b[3], 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x04, 0x57, 0x00];
+    let looper = Address::repeat_byte(0xcc);
+    let mut c = prover::ChangeSet::new();
+    let code_hash = alloy_primitives::keccak256(&code);
+    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+    c.insert(prover::StateKey::Account(looper), Some(a.encode()));
+    c.insert(prover::StateKey::Code(code_hash), Some(code));
+    state.commit(1, &c)?;
+    let raw = w.sign(0, 0, TxKind::Call(looper), U256::ZERO, Bytes::new(), gas);
+    let tx = match recover_all(&[raw]).pop() {
+        Some(Ok(tx)) => tx,
+        _ => anyhow::bail!("the loop transaction decodes"),
+    };
+    let mut p = params(2);
+    p.gas_limit = p.gas_limit.max(gas);
+    let count = prover::machine::trace_transaction(state.reader(1)?, &p, &tx, &[])?.count;
+    let at: Vec<u64> = (1..64).map(|i| i * count / 64).collect();
+    let (mut counting, mut answering) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        prover::machine::trace_transaction(state.reader(1)?, &p, &tx, &[])?;
+        counting.push(t.elapsed());
+        let t = Instant::now();
+        let round = prover::machine::trace_transaction(state.reader(1)?, &p, &tx, &at)?;
+        answering.push(t.elapsed());
+        anyhow::ensure!(round.states.len() == 63, "63 states asked");
+    }
+    counting.sort();
+    answering.sort();
+    let rounds = Game::rounds_for(count, 64);
+    println!(
+        "level 2: a loop at the 2^24 gas cap runs {count} instructions ({rounds} rounds at k = 64); replay counting only {:.0} ms, answering a round (63 states) {:.0} ms (medians of 3)",
+        counting[1].as_secs_f64() * 1e3,
+        answering[1].as_secs_f64() * 1e3
+    );
+    Ok(json!({
+        "instructions": count, "rounds_k64": rounds,
+        "replay_ms": counting[1].as_secs_f64() * 1e3, "answer_round_ms": answering[1].as_secs_f64() * 1e3,
+    }))
 }
 
 /// The issue's scenario on the deterministic tier, measured in slots.
