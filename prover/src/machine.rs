@@ -102,11 +102,84 @@ pub fn stack_chain(words: &[U256]) -> Hash {
         .fold(Hash::ZERO, |below, w| hash_domain(b"optishard.stack", &[&below.0, &w.to_be_bytes::<32>()]))
 }
 
+/// Depth of the memory tree: one leaf per 32-byte word, 2^32 words (far
+/// past what gas can buy), so memory growth never changes the tree's
+/// shape: words past the memory's size are zero leaves, and a step that
+/// expands memory proves nothing about the new words.
+pub const MEMORY_DEPTH: usize = 32;
+
+fn word_leaf(word: &[u8]) -> Hash {
+    hash_domain(b"optishard.memory_word", &[word])
+}
+
+fn memory_node(left: &Hash, right: &Hash) -> Hash {
+    hash_domain(b"optishard.memory_node", &[&left.0, &right.0])
+}
+
+/// The roots of all-zero subtrees, by height.
+fn zero_subtrees() -> &'static [Hash; MEMORY_DEPTH + 1] {
+    static ZEROS: std::sync::OnceLock<[Hash; MEMORY_DEPTH + 1]> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| {
+        let mut z = [word_leaf(&[0u8; 32]); MEMORY_DEPTH + 1];
+        for h in 1..=MEMORY_DEPTH {
+            z[h] = memory_node(&z[h - 1], &z[h - 1]);
+        }
+        z
+    })
+}
+
+/// The levels of the memory tree that differ from zero subtrees: level 0
+/// the words' leaves, each next level half as long.
+fn memory_levels(memory: &[u8]) -> Vec<Vec<Hash>> {
+    let z = zero_subtrees();
+    let mut levels = vec![memory.chunks(32).map(word_leaf).collect::<Vec<_>>()];
+    for h in 0..MEMORY_DEPTH {
+        let below = &levels[h];
+        let next = below.chunks(2).map(|pair| memory_node(&pair[0], pair.get(1).unwrap_or(&z[h]))).collect();
+        levels.push(next);
+    }
+    levels
+}
+
 /// The Merkle root of memory's 32-byte words (memory is always a whole
-/// number of words).
+/// number of words), in a tree of depth [`MEMORY_DEPTH`].
 pub fn memory_root(memory: &[u8]) -> Hash {
-    let words: Vec<Hash> = memory.chunks(32).map(|w| hash_domain(b"optishard.memory_word", &[w])).collect();
-    bridge::merkle_root(&words)
+    memory_levels(memory)[MEMORY_DEPTH].first().copied().unwrap_or(zero_subtrees()[MEMORY_DEPTH])
+}
+
+/// The sibling path of word `index` in memory's tree, leaf level first.
+pub fn memory_path(memory: &[u8], index: u64) -> Vec<Hash> {
+    let z = zero_subtrees();
+    let levels = memory_levels(memory);
+    (0..MEMORY_DEPTH).map(|h| levels[h].get(((index >> h) ^ 1) as usize).copied().unwrap_or(z[h])).collect()
+}
+
+/// The root of a tree in which `words` (index, 32 bytes, sibling path)
+/// sit, the paths all of one tree: siblings that are other given words'
+/// nodes are taken from those (so several words' paths combine). `None`
+/// if a path has the wrong length.
+pub fn memory_root_with(words: &[(u64, [u8; 32], Vec<Hash>)]) -> Option<Hash> {
+    if words.is_empty() || words.iter().any(|(_, _, p)| p.len() != MEMORY_DEPTH) {
+        return None;
+    }
+    let mut nodes: BTreeMap<u64, Hash> = words.iter().map(|(i, w, _)| (*i, word_leaf(w))).collect();
+    for h in 0..MEMORY_DEPTH {
+        let mut up = BTreeMap::new();
+        for (i, node) in &nodes {
+            let sibling = match nodes.get(&(i ^ 1)) {
+                Some(s) => *s,
+                None => {
+                    // the sibling from the path of a word under this node
+                    let (_, _, path) = words.iter().find(|(w, _, _)| w >> h == *i)?;
+                    path[h]
+                }
+            };
+            let parent = if i & 1 == 0 { memory_node(node, &sibling) } else { memory_node(&sibling, node) };
+            up.insert(i >> 1, parent);
+        }
+        nodes = up;
+    }
+    nodes.into_values().next()
 }
 
 /// What tracing one transaction found.
@@ -131,7 +204,7 @@ struct Tracer {
     opening: Option<Hash>,
     /// The index whose raw frame (stack words, code) to keep, for a step.
     keep: Option<u64>,
-    kept: Option<(Vec<U256>, Vec<u8>)>,
+    kept: Option<(Vec<U256>, Vec<u8>, Vec<u8>)>,
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
@@ -243,7 +316,8 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         );
         if self.keep == Some(index) {
             let code = interp.bytecode.bytecode_slice().to_vec();
-            self.kept = Some((interp.stack.data().clone(), code));
+            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+            self.kept = Some((interp.stack.data().clone(), code, memory));
         }
         if wanted || opens {
             let s = self.snapshot(index, interp, ctx);
@@ -317,11 +391,13 @@ fn run_tracer<R: DatabaseRef<Error = Error>>(
     Ok(evm.inspector)
 }
 
-/// The single step of one instruction that touches only the stack, pc and
-/// gas (arithmetic, comparison, bitwise, PUSH/DUP/SWAP/POP, jumps, PC,
-/// GAS): `s_j` in parts, the frame's code, and the stack words the
-/// instruction reads with the chain below them. Other instructions (memory,
-/// state, calls, logs, returns) need more parts and are not steps yet.
+/// The single step of one instruction that touches only the stack, pc,
+/// gas and memory words (arithmetic, comparison, bitwise,
+/// PUSH/DUP/SWAP/POP, jumps, PC, GAS, MLOAD, MSTORE, MSTORE8, MSIZE):
+/// `s_j` in parts, the frame's code, the stack words the instruction reads
+/// with the chain below them, and the memory words it touches with their
+/// paths. Other instructions (copies, state, calls, logs, returns) need
+/// more parts and are not steps yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstructionStep {
     /// `s_j`, its parts.
@@ -332,6 +408,9 @@ pub struct InstructionStep {
     pub top: Vec<U256>,
     /// The chain of the stack below them.
     pub below: Hash,
+    /// The memory words it touches (zero past the memory's size), each
+    /// with its sibling path in `s_j`'s memory tree.
+    pub memory: Vec<(u64, [u8; 32], Vec<Hash>)>,
 }
 
 /// What re-executing one instruction decided.
@@ -348,6 +427,25 @@ pub enum InstructionVerdict {
 /// Whether `opcode` touches only the stack, pc and gas.
 pub fn is_stack_only(opcode: u8) -> bool {
     matches!(opcode, 0x01..=0x0b | 0x10..=0x1d | 0x50 | 0x56..=0x58 | 0x5a | 0x5b | 0x5f..=0x9f)
+}
+
+/// Whether a step covers `opcode`: stack-only, or MLOAD, MSTORE, MSTORE8,
+/// MSIZE.
+pub fn is_covered(opcode: u8) -> bool {
+    is_stack_only(opcode) || matches!(opcode, 0x51..=0x53 | 0x59)
+}
+
+/// The memory words `opcode` touches, given the stack words it reads
+/// (bottom first): `None` when the offset is past any memory gas can buy
+/// (the instruction halts).
+fn touched_words(opcode: u8, top: &[U256]) -> Option<Vec<u64>> {
+    let width = match opcode {
+        0x51 | 0x52 => 32u64,
+        0x53 => 1,
+        _ => return Some(vec![]),
+    };
+    let offset: u64 = top.last()?.try_into().ok().filter(|o: &u64| *o < 1 << 32)?;
+    Some((offset / 32..=(offset + width - 1) / 32).collect())
 }
 
 /// The stack words `opcode` reads.
@@ -373,12 +471,24 @@ pub fn instruction_step<R: DatabaseRef<Error = Error>>(
         kept: None,
     };
     let mut t = run_tracer(base, params, tx, tracer)?;
-    let (Some(state), Some((stack, code))) = (t.states.pop(), t.kept.take()) else {
+    let (Some(state), Some((stack, code, memory))) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
     let n = reads(state.opcode).min(stack.len());
     let split = stack.len() - n;
-    Ok(InstructionStep { below: stack_chain(&stack[..split]), top: stack[split..].to_vec(), state, code })
+    let top = stack[split..].to_vec();
+    let words = touched_words(state.opcode, &top).unwrap_or_default();
+    let memory = words
+        .into_iter()
+        .map(|i| {
+            let mut word = [0u8; 32];
+            if let Some(w) = memory.get(i as usize * 32..i as usize * 32 + 32) {
+                word.copy_from_slice(w);
+            }
+            (i, word, memory_path(&memory, i))
+        })
+        .collect();
+    Ok(InstructionStep { below: stack_chain(&stack[..split]), top, state, code, memory })
 }
 
 /// The stack chain over `below` extended by `words`.
@@ -401,7 +511,7 @@ pub fn verify_instruction(
     if s.commitment() != *agreed {
         return InstructionVerdict::Rejected("the state's parts are not the agreed s_j".into());
     }
-    if !is_stack_only(s.opcode) {
+    if !is_covered(s.opcode) {
         return InstructionVerdict::Unsupported(s.opcode);
     }
     if alloy_primitives::keccak256(&step.code) != s.code_hash
@@ -413,19 +523,58 @@ pub fn verify_instruction(
     if step.top.len() != n.min(s.stack_len as usize) || extend_chain(step.below, &step.top) != s.stack {
         return InstructionVerdict::Rejected("the stack words are not the state's".into());
     }
+    // the memory words: exactly those touched, in s_j's memory tree, zero
+    // past its size
+    let Some(touched) = touched_words(s.opcode, &step.top) else {
+        return InstructionVerdict::Unsupported(s.opcode);
+    };
+    if step.memory.iter().map(|(i, _, _)| *i).collect::<Vec<_>>() != touched {
+        return InstructionVerdict::Rejected("not the memory words the instruction touches".into());
+    }
+    if !touched.is_empty() && memory_root_with(&step.memory) != Some(s.memory) {
+        return InstructionVerdict::Rejected("the memory words are not the state's".into());
+    }
+    if step.memory.iter().any(|(i, w, _)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
+        return InstructionVerdict::Rejected("memory past its size is zero".into());
+    }
+    let mut memory = SharedMemory::new();
+    memory.resize(s.memory_len as usize);
+    for (i, w, _) in &step.memory {
+        if i * 32 < s.memory_len {
+            memory.set(*i as usize * 32, w);
+        }
+    }
     let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
-    let mut interp =
-        Interpreter::new(SharedMemory::new(), bytecode, Default::default(), false, spec, s.gas_remaining);
+    let mut interp = Interpreter::new(memory, bytecode, Default::default(), false, spec, s.gas_remaining);
     interp.gas.set_refund(s.gas_refunded);
+    // the memory expansion already paid for (revm charges growth from it)
+    let words = s.memory_len.div_ceil(32) as usize;
+    let paid = revm::context_interface::cfg::GasParams::new_spec(spec).memory_cost(words);
+    let _ = interp.gas.memory_mut().set_words_num(words, paid);
     if !step.top.iter().all(|w| interp.stack.push(*w)) {
         return InstructionVerdict::Rejected("more stack words than a stack holds".into());
     }
     // a stack-only instruction never calls its host
-    let mut host = Context::mainnet().with_db(revm::database::EmptyDB::default());
+    let mut host =
+        Context::mainnet().with_db(revm::database::EmptyDB::default()).with_cfg(CfgEnv::new_with_spec(spec));
     let table = instruction_table::<EthInterpreter, _>();
     let result = interp.step(&table, &gas_table_spec(spec), &mut host);
     let below_len = s.stack_len as usize - step.top.len();
+    let written: Vec<(u64, [u8; 32], Vec<Hash>)> = step
+        .memory
+        .iter()
+        .map(|(i, _, path)| {
+            let mut word = [0u8; 32];
+            let at = *i as usize * 32;
+            if at + 32 <= interp.memory.size() {
+                word.copy_from_slice(&interp.memory.slice(at..at + 32));
+            }
+            (*i, word, path.clone())
+        })
+        .collect();
+    let memory_root =
+        if written.is_empty() { s.memory } else { memory_root_with(&written).unwrap_or(s.memory) };
     let next = MachineState {
         index: s.index + 1,
         pc: interp.bytecode.pc() as u64,
@@ -434,6 +583,8 @@ pub fn verify_instruction(
         gas_refunded: interp.gas.refunded(),
         stack: extend_chain(step.below, interp.stack.data()),
         stack_len: (below_len + interp.stack.len()) as u32,
+        memory: memory_root,
+        memory_len: interp.memory.size() as u64,
         ..s.clone()
     };
     match result {
