@@ -94,6 +94,52 @@ impl MachineState {
     }
 }
 
+/// What a frame runs with: its target, caller, value and calldata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameInput {
+    /// The account whose storage and balance the frame uses.
+    pub target: Address,
+    /// Who called it.
+    pub caller: Address,
+    /// The value sent.
+    pub value: U256,
+    /// The calldata.
+    pub calldata: Vec<u8>,
+}
+
+impl FrameInput {
+    /// Its hash in `s_j`.
+    pub fn hash(&self) -> Hash {
+        hash_domain(
+            b"optishard.frame_input",
+            &[
+                self.target.as_slice(),
+                self.caller.as_slice(),
+                &self.value.to_be_bytes::<32>(),
+                &self.calldata,
+            ],
+        )
+    }
+
+    fn of(interp: &Interpreter<EthInterpreter>) -> FrameInput {
+        let input = &interp.input;
+        let calldata = match input.input() {
+            revm::interpreter::CallInput::Bytes(b) => b.to_vec(),
+            // an empty range may lie past the buffer (revm marks "none" so)
+            revm::interpreter::CallInput::SharedBuffer(range) if range.is_empty() => Vec::new(),
+            revm::interpreter::CallInput::SharedBuffer(range) => {
+                interp.memory.global_slice(range.clone()).to_vec()
+            }
+        };
+        FrameInput {
+            target: input.target_address(),
+            caller: input.caller_address(),
+            value: input.call_value(),
+            calldata,
+        }
+    }
+}
+
 /// The hash chain of a stack, bottom word first: a step popping `n` words
 /// carries them and the chain below them.
 pub fn stack_chain(words: &[U256]) -> Hash {
@@ -204,7 +250,7 @@ struct Tracer {
     opening: Option<Hash>,
     /// The index whose raw frame (stack words, code) to keep, for a step.
     keep: Option<u64>,
-    kept: Option<(Vec<U256>, Vec<u8>, Vec<u8>)>,
+    kept: Option<(Vec<U256>, Vec<u8>, Vec<u8>, FrameInput)>,
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
@@ -223,24 +269,7 @@ impl Tracer {
         interp: &mut Interpreter<EthInterpreter>,
         ctx: &ShardContext<R>,
     ) -> MachineState {
-        let input = &interp.input;
-        let calldata = match input.input() {
-            revm::interpreter::CallInput::Bytes(b) => b.to_vec(),
-            // an empty range may lie past the buffer (revm marks "none" so)
-            revm::interpreter::CallInput::SharedBuffer(range) if range.is_empty() => Vec::new(),
-            revm::interpreter::CallInput::SharedBuffer(range) => {
-                interp.memory.global_slice(range.clone()).to_vec()
-            }
-        };
-        let input_hash = hash_domain(
-            b"optishard.frame_input",
-            &[
-                input.target_address().as_slice(),
-                input.caller_address().as_slice(),
-                &input.call_value().to_be_bytes::<32>(),
-                &calldata,
-            ],
-        );
+        let input_hash = FrameInput::of(interp).hash();
         let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
         MachineState {
             index,
@@ -317,7 +346,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         if self.keep == Some(index) {
             let code = interp.bytecode.bytecode_slice().to_vec();
             let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-            self.kept = Some((interp.stack.data().clone(), code, memory));
+            self.kept = Some((interp.stack.data().clone(), code, memory, FrameInput::of(interp)));
         }
         if wanted || opens {
             let s = self.snapshot(index, interp, ctx);
@@ -411,6 +440,19 @@ pub struct InstructionStep {
     /// The memory words it touches (zero past the memory's size), each
     /// with its sibling path in `s_j`'s memory tree.
     pub memory: Vec<(u64, [u8; 32], Vec<Hash>)>,
+    /// The frame's input, for the instructions that read it.
+    pub input: Option<FrameInput>,
+}
+
+/// What one instruction may read besides the machine state: the block the
+/// item is in and the item (a transaction) itself. The referee has both
+/// once level 1 pinned the item.
+#[derive(Clone, Debug)]
+pub struct StepEnv {
+    /// The block.
+    pub params: BlockParams,
+    /// The transaction.
+    pub tx: TxEnv,
 }
 
 /// What re-executing one instruction decided.
@@ -429,10 +471,20 @@ pub fn is_stack_only(opcode: u8) -> bool {
     matches!(opcode, 0x01..=0x0b | 0x10..=0x1d | 0x50 | 0x56..=0x58 | 0x5a | 0x5b | 0x5f..=0x9f)
 }
 
-/// Whether a step covers `opcode`: stack-only, or MLOAD, MSTORE, MSTORE8,
-/// MSIZE.
+/// Whether `opcode` reads the frame's input (ADDRESS, CALLER, CALLVALUE,
+/// CALLDATALOAD, CALLDATASIZE).
+fn reads_input(opcode: u8) -> bool {
+    matches!(opcode, 0x30 | 0x33..=0x36)
+}
+
+/// Whether a step covers `opcode`: stack-only; MLOAD, MSTORE, MSTORE8,
+/// MSIZE; the frame's input (ADDRESS, CALLER, CALLVALUE, CALLDATALOAD,
+/// CALLDATASIZE); the transaction's and block's (ORIGIN, GASPRICE,
+/// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE).
 pub fn is_covered(opcode: u8) -> bool {
-    is_stack_only(opcode) || matches!(opcode, 0x51..=0x53 | 0x59)
+    is_stack_only(opcode)
+        || reads_input(opcode)
+        || matches!(opcode, 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48)
 }
 
 /// The memory words `opcode` touches, given the stack words it reads
@@ -471,7 +523,7 @@ pub fn instruction_step<R: DatabaseRef<Error = Error>>(
         kept: None,
     };
     let mut t = run_tracer(base, params, tx, tracer)?;
-    let (Some(state), Some((stack, code, memory))) = (t.states.pop(), t.kept.take()) else {
+    let (Some(state), Some((stack, code, memory, input))) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
     let n = reads(state.opcode).min(stack.len());
@@ -488,7 +540,8 @@ pub fn instruction_step<R: DatabaseRef<Error = Error>>(
             (i, word, memory_path(&memory, i))
         })
         .collect();
-    Ok(InstructionStep { below: stack_chain(&stack[..split]), top, state, code, memory })
+    let input = reads_input(state.opcode).then_some(input);
+    Ok(InstructionStep { below: stack_chain(&stack[..split]), top, state, code, memory, input })
 }
 
 /// The stack chain over `below` extended by `words`.
@@ -498,11 +551,7 @@ fn extend_chain(below: Hash, words: &[U256]) -> Hash {
 
 /// Checks `step` against the agreed `s_j` and runs its one instruction
 /// with revm: `s_{j+1}`.
-pub fn verify_instruction(
-    step: &InstructionStep,
-    agreed: &Hash,
-    spec: revm::primitives::hardfork::SpecId,
-) -> InstructionVerdict {
+pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> InstructionVerdict {
     use revm::bytecode::Bytecode;
     use revm::interpreter::instructions::gas_table_spec;
     use revm::interpreter::interpreter::ExtBytecode;
@@ -544,9 +593,22 @@ pub fn verify_instruction(
             memory.set(*i as usize * 32, w);
         }
     }
+    let spec = env.params.fork;
+    let input = match (&step.input, reads_input(s.opcode)) {
+        (Some(i), true) if i.hash() == s.input => revm::interpreter::InputsImpl {
+            target_address: i.target,
+            bytecode_address: None,
+            caller_address: i.caller,
+            input: revm::interpreter::CallInput::Bytes(i.calldata.clone().into()),
+            call_value: i.value,
+            depth: s.depth as usize,
+        },
+        (None, false) => Default::default(),
+        _ => return InstructionVerdict::Rejected("the frame's input is not the state's".into()),
+    };
     let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
-    let mut interp = Interpreter::new(memory, bytecode, Default::default(), false, spec, s.gas_remaining);
+    let mut interp = Interpreter::new(memory, bytecode, input, false, spec, s.gas_remaining);
     interp.gas.set_refund(s.gas_refunded);
     // the memory expansion already paid for (revm charges growth from it)
     let words = s.memory_len.div_ceil(32) as usize;
@@ -556,8 +618,12 @@ pub fn verify_instruction(
         return InstructionVerdict::Rejected("more stack words than a stack holds".into());
     }
     // a stack-only instruction never calls its host
-    let mut host =
-        Context::mainnet().with_db(revm::database::EmptyDB::default()).with_cfg(CfgEnv::new_with_spec(spec));
+    // the host only answers the transaction's and block's environment
+    let mut host = Context::mainnet()
+        .with_db(revm::database::EmptyDB::default())
+        .with_cfg(env.params.cfg_env())
+        .with_block(env.params.block_env())
+        .with_tx(env.tx.clone());
     let table = instruction_table::<EthInterpreter, _>();
     let result = interp.step(&table, &gas_table_spec(spec), &mut host);
     let below_len = s.stack_len as usize - step.top.len();

@@ -37,6 +37,11 @@ fn call(to: Address, gas: u64) -> SignedTx {
     sign_1559(&signer(0), 0, TxKind::Call(to), U256::ZERO, Bytes::new(), gas)
 }
 
+/// What a step may read besides the state: the block and the transaction.
+fn env(tx: &SignedTx) -> prover::machine::StepEnv {
+    prover::machine::StepEnv { params: params(1), tx: tx.tx_env() }
+}
+
 fn trace(state: &AuthState, tx: &SignedTx, at: &[u64]) -> InstructionTrace {
     trace_transaction(state.reader(0).unwrap(), &params(1), tx, at).unwrap()
 }
@@ -195,7 +200,7 @@ mod one_instruction {
     fn step_verdict(s: &AuthState, tx: &SignedTx, j: u64, agreed: &MachineState) -> InstructionVerdict {
         let step = instruction_step(s.reader(0).unwrap(), &params(1), tx, j).unwrap();
         assert_eq!(&step.state, agreed, "the step carries s_{j}");
-        verify_instruction(&step, &agreed.commitment(), prover::SPEC)
+        verify_instruction(&step, &agreed.commitment(), &env(tx))
     }
 
     /// Every instruction of the loop, jumps taken and not taken included,
@@ -228,7 +233,7 @@ mod one_instruction {
         let honest = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 4).unwrap();
         assert_eq!(t.states[0].opcode, 0x03, "SUB reads two words");
         let reject = |step: &prover::machine::InstructionStep| {
-            matches!(verify_instruction(step, &agreed, prover::SPEC), InstructionVerdict::Rejected(_))
+            matches!(verify_instruction(step, &agreed, &env(&tx)), InstructionVerdict::Rejected(_))
         };
         let mut word = honest.clone();
         word.top[0] += U256::from(1);
@@ -263,6 +268,8 @@ mod one_instruction {
                     (0x01..=0x0bu8).collect::<Vec<_>>(),
                     (0x10..=0x1d).collect(),
                     vec![0x50, 0x58, 0x59, 0x5a, 0x5b],
+                    // the frame's input, the transaction's and the block's
+                    vec![0x30, 0x32, 0x33, 0x34, 0x35, 0x36, 0x3a, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x48],
                     (0x80..=0x9f).collect(),
                 ]
                 .concat()
@@ -320,7 +327,9 @@ mod one_instruction {
             seed in any::<u8>(),
         ) {
             let s = state(&[(TARGET, program(&ops, seed), vec![])]);
-            let tx = call(TARGET, 1_000_000);
+            // with calldata and value, for the instructions that read them
+            let calldata: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(seed)).collect();
+            let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(7), calldata.into(), 1_000_000);
             let t = trace(&s, &tx, &(0..200).collect::<Vec<_>>());
             for j in 0..t.count.saturating_sub(1) {
                 let (now, next) = (&t.states[j as usize], &t.states[j as usize + 1]);
@@ -358,10 +367,11 @@ fn a_memory_step_proves_its_words_against_the_state() {
     assert_eq!(t.states[0].opcode, 0x51);
     let honest = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 4).unwrap();
     assert_eq!(honest.memory.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), vec![0, 1], "two words");
-    assert_eq!(verify_instruction(&honest, &agreed, prover::SPEC), InstructionVerdict::Next(next));
+    let env = prover::machine::StepEnv { params: params(1), tx: tx.tx_env() };
+    assert_eq!(verify_instruction(&honest, &agreed, &env), InstructionVerdict::Next(next));
     assert_eq!(t.states[1].memory_len, 64, "the load expanded memory");
     let reject = |step: &prover::machine::InstructionStep| {
-        matches!(verify_instruction(step, &agreed, prover::SPEC), InstructionVerdict::Rejected(_))
+        matches!(verify_instruction(step, &agreed, &env), InstructionVerdict::Rejected(_))
     };
     let mut word = honest.clone();
     word.memory[0].1[31] ^= 1;
@@ -375,4 +385,31 @@ fn a_memory_step_proves_its_words_against_the_state() {
     let mut fewer = honest.clone();
     fewer.memory.pop();
     assert!(reject(&fewer), "a touched word left out");
+}
+
+/// An instruction reading the frame's input carries it, proven against
+/// `s_j`: another calldata proves nothing.
+#[test]
+fn an_input_step_carries_the_frames_input() {
+    use prover::machine::{InstructionVerdict, instruction_step, verify_instruction};
+    // PUSH1 4, CALLDATALOAD, CALLER, STOP
+    let code = vec![0x60, 0x04, 0x35, 0x33, 0x00];
+    let s = state(&[(TARGET, code, vec![])]);
+    let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, vec![7u8; 36].into(), 100_000);
+    let t = trace(&s, &tx, &[1, 2, 3]);
+    for (k, j) in [1u64, 2].into_iter().enumerate() {
+        let step = instruction_step(s.reader(0).unwrap(), &params(1), &tx, j).unwrap();
+        assert!(step.input.is_some(), "CALLDATALOAD and CALLER read the input");
+        let agreed = t.states[k].commitment();
+        assert_eq!(
+            verify_instruction(&step, &agreed, &env(&tx)),
+            InstructionVerdict::Next(t.states[k + 1].commitment())
+        );
+        let mut other = step.clone();
+        other.input.as_mut().unwrap().calldata[5] ^= 1;
+        assert!(matches!(verify_instruction(&other, &agreed, &env(&tx)), InstructionVerdict::Rejected(_)));
+        let mut none = step.clone();
+        none.input = None;
+        assert!(matches!(verify_instruction(&none, &agreed, &env(&tx)), InstructionVerdict::Rejected(_)));
+    }
 }
