@@ -250,7 +250,15 @@ struct Tracer {
     opening: Option<Hash>,
     /// The index whose raw frame (stack words, code) to keep, for a step.
     keep: Option<u64>,
-    kept: Option<(Vec<U256>, Vec<u8>, Vec<u8>, FrameInput)>,
+    kept: Option<Frame>,
+}
+
+/// A frame's raw parts at one instruction (what its step carries).
+struct Frame {
+    stack: Vec<U256>,
+    code: Vec<u8>,
+    memory: Vec<u8>,
+    input: FrameInput,
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
@@ -346,7 +354,12 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         if self.keep == Some(index) {
             let code = interp.bytecode.bytecode_slice().to_vec();
             let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-            self.kept = Some((interp.stack.data().clone(), code, memory, FrameInput::of(interp)));
+            self.kept = Some(Frame {
+                stack: interp.stack.data().clone(),
+                code,
+                memory,
+                input: FrameInput::of(interp),
+            });
         }
         if wanted || opens {
             let s = self.snapshot(index, interp, ctx);
@@ -523,7 +536,7 @@ pub fn instruction_step<R: DatabaseRef<Error = Error>>(
         kept: None,
     };
     let mut t = run_tracer(base, params, tx, tracer)?;
-    let (Some(state), Some((stack, code, memory, input))) = (t.states.pop(), t.kept.take()) else {
+    let (Some(state), Some(Frame { stack, code, memory, input })) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
     let n = reads(state.opcode).min(stack.len());
