@@ -673,3 +673,149 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
         _ => InstructionVerdict::Unsupported(s.opcode),
     }
 }
+
+/// Longest code a step carries: a contract's code (EIP-170, 24 KiB) or an
+/// init code (EIP-3860, 48 KiB).
+pub const MAX_STEP_CODE: usize = 48 << 10;
+/// Longest frame input a step carries (a transaction's calldata is at most
+/// `MAX_TX_BYTES`; a sub-call's longer input is not stepped yet).
+pub const MAX_STEP_INPUT: usize = crate::MAX_TX_BYTES;
+/// Most stack words an instruction reads (SWAP16).
+const MAX_STEP_WORDS: usize = 17;
+/// Most memory words an instruction touches here (an unaligned word).
+const MAX_STEP_MEMORY_WORDS: usize = 2;
+
+mod codec {
+    use bridge::{Decode, DecodeError, Encode, Hash};
+
+    use super::*;
+
+    fn too_long(what: &'static str, len: usize, limit: usize) -> DecodeError {
+        DecodeError::TooLong { what, len, limit }
+    }
+
+    /// A length prefix, checked against `limit` before anything it counts
+    /// is read.
+    fn bounded_len(input: &mut &[u8], what: &'static str, limit: usize) -> Result<usize, DecodeError> {
+        let n = u32::decode(input)? as usize;
+        if n > limit {
+            return Err(too_long(what, n, limit));
+        }
+        Ok(n)
+    }
+
+    fn bounded_bytes(input: &mut &[u8], what: &'static str, limit: usize) -> Result<Vec<u8>, DecodeError> {
+        let n = bounded_len(input, what, limit)?;
+        if input.len() < n {
+            return Err(DecodeError::UnexpectedEnd { what, needed: n - input.len() });
+        }
+        let (head, tail) = input.split_at(n);
+        *input = tail;
+        Ok(head.to_vec())
+    }
+
+    fn word(input: &mut &[u8]) -> Result<U256, DecodeError> {
+        Ok(U256::from_be_bytes(<[u8; 32]>::decode(input)?))
+    }
+
+    impl Encode for MachineState {
+        fn encode_to(&self, out: &mut Vec<u8>) {
+            self.index.encode_to(out);
+            self.pc.encode_to(out);
+            self.opcode.encode_to(out);
+            self.depth.encode_to(out);
+            self.code_hash.0.encode_to(out);
+            self.gas_remaining.encode_to(out);
+            (self.gas_refunded as u64).encode_to(out);
+            for h in [&self.frames, &self.input, &self.stack] {
+                h.encode_to(out);
+            }
+            self.stack_len.encode_to(out);
+            self.memory.encode_to(out);
+            self.memory_len.encode_to(out);
+            self.return_data.encode_to(out);
+            self.journal.encode_to(out);
+        }
+    }
+
+    impl Decode for MachineState {
+        fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+            Ok(MachineState {
+                index: u64::decode(input)?,
+                pc: u64::decode(input)?,
+                opcode: u8::decode(input)?,
+                depth: u64::decode(input)?,
+                code_hash: B256::from(<[u8; 32]>::decode(input)?),
+                gas_remaining: u64::decode(input)?,
+                gas_refunded: u64::decode(input)? as i64,
+                frames: Hash::decode(input)?,
+                input: Hash::decode(input)?,
+                stack: Hash::decode(input)?,
+                stack_len: u32::decode(input)?,
+                memory: Hash::decode(input)?,
+                memory_len: u64::decode(input)?,
+                return_data: Hash::decode(input)?,
+                journal: Hash::decode(input)?,
+            })
+        }
+    }
+
+    impl Encode for InstructionStep {
+        fn encode_to(&self, out: &mut Vec<u8>) {
+            self.state.encode_to(out);
+            self.code.encode_to(out);
+            (self.top.len() as u32).encode_to(out);
+            for w in &self.top {
+                w.to_be_bytes::<32>().encode_to(out);
+            }
+            self.below.encode_to(out);
+            (self.memory.len() as u32).encode_to(out);
+            for (i, w, path) in &self.memory {
+                i.encode_to(out);
+                w.encode_to(out);
+                for h in path {
+                    h.encode_to(out);
+                }
+            }
+            match &self.input {
+                None => 0u8.encode_to(out),
+                Some(i) => {
+                    1u8.encode_to(out);
+                    i.target.0.0.encode_to(out);
+                    i.caller.0.0.encode_to(out);
+                    i.value.to_be_bytes::<32>().encode_to(out);
+                    i.calldata.encode_to(out);
+                }
+            }
+        }
+    }
+
+    impl Decode for InstructionStep {
+        fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+            let state = MachineState::decode(input)?;
+            let code = bounded_bytes(input, "step code", MAX_STEP_CODE)?;
+            let n = bounded_len(input, "step stack words", MAX_STEP_WORDS)?;
+            let top = (0..n).map(|_| word(input)).collect::<Result<_, _>>()?;
+            let below = Hash::decode(input)?;
+            let n = bounded_len(input, "step memory words", MAX_STEP_MEMORY_WORDS)?;
+            let mut memory = Vec::with_capacity(n);
+            for _ in 0..n {
+                let i = u64::decode(input)?;
+                let w = <[u8; 32]>::decode(input)?;
+                let path = (0..MEMORY_DEPTH).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
+                memory.push((i, w, path));
+            }
+            let input_part = match u8::decode(input)? {
+                0 => None,
+                1 => Some(FrameInput {
+                    target: Address::from(<[u8; 20]>::decode(input)?),
+                    caller: Address::from(<[u8; 20]>::decode(input)?),
+                    value: word(input)?,
+                    calldata: bounded_bytes(input, "step input", MAX_STEP_INPUT)?,
+                }),
+                tag => return Err(DecodeError::InvalidTag { what: "step input", tag }),
+            };
+            Ok(InstructionStep { state, code, top, below, memory, input: input_part })
+        }
+    }
+}

@@ -200,6 +200,9 @@ mod one_instruction {
     fn step_verdict(s: &AuthState, tx: &SignedTx, j: u64, agreed: &MachineState) -> InstructionVerdict {
         let step = instruction_step(s.reader(0).unwrap(), &params(1), tx, j).unwrap();
         assert_eq!(&step.state, agreed, "the step carries s_{j}");
+        // the wire form is the step, exactly
+        let wire = bridge::Encode::encode(&step);
+        assert_eq!(bridge::decode_exact::<prover::machine::InstructionStep>(&wire).unwrap(), step);
         verify_instruction(&step, &agreed.commitment(), &env(tx))
     }
 
@@ -412,4 +415,25 @@ fn an_input_step_carries_the_frames_input() {
         none.input = None;
         assert!(matches!(verify_instruction(&none, &agreed, &env(&tx)), InstructionVerdict::Rejected(_)));
     }
+}
+
+/// A step's decoder checks every length before reading what it counts: a
+/// code, input or list longer than any step carries is refused.
+#[test]
+fn a_steps_lengths_are_bounded_before_decoding() {
+    use bridge::{DecodeError, Encode, decode_exact};
+    use prover::machine::{InstructionStep, MAX_STEP_CODE, instruction_step};
+    let code = vec![0x60, 0x01, 0x00];
+    let s = state(&[(TARGET, code, vec![])]);
+    let tx = call(TARGET, 100_000);
+    let step = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 0).unwrap();
+    let mut big = step.clone();
+    big.code = vec![0; MAX_STEP_CODE + 1];
+    assert!(matches!(decode_exact::<InstructionStep>(&big.encode()), Err(DecodeError::TooLong { .. })));
+    // a forged code length past the input: refused, not allocated
+    let mut wire = step.encode();
+    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 4 - 1;
+    wire[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(decode_exact::<InstructionStep>(&wire).is_err());
+    assert!(decode_exact::<InstructionStep>(&step.encode()[..40]).is_err(), "truncated");
 }

@@ -302,10 +302,90 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
         counting[1].as_secs_f64() * 1e3,
         answering[1].as_secs_f64() * 1e3
     );
+    let steps = vec![
+        // SUB in the loop, the contract padded to the 24 KiB code limit
+        instruction_step_figure(
+            w,
+            "stack (SUB), 24 KiB code",
+            &code_padded(&[0x60, 0x05, 0x60, 0x03, 0x03, 0x00]),
+            &[],
+            2,
+        )?,
+        // an unaligned MSTORE far out, expanding memory
+        instruction_step_figure(
+            w,
+            "memory (MSTORE, unaligned, expanding)",
+            &code_padded(&[0x60, 0x2a, 0x61, 0x10, 0x01, 0x52, 0x00]),
+            &[],
+            2,
+        )?,
+        // CALLDATALOAD of a transaction with ~120 KiB of calldata
+        instruction_step_figure(
+            w,
+            "input (CALLDATALOAD, 120 KiB calldata)",
+            &code_padded(&[0x60, 0x04, 0x35, 0x00]),
+            &vec![7u8; 120 << 10],
+            1,
+        )?,
+    ];
     Ok(json!({
         "instructions": count, "rounds_k64": rounds,
         "replay_ms": counting[1].as_secs_f64() * 1e3, "answer_round_ms": answering[1].as_secs_f64() * 1e3,
+        "instruction_steps": steps,
     }))
+}
+
+/// `prefix` followed by STOPs up to the 24 KiB code limit.
+fn code_padded(prefix: &[u8]) -> Vec<u8> {
+    let mut code = prefix.to_vec();
+    code.resize(24 << 10, 0x00);
+    code
+}
+
+/// One instruction step's figures: the step of instruction `j` of a call
+/// with `calldata` to a contract with `code`, its encoded size and the
+/// referee's verification time.
+fn instruction_step_figure(
+    w: &Workload,
+    name: &str,
+    code: &[u8],
+    calldata: &[u8],
+    j: u64,
+) -> Result<serde_json::Value> {
+    use prover::machine::{
+        InstructionVerdict, StepEnv, instruction_step, trace_transaction, verify_instruction,
+    };
+    let state = AuthState::in_memory();
+    bench::fund(&state, &w.addresses())?;
+    let target = Address::repeat_byte(0xcd);
+    let mut c = prover::ChangeSet::new();
+    let code_hash = alloy_primitives::keccak256(code);
+    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+    c.insert(prover::StateKey::Account(target), Some(a.encode()));
+    c.insert(prover::StateKey::Code(code_hash), Some(code.to_vec()));
+    state.commit(1, &c)?;
+    let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::from(calldata.to_vec()), 3_000_000);
+    let tx = match recover_all(&[raw]).pop() {
+        Some(Ok(tx)) => tx,
+        _ => anyhow::bail!("the transaction decodes"),
+    };
+    let p = params(2);
+    let trace = trace_transaction(state.reader(1)?, &p, &tx, &[j, j + 1])?;
+    let (agreed, next) = (trace.states[0].commitment(), trace.states[1].commitment());
+    let step = instruction_step(state.reader(1)?, &p, &tx, j)?;
+    let bytes = bridge::Encode::encode(&step).len();
+    let env = StepEnv { params: p.clone(), tx: tx.tx_env() };
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let v = verify_instruction(&step, &agreed, &env);
+        times.push(t.elapsed());
+        anyhow::ensure!(v == InstructionVerdict::Next(next), "{name}: the honest step re-executes to s_j+1");
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!("  {name:<40} step {bytes:>7} B; verify median {:>7.1} us", median.as_secs_f64() * 1e6);
+    Ok(json!({"class": name, "step_bytes": bytes, "verify_us_median": median.as_secs_f64() * 1e6}))
 }
 
 /// The scenario on the deterministic tier, measured in slots.
