@@ -364,7 +364,8 @@ fn instruction_step_figure(
     c.insert(prover::StateKey::Account(target), Some(a.encode()));
     c.insert(prover::StateKey::Code(code_hash), Some(code.to_vec()));
     state.commit(1, &c)?;
-    let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::from(calldata.to_vec()), 3_000_000);
+    // calldata pays its EIP-7623 floor (10 gas a non-zero byte more)
+    let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::from(calldata.to_vec()), 8_000_000);
     let tx = match recover_all(&[raw]).pop() {
         Some(Ok(tx)) => tx,
         _ => anyhow::bail!("the transaction decodes"),
