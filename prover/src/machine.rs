@@ -107,18 +107,28 @@ pub struct FrameInput {
     pub calldata: Vec<u8>,
 }
 
+/// The hash of a frame's input in `s_j`: its calldata as a Merkle root of
+/// 32-byte words (zero past its length, as memory), so a step reading the
+/// calldata carries only the words it reads.
+fn input_hash(target: &Address, caller: &Address, value: &U256, len: u64, root: &Hash) -> Hash {
+    hash_domain(
+        b"optishard.frame_input",
+        &[target.as_slice(), caller.as_slice(), &value.to_be_bytes::<32>(), &len.to_be_bytes(), &root.0],
+    )
+}
+
+/// Calldata padded to whole words, for its tree.
+fn padded(calldata: &[u8]) -> Vec<u8> {
+    let mut v = calldata.to_vec();
+    v.resize(calldata.len().div_ceil(32) * 32, 0);
+    v
+}
+
 impl FrameInput {
     /// Its hash in `s_j`.
     pub fn hash(&self) -> Hash {
-        hash_domain(
-            b"optishard.frame_input",
-            &[
-                self.target.as_slice(),
-                self.caller.as_slice(),
-                &self.value.to_be_bytes::<32>(),
-                &self.calldata,
-            ],
-        )
+        let root = memory_root(&padded(&self.calldata));
+        input_hash(&self.target, &self.caller, &self.value, self.calldata.len() as u64, &root)
     }
 
     fn of(interp: &Interpreter<EthInterpreter>) -> FrameInput {
@@ -454,7 +464,43 @@ pub struct InstructionStep {
     /// with its sibling path in `s_j`'s memory tree.
     pub memory: Vec<(u64, [u8; 32], Vec<Hash>)>,
     /// The frame's input, for the instructions that read it.
-    pub input: Option<FrameInput>,
+    pub input: Option<StepInput>,
+}
+
+/// A frame's input as a step carries it: everything but the calldata,
+/// which is its length, its root and the words the instruction reads
+/// (zero past the length), each with its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepInput {
+    /// The frame's target.
+    pub target: Address,
+    /// Its caller.
+    pub caller: Address,
+    /// The value sent.
+    pub value: U256,
+    /// The calldata's length in bytes.
+    pub len: u64,
+    /// The calldata's root.
+    pub root: Hash,
+    /// The calldata words read, with their paths.
+    pub words: Vec<(u64, [u8; 32], Vec<Hash>)>,
+}
+
+impl StepInput {
+    /// Its hash in `s_j`.
+    pub fn hash(&self) -> Hash {
+        input_hash(&self.target, &self.caller, &self.value, self.len, &self.root)
+    }
+}
+
+/// The calldata words CALLDATALOAD reads at the offset on the stack top
+/// (none past any calldata: it reads zeros).
+fn calldata_words(opcode: u8, top: &[U256]) -> Vec<u64> {
+    match (opcode, top.last().and_then(|o| u64::try_from(*o).ok()).filter(|o| *o < 1 << 32)) {
+        // the word of its first byte to the word of its last
+        (0x35, Some(o)) => (o / 32..=o.div_ceil(32)).collect(),
+        _ => vec![],
+    }
 }
 
 /// What one instruction may read besides the machine state: the block the
@@ -553,7 +599,27 @@ pub fn instruction_step<R: DatabaseRef<Error = Error>>(
             (i, word, memory_path(&memory, i))
         })
         .collect();
-    let input = reads_input(state.opcode).then_some(input);
+    let input = reads_input(state.opcode).then(|| {
+        let data = padded(&input.calldata);
+        let words = calldata_words(state.opcode, &top)
+            .into_iter()
+            .map(|i| {
+                let mut word = [0u8; 32];
+                if let Some(w) = data.get(i as usize * 32..i as usize * 32 + 32) {
+                    word.copy_from_slice(w);
+                }
+                (i, word, memory_path(&data, i))
+            })
+            .collect();
+        StepInput {
+            target: input.target,
+            caller: input.caller,
+            value: input.value,
+            len: input.calldata.len() as u64,
+            root: memory_root(&data),
+            words,
+        }
+    });
     Ok(InstructionStep { below: stack_chain(&stack[..split]), top, state, code, memory, input })
 }
 
@@ -608,14 +674,34 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
     }
     let spec = env.params.fork;
     let input = match (&step.input, reads_input(s.opcode)) {
-        (Some(i), true) if i.hash() == s.input => revm::interpreter::InputsImpl {
-            target_address: i.target,
-            bytecode_address: None,
-            caller_address: i.caller,
-            input: revm::interpreter::CallInput::Bytes(i.calldata.clone().into()),
-            call_value: i.value,
-            depth: s.depth as usize,
-        },
+        (Some(i), true) if i.hash() == s.input => {
+            // the calldata words read: exactly those, in the input's tree,
+            // zero past its length; the rest of the calldata is never read
+            let read = calldata_words(s.opcode, &step.top);
+            if i.words.iter().map(|(w, _, _)| *w).collect::<Vec<_>>() != read
+                || (!read.is_empty() && memory_root_with(&i.words) != Some(i.root))
+                || i.words.iter().any(|(w, word, _)| w * 32 >= i.len && *word != [0u8; 32])
+                || i.len > MAX_FRAME_INPUT
+            {
+                return InstructionVerdict::Rejected("the calldata words are not the input's".into());
+            }
+            let mut calldata = vec![0u8; i.len as usize];
+            for (w, word, _) in &i.words {
+                let at = *w as usize * 32;
+                if at < calldata.len() {
+                    let end = (at + 32).min(calldata.len());
+                    calldata[at..end].copy_from_slice(&word[..end - at]);
+                }
+            }
+            revm::interpreter::InputsImpl {
+                target_address: i.target,
+                bytecode_address: None,
+                caller_address: i.caller,
+                input: revm::interpreter::CallInput::Bytes(calldata.into()),
+                call_value: i.value,
+                depth: s.depth as usize,
+            }
+        }
         (None, false) => Default::default(),
         _ => return InstructionVerdict::Rejected("the frame's input is not the state's".into()),
     };
@@ -677,9 +763,10 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
 /// Longest code a step carries: a contract's code (EIP-170, 24 KiB) or an
 /// init code (EIP-3860, 48 KiB).
 pub const MAX_STEP_CODE: usize = 48 << 10;
-/// Longest frame input a step carries (a transaction's calldata is at most
-/// `MAX_TX_BYTES`; a sub-call's longer input is not stepped yet).
-pub const MAX_STEP_INPUT: usize = crate::MAX_TX_BYTES;
+/// Longest frame input a step stands for (its calldata is carried as a
+/// root and the words read; the referee holds the calldata's length in
+/// memory while it runs the instruction).
+pub const MAX_FRAME_INPUT: u64 = 64 << 20;
 /// Most stack words an instruction reads (SWAP16).
 const MAX_STEP_WORDS: usize = 17;
 /// Most memory words an instruction touches here (an unaligned word).
@@ -712,6 +799,32 @@ mod codec {
         let (head, tail) = input.split_at(n);
         *input = tail;
         Ok(head.to_vec())
+    }
+
+    type Words = Vec<(u64, [u8; 32], Vec<Hash>)>;
+
+    fn encode_words(words: &Words, out: &mut Vec<u8>) {
+        (words.len() as u32).encode_to(out);
+        for (i, w, path) in words {
+            i.encode_to(out);
+            w.encode_to(out);
+            for h in path {
+                h.encode_to(out);
+            }
+        }
+    }
+
+    /// Words with their paths: at most two, each path [`MEMORY_DEPTH`] long.
+    fn memory_words(input: &mut &[u8]) -> Result<Words, DecodeError> {
+        let n = bounded_len(input, "step words", MAX_STEP_MEMORY_WORDS)?;
+        let mut words = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = u64::decode(input)?;
+            let w = <[u8; 32]>::decode(input)?;
+            let path = (0..MEMORY_DEPTH).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
+            words.push((i, w, path));
+        }
+        Ok(words)
     }
 
     fn word(input: &mut &[u8]) -> Result<U256, DecodeError> {
@@ -769,14 +882,7 @@ mod codec {
                 w.to_be_bytes::<32>().encode_to(out);
             }
             self.below.encode_to(out);
-            (self.memory.len() as u32).encode_to(out);
-            for (i, w, path) in &self.memory {
-                i.encode_to(out);
-                w.encode_to(out);
-                for h in path {
-                    h.encode_to(out);
-                }
-            }
+            encode_words(&self.memory, out);
             match &self.input {
                 None => 0u8.encode_to(out),
                 Some(i) => {
@@ -784,7 +890,9 @@ mod codec {
                     i.target.0.0.encode_to(out);
                     i.caller.0.0.encode_to(out);
                     i.value.to_be_bytes::<32>().encode_to(out);
-                    i.calldata.encode_to(out);
+                    i.len.encode_to(out);
+                    i.root.encode_to(out);
+                    encode_words(&i.words, out);
                 }
             }
         }
@@ -797,21 +905,16 @@ mod codec {
             let n = bounded_len(input, "step stack words", MAX_STEP_WORDS)?;
             let top = (0..n).map(|_| word(input)).collect::<Result<_, _>>()?;
             let below = Hash::decode(input)?;
-            let n = bounded_len(input, "step memory words", MAX_STEP_MEMORY_WORDS)?;
-            let mut memory = Vec::with_capacity(n);
-            for _ in 0..n {
-                let i = u64::decode(input)?;
-                let w = <[u8; 32]>::decode(input)?;
-                let path = (0..MEMORY_DEPTH).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
-                memory.push((i, w, path));
-            }
+            let memory = memory_words(input)?;
             let input_part = match u8::decode(input)? {
                 0 => None,
-                1 => Some(FrameInput {
+                1 => Some(StepInput {
                     target: Address::from(<[u8; 20]>::decode(input)?),
                     caller: Address::from(<[u8; 20]>::decode(input)?),
                     value: word(input)?,
-                    calldata: bounded_bytes(input, "step input", MAX_STEP_INPUT)?,
+                    len: u64::decode(input)?,
+                    root: Hash::decode(input)?,
+                    words: memory_words(input)?,
                 }),
                 tag => return Err(DecodeError::InvalidTag { what: "step input", tag }),
             };

@@ -391,7 +391,8 @@ fn a_memory_step_proves_its_words_against_the_state() {
 }
 
 /// An instruction reading the frame's input carries it, proven against
-/// `s_j`: another calldata proves nothing.
+/// `s_j`, with only the calldata words it reads: another word or length
+/// proves nothing.
 #[test]
 fn an_input_step_carries_the_frames_input() {
     use prover::machine::{InstructionVerdict, instruction_step, verify_instruction};
@@ -408,8 +409,13 @@ fn an_input_step_carries_the_frames_input() {
             verify_instruction(&step, &agreed, &env(&tx)),
             InstructionVerdict::Next(t.states[k + 1].commitment())
         );
+        // another calldata word (CALLDATALOAD), or another length (CALLER)
         let mut other = step.clone();
-        other.input.as_mut().unwrap().calldata[5] ^= 1;
+        let input = other.input.as_mut().unwrap();
+        match input.words.first_mut() {
+            Some(w) => w.1[5] ^= 1,
+            None => input.len += 1,
+        }
         assert!(matches!(verify_instruction(&other, &agreed, &env(&tx)), InstructionVerdict::Rejected(_)));
         let mut none = step.clone();
         none.input = None;
