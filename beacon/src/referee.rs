@@ -417,11 +417,7 @@ impl Referee {
     /// challenger, that has not stood in in this game before, once the
     /// proposer has let half its clock run on this turn.
     fn may_stand_in(&self, g: &GameRecord, signer: &Address, slot: u64) -> bool {
-        *signer != g.challenger
-            && *signer != g.defender
-            && self.rules.validators.get(signer) == Some(&g.shard)
-            && !g.stood_in.contains(signer)
-            && g.defender_overdue(slot)
+        self.rules.validators.get(signer) == Some(&g.shard) && g.may_stand_in(signer, slot)
     }
 
     /// The game `id`, if `signer` may make the defender's move in it (the

@@ -263,6 +263,22 @@ struct Schedule {
     slots: Vec<Slot>,
 }
 
+impl Schedule {
+    /// A schedule for a named test, which plays its moves itself: k = 2,
+    /// no coalition-proposed true headers, no drawn slots.
+    fn scripted(items: [u64; 2], lying: [bool; 2], coalition: usize, proposer_online: bool) -> Self {
+        Schedule {
+            k: 2,
+            items,
+            lying,
+            coalition_proposes: [false, false],
+            coalition,
+            proposer_online,
+            slots: vec![],
+        }
+    }
+}
+
 fn schedule() -> impl Strategy<Value = Schedule> {
     let slot = (prop::collection::vec(op(), 0..4), any::<u8>(), prop::option::weighted(0.05, 2u8..6))
         .prop_map(|(ops, honest_at, pause)| Slot { ops, honest_at, pause: pause.unwrap_or(0) });
@@ -766,15 +782,7 @@ fn model_finds_replays_when_positions_are_not_checked() {
 /// names the first run's position.
 #[test]
 fn a_pick_from_an_earlier_run_is_refused() {
-    let sched = Schedule {
-        k: 2,
-        items: [8, 1],
-        lying: [true, false],
-        coalition: 2,
-        proposer_online: true,
-        coalition_proposes: [false, false],
-        slots: vec![],
-    };
+    let sched = Schedule::scripted([8, 1], [true, false], 2, true);
     let mut w = World::new(sched, Faults::default());
     let (liar, mate) = (w.cast.coalition[0], w.cast.coalition[1]);
     let quiet = Slot { ops: vec![], honest_at: 0, pause: 0 };
@@ -834,15 +842,7 @@ fn a_pick_from_an_earlier_run_is_refused() {
 /// header undecided for more runs than the shard has validators.
 #[test]
 fn a_shard_mate_stands_in_once_per_game() {
-    let sched = Schedule {
-        k: 2,
-        items: [4, 1],
-        lying: [true, false],
-        coalition: 2,
-        proposer_online: true,
-        coalition_proposes: [false, false],
-        slots: vec![],
-    };
+    let sched = Schedule::scripted([4, 1], [true, false], 2, true);
     let mut w = World::new(sched, Faults::default());
     let mate = w.cast.coalition[1];
     w.play(&Slot { ops: vec![], honest_at: 0, pause: 0 }).unwrap();
@@ -875,15 +875,7 @@ fn a_shard_mate_stands_in_once_per_game() {
 /// "late Claim charging no clock").
 #[test]
 fn a_late_claim_is_charged_to_the_defenders_clock() {
-    let sched = Schedule {
-        k: 2,
-        items: [8, 1],
-        lying: [true, false],
-        coalition: 4,
-        proposer_online: false,
-        coalition_proposes: [false, false],
-        slots: vec![],
-    };
+    let sched = Schedule::scripted([8, 1], [true, false], 4, false);
     let mut w = World::new(sched, Faults::default());
     let griefer = w.cast.coalition[2];
     let h = &w.model.headers[0];
@@ -923,15 +915,7 @@ fn a_late_claim_is_charged_to_the_defenders_clock() {
 /// refused) is never held back.
 #[test]
 fn refused_steps_are_bounded_per_party_and_slot() {
-    let sched = Schedule {
-        k: 2,
-        items: [1, 1],
-        lying: [false, false],
-        coalition: 3,
-        proposer_online: true,
-        coalition_proposes: [false, false],
-        slots: vec![],
-    };
+    let sched = Schedule::scripted([1, 1], [false, false], 3, true);
     let mut w = World::new(sched, Faults::default());
     let griefer = w.cast.coalition[2];
     w.slot += 1;
@@ -968,15 +952,10 @@ fn refused_steps_are_bounded_per_party_and_slot() {
 #[test]
 fn a_liar_pays_a_whole_stake_even_when_a_game_on_its_descendant_holds_it() {
     let sched = Schedule {
-        k: 2,
-        items: [4, 24],
         // the descendant is true, and the liar's too: the honest
         // challenger has no game on it
-        lying: [true, false],
-        coalition: 3,
-        proposer_online: true,
         coalition_proposes: [false, true],
-        slots: vec![],
+        ..Schedule::scripted([4, 24], [true, false], 3, true)
     };
     let mut w = World::new(sched, Faults::default());
     let (liar, colluder) = (w.cast.coalition[0], w.cast.coalition[2]);

@@ -444,6 +444,17 @@ impl GameRecord {
             && self.game.clocks[0].saturating_sub(spent) >= whole / 2
     }
 
+    /// Whether `who` may take the defence over at `slot` as far as the game
+    /// says: neither the proposer nor the challenger, never stood in in this
+    /// game, and the proposer overdue. (That `who` validates the header's
+    /// shard is the referee's to check, and the solver's to know.)
+    pub fn may_stand_in(&self, who: &Address, slot: u64) -> bool {
+        *who != self.challenger
+            && *who != self.defender
+            && !self.stood_in.contains(who)
+            && self.defender_overdue(slot)
+    }
+
     /// The side `who` plays, if any.
     pub fn side_of(&self, who: &Address) -> Option<Side> {
         if *who == self.party(Side::Defender) {

@@ -87,12 +87,9 @@ impl Honest {
         }
         let defender_to_move = g.game.to_move() == Some(Side::Defender);
         let eligible = seat.shard_mate
-            && seat.me != g.challenger
-            && seat.me != g.defender
-            && !g.stood_in.contains(&seat.me)
             && defender_to_move
-            // overdue now and still when its move lands, a slot later
-            && g.defender_overdue(seat.slot)
+            // allowed now and still when its move lands, a slot later
+            && g.may_stand_in(&seat.me, seat.slot)
             && g.defender_overdue(seat.slot + 1);
         // taking the defence over makes it its own, on its own stake: only
         // when the range it inherits is right by its own execution (a wrong

@@ -84,12 +84,8 @@ struct LyingStandIn;
 impl Solver for LyingStandIn {
     fn next_actions(&self, g: &GameRecord, seat: &Seat, trace: &dyn TraceView) -> Vec<Plan> {
         let acting = g.acting == Some(seat.me);
-        let may_take_over = g.side_of(&seat.me).is_none()
-            && seat.shard_mate
-            && seat.me != g.challenger
-            && seat.me != g.defender
-            && !g.stood_in.contains(&seat.me)
-            && g.defender_overdue(seat.slot);
+        let may_take_over =
+            g.side_of(&seat.me).is_none() && seat.shard_mate && g.may_stand_in(&seat.me, seat.slot);
         if !(acting || may_take_over) {
             return Honest.next_actions(g, seat, trace);
         }
