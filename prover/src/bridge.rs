@@ -127,6 +127,12 @@ impl ShardPrecompiles {
         ShardPrecompiles { eth, warm, shard, shards, delivering: None }
     }
 
+    /// The addresses a transaction starts warm: Ethereum's precompiles
+    /// and the bridge.
+    pub fn addresses(&self) -> &AddressSet {
+        &self.warm
+    }
+
     fn bridge<CTX: ContextTr>(
         &mut self,
         ctx: &mut CTX,

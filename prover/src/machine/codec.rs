@@ -4,6 +4,7 @@
 use bridge::{Decode, DecodeError, Encode, Hash};
 
 use super::*;
+use crate::state::{SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof};
 
 fn too_long(what: &'static str, len: usize, limit: usize) -> DecodeError {
     DecodeError::TooLong { what, len, limit }
@@ -65,6 +66,7 @@ impl Encode for MachineState {
         self.pc.encode_to(out);
         self.opcode.encode_to(out);
         self.depth.encode_to(out);
+        self.is_static.encode_to(out);
         self.code_hash.0.encode_to(out);
         self.gas_remaining.encode_to(out);
         (self.gas_refunded as u64).encode_to(out);
@@ -86,6 +88,7 @@ impl Decode for MachineState {
             pc: u64::decode(input)?,
             opcode: u8::decode(input)?,
             depth: u64::decode(input)?,
+            is_static: bool::decode(input)?,
             code_hash: B256::from(<[u8; 32]>::decode(input)?),
             gas_remaining: u64::decode(input)?,
             gas_refunded: u64::decode(input)? as i64,
@@ -123,6 +126,13 @@ impl Encode for InstructionStep {
                 encode_words(&i.words, out);
             }
         }
+        match &self.journal {
+            None => 0u8.encode_to(out),
+            Some(j) => {
+                1u8.encode_to(out);
+                encode_journal(j, out);
+            }
+        }
     }
 }
 
@@ -146,6 +156,167 @@ impl Decode for InstructionStep {
             }),
             tag => return Err(DecodeError::InvalidTag { what: "step input", tag }),
         };
-        Ok(InstructionStep { state, code, top, below, memory, input: input_part })
+        let journal = match u8::decode(input)? {
+            0 => None,
+            1 => Some(decode_journal(input)?),
+            tag => return Err(DecodeError::InvalidTag { what: "step journal", tag }),
+        };
+        Ok(InstructionStep { state, code, top, below, memory, input: input_part, journal })
     }
+}
+
+/// Longest journal entry or state value a step carries (an account's).
+const MAX_ENTRY: usize = 128;
+/// Most siblings on a sparse Merkle path (its key's bits).
+const MAX_SIBLINGS: usize = 256;
+
+fn encode_journal_key(key: &JournalKey, out: &mut Vec<u8>) {
+    let bytes = key.to_bytes();
+    out.extend_from_slice(&bytes);
+}
+
+fn decode_journal_key(input: &mut &[u8]) -> Result<JournalKey, DecodeError> {
+    let tag = u8::decode(input)?;
+    let address = Address::from(<[u8; 20]>::decode(input)?);
+    Ok(match tag {
+        1 => JournalKey::Account(address),
+        2 => JournalKey::Slot(address, word(input)?),
+        3 => JournalKey::Transient(address, word(input)?),
+        tag => return Err(DecodeError::InvalidTag { what: "journal key", tag }),
+    })
+}
+
+fn encode_state_key(key: &StateKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&key.to_bytes());
+}
+
+fn decode_state_key(input: &mut &[u8]) -> Result<StateKey, DecodeError> {
+    Ok(match u8::decode(input)? {
+        1 => StateKey::Account(Address::from(<[u8; 20]>::decode(input)?)),
+        2 => StateKey::Storage(Address::from(<[u8; 20]>::decode(input)?), word(input)?),
+        3 => StateKey::Code(B256::from(<[u8; 32]>::decode(input)?)),
+        tag => return Err(DecodeError::InvalidTag { what: "state key", tag }),
+    })
+}
+
+fn encode_value(value: &Option<Vec<u8>>, out: &mut Vec<u8>) {
+    match value {
+        None => 0u8.encode_to(out),
+        Some(v) => {
+            1u8.encode_to(out);
+            v.encode_to(out);
+        }
+    }
+}
+
+fn decode_value(input: &mut &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
+    match u8::decode(input)? {
+        0 => Ok(None),
+        1 => Ok(Some(bounded_bytes(input, "entry", MAX_ENTRY)?)),
+        tag => Err(DecodeError::InvalidTag { what: "entry", tag }),
+    }
+}
+
+fn encode_leaf(leaf: &SmtLeaf, out: &mut Vec<u8>) {
+    leaf.key_hash.encode_to(out);
+    leaf.value_hash.encode_to(out);
+}
+
+fn decode_leaf(input: &mut &[u8]) -> Result<SmtLeaf, DecodeError> {
+    Ok(SmtLeaf { key_hash: <[u8; 32]>::decode(input)?, value_hash: <[u8; 32]>::decode(input)? })
+}
+
+fn encode_proof(proof: &SmtProof, out: &mut Vec<u8>) {
+    match &proof.leaf {
+        None => 0u8.encode_to(out),
+        Some(l) => {
+            1u8.encode_to(out);
+            encode_leaf(l, out);
+        }
+    }
+    (proof.siblings.len() as u32).encode_to(out);
+    for s in &proof.siblings {
+        match s {
+            SmtSibling::Null => 0u8.encode_to(out),
+            SmtSibling::Internal { left, right } => {
+                1u8.encode_to(out);
+                left.encode_to(out);
+                right.encode_to(out);
+            }
+            SmtSibling::Leaf(l) => {
+                2u8.encode_to(out);
+                encode_leaf(l, out);
+            }
+        }
+    }
+}
+
+fn decode_proof(input: &mut &[u8]) -> Result<SmtProof, DecodeError> {
+    let leaf = match u8::decode(input)? {
+        0 => None,
+        1 => Some(decode_leaf(input)?),
+        tag => return Err(DecodeError::InvalidTag { what: "proof leaf", tag }),
+    };
+    let n = bounded_len(input, "proof siblings", MAX_SIBLINGS)?;
+    let mut siblings = Vec::with_capacity(n);
+    for _ in 0..n {
+        siblings.push(match u8::decode(input)? {
+            0 => SmtSibling::Null,
+            1 => SmtSibling::Internal { left: <[u8; 32]>::decode(input)?, right: <[u8; 32]>::decode(input)? },
+            2 => SmtSibling::Leaf(decode_leaf(input)?),
+            tag => return Err(DecodeError::InvalidTag { what: "proof sibling", tag }),
+        });
+    }
+    Ok(SmtProof { leaf, siblings })
+}
+
+fn encode_journal(j: &StepJournal, out: &mut Vec<u8>) {
+    j.root.entries.encode_to(out);
+    j.root.logs.encode_to(out);
+    j.root.logs_count.encode_to(out);
+    (j.entries.len() as u32).encode_to(out);
+    for e in &j.entries {
+        encode_journal_key(&e.key, out);
+        encode_value(&e.value, out);
+        encode_proof(&e.proof, out);
+    }
+    (j.pre.len() as u32).encode_to(out);
+    for p in &j.pre {
+        encode_state_key(&p.key, out);
+        encode_value(&p.value, out);
+        encode_proof(&p.proof, out);
+    }
+    encode_value(&j.code, out);
+}
+
+fn decode_journal(input: &mut &[u8]) -> Result<StepJournal, DecodeError> {
+    let root = JournalRoot {
+        entries: <[u8; 32]>::decode(input)?,
+        logs: Hash::decode(input)?,
+        logs_count: u64::decode(input)?,
+    };
+    let n = bounded_len(input, "journal entries", MAX_STEP_ENTRIES)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push(JournalProof {
+            key: decode_journal_key(input)?,
+            value: decode_value(input)?,
+            proof: decode_proof(input)?,
+        });
+    }
+    let n = bounded_len(input, "state proofs", MAX_STEP_ENTRIES)?;
+    let mut pre = Vec::with_capacity(n);
+    for _ in 0..n {
+        pre.push(StateProof {
+            key: decode_state_key(input)?,
+            value: decode_value(input)?,
+            proof: decode_proof(input)?,
+        });
+    }
+    let code = match u8::decode(input)? {
+        0 => None,
+        1 => Some(bounded_bytes(input, "code", MAX_STEP_CODE)?),
+        tag => return Err(DecodeError::InvalidTag { what: "code", tag }),
+    };
+    Ok(StepJournal { root, entries, pre, code })
 }

@@ -352,6 +352,11 @@ impl StateReader {
     pub fn version(&self) -> Version {
         self.version
     }
+
+    /// `key`'s value and proof against the root of the version read.
+    pub fn prove(&self, key: StateKey) -> Result<StateProof> {
+        self.state.prove(key, self.version)
+    }
 }
 
 impl revm::DatabaseRef for StateReader {

@@ -251,6 +251,34 @@ impl PartialTree {
         }
     }
 
+    /// The proof of `key` (present or absent) in a tree opened along its
+    /// path: `None` if the path meets a subtree known only by its hash.
+    pub fn prove(&self, key: &[u8; 32]) -> Option<SmtProof> {
+        let mut siblings = Vec::new();
+        let mut node = self;
+        let mut depth = 0;
+        let leaf = loop {
+            match node {
+                PartialTree::Empty => break None,
+                PartialTree::Leaf(l) => break Some(*l),
+                PartialTree::Opaque(_) => return None,
+                PartialTree::Branch(l, r) => {
+                    let (next, sibling) = if bit(key, depth) { (r, l) } else { (l, r) };
+                    siblings.push(match &**sibling {
+                        PartialTree::Empty => SmtSibling::Null,
+                        PartialTree::Leaf(x) => SmtSibling::Leaf(*x),
+                        PartialTree::Branch(a, b) => SmtSibling::Internal { left: a.hash(), right: b.hash() },
+                        PartialTree::Opaque(_) => return None,
+                    });
+                    node = next;
+                    depth += 1;
+                }
+            }
+        };
+        siblings.reverse();
+        Some(SmtProof { leaf, siblings })
+    }
+
     /// Sets `key` to `value` (`None` deletes it).
     pub fn update(&mut self, key: &[u8; 32], value: Option<&[u8]>) -> Result<()> {
         let leaf = value.map(|v| SmtLeaf { key_hash: *key, value_hash: value_hash(v) });

@@ -9,10 +9,10 @@ use prover::{AccountState, AuthState, SignedTx, StateKey};
 use crate::support::{params, sign_1559, signer};
 
 /// A contract: its address, code and storage slots.
-type Contract = (Address, Vec<u8>, Vec<(u64, u64)>);
+pub(crate) type Contract = (Address, Vec<u8>, Vec<(u64, u64)>);
 
 /// A state with signer 0 funded and `contracts` deployed.
-fn state(contracts: &[Contract]) -> AuthState {
+pub(crate) fn state(contracts: &[Contract]) -> AuthState {
     let state = AuthState::in_memory();
     let mut c = prover::system_accounts();
     let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
@@ -29,7 +29,8 @@ fn state(contracts: &[Contract]) -> AuthState {
             );
         }
     }
-    state.commit(0, &c).unwrap();
+    let root = state.commit(0, &c).unwrap();
+    PRE_ROOT.with(|r| *r.borrow_mut() = root);
     state
 }
 
@@ -38,15 +39,20 @@ fn call(to: Address, gas: u64) -> SignedTx {
 }
 
 /// What a step may read besides the state: the block and the transaction.
-fn env(tx: &SignedTx) -> prover::machine::StepEnv {
-    prover::machine::StepEnv { params: params(1), tx: tx.tx_env() }
+pub(crate) fn env(tx: &SignedTx) -> prover::machine::StepEnv {
+    prover::machine::StepEnv { params: params(1), tx: tx.tx_env(), pre_root: PRE_ROOT.with(|r| *r.borrow()) }
 }
 
-fn trace(state: &AuthState, tx: &SignedTx, at: &[u64]) -> InstructionTrace {
+thread_local! {
+    /// The state root the test's transaction starts from (set by [`state`]).
+    static PRE_ROOT: std::cell::RefCell<bridge::Hash> = const { std::cell::RefCell::new(bridge::Hash::ZERO) };
+}
+
+pub(crate) fn trace(state: &AuthState, tx: &SignedTx, at: &[u64]) -> InstructionTrace {
     trace_transaction(state.reader(0).unwrap(), &params(1), tx, at).unwrap()
 }
 
-const TARGET: Address = Address::repeat_byte(0xc0);
+pub(crate) const TARGET: Address = Address::repeat_byte(0xc0);
 
 /// `n` rounds of a 7-instruction loop: 7n + 2 instructions.
 fn looper(n: u32) -> Vec<u8> {
@@ -259,6 +265,9 @@ mod one_instruction {
         Simple(u8),
         /// MLOAD, MSTORE or MSTORE8 at a pushed offset.
         Memory(u8, u16),
+        /// A journal instruction on a pushed key (slot, address or log
+        /// offset), with a pushed log length for LOGn.
+        Journal(u8, u8, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -266,6 +275,14 @@ mod one_instruction {
             prop::collection::vec(any::<u8>(), 0..=32).prop_map(Op::Push),
             (prop::sample::select(vec![0x51u8, 0x52, 0x53]), 0u16..2048)
                 .prop_map(|(o, at)| Op::Memory(o, at)),
+            (
+                prop::sample::select(vec![
+                    0x31u8, 0x3b, 0x3f, 0x47, 0x54, 0x55, 0x5c, 0x5d, 0xa0, 0xa1, 0xa2
+                ]),
+                0u8..6,
+                0u8..70,
+            )
+                .prop_map(|(o, key, len)| Op::Journal(o, key, len)),
             prop::sample::select(
                 [
                     (0x01..=0x0bu8).collect::<Vec<_>>(),
@@ -309,6 +326,25 @@ mod one_instruction {
                     code.extend([0x61, (at >> 8) as u8, *at as u8, *o]);
                     depth = if *o == 0x51 { depth + 1 } else { depth - 1 };
                 }
+                // SELFBALANCE pushes; the others take a pushed key, stores
+                // and logs take more below it
+                Op::Journal(0x47, _, _) if depth < 1024 => {
+                    code.push(0x47);
+                    depth += 1;
+                }
+                Op::Journal(o @ (0x31 | 0x3b | 0x3f | 0x54 | 0x5c), key, _) if depth < 1024 => {
+                    // an address among the precompiles, the target or the caller
+                    code.extend([0x60, key.wrapping_mul(3), *o]);
+                    depth += 1;
+                }
+                Op::Journal(o @ (0x55 | 0x5d), key, _) if (1..1024).contains(&depth) => {
+                    code.extend([0x60, *key, *o]);
+                    depth -= 1;
+                }
+                Op::Journal(o @ 0xa0..=0xa2, at, len) if depth >= (o - 0xa0) as usize && depth < 1023 => {
+                    code.extend([0x60, *len, 0x60, at.wrapping_mul(11), *o]);
+                    depth -= (o - 0xa0) as usize;
+                }
                 _ => {}
             }
         }
@@ -329,7 +365,7 @@ mod one_instruction {
             ops in prop::collection::vec(op(), 1..40),
             seed in any::<u8>(),
         ) {
-            let s = state(&[(TARGET, program(&ops, seed), vec![])]);
+            let s = state(&[(TARGET, program(&ops, seed), vec![(0, 1), (2, 7), (4, 0)])]);
             // with calldata and value, for the instructions that read them
             let calldata: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(seed)).collect();
             let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(7), calldata.into(), 1_000_000);
@@ -370,7 +406,7 @@ fn a_memory_step_proves_its_words_against_the_state() {
     assert_eq!(t.states[0].opcode, 0x51);
     let honest = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 4).unwrap();
     assert_eq!(honest.memory.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), vec![0, 1], "two words");
-    let env = prover::machine::StepEnv { params: params(1), tx: tx.tx_env() };
+    let env = env(&tx);
     assert_eq!(verify_instruction(&honest, &agreed, &env), InstructionVerdict::Next(next));
     assert_eq!(t.states[1].memory_len, 64, "the load expanded memory");
     let reject = |step: &prover::machine::InstructionStep| {
@@ -438,7 +474,7 @@ fn a_steps_lengths_are_bounded_before_decoding() {
     assert!(matches!(decode_exact::<InstructionStep>(&big.encode()), Err(DecodeError::TooLong { .. })));
     // a forged code length past the input: refused, not allocated
     let mut wire = step.encode();
-    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 4 - 1;
+    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 4 - 1 - 1;
     wire[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(decode_exact::<InstructionStep>(&wire).is_err());
     assert!(decode_exact::<InstructionStep>(&step.encode()[..40]).is_err(), "truncated");
