@@ -30,30 +30,39 @@ fn bounded_bytes(input: &mut &[u8], what: &'static str, limit: usize) -> Result<
     Ok(head.to_vec())
 }
 
-type Words = Vec<(u64, [u8; 32], Vec<Hash>)>;
-
 fn encode_words(words: &Words, out: &mut Vec<u8>) {
-    (words.len() as u32).encode_to(out);
-    for (i, w, path) in words {
+    (words.words.len() as u32).encode_to(out);
+    for (i, w) in &words.words {
         i.encode_to(out);
         w.encode_to(out);
-        for h in path {
-            h.encode_to(out);
-        }
+    }
+    (words.siblings.len() as u32).encode_to(out);
+    for h in &words.siblings {
+        h.encode_to(out);
     }
 }
 
-/// Words with their paths: at most two, each path [`MEMORY_DEPTH`] long.
+/// Words with their multiproof: at most [`MAX_STEP_MEMORY_WORDS`] words
+/// and [`MEMORY_DEPTH`] siblings a word.
 fn memory_words(input: &mut &[u8]) -> Result<Words, DecodeError> {
     let n = bounded_len(input, "step words", MAX_STEP_MEMORY_WORDS)?;
     let mut words = Vec::with_capacity(n);
     for _ in 0..n {
-        let i = u64::decode(input)?;
-        let w = <[u8; 32]>::decode(input)?;
-        let path = (0..MEMORY_DEPTH).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
-        words.push((i, w, path));
+        words.push((u64::decode(input)?, <[u8; 32]>::decode(input)?));
     }
-    Ok(words)
+    let n = bounded_len(input, "word siblings", MAX_STEP_MEMORY_WORDS * MEMORY_DEPTH)?;
+    let siblings = (0..n).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
+    Ok(Words { words, siblings })
+}
+
+fn encode_data(d: &StepData, out: &mut Vec<u8>) {
+    d.len.encode_to(out);
+    d.root.encode_to(out);
+    encode_words(&d.words, out);
+}
+
+fn decode_data(input: &mut &[u8]) -> Result<StepData, DecodeError> {
+    Ok(StepData { len: u64::decode(input)?, root: Hash::decode(input)?, words: memory_words(input)? })
 }
 
 fn word(input: &mut &[u8]) -> Result<U256, DecodeError> {
@@ -121,9 +130,7 @@ impl Encode for InstructionStep {
                 i.target.0.0.encode_to(out);
                 i.caller.0.0.encode_to(out);
                 i.value.to_be_bytes::<32>().encode_to(out);
-                i.len.encode_to(out);
-                i.root.encode_to(out);
-                encode_words(&i.words, out);
+                encode_data(&i.calldata, out);
             }
         }
         match &self.journal {
@@ -131,6 +138,13 @@ impl Encode for InstructionStep {
             Some(j) => {
                 1u8.encode_to(out);
                 encode_journal(j, out);
+            }
+        }
+        match &self.return_data {
+            None => 0u8.encode_to(out),
+            Some(d) => {
+                1u8.encode_to(out);
+                encode_data(d, out);
             }
         }
     }
@@ -150,9 +164,7 @@ impl Decode for InstructionStep {
                 target: Address::from(<[u8; 20]>::decode(input)?),
                 caller: Address::from(<[u8; 20]>::decode(input)?),
                 value: word(input)?,
-                len: u64::decode(input)?,
-                root: Hash::decode(input)?,
-                words: memory_words(input)?,
+                calldata: decode_data(input)?,
             }),
             tag => return Err(DecodeError::InvalidTag { what: "step input", tag }),
         };
@@ -161,7 +173,12 @@ impl Decode for InstructionStep {
             1 => Some(decode_journal(input)?),
             tag => return Err(DecodeError::InvalidTag { what: "step journal", tag }),
         };
-        Ok(InstructionStep { state, code, top, below, memory, input: input_part, journal })
+        let return_data = match u8::decode(input)? {
+            0 => None,
+            1 => Some(decode_data(input)?),
+            tag => return Err(DecodeError::InvalidTag { what: "step return data", tag }),
+        };
+        Ok(InstructionStep { state, code, top, below, memory, input: input_part, journal, return_data })
     }
 }
 

@@ -1,8 +1,6 @@
 //! Memory (and calldata) as a Merkle tree of 32-byte words, so a step
 //! carries only the words an instruction touches, with their paths.
 
-use std::collections::BTreeMap;
-
 use bridge::{Hash, hash_domain};
 
 /// Calldata padded to whole words, for its tree.
@@ -57,59 +55,94 @@ pub fn memory_root(memory: &[u8]) -> Hash {
     memory_levels(memory)[MEMORY_DEPTH].first().copied().unwrap_or(zero_subtrees()[MEMORY_DEPTH])
 }
 
-/// The sibling path of word `index` in memory's tree, leaf level first.
-pub fn memory_path(memory: &[u8], index: u64) -> Vec<Hash> {
-    path_in(&memory_levels(memory), index)
+/// Words of a word tree (memory, calldata, return data) with the
+/// siblings that, with them, give the tree's root: a multiproof, so a
+/// range of adjacent words shares its path above them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Words {
+    /// Index and value of each word, ascending.
+    pub words: Vec<(u64, [u8; 32])>,
+    /// The siblings the words do not give, in the order [`Words::root`]
+    /// takes them: level by level from the leaves, ascending within one.
+    pub siblings: Vec<Hash>,
 }
 
-fn path_in(levels: &[Vec<Hash>], index: u64) -> Vec<Hash> {
-    let z = zero_subtrees();
-    (0..MEMORY_DEPTH).map(|h| levels[h].get(((index >> h) ^ 1) as usize).copied().unwrap_or(z[h])).collect()
+/// Folds `leaves` (ascending indices) up to the root, asking `sibling`
+/// for each node's sibling the leaves do not give.
+fn fold(leaves: &[(u64, Hash)], mut sibling: impl FnMut(usize, u64) -> Option<Hash>) -> Option<Hash> {
+    let mut nodes: Vec<(u64, Hash)> = leaves.to_vec();
+    if nodes.is_empty() || nodes.windows(2).any(|w| w[0].0 >= w[1].0) || nodes.last()?.0 >> MEMORY_DEPTH != 0
+    {
+        return None;
+    }
+    for h in 0..MEMORY_DEPTH {
+        let mut up = Vec::with_capacity(nodes.len().div_ceil(2));
+        let mut k = 0;
+        while k < nodes.len() {
+            let (i, node) = nodes[k];
+            let parent = if i & 1 == 0 && nodes.get(k + 1).is_some_and(|n| n.0 == i + 1) {
+                k += 1;
+                memory_node(&node, &nodes[k].1)
+            } else if i & 1 == 0 {
+                memory_node(&node, &sibling(h, i + 1)?)
+            } else {
+                memory_node(&sibling(h, i - 1)?, &node)
+            };
+            up.push((i >> 1, parent));
+            k += 1;
+        }
+        nodes = up;
+    }
+    nodes.first().map(|n| n.1)
 }
 
-/// Words `indices` of `data` (whole words; zero past its end), each with
-/// its path in `data`'s tree (built once for all of them).
-pub(super) fn words_with_paths(data: &[u8], indices: Vec<u64>) -> Vec<(u64, [u8; 32], Vec<Hash>)> {
+impl Words {
+    /// The words' indices.
+    pub fn indices(&self) -> Vec<u64> {
+        self.words.iter().map(|(i, _)| *i).collect()
+    }
+
+    /// The root of the tree the words sit in: `None` if there are no
+    /// words, they are not ascending, or the siblings are not exactly
+    /// those needed.
+    pub fn root(&self) -> Option<Hash> {
+        let leaves: Vec<_> = self.words.iter().map(|(i, w)| (*i, word_leaf(w))).collect();
+        let mut given = self.siblings.iter();
+        let root = fold(&leaves, |_, _| given.next().copied())?;
+        given.next().is_none().then_some(root)
+    }
+
+    /// The root with the words' values replaced by `values` (same order).
+    pub fn root_with(&self, values: &[[u8; 32]]) -> Option<Hash> {
+        let words = self.words.iter().zip(values).map(|((i, _), w)| (*i, *w)).collect();
+        Words { words, siblings: self.siblings.clone() }.root()
+    }
+}
+
+/// Words `indices` (ascending) of `data` (whole words; zero past its end)
+/// with their multiproof.
+pub(super) fn prove_words(data: &[u8], indices: Vec<u64>) -> Words {
     if indices.is_empty() {
-        return Vec::new();
+        return Words::default();
     }
     let levels = memory_levels(data);
-    indices
+    let z = zero_subtrees();
+    let words: Vec<(u64, [u8; 32])> = indices
         .into_iter()
         .map(|i| {
             let mut word = [0u8; 32];
             if let Some(w) = data.get(i as usize * 32..i as usize * 32 + 32) {
                 word.copy_from_slice(w);
             }
-            (i, word, path_in(&levels, i))
+            (i, word)
         })
-        .collect()
-}
-
-/// The root of a tree in which `words` (index, 32 bytes, sibling path)
-/// sit, the paths all of one tree: siblings that are other given words'
-/// nodes are taken from those (so several words' paths combine). `None`
-/// if a path has the wrong length.
-pub fn memory_root_with(words: &[(u64, [u8; 32], Vec<Hash>)]) -> Option<Hash> {
-    if words.is_empty() || words.iter().any(|(_, _, p)| p.len() != MEMORY_DEPTH) {
-        return None;
-    }
-    let mut nodes: BTreeMap<u64, Hash> = words.iter().map(|(i, w, _)| (*i, word_leaf(w))).collect();
-    for h in 0..MEMORY_DEPTH {
-        let mut up = BTreeMap::new();
-        for (i, node) in &nodes {
-            let sibling = match nodes.get(&(i ^ 1)) {
-                Some(s) => *s,
-                None => {
-                    // the sibling from the path of a word under this node
-                    let (_, _, path) = words.iter().find(|(w, _, _)| w >> h == *i)?;
-                    path[h]
-                }
-            };
-            let parent = if i & 1 == 0 { memory_node(node, &sibling) } else { memory_node(&sibling, node) };
-            up.insert(i >> 1, parent);
-        }
-        nodes = up;
-    }
-    nodes.into_values().next()
+        .collect();
+    let mut siblings = Vec::new();
+    let leaves: Vec<_> = words.iter().map(|(i, w)| (*i, word_leaf(w))).collect();
+    fold(&leaves, |h, i| {
+        let s = levels[h].get(i as usize).copied().unwrap_or(z[h]);
+        siblings.push(s);
+        Some(s)
+    });
+    Words { words, siblings }
 }

@@ -120,6 +120,12 @@ fn input_hash(target: &Address, caller: &Address, value: &U256, len: u64, root: 
     )
 }
 
+/// The hash in `s_j` of data a frame reads as a word tree (the last
+/// return data): its length and root.
+fn data_hash(len: u64, root: &Hash) -> Hash {
+    hash_domain(b"optishard.data", &[&len.to_be_bytes(), &root.0])
+}
+
 impl FrameInput {
     /// Its hash in `s_j`.
     pub fn hash(&self) -> Hash {
@@ -192,8 +198,10 @@ struct Frame {
     /// left for the step to fill in).
     journal: BTreeMap<JournalKey, Vec<u8>>,
     logs: JournalRoot,
-    /// The code EXTCODESIZE would read.
+    /// The code EXTCODESIZE or EXTCODECOPY would read.
     ext_code: Option<Vec<u8>>,
+    /// The last return data.
+    return_data: Vec<u8>,
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
@@ -229,7 +237,10 @@ impl Tracer {
             stack_len: interp.stack.len() as u32,
             memory: memory_root(&memory),
             memory_len: memory.len() as u64,
-            return_data: hash_domain(b"optishard.return_data", &[interp.return_data.buffer()]),
+            return_data: {
+                let data = interp.return_data.buffer();
+                data_hash(data.len() as u64, &memory_root(&padded(data)))
+            },
             journal: journal::journal_root(&ctx.journaled_state.inner).commitment(),
         }
     }
@@ -248,7 +259,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         if self.keep == Some(index) {
             let code = interp.bytecode.bytecode_slice().to_vec();
             let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-            let ext_code = (interp.bytecode.opcode() == revm::bytecode::opcode::EXTCODESIZE)
+            let ext_code = matches!(interp.bytecode.opcode(), 0x3b | 0x3c)
                 .then(|| interp.stack.data().last().map(|w| Address::from_word(B256::from(*w))))
                 .flatten()
                 .and_then(|a| code_of(ctx, a));
@@ -266,6 +277,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
                 journal: journal::entries_of(inner),
                 logs,
                 ext_code,
+                return_data: interp.return_data.buffer().to_vec(),
             });
         }
         if wanted || opens {
@@ -364,6 +376,6 @@ mod memory;
 mod step;
 
 pub use journal::{JournalKey, JournalRoot};
-pub use memory::{MEMORY_DEPTH, memory_path, memory_root, memory_root_with};
-use memory::{padded, words_with_paths};
+pub use memory::{MEMORY_DEPTH, Words, memory_root};
+use memory::{padded, prove_words};
 pub use step::*;

@@ -25,15 +25,64 @@ pub struct InstructionStep {
     pub top: Vec<U256>,
     /// The chain of the stack below them.
     pub below: Hash,
-    /// The memory words it touches (zero past the memory's size), each
-    /// with its sibling path in `s_j`'s memory tree.
-    pub memory: Vec<(u64, [u8; 32], Vec<Hash>)>,
+    /// The memory words it touches (zero past the memory's size), with
+    /// their multiproof in `s_j`'s memory tree.
+    pub memory: Words,
     /// The frame's input, for the instructions that read it or act on
     /// the frame's account.
     pub input: Option<StepInput>,
     /// The journal entries the instruction touches, for the instructions
     /// that read or write state, transient storage or logs.
     pub journal: Option<StepJournal>,
+    /// The last return data, for the instructions that read it.
+    pub return_data: Option<StepData>,
+}
+
+/// Data a frame reads as a word tree (calldata, return data): its length,
+/// its root, and the words an instruction reads (zero past the length).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepData {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its root.
+    pub root: Hash,
+    /// The words read, with their multiproof.
+    pub words: Words,
+}
+
+impl StepData {
+    /// Its hash in `s_j`.
+    pub fn hash(&self) -> Hash {
+        data_hash(self.len, &self.root)
+    }
+
+    fn of(data: &[u8], indices: Vec<u64>) -> StepData {
+        let padded = padded(data);
+        StepData { len: data.len() as u64, root: memory_root(&padded), words: prove_words(&padded, indices) }
+    }
+
+    /// The data as the instruction sees it: the words read in place,
+    /// zero elsewhere; `None` if the words are not exactly `read`, not in
+    /// the data's tree, not zero past its length, or it is longer than
+    /// any frame's data.
+    fn bytes(&self, read: &[u64]) -> Option<Vec<u8>> {
+        if self.words.indices() != read
+            || (!read.is_empty() && self.words.root() != Some(self.root))
+            || self.words.words.iter().any(|(w, word)| w * 32 >= self.len && *word != [0u8; 32])
+            || self.len > MAX_FRAME_INPUT
+        {
+            return None;
+        }
+        let mut data = vec![0u8; self.len as usize];
+        for (w, word) in &self.words.words {
+            let at = *w as usize * 32;
+            if at < data.len() {
+                let end = (at + 32).min(data.len());
+                data[at..end].copy_from_slice(&word[..end - at]);
+            }
+        }
+        Some(data)
+    }
 }
 
 /// What a state instruction's step carries of the journal: its parts, the
@@ -75,29 +124,64 @@ pub struct StepInput {
     pub caller: Address,
     /// The value sent.
     pub value: U256,
-    /// The calldata's length in bytes.
-    pub len: u64,
-    /// The calldata's root.
-    pub root: Hash,
-    /// The calldata words read, with their paths.
-    pub words: Vec<(u64, [u8; 32], Vec<Hash>)>,
+    /// The calldata, with the words read.
+    pub calldata: StepData,
 }
 
 impl StepInput {
     /// Its hash in `s_j`.
     pub fn hash(&self) -> Hash {
-        input_hash(&self.target, &self.caller, &self.value, self.len, &self.root)
+        input_hash(&self.target, &self.caller, &self.value, self.calldata.len, &self.calldata.root)
     }
 }
 
-/// The calldata words CALLDATALOAD reads at the offset on the stack top
-/// (none past any calldata: it reads zeros).
-fn calldata_words(opcode: u8, top: &[U256]) -> Vec<u64> {
-    match (opcode, top.last().and_then(|o| u64::try_from(*o).ok()).filter(|o| *o < 1 << 32)) {
-        // the word of its first byte to the word of its last
-        (0x35, Some(o)) => (o / 32..=o.div_ceil(32)).collect(),
+/// Longest range a copy, KECCAK256 or a log reads or writes in one step
+/// (its words ride in the step); a longer one is not a step yet.
+pub const MAX_STEP_RANGE: u64 = 1024;
+
+/// The words of `[offset, offset + len)`, `len` at most
+/// [`MAX_STEP_RANGE`]: `None` if longer or past any memory gas can buy.
+fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
+    let len = small(len).filter(|l| *l <= MAX_STEP_RANGE)?;
+    if len == 0 {
+        return Some(vec![]);
+    }
+    let offset = small(offset)?;
+    Some((offset / 32..=(offset + len - 1) / 32).collect())
+}
+
+/// The words of `[offset, offset + len)` of data `data_len` long that
+/// hold data (a read past the end reads zeros, no word).
+fn data_words(offset: &U256, len: &U256, data_len: u64) -> Vec<u64> {
+    match (small(offset), small(len)) {
+        (Some(o), Some(l)) if l > 0 && o < data_len => (o / 32..=((o + l).min(data_len) - 1) / 32).collect(),
         _ => vec![],
     }
+}
+
+/// The calldata words `opcode` reads (none past the calldata's end):
+/// CALLDATALOAD's word at the offset on top, CALLDATACOPY's range.
+fn calldata_words(opcode: u8, top: &[U256], len: u64) -> Vec<u64> {
+    match (opcode, top) {
+        // the word of its first byte to the word of its last
+        (0x35, [.., o]) => small(o).map_or(vec![], |o| (o / 32..=o.div_ceil(32)).collect()),
+        (0x37, [size, offset, _]) => data_words(offset, size, len),
+        _ => vec![],
+    }
+}
+
+/// The return-data words RETURNDATACOPY reads.
+fn return_data_words(opcode: u8, top: &[U256], len: u64) -> Vec<u64> {
+    match (opcode, top) {
+        (0x3e, [size, offset, _]) => data_words(offset, size, len),
+        _ => vec![],
+    }
+}
+
+/// Whether `opcode` reads the last return data (RETURNDATASIZE,
+/// RETURNDATACOPY).
+fn reads_return_data(opcode: u8) -> bool {
+    matches!(opcode, 0x3d | 0x3e)
 }
 
 /// What one instruction may read besides the machine state: the block the
@@ -133,14 +217,14 @@ pub fn is_stack_only(opcode: u8) -> bool {
 /// Whether `opcode` reads the frame's input (ADDRESS, CALLER, CALLVALUE,
 /// CALLDATALOAD, CALLDATASIZE).
 fn reads_input(opcode: u8) -> bool {
-    matches!(opcode, 0x30 | 0x33..=0x36)
+    matches!(opcode, 0x30 | 0x33..=0x37)
 }
 
 /// Whether `opcode` reads or writes the journal: storage (SLOAD, SSTORE),
 /// transient storage (TLOAD, TSTORE), an account (BALANCE, EXTCODESIZE,
 /// EXTCODEHASH, SELFBALANCE) or the logs (LOG0–LOG4).
 pub fn touches_journal(opcode: u8) -> bool {
-    matches!(opcode, 0x31 | 0x3b | 0x3f | 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
+    matches!(opcode, 0x31 | 0x3b | 0x3c | 0x3f | 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
 }
 
 /// Whether a step carries the frame's input: to read it, or for the
@@ -153,17 +237,15 @@ fn needs_input(opcode: u8) -> bool {
 /// MSIZE; the frame's input (ADDRESS, CALLER, CALLVALUE, CALLDATALOAD,
 /// CALLDATASIZE); the transaction's and block's (ORIGIN, GASPRICE,
 /// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE);
-/// and the journal's ([`touches_journal`]).
+/// the journal's ([`touches_journal`]); KECCAK256, CODESIZE, CODECOPY,
+/// RETURNDATASIZE, RETURNDATACOPY and MCOPY.
 pub fn is_covered(opcode: u8) -> bool {
     is_stack_only(opcode)
         || reads_input(opcode)
         || touches_journal(opcode)
-        || matches!(opcode, 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48)
+        || reads_return_data(opcode)
+        || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48)
 }
-
-/// Longest log data a step carries (its memory words ride in the step);
-/// a longer log is not a step yet.
-pub const MAX_STEP_LOG_DATA: u64 = 1024;
 
 /// A stack word as an offset or length a step can carry memory for.
 fn small(word: &U256) -> Option<u64> {
@@ -171,23 +253,26 @@ fn small(word: &U256) -> Option<u64> {
 }
 
 /// The memory words `opcode` touches, given the stack words it reads
-/// (bottom first): `None` when the range is past any memory gas can buy
-/// (the instruction halts) or a log longer than [`MAX_STEP_LOG_DATA`].
+/// (bottom first), ascending: `None` when a range is past any memory gas
+/// can buy (the instruction halts) or longer than [`MAX_STEP_RANGE`].
 fn touched_words(opcode: u8, top: &[U256]) -> Option<Vec<u64>> {
-    let (offset, width) = match opcode {
-        0x51 | 0x52 => (small(top.last()?)?, 32u64),
-        0x53 => (small(top.last()?)?, 1),
-        // LOGn: offset on top, then the length
-        0xa0..=0xa4 => {
-            let len = small(top.get(top.len().checked_sub(2)?)?).filter(|l| *l <= MAX_STEP_LOG_DATA)?;
-            if len == 0 {
-                return Some(vec![]);
-            }
-            (small(top.last()?)?, len)
-        }
-        _ => return Some(vec![]),
+    let one = U256::from(1);
+    let word = U256::from(32);
+    let mut words = match (opcode, top) {
+        (0x51 | 0x52, [.., offset]) => range_words(offset, &word)?,
+        (0x53, [.., offset]) => range_words(offset, &one)?,
+        // KECCAK256, LOGn: offset on top, then the length
+        (0x20, [len, offset]) => range_words(offset, len)?,
+        (0xa0..=0xa4, [.., len, offset]) => range_words(offset, len)?,
+        // copies into memory: destination on top, then the source's offset, then the length
+        (0x37 | 0x39 | 0x3e, [len, _, dest]) => range_words(dest, len)?,
+        (0x3c, [len, _, dest, _]) => range_words(dest, len)?,
+        (0x5e, [len, src, dest]) => [range_words(dest, len)?, range_words(src, len)?].concat(),
+        _ => vec![],
     };
-    Some((offset / 32..=(offset + width - 1) / 32).collect())
+    words.sort_unstable();
+    words.dedup();
+    Some(words)
 }
 
 /// The journal entries `opcode` touches, given the stack words it reads and
@@ -198,7 +283,7 @@ pub fn journal_keys(opcode: u8, top: &[U256], target: Address) -> Vec<JournalKey
     match opcode {
         0x54 | 0x55 => vec![JournalKey::Account(target), JournalKey::Slot(target, word)],
         0x5c | 0x5d => vec![JournalKey::Transient(target, word)],
-        0x31 | 0x3b | 0x3f => vec![JournalKey::Account(address)],
+        0x31 | 0x3b | 0x3c | 0x3f => vec![JournalKey::Account(address)],
         0x47 => vec![JournalKey::Account(target)],
         _ => vec![],
     }
@@ -240,7 +325,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
         kept: None,
     };
     let mut t = run_tracer(base.clone(), params, tx, tracer)?;
-    let (Some(state), Some(Frame { stack, code, memory, input, journal, logs, ext_code })) =
+    let (Some(state), Some(Frame { stack, code, memory, input, journal, logs, ext_code, return_data })) =
         (t.states.pop(), t.kept.take())
     else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
@@ -248,7 +333,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
     let n = reads(state.opcode).min(stack.len());
     let split = stack.len() - n;
     let top = stack[split..].to_vec();
-    let memory = words_with_paths(&memory, touched_words(state.opcode, &top).unwrap_or_default());
+    let memory = prove_words(&memory, touched_words(state.opcode, &top).unwrap_or_default());
     let journal = touches_journal(state.opcode)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
@@ -270,18 +355,26 @@ pub fn instruction_step<R: ProvableState + Clone>(
         })
         .transpose()?;
     let input = needs_input(state.opcode).then(|| {
-        let data = padded(&input.calldata);
-        let words = words_with_paths(&data, calldata_words(state.opcode, &top));
+        let read = calldata_words(state.opcode, &top, input.calldata.len() as u64);
         StepInput {
             target: input.target,
             caller: input.caller,
             value: input.value,
-            len: input.calldata.len() as u64,
-            root: memory_root(&data),
-            words,
+            calldata: StepData::of(&input.calldata, read),
         }
     });
-    Ok(InstructionStep { below: stack_chain(&stack[..split]), top, state, code, memory, input, journal })
+    let return_data = reads_return_data(state.opcode)
+        .then(|| StepData::of(&return_data, return_data_words(state.opcode, &top, return_data.len() as u64)));
+    Ok(InstructionStep {
+        below: stack_chain(&stack[..split]),
+        top,
+        state,
+        code,
+        memory,
+        input,
+        journal,
+        return_data,
+    })
 }
 
 /// The state a step's journal part says the item started with: the
@@ -473,18 +566,18 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
     let Some(touched) = touched_words(s.opcode, &step.top) else {
         return InstructionVerdict::Unsupported(s.opcode);
     };
-    if step.memory.iter().map(|(i, _, _)| *i).collect::<Vec<_>>() != touched {
+    if step.memory.indices() != touched {
         return InstructionVerdict::Rejected("not the memory words the instruction touches".into());
     }
-    if !touched.is_empty() && memory_root_with(&step.memory) != Some(s.memory) {
+    if !touched.is_empty() && step.memory.root() != Some(s.memory) {
         return InstructionVerdict::Rejected("the memory words are not the state's".into());
     }
-    if step.memory.iter().any(|(i, w, _)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
+    if step.memory.words.iter().any(|(i, w)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
         return InstructionVerdict::Rejected("memory past its size is zero".into());
     }
     let mut memory = SharedMemory::new();
     memory.resize(s.memory_len as usize);
-    for (i, w, _) in &step.memory {
+    for (i, w) in &step.memory.words {
         if i * 32 < s.memory_len {
             memory.set(*i as usize * 32, w);
         }
@@ -494,22 +587,10 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
         (Some(i), true) if i.hash() == s.input => {
             // the calldata words read: exactly those, in the input's tree,
             // zero past its length; the rest of the calldata is never read
-            let read = calldata_words(s.opcode, &step.top);
-            if i.words.iter().map(|(w, _, _)| *w).collect::<Vec<_>>() != read
-                || (!read.is_empty() && memory_root_with(&i.words) != Some(i.root))
-                || i.words.iter().any(|(w, word, _)| w * 32 >= i.len && *word != [0u8; 32])
-                || i.len > MAX_FRAME_INPUT
-            {
+            let read = calldata_words(s.opcode, &step.top, i.calldata.len);
+            let Some(calldata) = i.calldata.bytes(&read) else {
                 return InstructionVerdict::Rejected("the calldata words are not the input's".into());
-            }
-            let mut calldata = vec![0u8; i.len as usize];
-            for (w, word, _) in &i.words {
-                let at = *w as usize * 32;
-                if at < calldata.len() {
-                    let end = (at + 32).min(calldata.len());
-                    calldata[at..end].copy_from_slice(&word[..end - at]);
-                }
-            }
+            };
             revm::interpreter::InputsImpl {
                 target_address: i.target,
                 bytecode_address: None,
@@ -541,6 +622,16 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
     let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
     let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, s.gas_remaining);
+    match (&step.return_data, reads_return_data(s.opcode)) {
+        (Some(r), true) if r.hash() == s.return_data => {
+            let Some(data) = r.bytes(&return_data_words(s.opcode, &step.top, r.len)) else {
+                return InstructionVerdict::Rejected("the return data words are not the state's".into());
+            };
+            interp.return_data.set_buffer(data.into());
+        }
+        (None, false) => {}
+        _ => return InstructionVerdict::Rejected("the return data is not the state's".into()),
+    }
     interp.gas.set_refund(s.gas_refunded);
     // the memory expansion already paid for (revm charges growth from it)
     let words = s.memory_len.div_ceil(32) as usize;
@@ -590,20 +681,21 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
         }
     };
     let below_len = s.stack_len as usize - step.top.len();
-    let written: Vec<(u64, [u8; 32], Vec<Hash>)> = step
+    let written: Vec<[u8; 32]> = step
         .memory
+        .words
         .iter()
-        .map(|(i, _, path)| {
+        .map(|(i, _)| {
             let mut word = [0u8; 32];
             let at = *i as usize * 32;
             if at + 32 <= interp.memory.size() {
                 word.copy_from_slice(&interp.memory.slice(at..at + 32));
             }
-            (*i, word, path.clone())
+            word
         })
         .collect();
     let memory_root =
-        if written.is_empty() { s.memory } else { memory_root_with(&written).unwrap_or(s.memory) };
+        if written.is_empty() { s.memory } else { step.memory.root_with(&written).unwrap_or(s.memory) };
     let next = MachineState {
         index: s.index + 1,
         pc: interp.bytecode.pc() as u64,
@@ -635,7 +727,8 @@ pub const MAX_STEP_CODE: usize = 48 << 10;
 pub const MAX_FRAME_INPUT: u64 = 64 << 20;
 /// Most stack words an instruction reads (SWAP16).
 pub(super) const MAX_STEP_WORDS: usize = 17;
-/// Most memory words an instruction touches here (a log's data, unaligned).
-pub(super) const MAX_STEP_MEMORY_WORDS: usize = (MAX_STEP_LOG_DATA as usize).div_ceil(32) + 1;
+/// Most memory words an instruction touches here (MCOPY's two ranges,
+/// each unaligned).
+pub(super) const MAX_STEP_MEMORY_WORDS: usize = 2 * ((MAX_STEP_RANGE as usize).div_ceil(32) + 1);
 /// Most journal entries an instruction touches here (SLOAD, SSTORE).
 pub(super) const MAX_STEP_ENTRIES: usize = 2;

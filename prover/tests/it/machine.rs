@@ -191,7 +191,9 @@ fn a_call_opens_a_frame_under_the_callers_state() {
     assert_eq!(back.code_hash, call_state.code_hash);
     let mut word = [0u8; 32];
     word[31] = 0x2a;
-    assert_eq!(back.return_data, bridge::hash_domain(b"optishard.return_data", &[&word]));
+    // the return data as a word tree: its length and root
+    let root = prover::machine::memory_root(&word);
+    assert_eq!(back.return_data, bridge::hash_domain(b"optishard.data", &[&32u64.to_be_bytes(), &root.0]));
     assert_eq!(back.stack_len, 1, "the CALL's success flag");
 }
 
@@ -268,6 +270,9 @@ mod one_instruction {
         /// A journal instruction on a pushed key (slot, address or log
         /// offset), with a pushed log length for LOGn.
         Journal(u8, u8, u8),
+        /// KECCAK256 of a range, or a copy (CALLDATACOPY, CODECOPY,
+        /// MCOPY) of a range to a destination: op, offset, length, destination.
+        Range(u8, u16, u16, u16),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -283,6 +288,8 @@ mod one_instruction {
                 0u8..70,
             )
                 .prop_map(|(o, key, len)| Op::Journal(o, key, len)),
+            (prop::sample::select(vec![0x20u8, 0x37, 0x39, 0x5e]), 0u16..1100, 0u16..=1024, 0u16..1100)
+                .prop_map(|(o, at, len, dest)| Op::Range(o, at, len, dest)),
             prop::sample::select(
                 [
                     (0x01..=0x0bu8).collect::<Vec<_>>(),
@@ -290,6 +297,8 @@ mod one_instruction {
                     vec![0x50, 0x58, 0x59, 0x5a, 0x5b],
                     // the frame's input, the transaction's and the block's
                     vec![0x30, 0x32, 0x33, 0x34, 0x35, 0x36, 0x3a, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x48],
+                    // the code's and the return data's sizes
+                    vec![0x38, 0x3d],
                     (0x80..=0x9f).collect(),
                 ]
                 .concat()
@@ -344,6 +353,16 @@ mod one_instruction {
                 Op::Journal(o @ 0xa0..=0xa2, at, len) if depth >= (o - 0xa0) as usize && depth < 1023 => {
                     code.extend([0x60, *len, 0x60, at.wrapping_mul(11), *o]);
                     depth -= (o - 0xa0) as usize;
+                }
+                Op::Range(0x20, at, len, _) if depth < 1023 => {
+                    code.extend([0x61, (len >> 8) as u8, *len as u8, 0x61, (at >> 8) as u8, *at as u8, 0x20]);
+                    depth += 1;
+                }
+                Op::Range(o, at, len, dest) if depth < 1022 => {
+                    for v in [len, at, dest] {
+                        code.extend([0x61, (v >> 8) as u8, *v as u8]);
+                    }
+                    code.push(*o);
                 }
                 _ => {}
             }
@@ -405,7 +424,7 @@ fn a_memory_step_proves_its_words_against_the_state() {
     let (agreed, next) = (t.states[0].commitment(), t.states[1].commitment());
     assert_eq!(t.states[0].opcode, 0x51);
     let honest = instruction_step(s.reader(0).unwrap(), &params(1), &tx, 4).unwrap();
-    assert_eq!(honest.memory.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), vec![0, 1], "two words");
+    assert_eq!(honest.memory.indices(), vec![0, 1], "two words");
     let env = env(&tx);
     assert_eq!(verify_instruction(&honest, &agreed, &env), InstructionVerdict::Next(next));
     assert_eq!(t.states[1].memory_len, 64, "the load expanded memory");
@@ -413,16 +432,16 @@ fn a_memory_step_proves_its_words_against_the_state() {
         matches!(verify_instruction(step, &agreed, &env), InstructionVerdict::Rejected(_))
     };
     let mut word = honest.clone();
-    word.memory[0].1[31] ^= 1;
+    word.memory.words[0].1[31] ^= 1;
     assert!(reject(&word), "a word");
     let mut beyond = honest.clone();
-    beyond.memory[1].1[0] = 1;
+    beyond.memory.words[1].1[0] = 1;
     assert!(reject(&beyond), "memory past its size is zero");
     let mut path = honest.clone();
-    path.memory[0].2[3] = bridge::Hash::of(b"another sibling");
+    path.memory.siblings[3] = bridge::Hash::of(b"another sibling");
     assert!(reject(&path), "a path");
     let mut fewer = honest.clone();
-    fewer.memory.pop();
+    fewer.memory.words.pop();
     assert!(reject(&fewer), "a touched word left out");
 }
 
@@ -448,9 +467,9 @@ fn an_input_step_carries_the_frames_input() {
         // another calldata word (CALLDATALOAD), or another length (CALLER)
         let mut other = step.clone();
         let input = other.input.as_mut().unwrap();
-        match input.words.first_mut() {
+        match input.calldata.words.words.first_mut() {
             Some(w) => w.1[5] ^= 1,
-            None => input.len += 1,
+            None => input.calldata.len += 1,
         }
         assert!(matches!(verify_instruction(&other, &agreed, &env(&tx)), InstructionVerdict::Rejected(_)));
         let mut none = step.clone();
@@ -474,7 +493,9 @@ fn a_steps_lengths_are_bounded_before_decoding() {
     assert!(matches!(decode_exact::<InstructionStep>(&big.encode()), Err(DecodeError::TooLong { .. })));
     // a forged code length past the input: refused, not allocated
     let mut wire = step.encode();
-    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 4 - 1 - 1;
+    // after the code: the stack words, the chain below, no memory words
+    // and siblings, and no input, journal or return data
+    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 8 - 3;
     wire[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(decode_exact::<InstructionStep>(&wire).is_err());
     assert!(decode_exact::<InstructionStep>(&step.encode()[..40]).is_err(), "truncated");

@@ -201,3 +201,48 @@ fn an_entry_loaded_in_a_reverted_frame_is_cold_again() {
         InstructionVerdict::Next(next.commitment())
     );
 }
+
+/// After a call returns, the copies re-execute alone: RETURNDATASIZE and
+/// RETURNDATACOPY read the return data's words, EXTCODECOPY the other
+/// contract's code, KECCAK256 the memory they wrote; a range longer than a
+/// step carries is not a step yet.
+#[test]
+fn copies_and_hashes_after_a_call_re_execute_alone() {
+    // OTHER: PUSH32 w, PUSH1 0, MSTORE, RETURN 40 bytes from 0
+    let mut other = vec![0x7f];
+    other.extend((1..=32u8).map(|b| b.wrapping_mul(13)));
+    other.extend([0x60, 0x00, 0x52, 0x60, 0x28, 0x60, 0x00, 0xf3]);
+    let mut code = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00];
+    push20(&mut code, OTHER);
+    code.extend([0x5a, 0xf1, 0x50]); // CALL, POP
+    code.extend([0x3d, 0x50]); // RETURNDATASIZE, POP
+    code.extend([0x60, 0x1e, 0x60, 0x03, 0x60, 0x05, 0x3e]); // RETURNDATACOPY 30 bytes from 3 to 5
+    code.extend([0x60, 0x0a, 0x60, 0x01, 0x60, 0x64]); // EXTCODECOPY 10 bytes from 1 to 100
+    push20(&mut code, OTHER);
+    code.push(0x3c);
+    code.extend([0x60, 0x40, 0x60, 0x00, 0x20, 0x50]); // KECCAK256 of 64 bytes from 0, POP
+    code.extend([0x61, 0x04, 0x01, 0x60, 0x00, 0x20]); // KECCAK256 of 1,025 bytes: too long for a step
+    code.push(0x00);
+    let s = state(&[(TARGET, code, vec![]), (OTHER, other, vec![])]);
+    let t = trace(&s, &tx(), &(0..200).collect::<Vec<_>>());
+    let back = t.states.iter().position(|st| st.depth == 0 && st.opcode == 0x50).unwrap();
+    let mut seen = Vec::new();
+    for j in back as u64..t.count - 2 {
+        let now = &t.states[j as usize];
+        let v = verify_instruction(&step(&s, j), &now.commitment(), &env(&tx()));
+        assert_eq!(
+            v,
+            InstructionVerdict::Next(t.states[j as usize + 1].commitment()),
+            "instruction {j} ({:#x})",
+            now.opcode
+        );
+        seen.push(now.opcode);
+    }
+    for op in [0x3d, 0x3e, 0x3c, 0x20] {
+        assert!(seen.contains(&op), "{op:#x} re-executed");
+    }
+    let long = &t.states[t.count as usize - 2];
+    assert_eq!(long.opcode, 0x20);
+    let v = verify_instruction(&step(&s, t.count - 2), &long.commitment(), &env(&tx()));
+    assert_eq!(v, InstructionVerdict::Unsupported(0x20), "a 1,025-byte KECCAK256 is not a step yet");
+}
