@@ -310,6 +310,7 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             &code_padded(&[0x60, 0x05, 0x60, 0x03, 0x03, 0x00]),
             &[],
             2,
+            &Extra::default(),
         )?,
         // an unaligned MSTORE far out, expanding memory
         instruction_step_figure(
@@ -318,6 +319,7 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             &code_padded(&[0x60, 0x2a, 0x61, 0x10, 0x01, 0x52, 0x00]),
             &[],
             2,
+            &Extra::default(),
         )?,
         // CALLDATALOAD of a transaction with ~120 KiB of calldata
         instruction_step_figure(
@@ -326,6 +328,56 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             &code_padded(&[0x60, 0x04, 0x35, 0x00]),
             &vec![7u8; 120 << 10],
             1,
+            &Extra::default(),
+        )?,
+        // SSTORE of a cold slot of a contract with 10^4 slots: the slot's
+        // value before the item proven against the state root
+        instruction_step_figure(
+            w,
+            "state (SSTORE, cold slot of 10^4)",
+            &code_padded(&[0x60, 0x01, 0x61, 0x27, 0x0f, 0x55, 0x00]),
+            &[],
+            2,
+            &Extra { slots: 10_000, other: None },
+        )?,
+        // EXTCODESIZE of another 24 KiB contract: both codes ride in the step
+        instruction_step_figure(
+            w,
+            "account (EXTCODESIZE, another 24 KiB code)",
+            &code_padded(&[
+                0x73, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce,
+                0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0x3b, 0x00,
+            ]),
+            &[],
+            1,
+            &Extra { slots: 0, other: Some(code_padded(&[0x00])) },
+        )?,
+        // LOG4 of 1 KiB (the longest a step carries), unaligned, expanding
+        instruction_step_figure(
+            w,
+            "log (LOG4, 1 KiB data, unaligned)",
+            &code_padded(&[0x60, 1, 0x60, 2, 0x60, 3, 0x60, 4, 0x61, 0x04, 0x00, 0x60, 0x07, 0xa4, 0x00]),
+            &[],
+            6,
+            &Extra::default(),
+        )?,
+        // MCOPY of 1 KiB between unaligned ranges, expanding
+        instruction_step_figure(
+            w,
+            "copy (MCOPY, 1 KiB, unaligned)",
+            &code_padded(&[0x61, 0x04, 0x00, 0x61, 0x00, 0x11, 0x61, 0x08, 0x05, 0x5e, 0x00]),
+            &[],
+            3,
+            &Extra::default(),
+        )?,
+        // KECCAK256 of 1 KiB, unaligned
+        instruction_step_figure(
+            w,
+            "hash (KECCAK256, 1 KiB, unaligned)",
+            &code_padded(&[0x61, 0x04, 0x00, 0x60, 0x07, 0x20, 0x00]),
+            &[],
+            2,
+            &Extra::default(),
         )?,
     ];
     Ok(json!({
@@ -342,6 +394,15 @@ fn code_padded(prefix: &[u8]) -> Vec<u8> {
     code
 }
 
+/// What a step figure's state holds besides the contract: storage slots
+/// `0..slots` of the contract (each 1), and another contract's code at
+/// `0xcece…`.
+#[derive(Default)]
+struct Extra {
+    slots: u64,
+    other: Option<Vec<u8>>,
+}
+
 /// One instruction step's figures: the step of instruction `j` of a call
 /// with `calldata` to a contract with `code`, its encoded size and the
 /// referee's verification time.
@@ -351,6 +412,7 @@ fn instruction_step_figure(
     code: &[u8],
     calldata: &[u8],
     j: u64,
+    extra: &Extra,
 ) -> Result<serde_json::Value> {
     use prover::machine::{
         InstructionVerdict, StepEnv, instruction_step, trace_transaction, verify_instruction,
@@ -363,6 +425,18 @@ fn instruction_step_figure(
     let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
     c.insert(prover::StateKey::Account(target), Some(a.encode()));
     c.insert(prover::StateKey::Code(code_hash), Some(code.to_vec()));
+    for slot in 0..extra.slots {
+        c.insert(
+            prover::StateKey::Storage(target, U256::from(slot)),
+            Some(prover::encode_slot(U256::from(1))),
+        );
+    }
+    if let Some(other) = &extra.other {
+        let hash = alloy_primitives::keccak256(other);
+        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash: hash };
+        c.insert(prover::StateKey::Account(Address::repeat_byte(0xce)), Some(a.encode()));
+        c.insert(prover::StateKey::Code(hash), Some(other.clone()));
+    }
     state.commit(1, &c)?;
     // calldata pays its EIP-7623 floor (10 gas a non-zero byte more)
     let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::from(calldata.to_vec()), 8_000_000);
