@@ -58,11 +58,17 @@ fn memory_words(input: &mut &[u8]) -> Result<Words, DecodeError> {
 fn encode_data(d: &StepData, out: &mut Vec<u8>) {
     d.len.encode_to(out);
     d.root.encode_to(out);
+    d.offset.encode_to(out);
     encode_words(&d.words, out);
 }
 
 fn decode_data(input: &mut &[u8]) -> Result<StepData, DecodeError> {
-    Ok(StepData { len: u64::decode(input)?, root: Hash::decode(input)?, words: memory_words(input)? })
+    Ok(StepData {
+        len: u64::decode(input)?,
+        root: Hash::decode(input)?,
+        offset: u64::decode(input)?,
+        words: memory_words(input)?,
+    })
 }
 
 fn word(input: &mut &[u8]) -> Result<U256, DecodeError> {
@@ -147,6 +153,16 @@ impl Encode for InstructionStep {
                 encode_data(d, out);
             }
         }
+        match &self.caller {
+            None => 0u8.encode_to(out),
+            Some(c) => {
+                1u8.encode_to(out);
+                c.record.state.encode_to(out);
+                c.record.ret_offset.encode_to(out);
+                c.record.ret_len.encode_to(out);
+                encode_words(&c.memory, out);
+            }
+        }
     }
 }
 
@@ -178,7 +194,29 @@ impl Decode for InstructionStep {
             1 => Some(decode_data(input)?),
             tag => return Err(DecodeError::InvalidTag { what: "step return data", tag }),
         };
-        Ok(InstructionStep { state, code, top, below, memory, input: input_part, journal, return_data })
+        let caller = match u8::decode(input)? {
+            0 => None,
+            1 => Some(CallerPart {
+                record: CallerRecord {
+                    state: MachineState::decode(input)?,
+                    ret_offset: u64::decode(input)?,
+                    ret_len: u64::decode(input)?,
+                },
+                memory: memory_words(input)?,
+            }),
+            tag => return Err(DecodeError::InvalidTag { what: "step caller", tag }),
+        };
+        Ok(InstructionStep {
+            state,
+            code,
+            top,
+            below,
+            memory,
+            input: input_part,
+            journal,
+            return_data,
+            caller,
+        })
     }
 }
 

@@ -1,12 +1,13 @@
 //! The one-instruction step and its verifier.
 
-use std::collections::BTreeMap;
-
 use revm::bytecode::Bytecode;
 
+use super::host::{Opened, StepDb, StepHost, host_for, open_journal};
 use super::journal::{self, JournalTree};
+use super::trace::{Frame, Tracer, run_tracer};
 use super::*;
-use crate::state::{AccountState, PartialTree, SmtProof, StateKey, StateProof, decode_slot};
+use crate::bridge::ShardPrecompiles;
+use crate::state::{PartialTree, SmtProof, StateKey, StateProof};
 
 /// The single step of one instruction that touches only the stack, pc,
 /// gas and memory words (arithmetic, comparison, bitwise,
@@ -36,52 +37,84 @@ pub struct InstructionStep {
     pub journal: Option<StepJournal>,
     /// The last return data, for the instructions that read it.
     pub return_data: Option<StepData>,
+    /// For a frame's last instruction: the caller it resumes.
+    pub caller: Option<CallerPart>,
 }
 
-/// Data a frame reads as a word tree (calldata, return data): its length,
-/// its root, and the words an instruction reads (zero past the length).
+/// The caller a frame's last instruction resumes: its record (proven by
+/// `s_j`'s frames chain) and the words of its memory the output is
+/// copied to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerPart {
+    /// The suspended caller.
+    pub record: CallerRecord,
+    /// Its memory words the output lands in, with their multiproof.
+    pub memory: Words,
+}
+
+/// Data by reference (calldata, return data) as a step carries it: its
+/// length, its tree's root, where it starts in the tree, and the tree's
+/// words an instruction reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepData {
     /// Its length in bytes.
     pub len: u64,
-    /// Its root.
+    /// Its tree's root.
     pub root: Hash,
-    /// The words read, with their multiproof.
+    /// Where it starts in the tree.
+    pub offset: u64,
+    /// The tree's words read, with their multiproof.
     pub words: Words,
 }
 
 impl StepData {
     /// Its hash in `s_j`.
     pub fn hash(&self) -> Hash {
-        data_hash(self.len, &self.root)
+        data_hash(self.len, &self.root, self.offset)
     }
 
-    fn of(data: &[u8], indices: Vec<u64>) -> StepData {
-        let padded = padded(data);
-        StepData { len: data.len() as u64, root: memory_root(&padded), words: prove_words(&padded, indices) }
+    fn of(data: &DataRef, indices: Vec<u64>) -> StepData {
+        StepData {
+            len: data.len,
+            root: data.root,
+            offset: data.offset,
+            words: prove_words(&data.tree, indices),
+        }
     }
 
-    /// The data as the instruction sees it: the words read in place,
-    /// zero elsewhere; `None` if the words are not exactly `read`, not in
-    /// the data's tree, not zero past its length, or it is longer than
-    /// any frame's data.
+    /// The data as the instruction sees it: the tree's words read in
+    /// place, zero elsewhere; `None` if the words are not exactly `read`,
+    /// not in the tree, or the data is longer than any frame's.
     fn bytes(&self, read: &[u64]) -> Option<Vec<u8>> {
         if self.words.indices() != read
             || (!read.is_empty() && self.words.root() != Some(self.root))
-            || self.words.words.iter().any(|(w, word)| w * 32 >= self.len && *word != [0u8; 32])
             || self.len > MAX_FRAME_INPUT
         {
             return None;
         }
         let mut data = vec![0u8; self.len as usize];
         for (w, word) in &self.words.words {
-            let at = *w as usize * 32;
-            if at < data.len() {
-                let end = (at + 32).min(data.len());
-                data[at..end].copy_from_slice(&word[..end - at]);
+            // the word's bytes that fall in the data
+            for (k, b) in word.iter().enumerate() {
+                let at = (w * 32 + k as u64).checked_sub(self.offset).filter(|at| *at < self.len);
+                if let Some(at) = at {
+                    data[at as usize] = *b;
+                }
             }
         }
         Some(data)
+    }
+
+    /// The tree's words holding bytes `[from, from + size)` of the data
+    /// (none past its end: a read there reads zeros).
+    fn words_of(len: u64, offset: u64, from: &U256, size: &U256) -> Vec<u64> {
+        match (small(from), small(size)) {
+            (Some(f), Some(n)) if n > 0 && f < len => {
+                let (start, end) = (offset + f, offset + (f + n).min(len));
+                (start / 32..=(end - 1) / 32).collect()
+            }
+            _ => vec![],
+        }
     }
 }
 
@@ -131,7 +164,7 @@ pub struct StepInput {
 impl StepInput {
     /// Its hash in `s_j`.
     pub fn hash(&self) -> Hash {
-        input_hash(&self.target, &self.caller, &self.value, self.calldata.len, &self.calldata.root)
+        input_hash(&self.target, &self.caller, &self.value, &self.calldata.hash())
     }
 }
 
@@ -150,30 +183,21 @@ fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
     Some((offset / 32..=(offset + len - 1) / 32).collect())
 }
 
-/// The words of `[offset, offset + len)` of data `data_len` long that
-/// hold data (a read past the end reads zeros, no word).
-fn data_words(offset: &U256, len: &U256, data_len: u64) -> Vec<u64> {
-    match (small(offset), small(len)) {
-        (Some(o), Some(l)) if l > 0 && o < data_len => (o / 32..=((o + l).min(data_len) - 1) / 32).collect(),
+/// The calldata tree's words `opcode` reads (data `len` long at `offset`
+/// of its tree): CALLDATALOAD's word at the offset on top, CALLDATACOPY's
+/// range.
+fn calldata_words(opcode: u8, top: &[U256], len: u64, offset: u64) -> Vec<u64> {
+    match (opcode, top) {
+        (0x35, [.., from]) => StepData::words_of(len, offset, from, &U256::from(32)),
+        (0x37, [size, from, _]) => StepData::words_of(len, offset, from, size),
         _ => vec![],
     }
 }
 
-/// The calldata words `opcode` reads (none past the calldata's end):
-/// CALLDATALOAD's word at the offset on top, CALLDATACOPY's range.
-fn calldata_words(opcode: u8, top: &[U256], len: u64) -> Vec<u64> {
+/// The return data tree's words RETURNDATACOPY reads.
+fn return_data_words(opcode: u8, top: &[U256], len: u64, offset: u64) -> Vec<u64> {
     match (opcode, top) {
-        // the word of its first byte to the word of its last
-        (0x35, [.., o]) => small(o).map_or(vec![], |o| (o / 32..=o.div_ceil(32)).collect()),
-        (0x37, [size, offset, _]) => data_words(offset, size, len),
-        _ => vec![],
-    }
-}
-
-/// The return-data words RETURNDATACOPY reads.
-fn return_data_words(opcode: u8, top: &[U256], len: u64) -> Vec<u64> {
-    match (opcode, top) {
-        (0x3e, [size, offset, _]) => data_words(offset, size, len),
+        (0x3e, [size, from, _]) => StepData::words_of(len, offset, from, size),
         _ => vec![],
     }
 }
@@ -230,7 +254,37 @@ pub fn touches_journal(opcode: u8) -> bool {
 /// Whether a step carries the frame's input: to read it, or for the
 /// frame's account (storage, transient storage, its balance, its logs).
 fn needs_input(opcode: u8) -> bool {
-    reads_input(opcode) || matches!(opcode, 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
+    reads_input(opcode) || is_call(opcode) || matches!(opcode, 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
+}
+
+/// CALL, CALLCODE, DELEGATECALL, STATICCALL.
+pub(super) fn is_call(opcode: u8) -> bool {
+    matches!(opcode, 0xf1 | 0xf2 | 0xf4 | 0xfa)
+}
+
+/// Whether a step carries journal entries: the journal instructions and
+/// the calls (the caller's and the called account).
+fn carries_journal(opcode: u8) -> bool {
+    touches_journal(opcode) || is_call(opcode)
+}
+
+/// The account a call names (below its gas on the stack).
+fn called(top: &[U256]) -> Address {
+    top.len().checked_sub(2).map_or(Address::ZERO, |i| Address::from_word(B256::from(top[i])))
+}
+
+/// Whether a call instruction calls a precompile.
+fn calls_precompile(opcode: u8, top: &[U256], precompiles: &ShardPrecompiles) -> bool {
+    is_call(opcode) && precompiles.addresses().contains(&called(top))
+}
+
+/// What the memory words an instruction touches depend on beside its
+/// stack words: whether a call calls a precompile (its input and output
+/// are in the step), and for a frame's last instruction the length its
+/// caller takes of the output.
+pub(super) struct Touch {
+    pub(super) precompile: bool,
+    pub(super) ret_len: Option<u64>,
 }
 
 /// Whether a step covers `opcode`: stack-only; MLOAD, MSTORE, MSTORE8,
@@ -240,7 +294,11 @@ fn needs_input(opcode: u8) -> bool {
 /// the journal's ([`touches_journal`]); KECCAK256, CODESIZE, CODECOPY,
 /// RETURNDATASIZE, RETURNDATACOPY and MCOPY.
 pub fn is_covered(opcode: u8) -> bool {
-    is_stack_only(opcode)
+    // STOP, RETURN, REVERT, INVALID and undefined opcodes end a frame
+    let ends =
+        matches!(opcode, 0x00 | 0xf3 | 0xfd | 0xfe) || revm::bytecode::opcode::OpCode::new(opcode).is_none();
+    ends || is_call(opcode)
+        || is_stack_only(opcode)
         || reads_input(opcode)
         || touches_journal(opcode)
         || reads_return_data(opcode)
@@ -255,7 +313,7 @@ fn small(word: &U256) -> Option<u64> {
 /// The memory words `opcode` touches, given the stack words it reads
 /// (bottom first), ascending: `None` when a range is past any memory gas
 /// can buy (the instruction halts) or longer than [`MAX_STEP_RANGE`].
-fn touched_words(opcode: u8, top: &[U256]) -> Option<Vec<u64>> {
+fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<Vec<u64>> {
     let one = U256::from(1);
     let word = U256::from(32);
     let mut words = match (opcode, top) {
@@ -268,11 +326,31 @@ fn touched_words(opcode: u8, top: &[U256]) -> Option<Vec<u64>> {
         (0x37 | 0x39 | 0x3e, [len, _, dest]) => range_words(dest, len)?,
         (0x3c, [len, _, dest, _]) => range_words(dest, len)?,
         (0x5e, [len, src, dest]) => [range_words(dest, len)?, range_words(src, len)?].concat(),
+        // a precompile's input and the range its output is copied to
+        (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..]) if touch.precompile => {
+            [range_words(args_offset, args_len)?, range_words(ret_offset, ret_len)?].concat()
+        }
+        // the output's part the caller takes
+        (0xf3 | 0xfd, [len, offset]) => match touch.ret_len {
+            Some(ret_len) => range_words(offset, &(*len).min(U256::from(ret_len)))?,
+            None => vec![],
+        },
         _ => vec![],
     };
     words.sort_unstable();
     words.dedup();
     Some(words)
+}
+
+/// The caller's memory words a frame's last instruction copies its output
+/// to (`None` if more than a step carries).
+fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> Option<Vec<u64>> {
+    match (opcode, top) {
+        (0xf3 | 0xfd, [len, _]) => {
+            range_words(&U256::from(record.ret_offset), &(*len).min(U256::from(record.ret_len)))
+        }
+        _ => Some(vec![]),
+    }
 }
 
 /// The journal entries `opcode` touches, given the stack words it reads and
@@ -285,6 +363,15 @@ pub fn journal_keys(opcode: u8, top: &[U256], target: Address) -> Vec<JournalKey
         0x5c | 0x5d => vec![JournalKey::Transient(target, word)],
         0x31 | 0x3b | 0x3c | 0x3f => vec![JournalKey::Account(address)],
         0x47 => vec![JournalKey::Account(target)],
+        // a call: the frame's account (the value's sender) and the called
+        0xf1 | 0xf2 | 0xf4 | 0xfa => {
+            let named = called(top);
+            if named == target {
+                vec![JournalKey::Account(target)]
+            } else {
+                vec![JournalKey::Account(target), JournalKey::Account(named)]
+            }
+        }
         _ => vec![],
     }
 }
@@ -314,32 +401,30 @@ pub fn instruction_step<R: ProvableState + Clone>(
     tx: &SignedTx,
     j: u64,
 ) -> Result<InstructionStep> {
-    let tracer = Tracer {
-        next: 0,
-        wanted: vec![j],
-        cursor: 0,
-        states: Vec::new(),
-        frames: Vec::new(),
-        opening: None,
-        keep: Some(j),
-        kept: None,
-    };
-    let mut t = run_tracer(base.clone(), params, tx, tracer)?;
-    let (Some(state), Some(Frame { stack, code, memory, input, journal, logs, ext_code, return_data })) =
-        (t.states.pop(), t.kept.take())
-    else {
+    let mut t = run_tracer(base.clone(), params, tx, Tracer::new(&[j], Some(j)))?;
+    let ended = t.kept_ended;
+    let (Some(state), Some(frame)) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
-    let n = reads(state.opcode).min(stack.len());
+    let Frame { stack, code, memory, input, journal, logs, ext_code, return_data, caller } = frame;
+    let op = state.opcode;
+    let n = reads(op).min(stack.len());
     let split = stack.len() - n;
     let top = stack[split..].to_vec();
-    let memory = prove_words(&memory, touched_words(state.opcode, &top).unwrap_or_default());
-    let journal = touches_journal(state.opcode)
+    // the caller a frame's last instruction resumes
+    let caller = caller.filter(|_| ended);
+    let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
+    let touch = Touch {
+        precompile: calls_precompile(op, &top, &precompiles),
+        ret_len: caller.as_ref().map(|c| c.0.ret_len),
+    };
+    let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
+    let journal = carries_journal(op)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
             let mut entries = Vec::new();
             let mut pre = Vec::new();
-            for key in journal_keys(state.opcode, &top, input.target) {
+            for key in journal_keys(op, &top, input.target) {
                 let value = journal.get(&key).cloned();
                 if let (None, Some(k)) = (&value, key.pre_key()) {
                     pre.push(base.prove(k)?);
@@ -354,8 +439,8 @@ pub fn instruction_step<R: ProvableState + Clone>(
             })
         })
         .transpose()?;
-    let input = needs_input(state.opcode).then(|| {
-        let read = calldata_words(state.opcode, &top, input.calldata.len() as u64);
+    let input = needs_input(op).then(|| {
+        let read = calldata_words(op, &top, input.calldata.len, input.calldata.offset);
         StepInput {
             target: input.target,
             caller: input.caller,
@@ -363,8 +448,13 @@ pub fn instruction_step<R: ProvableState + Clone>(
             calldata: StepData::of(&input.calldata, read),
         }
     });
-    let return_data = reads_return_data(state.opcode)
-        .then(|| StepData::of(&return_data, return_data_words(state.opcode, &top, return_data.len() as u64)));
+    let return_data = reads_return_data(op).then(|| {
+        StepData::of(&return_data, return_data_words(op, &top, return_data.len, return_data.offset))
+    });
+    let caller = caller.map(|(record, memory)| CallerPart {
+        memory: prove_words(&memory, caller_words(op, &top, &record).unwrap_or_default()),
+        record,
+    });
     Ok(InstructionStep {
         below: stack_chain(&stack[..split]),
         top,
@@ -374,223 +464,78 @@ pub fn instruction_step<R: ProvableState + Clone>(
         input,
         journal,
         return_data,
+        caller,
     })
-}
-
-/// The state a step's journal part says the item started with: the
-/// accounts and slots of its absent entries, and the code it carries. A
-/// read of anything else is recorded: the step lacked it.
-#[derive(Default)]
-struct StepDb {
-    accounts: BTreeMap<Address, Option<revm::state::AccountInfo>>,
-    storage: BTreeMap<(Address, U256), U256>,
-    code: Option<revm::bytecode::Bytecode>,
-    missed: std::cell::RefCell<Option<String>>,
-}
-
-impl StepDb {
-    fn miss<T>(&self, what: String) -> Result<T> {
-        *self.missed.borrow_mut() = Some(what.clone());
-        Err(Error::MissingPath(what))
-    }
-}
-
-impl DatabaseRef for StepDb {
-    type Error = Error;
-
-    fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>> {
-        match self.accounts.get(&address) {
-            Some(a) => Ok(a.clone()),
-            None => self.miss(format!("account {address}")),
-        }
-    }
-
-    fn code_by_hash_ref(&self, hash: B256) -> Result<revm::bytecode::Bytecode> {
-        match &self.code {
-            Some(c) if c.hash_slow() == hash => Ok(c.clone()),
-            _ => self.miss(format!("code {hash}")),
-        }
-    }
-
-    fn storage_ref(&self, address: Address, index: U256) -> Result<U256> {
-        match self.storage.get(&(address, index)) {
-            Some(v) => Ok(*v),
-            None => self.miss(format!("storage {address}[{index:#x}]")),
-        }
-    }
-
-    fn block_hash_ref(&self, number: u64) -> Result<B256> {
-        self.miss(format!("block hash {number}"))
-    }
-}
-
-type StepHost = Context<BlockEnv, TxEnv, CfgEnv, revm::database::WrapDatabaseRef<StepDb>>;
-
-/// The entries a step opened, with their values in `s_j`.
-type Opened = Vec<(JournalKey, Option<Vec<u8>>)>;
-
-/// The journal entries `step` carries, checked against `s_j` and the
-/// state root the item starts from: the host's database (the absent
-/// entries' values at the item's start) and the opened map.
-fn open_journal(
-    step: &InstructionStep,
-    env: &StepEnv,
-) -> std::result::Result<(StepDb, Opened, PartialTree), String> {
-    let s = &step.state;
-    let j = step.journal.as_ref().ok_or("a state instruction's step carries its journal entries")?;
-    if j.root.commitment() != s.journal {
-        return Err("the journal's parts are not the state's".into());
-    }
-    let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
-    let keys = journal_keys(s.opcode, &step.top, target);
-    if j.entries.iter().map(|e| e.key).collect::<Vec<_>>() != keys {
-        return Err("not the journal entries the instruction touches".into());
-    }
-    let mut db =
-        StepDb { code: j.code.as_ref().map(|c| Bytecode::new_raw(c.clone().into())), ..StepDb::default() };
-    let mut pre = j.pre.iter();
-    for e in &j.entries {
-        e.proof
-            .verify(&j.root.entries, &e.key.key_hash(), e.value.as_deref())
-            .map_err(|err| format!("journal entry {:?}: {err}", e.key))?;
-        let (None, Some(k)) = (&e.value, e.key.pre_key()) else { continue };
-        let p = pre
-            .next()
-            .filter(|p| p.key == k)
-            .ok_or("an absent entry's value at the item's start is missing")?;
-        p.verify(&env.pre_root).map_err(|err| format!("state before the item: {err}"))?;
-        match (k, &p.value) {
-            (StateKey::Account(a), v) => {
-                let info = v.as_deref().map(AccountState::decode).transpose().map_err(|e| e.to_string())?;
-                // code is loaded by hash, only by the instructions that read it
-                let info = info.map(|i| revm::state::AccountInfo { code: None, ..i.to_info() });
-                db.accounts.insert(a, info);
-            }
-            (StateKey::Storage(a, slot), v) => {
-                let value = v.as_deref().map(decode_slot).transpose().map_err(|e| e.to_string())?;
-                db.storage.insert((a, slot), value.unwrap_or_default());
-            }
-            (StateKey::Code(_), _) => unreachable!("journal keys read no code key"),
-        }
-    }
-    if pre.next().is_some() {
-        return Err("more state proofs than absent entries".into());
-    }
-    let opened: Vec<_> = j.entries.iter().map(|e| (e.key, e.value.clone())).collect();
-    let keys: Vec<_> = j.entries.iter().map(|e| e.key.key_hash()).collect();
-    let tree = PartialTree::from_proofs(keys.iter().zip(j.entries.iter().map(|e| &e.proof)))
-        .map_err(|e| e.to_string())?;
-    Ok((db, opened, tree))
-}
-
-/// A host for one instruction: the block, the transaction, the warm
-/// addresses revm sets up before a transaction (precompiles, coinbase,
-/// access list), and the present journal entries in its journal.
-fn host_for(
-    db: StepDb,
-    entries: &[(JournalKey, Option<Vec<u8>>)],
-    env: &StepEnv,
-) -> Result<StepHost, String> {
-    use revm::context::JournalTr;
-    use revm::primitives::hardfork::SpecId;
-    let spec = env.params.fork;
-    let mut host = Context::mainnet()
-        .with_db(revm::database::WrapDatabaseRef(db))
-        .with_cfg(env.params.cfg_env())
-        .with_block(env.params.block_env())
-        .with_tx(env.tx.clone());
-    let journal = &mut host.journaled_state;
-    journal.set_spec_id(spec);
-    let precompiles = ShardPrecompiles::new(spec, env.params.shard, env.params.shards);
-    journal.warm_precompiles(precompiles.addresses());
-    if spec.is_enabled_in(SpecId::SHANGHAI) {
-        journal.warm_coinbase_account(env.params.beneficiary);
-    }
-    if env.tx.tx_type != 0 {
-        let mut map: revm::primitives::AddressMap<revm::primitives::HashSet<U256>> = Default::default();
-        for item in env.tx.access_list.iter() {
-            map.entry(item.address)
-                .or_default()
-                .extend(item.storage_keys.iter().map(|k| U256::from_be_bytes(k.0)));
-        }
-        journal.warm_access_list(map);
-    }
-    let id = journal.inner.transaction_id;
-    for (key, value) in entries {
-        let Some(value) = value else { continue };
-        match *key {
-            JournalKey::Account(a) => {
-                let account = journal::account_of(value, id).ok_or("a malformed account entry")?;
-                journal.inner.state.insert(a, account);
-            }
-            JournalKey::Slot(a, k) => {
-                let slot = journal::slot_of(value, id).ok_or("a malformed slot entry")?;
-                let account = journal.inner.state.get_mut(&a).ok_or("a warm slot of a cold account")?;
-                account.storage.insert(k, slot);
-            }
-            JournalKey::Transient(a, k) => {
-                let v = U256::from_be_slice(
-                    value.get(..32).filter(|_| value.len() == 32).ok_or("a malformed transient entry")?,
-                );
-                journal.inner.transient_storage.insert_value(a, k, v);
-            }
-        }
-    }
-    Ok(host)
 }
 
 /// Checks `step` against the agreed `s_j` and runs its one instruction
 /// with revm: `s_{j+1}`.
 pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> InstructionVerdict {
+    match verify(step, agreed, env) {
+        Ok(next) => next,
+        Err(reason) => InstructionVerdict::Rejected(reason),
+    }
+}
+
+/// A step's verdict, or why it proves nothing.
+pub(super) type Checked<T> = std::result::Result<T, String>;
+
+fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<InstructionVerdict> {
     use revm::interpreter::instructions::gas_table_spec;
     use revm::interpreter::interpreter::ExtBytecode;
-    use revm::interpreter::{SharedMemory, instruction_table};
+    use revm::interpreter::{InterpreterAction, SharedMemory, instruction_table};
     let s = &step.state;
     if s.commitment() != *agreed {
-        return InstructionVerdict::Rejected("the state's parts are not the agreed s_j".into());
+        return Err("the state's parts are not the agreed s_j".into());
     }
     if !is_covered(s.opcode) {
-        return InstructionVerdict::Unsupported(s.opcode);
+        return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
     if alloy_primitives::keccak256(&step.code) != s.code_hash
         || step.code.get(s.pc as usize) != Some(&s.opcode)
     {
-        return InstructionVerdict::Rejected("the code is not the frame's, or not this opcode at pc".into());
+        return Err("the code is not the frame's, or not this opcode at pc".into());
     }
     let n = reads(s.opcode);
     if step.top.len() != n.min(s.stack_len as usize) || extend_chain(step.below, &step.top) != s.stack {
-        return InstructionVerdict::Rejected("the stack words are not the state's".into());
+        return Err("the stack words are not the state's".into());
+    }
+    let spec = env.params.fork;
+    let mut precompiles = ShardPrecompiles::new(spec, env.params.shard, env.params.shards);
+    // the caller a frame's end resumes, proven under s_j's frames chain
+    if let Some(c) = &step.caller
+        && (c.record.state.depth + 1 != s.depth || push_frame(c.record.state.frames, &c.record) != s.frames)
+    {
+        return Err("the caller is not the one s_j's frames chain holds".into());
+    }
+    let touch = Touch {
+        precompile: calls_precompile(s.opcode, &step.top, &precompiles),
+        ret_len: step.caller.as_ref().map(|c| c.record.ret_len),
+    };
+    if touch.precompile && called(&step.top) == bridge::BRIDGE_ADDRESS {
+        // the bridge's journal entries are not carried yet
+        return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
     // the memory words: exactly those touched, in s_j's memory tree, zero
     // past its size
-    let Some(touched) = touched_words(s.opcode, &step.top) else {
-        return InstructionVerdict::Unsupported(s.opcode);
+    let Some(touched) = touched_words(s.opcode, &step.top, &touch) else {
+        return Ok(InstructionVerdict::Unsupported(s.opcode));
     };
     if step.memory.indices() != touched {
-        return InstructionVerdict::Rejected("not the memory words the instruction touches".into());
+        return Err("not the memory words the instruction touches".into());
     }
     if !touched.is_empty() && step.memory.root() != Some(s.memory) {
-        return InstructionVerdict::Rejected("the memory words are not the state's".into());
+        return Err("the memory words are not the state's".into());
     }
     if step.memory.words.iter().any(|(i, w)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
-        return InstructionVerdict::Rejected("memory past its size is zero".into());
+        return Err("memory past its size is zero".into());
     }
-    let mut memory = SharedMemory::new();
-    memory.resize(s.memory_len as usize);
-    for (i, w) in &step.memory.words {
-        if i * 32 < s.memory_len {
-            memory.set(*i as usize * 32, w);
-        }
-    }
-    let spec = env.params.fork;
     let input = match (&step.input, needs_input(s.opcode)) {
         (Some(i), true) if i.hash() == s.input => {
-            // the calldata words read: exactly those, in the input's tree,
-            // zero past its length; the rest of the calldata is never read
-            let read = calldata_words(s.opcode, &step.top, i.calldata.len);
-            let Some(calldata) = i.calldata.bytes(&read) else {
-                return InstructionVerdict::Rejected("the calldata words are not the input's".into());
-            };
+            // the calldata words read: exactly those, in the input's tree;
+            // the rest of the calldata is never read
+            let read = calldata_words(s.opcode, &step.top, i.calldata.len, i.calldata.offset);
+            let calldata = i.calldata.bytes(&read).ok_or("the calldata words are not the input's")?;
             revm::interpreter::InputsImpl {
                 target_address: i.target,
                 bytecode_address: None,
@@ -601,88 +546,167 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
             }
         }
         (None, false) => Default::default(),
-        _ => return InstructionVerdict::Rejected("the frame's input is not the state's".into()),
+        _ => return Err("the frame's input is not the state's".into()),
     };
     // the journal entries it touches, and the state before the item for
     // the absent ones
-    let (db, opened, mut tree) = if touches_journal(s.opcode) {
-        match open_journal(step, env) {
-            Ok(parts) => parts,
-            Err(reason) => return InstructionVerdict::Rejected(reason),
-        }
+    let (db, opened, mut tree) = if carries_journal(s.opcode) {
+        open_journal(step, env)?
     } else if step.journal.is_some() {
-        return InstructionVerdict::Rejected("a journal part the instruction does not touch".into());
+        return Err("a journal part the instruction does not touch".into());
     } else {
         (StepDb::default(), Vec::new(), PartialTree::Empty)
     };
-    let mut host = match host_for(db, &opened, env) {
-        Ok(h) => h,
-        Err(reason) => return InstructionVerdict::Rejected(reason),
-    };
+    if is_call(s.opcode)
+        && step
+            .journal
+            .as_ref()
+            .and_then(|j| j.code.as_ref())
+            .is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]))
+    {
+        // a call through an EIP-7702 delegation also loads the delegate
+        return Ok(InstructionVerdict::Unsupported(s.opcode));
+    }
+    let mut host = host_for(db, &opened, env)?;
+    // memory in the host's buffer, as revm sets it up (a precompile reads
+    // its input from there)
+    let mut memory = SharedMemory::new_with_buffer(host.local.shared_memory_buffer().clone());
+    memory.resize(s.memory_len as usize);
+    for (i, w) in &step.memory.words {
+        if i * 32 < s.memory_len {
+            memory.set(*i as usize * 32, w);
+        }
+    }
     let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
     let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, s.gas_remaining);
+    interp.gas.set_refund(s.gas_refunded);
     match (&step.return_data, reads_return_data(s.opcode)) {
         (Some(r), true) if r.hash() == s.return_data => {
-            let Some(data) = r.bytes(&return_data_words(s.opcode, &step.top, r.len)) else {
-                return InstructionVerdict::Rejected("the return data words are not the state's".into());
-            };
+            let read = return_data_words(s.opcode, &step.top, r.len, r.offset);
+            let data = r.bytes(&read).ok_or("the return data words are not the state's")?;
             interp.return_data.set_buffer(data.into());
         }
         (None, false) => {}
-        _ => return InstructionVerdict::Rejected("the return data is not the state's".into()),
+        _ => return Err("the return data is not the state's".into()),
     }
-    interp.gas.set_refund(s.gas_refunded);
     // the memory expansion already paid for (revm charges growth from it)
     let words = s.memory_len.div_ceil(32) as usize;
     let paid = revm::context_interface::cfg::GasParams::new_spec(spec).memory_cost(words);
     let _ = interp.gas.memory_mut().set_words_num(words, paid);
     if !step.top.iter().all(|w| interp.stack.push(*w)) {
-        return InstructionVerdict::Rejected("more stack words than a stack holds".into());
+        return Err("more stack words than a stack holds".into());
     }
     let table = instruction_table::<EthInterpreter, _>();
     // revm assumes what a whole transaction guarantees (the frame's
     // account is loaded): a step that breaks it must not take the referee
     // down
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        interp.step(&table, &gas_table_spec(spec), &mut host)
-    }));
-    let Ok(result) = run else {
-        return InstructionVerdict::Rejected("the step's parts break the instruction".into());
-    };
-    if let Some(missing) = host.journaled_state.database.0.missed.borrow().clone() {
-        return InstructionVerdict::Rejected(format!("the step lacks {missing}"));
-    }
-    let journal = match &step.journal {
-        None => s.journal,
-        Some(j) => {
-            let inner = &host.journaled_state.inner;
-            // the instruction touched exactly the entries carried
-            let keys: Vec<_> = opened.iter().map(|(k, _)| *k).collect();
-            if journal::entries_of(inner).keys().any(|k| !keys.contains(k)) {
-                return InstructionVerdict::Rejected(
-                    "the instruction touched an entry the step lacks".into(),
-                );
-            }
-            for key in &keys {
-                if tree.update(&key.key_hash(), journal::entry_in(inner, key).as_deref()).is_err() {
-                    return InstructionVerdict::Rejected(
-                        "the journal's paths do not open the entries".into(),
-                    );
-                }
-            }
-            JournalRoot {
-                // a log touches no entry: the map is as it was
-                entries: if keys.is_empty() { j.root.entries } else { tree.hash() },
-                logs: journal::extend_logs(j.root.logs, &inner.logs),
-                logs_count: j.root.logs_count + inner.logs.len() as u64,
-            }
-            .commitment()
+        let result = interp.step(&table, &gas_table_spec(spec), &mut host);
+        if let Err(e) = result
+            && interp.bytecode.action().is_none()
+        {
+            interp.halt(e);
         }
-    };
-    let below_len = s.stack_len as usize - step.top.len();
-    let written: Vec<[u8; 32]> = step
-        .memory
+    }));
+    if run.is_err() {
+        return Err("the step's parts break the instruction".into());
+    }
+    if let Some(missing) = host.journaled_state.database.0.missed.borrow().clone() {
+        return Err(format!("the step lacks {missing}"));
+    }
+    let action = interp.bytecode.action().take();
+    interp.bytecode.reset_action();
+    let mut next = Next { step, opened: &opened, tree: &mut tree };
+    match action {
+        Some(InterpreterAction::NewFrame(revm::interpreter::FrameInput::Call(inputs))) => {
+            if step.caller.is_some() {
+                return Err("a call carries no caller".into());
+            }
+            frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs)
+        }
+        Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
+        Some(InterpreterAction::Return(result)) => match &step.caller {
+            Some(_) => frames::leave(&mut next, &mut host, result, spec),
+            // the transaction's frame ends: its epilogue is not a step yet
+            None if s.depth == 0 => Ok(InstructionVerdict::Unsupported(s.opcode)),
+            None => Err("a frame's end carries the caller it resumes".into()),
+        },
+        None if step.caller.is_some() => Err("a caller the instruction does not resume".into()),
+        None => {
+            let journal = next.journal(&host)?;
+            Ok(InstructionVerdict::Next(next.after(&interp, journal, s.return_data).commitment()))
+        }
+    }
+}
+
+/// What computing `s_{j+1}` needs beside the interpreter: the step and the
+/// journal's opened map.
+pub(super) struct Next<'a> {
+    pub(super) step: &'a InstructionStep,
+    pub(super) opened: &'a Opened,
+    pub(super) tree: &'a mut PartialTree,
+}
+
+impl Next<'_> {
+    /// The journal's hash after the instruction: the opened entries as the
+    /// host holds them now, and the logs it emitted.
+    pub(super) fn journal(&mut self, host: &StepHost) -> Checked<Hash> {
+        let Some(j) = &self.step.journal else { return Ok(self.step.state.journal) };
+        let inner = &host.journaled_state.inner;
+        // the instruction touched exactly the entries carried
+        let keys: Vec<_> = self.opened.iter().map(|(k, _)| *k).collect();
+        if journal::entries_of(inner).keys().any(|k| !keys.contains(k)) {
+            return Err("the instruction touched an entry the step lacks".into());
+        }
+        for key in &keys {
+            self.tree
+                .update(&key.key_hash(), journal::entry_in(inner, key).as_deref())
+                .map_err(|_| "the journal's paths do not open the entries")?;
+        }
+        Ok(JournalRoot {
+            // a log touches no entry: the map is as it was
+            entries: if keys.is_empty() { j.root.entries } else { self.tree.hash() },
+            logs: journal::extend_logs(j.root.logs, &inner.logs),
+            logs_count: j.root.logs_count + inner.logs.len() as u64,
+        }
+        .commitment())
+    }
+
+    /// `s_{j+1}` in the same frame: the interpreter after the instruction,
+    /// the stack's chain extended over the words left, memory's root from
+    /// the same multiproof.
+    pub(super) fn after(
+        &self,
+        interp: &Interpreter<EthInterpreter>,
+        journal: Hash,
+        return_data: Hash,
+    ) -> MachineState {
+        let (step, s) = (self.step, &self.step.state);
+        let below_len = s.stack_len as usize - step.top.len();
+        let written = read_words(interp, &step.memory);
+        let memory =
+            if written.is_empty() { s.memory } else { step.memory.root_with(&written).unwrap_or(s.memory) };
+        MachineState {
+            index: s.index + 1,
+            pc: interp.bytecode.pc() as u64,
+            opcode: step.code.get(interp.bytecode.pc()).copied().unwrap_or(0x00),
+            gas_remaining: interp.gas.remaining(),
+            gas_refunded: interp.gas.refunded(),
+            stack: extend_chain(step.below, interp.stack.data()),
+            stack_len: (below_len + interp.stack.len()) as u32,
+            memory,
+            memory_len: interp.memory.size() as u64,
+            return_data,
+            journal,
+            ..s.clone()
+        }
+    }
+}
+
+/// The words `words` names, as `interp`'s memory holds them now.
+pub(super) fn read_words(interp: &Interpreter<EthInterpreter>, words: &Words) -> Vec<[u8; 32]> {
+    words
         .words
         .iter()
         .map(|(i, _)| {
@@ -693,29 +717,7 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
             }
             word
         })
-        .collect();
-    let memory_root =
-        if written.is_empty() { s.memory } else { step.memory.root_with(&written).unwrap_or(s.memory) };
-    let next = MachineState {
-        index: s.index + 1,
-        pc: interp.bytecode.pc() as u64,
-        opcode: step.code.get(interp.bytecode.pc()).copied().unwrap_or(0x00),
-        gas_remaining: interp.gas.remaining(),
-        gas_refunded: interp.gas.refunded(),
-        stack: extend_chain(step.below, interp.stack.data()),
-        stack_len: (below_len + interp.stack.len()) as u32,
-        memory: memory_root,
-        memory_len: interp.memory.size() as u64,
-        journal,
-        ..s.clone()
-    };
-    match result {
-        Ok(()) if interp.bytecode.action().is_none() => InstructionVerdict::Next(next.commitment()),
-        // a halt (out of gas, bad jump, stack under- or overflow, a write
-        // in a static frame) ends the frame: a step of its own, not
-        // covered yet
-        _ => InstructionVerdict::Unsupported(s.opcode),
-    }
+        .collect()
 }
 
 /// Longest code a step carries: a contract's code (EIP-170, 24 KiB) or an

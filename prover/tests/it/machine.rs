@@ -191,9 +191,10 @@ fn a_call_opens_a_frame_under_the_callers_state() {
     assert_eq!(back.code_hash, call_state.code_hash);
     let mut word = [0u8; 32];
     word[31] = 0x2a;
-    // the return data as a word tree: its length and root
     let root = prover::machine::memory_root(&word);
-    assert_eq!(back.return_data, bridge::hash_domain(b"optishard.data", &[&32u64.to_be_bytes(), &root.0]));
+    // the return data by reference: 32 bytes at 0 of the callee's memory
+    let data = [&32u64.to_be_bytes()[..], &root.0, &0u64.to_be_bytes()];
+    assert_eq!(back.return_data, bridge::hash_domain(b"optishard.data", &data));
     assert_eq!(back.stack_len, 1, "the CALL's success flag");
 }
 
@@ -494,8 +495,8 @@ fn a_steps_lengths_are_bounded_before_decoding() {
     // a forged code length past the input: refused, not allocated
     let mut wire = step.encode();
     // after the code: the stack words, the chain below, no memory words
-    // and siblings, and no input, journal or return data
-    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 8 - 3;
+    // and siblings, and no input, journal, return data or caller
+    let at = wire.len() - step.code.len() - 4 - 4 - 32 * step.top.len() - 32 - 8 - 4;
     wire[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(decode_exact::<InstructionStep>(&wire).is_err());
     assert!(decode_exact::<InstructionStep>(&step.encode()[..40]).is_err(), "truncated");

@@ -1,0 +1,205 @@
+//! Calls and returns as steps: what happens between a call instruction
+//! and the callee's first instruction (or, when the call ends at once, the
+//! caller's next one), and between a callee's last instruction and its
+//! caller's next. Both follow revm's handler (`EthFrame::make_call_frame`
+//! and `EthFrame::return_result`): the verifier drives revm's own
+//! `return_result` on the caller it rebuilds from its record.
+
+use revm::context::JournalTr;
+use revm::context::result::EVMError;
+use revm::handler::{CallFrame, EthFrame, FrameData, FrameResult, PrecompileProvider};
+use revm::interpreter::interpreter::ExtBytecode;
+use revm::interpreter::{
+    CallInput, CallInputs, CallOutcome, CallValue, Gas, InstructionResult, InterpreterResult, SharedMemory,
+};
+
+use super::host::StepHost;
+use super::step::{Checked, Next, read_words};
+use super::*;
+use crate::Error;
+use crate::bridge::ShardPrecompiles;
+
+/// Deepest a call may open a frame (revm's `CALL_STACK_LIMIT`).
+const CALL_STACK_LIMIT: u64 = 1024;
+
+/// After a call instruction asked for a new frame (`interp` is the caller
+/// right after it): the callee's first state, or the caller's next when
+/// the call ends at once (too deep, too poor, a precompile, no code).
+pub(super) fn enter(
+    next: &mut Next<'_>,
+    interp: &mut Interpreter<EthInterpreter>,
+    host: &mut StepHost,
+    precompiles: &mut ShardPrecompiles,
+    inputs: Box<CallInputs>,
+) -> Checked<InstructionVerdict> {
+    let s = &next.step.state;
+    // the journal as the callee's checkpoint sees it: after the call
+    // instruction loaded its accounts, before any value moves
+    let checkpoint = next.journal(host)?;
+    let ended =
+        |result: InstructionResult, gas: Gas| InterpreterResult { result, output: Default::default(), gas };
+    let gas = Gas::new(inputs.gas_limit);
+    let depth = s.depth + 1;
+    let outcome = if depth > CALL_STACK_LIMIT {
+        Some(ended(InstructionResult::CallTooDeep, gas))
+    } else if let CallValue::Transfer(value) = inputs.value
+        && let Some(e) = host.journaled_state.transfer_loaded(inputs.caller, inputs.target_address, value)
+    {
+        Some(ended(e.into(), gas))
+    } else if precompiles.addresses().contains(&inputs.bytecode_address) {
+        let result = precompiles.run(host, &inputs).map_err(|e| format!("the precompile failed: {e}"))?;
+        Some(result.ok_or("a precompile that did not run")?)
+    } else if inputs.known_bytecode.1.is_empty() {
+        Some(ended(InstructionResult::Stop, gas))
+    } else {
+        None
+    };
+    // the journal after the value moved (the checkpoint if the call failed)
+    let moved = next.journal(host)?;
+    let Some(result) = outcome else {
+        // a new frame: the callee's first instruction, the caller suspended
+        // under it
+        let record = suspended(next, interp, checkpoint, &inputs);
+        let calldata = match &inputs.input {
+            CallInput::SharedBuffer(range) if !range.is_empty() => {
+                data_hash(range.len() as u64, &s.memory, range.start as u64)
+            }
+            _ => DataRef::empty().hash(),
+        };
+        let code = inputs.known_bytecode.1.original_bytes();
+        let callee = MachineState {
+            index: s.index + 1,
+            pc: 0,
+            opcode: code.first().copied().unwrap_or(0x00),
+            depth,
+            is_static: inputs.is_static,
+            code_hash: inputs.known_bytecode.0,
+            gas_remaining: inputs.gas_limit,
+            gas_refunded: 0,
+            frames: push_frame(s.frames, &record),
+            input: input_hash(&inputs.target_address, &inputs.caller, &inputs.value.get(), &calldata),
+            stack: Hash::ZERO,
+            stack_len: 0,
+            memory: memory_root(&[]),
+            memory_len: 0,
+            return_data: DataRef::empty().hash(),
+            journal: moved,
+        };
+        return Ok(InstructionVerdict::Next(callee.commitment()));
+    };
+    // the call ended at once: the caller takes the result as from a frame
+    let ok = result.result.is_ok();
+    let output = if result.output.is_empty() { DataRef::empty() } else { DataRef::of_bytes(&result.output) };
+    let journal = if ok { moved } else { checkpoint };
+    resume(interp, host, result, inputs.return_memory_offset.clone())?;
+    Ok(InstructionVerdict::Next(next.after(interp, journal, output.hash()).commitment()))
+}
+
+/// The caller as a call leaves it suspended: past the call instruction,
+/// its journal the callee's checkpoint, no return data.
+fn suspended(
+    next: &Next<'_>,
+    interp: &Interpreter<EthInterpreter>,
+    checkpoint: Hash,
+    inputs: &CallInputs,
+) -> CallerRecord {
+    let mut state = next.after(interp, checkpoint, Hash::ZERO);
+    state.index = 0;
+    let ret = &inputs.return_memory_offset;
+    let (ret_offset, ret_len) = if ret.is_empty() { (0, 0) } else { (ret.start as u64, ret.len() as u64) };
+    CallerRecord { state, ret_offset, ret_len }
+}
+
+/// Gives the caller `interp` a call's result as revm's handler does: the
+/// success flag pushed, the output copied to its range, unused gas back.
+fn resume(
+    interp: &mut Interpreter<EthInterpreter>,
+    host: &mut StepHost,
+    result: InterpreterResult,
+    range: std::ops::Range<usize>,
+) -> Checked<()> {
+    let mut frame = EthFrame::invalid();
+    std::mem::swap(&mut frame.interpreter, interp);
+    frame.data = FrameData::Call(CallFrame { return_memory_range: range.clone() });
+    let outcome = FrameResult::Call(CallOutcome::new(result, range));
+    let done = frame.return_result::<_, EVMError<Error>>(host, outcome);
+    std::mem::swap(&mut frame.interpreter, interp);
+    done.map_err(|e| format!("the caller cannot take the result: {e}"))
+}
+
+/// After a callee's last instruction (`result`, its output in the callee's
+/// memory): the caller's next state, rebuilt from its record.
+pub(super) fn leave(
+    next: &mut Next<'_>,
+    host: &mut StepHost,
+    result: InterpreterResult,
+    spec: revm::primitives::hardfork::SpecId,
+) -> Checked<InstructionVerdict> {
+    let step = next.step;
+    let s = &step.state;
+    let caller = step.caller.as_ref().ok_or("a frame's end carries the caller it resumes")?;
+    let record = &caller.record;
+    let c = &record.state;
+    // the caller's memory: its words the output lands in, in its tree
+    let wanted = match (s.opcode, step.top.as_slice()) {
+        (0xf3 | 0xfd, [len, _]) => {
+            let n = (*len).min(U256::from(record.ret_len));
+            if n.is_zero() {
+                vec![]
+            } else {
+                (record.ret_offset / 32..=(record.ret_offset + n.to::<u64>() - 1) / 32).collect()
+            }
+        }
+        _ => vec![],
+    };
+    if caller.memory.indices() != wanted {
+        return Err("not the caller's memory words the output lands in".into());
+    }
+    if !wanted.is_empty() && caller.memory.root() != Some(c.memory) {
+        return Err("the caller's memory words are not its state's".into());
+    }
+    let mut memory = SharedMemory::new_with_buffer(host.local.shared_memory_buffer().clone());
+    memory.resize(c.memory_len as usize);
+    for (i, w) in &caller.memory.words {
+        if i * 32 + 32 <= c.memory_len {
+            memory.set(*i as usize * 32, w);
+        }
+    }
+    let mut interp = Interpreter::new(
+        memory,
+        ExtBytecode::default(),
+        Default::default(),
+        c.is_static,
+        spec,
+        c.gas_remaining,
+    );
+    interp.gas.set_refund(c.gas_refunded);
+    // the output by reference into the callee's memory (RETURN and REVERT
+    // name it; any other end returns none)
+    let output = match (s.opcode, step.top.as_slice()) {
+        (0xf3 | 0xfd, [_, offset]) if !result.output.is_empty() => {
+            data_hash(result.output.len() as u64, &s.memory, offset.to::<u64>())
+        }
+        _ => DataRef::empty().hash(),
+    };
+    let ok = result.result.is_ok();
+    let journal = if ok { next.journal(host)? } else { c.journal };
+    let range = record.ret_offset as usize..(record.ret_offset + record.ret_len) as usize;
+    resume(&mut interp, host, result, range)?;
+    let written = read_words(&interp, &caller.memory);
+    let memory =
+        if written.is_empty() { c.memory } else { caller.memory.root_with(&written).unwrap_or(c.memory) };
+    let back = MachineState {
+        index: s.index + 1,
+        gas_remaining: interp.gas.remaining(),
+        gas_refunded: interp.gas.refunded(),
+        stack: extend_chain(c.stack, interp.stack.data()),
+        stack_len: c.stack_len + interp.stack.len() as u32,
+        memory,
+        memory_len: interp.memory.size() as u64,
+        return_data: output,
+        journal,
+        ..c.clone()
+    };
+    Ok(InstructionVerdict::Next(back.commitment()))
+}

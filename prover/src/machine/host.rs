@@ -1,0 +1,179 @@
+//! The host one instruction runs against: the block, the transaction,
+//! the journal entries a step carries and, for the absent ones, their
+//! values before the item, proven against its state root.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::{Address, B256, U256};
+use revm::DatabaseRef;
+use revm::MainContext;
+use revm::bytecode::Bytecode;
+use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
+
+use super::journal;
+use super::*;
+use crate::bridge::ShardPrecompiles;
+use crate::state::{AccountState, PartialTree, StateKey, decode_slot};
+use crate::{Error, Result};
+
+/// The state a step's journal part says the item started with: the
+/// accounts and slots of its absent entries, and the code it carries. A
+/// read of anything else is recorded: the step lacked it.
+#[derive(Default)]
+pub(super) struct StepDb {
+    accounts: BTreeMap<Address, Option<revm::state::AccountInfo>>,
+    storage: BTreeMap<(Address, U256), U256>,
+    code: Option<revm::bytecode::Bytecode>,
+    pub(super) missed: std::cell::RefCell<Option<String>>,
+}
+
+impl StepDb {
+    fn miss<T>(&self, what: String) -> Result<T> {
+        *self.missed.borrow_mut() = Some(what.clone());
+        Err(Error::MissingPath(what))
+    }
+}
+
+impl DatabaseRef for StepDb {
+    type Error = Error;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>> {
+        match self.accounts.get(&address) {
+            Some(a) => Ok(a.clone()),
+            None => self.miss(format!("account {address}")),
+        }
+    }
+
+    fn code_by_hash_ref(&self, hash: B256) -> Result<revm::bytecode::Bytecode> {
+        match &self.code {
+            Some(c) if c.hash_slow() == hash => Ok(c.clone()),
+            _ => self.miss(format!("code {hash}")),
+        }
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256> {
+        match self.storage.get(&(address, index)) {
+            Some(v) => Ok(*v),
+            None => self.miss(format!("storage {address}[{index:#x}]")),
+        }
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256> {
+        self.miss(format!("block hash {number}"))
+    }
+}
+
+pub(super) type StepHost = Context<BlockEnv, TxEnv, CfgEnv, revm::database::WrapDatabaseRef<StepDb>>;
+
+/// The entries a step opened, with their values in `s_j`.
+pub(super) type Opened = Vec<(JournalKey, Option<Vec<u8>>)>;
+
+/// The journal entries `step` carries, checked against `s_j` and the
+/// state root the item starts from: the host's database (the absent
+/// entries' values at the item's start) and the opened map.
+pub(super) fn open_journal(
+    step: &InstructionStep,
+    env: &StepEnv,
+) -> std::result::Result<(StepDb, Opened, PartialTree), String> {
+    let s = &step.state;
+    let j = step.journal.as_ref().ok_or("a state instruction's step carries its journal entries")?;
+    if j.root.commitment() != s.journal {
+        return Err("the journal's parts are not the state's".into());
+    }
+    let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
+    let keys = journal_keys(s.opcode, &step.top, target);
+    if j.entries.iter().map(|e| e.key).collect::<Vec<_>>() != keys {
+        return Err("not the journal entries the instruction touches".into());
+    }
+    let mut db =
+        StepDb { code: j.code.as_ref().map(|c| Bytecode::new_raw(c.clone().into())), ..StepDb::default() };
+    let mut pre = j.pre.iter();
+    for e in &j.entries {
+        e.proof
+            .verify(&j.root.entries, &e.key.key_hash(), e.value.as_deref())
+            .map_err(|err| format!("journal entry {:?}: {err}", e.key))?;
+        let (None, Some(k)) = (&e.value, e.key.pre_key()) else { continue };
+        let p = pre
+            .next()
+            .filter(|p| p.key == k)
+            .ok_or("an absent entry's value at the item's start is missing")?;
+        p.verify(&env.pre_root).map_err(|err| format!("state before the item: {err}"))?;
+        match (k, &p.value) {
+            (StateKey::Account(a), v) => {
+                let info = v.as_deref().map(AccountState::decode).transpose().map_err(|e| e.to_string())?;
+                // code is loaded by hash, only by the instructions that read it
+                let info = info.map(|i| revm::state::AccountInfo { code: None, ..i.to_info() });
+                db.accounts.insert(a, info);
+            }
+            (StateKey::Storage(a, slot), v) => {
+                let value = v.as_deref().map(decode_slot).transpose().map_err(|e| e.to_string())?;
+                db.storage.insert((a, slot), value.unwrap_or_default());
+            }
+            (StateKey::Code(_), _) => unreachable!("journal keys read no code key"),
+        }
+    }
+    if pre.next().is_some() {
+        return Err("more state proofs than absent entries".into());
+    }
+    let opened: Vec<_> = j.entries.iter().map(|e| (e.key, e.value.clone())).collect();
+    let keys: Vec<_> = j.entries.iter().map(|e| e.key.key_hash()).collect();
+    let tree = PartialTree::from_proofs(keys.iter().zip(j.entries.iter().map(|e| &e.proof)))
+        .map_err(|e| e.to_string())?;
+    Ok((db, opened, tree))
+}
+
+/// A host for one instruction: the block, the transaction, the warm
+/// addresses revm sets up before a transaction (precompiles, coinbase,
+/// access list), and the present journal entries in its journal.
+pub(super) fn host_for(
+    db: StepDb,
+    entries: &[(JournalKey, Option<Vec<u8>>)],
+    env: &StepEnv,
+) -> Result<StepHost, String> {
+    use revm::context::JournalTr;
+    use revm::primitives::hardfork::SpecId;
+    let spec = env.params.fork;
+    let mut host = Context::mainnet()
+        .with_db(revm::database::WrapDatabaseRef(db))
+        .with_cfg(env.params.cfg_env())
+        .with_block(env.params.block_env())
+        .with_tx(env.tx.clone());
+    let journal = &mut host.journaled_state;
+    journal.set_spec_id(spec);
+    let precompiles = ShardPrecompiles::new(spec, env.params.shard, env.params.shards);
+    journal.warm_precompiles(precompiles.addresses());
+    if spec.is_enabled_in(SpecId::SHANGHAI) {
+        journal.warm_coinbase_account(env.params.beneficiary);
+    }
+    if env.tx.tx_type != 0 {
+        let mut map: revm::primitives::AddressMap<revm::primitives::HashSet<U256>> = Default::default();
+        for item in env.tx.access_list.iter() {
+            map.entry(item.address)
+                .or_default()
+                .extend(item.storage_keys.iter().map(|k| U256::from_be_bytes(k.0)));
+        }
+        journal.warm_access_list(map);
+    }
+    let id = journal.inner.transaction_id;
+    for (key, value) in entries {
+        let Some(value) = value else { continue };
+        match *key {
+            JournalKey::Account(a) => {
+                let account = journal::account_of(value, id).ok_or("a malformed account entry")?;
+                journal.inner.state.insert(a, account);
+            }
+            JournalKey::Slot(a, k) => {
+                let slot = journal::slot_of(value, id).ok_or("a malformed slot entry")?;
+                let account = journal.inner.state.get_mut(&a).ok_or("a warm slot of a cold account")?;
+                account.storage.insert(k, slot);
+            }
+            JournalKey::Transient(a, k) => {
+                let v = U256::from_be_slice(
+                    value.get(..32).filter(|_| value.len() == 32).ok_or("a malformed transient entry")?,
+                );
+                journal.inner.transient_storage.insert_value(a, k, v);
+            }
+        }
+    }
+    Ok(host)
+}

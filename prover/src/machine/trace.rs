@@ -1,0 +1,335 @@
+//! The tracer: a revm `Inspector` on the same EVM as the state-transition
+//! function, counting a transaction's instructions over every frame and
+//! hashing `s_j` only at the indices asked for.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, U256};
+use bridge::Hash;
+use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
+use revm::interpreter::{
+    CallInputs, CallOutcome, CreateInputs, CreateOutcome, Interpreter, InterpreterAction,
+};
+use revm::{DatabaseRef, InspectEvm, Inspector, MainBuilder, MainContext};
+
+use super::journal;
+use super::*;
+use crate::bridge::ShardPrecompiles;
+use crate::{Error, Overlay, Result, SignedTx};
+
+/// What tracing one transaction found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstructionTrace {
+    /// Instructions it ran, over every frame (`N`).
+    pub count: u64,
+    /// `s_j` at each requested index below `count`, in order.
+    pub states: Vec<MachineState>,
+}
+
+/// A frame open in the replay.
+struct OpenFrame {
+    /// The caller suspended under it and the caller's memory (`None` for
+    /// the transaction's own frame).
+    record: Option<(CallerRecord, Arc<Vec<u8>>)>,
+    /// Its calldata.
+    calldata: DataRef,
+    /// Its last return data.
+    return_data: DataRef,
+}
+
+/// Counts instructions and snapshots the requested ones.
+pub(super) struct Tracer {
+    pub(super) next: u64,
+    wanted: Vec<u64>,
+    cursor: usize,
+    pub(super) states: Vec<MachineState>,
+    frames: Vec<OpenFrame>,
+    /// The memory ranges of the call or create instruction about to run:
+    /// its arguments, then where its output goes.
+    ranges: Option<(u64, u64, u64, u64)>,
+    /// The caller a call or create instruction suspended, its memory, and
+    /// the callee's calldata, until the callee's frame opens.
+    pending: Option<(CallerRecord, Arc<Vec<u8>>, DataRef)>,
+    /// The output of the frame about to return, by reference into its
+    /// memory.
+    output: Option<DataRef>,
+    /// The index whose raw frame to keep, for a step.
+    keep: Option<u64>,
+    pub(super) kept: Option<Frame>,
+    /// How many frames were open at the kept index.
+    kept_depth: usize,
+    /// Whether the kept instruction ended its frame.
+    pub(super) kept_ended: bool,
+}
+
+/// A frame's raw parts at one instruction (what its step carries).
+pub(super) struct Frame {
+    pub(super) stack: Vec<U256>,
+    pub(super) code: Vec<u8>,
+    pub(super) memory: Vec<u8>,
+    pub(super) input: FrameInput,
+    /// The journal's entries, and its logs' parts (the entries' root is
+    /// left for the step to fill in).
+    pub(super) journal: BTreeMap<JournalKey, Vec<u8>>,
+    pub(super) logs: JournalRoot,
+    /// The code of the account the instruction names (EXTCODESIZE,
+    /// EXTCODECOPY, a call).
+    pub(super) ext_code: Option<Vec<u8>>,
+    /// The last return data.
+    pub(super) return_data: DataRef,
+    /// The caller suspended under the frame and its memory.
+    pub(super) caller: Option<(CallerRecord, Arc<Vec<u8>>)>,
+}
+
+type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
+
+/// A stack word as a memory offset or length (saturating: a range past
+/// any memory gas can buy fails the instruction before it is used).
+fn offset(word: &U256) -> u64 {
+    u64::try_from(*word).unwrap_or(u64::MAX)
+}
+
+impl Tracer {
+    pub(super) fn new(wanted: &[u64], keep: Option<u64>) -> Tracer {
+        let mut wanted = wanted.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Tracer {
+            next: 0,
+            wanted,
+            cursor: 0,
+            states: Vec::new(),
+            frames: Vec::new(),
+            ranges: None,
+            pending: None,
+            output: None,
+            keep,
+            kept: None,
+            kept_depth: 0,
+            kept_ended: false,
+        }
+    }
+
+    fn frames_chain(&self) -> Hash {
+        self.frames
+            .iter()
+            .filter_map(|f| f.record.as_ref())
+            .fold(Hash::ZERO, |below, (r, _)| push_frame(below, r))
+    }
+
+    fn input(&self, interp: &Interpreter<EthInterpreter>) -> FrameInput {
+        let input = &interp.input;
+        FrameInput {
+            target: input.target_address(),
+            caller: input.caller_address(),
+            value: input.call_value(),
+            calldata: self.frames.last().map_or_else(DataRef::empty, |f| f.calldata.clone()),
+        }
+    }
+
+    /// `s_j` of the interpreter, with its memory's bytes.
+    fn snapshot<R: DatabaseRef<Error = Error>>(
+        &self,
+        index: u64,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &ShardContext<R>,
+    ) -> (MachineState, Arc<Vec<u8>>) {
+        let memory = Arc::new(interp.memory.slice(0..interp.memory.size()).to_vec());
+        let state = MachineState {
+            index,
+            pc: interp.bytecode.pc() as u64,
+            opcode: interp.bytecode.opcode(),
+            depth: self.frames.len().saturating_sub(1) as u64,
+            is_static: interp.runtime_flag.is_static,
+            code_hash: interp.bytecode.get_or_calculate_hash(),
+            gas_remaining: interp.gas.remaining(),
+            gas_refunded: interp.gas.refunded(),
+            frames: self.frames_chain(),
+            input: self.input(interp).hash(),
+            stack: stack_chain(interp.stack.data()),
+            stack_len: interp.stack.len() as u32,
+            memory: memory_root(&memory),
+            memory_len: memory.len() as u64,
+            return_data: self.frames.last().map_or_else(DataRef::empty, |f| f.return_data.clone()).hash(),
+            journal: journal::journal_root(&ctx.journaled_state.inner).commitment(),
+        };
+        (state, memory)
+    }
+
+    /// The frame `frames` opened (calldata `calldata` if the instruction
+    /// that opened it is known, else the transaction's frame).
+    fn open(&mut self, calldata: impl FnOnce() -> DataRef) {
+        let frame = match self.pending.take() {
+            Some((record, memory, calldata)) => {
+                OpenFrame { record: Some((record, memory)), calldata, return_data: DataRef::empty() }
+            }
+            None => OpenFrame { record: None, calldata: calldata(), return_data: DataRef::empty() },
+        };
+        self.frames.push(frame);
+    }
+
+    /// The frame on top returned `output`: its caller's return data is
+    /// that output, by reference into the returning frame's memory.
+    fn close(&mut self, output: &[u8]) {
+        if self.keep.is_some_and(|k| k + 1 == self.next) && self.frames.len() == self.kept_depth {
+            self.kept_ended = true;
+        }
+        self.frames.pop();
+        let returned = self.output.take().filter(|o| o.len == output.len() as u64);
+        let data = match returned {
+            _ if output.is_empty() => DataRef::empty(),
+            Some(o) => o,
+            // a precompile's output has no memory: a tree of its own
+            None => DataRef::of_bytes(output),
+        };
+        if let Some(caller) = self.frames.last_mut() {
+            caller.return_data = data;
+        }
+    }
+}
+
+impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> for Tracer {
+    fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
+        use revm::bytecode::opcode::{
+            CALL, CALLCODE, CREATE, CREATE2, DELEGATECALL, RETURN, REVERT, STATICCALL,
+        };
+        let index = self.next;
+        self.next += 1;
+        let opcode = interp.bytecode.opcode();
+        let stack = interp.stack.data();
+        let n = stack.len();
+        let at = |k: usize| stack.get(n.wrapping_sub(k)).map_or(0, offset);
+        self.ranges = match opcode {
+            CALL | CALLCODE => Some((at(4), at(5), at(6), at(7))),
+            DELEGATECALL | STATICCALL => Some((at(3), at(4), at(5), at(6))),
+            CREATE | CREATE2 => Some((0, 0, 0, 0)),
+            _ => None,
+        };
+        if matches!(opcode, RETURN | REVERT) && n >= 2 && self.frames.len() > 1 {
+            let memory = Arc::new(interp.memory.slice(0..interp.memory.size()).to_vec());
+            let root = memory_root(&memory);
+            self.output = Some(DataRef::in_memory(memory, root, at(1), at(2)));
+        }
+        if self.keep == Some(index) {
+            let code = interp.bytecode.bytecode_slice().to_vec();
+            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+            // the account EXTCODE* names is on top; a call's is below its gas
+            let named = match opcode {
+                0x3b | 0x3c => stack.last(),
+                CALL | CALLCODE | DELEGATECALL | STATICCALL => stack.get(n.wrapping_sub(2)),
+                _ => None,
+            };
+            let ext_code = named.map(|w| Address::from_word(B256::from(*w))).and_then(|a| code_of(ctx, a));
+            let inner = &ctx.journaled_state.inner;
+            let logs = JournalRoot {
+                entries: [0; 32],
+                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
+                logs_count: inner.logs.len() as u64,
+            };
+            let top = self.frames.last();
+            self.kept_depth = self.frames.len();
+            self.kept = Some(Frame {
+                stack: interp.stack.data().clone(),
+                code,
+                memory,
+                input: self.input(interp),
+                journal: journal::entries_of(inner),
+                logs,
+                ext_code,
+                return_data: top.map_or_else(DataRef::empty, |f| f.return_data.clone()),
+                caller: top.and_then(|f| f.record.clone()),
+            });
+        }
+        if self.wanted.get(self.cursor) == Some(&index) {
+            let (s, _) = self.snapshot(index, interp, ctx);
+            self.states.push(s);
+            self.cursor += 1;
+        }
+    }
+
+    fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
+        let Some((args_offset, args_len, ret_offset, ret_len)) = self.ranges.take() else { return };
+        if !matches!(interp.bytecode.action(), Some(InterpreterAction::NewFrame(_))) {
+            return;
+        }
+        // the caller as the callee leaves it suspended: past the call, its
+        // journal the checkpoint a revert restores, no return data
+        let (mut state, memory) = self.snapshot(0, interp, ctx);
+        state.return_data = Hash::ZERO;
+        let calldata = DataRef::in_memory(memory.clone(), state.memory, args_offset, args_len);
+        let (ret_offset, ret_len) = if ret_len == 0 { (0, 0) } else { (ret_offset, ret_len) };
+        self.pending = Some((CallerRecord { state, ret_offset, ret_len }, memory, calldata));
+    }
+
+    fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)));
+        None
+    }
+
+    fn call_end(&mut self, _: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
+        self.close(&outcome.result.output);
+    }
+
+    fn create(&mut self, _: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
+        self.open(DataRef::empty);
+        None
+    }
+
+    fn create_end(&mut self, _: &mut ShardContext<R>, _: &CreateInputs, outcome: &mut CreateOutcome) {
+        // a create's caller sees its output only if it reverted
+        let output = if outcome.result.result.is_revert() {
+            outcome.result.output.clone()
+        } else {
+            Default::default()
+        };
+        self.close(&output);
+    }
+}
+
+/// The code of `address` as the transaction sees it: from the journal
+/// (it may have been created in it), else the state; `None` for none.
+fn code_of<R: DatabaseRef<Error = Error>>(ctx: &mut ShardContext<R>, address: Address) -> Option<Vec<u8>> {
+    use revm::Database;
+    let info = match ctx.journaled_state.inner.state.get(&address) {
+        Some(a) => a.info.clone(),
+        None => ctx.journaled_state.database.basic(address).ok()??,
+    };
+    if info.code_hash == revm::primitives::KECCAK_EMPTY {
+        return None;
+    }
+    let code = match info.code {
+        Some(c) => c,
+        None => ctx.journaled_state.database.code_by_hash(info.code_hash).ok()?,
+    };
+    Some(code.original_bytes().to_vec())
+}
+
+/// Replays `tx` over `base` (the state before it) in the block `params`
+/// and returns its instruction count and `s_j` at every index of `at`
+/// below it (`at` in any order; each state is hashed only if asked for).
+pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    tx: &SignedTx,
+    at: &[u64],
+) -> Result<InstructionTrace> {
+    run_tracer(base, params, tx, Tracer::new(at, None))
+        .map(|t| InstructionTrace { count: t.next, states: t.states })
+}
+
+pub(super) fn run_tracer<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    tx: &SignedTx,
+    tracer: Tracer,
+) -> Result<Tracer> {
+    let mut evm = Context::mainnet()
+        .with_db(Overlay::new(base))
+        .with_block(params.block_env())
+        .with_cfg(params.cfg_env())
+        .build_mainnet_with_inspector(tracer)
+        .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    evm.inspect_one_tx(tx.tx_env()).map_err(|e| Error::Execution(e.to_string()))?;
+    Ok(evm.inspector)
+}

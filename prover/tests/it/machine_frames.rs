@@ -1,0 +1,176 @@
+//! Level 2's calls and returns (issue 16): a call instruction's step
+//! opens the callee's frame (or, when the call ends at once — a
+//! precompile, no code, too little balance — resumes the caller), and a
+//! callee's last instruction's step resumes its caller from the record
+//! `s_j`'s frames chain holds.
+
+use alloy_primitives::{Address, TxKind, U256};
+use prover::machine::{InstructionStep, InstructionVerdict, instruction_step, verify_instruction};
+
+use crate::machine::{Contract, TARGET, env, state, trace};
+use crate::support::{params, sign_1559, signer};
+
+const RETURNER: Address = Address::repeat_byte(0xd1);
+const REVERTER: Address = Address::repeat_byte(0xd2);
+const BURNER: Address = Address::repeat_byte(0xd3);
+const WRITER: Address = Address::repeat_byte(0xd4);
+const NESTER: Address = Address::repeat_byte(0xd5);
+const PAYEE: Address = Address::repeat_byte(0xe8);
+
+fn push20(code: &mut Vec<u8>, a: Address) {
+    code.push(0x73);
+    code.extend_from_slice(a.as_slice());
+}
+
+/// `kind` (CALL, STATICCALL, DELEGATECALL) to `to` with `value` (CALL
+/// only), arguments `[args, args + args_len)`, output to `[ret, ret +
+/// ret_len)` (the last four, in order), all the gas; then POP the flag.
+fn call(code: &mut Vec<u8>, kind: u8, to: Address, value: u8, [args, args_len, ret, ret_len]: [u8; 4]) {
+    code.extend([0x60, ret_len, 0x60, ret, 0x60, args_len, 0x60, args]);
+    if kind == 0xf1 {
+        code.extend([0x60, value]);
+    }
+    push20(code, to);
+    code.extend([0x5a, kind, 0x50]);
+}
+
+/// Callees: one returning 40 bytes (after an SSTORE), one reverting with
+/// 4 bytes after an SSTORE, one burning all its gas, one writing storage
+/// (a halt under STATICCALL), one calling the returner in turn.
+fn callees() -> Vec<Contract> {
+    let mut returner = vec![0x60, 0x07, 0x60, 0x01, 0x55, 0x7f];
+    returner.extend((1..=32u8).map(|b| b.wrapping_mul(29)));
+    returner.extend([0x60, 0x03, 0x52, 0x36, 0x60, 0x00, 0x52]); // MSTORE w at 3, CALLDATASIZE at 0
+    returner.extend([0x60, 0x28, 0x60, 0x00, 0xf3]); // RETURN 40 bytes
+    let reverter = vec![
+        0x60, 0x09, 0x60, 0x02, 0x55, 0x63, 0xde, 0xad, 0xbe, 0xef, 0x60, 0x00, 0x52, 0x60, 0x04, 0x60, 0x1c,
+        0xfd,
+    ];
+    let burner = vec![0x5b, 0x60, 0x00, 0x56]; // JUMPDEST, PUSH1 0, JUMP: a loop to the end of its gas
+    let writer = vec![0x60, 0x01, 0x60, 0x01, 0x55, 0x00];
+    let mut nester = Vec::new();
+    call(&mut nester, 0xf1, RETURNER, 0, [0, 0, 0, 32]);
+    nester.extend([0x60, 0x20, 0x60, 0x00, 0xf3]);
+    vec![
+        (RETURNER, returner, vec![]),
+        (REVERTER, reverter, vec![]),
+        (BURNER, burner, vec![]),
+        (WRITER, writer, vec![]),
+        (NESTER, nester, vec![]),
+    ]
+}
+
+/// Replaces the GAS at `at` (a call's gas) by PUSH2 3000.
+fn three_thousand_gas(code: &mut Vec<u8>, at: usize) {
+    assert_eq!(code[at], 0x5a);
+    code.splice(at..at + 1, [0x61, 0x0b, 0xb8]);
+}
+
+/// The caller: every kind of frame boundary, one after another.
+fn caller() -> Vec<u8> {
+    let mut c = vec![0x7f];
+    c.extend((0..32u8).map(|b| b.wrapping_mul(5).wrapping_add(1)));
+    c.extend([0x60, 0x00, 0x52]); // memory: a word of arguments
+    call(&mut c, 0xf1, RETURNER, 0, [2, 36, 64, 40]); // a call returning data
+    call(&mut c, 0xf1, REVERTER, 0, [0, 0, 8, 32]); // a revert: its SSTORE undone
+    // out of gas in the callee, given 3,000 gas
+    let at = c.len();
+    call(&mut c, 0xf1, BURNER, 0, [0, 0, 0, 0]);
+    three_thousand_gas(&mut c, at + 8 + 2 + 21);
+    // an SSTORE under STATICCALL halts (and burns what it was given)
+    let at = c.len();
+    call(&mut c, 0xfa, WRITER, 0, [0, 0, 0, 0]);
+    three_thousand_gas(&mut c, at + 8 + 21);
+    call(&mut c, 0xf4, RETURNER, 0, [0, 4, 0, 0]); // DELEGATECALL: the returner's SSTORE lands here
+    call(&mut c, 0xf1, NESTER, 0, [0, 0, 128, 32]); // two frames deep
+    call(&mut c, 0xf1, PAYEE, 5, [0, 0, 0, 0]); // value to an account with no code
+    call(&mut c, 0xf1, PAYEE, 0xff, [0, 0, 0, 0]); // more value than the caller has: fails at once
+    call(&mut c, 0xf1, Address::with_last_byte(4), 0, [0, 40, 200, 40]); // the identity precompile
+    call(&mut c, 0xfa, Address::with_last_byte(2), 0, [3, 33, 96, 32]); // SHA-256
+    c.extend([0x3d, 0x50, 0x00]); // RETURNDATASIZE, POP, STOP
+    c
+}
+
+fn tx() -> prover::SignedTx {
+    sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(0x100), Default::default(), 3_000_000)
+}
+
+fn contracts() -> Vec<Contract> {
+    let mut all = callees();
+    all.push((TARGET, caller(), vec![]));
+    all
+}
+
+fn step(s: &prover::AuthState, j: u64) -> InstructionStep {
+    let step = instruction_step(s.reader(0).unwrap(), &params(1), &tx(), j).unwrap();
+    let wire = bridge::Encode::encode(&step);
+    assert_eq!(bridge::decode_exact::<InstructionStep>(&wire).unwrap(), step, "the wire form is the step");
+    step
+}
+
+/// Every instruction of the caller and its callees — the calls, the
+/// returns, the revert, the halts, the precompiles, the value transfers —
+/// re-executes alone to the replay's next state; only the transaction's
+/// last instruction (its epilogue is not a step yet) is not covered.
+#[test]
+fn every_call_and_return_re_executes_alone_to_the_next_state() {
+    let s = state(&contracts());
+    let t = trace(&s, &tx(), &(0..2000).collect::<Vec<_>>());
+    assert!(t.count < 2000, "{} instructions", t.count);
+    let (mut pushes, mut pops) = (0, 0);
+    for j in 0..t.count - 1 {
+        let (now, then) = (&t.states[j as usize], &t.states[j as usize + 1]);
+        let st = step(&s, j);
+        let v = verify_instruction(&st, &now.commitment(), &env(&tx()));
+        assert_eq!(
+            v,
+            InstructionVerdict::Next(then.commitment()),
+            "instruction {j} ({:#x}) at depth {} to depth {}",
+            now.opcode,
+            now.depth,
+            then.depth
+        );
+        pushes += u32::from(then.depth > now.depth);
+        pops += u32::from(then.depth < now.depth);
+        assert_eq!(st.caller.is_some(), then.depth < now.depth, "a frame's end carries its caller");
+    }
+    assert_eq!((pushes, pops), (7, 7), "seven frames opened and closed (the rest ended at once)");
+    let last = &t.states[t.count as usize - 1];
+    assert_eq!(last.depth, 0);
+    let v = verify_instruction(&step(&s, t.count - 1), &last.commitment(), &env(&tx()));
+    assert_eq!(v, InstructionVerdict::Unsupported(0x00), "the epilogue is not a step yet");
+}
+
+/// A frame's end whose caller is not the one `s_j`'s frames chain holds,
+/// or whose caller memory words are not the caller's, proves nothing; and
+/// a frame's end without its caller proves nothing.
+#[test]
+fn a_return_with_another_caller_proves_nothing() {
+    let s = state(&contracts());
+    let t = trace(&s, &tx(), &(0..2000).collect::<Vec<_>>());
+    // the returner's RETURN under the first call
+    let j = (0..t.count - 1)
+        .find(|&j| t.states[j as usize].opcode == 0xf3 && t.states[j as usize].depth == 1)
+        .unwrap();
+    let now = t.states[j as usize].commitment();
+    let honest = step(&s, j);
+    assert!(matches!(verify_instruction(&honest, &now, &env(&tx())), InstructionVerdict::Next(_)));
+    let reject = |st: &InstructionStep| {
+        matches!(verify_instruction(st, &now, &env(&tx())), InstructionVerdict::Rejected(_))
+    };
+    let mut gas = honest.clone();
+    gas.caller.as_mut().unwrap().record.state.gas_remaining += 1;
+    assert!(reject(&gas), "a caller with more gas");
+    let mut range = honest.clone();
+    range.caller.as_mut().unwrap().record.ret_len += 1;
+    assert!(reject(&range), "another output range");
+    let mut word = honest.clone();
+    word.caller.as_mut().unwrap().memory.words[0].1[0] ^= 1;
+    assert!(reject(&word), "another caller memory word");
+    let mut none = honest.clone();
+    none.caller = None;
+    assert!(reject(&none), "no caller");
+    let mut output = honest.clone();
+    output.memory.words[0].1[5] ^= 1;
+    assert!(reject(&output), "another output word");
+}
