@@ -178,7 +178,7 @@ pub(super) fn leave(
     // name it; any other end returns none)
     let output = match (s.opcode, step.top.as_slice()) {
         (0xf3 | 0xfd, [_, offset]) if !result.output.is_empty() => {
-            data_hash(result.output.len() as u64, &s.memory, offset.to::<u64>())
+            data_hash(result.output.len() as u64, &s.memory, offset.saturating_to::<u64>())
         }
         _ => DataRef::empty().hash(),
     };

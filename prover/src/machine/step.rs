@@ -488,6 +488,11 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if s.commitment() != *agreed {
         return Err("the state's parts are not the agreed s_j".into());
     }
+    // parts a colluding pair agreed on may be anything: bound them before
+    // allocating for them
+    if !s.plausible() || step.caller.as_ref().is_some_and(|c| !c.record.plausible()) {
+        return Err("the state's parts are past any a transaction reaches".into());
+    }
     if !is_covered(s.opcode) {
         return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
@@ -718,6 +723,30 @@ pub(super) fn read_words(interp: &Interpreter<EthInterpreter>, words: &Words) ->
             word
         })
         .collect()
+}
+
+/// Most memory a state may hold (far past what a transaction's gas buys).
+pub const MAX_MEMORY: u64 = 64 << 20;
+
+impl MachineState {
+    /// Whether its sizes are ones a transaction can reach: memory whole
+    /// words within [`MAX_MEMORY`], a stack within 1,024 words, a depth
+    /// within 1,024 frames.
+    fn plausible(&self) -> bool {
+        self.memory_len <= MAX_MEMORY
+            && self.memory_len % 32 == 0
+            && self.stack_len <= 1024
+            && self.depth <= 1024
+    }
+}
+
+impl CallerRecord {
+    /// Whether its state is plausible and its output range within memory
+    /// a transaction can reach.
+    fn plausible(&self) -> bool {
+        self.state.plausible()
+            && self.ret_offset.checked_add(self.ret_len).is_some_and(|end| end <= MAX_MEMORY)
+    }
 }
 
 /// Longest code a step carries: a contract's code (EIP-170, 24 KiB) or an

@@ -174,3 +174,29 @@ fn a_return_with_another_caller_proves_nothing() {
     output.memory.words[0].1[5] ^= 1;
     assert!(reject(&output), "another output word");
 }
+
+/// Parts a colluding pair may agree on are bounded before the referee
+/// allocates for them: a state claiming 2^40 bytes of memory, or a caller
+/// whose output range overflows, is refused, not allocated.
+#[test]
+fn implausible_parts_are_refused_before_allocating() {
+    let s = state(&contracts());
+    let t = trace(&s, &tx(), &(0..2000).collect::<Vec<_>>());
+    let j = (0..t.count - 1)
+        .find(|&j| t.states[j as usize].opcode == 0xf3 && t.states[j as usize].depth == 1)
+        .unwrap();
+    let honest = step(&s, j);
+    let mut huge = honest.clone();
+    huge.state.memory_len = 1 << 40;
+    let v = verify_instruction(&huge, &huge.state.commitment(), &env(&tx()));
+    assert!(matches!(v, InstructionVerdict::Rejected(_)), "{v:?}");
+    // a caller whose output range wraps around, under a frames chain that
+    // holds it
+    let mut wraps = honest.clone();
+    let caller = wraps.caller.as_mut().unwrap();
+    caller.record.ret_offset = u64::MAX - 3;
+    wraps.state.frames =
+        bridge::hash_domain(b"optishard.frames", &[&caller.record.state.frames.0, &caller.record.hash().0]);
+    let v = verify_instruction(&wraps, &wraps.state.commitment(), &env(&tx()));
+    assert!(matches!(v, InstructionVerdict::Rejected(_)), "{v:?}");
+}
