@@ -734,7 +734,7 @@ impl MachineState {
     /// within 1,024 frames.
     fn plausible(&self) -> bool {
         self.memory_len <= MAX_MEMORY
-            && self.memory_len % 32 == 0
+            && self.memory_len.is_multiple_of(32)
             && self.stack_len <= 1024
             && self.depth <= 1024
     }
