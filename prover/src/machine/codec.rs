@@ -160,6 +160,7 @@ impl Encode for InstructionStep {
                 c.record.state.encode_to(out);
                 c.record.ret_offset.encode_to(out);
                 c.record.ret_len.encode_to(out);
+                c.record.create.encode_to(out);
                 encode_words(&c.memory, out);
             }
         }
@@ -201,6 +202,7 @@ impl Decode for InstructionStep {
                     state: MachineState::decode(input)?,
                     ret_offset: u64::decode(input)?,
                     ret_len: u64::decode(input)?,
+                    create: bool::decode(input)?,
                 },
                 memory: memory_words(input)?,
             }),

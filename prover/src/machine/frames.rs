@@ -40,6 +40,13 @@ pub(super) fn enter(
         |result: InstructionResult, gas: Gas| InterpreterResult { result, output: Default::default(), gas };
     let gas = Gas::new(inputs.gas_limit);
     let depth = s.depth + 1;
+    // revm's transfer assumes both accounts loaded, as the call instruction
+    // leaves them in any state a transaction reaches
+    let state = &host.journaled_state.inner.state;
+    let transfers = matches!(inputs.value, CallValue::Transfer(_));
+    if transfers && (!state.contains_key(&inputs.caller) || !state.contains_key(&inputs.target_address)) {
+        return Err("a call whose accounts are not in the journal".into());
+    }
     let outcome = if depth > CALL_STACK_LIMIT {
         Some(ended(InstructionResult::CallTooDeep, gas))
     } else if let CallValue::Transfer(value) = inputs.value
@@ -107,7 +114,7 @@ fn suspended(
     state.index = 0;
     let ret = &inputs.return_memory_offset;
     let (ret_offset, ret_len) = if ret.is_empty() { (0, 0) } else { (ret.start as u64, ret.len() as u64) };
-    CallerRecord { state, ret_offset, ret_len }
+    CallerRecord { state, ret_offset, ret_len, create: false }
 }
 
 /// Gives the caller `interp` a call's result as revm's handler does: the
@@ -174,6 +181,12 @@ pub(super) fn leave(
         c.gas_remaining,
     );
     interp.gas.set_refund(c.gas_refunded);
+    // the caller's stack words stand in as placeholders (revm's limit is
+    // then the real one); the result lands on top of them
+    let below = c.stack_len as usize;
+    if !std::iter::repeat_n(U256::ZERO, below).all(|w| interp.stack.push(w)) {
+        return Err("more stack words than a stack holds".into());
+    }
     // the output by reference into the callee's memory (RETURN and REVERT
     // name it; any other end returns none)
     let output = match (s.opcode, step.top.as_slice()) {
@@ -193,8 +206,8 @@ pub(super) fn leave(
         index: s.index + 1,
         gas_remaining: interp.gas.remaining(),
         gas_refunded: interp.gas.refunded(),
-        stack: extend_chain(c.stack, interp.stack.data()),
-        stack_len: c.stack_len + interp.stack.len() as u32,
+        stack: extend_chain(c.stack, interp.stack.data().get(below..).unwrap_or_default()),
+        stack_len: interp.stack.len() as u32,
         memory,
         memory_len: interp.memory.size() as u64,
         return_data: output,

@@ -85,8 +85,15 @@ pub(super) fn open_journal(
     if j.entries.iter().map(|e| e.key).collect::<Vec<_>>() != keys {
         return Err("not the journal entries the instruction touches".into());
     }
-    let mut db =
-        StepDb { code: j.code.as_ref().map(|c| Bytecode::new_raw(c.clone().into())), ..StepDb::default() };
+    let mut db = StepDb {
+        code: j
+            .code
+            .as_ref()
+            .map(|c| Bytecode::new_raw_checked(c.clone().into()))
+            .transpose()
+            .map_err(|_| "a malformed code")?,
+        ..StepDb::default()
+    };
     let mut pre = j.pre.iter();
     for e in &j.entries {
         e.proof

@@ -201,6 +201,9 @@ pub struct CallerRecord {
     pub ret_offset: u64,
     /// How many bytes of it at most.
     pub ret_len: u64,
+    /// Whether the frame it opened is a create's (whose end deposits
+    /// code and pushes the new address, not a call's).
+    pub create: bool,
 }
 
 impl CallerRecord {
@@ -208,7 +211,12 @@ impl CallerRecord {
     pub fn hash(&self) -> Hash {
         hash_domain(
             b"optishard.caller",
-            &[&self.state.commitment().0, &self.ret_offset.to_be_bytes(), &self.ret_len.to_be_bytes()],
+            &[
+                &self.state.commitment().0,
+                &self.ret_offset.to_be_bytes(),
+                &self.ret_len.to_be_bytes(),
+                &[u8::from(self.create)],
+            ],
         )
     }
 }

@@ -175,11 +175,16 @@ pub const MAX_STEP_RANGE: u64 = 1024;
 /// The words of `[offset, offset + len)`, `len` at most
 /// [`MAX_STEP_RANGE`]: `None` if longer or past any memory gas can buy.
 fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
-    let len = small(len).filter(|l| *l <= MAX_STEP_RANGE)?;
-    if len == 0 {
+    if len.is_zero() {
         return Some(vec![]);
     }
-    let offset = small(offset)?;
+    // a range reaching past 2^32 bytes costs more gas than any state may
+    // hold (`MachineState::gas_within`): the instruction halts before it
+    // touches memory
+    let (Some(offset), Some(len)) = (small(offset), small(len)) else { return Some(vec![]) };
+    if len > MAX_STEP_RANGE {
+        return None;
+    }
     Some((offset / 32..=(offset + len - 1) / 32).collect())
 }
 
@@ -235,7 +240,7 @@ pub enum InstructionVerdict {
 
 /// Whether `opcode` touches only the stack, pc and gas.
 pub fn is_stack_only(opcode: u8) -> bool {
-    matches!(opcode, 0x01..=0x0b | 0x10..=0x1d | 0x50 | 0x56..=0x58 | 0x5a | 0x5b | 0x5f..=0x9f)
+    matches!(opcode, 0x01..=0x0b | 0x10..=0x1e | 0x50 | 0x56..=0x58 | 0x5a | 0x5b | 0x5f..=0x9f)
 }
 
 /// Whether `opcode` reads the frame's input (ADDRESS, CALLER, CALLVALUE,
@@ -490,7 +495,9 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     }
     // parts a colluding pair agreed on may be anything: bound them before
     // allocating for them
-    if !s.plausible() || step.caller.as_ref().is_some_and(|c| !c.record.plausible()) {
+    let gas_limit = env.tx.gas_limit;
+    let caller_ok = |c: &CallerPart| c.record.plausible() && c.record.state.gas_within(gas_limit);
+    if !s.plausible() || !s.gas_within(gas_limit) || step.caller.as_ref().is_some_and(|c| !caller_ok(c)) {
         return Err("the state's parts are past any a transaction reaches".into());
     }
     if !is_covered(s.opcode) {
@@ -582,7 +589,9 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             memory.set(*i as usize * 32, w);
         }
     }
-    let mut bytecode = ExtBytecode::new(Bytecode::new_raw(step.code.clone().into()));
+    // a frame runs its code as legacy bytecode, as revm's call and create
+    // frames do (init code may begin like an EIP-7702 designation)
+    let mut bytecode = ExtBytecode::new(Bytecode::new_legacy(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
     let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, s.gas_remaining);
     interp.gas.set_refund(s.gas_refunded);
@@ -599,7 +608,13 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     let words = s.memory_len.div_ceil(32) as usize;
     let paid = revm::context_interface::cfg::GasParams::new_spec(spec).memory_cost(words);
     let _ = interp.gas.memory_mut().set_words_num(words, paid);
-    if !step.top.iter().all(|w| interp.stack.push(*w)) {
+    // the words below stand in as placeholders, so revm's own stack
+    // limit is the real one; the instruction never reads them
+    let below_len = s.stack_len as usize - step.top.len();
+    if !std::iter::repeat_n(U256::ZERO, below_len)
+        .chain(step.top.iter().copied())
+        .all(|w| interp.stack.push(w))
+    {
         return Err("more stack words than a stack holds".into());
     }
     let table = instruction_table::<EthInterpreter, _>();
@@ -628,11 +643,12 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             if step.caller.is_some() {
                 return Err("a call carries no caller".into());
             }
-            frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs)
+            guarded(|| frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs))
         }
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
         Some(InterpreterAction::Return(result)) => match &step.caller {
-            Some(_) => frames::leave(&mut next, &mut host, result, spec),
+            Some(c) if c.record.create => Ok(InstructionVerdict::Unsupported(s.opcode)),
+            Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
             // the transaction's frame ends: its epilogue is not a step yet
             None if s.depth == 0 => Ok(InstructionVerdict::Unsupported(s.opcode)),
             None => Err("a frame's end carries the caller it resumes".into()),
@@ -643,6 +659,13 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             Ok(InstructionVerdict::Next(next.after(&interp, journal, s.return_data).commitment()))
         }
     }
+}
+
+/// Runs `f` so that a revm assumption a made-up state breaks is a refused
+/// step, not a crash of the referee.
+fn guarded<T>(f: impl FnOnce() -> Checked<T>) -> Checked<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("the step's parts break the frame's change".into()))
 }
 
 /// What computing `s_{j+1}` needs beside the interpreter: the step and the
@@ -690,6 +713,7 @@ impl Next<'_> {
         let (step, s) = (self.step, &self.step.state);
         let below_len = s.stack_len as usize - step.top.len();
         let written = read_words(interp, &step.memory);
+        let stack = interp.stack.data().get(below_len..).unwrap_or_default();
         let memory =
             if written.is_empty() { s.memory } else { step.memory.root_with(&written).unwrap_or(s.memory) };
         MachineState {
@@ -698,8 +722,8 @@ impl Next<'_> {
             opcode: step.code.get(interp.bytecode.pc()).copied().unwrap_or(0x00),
             gas_remaining: interp.gas.remaining(),
             gas_refunded: interp.gas.refunded(),
-            stack: extend_chain(step.below, interp.stack.data()),
-            stack_len: (below_len + interp.stack.len()) as u32,
+            stack: extend_chain(step.below, stack),
+            stack_len: interp.stack.len() as u32,
             memory,
             memory_len: interp.memory.size() as u64,
             return_data,
@@ -726,7 +750,7 @@ pub(super) fn read_words(interp: &Interpreter<EthInterpreter>, words: &Words) ->
 }
 
 /// Most memory a state may hold (far past what a transaction's gas buys).
-pub const MAX_MEMORY: u64 = 64 << 20;
+pub const MAX_MEMORY: u64 = 8 << 20;
 
 impl MachineState {
     /// Whether its sizes are ones a transaction can reach: memory whole
@@ -740,12 +764,21 @@ impl MachineState {
     }
 }
 
+impl MachineState {
+    /// Whether its gas and refund are within the transaction's gas limit
+    /// (so memory the instruction may buy stays within a few MiB).
+    fn gas_within(&self, limit: u64) -> bool {
+        self.gas_remaining <= limit && self.gas_refunded.unsigned_abs() <= limit
+    }
+}
+
 impl CallerRecord {
-    /// Whether its state is plausible and its output range within memory
-    /// a transaction can reach.
+    /// Whether its state is plausible and its output range within its
+    /// memory.
     fn plausible(&self) -> bool {
         self.state.plausible()
-            && self.ret_offset.checked_add(self.ret_len).is_some_and(|end| end <= MAX_MEMORY)
+            && (self.ret_len == 0
+                || self.ret_offset.checked_add(self.ret_len).is_some_and(|end| end <= self.state.memory_len))
     }
 }
 
@@ -755,7 +788,7 @@ pub const MAX_STEP_CODE: usize = 48 << 10;
 /// Longest frame input a step stands for (its calldata is carried as a
 /// root and the words read; the referee holds the calldata's length in
 /// memory while it runs the instruction).
-pub const MAX_FRAME_INPUT: u64 = 64 << 20;
+pub const MAX_FRAME_INPUT: u64 = 8 << 20;
 /// Most stack words an instruction reads (SWAP16).
 pub(super) const MAX_STEP_WORDS: usize = 17;
 /// Most memory words an instruction touches here (MCOPY's two ranges,

@@ -47,7 +47,7 @@ pub(super) struct Tracer {
     frames: Vec<OpenFrame>,
     /// The memory ranges of the call or create instruction about to run:
     /// its arguments, then where its output goes.
-    ranges: Option<(u64, u64, u64, u64)>,
+    ranges: Option<(u64, u64, u64, u64, bool)>,
     /// The caller a call or create instruction suspended, its memory, and
     /// the callee's calldata, until the callee's frame opens.
     pending: Option<(CallerRecord, Arc<Vec<u8>>, DataRef)>,
@@ -201,9 +201,9 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         let n = stack.len();
         let at = |k: usize| stack.get(n.wrapping_sub(k)).map_or(0, offset);
         self.ranges = match opcode {
-            CALL | CALLCODE => Some((at(4), at(5), at(6), at(7))),
-            DELEGATECALL | STATICCALL => Some((at(3), at(4), at(5), at(6))),
-            CREATE | CREATE2 => Some((0, 0, 0, 0)),
+            CALL | CALLCODE => Some((at(4), at(5), at(6), at(7), false)),
+            DELEGATECALL | STATICCALL => Some((at(3), at(4), at(5), at(6), false)),
+            CREATE | CREATE2 => Some((0, 0, 0, 0, true)),
             _ => None,
         };
         if matches!(opcode, RETURN | REVERT) && n >= 2 && self.frames.len() > 1 {
@@ -249,7 +249,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     }
 
     fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
-        let Some((args_offset, args_len, ret_offset, ret_len)) = self.ranges.take() else { return };
+        let Some((args_offset, args_len, ret_offset, ret_len, create)) = self.ranges.take() else { return };
         if !matches!(interp.bytecode.action(), Some(InterpreterAction::NewFrame(_))) {
             return;
         }
@@ -259,7 +259,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         state.return_data = Hash::ZERO;
         let calldata = DataRef::in_memory(memory.clone(), state.memory, args_offset, args_len);
         let (ret_offset, ret_len) = if ret_len == 0 { (0, 0) } else { (ret_offset, ret_len) };
-        self.pending = Some((CallerRecord { state, ret_offset, ret_len }, memory, calldata));
+        self.pending = Some((CallerRecord { state, ret_offset, ret_len, create }, memory, calldata));
     }
 
     fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {

@@ -16,6 +16,7 @@ const BURNER: Address = Address::repeat_byte(0xd3);
 const WRITER: Address = Address::repeat_byte(0xd4);
 const NESTER: Address = Address::repeat_byte(0xd5);
 const PAYEE: Address = Address::repeat_byte(0xe8);
+const OVERFLOWER: Address = Address::repeat_byte(0xd6);
 
 fn push20(code: &mut Vec<u8>, a: Address) {
     code.push(0x73);
@@ -51,7 +52,10 @@ fn callees() -> Vec<Contract> {
     let mut nester = Vec::new();
     call(&mut nester, 0xf1, RETURNER, 0, [0, 0, 0, 32]);
     nester.extend([0x60, 0x20, 0x60, 0x00, 0xf3]);
+    // 1,025 PUSH0s: the last overflows the stack and halts the frame
+    let overflower = vec![0x5f; 1025];
     vec![
+        (OVERFLOWER, overflower, vec![]),
         (RETURNER, returner, vec![]),
         (REVERTER, reverter, vec![]),
         (BURNER, burner, vec![]),
@@ -83,6 +87,10 @@ fn caller() -> Vec<u8> {
     three_thousand_gas(&mut c, at + 8 + 21);
     call(&mut c, 0xf4, RETURNER, 0, [0, 4, 0, 0]); // DELEGATECALL: the returner's SSTORE lands here
     call(&mut c, 0xf1, NESTER, 0, [0, 0, 128, 32]); // two frames deep
+    // a stack overflow in the callee (given 3,000 gas)
+    let at = c.len();
+    call(&mut c, 0xf1, OVERFLOWER, 0, [0, 0, 0, 0]);
+    three_thousand_gas(&mut c, at + 8 + 2 + 21);
     call(&mut c, 0xf1, PAYEE, 5, [0, 0, 0, 0]); // value to an account with no code
     call(&mut c, 0xf1, PAYEE, 0xff, [0, 0, 0, 0]); // more value than the caller has: fails at once
     call(&mut c, 0xf1, Address::with_last_byte(4), 0, [0, 40, 200, 40]); // the identity precompile
@@ -134,7 +142,7 @@ fn every_call_and_return_re_executes_alone_to_the_next_state() {
         pops += u32::from(then.depth < now.depth);
         assert_eq!(st.caller.is_some(), then.depth < now.depth, "a frame's end carries its caller");
     }
-    assert_eq!((pushes, pops), (7, 7), "seven frames opened and closed (the rest ended at once)");
+    assert_eq!((pushes, pops), (8, 8), "eight frames opened and closed (the rest ended at once)");
     let last = &t.states[t.count as usize - 1];
     assert_eq!(last.depth, 0);
     let v = verify_instruction(&step(&s, t.count - 1), &last.commitment(), &env(&tx()));
@@ -199,4 +207,33 @@ fn implausible_parts_are_refused_before_allocating() {
         bridge::hash_domain(b"optishard.frames", &[&caller.record.state.frames.0, &caller.record.hash().0]);
     let v = verify_instruction(&wraps, &wraps.state.commitment(), &env(&tx()));
     assert!(matches!(v, InstructionVerdict::Rejected(_)), "{v:?}");
+}
+
+/// A create's frame runs its init code step by step under the creator's
+/// record, which says it is a create's; the create instruction and the
+/// init code's end (code deposit, the new address pushed) are not steps
+/// yet, and are never taken for a call's.
+#[test]
+fn a_create_frame_is_stepped_but_its_ends_are_not_steps_yet() {
+    // init code: PUSH1 0x2a, PUSH1 0, MSTORE, RETURN 32 bytes at 0
+    let init = [0x60, 0x2a, 0x60, 0x00, 0x52, 0x60, 0x20, 0x60, 0x00, 0xf3];
+    let mut word = [0u8; 32];
+    word[..init.len()].copy_from_slice(&init);
+    let mut code = vec![0x7f];
+    code.extend(word);
+    code.extend([0x60, 0x00, 0x52]); // MSTORE the init code at 0
+    code.extend([0x60, init.len() as u8, 0x60, 0x00, 0x60, 0x00, 0xf0, 0x50, 0x00]); // CREATE, POP, STOP
+    let s = state(&[(TARGET, code, vec![])]);
+    let t = trace(&s, &tx(), &(0..100).collect::<Vec<_>>());
+    for j in 0..t.count - 1 {
+        let (now, then) = (&t.states[j as usize], &t.states[j as usize + 1]);
+        let v = verify_instruction(&step(&s, j), &now.commitment(), &env(&tx()));
+        let ends = then.depth != now.depth;
+        if ends {
+            assert_eq!(v, InstructionVerdict::Unsupported(now.opcode), "instruction {j} ({:#x})", now.opcode);
+        } else {
+            assert_eq!(v, InstructionVerdict::Next(then.commitment()), "instruction {j} ({:#x})", now.opcode);
+        }
+    }
+    assert!(t.states.iter().any(|st| st.depth == 1), "the init code ran");
 }
