@@ -27,13 +27,36 @@ pub struct InstructionTrace {
     pub states: Vec<MachineState>,
 }
 
+/// A caller suspended under an open frame, kept raw: its record is hashed
+/// only when a state inside the frame is asked for (a call that ends at
+/// once, or runs no requested instruction, never hashes its caller's
+/// memory or stack).
+struct Suspended {
+    /// Its state's scalars and journal; frames, input, stack and memory
+    /// are filled in when it is hashed.
+    state: MachineState,
+    /// Its input but the calldata: target, caller, value.
+    input: (Address, Address, U256),
+    stack: Vec<U256>,
+    /// Where its memory sits in revm's shared buffer (intact while the
+    /// callee runs).
+    memory_at: usize,
+    ret_offset: u64,
+    ret_len: u64,
+    create: bool,
+    /// The callee's calldata in its memory: offset and length.
+    args: (u64, u64),
+}
+
 /// A frame open in the replay.
 struct OpenFrame {
-    /// The caller suspended under it and the caller's memory (`None` for
-    /// the transaction's own frame).
+    /// The caller suspended under it (`None` for the transaction's frame).
+    suspended: Option<Suspended>,
+    /// Once hashed: the caller's record and memory.
     record: Option<(CallerRecord, Arc<Vec<u8>>)>,
-    /// Its calldata.
-    calldata: DataRef,
+    /// Its calldata: the transaction's from the start, a callee's once its
+    /// caller is hashed.
+    calldata: Option<DataRef>,
     /// Its last return data.
     return_data: DataRef,
 }
@@ -48,9 +71,15 @@ pub(super) struct Tracer {
     /// The memory ranges of the call or create instruction about to run:
     /// its arguments, then where its output goes.
     ranges: Option<(u64, u64, u64, u64, bool)>,
-    /// The caller a call or create instruction suspended, its memory, and
-    /// the callee's calldata, until the callee's frame opens.
-    pending: Option<(CallerRecord, Arc<Vec<u8>>, DataRef)>,
+    /// The caller a call or create instruction suspended, until the
+    /// callee's frame opens.
+    pending: Option<Suspended>,
+    /// The journal's last hash, and what it was taken at: the lengths of
+    /// revm's undo log and logs, the accounts and slots loaded, and the
+    /// reverts so far (every change to the journal changes one of them).
+    journal_cache: Option<([usize; 5], Hash)>,
+    /// Frames ended by a revert or a halt so far.
+    reverts: usize,
     /// The output of the frame about to return, by reference into its
     /// memory.
     output: Option<DataRef>,
@@ -108,6 +137,50 @@ impl Tracer {
             kept: None,
             kept_depth: 0,
             kept_ended: false,
+            journal_cache: None,
+            reverts: 0,
+        }
+    }
+
+    /// Hashes the suspended callers no state has needed yet, bottom up
+    /// (a record holds the chain of those below it and its frame's input,
+    /// whose calldata is its own caller's memory). Their memory is read
+    /// from revm's shared buffer, which `interp` (the frame on top) sees.
+    fn resolve(&mut self, interp: &Interpreter<EthInterpreter>) {
+        let mut chain = Hash::ZERO;
+        for k in 0..self.frames.len() {
+            if let Some((record, _)) = &self.frames[k].record {
+                chain = push_frame(chain, record);
+                continue;
+            }
+            let Some(s) = &self.frames[k].suspended else { continue };
+            let calldata =
+                self.frames[k - 1].calldata.as_ref().map_or_else(|| DataRef::empty().hash(), DataRef::hash);
+            let (target, caller, value) = s.input;
+            let end = s.memory_at + s.state.memory_len as usize;
+            let memory = Arc::new(if end > s.memory_at {
+                interp.memory.global_slice(s.memory_at..end).to_vec()
+            } else {
+                Vec::new()
+            });
+            let root = memory_root(&memory);
+            let state = MachineState {
+                frames: chain,
+                input: input_hash(&target, &caller, &value, &calldata),
+                stack: stack_chain(&s.stack),
+                memory: root,
+                ..s.state.clone()
+            };
+            let record =
+                CallerRecord { state, ret_offset: s.ret_offset, ret_len: s.ret_len, create: s.create };
+            chain = push_frame(chain, &record);
+            let calldata = if s.create {
+                DataRef::empty()
+            } else {
+                DataRef::in_memory(memory.clone(), root, s.args.0, s.args.1)
+            };
+            self.frames[k].calldata = Some(calldata);
+            self.frames[k].record = Some((record, memory));
         }
     }
 
@@ -124,19 +197,36 @@ impl Tracer {
             target: input.target_address(),
             caller: input.caller_address(),
             value: input.call_value(),
-            calldata: self.frames.last().map_or_else(DataRef::empty, |f| f.calldata.clone()),
+            calldata: self.frames.last().and_then(|f| f.calldata.clone()).unwrap_or_else(DataRef::empty),
         }
     }
 
-    /// `s_j` of the interpreter, with its memory's bytes.
+    /// The journal's hash in `s_j`, rebuilt only when the journal may have
+    /// changed since it was last taken.
+    fn journal<R: DatabaseRef<Error = Error>>(&mut self, ctx: &ShardContext<R>) -> Hash {
+        let inner = &ctx.journaled_state.inner;
+        let slots = inner.state.values().map(|a| a.storage.len()).sum();
+        let key = [inner.journal.len(), inner.logs.len(), inner.state.len(), slots, self.reverts];
+        match self.journal_cache {
+            Some((k, hash)) if k == key => hash,
+            _ => {
+                let hash = journal::journal_root(inner).commitment();
+                self.journal_cache = Some((key, hash));
+                hash
+            }
+        }
+    }
+
+    /// `s_j` of the interpreter.
     fn snapshot<R: DatabaseRef<Error = Error>>(
-        &self,
+        &mut self,
         index: u64,
         interp: &mut Interpreter<EthInterpreter>,
         ctx: &ShardContext<R>,
-    ) -> (MachineState, Arc<Vec<u8>>) {
-        let memory = Arc::new(interp.memory.slice(0..interp.memory.size()).to_vec());
-        let state = MachineState {
+    ) -> MachineState {
+        self.resolve(interp);
+        let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+        MachineState {
             index,
             pc: interp.bytecode.pc() as u64,
             opcode: interp.bytecode.opcode(),
@@ -152,26 +242,33 @@ impl Tracer {
             memory: memory_root(&memory),
             memory_len: memory.len() as u64,
             return_data: self.frames.last().map_or_else(DataRef::empty, |f| f.return_data.clone()).hash(),
-            journal: journal::journal_root(&ctx.journaled_state.inner).commitment(),
-        };
-        (state, memory)
+            journal: self.journal(ctx),
+        }
     }
 
     /// The frame `frames` opened (calldata `calldata` if the instruction
     /// that opened it is known, else the transaction's frame).
     fn open(&mut self, calldata: impl FnOnce() -> DataRef) {
         let frame = match self.pending.take() {
-            Some((record, memory, calldata)) => {
-                OpenFrame { record: Some((record, memory)), calldata, return_data: DataRef::empty() }
+            Some(s) => {
+                OpenFrame { suspended: Some(s), record: None, calldata: None, return_data: DataRef::empty() }
             }
-            None => OpenFrame { record: None, calldata: calldata(), return_data: DataRef::empty() },
+            None => OpenFrame {
+                suspended: None,
+                record: None,
+                calldata: Some(calldata()),
+                return_data: DataRef::empty(),
+            },
         };
         self.frames.push(frame);
     }
 
     /// The frame on top returned `output`: its caller's return data is
     /// that output, by reference into the returning frame's memory.
-    fn close(&mut self, output: &[u8]) {
+    fn close(&mut self, output: &[u8], ok: bool) {
+        if !ok {
+            self.reverts += 1;
+        }
         if self.keep.is_some_and(|k| k + 1 == self.next) && self.frames.len() == self.kept_depth {
             self.kept_ended = true;
         }
@@ -212,6 +309,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             self.output = Some(DataRef::in_memory(memory, root, at(1), at(2)));
         }
         if self.keep == Some(index) {
+            self.resolve(interp);
             let code = interp.bytecode.bytecode_slice().to_vec();
             let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
             // the account EXTCODE* names is on top; a call's is below its gas
@@ -227,13 +325,14 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
                 logs: journal::extend_logs(Hash::ZERO, &inner.logs),
                 logs_count: inner.logs.len() as u64,
             };
+            let input = self.input(interp);
             let top = self.frames.last();
             self.kept_depth = self.frames.len();
             self.kept = Some(Frame {
                 stack: interp.stack.data().clone(),
                 code,
                 memory,
-                input: self.input(interp),
+                input,
                 journal: journal::entries_of(inner),
                 logs,
                 ext_code,
@@ -242,7 +341,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             });
         }
         if self.wanted.get(self.cursor) == Some(&index) {
-            let (s, _) = self.snapshot(index, interp, ctx);
+            let s = self.snapshot(index, interp, ctx);
             self.states.push(s);
             self.cursor += 1;
         }
@@ -254,12 +353,39 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             return;
         }
         // the caller as the callee leaves it suspended: past the call, its
-        // journal the checkpoint a revert restores, no return data
-        let (mut state, memory) = self.snapshot(0, interp, ctx);
-        state.return_data = Hash::ZERO;
-        let calldata = DataRef::in_memory(memory.clone(), state.memory, args_offset, args_len);
+        // journal the checkpoint a revert restores, no return data; hashed
+        // only if a state inside the callee is asked for
         let (ret_offset, ret_len) = if ret_len == 0 { (0, 0) } else { (ret_offset, ret_len) };
-        self.pending = Some((CallerRecord { state, ret_offset, ret_len, create }, memory, calldata));
+        let input = &interp.input;
+        let input = (input.target_address(), input.caller_address(), input.call_value());
+        let state = MachineState {
+            index: 0,
+            pc: interp.bytecode.pc() as u64,
+            opcode: interp.bytecode.opcode(),
+            depth: self.frames.len().saturating_sub(1) as u64,
+            is_static: interp.runtime_flag.is_static,
+            code_hash: interp.bytecode.get_or_calculate_hash(),
+            gas_remaining: interp.gas.remaining(),
+            gas_refunded: interp.gas.refunded(),
+            frames: Hash::ZERO,
+            input: Hash::ZERO,
+            stack: Hash::ZERO,
+            stack_len: interp.stack.len() as u32,
+            memory: Hash::ZERO,
+            memory_len: interp.memory.size() as u64,
+            return_data: Hash::ZERO,
+            journal: self.journal(ctx),
+        };
+        self.pending = Some(Suspended {
+            state,
+            input,
+            stack: interp.stack.data().clone(),
+            memory_at: interp.memory.local_memory_offset(),
+            ret_offset,
+            ret_len,
+            create,
+            args: (args_offset, args_len),
+        });
     }
 
     fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {
@@ -268,7 +394,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     }
 
     fn call_end(&mut self, _: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
-        self.close(&outcome.result.output);
+        self.close(&outcome.result.output, outcome.result.result.is_ok());
     }
 
     fn create(&mut self, _: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
@@ -283,7 +409,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         } else {
             Default::default()
         };
-        self.close(&output);
+        self.close(&output, outcome.result.result.is_ok());
     }
 }
 
