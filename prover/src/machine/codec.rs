@@ -153,6 +153,7 @@ impl Encode for InstructionStep {
                 encode_data(d, out);
             }
         }
+        self.checkpoint.map(|h| h.0).encode_to(out);
         match &self.caller {
             None => 0u8.encode_to(out),
             Some(c) => {
@@ -195,6 +196,7 @@ impl Decode for InstructionStep {
             1 => Some(decode_data(input)?),
             tag => return Err(DecodeError::InvalidTag { what: "step return data", tag }),
         };
+        let checkpoint = Option::<[u8; 32]>::decode(input)?.map(Hash);
         let caller = match u8::decode(input)? {
             0 => None,
             1 => Some(CallerPart {
@@ -218,6 +220,7 @@ impl Decode for InstructionStep {
             journal,
             return_data,
             caller,
+            checkpoint,
         })
     }
 }

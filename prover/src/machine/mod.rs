@@ -221,6 +221,46 @@ impl CallerRecord {
     }
 }
 
+/// The base of the frames chain: the transaction's own frame, by the
+/// journal at its checkpoint (taken after the transaction's prologue,
+/// before its value moves), which a failure of the whole frame restores.
+pub(crate) fn frames_base(checkpoint: &Hash) -> Hash {
+    hash_domain(b"optishard.top_frame", &[&checkpoint.0])
+}
+
+/// The machine after the transaction's own frame ended: its result
+/// (revm's `InstructionResult`), the gas it left and its refund, its output
+/// by reference, and the journal (the checkpoint's if it failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndState {
+    /// How the frame ended.
+    pub result: u8,
+    /// Gas it left.
+    pub gas_remaining: u64,
+    /// Its refund counter.
+    pub gas_refunded: i64,
+    /// Its output's hash (by reference).
+    pub output: Hash,
+    /// The journal.
+    pub journal: Hash,
+}
+
+impl EndState {
+    /// Its hash in the item's trace.
+    pub fn commitment(&self) -> Hash {
+        hash_domain(
+            b"optishard.end",
+            &[
+                &[self.result],
+                &self.gas_remaining.to_be_bytes(),
+                &self.gas_refunded.to_be_bytes(),
+                &self.output.0,
+                &self.journal.0,
+            ],
+        )
+    }
+}
+
 /// The frames chain with `record` pushed on `below`.
 pub(crate) fn push_frame(below: Hash, record: &CallerRecord) -> Hash {
     hash_domain(b"optishard.frames", &[&below.0, &record.hash().0])

@@ -39,6 +39,9 @@ pub struct InstructionStep {
     pub return_data: Option<StepData>,
     /// For a frame's last instruction: the caller it resumes.
     pub caller: Option<CallerPart>,
+    /// For the transaction's frame's last instruction: the journal at its
+    /// checkpoint (the frames chain's base), which a failure restores.
+    pub checkpoint: Option<Hash>,
 }
 
 /// The caller a frame's last instruction resumes: its record (proven by
@@ -408,6 +411,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
 ) -> Result<InstructionStep> {
     let mut t = run_tracer(base.clone(), params, tx, Tracer::new(&[j], Some(j)))?;
     let ended = t.kept_ended;
+    let checkpoint = (ended && t.states.first().is_some_and(|s| s.depth == 0)).then_some(t.checkpoint);
     let (Some(state), Some(frame)) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
@@ -470,6 +474,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
         journal,
         return_data,
         caller,
+        checkpoint,
     })
 }
 
@@ -649,11 +654,35 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         Some(InterpreterAction::Return(result)) => match &step.caller {
             Some(c) if c.record.create => Ok(InstructionVerdict::Unsupported(s.opcode)),
             Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
-            // the transaction's frame ends: its epilogue is not a step yet
-            None if s.depth == 0 => Ok(InstructionVerdict::Unsupported(s.opcode)),
+            // a create transaction's frame ends in a code deposit: not a
+            // step yet
+            None if s.depth == 0 && env.tx.kind.is_create() => Ok(InstructionVerdict::Unsupported(s.opcode)),
+            None if s.depth == 0 => {
+                let checkpoint = step.checkpoint.ok_or("the transaction's end carries its checkpoint")?;
+                if frames_base(&checkpoint) != s.frames {
+                    return Err("not the checkpoint s_j's frames chain holds".into());
+                }
+                let ok = result.result.is_ok();
+                let output = match (s.opcode, step.top.as_slice()) {
+                    (0xf3 | 0xfd, [_, offset]) if !result.output.is_empty() => {
+                        data_hash(result.output.len() as u64, &s.memory, offset.saturating_to::<u64>())
+                    }
+                    _ => DataRef::empty().hash(),
+                };
+                let end = EndState {
+                    result: result.result as u8,
+                    gas_remaining: result.gas.remaining(),
+                    gas_refunded: result.gas.refunded(),
+                    output,
+                    journal: if ok { next.journal(&host)? } else { checkpoint },
+                };
+                Ok(InstructionVerdict::Next(end.commitment()))
+            }
             None => Err("a frame's end carries the caller it resumes".into()),
         },
-        None if step.caller.is_some() => Err("a caller the instruction does not resume".into()),
+        None if step.caller.is_some() || step.checkpoint.is_some() => {
+            Err("a caller or checkpoint the instruction does not resume".into())
+        }
         None => {
             let journal = next.journal(&host)?;
             Ok(InstructionVerdict::Next(next.after(&interp, journal, s.return_data).commitment()))

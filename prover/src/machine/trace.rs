@@ -25,6 +25,9 @@ pub struct InstructionTrace {
     pub count: u64,
     /// `s_j` at each requested index below `count`, in order.
     pub states: Vec<MachineState>,
+    /// The machine after the transaction's frame ended (`None` for a
+    /// create transaction: its end is not traced yet).
+    pub end: Option<EndState>,
 }
 
 /// A caller suspended under an open frame, kept raw: its record is hashed
@@ -80,6 +83,11 @@ pub(super) struct Tracer {
     journal_cache: Option<([usize; 5], Hash)>,
     /// Frames ended by a revert or a halt so far.
     reverts: usize,
+    /// The journal at the transaction's frame's checkpoint (the frames
+    /// chain's base).
+    pub(super) checkpoint: Hash,
+    /// The machine after the transaction's frame ended.
+    pub(super) end: Option<EndState>,
     /// The output of the frame about to return, by reference into its
     /// memory.
     output: Option<DataRef>,
@@ -139,6 +147,8 @@ impl Tracer {
             kept_ended: false,
             journal_cache: None,
             reverts: 0,
+            checkpoint: Hash::ZERO,
+            end: None,
         }
     }
 
@@ -147,7 +157,7 @@ impl Tracer {
     /// whose calldata is its own caller's memory). Their memory is read
     /// from revm's shared buffer, which `interp` (the frame on top) sees.
     fn resolve(&mut self, interp: &Interpreter<EthInterpreter>) {
-        let mut chain = Hash::ZERO;
+        let mut chain = frames_base(&self.checkpoint);
         for k in 0..self.frames.len() {
             if let Some((record, _)) = &self.frames[k].record {
                 chain = push_frame(chain, record);
@@ -188,7 +198,7 @@ impl Tracer {
         self.frames
             .iter()
             .filter_map(|f| f.record.as_ref())
-            .fold(Hash::ZERO, |below, (r, _)| push_frame(below, r))
+            .fold(frames_base(&self.checkpoint), |below, (r, _)| push_frame(below, r))
     }
 
     fn input(&self, interp: &Interpreter<EthInterpreter>) -> FrameInput {
@@ -265,7 +275,7 @@ impl Tracer {
 
     /// The frame on top returned `output`: its caller's return data is
     /// that output, by reference into the returning frame's memory.
-    fn close(&mut self, output: &[u8], ok: bool) {
+    fn close(&mut self, output: &[u8], ok: bool, end: Option<(u8, &revm::interpreter::Gas, Hash)>) {
         if !ok {
             self.reverts += 1;
         }
@@ -280,8 +290,19 @@ impl Tracer {
             // a precompile's output has no memory: a tree of its own
             None => DataRef::of_bytes(output),
         };
-        if let Some(caller) = self.frames.last_mut() {
-            caller.return_data = data;
+        match self.frames.last_mut() {
+            Some(caller) => caller.return_data = data,
+            None => {
+                if let Some((result, gas, journal)) = end {
+                    self.end = Some(EndState {
+                        result,
+                        gas_remaining: gas.remaining(),
+                        gas_refunded: gas.refunded(),
+                        output: data.hash(),
+                        journal,
+                    });
+                }
+            }
         }
     }
 }
@@ -303,7 +324,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             CREATE | CREATE2 => Some((0, 0, 0, 0, true)),
             _ => None,
         };
-        if matches!(opcode, RETURN | REVERT) && n >= 2 && self.frames.len() > 1 {
+        if matches!(opcode, RETURN | REVERT) && n >= 2 {
             let memory = Arc::new(interp.memory.slice(0..interp.memory.size()).to_vec());
             let root = memory_root(&memory);
             self.output = Some(DataRef::in_memory(memory, root, at(1), at(2)));
@@ -389,15 +410,24 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     }
 
     fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        if self.frames.is_empty() {
+            // the transaction's frame: its checkpoint is the journal now
+            self.checkpoint = self.journal(ctx);
+        }
         self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)));
         None
     }
 
-    fn call_end(&mut self, _: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
-        self.close(&outcome.result.output, outcome.result.result.is_ok());
+    fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
+        let end = (self.frames.len() == 1).then(|| self.journal(ctx));
+        let r = &outcome.result;
+        self.close(&r.output, r.result.is_ok(), end.map(|j| (r.result as u8, &r.gas, j)));
     }
 
-    fn create(&mut self, _: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
+    fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
+        if self.frames.is_empty() {
+            self.checkpoint = self.journal(ctx);
+        }
         self.open(DataRef::empty);
         None
     }
@@ -409,7 +439,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         } else {
             Default::default()
         };
-        self.close(&output, outcome.result.result.is_ok());
+        self.close(&output, outcome.result.result.is_ok(), None);
     }
 }
 
@@ -440,8 +470,11 @@ pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
     tx: &SignedTx,
     at: &[u64],
 ) -> Result<InstructionTrace> {
-    run_tracer(base, params, tx, Tracer::new(at, None))
-        .map(|t| InstructionTrace { count: t.next, states: t.states })
+    run_tracer(base, params, tx, Tracer::new(at, None)).map(|t| InstructionTrace {
+        count: t.next,
+        states: t.states,
+        end: t.end,
+    })
 }
 
 pub(super) fn run_tracer<R: DatabaseRef<Error = Error>>(

@@ -187,7 +187,7 @@ fn a_call_opens_a_frame_under_the_callers_state() {
     }
     assert_eq!(t.states[8].stack_len, 0, "a fresh stack");
     let back = &t.states[14];
-    assert_eq!((back.opcode, back.depth, back.frames), (0x00, 0, bridge::Hash::ZERO));
+    assert_eq!((back.opcode, back.depth, back.frames), (0x00, 0, t.states[0].frames), "back on the base");
     assert_eq!(back.code_hash, call_state.code_hash);
     let mut word = [0u8; 32];
     word[31] = 0x2a;
@@ -229,9 +229,10 @@ mod one_instruction {
             let v = step_verdict(&s, &tx, j, st);
             assert_eq!(v, InstructionVerdict::Next(t.states[j as usize + 1].commitment()), "instruction {j}");
         }
-        // the final STOP ends the frame: not a stack-only step
+        // the final STOP ends the transaction's frame
         let last = &t.states[t.count as usize - 1];
-        assert_eq!(step_verdict(&s, &tx, t.count - 1, last), InstructionVerdict::Unsupported(0x00));
+        let end = t.end.unwrap().commitment();
+        assert_eq!(step_verdict(&s, &tx, t.count - 1, last), InstructionVerdict::Next(end));
     }
 
     /// A step whose parts are not the agreed state proves nothing: another

@@ -5,7 +5,9 @@
 //! `s_j`'s frames chain holds.
 
 use alloy_primitives::{Address, TxKind, U256};
-use prover::machine::{InstructionStep, InstructionVerdict, instruction_step, verify_instruction};
+use prover::machine::{
+    InstructionStep, InstructionVerdict, instruction_step, trace_transaction, verify_instruction,
+};
 
 use crate::machine::{Contract, TARGET, env, state, trace};
 use crate::support::{params, sign_1559, signer};
@@ -145,8 +147,10 @@ fn every_call_and_return_re_executes_alone_to_the_next_state() {
     assert_eq!((pushes, pops), (8, 8), "eight frames opened and closed (the rest ended at once)");
     let last = &t.states[t.count as usize - 1];
     assert_eq!(last.depth, 0);
-    let v = verify_instruction(&step(&s, t.count - 1), &last.commitment(), &env(&tx()));
-    assert_eq!(v, InstructionVerdict::Unsupported(0x00), "the epilogue is not a step yet");
+    let st = step(&s, t.count - 1);
+    assert!(st.checkpoint.is_some(), "the transaction's end carries its checkpoint");
+    let v = verify_instruction(&st, &last.commitment(), &env(&tx()));
+    assert_eq!(v, InstructionVerdict::Next(t.end.unwrap().commitment()), "the transaction's frame's end");
 }
 
 /// A frame's end whose caller is not the one `s_j`'s frames chain holds,
@@ -236,4 +240,42 @@ fn a_create_frame_is_stepped_but_its_ends_are_not_steps_yet() {
         }
     }
     assert!(t.states.iter().any(|st| st.depth == 1), "the init code ran");
+}
+
+/// The transaction's frame ending in a revert, out of gas, or a halt
+/// ends with the journal at its checkpoint (the prologue's changes kept,
+/// the frame's undone); a success keeps its changes.
+#[test]
+fn the_transactions_end_keeps_or_undoes_its_frame() {
+    // SSTORE, then each way to end: STOP, REVERT, INVALID, out of gas
+    let ends: [(&[u8], bool); 4] = [
+        (&[0x00], true),
+        (&[0x60, 0x00, 0x60, 0x00, 0xfd], false),
+        (&[0xfe], false),
+        (&[0x5b, 0x60, 0x05, 0x56], false),
+    ];
+    for (end, ok) in ends {
+        let mut code = vec![0x60, 0x07, 0x60, 0x01, 0x55];
+        code.extend(end);
+        let s = state(&[(TARGET, code, vec![])]);
+        let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(3), Default::default(), 60_000);
+        let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..20_000).collect::<Vec<_>>())
+            .unwrap();
+        let last = &t.states[t.count as usize - 1];
+        let st = instruction_step(s.reader(0).unwrap(), &params(1), &tx, t.count - 1).unwrap();
+        let end = t.end.clone().unwrap();
+        let v = verify_instruction(&st, &last.commitment(), &env(&tx));
+        assert_eq!(v, InstructionVerdict::Next(end.commitment()), "end {end:?}");
+        assert_eq!(
+            end.journal == st.checkpoint.unwrap(),
+            !ok,
+            "the checkpoint's journal exactly when it failed"
+        );
+        let mut other = st.clone();
+        other.checkpoint = Some(bridge::Hash::of(b"another checkpoint"));
+        assert!(matches!(
+            verify_instruction(&other, &last.commitment(), &env(&tx)),
+            InstructionVerdict::Rejected(_)
+        ));
+    }
 }
