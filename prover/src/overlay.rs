@@ -308,6 +308,11 @@ impl<R: DatabaseRef<Error = Error>> Overlay<R> {
         f
     }
 
+    /// The keys read so far (accounts, slots, codes).
+    pub(crate) fn reads(&self) -> &BTreeSet<StateKey> {
+        &self.reads
+    }
+
     pub(crate) fn take_reads(&mut self) -> (BTreeSet<StateKey>, BTreeSet<u64>) {
         self.footprint = 0;
         self.unread = Footprint::default();

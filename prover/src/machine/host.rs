@@ -11,9 +11,10 @@ use revm::bytecode::Bytecode;
 use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 
 use super::journal;
+use super::step::Checked;
 use super::*;
 use crate::bridge::ShardPrecompiles;
-use crate::state::{AccountState, PartialTree, StateKey, decode_slot};
+use crate::state::{AccountState, PartialTree, StateKey, StateProof, decode_slot};
 use crate::{Error, Result};
 
 /// The state a step's journal part says the item started with: the
@@ -23,11 +24,45 @@ use crate::{Error, Result};
 pub(super) struct StepDb {
     accounts: BTreeMap<Address, Option<revm::state::AccountInfo>>,
     storage: BTreeMap<(Address, U256), U256>,
-    code: Option<revm::bytecode::Bytecode>,
+    codes: BTreeMap<B256, revm::bytecode::Bytecode>,
     pub(super) missed: std::cell::RefCell<Option<String>>,
 }
 
 impl StepDb {
+    /// The state a list of proven values says the item started with:
+    /// every proof checked against the state root `root`, every code by
+    /// its hash.
+    pub(super) fn from_proofs(proofs: &[StateProof], codes: &[Vec<u8>], root: &Hash) -> Checked<StepDb> {
+        let mut db = StepDb::default();
+        for p in proofs {
+            p.verify(root).map_err(|e| format!("state before the item: {e}"))?;
+            db.insert(p)?;
+        }
+        for code in codes {
+            let code = Bytecode::new_raw_checked(code.clone().into()).map_err(|_| "a malformed code")?;
+            db.codes.insert(code.hash_slow(), code);
+        }
+        Ok(db)
+    }
+
+    /// Takes a proven value (already checked) into the state.
+    fn insert(&mut self, p: &StateProof) -> Checked<()> {
+        match (p.key, &p.value) {
+            (StateKey::Account(a), v) => {
+                let info = v.as_deref().map(AccountState::decode).transpose().map_err(|e| e.to_string())?;
+                // code is loaded by hash, only by the instructions that read it
+                let info = info.map(|i| revm::state::AccountInfo { code: None, ..i.to_info() });
+                self.accounts.insert(a, info);
+            }
+            (StateKey::Storage(a, slot), v) => {
+                let value = v.as_deref().map(decode_slot).transpose().map_err(|e| e.to_string())?;
+                self.storage.insert((a, slot), value.unwrap_or_default());
+            }
+            (StateKey::Code(_), _) => return Err("a code is carried by itself, not proven".into()),
+        }
+        Ok(())
+    }
+
     fn miss<T>(&self, what: String) -> Result<T> {
         *self.missed.borrow_mut() = Some(what.clone());
         Err(Error::MissingPath(what))
@@ -45,9 +80,9 @@ impl DatabaseRef for StepDb {
     }
 
     fn code_by_hash_ref(&self, hash: B256) -> Result<revm::bytecode::Bytecode> {
-        match &self.code {
-            Some(c) if c.hash_slow() == hash => Ok(c.clone()),
-            _ => self.miss(format!("code {hash}")),
+        match self.codes.get(&hash) {
+            Some(c) => Ok(c.clone()),
+            None => self.miss(format!("code {hash}")),
         }
     }
 
@@ -85,15 +120,8 @@ pub(super) fn open_journal(
     if j.entries.iter().map(|e| e.key).collect::<Vec<_>>() != keys {
         return Err("not the journal entries the instruction touches".into());
     }
-    let mut db = StepDb {
-        code: j
-            .code
-            .as_ref()
-            .map(|c| Bytecode::new_raw_checked(c.clone().into()))
-            .transpose()
-            .map_err(|_| "a malformed code")?,
-        ..StepDb::default()
-    };
+    let codes: Vec<Vec<u8>> = j.code.iter().cloned().collect();
+    let mut db = StepDb::from_proofs(&[], &codes, &env.pre_root)?;
     let mut pre = j.pre.iter();
     for e in &j.entries {
         e.proof
@@ -105,19 +133,7 @@ pub(super) fn open_journal(
             .filter(|p| p.key == k)
             .ok_or("an absent entry's value at the item's start is missing")?;
         p.verify(&env.pre_root).map_err(|err| format!("state before the item: {err}"))?;
-        match (k, &p.value) {
-            (StateKey::Account(a), v) => {
-                let info = v.as_deref().map(AccountState::decode).transpose().map_err(|e| e.to_string())?;
-                // code is loaded by hash, only by the instructions that read it
-                let info = info.map(|i| revm::state::AccountInfo { code: None, ..i.to_info() });
-                db.accounts.insert(a, info);
-            }
-            (StateKey::Storage(a, slot), v) => {
-                let value = v.as_deref().map(decode_slot).transpose().map_err(|e| e.to_string())?;
-                db.storage.insert((a, slot), value.unwrap_or_default());
-            }
-            (StateKey::Code(_), _) => unreachable!("journal keys read no code key"),
-        }
+        db.insert(p)?;
     }
     if pre.next().is_some() {
         return Err("more state proofs than absent entries".into());

@@ -280,11 +280,13 @@ fn extend_chain(below: Hash, words: &[U256]) -> Hash {
 mod codec;
 mod frames;
 mod host;
+mod item;
 mod journal;
 mod memory;
 mod step;
 mod trace;
 
+pub use item::*;
 pub use journal::{JournalKey, JournalRoot};
 pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};

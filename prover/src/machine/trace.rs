@@ -88,6 +88,12 @@ pub(super) struct Tracer {
     pub(super) checkpoint: Hash,
     /// The machine after the transaction's frame ended.
     pub(super) end: Option<EndState>,
+    /// Whether to stop at the first state after the transaction's start
+    /// (its first instruction, or its frame's end if it runs none): the
+    /// prologue's step.
+    stop_at_first: bool,
+    /// That state's hash, and the keys read up to it.
+    pub(super) first: Option<(Hash, std::collections::BTreeSet<crate::StateKey>)>,
     /// The output of the frame about to return, by reference into its
     /// memory.
     output: Option<DataRef>,
@@ -149,7 +155,15 @@ impl Tracer {
             reverts: 0,
             checkpoint: Hash::ZERO,
             end: None,
+            stop_at_first: false,
+            first: None,
         }
+    }
+
+    /// A tracer that stops at the first state after the transaction's
+    /// start.
+    pub(super) fn first() -> Tracer {
+        Tracer { stop_at_first: true, ..Tracer::new(&[0], None) }
     }
 
     /// Hashes the suspended callers no state has needed yet, bottom up
@@ -363,6 +377,12 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         }
         if self.wanted.get(self.cursor) == Some(&index) {
             let s = self.snapshot(index, interp, ctx);
+            if self.stop_at_first && index == 0 {
+                self.first = Some((s.commitment(), ctx.journaled_state.database.reads().clone()));
+                // nothing past it matters (and the prologue's database
+                // holds nothing past it)
+                interp.halt(revm::interpreter::InstructionResult::Stop);
+            }
             self.states.push(s);
             self.cursor += 1;
         }
@@ -422,6 +442,13 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
         let r = &outcome.result;
         self.close(&r.output, r.result.is_ok(), end.map(|j| (r.result as u8, &r.gas, j)));
+        if self.stop_at_first
+            && self.first.is_none()
+            && let Some(end) = &self.end
+        {
+            // a transaction that runs no instruction: its first state is its end
+            self.first = Some((end.commitment(), ctx.journaled_state.database.reads().clone()));
+        }
     }
 
     fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
@@ -483,12 +510,24 @@ pub(super) fn run_tracer<R: DatabaseRef<Error = Error>>(
     tx: &SignedTx,
     tracer: Tracer,
 ) -> Result<Tracer> {
+    let (tracer, result) = replay(base, params, tx.tx_env(), tracer);
+    result.map(|()| tracer)
+}
+
+/// Replays `tx` under `tracer`: the tracer, and whether the transaction
+/// ran (a tracer stopped early may see it fail past where it stopped).
+pub(super) fn replay<R: DatabaseRef<Error = Error>>(
+    base: R,
+    params: &BlockParams,
+    tx: TxEnv,
+    tracer: Tracer,
+) -> (Tracer, Result<()>) {
     let mut evm = Context::mainnet()
         .with_db(Overlay::new(base))
         .with_block(params.block_env())
         .with_cfg(params.cfg_env())
         .build_mainnet_with_inspector(tracer)
         .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
-    evm.inspect_one_tx(tx.tx_env()).map_err(|e| Error::Execution(e.to_string()))?;
-    Ok(evm.inspector)
+    let result = evm.inspect_one_tx(tx).map(|_| ()).map_err(|e| Error::Execution(e.to_string()));
+    (evm.inspector, result)
 }
