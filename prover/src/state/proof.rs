@@ -181,8 +181,9 @@ pub enum PartialTree {
     Empty,
     /// A subtree with exactly one leaf.
     Leaf(SmtLeaf),
-    /// A subtree known only by its hash (at least two leaves).
-    Opaque([u8; 32]),
+    /// A subtree known only by its two children's hashes (at least two
+    /// leaves).
+    Opaque([u8; 32], [u8; 32]),
     /// An opened inner node.
     Branch(Box<PartialTree>, Box<PartialTree>),
 }
@@ -209,7 +210,7 @@ impl PartialTree {
             let d = depth - 1 - j;
             let sib = match sib {
                 SmtSibling::Null => PartialTree::Empty,
-                SmtSibling::Internal { left, right } => PartialTree::Opaque(internal_hash(left, right)),
+                SmtSibling::Internal { left, right } => PartialTree::Opaque(*left, *right),
                 SmtSibling::Leaf(l) => PartialTree::Leaf(*l),
             };
             node = if bit(key, d) {
@@ -227,9 +228,9 @@ impl PartialTree {
             (Branch(l1, r1), Branch(l2, r2)) => {
                 Branch(Box::new(Self::merge(*l1, *l2)?), Box::new(Self::merge(*r1, *r2)?))
             }
-            (b @ Branch(..), Opaque(_)) | (Opaque(_), b @ Branch(..)) => b,
+            (b @ Branch(..), Opaque(..)) | (Opaque(..), b @ Branch(..)) => b,
             (Empty, Empty) => Empty,
-            (Opaque(x), Opaque(y)) if x == y => Opaque(x),
+            (Opaque(l1, r1), Opaque(l2, r2)) if (l1, r1) == (l2, r2) => Opaque(l1, r1),
             (Leaf(x), Leaf(y)) if x == y => Leaf(x),
             (a, b) => {
                 return Err(Error::WitnessMismatch(format!(
@@ -246,13 +247,14 @@ impl PartialTree {
         match self {
             PartialTree::Empty => PLACEHOLDER,
             PartialTree::Leaf(l) => l.hash(),
-            PartialTree::Opaque(h) => *h,
+            PartialTree::Opaque(l, r) => internal_hash(l, r),
             PartialTree::Branch(l, r) => internal_hash(&l.hash(), &r.hash()),
         }
     }
 
     /// The proof of `key` (present or absent) in a tree opened along its
-    /// path: `None` if the path meets a subtree known only by its hash.
+    /// path (siblings known by their children suffice): `None` if the
+    /// path itself runs into an unopened subtree.
     pub fn prove(&self, key: &[u8; 32]) -> Option<SmtProof> {
         let mut siblings = Vec::new();
         let mut node = self;
@@ -261,14 +263,14 @@ impl PartialTree {
             match node {
                 PartialTree::Empty => break None,
                 PartialTree::Leaf(l) => break Some(*l),
-                PartialTree::Opaque(_) => return None,
+                PartialTree::Opaque(..) => return None,
                 PartialTree::Branch(l, r) => {
                     let (next, sibling) = if bit(key, depth) { (r, l) } else { (l, r) };
                     siblings.push(match &**sibling {
                         PartialTree::Empty => SmtSibling::Null,
                         PartialTree::Leaf(x) => SmtSibling::Leaf(*x),
                         PartialTree::Branch(a, b) => SmtSibling::Internal { left: a.hash(), right: b.hash() },
-                        PartialTree::Opaque(_) => return None,
+                        PartialTree::Opaque(l, r) => SmtSibling::Internal { left: *l, right: *r },
                     });
                     node = next;
                     depth += 1;
@@ -301,7 +303,7 @@ impl PartialTree {
                 None => Leaf(old),
                 Some(new) => Self::split(old, new, depth),
             },
-            Opaque(_) => return Err(Error::MissingPath(hex_key(key))),
+            Opaque(..) => return Err(Error::MissingPath(hex_key(key))),
             Branch(l, r) => {
                 let (l, r) = if bit(key, depth) {
                     (*l, Self::update_at(*r, key, leaf, depth + 1)?)
