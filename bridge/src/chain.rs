@@ -123,8 +123,9 @@ fn default_reward_percent() -> u64 {
 /// The version of the state-transition function this code runs (revm 43,
 /// Osaka rules, the bridge precompile, message delivery and refunds, and
 /// since version 2 each item's witness budget and the 128 KiB limit on a
-/// transaction).
-pub const STF_VERSION: u32 = 2;
+/// transaction; since version 3 a receipt commits to its logs by their
+/// hash chain and count, which the level-2 machine's journal keeps).
+pub const STF_VERSION: u32 = 3;
 
 fn default_dispute_k() -> u64 {
     4

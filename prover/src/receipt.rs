@@ -28,10 +28,63 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// The receipt's commitment: blake3 of its canonical encoding.
+    /// The receipt's commitment (`stf_version` 3): its fields, with the
+    /// logs by the hash chain and count the level-2 machine's journal
+    /// keeps of them (so the epilogue's step computes it without carrying
+    /// the logs' data).
     pub fn hash(&self) -> Hash {
-        hash_domain(b"optishard.receipt", &[&self.encode()])
+        receipt_hash(&ReceiptParts {
+            tx_hash: self.tx_hash,
+            tx_type: self.tx_type,
+            success: self.success,
+            gas_used: self.gas_used,
+            contract_address: self.contract_address,
+            logs: extend_logs(Hash::ZERO, &self.logs),
+            logs_count: self.logs.len() as u64,
+            messages: &self.messages,
+        })
     }
+}
+
+/// What a receipt's hash commits to.
+pub(crate) struct ReceiptParts<'a> {
+    pub(crate) tx_hash: B256,
+    pub(crate) tx_type: u8,
+    pub(crate) success: bool,
+    pub(crate) gas_used: u64,
+    pub(crate) contract_address: Option<Address>,
+    /// The logs' hash chain ([`extend_logs`]) and their count.
+    pub(crate) logs: Hash,
+    pub(crate) logs_count: u64,
+    pub(crate) messages: &'a [Hash],
+}
+
+/// A receipt's hash from its parts.
+pub(crate) fn receipt_hash(p: &ReceiptParts<'_>) -> Hash {
+    let mut out = Vec::with_capacity(128);
+    p.tx_hash.0.encode_to(&mut out);
+    p.tx_type.encode_to(&mut out);
+    p.success.encode_to(&mut out);
+    p.gas_used.encode_to(&mut out);
+    p.contract_address.map(|a| a.0.0).encode_to(&mut out);
+    p.logs.0.encode_to(&mut out);
+    p.logs_count.encode_to(&mut out);
+    bridge::encode_list(p.messages, &mut out);
+    hash_domain(b"optishard.receipt", &[&out])
+}
+
+/// The hash of one log in a logs' chain.
+fn log_hash(log: &Log) -> Hash {
+    let topics: Vec<u8> = log.data.topics().iter().flat_map(|t| t.0).collect();
+    hash_domain(
+        b"optishard.log",
+        &[log.address.as_slice(), &[log.data.topics().len() as u8], &topics, &log.data.data],
+    )
+}
+
+/// The logs' chain over `below` extended by `logs`.
+pub(crate) fn extend_logs(below: Hash, logs: &[Log]) -> Hash {
+    logs.iter().fold(below, |below, log| hash_domain(b"optishard.logs", &[&below.0, &log_hash(log).0]))
 }
 
 impl Encode for Receipt {

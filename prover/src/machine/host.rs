@@ -117,30 +117,46 @@ pub(super) fn open_journal(
     }
     let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
     let keys = journal_keys(s.opcode, &step.top, target);
-    if j.entries.iter().map(|e| e.key).collect::<Vec<_>>() != keys {
-        return Err("not the journal entries the instruction touches".into());
-    }
     let codes: Vec<Vec<u8>> = j.code.iter().cloned().collect();
-    let mut db = StepDb::from_proofs(&[], &codes, &env.pre_root)?;
-    let mut pre = j.pre.iter();
-    for e in &j.entries {
+    open_entries(&j.root, &j.entries, &j.pre, &codes, &keys, env)
+}
+
+/// Journal entries carried by a step, which must be exactly `keys`, each
+/// checked against the map's root `root`, and each absent one's value at
+/// the item's start against its state root (`pre`, in order): the host's
+/// database, the opened entries and the opened map.
+pub(super) fn open_entries(
+    root: &JournalRoot,
+    entries: &[JournalProof],
+    pre: &[StateProof],
+    codes: &[Vec<u8>],
+    keys: &[JournalKey],
+    env: &StepEnv,
+) -> std::result::Result<(StepDb, Opened, PartialTree), String> {
+    if entries.iter().map(|e| e.key).ne(keys.iter().copied()) {
+        return Err("not the journal entries the step touches".into());
+    }
+    let pre_root = env.pre.state_root;
+    let mut db = StepDb::from_proofs(&[], codes, &pre_root)?;
+    let mut pre = pre.iter();
+    for e in entries {
         e.proof
-            .verify(&j.root.entries, &e.key.key_hash(), e.value.as_deref())
+            .verify(&root.entries, &e.key.key_hash(), e.value.as_deref())
             .map_err(|err| format!("journal entry {:?}: {err}", e.key))?;
         let (None, Some(k)) = (&e.value, e.key.pre_key()) else { continue };
         let p = pre
             .next()
             .filter(|p| p.key == k)
             .ok_or("an absent entry's value at the item's start is missing")?;
-        p.verify(&env.pre_root).map_err(|err| format!("state before the item: {err}"))?;
+        p.verify(&pre_root).map_err(|err| format!("state before the item: {err}"))?;
         db.insert(p)?;
     }
     if pre.next().is_some() {
         return Err("more state proofs than absent entries".into());
     }
-    let opened: Vec<_> = j.entries.iter().map(|e| (e.key, e.value.clone())).collect();
-    let keys: Vec<_> = j.entries.iter().map(|e| e.key.key_hash()).collect();
-    let tree = PartialTree::from_proofs(keys.iter().zip(j.entries.iter().map(|e| &e.proof)))
+    let opened: Vec<_> = entries.iter().map(|e| (e.key, e.value.clone())).collect();
+    let hashes: Vec<_> = entries.iter().map(|e| e.key.key_hash()).collect();
+    let tree = PartialTree::from_proofs(hashes.iter().zip(entries.iter().map(|e| &e.proof)))
         .map_err(|e| e.to_string())?;
     Ok((db, opened, tree))
 }

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use alloy_primitives::{Address, B256, U256};
 use bridge::{Hash, hash_domain};
 use revm::context::journal::{JournalEntry, JournalInner};
-use revm::primitives::Log;
 use revm::state::{Account, AccountInfo, AccountStatus, EvmStorageSlot, TransactionId};
 
 use crate::state::{PartialTree, SmtProof, StateKey};
@@ -46,9 +45,20 @@ impl JournalKey {
         }
     }
 
-    /// Its position in the map.
+    /// Its position in the map: a hash whose top two bits are its kind's
+    /// (slots `00`, transient slots `01`, accounts `10`), so the journal's
+    /// commit into the state, which takes the leftmost entry first, takes
+    /// every slot while its account's entry (which decides whether the slot
+    /// is written) is still in the map.
     pub fn key_hash(&self) -> [u8; 32] {
-        hash_domain(b"optishard.journal_key", &[&self.to_bytes()]).0
+        let mut h = hash_domain(b"optishard.journal_key", &[&self.to_bytes()]).0;
+        let kind = match self {
+            JournalKey::Slot(..) => 0x00,
+            JournalKey::Transient(..) => 0x40,
+            JournalKey::Account(_) => 0x80,
+        };
+        h[0] = (h[0] & 0x3f) | kind;
+        h
     }
 
     /// The state key whose value at the item's start an absent entry reads.
@@ -170,19 +180,7 @@ pub(crate) fn entries_of(inner: &JournalInner<JournalEntry>) -> BTreeMap<Journal
     out
 }
 
-/// The hash of one log in the logs' chain.
-fn log_hash(log: &Log) -> Hash {
-    let topics: Vec<u8> = log.data.topics().iter().flat_map(|t| t.0).collect();
-    hash_domain(
-        b"optishard.log",
-        &[log.address.as_slice(), &[log.data.topics().len() as u8], &topics, &log.data.data],
-    )
-}
-
-/// The logs' chain over `below` extended by `logs`.
-pub(crate) fn extend_logs(below: Hash, logs: &[Log]) -> Hash {
-    logs.iter().fold(below, |below, log| hash_domain(b"optishard.logs", &[&below.0, &log_hash(log).0]))
-}
+pub(crate) use crate::receipt::extend_logs;
 
 /// The whole map of a journal, for the prover: its root and any key's
 /// proof.
@@ -204,6 +202,10 @@ impl JournalTree {
 
     pub(crate) fn prove(&self, key: &JournalKey) -> SmtProof {
         self.0.prove(&key.key_hash()).expect("a whole tree proves every key")
+    }
+
+    pub(crate) fn remove(&mut self, key: &JournalKey) {
+        self.0.update(&key.key_hash(), None).expect("a whole tree has no opaque subtree");
     }
 }
 

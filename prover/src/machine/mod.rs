@@ -228,9 +228,10 @@ pub(crate) fn frames_base(checkpoint: &Hash) -> Hash {
     hash_domain(b"optishard.top_frame", &[&checkpoint.0])
 }
 
-/// The machine after the transaction's own frame ended: its result
-/// (revm's `InstructionResult`), the gas it left and its refund, its output
-/// by reference, and the journal (the checkpoint's if it failed).
+/// The machine after the transaction's own frame ended: how it ended
+/// ([`END_OK`], [`END_REVERT`] or [`END_HALT`]: all the epilogue tells
+/// apart), the gas it left and its refund, its output by reference, and
+/// the journal (the checkpoint's if it failed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndState {
     /// How the frame ended.
@@ -261,6 +262,24 @@ impl EndState {
     }
 }
 
+/// A frame that returned or stopped.
+pub const END_OK: u8 = 0;
+/// A frame that reverted.
+pub const END_REVERT: u8 = 1;
+/// A frame that halted (out of gas, an invalid instruction, ...).
+pub const END_HALT: u8 = 2;
+
+/// How a frame's result ended it, as [`EndState`] records it.
+pub(crate) fn end_class(result: revm::interpreter::InstructionResult) -> u8 {
+    if result.is_ok() {
+        END_OK
+    } else if result.is_revert() {
+        END_REVERT
+    } else {
+        END_HALT
+    }
+}
+
 /// The frames chain with `record` pushed on `below`.
 pub(crate) fn push_frame(below: Hash, record: &CallerRecord) -> Hash {
     hash_domain(b"optishard.frames", &[&below.0, &record.hash().0])
@@ -283,6 +302,7 @@ mod host;
 mod item;
 mod journal;
 mod memory;
+mod settle;
 mod step;
 mod trace;
 
@@ -290,5 +310,6 @@ pub use item::*;
 pub use journal::{JournalKey, JournalRoot};
 pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
+pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
 pub use step::*;
 pub use trace::{InstructionTrace, trace_transaction};

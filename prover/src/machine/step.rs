@@ -216,18 +216,30 @@ fn reads_return_data(opcode: u8) -> bool {
     matches!(opcode, 0x3d | 0x3e)
 }
 
-/// What one instruction may read besides the machine state: the block the
-/// item is in, the item (a transaction) itself, and the state root the item
-/// starts from (`c_{i-1}`'s). The referee has all three once level 1 pinned
-/// the item.
+/// What one step of an item may read besides the machine state: the block
+/// the item is in, the item (a transaction) itself, and the trace
+/// commitment before it (`c_{i-1}`, whose state root every value at the
+/// item's start is proven against). The referee has all three once level 1
+/// pinned the item.
 #[derive(Clone, Debug)]
 pub struct StepEnv {
     /// The block.
     pub params: BlockParams,
     /// The transaction.
     pub tx: TxEnv,
-    /// The state root before the item.
-    pub pre_root: Hash,
+    /// Its hash (its receipt's).
+    pub tx_hash: B256,
+    /// Its leaf in the block's items tree (what `s_0` names it by).
+    pub item: Hash,
+    /// `c_{i-1}`.
+    pub pre: bridge::TraceCommitment,
+}
+
+impl StepEnv {
+    /// The environment of `tx` in the block `params`, after `pre`.
+    pub fn new(params: BlockParams, tx: &SignedTx, pre: bridge::TraceCommitment) -> StepEnv {
+        StepEnv { params, tx: tx.tx_env(), tx_hash: tx.hash, item: tx.item_hash(), pre }
+    }
 }
 
 /// What re-executing one instruction decided.
@@ -394,11 +406,17 @@ fn reads(opcode: u8) -> usize {
 pub trait ProvableState: DatabaseRef<Error = Error> {
     /// `key`'s value and proof against the state's root.
     fn prove(&self, key: StateKey) -> Result<StateProof>;
+    /// The state's root.
+    fn root(&self) -> Result<Hash>;
 }
 
 impl ProvableState for crate::StateReader {
     fn prove(&self, key: StateKey) -> Result<StateProof> {
         crate::StateReader::prove(self, key)
+    }
+
+    fn root(&self) -> Result<Hash> {
+        crate::StateReader::root(self)
     }
 }
 
@@ -670,7 +688,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
                     _ => DataRef::empty().hash(),
                 };
                 let end = EndState {
-                    result: result.result as u8,
+                    result: end_class(result.result),
                     gas_remaining: result.gas.remaining(),
                     gas_refunded: result.gas.refunded(),
                     output,

@@ -88,6 +88,8 @@ pub(super) struct Tracer {
     pub(super) checkpoint: Hash,
     /// The machine after the transaction's frame ended.
     pub(super) end: Option<EndState>,
+    /// Its journal: the entries and the logs' parts.
+    pub(super) end_journal: Option<(BTreeMap<JournalKey, Vec<u8>>, JournalRoot)>,
     /// Whether to stop at the first state after the transaction's start
     /// (its first instruction, or its frame's end if it runs none): the
     /// prologue's step.
@@ -155,6 +157,7 @@ impl Tracer {
             reverts: 0,
             checkpoint: Hash::ZERO,
             end: None,
+            end_journal: None,
             stop_at_first: false,
             first: None,
         }
@@ -440,8 +443,17 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
 
     fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
+        if end.is_some() {
+            let inner = &ctx.journaled_state.inner;
+            let logs = JournalRoot {
+                entries: [0; 32],
+                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
+                logs_count: inner.logs.len() as u64,
+            };
+            self.end_journal = Some((journal::entries_of(inner), logs));
+        }
         let r = &outcome.result;
-        self.close(&r.output, r.result.is_ok(), end.map(|j| (r.result as u8, &r.gas, j)));
+        self.close(&r.output, r.result.is_ok(), end.map(|j| (end_class(r.result), &r.gas, j)));
         if self.stop_at_first
             && self.first.is_none()
             && let Some(end) = &self.end

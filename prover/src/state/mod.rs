@@ -357,6 +357,11 @@ impl StateReader {
     pub fn prove(&self, key: StateKey) -> Result<StateProof> {
         self.state.prove(key, self.version)
     }
+
+    /// The root of the version read.
+    pub fn root(&self) -> Result<Hash> {
+        self.state.root(self.version)
+    }
 }
 
 impl revm::DatabaseRef for StateReader {

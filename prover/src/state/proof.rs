@@ -159,6 +159,13 @@ impl SmtProof {
         node
     }
 
+    /// Whether the proof's path has only empty subtrees to its left: its
+    /// key is the least in the tree.
+    pub fn is_leftmost(&self, key_hash: &[u8; 32]) -> bool {
+        let depth = self.siblings.len();
+        self.siblings.iter().enumerate().all(|(j, s)| !bit(key_hash, depth - 1 - j) || *s == SmtSibling::Null)
+    }
+
     /// Encoded size in bytes (what a witness pays for this proof).
     pub fn encoded_len(&self) -> usize {
         borsh::to_vec(self).map(|v| v.len()).unwrap_or(0)

@@ -40,7 +40,11 @@ fn call(to: Address, gas: u64) -> SignedTx {
 
 /// What a step may read besides the state: the block and the transaction.
 pub(crate) fn env(tx: &SignedTx) -> prover::machine::StepEnv {
-    prover::machine::StepEnv { params: params(1), tx: tx.tx_env(), pre_root: PRE_ROOT.with(|r| *r.borrow()) }
+    prover::machine::StepEnv::new(
+        params(1),
+        tx,
+        bridge::TraceCommitment::start(PRE_ROOT.with(|r| *r.borrow())),
+    )
 }
 
 thread_local! {

@@ -101,11 +101,11 @@ fn caller() -> Vec<u8> {
     c
 }
 
-fn tx() -> prover::SignedTx {
+pub(crate) fn tx() -> prover::SignedTx {
     sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(0x100), Default::default(), 3_000_000)
 }
 
-fn contracts() -> Vec<Contract> {
+pub(crate) fn contracts() -> Vec<Contract> {
     let mut all = callees();
     all.push((TARGET, caller(), vec![]));
     all

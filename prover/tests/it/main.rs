@@ -9,6 +9,7 @@ mod machine;
 mod machine_frames;
 mod machine_item;
 mod machine_journal;
+mod machine_settle;
 mod messages;
 mod smt;
 mod state_tests;

@@ -449,7 +449,7 @@ fn instruction_step_figure(
     let (agreed, next) = (trace.states[0].commitment(), trace.states[1].commitment());
     let step = instruction_step(state.reader(1)?, &p, &tx, j)?;
     let bytes = bridge::Encode::encode(&step).len();
-    let env = StepEnv { params: p.clone(), tx: tx.tx_env(), pre_root: state.root(1)? };
+    let env = StepEnv::new(p.clone(), &tx, bridge::TraceCommitment::start(state.root(1)?));
     let mut times = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();

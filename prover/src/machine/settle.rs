@@ -1,0 +1,300 @@
+//! The item's last steps: the epilogue (the refund, the fees, the receipt)
+//! and the journal's commit into the state, one entry a step, ending on
+//! `c_i` itself.
+//!
+//! After the epilogue the machine is a [`CommitState`]: the journal's map
+//! still to commit and the trace commitment as it stands (the state root
+//! with the entries committed so far, the outbox, receipts and gas after the
+//! item). Each commit step takes the map's least entry (its proof shows
+//! nothing to its left, so the order is the map's and the step unique),
+//! writes what [`commit_write`] says into the state root, and removes it.
+//! A map's key puts every slot before every account ([`JournalKey::key_hash`]),
+//! so a slot's account entry, which decides whether it is written, is still
+//! there. With the map empty the state's hash is `c_i`'s, and a step from
+//! `c_i` leaves it as it is: a trace may be claimed longer than it runs.
+
+use alloy_primitives::Bytes;
+use bridge::{TraceCommitment, TraceState};
+use revm::MainBuilder;
+use revm::context::result::EVMError;
+use revm::handler::{EthFrame, FrameResult, Handler, MainnetHandler};
+use revm::interpreter::{CallOutcome, Gas, InstructionResult, InterpreterResult};
+use revm::primitives::KECCAK_EMPTY;
+
+use super::host::{Opened, StepHost, host_for, open_entries};
+use super::journal;
+use super::step::{Checked, JournalProof};
+use super::*;
+use crate::receipt::{ReceiptParts, receipt_hash};
+use crate::state::{AccountState, PLACEHOLDER, PartialTree, StateKey, StateProof, encode_slot};
+
+/// The machine while its journal is committed into the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitState {
+    /// Root of the journal's map still to commit.
+    pub entries: [u8; 32],
+    /// The trace commitment: the state root with the entries committed so
+    /// far, the outbox, receipts and gas after the item.
+    pub trace: TraceCommitment,
+}
+
+impl CommitState {
+    /// Its hash in the item's trace: `c_i`'s own once nothing is left.
+    pub fn commitment(&self) -> Hash {
+        if self.entries == PLACEHOLDER {
+            self.trace.hash()
+        } else {
+            hash_domain(b"optishard.commit", &[&self.entries, &self.trace.hash().0])
+        }
+    }
+}
+
+/// The epilogue's step: the frame's end in parts, the sender's and the
+/// beneficiary's journal entries (each absent one's value at the item's
+/// start proven against `c_{i-1}`'s state root), and `c_{i-1}`'s frontiers,
+/// which the receipt extends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpilogueStep {
+    /// The machine at the frame's end.
+    pub end: EndState,
+    /// Its journal's parts.
+    pub journal: JournalRoot,
+    /// The sender's entry, then the beneficiary's (one if they are the same).
+    pub entries: Vec<JournalProof>,
+    /// Each absent entry's value at the item's start, in order.
+    pub pre: Vec<StateProof>,
+    /// The trace before the item, but its state root.
+    pub trace: TraceState,
+}
+
+/// The entries the epilogue touches: the sender's, then the beneficiary's.
+pub(super) fn epilogue_keys(env: &StepEnv) -> Vec<JournalKey> {
+    let (caller, beneficiary) =
+        (JournalKey::Account(env.tx.caller), JournalKey::Account(env.params.beneficiary));
+    if caller == beneficiary { vec![caller] } else { vec![caller, beneficiary] }
+}
+
+/// What the epilogue did: the machine after it and the entries it wrote.
+pub(super) struct Settled {
+    pub(super) state: CommitState,
+    pub(super) written: Opened,
+}
+
+/// Runs the epilogue over the values `step` carries: the [`CommitState`]
+/// it leaves.
+pub fn verify_epilogue(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> InstructionVerdict {
+    match settle(step, agreed, env) {
+        Ok(Some(s)) => InstructionVerdict::Next(s.state.commitment()),
+        Ok(None) => InstructionVerdict::Unsupported(0),
+        Err(reason) => InstructionVerdict::Rejected(reason),
+    }
+}
+
+/// The epilogue: revm's own handler settles the frame's gas (the refund
+/// and its cap, the EIP-7623 floor), reimburses the sender and pays the
+/// beneficiary, over a host holding just their entries; the receipt then
+/// extends `c_{i-1}`'s frontiers. `None` for a transaction whose epilogue
+/// is not a step (a create, an EIP-7702 authorization list).
+pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Checked<Option<Settled>> {
+    use revm::context_interface::Transaction;
+    if env.tx.kind.is_create() || env.tx.authorization_list_len() != 0 {
+        return Ok(None);
+    }
+    let end = &step.end;
+    if step.journal.commitment() != end.journal || end.commitment() != *agreed {
+        return Err("not the frame's end agreed".into());
+    }
+    if end.result > END_HALT
+        || end.gas_remaining > env.tx.gas_limit
+        || end.gas_refunded.unsigned_abs() > env.tx.gas_limit
+    {
+        return Err("an end no transaction reaches".into());
+    }
+    if !step.trace.matches(&env.pre) {
+        return Err("not the trace before the item".into());
+    }
+    let keys = epilogue_keys(env);
+    let (db, opened, mut tree) = open_entries(&step.journal, &step.entries, &step.pre, &[], &keys, env)?;
+    let host = host_for(db, &opened, env)?;
+    let (gas_used, host) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_epilogue(host, end)))
+        .unwrap_or_else(|_| Err("the step's values break the epilogue".into()))?;
+    if let Some(missing) = host.journaled_state.database.0.missed.borrow().clone() {
+        return Err(format!("the step lacks {missing}"));
+    }
+    let inner = &host.journaled_state.inner;
+    if journal::entries_of(inner).keys().any(|k| !keys.contains(k)) {
+        return Err("the epilogue touched an entry the step lacks".into());
+    }
+    let mut written = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let value = journal::entry_in(inner, key);
+        tree.update(&key.key_hash(), value.as_deref())
+            .map_err(|_| "the journal's paths do not open the entries")?;
+        written.push((*key, value));
+    }
+    let success = end.result == END_OK;
+    let (logs, logs_count) =
+        if success { (step.journal.logs, step.journal.logs_count) } else { (Hash::ZERO, 0) };
+    let receipt = receipt_hash(&ReceiptParts {
+        tx_hash: env.tx_hash,
+        tx_type: env.tx.tx_type,
+        success,
+        gas_used,
+        contract_address: None,
+        logs,
+        logs_count,
+        // a message is emitted only by the bridge, which a level-2 trace
+        // never calls
+        messages: &[],
+    });
+    let mut trace = step.trace.clone();
+    trace.push([], &receipt, gas_used);
+    let state = CommitState { entries: tree.hash(), trace: trace.commitment(env.pre.state_root) };
+    Ok(Some(Settled { state, written }))
+}
+
+/// revm's epilogue of a transaction whose frame ended as `end`: the gas it
+/// used, and the host after the sender's reimbursement and the fees.
+fn run_epilogue(host: StepHost, end: &EndState) -> Checked<(u64, StepHost)> {
+    let mut evm = host.build_mainnet();
+    let mut handler = MainnetHandler::<_, EVMError<Error>, EthFrame<EthInterpreter>>::default();
+    let fail = |e: EVMError<Error>| format!("the epilogue fails: {e}");
+    let init = handler.validate_initial_tx_gas(&mut evm).map_err(fail)?;
+    let mut gas = handler.tx_gas(&mut evm, &init);
+    let mut frame_gas = Gas::new(end.gas_remaining);
+    frame_gas.record_refund(end.gas_refunded);
+    let result = match end.result {
+        END_OK => InstructionResult::Stop,
+        END_REVERT => InstructionResult::Revert,
+        _ => InstructionResult::OutOfGas,
+    };
+    let outcome = CallOutcome::new(InterpreterResult::new(result, Bytes::new(), frame_gas), 0..0);
+    let mut frame = FrameResult::Call(outcome);
+    handler.last_frame_result(&mut evm, &mut frame, &mut gas).map_err(fail)?;
+    let used = handler.post_execution(&mut evm, &mut frame, init, 0).map_err(fail)?;
+    Ok((used.tx_gas_used(), evm.ctx))
+}
+
+/// What committing one journal entry writes into the state, as
+/// `Overlay::commit_item` does for a whole item: a touched account is
+/// written (removed if it is empty or self-destructed), a warm slot of a
+/// touched account is written with its present value (zero removes it;
+/// every slot of a removed account not created in the item is removed),
+/// transient storage is dropped. Writing a value the state already holds
+/// changes nothing, so an unchanged entry needs no case of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Write {
+    /// Nothing.
+    Nothing,
+    /// `key` becomes `value` (`None` removes it).
+    Set(StateKey, Option<Vec<u8>>),
+    /// Not a step yet (an account created with code in the item).
+    Unsupported,
+}
+
+/// The write of entry `key` (`value`), given its account's entry for a slot.
+pub(super) fn commit_write(key: &JournalKey, value: &[u8], account: Option<&[u8]>) -> Checked<Write> {
+    let malformed = || format!("a malformed entry {key:?}");
+    Ok(match *key {
+        JournalKey::Transient(..) => Write::Nothing,
+        JournalKey::Account(a) => {
+            let acc = journal::account_of(value, Default::default()).ok_or_else(malformed)?;
+            if !acc.is_touched() {
+                Write::Nothing
+            } else if acc.is_created() && acc.info.code_hash != KECCAK_EMPTY {
+                Write::Unsupported
+            } else if acc.is_selfdestructed() || acc.is_empty() {
+                Write::Set(StateKey::Account(a), None)
+            } else {
+                Write::Set(StateKey::Account(a), Some(AccountState::from_info(&acc.info).encode()))
+            }
+        }
+        JournalKey::Slot(a, k) => {
+            let slot = journal::slot_of(value, Default::default()).ok_or_else(malformed)?;
+            let Some(account) = account else { return Ok(Write::Nothing) };
+            let acc = journal::account_of(account, Default::default()).ok_or_else(malformed)?;
+            if !acc.is_touched() {
+                Write::Nothing
+            } else if acc.is_selfdestructed() || acc.is_empty() {
+                if acc.is_created() { Write::Nothing } else { Write::Set(StateKey::Storage(a, k), None) }
+            } else {
+                let v = slot.present_value;
+                Write::Set(StateKey::Storage(a, k), (!v.is_zero()).then(|| encode_slot(v)))
+            }
+        }
+    })
+}
+
+/// One commit step: the [`CommitState`] in parts, the map's least entry,
+/// for a slot its account's entry (or its absence), and when the entry
+/// writes, the state key's value in the state root as it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitStep {
+    /// The state before the step.
+    pub state: CommitState,
+    /// The least entry of the map, with its proof.
+    pub entry: JournalProof,
+    /// For a slot: its account's entry or its absence.
+    pub account: Option<JournalProof>,
+    /// The written key's value now, proven against the state root.
+    pub current: Option<StateProof>,
+}
+
+/// Commits the least entry of the map: the [`CommitState`] after it.
+pub fn verify_commit(step: &CommitStep, agreed: &Hash) -> InstructionVerdict {
+    match commit(step, agreed) {
+        Ok(Some(s)) => InstructionVerdict::Next(s.commitment()),
+        Ok(None) => InstructionVerdict::Unsupported(0),
+        Err(reason) => InstructionVerdict::Rejected(reason),
+    }
+}
+
+pub(super) fn commit(step: &CommitStep, agreed: &Hash) -> Checked<Option<CommitState>> {
+    let s = &step.state;
+    if s.commitment() != *agreed || s.entries == PLACEHOLDER {
+        return Err("not a journal the state agreed holds".into());
+    }
+    let e = &step.entry;
+    let key = e.key.key_hash();
+    let value = e.value.as_deref().ok_or("the entry taken is one the map holds")?;
+    e.proof.verify(&s.entries, &key, Some(value)).map_err(|err| format!("the entry: {err}"))?;
+    if !e.proof.is_leftmost(&key) {
+        return Err("not the map's least entry".into());
+    }
+    let account = match (e.key, &step.account) {
+        (JournalKey::Slot(a, _), Some(p)) if p.key == JournalKey::Account(a) => {
+            p.proof
+                .verify(&s.entries, &p.key.key_hash(), p.value.as_deref())
+                .map_err(|err| format!("the slot's account: {err}"))?;
+            p.value.as_deref()
+        }
+        (JournalKey::Slot(..), _) => return Err("a slot's step carries its account's entry".into()),
+        (_, None) => None,
+        (_, Some(_)) => return Err("only a slot's step carries an account".into()),
+    };
+    let mut trace = s.trace;
+    match (commit_write(&e.key, value, account)?, &step.current) {
+        (Write::Unsupported, _) => return Ok(None),
+        (Write::Nothing, None) => {}
+        (Write::Set(k, v), Some(p)) if p.key == k => {
+            p.verify(&trace.state_root).map_err(|err| format!("the state now: {err}"))?;
+            let hash = k.key_hash().0;
+            let mut state = PartialTree::from_proofs([(&hash, &p.proof)]).map_err(|e| e.to_string())?;
+            state.update(&hash, v.as_deref()).map_err(|e| e.to_string())?;
+            trace.state_root = Hash(state.hash());
+        }
+        _ => return Err("not the state value the entry writes".into()),
+    }
+    let mut map = PartialTree::from_proofs([(&key, &e.proof)]).map_err(|e| e.to_string())?;
+    map.update(&key, None).map_err(|e| e.to_string())?;
+    Ok(Some(CommitState { entries: map.hash(), trace }))
+}
+
+/// A step from `c_i`: the trace has ended and stays there.
+pub fn verify_done(trace: &TraceCommitment, agreed: &Hash) -> InstructionVerdict {
+    if trace.hash() == *agreed {
+        InstructionVerdict::Next(*agreed)
+    } else {
+        InstructionVerdict::Rejected("not the item's end agreed".into())
+    }
+}

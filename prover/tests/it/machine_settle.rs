@@ -1,0 +1,121 @@
+//! Level 2's whole item (issue 16): from `s_0` through the prologue, every
+//! instruction, the epilogue (refund, fees, receipt) and the journal's
+//! commit into the state, entry by entry, to exactly level 1's `c_i`.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use bridge::{Hash, TraceState};
+use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
+use prover::{AuthState, Item, Mode, SignedTx};
+
+use crate::machine::{Contract, TARGET, state};
+use crate::support::{params, sign_1559, signer};
+
+const OTHER: Address = Address::repeat_byte(0xc1);
+const FRESH: Address = Address::repeat_byte(0xe7);
+
+/// Level 1's `c_1` of `tx` alone over `s`.
+fn level_one(s: &AuthState, tx: &SignedTx) -> bridge::TraceCommitment {
+    let exec =
+        prover::execute_items(s.reader(0).unwrap(), &params(1), vec![Item::Tx(tx.clone())], Mode::Verify)
+            .unwrap();
+    exec.trace(s, 0).unwrap().pop().unwrap()
+}
+
+/// Every step of `tx`'s trace, each from the replay's `T_j`, re-executes to
+/// `T_{j+1}`; the trace ends on level 1's `c_1`; a step past the end stays
+/// there. Returns the trace's states and its instruction count.
+fn walk(s: &AuthState, tx: &SignedTx) -> (Vec<Hash>, u64) {
+    let pre = TraceState::start();
+    let head = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &[]).unwrap();
+    let all: Vec<u64> = (0..=head.last + 1).collect();
+    let t = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &all).unwrap();
+    let c1 = level_one(s, tx);
+    assert_eq!(t.end, c1, "the trace ends on level 1's c_1");
+    assert_eq!(t.states[t.last as usize], c1.hash());
+    assert_eq!(t.states[t.last as usize + 1], c1.hash(), "past its end a trace stays at c_i");
+    let env = StepEnv::new(params(1), tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+    for j in 0..=t.last {
+        let step = item_step(s.reader(0).unwrap(), &params(1), tx, &pre, j).unwrap();
+        let kind = match &step {
+            ItemStep::Prologue(_) => "prologue",
+            ItemStep::Instruction(_) => "instruction",
+            ItemStep::Epilogue(_) => "epilogue",
+            ItemStep::Commit(_) => "commit",
+            ItemStep::Done(_) => "done",
+        };
+        assert_eq!(
+            verify_item_step(&step, &t.states[j as usize], &env),
+            InstructionVerdict::Next(t.states[j as usize + 1]),
+            "step {j} ({kind}) of {}",
+            t.last
+        );
+    }
+    (t.states, t.instructions)
+}
+
+fn tx_to(to: Address, value: u64, data: Vec<u8>) -> SignedTx {
+    sign_1559(&signer(0), 0, TxKind::Call(to), U256::from(value), Bytes::from(data), 1_000_000)
+}
+
+/// Storage writes of every kind (a new slot, an overwrite, a clear that
+/// refunds, a write back to the original), a read, transient storage and
+/// two logs, then STOP.
+fn writer() -> Vec<u8> {
+    vec![
+        0x60, 0x2a, 0x60, 0x07, 0x55, // SSTORE 7 := 42 (new)
+        0x60, 0x05, 0x60, 0x01, 0x55, // SSTORE 1 := 5 (was 1)
+        0x60, 0x00, 0x60, 0x02, 0x55, // SSTORE 2 := 0 (was 2: a refund)
+        0x60, 0x09, 0x60, 0x03, 0x55, 0x60, 0x03, 0x60, 0x03, 0x55, // slot 3: 9, then back to 3
+        0x60, 0x04, 0x54, 0x50, // SLOAD 4, POP
+        0x60, 0x0b, 0x60, 0x05, 0x5d, // TSTORE 5 := 11
+        0x60, 0x05, 0x5c, 0x60, 0x00, 0x52, // TLOAD 5, MSTORE at 0
+        0x60, 0x20, 0x60, 0x00, 0xa0, // LOG0 of the word
+        0x60, 0x63, 0x60, 0x04, 0x60, 0x1c, 0xa1, // LOG1 topic 0x63
+        0x00,
+    ]
+}
+
+fn writer_state() -> AuthState {
+    let slots = vec![(1, 1), (2, 2), (3, 3), (4, 4)];
+    state(&[(TARGET, writer(), slots), (OTHER, vec![0x60, 0x01, 0x60, 0x00, 0xfd], vec![])])
+}
+
+/// A transfer to an account without code runs no instruction: the
+/// prologue's step reaches the frame's end, the epilogue pays for 21,000
+/// gas, and the commits write the sender, the payee and the beneficiary.
+#[test]
+fn a_transfer_is_a_prologue_an_epilogue_and_commits() {
+    let s = writer_state();
+    let (states, n) = walk(&s, &tx_to(FRESH, 1_000, vec![]));
+    assert_eq!(n, 0);
+    assert!(states.len() >= 5, "start, end, settled, and a commit per account");
+}
+
+/// Every storage write's kind, transient storage and logs: the commits
+/// write exactly level 1's state root, the receipt commits the logs.
+#[test]
+fn writes_refunds_and_logs_commit_to_level_ones_state() {
+    let s = writer_state();
+    let (_, n) = walk(&s, &tx_to(TARGET, 7, vec![]));
+    assert!(n > 20);
+}
+
+/// A reverted transaction keeps only its fee and nonce; one that runs out
+/// of gas pays for all of it; each ends on level 1's `c_1`.
+#[test]
+fn a_revert_and_an_out_of_gas_settle_like_level_one() {
+    let s = writer_state();
+    walk(&s, &tx_to(OTHER, 0, vec![]));
+    let burner: Contract = (FRESH, vec![0x5b, 0x60, 0x00, 0x56], vec![]);
+    let s = state(&[burner]);
+    let tx = sign_1559(&signer(0), 0, TxKind::Call(FRESH), U256::ZERO, Bytes::new(), 30_000);
+    walk(&s, &tx);
+}
+
+/// The frames test's caller: calls, returns, a revert in a nested call,
+/// halts, value to a fresh account, precompiles, all the way to `c_1`.
+#[test]
+fn every_frame_boundary_ends_on_level_ones_commitment() {
+    let s = state(&crate::machine_frames::contracts());
+    walk(&s, &crate::machine_frames::tx());
+}
