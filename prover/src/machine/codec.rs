@@ -3,6 +3,7 @@
 
 use bridge::{Decode, DecodeError, Encode, Hash};
 
+use super::settle::{CommitState, CommitStep, EpilogueStep};
 use super::*;
 use crate::state::{SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof};
 
@@ -334,18 +335,8 @@ fn encode_journal(j: &StepJournal, out: &mut Vec<u8>) {
     j.root.entries.encode_to(out);
     j.root.logs.encode_to(out);
     j.root.logs_count.encode_to(out);
-    (j.entries.len() as u32).encode_to(out);
-    for e in &j.entries {
-        encode_journal_key(&e.key, out);
-        encode_value(&e.value, out);
-        encode_proof(&e.proof, out);
-    }
-    (j.pre.len() as u32).encode_to(out);
-    for p in &j.pre {
-        encode_state_key(&p.key, out);
-        encode_value(&p.value, out);
-        encode_proof(&p.proof, out);
-    }
+    encode_list_of(&j.entries, out, encode_journal_proof);
+    encode_list_of(&j.pre, out, encode_state_proof);
     encode_value(&j.code, out);
 }
 
@@ -355,28 +346,198 @@ fn decode_journal(input: &mut &[u8]) -> Result<StepJournal, DecodeError> {
         logs: Hash::decode(input)?,
         logs_count: u64::decode(input)?,
     };
-    let n = bounded_len(input, "journal entries", MAX_STEP_ENTRIES)?;
-    let mut entries = Vec::with_capacity(n);
-    for _ in 0..n {
-        entries.push(JournalProof {
-            key: decode_journal_key(input)?,
-            value: decode_value(input)?,
-            proof: decode_proof(input)?,
-        });
-    }
-    let n = bounded_len(input, "state proofs", MAX_STEP_ENTRIES)?;
-    let mut pre = Vec::with_capacity(n);
-    for _ in 0..n {
-        pre.push(StateProof {
-            key: decode_state_key(input)?,
-            value: decode_value(input)?,
-            proof: decode_proof(input)?,
-        });
-    }
+    let entries = decode_list_of(input, "journal entries", MAX_STEP_ENTRIES, decode_journal_proof)?;
+    let pre = decode_list_of(input, "state proofs", MAX_STEP_ENTRIES, decode_state_proof)?;
     let code = match u8::decode(input)? {
         0 => None,
         1 => Some(bounded_bytes(input, "code", MAX_STEP_CODE)?),
         tag => return Err(DecodeError::InvalidTag { what: "code", tag }),
     };
     Ok(StepJournal { root, entries, pre, code })
+}
+
+fn encode_journal_proof(e: &JournalProof, out: &mut Vec<u8>) {
+    encode_journal_key(&e.key, out);
+    encode_value(&e.value, out);
+    encode_proof(&e.proof, out);
+}
+
+fn decode_journal_proof(input: &mut &[u8]) -> Result<JournalProof, DecodeError> {
+    Ok(JournalProof {
+        key: decode_journal_key(input)?,
+        value: decode_value(input)?,
+        proof: decode_proof(input)?,
+    })
+}
+
+fn encode_state_proof(p: &StateProof, out: &mut Vec<u8>) {
+    encode_state_key(&p.key, out);
+    encode_value(&p.value, out);
+    encode_proof(&p.proof, out);
+}
+
+fn decode_state_proof(input: &mut &[u8]) -> Result<StateProof, DecodeError> {
+    Ok(StateProof { key: decode_state_key(input)?, value: decode_value(input)?, proof: decode_proof(input)? })
+}
+
+fn encode_list_of<T>(items: &[T], out: &mut Vec<u8>, f: fn(&T, &mut Vec<u8>)) {
+    (items.len() as u32).encode_to(out);
+    for i in items {
+        f(i, out);
+    }
+}
+
+fn decode_list_of<T>(
+    input: &mut &[u8],
+    what: &'static str,
+    limit: usize,
+    f: fn(&mut &[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let n = bounded_len(input, what, limit)?;
+    (0..n).map(|_| f(input)).collect()
+}
+
+impl Encode for EndState {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.result.encode_to(out);
+        self.gas_remaining.encode_to(out);
+        (self.gas_refunded as u64).encode_to(out);
+        self.output.encode_to(out);
+        self.journal.encode_to(out);
+    }
+}
+
+impl Decode for EndState {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(EndState {
+            result: u8::decode(input)?,
+            gas_remaining: u64::decode(input)?,
+            gas_refunded: u64::decode(input)? as i64,
+            output: Hash::decode(input)?,
+            journal: Hash::decode(input)?,
+        })
+    }
+}
+
+impl Encode for PrologueStep {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        encode_list_of(&self.pre, out, encode_state_proof);
+        (self.codes.len() as u32).encode_to(out);
+        for c in &self.codes {
+            c.encode_to(out);
+        }
+    }
+}
+
+impl Decode for PrologueStep {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let pre = decode_list_of(input, "prologue proofs", MAX_PROLOGUE_PROOFS, decode_state_proof)?;
+        let n = bounded_len(input, "prologue codes", MAX_PROLOGUE_CODES)?;
+        let codes = (0..n).map(|_| bounded_bytes(input, "code", MAX_STEP_CODE)).collect::<Result<_, _>>()?;
+        Ok(PrologueStep { pre, codes })
+    }
+}
+
+impl Encode for EpilogueStep {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.end.encode_to(out);
+        self.journal.entries.encode_to(out);
+        self.journal.logs.encode_to(out);
+        self.journal.logs_count.encode_to(out);
+        encode_list_of(&self.entries, out, encode_journal_proof);
+        encode_list_of(&self.pre, out, encode_state_proof);
+        self.trace.encode_to(out);
+    }
+}
+
+impl Decode for EpilogueStep {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(EpilogueStep {
+            end: EndState::decode(input)?,
+            journal: JournalRoot {
+                entries: <[u8; 32]>::decode(input)?,
+                logs: Hash::decode(input)?,
+                logs_count: u64::decode(input)?,
+            },
+            entries: decode_list_of(input, "epilogue entries", 2, decode_journal_proof)?,
+            pre: decode_list_of(input, "epilogue proofs", 2, decode_state_proof)?,
+            trace: bridge::TraceState::decode(input)?,
+        })
+    }
+}
+
+impl Encode for CommitState {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.entries.encode_to(out);
+        self.trace.encode_to(out);
+    }
+}
+
+impl Decode for CommitState {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(CommitState {
+            entries: <[u8; 32]>::decode(input)?,
+            trace: bridge::TraceCommitment::decode(input)?,
+        })
+    }
+}
+
+impl Encode for CommitStep {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        self.state.encode_to(out);
+        encode_journal_proof(&self.entry, out);
+        encode_list_of(self.account.as_slice(), out, encode_journal_proof);
+        encode_list_of(self.current.as_slice(), out, encode_state_proof);
+    }
+}
+
+impl Decode for CommitStep {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(CommitStep {
+            state: CommitState::decode(input)?,
+            entry: decode_journal_proof(input)?,
+            account: decode_list_of(input, "slot's account", 1, decode_journal_proof)?.pop(),
+            current: decode_list_of(input, "state value", 1, decode_state_proof)?.pop(),
+        })
+    }
+}
+
+impl Encode for ItemStep {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        match self {
+            ItemStep::Prologue(p) => {
+                0u8.encode_to(out);
+                p.encode_to(out);
+            }
+            ItemStep::Instruction(s) => {
+                1u8.encode_to(out);
+                s.encode_to(out);
+            }
+            ItemStep::Epilogue(e) => {
+                2u8.encode_to(out);
+                e.encode_to(out);
+            }
+            ItemStep::Commit(c) => {
+                3u8.encode_to(out);
+                c.encode_to(out);
+            }
+            ItemStep::Done(c) => {
+                4u8.encode_to(out);
+                c.encode_to(out);
+            }
+        }
+    }
+}
+
+impl Decode for ItemStep {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(match u8::decode(input)? {
+            0 => ItemStep::Prologue(PrologueStep::decode(input)?),
+            1 => ItemStep::Instruction(Box::new(InstructionStep::decode(input)?)),
+            2 => ItemStep::Epilogue(Box::new(EpilogueStep::decode(input)?)),
+            3 => ItemStep::Commit(Box::new(CommitStep::decode(input)?)),
+            4 => ItemStep::Done(bridge::TraceCommitment::decode(input)?),
+            tag => return Err(DecodeError::InvalidTag { what: "item step", tag }),
+        })
+    }
 }

@@ -298,3 +298,45 @@ pub fn verify_done(trace: &TraceCommitment, agreed: &Hash) -> InstructionVerdict
         InstructionVerdict::Rejected("not the item's end agreed".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use alloy_primitives::{Address, U256};
+
+    use super::*;
+    use crate::machine::journal::JournalTree;
+
+    /// A commit takes only the map's least entry: any other one, with its
+    /// own valid proof, proves nothing.
+    #[test]
+    fn only_the_least_entry_is_committed() {
+        let a = Address::repeat_byte(1);
+        let entries: BTreeMap<JournalKey, Vec<u8>> = (0..6u64)
+            .map(|k| {
+                (JournalKey::Transient(a, U256::from(k)), U256::from(k + 1).to_be_bytes::<32>().to_vec())
+            })
+            .collect();
+        let tree = JournalTree::of(&entries);
+        let state = CommitState { entries: tree.root(), trace: TraceCommitment::start(Hash::ZERO) };
+        let least = entries.keys().min_by_key(|k| k.key_hash()).copied().unwrap();
+        let mut upheld = 0;
+        for (key, value) in &entries {
+            let step = CommitStep {
+                state,
+                entry: JournalProof { key: *key, value: Some(value.clone()), proof: tree.prove(key) },
+                account: None,
+                current: None,
+            };
+            let v = verify_commit(&step, &state.commitment());
+            if *key == least {
+                upheld += 1;
+                assert!(matches!(v, InstructionVerdict::Next(_)), "{v:?}");
+            } else {
+                assert_eq!(v, InstructionVerdict::Rejected("not the map's least entry".into()));
+            }
+        }
+        assert_eq!(upheld, 1);
+    }
+}

@@ -36,6 +36,8 @@ fn walk(s: &AuthState, tx: &SignedTx) -> (Vec<Hash>, u64) {
     let env = StepEnv::new(params(1), tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
     for j in 0..=t.last {
         let step = item_step(s.reader(0).unwrap(), &params(1), tx, &pre, j).unwrap();
+        let wire = bridge::Encode::encode(&step);
+        assert_eq!(bridge::decode_exact::<ItemStep>(&wire).unwrap(), step, "the wire form is the step");
         let kind = match &step {
             ItemStep::Prologue(_) => "prologue",
             ItemStep::Instruction(_) => "instruction",
@@ -118,4 +120,98 @@ fn a_revert_and_an_out_of_gas_settle_like_level_one() {
 fn every_frame_boundary_ends_on_level_ones_commitment() {
     let s = state(&crate::machine_frames::contracts());
     walk(&s, &crate::machine_frames::tx());
+}
+
+fn refused(v: InstructionVerdict) -> bool {
+    matches!(v, InstructionVerdict::Rejected(_))
+}
+
+/// The epilogue's step proves nothing with any part altered: another
+/// frame end, another trace before the item, a sender's entry it does not
+/// hold, a missing beneficiary.
+#[test]
+fn an_altered_epilogue_proves_nothing() {
+    let s = writer_state();
+    let tx = tx_to(TARGET, 7, vec![]);
+    let pre = TraceState::start();
+    let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &[]).unwrap();
+    let j = t.instructions + 1;
+    let agreed = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &[j]).unwrap().states[0];
+    let env = StepEnv::new(params(1), &tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+    let ItemStep::Epilogue(step) = item_step(s.reader(0).unwrap(), &params(1), &tx, &pre, j).unwrap() else {
+        panic!("the step after the frame's end is the epilogue's")
+    };
+    let honest = verify_item_step(&ItemStep::Epilogue(step.clone()), &agreed, &env);
+    assert!(matches!(honest, InstructionVerdict::Next(_)));
+
+    let mut gas = step.clone();
+    gas.end.gas_remaining += 1;
+    assert!(refused(verify_item_step(&ItemStep::Epilogue(gas), &agreed, &env)), "another end");
+    let mut trace = step.clone();
+    trace.trace.push([], &Hash::of(b"a receipt"), 21_000);
+    assert!(refused(verify_item_step(&ItemStep::Epilogue(trace), &agreed, &env)), "another trace");
+    let mut entry = step.clone();
+    let v = entry.entries[0].value.as_mut().expect("the sender is warm");
+    v[31] ^= 1;
+    assert!(refused(verify_item_step(&ItemStep::Epilogue(entry), &agreed, &env)), "a balance the map lacks");
+    let mut fewer = step.clone();
+    fewer.entries.pop();
+    assert!(refused(verify_item_step(&ItemStep::Epilogue(fewer), &agreed, &env)), "no beneficiary");
+    let other = Hash::of(b"another state");
+    assert!(refused(verify_item_step(&ItemStep::Epilogue(step), &other, &env)), "another agreed state");
+}
+
+/// A commit step proves nothing with any part altered: a state value the
+/// state root does not hold, a write without its value, a slot without its
+/// account's entry, an entry the map does not hold; `c_i`'s step stays
+/// only at `c_i`.
+#[test]
+fn an_altered_commit_proves_nothing() {
+    let s = writer_state();
+    let tx = tx_to(TARGET, 7, vec![]);
+    let pre = TraceState::start();
+    let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &[]).unwrap();
+    let all: Vec<u64> = (0..=t.last).collect();
+    let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &all).unwrap();
+    let env = StepEnv::new(params(1), &tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+    let mut slots = 0;
+    for j in t.instructions + 2..t.last {
+        let ItemStep::Commit(step) = item_step(s.reader(0).unwrap(), &params(1), &tx, &pre, j).unwrap()
+        else {
+            panic!("a commit step")
+        };
+        let agreed = t.states[j as usize];
+        let check = |c: &prover::machine::CommitStep| {
+            verify_item_step(&ItemStep::Commit(Box::new(c.clone())), &agreed, &env)
+        };
+        assert_eq!(check(&step), InstructionVerdict::Next(t.states[j as usize + 1]));
+        if let Some(current) = &step.current {
+            let mut other = step.clone();
+            let value = other.current.as_mut().unwrap();
+            value.value = Some(vec![7; current.value.as_ref().map_or(32, Vec::len)]);
+            assert!(refused(check(&other)), "step {j}: a value the state does not hold");
+            let mut none = step.clone();
+            none.current = None;
+            assert!(refused(check(&none)), "step {j}: a write without its value");
+        }
+        if step.account.is_some() {
+            slots += 1;
+            let mut none = step.clone();
+            none.account = None;
+            assert!(refused(check(&none)), "step {j}: a slot without its account");
+            let mut other = step.clone();
+            if let Some(v) = other.account.as_mut().unwrap().value.as_mut() {
+                v[0] ^= 1;
+            }
+            assert!(refused(check(&other)), "step {j}: an account entry the map lacks");
+        }
+        let mut entry = step.clone();
+        entry.entry.value.as_mut().unwrap()[0] ^= 1;
+        assert!(refused(check(&entry)), "step {j}: an entry the map lacks");
+    }
+    assert!(slots >= 4, "the slots written and read are committed ({slots})");
+    let done = prover::machine::verify_done(&t.end, &t.states[t.last as usize]);
+    assert_eq!(done, InstructionVerdict::Next(t.end.hash()));
+    let other = bridge::TraceCommitment { gas_used: t.end.gas_used + 1, ..t.end };
+    assert!(refused(prover::machine::verify_done(&other, &t.states[t.last as usize])));
 }
