@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use bridge::game::{Game, Outcome, Side, StepVerdict};
+use bridge::game::{Game, Outcome, Side};
 use bridge::{Action, Address, Encode, GameRecord, Hash, Invalidation, ShardId, SignedMove};
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +153,10 @@ pub enum MoveRejection {
         /// The game's position now.
         want: Hash,
     },
+    /// A descent into an item that is not the one the game pinned, or
+    /// of a trace no item has.
+    #[error("bad descent: {0}")]
+    BadDescent(String),
     /// A withdrawal the bond does not cover.
     #[error("{0}")]
     BadWithdrawal(String),
@@ -186,6 +190,7 @@ impl MoveRejection {
             MoveRejection::StepsExhausted { .. } => "steps_exhausted",
             MoveRejection::BadStep(_) => "bad_step",
             MoveRejection::StalePosition { .. } => "stale_position",
+            MoveRejection::BadDescent(_) => "bad_descent",
             MoveRejection::BadWithdrawal(_) => "bad_withdrawal",
             MoveRejection::Full => "full",
         }
@@ -212,8 +217,16 @@ pub struct MoveLog {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepStats {
-    /// The item's position (the step from `c_index` to `c_{index+1}`).
+    /// Its level: 1 (a whole item: the step from `c_index` to
+    /// `c_{index+1}`) or 2 (one step of the item's trace, `T_index` to
+    /// `T_{index+1}`).
+    #[serde(default = "level_one")]
+    pub level: u8,
+    /// Its position in its level's range.
     pub index: u64,
+    /// A level-2 instruction's step: the disputed instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<DisputedInstruction>,
     /// Encoded step (item, proof, witness).
     pub step_bytes: usize,
     /// The witness alone.
@@ -224,6 +237,24 @@ pub struct StepStats {
     pub verdict: String,
     /// Who submitted it.
     pub submitted_by: Address,
+}
+
+fn level_one() -> u8 {
+    1
+}
+
+/// The instruction a level-2 step re-executed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisputedInstruction {
+    /// Its program counter.
+    pub pc: u64,
+    /// Its opcode.
+    pub opcode: u8,
+    /// Its name.
+    pub name: String,
+    /// Its call depth.
+    pub depth: u64,
 }
 
 /// A bond movement a game caused.
@@ -405,22 +436,6 @@ impl BeaconChain {
     /// state lock).
     pub(crate) fn check_step(&self, header: &bridge::ShardHeader, game: &Game, bytes: &[u8]) -> CheckedStep {
         let started = std::time::Instant::now();
-        let rejected = |why: String, index| CheckedStep {
-            verdict: StepVerdict::Rejected(why),
-            index,
-            witness_bytes: 0,
-            micros: started.elapsed().as_micros() as u64,
-        };
-        let step = match prover::game::AnyStep::decode(bytes) {
-            Ok(s) => s,
-            Err(e) => return rejected(e.to_string(), game.lo),
-        };
-        if step.index() != game.lo {
-            return rejected(
-                format!("step of item {}, the game is at {}", step.index(), game.lo),
-                step.index(),
-            );
-        }
         let spec = &self.spec;
         let params = prover::game::block_params(spec, header);
         let shard = header.shard;
@@ -435,24 +450,18 @@ impl BeaconChain {
             };
             Some(alloy_primitives::B256::from(h.0))
         };
-        let (verdict, witness_bytes) = match &step {
-            prover::game::AnyStep::Item(step) => (
-                prover::game::verify_step(
-                    &params,
-                    &header.items_root,
-                    step,
-                    &game.lo_commit,
-                    &game.hi_commit,
-                    &block_hash,
-                ),
-                step.witness.encoded_len(),
-            ),
-            prover::game::AnyStep::Undecodable(u) => (u.verify(&header.items_root), 0),
+        let ctx = prover::game::StepContext {
+            params: &params,
+            items_root: &header.items_root,
+            block_hash: &block_hash,
         };
+        let v = prover::game::verify_any(&ctx, game, bytes);
         CheckedStep {
-            verdict,
-            index: step.index(),
-            witness_bytes,
+            verdict: v.verdict,
+            level: v.level,
+            index: v.index,
+            instruction: v.instruction,
+            witness_bytes: v.witness_bytes,
             micros: started.elapsed().as_micros() as u64,
         }
     }

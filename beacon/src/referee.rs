@@ -49,8 +49,13 @@ pub struct AcceptedHeader {
 pub struct CheckedStep {
     /// The verdict (`Rejected`: it proves nothing).
     pub verdict: StepVerdict,
-    /// The item the step is of.
+    /// The level it decides at (1: a whole item, which ends the game in
+    /// any phase once descended; 2: one step of the item's trace).
+    pub level: u8,
+    /// Its position in its level's range.
     pub index: u64,
+    /// A level-2 instruction's pc, opcode and depth.
+    pub instruction: Option<(u64, u8, u64)>,
     /// Its witness's encoded size.
     pub witness_bytes: usize,
     /// Wall time of the re-execution, microseconds.
@@ -380,6 +385,21 @@ impl Referee {
                 g.game.pick(*index as usize, slot).map_err(rejection)?;
                 Some(*game)
             }
+            Action::Descend { game, item, proof, last, .. } => {
+                let g = self.defender_move(game, signer, slot)?;
+                let header = store.accepted(g.shard, g.height).ok_or(MoveRejection::UnknownGame(*game))?;
+                if proof.index != g.game.lo || proof.verify(&header.header.items_root, item).is_err() {
+                    return Err(MoveRejection::BadDescent(format!(
+                        "not the header's item {} (the one the game pinned)",
+                        g.game.lo
+                    )));
+                }
+                let mut next = g.game.clone();
+                next.descend(*item, *last, slot).map_err(rejection)?;
+                self.take_over(game, signer);
+                self.open.get_mut(game).expect("checked above").game = next;
+                Some(*game)
+            }
             Action::Step { game, step, .. } => {
                 self.step(*game, signer, step, slot, store)?;
                 Some(*game)
@@ -528,7 +548,9 @@ impl Referee {
         if g.side_of(&signer).is_none() && !self.may_stand_in(g, &signer, slot) {
             return Err(MoveRejection::NotAParty { who: signer, side: Side::Defender });
         }
-        if g.game.phase != bridge::game::Phase::Step {
+        // once descended, level 1's whole-item step may end the game in
+        // any phase (level 2's own step is checked at its step)
+        if g.game.phase != bridge::game::Phase::Step && g.game.descent.is_none() {
             return Err(MoveRejection::NotAtStep);
         }
         if self.rejected_steps.get(&(*id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
@@ -587,15 +609,24 @@ impl Referee {
             return Err(MoveRejection::BadStep(why));
         }
         let g = self.open.get_mut(&id).expect("checked above");
-        g.game.settle(&step.verdict, slot).map_err(rejection)?;
-        let stats = StepStats {
-            index: step.index,
-            step_bytes: bytes.len(),
-            witness_bytes: step.witness_bytes,
-            verify_micros: micros,
-            verdict: if step.verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
-            submitted_by: signer,
-        };
+        if step.level == 1 {
+            g.game.settle_item(&step.verdict, slot).map_err(rejection)?;
+        } else {
+            g.game.settle(&step.verdict, slot).map_err(rejection)?;
+        }
+        let stats =
+            StepStats {
+                level: step.level,
+                index: step.index,
+                instruction: step.instruction.map(|(pc, opcode, depth)| {
+                    crate::dispute::DisputedInstruction { pc, opcode, name: revm_opcode_name(opcode), depth }
+                }),
+                step_bytes: bytes.len(),
+                witness_bytes: step.witness_bytes,
+                verify_micros: micros,
+                verdict: if step.verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
+                submitted_by: signer,
+            };
         info!(target: "beacon", game = %id, verdict = %stats.verdict, micros, bytes = bytes.len(), "single step re-executed");
         let g = g.clone();
         self.log(&g).step = Some(stats);
@@ -778,6 +809,11 @@ pub(crate) fn new_game(
     game
 }
 
+/// An opcode's mnemonic (`0x55` → `SSTORE`).
+fn revm_opcode_name(opcode: u8) -> String {
+    prover::machine::opcode_name(opcode)
+}
+
 /// The typed rejection of a move the game's rules refused.
 fn rejection(e: MoveError) -> MoveRejection {
     match e {
@@ -785,6 +821,7 @@ fn rejection(e: MoveError) -> MoveRejection {
         MoveError::Over => MoveRejection::GameOver,
         MoveError::WrongCount { got, want } => MoveRejection::WrongCount { got, want },
         MoveError::BadPick(index) => MoveRejection::BadPick { index },
+        MoveError::BadLength(last) => MoveRejection::BadDescent(format!("a trace of {last} steps")),
     }
 }
 

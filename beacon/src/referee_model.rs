@@ -157,7 +157,7 @@ impl RefereeStore for Model {
         } else {
             StepVerdict::Refuted { computed: None }
         };
-        CheckedStep { verdict, index, witness_bytes: 0, micros: 0 }
+        CheckedStep { verdict, level: 1, index, instruction: None, witness_bytes: 0, micros: 0 }
     }
 
     fn discard(

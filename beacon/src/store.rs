@@ -30,9 +30,10 @@ const META_SCHEMA: &[u8] = b"schema";
 /// 2 added pauses to the dispute state and stand-ins to game records; 3
 /// made in-game moves name the game position they answer; 4 records each
 /// game's stand-ins and puts a receipt game's claim in the game's phases,
-/// and persists refused steps with the dispute state). A database
-/// written before versions were recorded counts as 1.
-pub const BEACON_SCHEMA: u64 = 4;
+/// and persists refused steps with the dispute state; 5 adds a game's
+/// descent into its item's level-2 trace and the `Descend` move). A
+/// database written before versions were recorded counts as 1.
+pub const BEACON_SCHEMA: u64 = 5;
 /// `chan/` ‖ src ‖ dst → the next nonce of that channel a block may consume.
 const META_CHANNEL: &[u8] = b"chan/";
 

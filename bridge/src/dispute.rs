@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::Bonds;
 use crate::game::{Game, Outcome, Side};
 use crate::{
-    Address, Decode, DecodeError, Encode, Frontier, Hash, PrefixProof, ShardId, Signature, SignatureError,
-    TraceCommitment, ValidatorKey, decode_list, encode_list, hash_domain,
+    Address, Decode, DecodeError, Encode, Frontier, Hash, MerkleProof, PrefixProof, ShardId, Signature,
+    SignatureError, TraceCommitment, ValidatorKey, decode_list, encode_list, hash_domain,
 };
 
 mod hex_bytes {
@@ -107,6 +107,21 @@ pub enum Action {
         #[serde(with = "hex_bytes")]
         step: Vec<u8>,
     },
+    /// The defender, at level 1's single step, descends into the item's
+    /// own trace (`bridge::game::Descent`): its leaf, proven under the
+    /// header's items root at the game's `lo`, and the trace's last index.
+    Descend {
+        /// The game.
+        game: Hash,
+        /// The game's position this answers.
+        at: Hash,
+        /// The item's leaf hash.
+        item: Hash,
+        /// Its inclusion proof under the header's items root.
+        proof: MerkleProof,
+        /// The item trace's last index `L` (`T_L = c_{lo+1}`).
+        last: u64,
+    },
     /// Starts withdrawing free bond; it is paid out one challenge window later.
     Withdraw {
         /// Gwei to withdraw.
@@ -135,6 +150,7 @@ impl Action {
             Action::Bisect { game, at, .. }
             | Action::Pick { game, at, .. }
             | Action::Step { game, at, .. }
+            | Action::Descend { game, at, .. }
             | Action::Claim { game, at, .. } => Some((*game, *at)),
             Action::Open { .. } | Action::Withdraw { .. } => None,
         }
@@ -146,6 +162,9 @@ impl Action {
         match self {
             Action::Bisect { commitments, .. } if commitments.len() > MAX_BISECTION => {
                 Err(DecodeError::TooLong { what: "bisection", len: commitments.len(), limit: MAX_BISECTION })
+            }
+            Action::Descend { proof, .. } if proof.siblings.len() > 64 => {
+                Err(DecodeError::Invalid("an items proof deeper than any tree"))
             }
             Action::Step { step, .. } if step.len() > MAX_STEP_BYTES => {
                 Err(DecodeError::TooLong { what: "step", len: step.len(), limit: MAX_STEP_BYTES })
@@ -169,6 +188,7 @@ impl Action {
             Action::Bisect { .. } => "bisect",
             Action::Pick { .. } => "pick",
             Action::Step { .. } => "step",
+            Action::Descend { .. } => "descend",
             Action::Withdraw { .. } => "withdraw",
         }
     }
@@ -209,6 +229,14 @@ impl Encode for Action {
                 game.encode_to(out);
                 at.encode_to(out);
                 step.encode_to(out);
+            }
+            Action::Descend { game, at, item, proof, last } => {
+                10u8.encode_to(out);
+                game.encode_to(out);
+                at.encode_to(out);
+                item.encode_to(out);
+                proof.encode_to(out);
+                last.encode_to(out);
             }
             Action::Withdraw { amount_gwei, nonce } => {
                 4u8.encode_to(out);
@@ -257,6 +285,17 @@ impl Decode for Action {
                     });
                 }
                 Action::Step { game, at, step }
+            }
+            10 => {
+                let a = Action::Descend {
+                    game: Hash::decode(input)?,
+                    at: Hash::decode(input)?,
+                    item: Hash::decode(input)?,
+                    proof: MerkleProof::decode(input)?,
+                    last: u64::decode(input)?,
+                };
+                a.check_limits()?;
+                a
             }
             4 => Action::Withdraw { amount_gwei: u64::decode(input)?, nonce: u64::decode(input)? },
             tag => return Err(DecodeError::InvalidTag { what: "dispute action", tag }),
@@ -401,6 +440,7 @@ impl GameRecord {
                 &g.hi_commit.0,
                 &g.rounds.to_be_bytes(),
                 &phase,
+                &[g.level()],
             ],
         )
     }

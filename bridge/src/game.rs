@@ -91,6 +91,9 @@ pub enum MoveError {
     /// A sub-range outside the posted ones.
     #[error("sub-range {0} out of range")]
     BadPick(usize),
+    /// A level-2 trace of no length, or longer than any item's.
+    #[error("an item trace of {0} steps")]
+    BadLength(u64),
 }
 
 /// The game parameters (from the chain spec).
@@ -122,6 +125,34 @@ pub enum Phase {
     Done(Outcome),
 }
 
+/// Level 2 of a game: once level 1 pinned one item (`[lo, lo + 1]`,
+/// `c_lo` agreed, `c_{lo+1}` disputed), the defender may descend into the
+/// item's own trace `T_0 … T_L` (its instructions, its epilogue and its
+/// journal's commit: `prover::machine`), `T_0` derived from `c_lo` and the
+/// item, `T_L` the disputed `c_{lo+1}` itself. The game then bisects
+/// `[0, L]` with the same rules; level 1's range is kept, because level 1's
+/// whole-item step decides the game at any time after a descent (it is the
+/// ground truth for the item, so a descent never takes a decision away from
+/// whoever can show it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descent {
+    /// Level 1's `lo`: the item's index in its block (0-based).
+    pub lo: u64,
+    /// `c_lo`, agreed.
+    pub lo_commit: Hash,
+    /// `c_{lo+1}` as the defender claims it.
+    pub hi_commit: Hash,
+    /// The item's leaf in the block's items tree.
+    pub item: Hash,
+    /// The trace's last index `L` the defender claims.
+    pub last: u64,
+}
+
+/// Most states an item's level-2 trace may be claimed to have (2^40: an
+/// item's 2^24 gas buys far fewer instructions and journal entries; it
+/// bounds the rounds at ⌈40 / log2 k⌉).
+pub const MAX_ITEM_TRACE: u64 = 1 << 40;
+
 /// One dispute: the range still disputed, the commitments at its ends,
 /// the clocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +175,9 @@ pub struct Game {
     pub turn_since: u64,
     /// Bisection rounds played.
     pub rounds: u32,
+    /// Level 2, once the defender descended into the pinned item.
+    #[serde(default)]
+    pub descent: Option<Descent>,
 }
 
 impl Game {
@@ -160,6 +194,7 @@ impl Game {
             clocks: [params.clock_slots; 2],
             turn_since: slot,
             rounds: 0,
+            descent: None,
         };
         if g.hi - g.lo == 1 {
             g.phase = Phase::Step;
@@ -271,26 +306,82 @@ impl Game {
         Ok(())
     }
 
-    /// The verdict of the single step (see `prover::game::verify_step`) ends the game.
-    /// A rejected step decides nothing.
+    /// The game's level: 1 over the block's items, 2 over one item's trace.
+    pub fn level(&self) -> u8 {
+        if self.descent.is_some() { 2 } else { 1 }
+    }
+
+    /// Level 1's range: the item pinned (`lo`) and its ends, once
+    /// descended; the game's own range before.
+    pub fn item_range(&self) -> (u64, Hash, Hash) {
+        match &self.descent {
+            Some(d) => (d.lo, d.lo_commit, d.hi_commit),
+            None => (self.lo, self.lo_commit, self.hi_commit),
+        }
+    }
+
+    /// The defender descends from level 1's single step into the item's
+    /// trace `T_0 … T_last` (`item`: its leaf, checked by the referee
+    /// against the header): the game then bisects `[0, last]`, from `T_0 =
+    /// item_start(c_lo, item)` to `T_last = c_{lo+1}`.
+    pub fn descend(&mut self, item: Hash, last: u64, slot: u64) -> Result<(), MoveError> {
+        match self.phase {
+            Phase::Step if self.descent.is_none() => {}
+            Phase::Done(_) => return Err(MoveError::Over),
+            _ => return Err(MoveError::NotYourTurn(Side::Defender)),
+        }
+        if last == 0 || last > MAX_ITEM_TRACE {
+            return Err(MoveError::BadLength(last));
+        }
+        self.charge(Side::Defender, slot);
+        self.descent =
+            Some(Descent { lo: self.lo, lo_commit: self.lo_commit, hi_commit: self.hi_commit, item, last });
+        self.lo_commit = crate::trace::item_start(&self.lo_commit, &item);
+        (self.lo, self.hi) = (0, last);
+        self.phase = if last == 1 { Phase::Step } else { Phase::Bisect };
+        Ok(())
+    }
+
+    /// The verdict of the single step ends the game: at the game's step
+    /// (level 1's whole-item step, `prover::game::verify_step`, or level
+    /// 2's one-instruction step), or level 1's step at any time after a
+    /// descent. A rejected step decides nothing. The side to move pays for
+    /// the time it took.
     pub fn settle(&mut self, verdict: &StepVerdict, slot: u64) -> Result<(), MoveError> {
         match self.phase {
             Phase::Step => {}
             Phase::Done(_) => return Err(MoveError::Over),
             _ => return Err(MoveError::NotYourTurn(Side::Defender)),
         }
+        self.decide(verdict, slot);
+        Ok(())
+    }
+
+    /// Level 1's whole-item step after a descent, in any phase.
+    pub fn settle_item(&mut self, verdict: &StepVerdict, slot: u64) -> Result<(), MoveError> {
+        match (&self.phase, &self.descent) {
+            (Phase::Done(_), _) => Err(MoveError::Over),
+            (_, Some(_)) => {
+                self.decide(verdict, slot);
+                Ok(())
+            }
+            (_, None) => self.settle(verdict, slot),
+        }
+    }
+
+    fn decide(&mut self, verdict: &StepVerdict, slot: u64) {
+        let side = self.to_move().unwrap_or(Side::Defender);
         match verdict {
             StepVerdict::Upheld => {
-                self.charge(Side::Defender, slot);
+                self.charge(side, slot);
                 self.phase = Phase::Done(Outcome::StepUpheld { winner: Side::Defender });
             }
             StepVerdict::Refuted { .. } => {
-                self.charge(Side::Defender, slot);
+                self.charge(side, slot);
                 self.phase = Phase::Done(Outcome::StepRefuted { winner: Side::Challenger });
             }
             StepVerdict::Rejected(_) => {}
         }
-        Ok(())
     }
 
     /// The clock at `slot`: a side whose clock ran out on its turn loses.
@@ -405,6 +496,17 @@ impl Encode for Game {
         self.clocks[1].encode_to(out);
         self.turn_since.encode_to(out);
         self.rounds.encode_to(out);
+        match &self.descent {
+            None => 0u8.encode_to(out),
+            Some(d) => {
+                1u8.encode_to(out);
+                d.lo.encode_to(out);
+                d.lo_commit.encode_to(out);
+                d.hi_commit.encode_to(out);
+                d.item.encode_to(out);
+                d.last.encode_to(out);
+            }
+        }
     }
 }
 
@@ -434,6 +536,17 @@ impl Decode for Game {
             clocks: [u64::decode(input)?, u64::decode(input)?],
             turn_since: u64::decode(input)?,
             rounds: u32::decode(input)?,
+            descent: match u8::decode(input)? {
+                0 => None,
+                1 => Some(Descent {
+                    lo: u64::decode(input)?,
+                    lo_commit: Hash::decode(input)?,
+                    hi_commit: Hash::decode(input)?,
+                    item: Hash::decode(input)?,
+                    last: u64::decode(input)?,
+                }),
+                tag => return Err(DecodeError::InvalidTag { what: "game descent", tag }),
+            },
         })
     }
 }

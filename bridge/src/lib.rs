@@ -55,4 +55,4 @@ pub use rules::{
     inclusion_expired, is_future, may_include, next_base_fee,
 };
 pub use sig::{Signature, SignatureError, ValidatorKey};
-pub use trace::{TraceCommitment, TraceState};
+pub use trace::{TraceCommitment, TraceState, item_start};

@@ -27,6 +27,12 @@ pub struct TraceCommitment {
     pub gas_used: u64,
 }
 
+/// `T_0` of an item's level-2 trace (its instructions): its start, from
+/// `c_{i-1}`'s hash and the item's leaf hash, both fixed by level 1.
+pub fn item_start(pre: &Hash, item: &Hash) -> Hash {
+    hash_domain(b"optishard.item_start", &[&pre.0, &item.0])
+}
+
 impl TraceCommitment {
     /// `c_0` of a block: the parent's state root, empty outbox and
     /// receipts, no gas used.

@@ -111,16 +111,20 @@ pub enum AnyStep {
     Item(Step),
     /// An item that does not decode.
     Undecodable(UndecodableStep),
+    /// A step of the item's level-2 trace.
+    Machine(Box<MachineStep>),
 }
 
 impl AnyStep {
-    /// Decodes either kind of step.
+    /// Decodes any kind of step.
     pub fn decode(bytes: &[u8]) -> Result<AnyStep, bridge::DecodeError> {
         use bridge::Decode;
         let mut input = bytes;
         let index = u64::decode(&mut input)?;
-        if u8::decode(&mut input)? != UNDECODABLE {
-            return Step::decode(bytes).map(AnyStep::Item);
+        match u8::decode(&mut input)? {
+            UNDECODABLE => {}
+            MACHINE => return MachineStep::decode(index, input).map(|m| AnyStep::Machine(Box::new(m))),
+            _ => return Step::decode(bytes).map(AnyStep::Item),
         }
         let raw = Vec::<u8>::decode(&mut input)?;
         let proof = MerkleProof::decode(&mut input)?;
@@ -130,11 +134,212 @@ impl AnyStep {
         Ok(AnyStep::Undecodable(UndecodableStep { index, raw, proof }))
     }
 
-    /// The item's position.
+    /// The step's position in its level's range.
     pub fn index(&self) -> u64 {
         match self {
             AnyStep::Item(s) => s.index,
             AnyStep::Undecodable(u) => u.index,
+            AnyStep::Machine(m) => m.index,
+        }
+    }
+}
+
+/// The tag a level-2 step carries in a step's encoding.
+const MACHINE: u8 = 3;
+
+/// A step of an item's level-2 trace as a `Step` move carries it: its
+/// index `j` in the trace (from `T_j` to `T_{j+1}`), `c_lo` in full (the
+/// trace before the item, whose hash level 1 agreed), the item's raw
+/// transaction (its leaf is the descent's) and the step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineStep {
+    /// `j`.
+    pub index: u64,
+    /// `c_lo`.
+    pub pre: bridge::TraceCommitment,
+    /// The transaction, as the block carries it.
+    pub raw: Vec<u8>,
+    /// The step.
+    pub step: crate::machine::ItemStep,
+}
+
+impl MachineStep {
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        use bridge::Encode;
+        let mut out = Vec::new();
+        self.index.encode_to(&mut out);
+        MACHINE.encode_to(&mut out);
+        self.pre.encode_to(&mut out);
+        self.raw.encode_to(&mut out);
+        self.step.encode_to(&mut out);
+        out
+    }
+
+    fn decode(index: u64, mut input: &[u8]) -> Result<MachineStep, bridge::DecodeError> {
+        use bridge::Decode;
+        let input = &mut input;
+        let pre = bridge::TraceCommitment::decode(input)?;
+        let n = u32::decode(input)? as usize;
+        if n > crate::MAX_TX_BYTES {
+            return Err(bridge::DecodeError::TooLong {
+                what: "transaction",
+                len: n,
+                limit: crate::MAX_TX_BYTES,
+            });
+        }
+        if input.len() < n {
+            return Err(bridge::DecodeError::UnexpectedEnd { what: "transaction", needed: n - input.len() });
+        }
+        let (raw, rest) = input.split_at(n);
+        let raw = raw.to_vec();
+        *input = rest;
+        let step = crate::machine::ItemStep::decode(input)?;
+        if !input.is_empty() {
+            return Err(bridge::DecodeError::TrailingBytes(input.len()));
+        }
+        Ok(MachineStep { index, pre, raw, step })
+    }
+}
+
+/// What the referee knows when it re-executes a step: the header's block
+/// parameters and items root, and the header chain's block hashes.
+pub struct StepContext<'a> {
+    /// The block's parameters.
+    pub params: &'a BlockParams,
+    /// The header's items root.
+    pub items_root: &'a Hash,
+    /// The hash of a block below the header, by the beacon's header chain.
+    pub block_hash: &'a dyn Fn(u64) -> Option<alloy_primitives::B256>,
+}
+
+/// What re-executing a step found.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The verdict (`Rejected`: it proves nothing).
+    pub verdict: StepVerdict,
+    /// The level it decides at: 1 (a whole item: the game ends whatever
+    /// its phase once descended) or 2 (one step of the item's trace).
+    pub level: u8,
+    /// Its position in its level's range.
+    pub index: u64,
+    /// Its witness's encoded size (level 1).
+    pub witness_bytes: usize,
+    /// A level-2 instruction's pc, opcode and depth.
+    pub instruction: Option<(u64, u8, u64)>,
+}
+
+/// A machine a game's level bisects, and its one-step verifier: the seeds'
+/// fault-proof framework, where the game (`bridge::game`) is the same for
+/// every level and the machine is pluggable. `stf_version` names the set.
+pub trait StepMachine {
+    /// Its level in the game.
+    const LEVEL: u8;
+    /// Its step.
+    type Step;
+    /// Re-executes `step` from the game's agreed state against its claim.
+    fn verify(ctx: &StepContext<'_>, game: &Game, step: &Self::Step) -> StepVerdict;
+}
+
+/// Level 1: a block's items, `c_0 … c_n`; a step re-executes one whole
+/// item from its witness.
+pub struct Items;
+
+impl StepMachine for Items {
+    const LEVEL: u8 = 1;
+    type Step = Step;
+
+    fn verify(ctx: &StepContext<'_>, game: &Game, step: &Step) -> StepVerdict {
+        let (lo, agreed, claimed) = game.item_range();
+        if step.index != lo {
+            return StepVerdict::Rejected(format!("step of item {}, the game is at {lo}", step.index));
+        }
+        verify_step(ctx.params, ctx.items_root, step, &agreed, &claimed, ctx.block_hash)
+    }
+}
+
+/// Level 2: one item's trace `T_0 … T_L` (`prover::machine`); a step
+/// re-executes one instruction (or the prologue, the epilogue, one
+/// journal entry's commit).
+pub struct Instructions;
+
+impl StepMachine for Instructions {
+    const LEVEL: u8 = 2;
+    type Step = MachineStep;
+
+    fn verify(ctx: &StepContext<'_>, game: &Game, step: &MachineStep) -> StepVerdict {
+        use crate::machine::{InstructionVerdict, StepEnv, verify_item_step};
+        let Some(d) = &game.descent else {
+            return StepVerdict::Rejected("the game has not descended into its item".into());
+        };
+        if game.phase != Phase::Step || step.index != game.lo {
+            return StepVerdict::Rejected(format!("step {} of the item, the game is not at it", step.index));
+        }
+        if step.pre.hash() != d.lo_commit {
+            return StepVerdict::Rejected("not the trace before the item agreed".into());
+        }
+        if bridge::tx_item_hash(&step.raw) != d.item {
+            return StepVerdict::Rejected("not the item pinned".into());
+        }
+        let Ok(tx) = crate::SignedTx::decode(&step.raw) else {
+            return StepVerdict::Rejected("the item is not a transaction".into());
+        };
+        let env = StepEnv::new(ctx.params.clone(), &tx, step.pre);
+        match verify_item_step(&step.step, &game.lo_commit, &env) {
+            InstructionVerdict::Next(next) if next == game.hi_commit => StepVerdict::Upheld,
+            InstructionVerdict::Next(_) => StepVerdict::Refuted { computed: None },
+            InstructionVerdict::Unsupported(op) => {
+                StepVerdict::Rejected(format!("instruction {op:#04x} is not a level-2 step yet"))
+            }
+            InstructionVerdict::Rejected(why) => StepVerdict::Rejected(why),
+        }
+    }
+}
+
+/// Decodes a step move's bytes and re-executes it at its level.
+pub fn verify_any(ctx: &StepContext<'_>, game: &Game, bytes: &[u8]) -> Verified {
+    let step = match AnyStep::decode(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return Verified {
+                verdict: StepVerdict::Rejected(e.to_string()),
+                level: game.level(),
+                index: game.lo,
+                witness_bytes: 0,
+                instruction: None,
+            };
+        }
+    };
+    let index = step.index();
+    match &step {
+        AnyStep::Item(s) => Verified {
+            verdict: Items::verify(ctx, game, s),
+            level: Items::LEVEL,
+            index,
+            witness_bytes: s.witness.encoded_len(),
+            instruction: None,
+        },
+        AnyStep::Undecodable(u) => {
+            let (lo, ..) = game.item_range();
+            let verdict = if u.index == lo {
+                u.verify(ctx.items_root)
+            } else {
+                StepVerdict::Rejected(format!("step of item {}, the game is at {lo}", u.index))
+            };
+            Verified { verdict, level: Items::LEVEL, index, witness_bytes: 0, instruction: None }
+        }
+        AnyStep::Machine(m) => {
+            let instruction = match &m.step {
+                crate::machine::ItemStep::Instruction(s) => Some((s.state.pc, s.state.opcode, s.state.depth)),
+                _ => None,
+            };
+            Verified {
+                verdict: Instructions::verify(ctx, game, m),
+                level: Instructions::LEVEL,
+                index,
+                witness_bytes: 0,
+                instruction,
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::state::{PartialTree, StateKey, StateProof};
 /// `s_0` of an item's level-2 trace: its start, from `c_{i-1}` and the
 /// item's hash (both fixed by level 1).
 pub fn start_state(pre: &TraceCommitment, item: &Hash) -> Hash {
-    hash_domain(b"optishard.item_start", &[&pre.hash().0, &item.0])
+    bridge::item_start(&pre.hash(), item)
 }
 
 /// The prologue's step: what a transaction reads before its first

@@ -313,3 +313,8 @@ use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
 pub use step::*;
 pub use trace::{InstructionTrace, trace_transaction};
+
+/// An opcode's mnemonic (`0x55`: `SSTORE`; an undefined one: `UNKNOWN`).
+pub fn opcode_name(opcode: u8) -> String {
+    revm::bytecode::opcode::OpCode::name_by_op(opcode).to_string()
+}

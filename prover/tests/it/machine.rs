@@ -59,7 +59,7 @@ pub(crate) fn trace(state: &AuthState, tx: &SignedTx, at: &[u64]) -> Instruction
 pub(crate) const TARGET: Address = Address::repeat_byte(0xc0);
 
 /// `n` rounds of a 7-instruction loop: 7n + 2 instructions.
-fn looper(n: u32) -> Vec<u8> {
+pub(crate) fn looper(n: u32) -> Vec<u8> {
     let n = n.to_be_bytes();
     vec![
         0x62, n[1], n[2], n[3], // PUSH3 n

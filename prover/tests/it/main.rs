@@ -7,6 +7,7 @@ mod fuzz_corpus;
 mod game;
 mod machine;
 mod machine_frames;
+mod machine_game;
 mod machine_item;
 mod machine_journal;
 mod machine_settle;

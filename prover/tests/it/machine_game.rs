@@ -1,0 +1,165 @@
+//! Level 2 in the game (issue 16): level 1 pins one transaction, the
+//! defender descends into its trace, the game bisects it with the same
+//! rules, and one instruction's step (or the prologue's, the epilogue's, a
+//! commit's) decides. A liar's trace is the honest one up to the step it
+//! lies at and its own after it; a griefer picks the sub-range it likes.
+
+use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use bridge::game::{Game, GameParams, Phase, StepVerdict};
+use bridge::{Hash, TraceCommitment, TraceState};
+use prover::game::{Instructions, MachineStep, StepContext, StepMachine};
+use prover::machine::{ItemStep, item_step, item_trace, trace_transaction};
+use prover::{AuthState, SignedTx};
+
+use crate::support::{params, sign_1559, signer};
+
+/// The item's trace at `points`, by the honest execution.
+fn honest(s: &AuthState, tx: &SignedTx, points: &[u64]) -> Vec<Hash> {
+    item_trace(s.reader(0).unwrap(), &params(1), tx, &TraceState::start(), points).unwrap().states
+}
+
+/// A challenger's pick: the points, what was posted, the truth there.
+type Picker<'a> = &'a dyn Fn(&[u64], &[Hash], &[Hash]) -> usize;
+
+/// How the game went: the step that decided it and the verdict.
+struct Played {
+    step: ItemStep,
+    verdict: StepVerdict,
+    rounds: u32,
+    last: u64,
+}
+
+/// Plays level 2 of a one-item game: the defender claims `claimed` as
+/// `c_1` with a trace of `last` steps whose state at `j` is
+/// `defender(j, honest_j)`, the challenger picks by `pick(points, posted,
+/// honest)`; at the step, the honest execution's step is shown.
+fn play(
+    s: &AuthState,
+    tx: &SignedTx,
+    k: u64,
+    defender: &dyn Fn(u64, Hash) -> Hash,
+    pick: Picker<'_>,
+) -> Played {
+    let pre = TraceCommitment::start(s.root(0).unwrap());
+    let head = item_trace(s.reader(0).unwrap(), &params(1), tx, &TraceState::start(), &[]).unwrap();
+    let last = head.last;
+    let claimed = defender(last, head.end.hash());
+    let mut g = Game::open(GameParams { k, clock_slots: 100 }, 1, pre.hash(), claimed, 0);
+    assert_eq!(g.phase, Phase::Step, "level 1 pinned the one item");
+    g.descend(tx.item_hash(), last, 1).unwrap();
+    assert_eq!(
+        (g.level(), g.lo, g.hi, g.lo_commit),
+        (2, 0, last, bridge::item_start(&pre.hash(), &tx.item_hash()))
+    );
+    let mut slot = 2;
+    while g.phase == Phase::Bisect {
+        let points = g.points();
+        let truth = honest(s, tx, &points);
+        let posted: Vec<Hash> = points.iter().zip(&truth).map(|(p, h)| defender(*p, *h)).collect();
+        g.bisect(posted.clone(), slot).unwrap();
+        g.pick(pick(&points, &posted, &truth), slot + 1).unwrap();
+        slot += 2;
+    }
+    assert_eq!(g.phase, Phase::Step);
+    assert_eq!(g.hi, g.lo + 1);
+    let step = item_step(s.reader(0).unwrap(), &params(1), tx, &TraceState::start(), g.lo).unwrap();
+    let shown = MachineStep { index: g.lo, pre, raw: tx.raw.to_vec(), step: step.clone() };
+    let wire = shown.encode();
+    let prover::game::AnyStep::Machine(decoded) = prover::game::AnyStep::decode(&wire).unwrap() else {
+        panic!("a level-2 step decodes as one")
+    };
+    assert_eq!(*decoded, shown);
+    let p = params(1);
+    let ctx = StepContext { params: &p, items_root: &Hash::ZERO, block_hash: &|_| None };
+    let verdict = Instructions::verify(&ctx, &g, &decoded);
+    Played { step, verdict, rounds: g.rounds, last }
+}
+
+/// A liar that tells the truth up to `T_at` and lies from `T_{at+1}` on.
+fn liar(at: u64) -> impl Fn(u64, Hash) -> Hash {
+    move |j, truth| if j <= at { truth } else { Hash::of(&[b"a lie".as_slice(), &j.to_be_bytes()].concat()) }
+}
+
+/// The honest challenger picks the first sub-range whose end it disputes.
+fn first_disputed(_: &[u64], posted: &[Hash], truth: &[Hash]) -> usize {
+    posted.iter().zip(truth).position(|(p, t)| p != t).unwrap_or(posted.len())
+}
+
+/// A griefer that drives the game to the step ending at `T_{at+1}`.
+fn towards(at: u64) -> impl Fn(&[u64], &[Hash], &[Hash]) -> usize {
+    move |points, _, _| points.iter().position(|p| *p > at).unwrap_or(points.len())
+}
+
+const TARGET: Address = Address::repeat_byte(0xc0);
+
+/// A lie in the middle of a long transaction: a loop of more than a million
+/// instructions, then one SSTORE whose result the defender states wrongly.
+/// Bisection pins that SSTORE, and its one-instruction step refutes the lie.
+#[test]
+fn a_wrong_sstore_after_a_million_instructions_is_refuted_by_its_step() {
+    let mut code = crate::machine::looper(150_000);
+    code.pop(); // the STOP
+    code.extend([0x60, 0x2a, 0x60, 0x01, 0x55, 0x00]); // SSTORE 1 := 42, STOP
+    let s = crate::machine::state(&[(TARGET, code, vec![])]);
+    let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, Bytes::new(), 5_000_000);
+    let n = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &[]).unwrap().count;
+    assert!(n >= 1_000_000, "{n} instructions");
+    // the SSTORE is the second-to-last instruction: s_{n-2}, at T_{n-1}
+    let at = n - 1;
+    let played = play(&s, &tx, 16, &liar(at), &first_disputed);
+    let ItemStep::Instruction(step) = &played.step else { panic!("an instruction's step decides") };
+    assert_eq!(step.state.opcode, 0x55, "the SSTORE");
+    assert!(matches!(played.verdict, StepVerdict::Refuted { .. }), "{:?}", played.verdict);
+    assert!(played.last > n + 2, "instructions, the end, the epilogue and the commits");
+    assert!(played.rounds <= Game::rounds_for(played.last, 16), "{} rounds", played.rounds);
+    let size = bridge::Encode::encode(&played.step).len();
+    assert!(size < 16 << 10, "the SSTORE's step is {size} bytes");
+}
+
+/// At every kind of boundary — a call into another contract, a revert in
+/// a nested call, an out-of-gas halt, a precompile, the fee epilogue, a
+/// journal entry's commit — a lie is refuted by the step there, and an
+/// honest defender driven there by a griefer wins with the same step.
+#[test]
+fn a_lie_at_each_boundary_is_refuted_and_the_truth_upheld() {
+    let s = crate::machine::state(&crate::machine_frames::contracts());
+    let tx = crate::machine_frames::tx();
+    let t =
+        trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..5_000).collect::<Vec<_>>()).unwrap();
+    let states = &t.states;
+    let n = t.count;
+    let burner = keccak256([0x5b, 0x60, 0x00, 0x56]);
+    // T index of instruction j is j + 1
+    let first = |f: &dyn Fn(usize) -> bool| (0..states.len()).find(|j| f(*j)).map(|j| j as u64 + 1).unwrap();
+    let call = first(&|j| states[j].opcode == 0xf1 && states[j].depth == 0);
+    let revert = first(&|j| states[j].opcode == 0xfd && states[j].depth == 1);
+    let out_of_gas =
+        first(&|j| states[j].code_hash == burner && states.get(j + 1).is_some_and(|next| next.depth == 0));
+    let precompile =
+        (0..states.len()).rev().find(|j| states[*j].opcode == 0xfa && states[*j].depth == 0).unwrap() as u64
+            + 1;
+    let epilogue = n + 1;
+    let commit = n + 3;
+    for (name, at, kind) in [
+        ("a call", call, "instruction"),
+        ("a nested revert", revert, "instruction"),
+        ("out of gas", out_of_gas, "instruction"),
+        ("a precompile", precompile, "instruction"),
+        ("the fee epilogue", epilogue, "epilogue"),
+        ("a commit", commit, "commit"),
+    ] {
+        let lied = play(&s, &tx, 8, &liar(at), &first_disputed);
+        let shown = match &lied.step {
+            ItemStep::Instruction(_) => "instruction",
+            ItemStep::Epilogue(_) => "epilogue",
+            ItemStep::Commit(_) => "commit",
+            ItemStep::Prologue(_) => "prologue",
+            ItemStep::Done(_) => "done",
+        };
+        assert_eq!(shown, kind, "{name}: the step at the lie");
+        assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{name}: {:?}", lied.verdict);
+        let honest = play(&s, &tx, 8, &|_, truth| truth, &towards(at));
+        assert_eq!(honest.step, lied.step, "{name}: the griefer drove the game to the same step");
+        assert_eq!(honest.verdict, StepVerdict::Upheld, "{name}");
+    }
+}
