@@ -8,7 +8,13 @@
 //! and garbage steps and claims, replays of any move ever applied (anyone's,
 //! credited to its signer), withdrawals, silence, and pauses of the beacon.
 //! Honest parties decide from the state of the last seal, and the
-//! coalition's moves of a slot may come before or after theirs.
+//! coalition's moves of a slot may come before or after theirs. Both levels
+//! of the game are played (issue 16): a third of the items are too large
+//! for level 1's whole-item step (the model's check refuses it for them),
+//! so their defender descends into the item's trace `T_0 … T_L`; the
+//! coalition may descend on any item with any length, bisect level 2 with
+//! true or garbage states, pick anything, and show level-1 or level-2
+//! steps, real or garbage.
 //!
 //! At every seal it checks the five properties of ARCHITECTURE.md
 //! ("The dispute system's contract"): safety, no honest loss, bounded
@@ -39,7 +45,9 @@ const STAKE: u64 = 10;
 /// Long enough that the half clock an honest stand-in inherits covers a
 /// claim, ⌈log_k n⌉ bisections and a step, a slot each (ARCHITECTURE.md:
 /// the contract's assumptions).
-const WINDOW: u64 = 128;
+/// (Two levels: a claim, up to ⌈log_2 24⌉ + ⌈log_2 6⌉ bisections, a
+/// descent and a step.)
+const WINDOW: u64 = 192;
 /// Validators of the shard: the honest proposer, the honest validator, and
 /// two of the coalition.
 const RUNS: u64 = 4;
@@ -84,10 +92,38 @@ struct ModelHeader {
     /// `c_0 … c_n`, true.
     truth: Vec<TraceCommitment>,
     receipts: Vec<Hash>,
+    /// The items' leaves (under the header's items root).
+    items: Vec<Hash>,
     lying: bool,
 }
 
 impl ModelHeader {
+    /// Whether item `i`'s whole-item step is too large for a move (level 2
+    /// decides it).
+    fn heavy(&self, i: u64) -> bool {
+        (self.header.height * 2 + i).is_multiple_of(3)
+    }
+
+    /// The length `L` of item `i`'s level-2 trace.
+    fn item_len(&self, i: u64) -> u64 {
+        1 + (self.header.height * 5 + i * 3) % 6
+    }
+
+    /// Item `i`'s true level-2 trace `T_0 … T_L`.
+    fn item_truth(&self, i: u64) -> Vec<Hash> {
+        let last = self.item_len(i);
+        let start = bridge::item_start(&self.truth[i as usize].hash(), &self.items[i as usize]);
+        let mut t = vec![start];
+        for j in 1..last {
+            t.push(hash_domain(
+                b"model.t",
+                &[&self.header.height.to_be_bytes(), &i.to_be_bytes(), &j.to_be_bytes()],
+            ));
+        }
+        t.push(self.truth[i as usize + 1].hash());
+        t
+    }
+
     fn truth_hashes(&self) -> Vec<Hash> {
         self.truth.iter().map(TraceCommitment::hash).collect()
     }
@@ -147,17 +183,48 @@ impl RefereeStore for Model {
     fn check_step(&self, header: &ShardHeader, game: &Game, step: &[u8]) -> CheckedStep {
         self.checked.set(self.checked.get() + 1);
         let h = &self.headers[header.height as usize - 1];
-        let index = u64::from_be_bytes(step[..8].try_into().expect("model steps are 9 bytes"));
+        let index = u64::from_be_bytes(step[..8].try_into().expect("model steps are 9 or 10 bytes"));
+        let level = if step.len() == 10 { 2 } else { 1 };
         let verdict = if step[8] != 0 {
             StepVerdict::Rejected("garbage witness".into())
-        } else if index != game.lo {
-            StepVerdict::Rejected(format!("step of item {index}, the game is at {}", game.lo))
-        } else if next_commitment(&h.truth_hashes(), game.lo, &game.lo_commit) == game.hi_commit {
-            StepVerdict::Upheld
+        } else if level == 1 {
+            let (lo, lo_commit, hi_commit) = game.item_range();
+            if index != lo {
+                StepVerdict::Rejected(format!("step of item {index}, the game is at {lo}"))
+            } else if h.heavy(lo) {
+                StepVerdict::Rejected("the item's witness does not fit in a move".into())
+            } else if next_commitment(&h.truth_hashes(), lo, &lo_commit) == hi_commit {
+                StepVerdict::Upheld
+            } else {
+                StepVerdict::Refuted { computed: None }
+            }
         } else {
-            StepVerdict::Refuted { computed: None }
+            match &game.descent {
+                None => StepVerdict::Rejected("not descended".into()),
+                Some(_) if game.phase != Phase::Step || index != game.lo => {
+                    StepVerdict::Rejected("not at the item trace's step".into())
+                }
+                Some(d) => {
+                    // the machine is deterministic: the true next state from
+                    // a true one (the end stays), another from anything else
+                    let truth = h.item_truth(d.lo);
+                    let last = *truth.last().expect("T_L");
+                    let next = match truth.get(index as usize) {
+                        Some(t) if *t == game.lo_commit => {
+                            truth.get(index as usize + 1).copied().unwrap_or(last)
+                        }
+                        _ if game.lo_commit == last => last,
+                        _ => hash_domain(b"model.next2", &[&game.lo_commit.0, &index.to_be_bytes()]),
+                    };
+                    if next == game.hi_commit {
+                        StepVerdict::Upheld
+                    } else {
+                        StepVerdict::Refuted { computed: None }
+                    }
+                }
+            }
         };
-        CheckedStep { verdict, level: 1, index, instruction: None, witness_bytes: 0, micros: 0 }
+        CheckedStep { verdict, level, index, instruction: None, witness_bytes: 0, micros: 0 }
     }
 
     fn discard(
@@ -181,6 +248,43 @@ fn step_bytes(index: u64, garbage: bool) -> Vec<u8> {
     let mut b = index.to_be_bytes().to_vec();
     b.push(u8::from(garbage));
     b
+}
+
+/// A level-2 step of the model (one byte longer).
+fn step2_bytes(index: u64, garbage: bool) -> Vec<u8> {
+    let mut b = step_bytes(index, garbage);
+    b.push(2);
+    b
+}
+
+/// What an honest party knows in the model: the header's true trace, which
+/// items fit level 1, and once a game descended into a heavy item, that
+/// item's true trace (past its end, its end).
+struct ModelView {
+    level1: Vec<Hash>,
+    heavy: Vec<bool>,
+    level2: Option<Vec<Hash>>,
+}
+
+impl bridge::solver::TraceView for ModelView {
+    fn at(&self, i: u64) -> Option<Hash> {
+        match &self.level2 {
+            Some(t) => t.get(i as usize).or(t.last()).copied(),
+            None => self.level1.get(i as usize).copied(),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        true
+    }
+
+    fn item_fits(&self, i: u64) -> bool {
+        !self.heavy.get(i as usize).copied().unwrap_or(false)
+    }
+
+    fn level(&self) -> u8 {
+        if self.level2.is_some() { 2 } else { 1 }
+    }
 }
 
 /// What a coalition member does (indices are resolved against the state
@@ -207,6 +311,15 @@ enum Op {
         who: u8,
         game: u8,
         garbage: bool,
+        level2: bool,
+    },
+    /// A descent at level 1's step: the pinned item (or, `wrong`, another)
+    /// and a length.
+    Descend {
+        who: u8,
+        game: u8,
+        last: u8,
+        wrong: bool,
     },
     Claim {
         who: u8,
@@ -229,7 +342,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(who, header, item)| Op::Open { who, header, item }),
         3 => (any::<u8>(), any::<u8>(), any::<u64>()).prop_map(|(who, game, mask)| Op::Bisect { who, game, mask }),
         2 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(who, game, index)| Op::Pick { who, game, index }),
-        2 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(who, game, garbage)| Op::Step { who, game, garbage }),
+        2 => (any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>())
+            .prop_map(|(who, game, garbage, level2)| Op::Step { who, game, garbage, level2 }),
+        2 => (any::<u8>(), any::<u8>(), any::<u8>(), prop::bool::weighted(0.2))
+            .prop_map(|(who, game, last, wrong)| Op::Descend { who, game, last, wrong }),
         1 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(who, game, garbage)| Op::Claim { who, game, garbage }),
         4 => any::<u16>().prop_map(|index| Op::Replay { index }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(who, amount)| Op::Withdraw { who, amount }),
@@ -317,6 +433,8 @@ struct Coverage {
     timeouts: u64,
     voided: u64,
     discarded: u64,
+    descents: u64,
+    level2_steps: u64,
 }
 
 thread_local! {
@@ -381,6 +499,9 @@ impl World {
                 });
             }
             let trace_root = if lying { Hash::of(b"a lie about c_n") } else { truth[n as usize].hash() };
+            let items: Vec<Hash> = (0..n)
+                .map(|j| hash_domain(b"model.item", &[&height.to_be_bytes(), &j.to_be_bytes()]))
+                .collect();
             let header = ShardHeader {
                 shard: SHARD,
                 height,
@@ -391,11 +512,12 @@ impl World {
                 },
                 pre_state_root: parent_post,
                 receipts_root: MerkleTree::new(&receipts).root(),
+                items_root: MerkleTree::new(&items).root(),
                 trace_root,
                 ..Default::default()
             };
             parent_post = truth[n as usize].state_root;
-            headers.push(ModelHeader { header, included_in: height, truth, receipts, lying });
+            headers.push(ModelHeader { header, included_in: height, truth, receipts, items, lying });
         }
         let mut referee = Referee { rules, bonds, ..Default::default() };
         referee.faults = faults;
@@ -425,6 +547,10 @@ impl World {
             let mut c = c.borrow_mut();
             match &r {
                 Ok(_) if matches!(action, Action::Open { .. }) => c.games += 1,
+                Ok(_) if matches!(action, Action::Descend { .. }) => c.descents += 1,
+                Ok(_) if matches!(&action, Action::Step { step, .. } if step.len() == 10) => {
+                    c.level2_steps += 1
+                }
                 Err(MoveRejection::StalePosition { .. }) => c.stale_refused += 1,
                 _ => {}
             }
@@ -450,8 +576,29 @@ impl World {
             }
             Plan::Bisect(commitments) => Action::Bisect { game, at, commitments },
             Plan::Pick(index) => Action::Pick { game, at, index },
+            Plan::Step if g.game.descent.is_some() => {
+                Action::Step { game, at, step: step2_bytes(g.game.lo, false) }
+            }
             Plan::Step => Action::Step { game, at, step: step_bytes(g.game.lo, false) },
+            Plan::ItemStep => {
+                let (lo, ..) = g.game.item_range();
+                Action::Step { game, at, step: step_bytes(lo, false) }
+            }
+            Plan::Descend => {
+                let h = self.header_of(g);
+                let lo = g.game.lo;
+                let proof = MerkleTree::new(&h.items).proof(lo as usize).expect("the pinned item");
+                Action::Descend { game, at, item: h.items[lo as usize], proof, last: h.item_len(lo) }
+            }
         }
+    }
+
+    /// What an honest party knows of `g`'s trace at its level.
+    fn view(&self, g: &GameRecord) -> ModelView {
+        let h = self.header_of(g);
+        let heavy = (0..h.items()).map(|i| h.heavy(i)).collect();
+        let level2 = g.game.descent.as_ref().filter(|d| h.heavy(d.lo)).map(|d| h.item_truth(d.lo));
+        ModelView { level1: h.truth_hashes(), heavy, level2 }
     }
 
     /// The honest parties' moves, decided from the state as sealed.
@@ -471,11 +618,11 @@ impl World {
             players.push((c.proposer, true));
         }
         for g in self.referee.open.values() {
-            let truth = self.header_of(g).truth_hashes();
+            let view = self.view(g);
             for &(me, shard_mate) in &players {
                 // decided on the last sealed block; lands in this slot
                 let seat = Seat { me, slot: self.model.sealed.unwrap_or(0), shard_mate };
-                for plan in Honest.next_actions(g, &seat, &truth) {
+                for plan in Honest.next_actions(g, &seat, &view) {
                     out.push((me, self.action(g, plan)));
                 }
             }
@@ -499,14 +646,19 @@ impl World {
             }
             Op::Bisect { who: w, game: i, mask } => {
                 game(*i).filter(|g| g.game.phase == Phase::Bisect).map(|g| {
-                    let truth = self.header_of(&g).truth_hashes();
+                    let h = self.header_of(&g);
+                    let truth = match &g.game.descent {
+                        Some(d) => h.item_truth(d.lo),
+                        None => h.truth_hashes(),
+                    };
+                    let last = *truth.last().expect("a trace");
                     let commitments = g
                         .game
                         .points()
                         .iter()
                         .enumerate()
                         .map(|(j, p)| match mask >> (j % 64) & 1 {
-                            0 => truth[*p as usize],
+                            0 => truth.get(*p as usize).copied().unwrap_or(last),
                             _ => hash_domain(b"model.garbage", &[&p.to_be_bytes(), &mask.to_be_bytes()]),
                         })
                         .collect();
@@ -520,12 +672,31 @@ impl World {
                 };
                 (who(*w), Action::Pick { game: g.id, at: g.position(), index: u32::from(*index) % posted })
             }),
-            Op::Step { who: w, game: i, garbage } => game(*i).map(|g| {
-                (
-                    who(*w),
-                    Action::Step { game: g.id, at: g.position(), step: step_bytes(g.game.lo, *garbage) },
-                )
+            Op::Step { who: w, game: i, garbage, level2 } => game(*i).map(|g| {
+                let step = match (*level2, &g.game.descent) {
+                    (true, _) => step2_bytes(g.game.lo, *garbage),
+                    (false, Some(d)) => step_bytes(d.lo, *garbage),
+                    (false, None) => step_bytes(g.game.lo, *garbage),
+                };
+                (who(*w), Action::Step { game: g.id, at: g.position(), step })
             }),
+            Op::Descend { who: w, game: i, last, wrong } => {
+                game(*i).filter(|g| g.game.phase == Phase::Step && g.game.descent.is_none()).map(|g| {
+                    let h = self.header_of(&g);
+                    let n = h.items.len() as u64;
+                    let index = if *wrong { (g.game.lo + 1) % n } else { g.game.lo };
+                    let proof = MerkleTree::new(&h.items).proof(index as usize).expect("an item");
+                    let item = h.items[index as usize];
+                    let action = Action::Descend {
+                        game: g.id,
+                        at: g.position(),
+                        item,
+                        proof,
+                        last: 1 + u64::from(*last) % 12,
+                    };
+                    (who(*w), action)
+                })
+            }
             Op::Claim { who: w, game: i, garbage } => {
                 game(*i).filter(|g| g.receipt_item.is_some()).map(|g| {
                     let (mut commitment, receipts, proof) =
@@ -754,6 +925,8 @@ fn model_the_referee_keeps_its_contract_against_any_coalition() {
         ("timeouts", c.timeouts),
         ("voided games", c.voided),
         ("discarded headers", c.discarded),
+        ("descents", c.descents),
+        ("level-2 steps", c.level2_steps),
     ] {
         assert!(n > 0, "no {what} in {} schedules: {coverage:?}", cases());
     }

@@ -9,14 +9,25 @@
 use crate::game::{Phase, Side};
 use crate::{Address, GameRecord, Hash};
 
-/// What this party knows of a block's trace `c_0 … c_n`: its own
-/// re-execution.
+/// What this party knows of the trace a game's level bisects, by its own
+/// re-execution: a block's `c_0 … c_n` at level 1, the pinned item's
+/// `T_0 … T_L` at level 2 (past its own `L`, `T_L`: a trace may be
+/// claimed longer than it runs).
 pub trait TraceView {
     /// `c_i` by its execution (`None`: past an invalid item, or unknown).
     fn at(&self, i: u64) -> Option<Hash>;
     /// Whether every item re-executed (none is invalid in its position):
     /// only then is there a claim to defend.
     fn complete(&self) -> bool;
+    /// Whether item `i`'s whole-item step (level 1) fits in a move: if
+    /// not, its defender descends into the item's trace (level 2).
+    fn item_fits(&self, _i: u64) -> bool {
+        true
+    }
+    /// The level of the trace this is (1: a block's, 2: the pinned item's).
+    fn level(&self) -> u8 {
+        1
+    }
 }
 
 impl TraceView for Vec<Hash> {
@@ -50,8 +61,14 @@ pub enum Plan {
     Bisect(Vec<Hash>),
     /// Name this sub-range.
     Pick(u32),
-    /// Show the single step at the game's `lo`.
+    /// Show the single step at the game's `lo` (of the game's level).
     Step,
+    /// Descend from level 1's single step into the item's own trace
+    /// (the agent builds the item's proof and the trace's length).
+    Descend,
+    /// Show level 1's whole-item step of the item a descended game pinned
+    /// (it ends the game in any phase).
+    ItemStep,
 }
 
 impl Plan {
@@ -62,6 +79,8 @@ impl Plan {
             Plan::Bisect(_) => "bisect",
             Plan::Pick(_) => "pick",
             Plan::Step => "step",
+            Plan::Descend => "descend",
+            Plan::ItemStep => "item_step",
         }
     }
 }
@@ -94,9 +113,14 @@ impl Honest {
         // taking the defence over makes it its own, on its own stake: only
         // when the range it inherits is right by its own execution (a wrong
         // bound would be refuted against it)
+        // (a descended game seen by its block's trace: the item's range)
+        let (lo, lo_commit, hi, hi_commit) = match &g.game.descent {
+            Some(d) if trace.level() == 1 => (d.lo, d.lo_commit, d.lo + 1, d.hi_commit),
+            _ => (g.game.lo, g.game.lo_commit, g.game.hi, g.game.hi_commit),
+        };
         let inherits_right = trace.complete()
-            && trace.at(g.game.lo) == Some(g.game.lo_commit)
-            && (!g.claimed() || trace.at(g.game.hi) == Some(g.game.hi_commit));
+            && trace.at(lo) == Some(lo_commit)
+            && (!g.claimed() || trace.at(hi) == Some(hi_commit));
         (eligible && inherits_right).then_some(Side::Defender)
     }
 }
@@ -107,6 +131,9 @@ impl Solver for Honest {
         if side == Side::Defender && !trace.complete() {
             // an item is invalid in its position: nothing to defend
             return vec![];
+        }
+        if Honest::ends_descent(g, trace) {
+            return vec![Plan::ItemStep];
         }
         if !g.claimed() {
             return match side {
@@ -129,8 +156,24 @@ impl Solver for Honest {
                     .unwrap_or(posted.len());
                 vec![Plan::Pick(index as u32)]
             }
+            (Phase::Step, Side::Defender) if g.game.descent.is_none() && !trace.item_fits(g.game.lo) => {
+                vec![Plan::Descend]
+            }
+            // an item too large for level 1: its defender descends
+            (Phase::Step, Side::Challenger) if g.game.descent.is_none() && !trace.item_fits(g.game.lo) => {
+                vec![]
+            }
             (Phase::Step, _) => vec![Plan::Step],
             _ => vec![],
         }
+    }
+}
+
+impl Honest {
+    /// After a descent, a party for which the pinned item's whole-item
+    /// step fits ends the game with it (level 1 is the ground truth for
+    /// the item; level 2 is for the items too large for it).
+    pub fn ends_descent(g: &GameRecord, trace: &dyn TraceView) -> bool {
+        g.game.descent.as_ref().is_some_and(|d| trace.item_fits(d.lo))
     }
 }

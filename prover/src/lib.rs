@@ -41,8 +41,8 @@ pub use receipt::Receipt;
 pub use revm::context::result::ExecutionResult;
 pub use state::{
     AccountState, AuthState, Blake3Hasher, ChangeSet, MemStore, PLACEHOLDER, PartialTree, PreparedVersion,
-    SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, code_matches,
-    decode_slot, encode_slot, value_hash,
+    SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof, StateReader, StateStore, StateView, ViewReader,
+    code_matches, decode_slot, encode_slot, value_hash,
 };
 pub use tx::{MAX_TX_BYTES, SignedTx, TxDecodeError, recover_all};
 pub use witness::{Witness, execute_stateless, produce_invalid_witness, produce_witness};

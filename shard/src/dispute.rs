@@ -256,11 +256,27 @@ impl DisputeAgent {
         let seat = Seat { me: self.me, slot, shard_mate };
         let griefed = self.griefing.contains(&g.header);
         let byzantine = self.mode.byzantine;
+        // the pinned item's whole-item step, once the game reached it: if
+        // it does not fit in a move, the item's own trace (level 2) decides
+        let item_step = match (&g.game.descent, &g.game.phase) {
+            (Some(d), _) => Some(self.step_at(&g, node, d.lo)?),
+            (None, Phase::Step) => Some(self.step_at(&g, node, g.game.lo)?),
+            _ => None,
+        };
+        let fits = item_step.as_ref().is_none_or(|s| s.len() <= bridge::MAX_STEP_BYTES);
+        let item_view = match &g.game.descent {
+            Some(d) if !fits => Some(self.item_view(&g, node, d.lo)?),
+            _ => None,
+        };
         let plans = {
-            let view = ExecutionView(&self.trace(&g, node)?.run);
+            let execution = ExecutionView { run: &self.trace(&g, node)?.run, fits };
+            let view: &dyn TraceView = match &item_view {
+                Some(v) => v,
+                None => &execution,
+            };
             match byzantine {
-                None => Honest.next_actions(&g, &seat, &view),
-                Some(b) => b.next_actions(&g, &seat, &view, griefed),
+                None => Honest.next_actions(&g, &seat, view),
+                Some(b) => b.next_actions(&g, &seat, view, griefed),
             }
         };
         for plan in plans {
@@ -274,7 +290,17 @@ impl DisputeAgent {
                 },
                 Plan::Bisect(commitments) => Action::Bisect { game: id, at, commitments },
                 Plan::Pick(index) => Action::Pick { game: id, at, index },
-                Plan::Step => Action::Step { game: id, at, step: self.step(&g, node)? },
+                Plan::Step if g.game.descent.is_some() => {
+                    Action::Step { game: id, at, step: self.machine_step(&g, node)? }
+                }
+                Plan::Step | Plan::ItemStep => match item_step.clone() {
+                    Some(step) => Action::Step { game: id, at, step },
+                    None => continue,
+                },
+                Plan::Descend => {
+                    let (item, proof, last) = self.descent(&g, node)?;
+                    Action::Descend { game: id, at, item, proof, last }
+                }
             };
             self.send(net, action, what, slot);
         }
@@ -303,9 +329,8 @@ impl DisputeAgent {
         Ok(Some((commitment, bridge::Frontier::of(&leaves[..j]), proof)))
     }
 
-    /// The encoded single step at the game's position.
-    fn step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<u8>> {
-        let index = g.game.lo;
+    /// The encoded whole-item step of item `index` (level 1's).
+    fn step_at(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<Vec<u8>> {
         let t = self.trace(g, node)?;
         let proof = MerkleTree::new(&t.block.item_hashes())
             .proof(index as usize)
@@ -329,6 +354,71 @@ impl DisputeAgent {
         Ok(Step { index, item: t.run.items[index as usize].clone(), proof, witness }.encode())
     }
 
+    /// The state before item `index` of `g`'s block, the trace before it,
+    /// and the item (a transaction: a message has no level-2 trace).
+    fn before_item(
+        &mut self,
+        g: &GameRecord,
+        node: &ShardNode,
+        index: u64,
+    ) -> Result<(prover::ViewReader, bridge::TraceState, prover::SignedTx, prover::BlockParams)> {
+        let hashes = node.block_hashes_below(g.height)?;
+        let spec = self.spec.clone();
+        let t = self.trace(g, node)?;
+        let i = usize::try_from(index).map_err(|_| Error::Corrupt("item index".into()))?;
+        let Some(Item::Tx(tx)) = t.run.items.get(i).cloned() else {
+            return Err(Error::Corrupt(format!("item {index} of game {} has no level-2 trace", g.id)));
+        };
+        let before: Vec<_> = t.run.exec.outcomes[..i.min(t.run.exec.outcomes.len())]
+            .iter()
+            .map(|o| o.changes.clone())
+            .collect();
+        let pre =
+            if i == 0 { bridge::TraceState::start() } else { t.run.exec.trace_states().swap_remove(i - 1) };
+        let params = prover::game::block_params(&spec, &t.block.header.header);
+        let view = node.state().view_after(g.height - 1, &before)?;
+        Ok((prover::ViewReader::new(view, hashes), pre, tx, params))
+    }
+
+    /// The pinned item's level-2 trace at the states the game's position
+    /// needs: its ends and this round's points.
+    fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<ItemView> {
+        let (reader, pre, tx, params) = self.before_item(g, node, index)?;
+        let mut at = g.game.points();
+        at.extend([g.game.lo, g.game.hi]);
+        let t = prover::machine::item_trace(reader, &params, &tx, &pre, &at)?;
+        at.sort_unstable();
+        at.dedup();
+        Ok(ItemView { states: at.into_iter().zip(t.states).collect() })
+    }
+
+    /// The descent into the pinned item: its leaf, proof and trace length.
+    fn descent(&mut self, g: &GameRecord, node: &ShardNode) -> Result<(Hash, bridge::MerkleProof, u64)> {
+        let index = g.game.lo;
+        let (reader, pre, tx, params) = self.before_item(g, node, index)?;
+        let last = prover::machine::item_trace(reader, &params, &tx, &pre, &[])?.last;
+        let t = self.trace(g, node)?;
+        let proof = MerkleTree::new(&t.block.item_hashes())
+            .proof(index as usize)
+            .ok_or_else(|| Error::Corrupt(format!("item {index} outside the block")))?;
+        Ok((tx.item_hash(), proof, last))
+    }
+
+    /// The encoded level-2 step at the descended game's position.
+    fn machine_step(&mut self, g: &GameRecord, node: &ShardNode) -> Result<Vec<u8>> {
+        let d = g.game.descent.clone().ok_or_else(|| Error::Corrupt("a level-2 step of level 1".into()))?;
+        let (reader, pre, tx, params) = self.before_item(g, node, d.lo)?;
+        let root = prover::machine::ProvableState::root(&reader)?;
+        let step = prover::machine::item_step(reader, &params, &tx, &pre, g.game.lo)?;
+        let shown = prover::game::MachineStep {
+            index: g.game.lo,
+            pre: pre.commitment(root),
+            raw: tx.raw.to_vec(),
+            step,
+        };
+        Ok(shown.encode())
+    }
+
     /// The block of `g` re-executed from its pre-state (cached).
     fn trace(&mut self, g: &GameRecord, node: &ShardNode) -> Result<&Trace> {
         if !self.traces.contains(&g.header) {
@@ -349,14 +439,18 @@ impl DisputeAgent {
 }
 
 /// A node's re-execution as the solver sees it: `c_0 … c_k`, and past an
-/// invalid item no commitment is right (each is disputed).
-struct ExecutionView<'a>(&'a Reexecution);
+/// invalid item no commitment is right (each is disputed); whether the
+/// pinned item's whole-item step fits in a move.
+struct ExecutionView<'a> {
+    run: &'a Reexecution,
+    fits: bool,
+}
 
 impl TraceView for ExecutionView<'_> {
     fn at(&self, i: u64) -> Option<Hash> {
-        match self.0.commitments.get(usize::try_from(i).ok()?) {
+        match self.run.commitments.get(usize::try_from(i).ok()?) {
             Some(c) => Some(*c),
-            None if self.0.invalid.is_some() => {
+            None if self.run.invalid.is_some() => {
                 Some(bridge::hash_domain(b"optishard.no_valid_trace", &[&i.to_be_bytes()]))
             }
             None => None,
@@ -364,7 +458,35 @@ impl TraceView for ExecutionView<'_> {
     }
 
     fn complete(&self) -> bool {
-        self.0.invalid.is_none()
+        self.run.invalid.is_none()
+    }
+
+    fn item_fits(&self, _: u64) -> bool {
+        self.fits
+    }
+}
+
+/// The pinned item's level-2 trace `T_j` at the states a game position
+/// needs (an item too large for level 1's step).
+struct ItemView {
+    states: BTreeMap<u64, Hash>,
+}
+
+impl TraceView for ItemView {
+    fn at(&self, i: u64) -> Option<Hash> {
+        self.states.get(&i).copied()
+    }
+
+    fn complete(&self) -> bool {
+        true
+    }
+
+    fn item_fits(&self, _: u64) -> bool {
+        false
+    }
+
+    fn level(&self) -> u8 {
+        2
     }
 }
 

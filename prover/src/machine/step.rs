@@ -410,6 +410,16 @@ pub trait ProvableState: DatabaseRef<Error = Error> {
     fn root(&self) -> Result<Hash>;
 }
 
+impl ProvableState for crate::state::ViewReader {
+    fn prove(&self, key: StateKey) -> Result<StateProof> {
+        crate::state::ViewReader::prove(self, key)
+    }
+
+    fn root(&self) -> Result<Hash> {
+        crate::state::ViewReader::root(self)
+    }
+}
+
 impl ProvableState for crate::StateReader {
     fn prove(&self, key: StateKey) -> Result<StateProof> {
         crate::StateReader::prove(self, key)

@@ -316,6 +316,17 @@ impl StateView {
         }
     }
 
+    /// `key`'s value in the view.
+    pub fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>> {
+        let reader = OverlayReader {
+            store: &*self.state.store,
+            base: self.base,
+            nodes: &self.nodes,
+            values: &self.values,
+        };
+        reader.get_value_option(self.version(), key.key_hash()).map_err(jmt_err)
+    }
+
     /// `key`'s value and proof against [`StateView::root`].
     pub fn prove(&self, key: StateKey) -> Result<StateProof> {
         if self.roots.is_empty() {
@@ -389,3 +400,55 @@ impl revm::DatabaseRef for StateReader {
 }
 
 impl revm::database_interface::DBErrorMarker for Error {}
+
+/// Reads an uncommitted [`StateView`] (a block's state after some of its
+/// items), for revm and for proofs against its root.
+#[derive(Clone)]
+pub struct ViewReader {
+    view: Arc<StateView>,
+    block_hashes: BTreeMap<u64, B256>,
+}
+
+impl ViewReader {
+    /// Reads `view`, `BLOCKHASH` answering from `block_hashes`.
+    pub fn new(view: StateView, block_hashes: BTreeMap<u64, B256>) -> Self {
+        ViewReader { view: Arc::new(view), block_hashes }
+    }
+
+    /// `key`'s value and proof against the view's root.
+    pub fn prove(&self, key: StateKey) -> Result<StateProof> {
+        self.view.prove(key)
+    }
+
+    /// The view's root.
+    pub fn root(&self) -> Result<Hash> {
+        self.view.root()
+    }
+}
+
+impl revm::DatabaseRef for ViewReader {
+    type Error = Error;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>> {
+        let value = self.view.get(&StateKey::Account(address))?;
+        Ok(value.map(|b| AccountState::decode(&b)).transpose()?.map(AccountState::to_info))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<revm::bytecode::Bytecode> {
+        match self.view.get(&StateKey::Code(code_hash))? {
+            Some(code) => Ok(revm::bytecode::Bytecode::new_raw(Bytes::from(code))),
+            None => Err(Error::MissingCode(code_hash)),
+        }
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256> {
+        match self.view.get(&StateKey::Storage(address, index))? {
+            Some(b) => decode_slot(&b),
+            None => Ok(U256::ZERO),
+        }
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256> {
+        Ok(self.block_hashes.get(&number).copied().unwrap_or_default())
+    }
+}
