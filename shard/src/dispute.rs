@@ -43,11 +43,16 @@ pub struct AgentMode {
     /// A byzantine behaviour instead of the honest solver's (the
     /// testnet's fault injection; `byzantine.rs`).
     pub byzantine: Option<Byzantine>,
+    /// Most bytes a whole-item step (level 1) may have to be shown: a
+    /// larger one is decided in the item's own trace (level 2).
+    /// `bridge::MAX_STEP_BYTES` (what a move carries) unless a test lowers
+    /// it to play level 2 with items that would fit.
+    pub level_one_limit: usize,
 }
 
 impl Default for AgentMode {
     fn default() -> Self {
-        AgentMode { challenge: true, defend: true, byzantine: None }
+        AgentMode { challenge: true, defend: true, byzantine: None, level_one_limit: bridge::MAX_STEP_BYTES }
     }
 }
 
@@ -263,7 +268,7 @@ impl DisputeAgent {
             (None, Phase::Step) => Some(self.step_at(&g, node, g.game.lo)?),
             _ => None,
         };
-        let fits = item_step.as_ref().is_none_or(|s| s.len() <= bridge::MAX_STEP_BYTES);
+        let fits = item_step.as_ref().is_none_or(|s| s.len() <= self.mode.level_one_limit);
         let item_view = match &g.game.descent {
             Some(d) if !fits => Some(self.item_view(&g, node, d.lo)?),
             _ => None,

@@ -125,6 +125,8 @@ pub struct Validator<N: Network> {
     agent: Option<DisputeAgent>,
     /// Whether the agent opens games (`--no-challenger` turns it off).
     challenge: bool,
+    /// See [`AgentMode::level_one_limit`].
+    level_one_limit: usize,
     /// Validators the beacon lists as unbonded (it refuses their headers).
     unbonded: std::collections::HashSet<bridge::Address>,
     /// The open-games request in flight, and the slot it was last sent.
@@ -195,12 +197,19 @@ impl<N: Network> Validator<N> {
             spec_hash,
             agent: key.as_ref().map(|k| DisputeAgent::new(k.clone(), &spec, shard, AgentMode::default())),
             challenge: true,
+            level_one_limit: bridge::MAX_STEP_BYTES,
             unbonded: Default::default(),
             games_request: None,
             games_asked_at: None,
             key,
             spec,
         })
+    }
+
+    /// Decides a pinned item in its own trace (level 2) when its
+    /// whole-item step is over `bytes` (see [`AgentMode::level_one_limit`]).
+    pub fn set_level_one_limit(&mut self, bytes: usize) {
+        self.level_one_limit = bytes;
     }
 
     /// Turns the challenger on or off (the agent still defends this
@@ -609,6 +618,7 @@ impl<N: Network> Validator<N> {
                     Some((crate::Fault::LyingStandIn, _)) => Some(crate::Byzantine::LyingStandIn),
                     _ => None,
                 },
+                level_one_limit: self.level_one_limit,
             });
             agent.on_beacon_block(&block, &self.node, &self.net, &self.accepted);
             // on start, and every few slots, ask the beacon which games are

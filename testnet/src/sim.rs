@@ -88,6 +88,7 @@ impl TestnetBuilder {
             nonces: Default::default(),
             faults: Default::default(),
             no_challenger: Default::default(),
+            level_one_limit: bridge::MAX_STEP_BYTES,
         };
         for i in 0..t.validators.len() {
             t.start(i)?;
@@ -134,6 +135,8 @@ pub struct Testnet {
     faults: std::collections::HashMap<usize, (shard::Fault, u8)>,
     /// Validators whose challenger is off.
     no_challenger: std::collections::HashSet<usize>,
+    /// Every agent's `level_one_limit` (see `shard::AgentMode`).
+    level_one_limit: usize,
 }
 
 impl Testnet {
@@ -224,6 +227,7 @@ impl Testnet {
         node.set_fault(fault, rate.unwrap_or(0));
         let mut v = Validator::new(node, sv.net.clone(), self.spec.clone(), Some(sv.key.clone()))?;
         v.set_challenger(!self.no_challenger.contains(&i));
+        v.set_level_one_limit(self.level_one_limit);
         sv.v = Some(v);
         Ok(())
     }
@@ -241,6 +245,17 @@ impl Testnet {
         };
         if let Some(n) = self.node(i) {
             n.set_fault(fault, rate_percent);
+        }
+    }
+
+    /// Makes every agent decide a pinned item in its own trace (level 2)
+    /// when its whole-item step is over `bytes` (0: always).
+    pub fn set_level_one_limit(&mut self, bytes: usize) {
+        self.level_one_limit = bytes;
+        for sv in &mut self.validators {
+            if let Some(v) = sv.v.as_mut() {
+                v.set_level_one_limit(bytes);
+            }
         }
     }
 

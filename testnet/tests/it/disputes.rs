@@ -148,6 +148,56 @@ fn first_of(t: &Testnet, shard: u32) -> usize {
     (0..t.validator_count()).find(|i| t.validator_info(*i).0 == ShardId(shard)).unwrap()
 }
 
+/// Level 2 end to end (issue 16): with every agent deciding a pinned item
+/// in its own trace (as for an item whose whole-item step does not fit in a
+/// move), the lying proposer's agent descends into the last transaction,
+/// both agents bisect its instructions, epilogue and commits with their own
+/// replays, and the single step the beacon re-executes with revm refutes the
+/// lie; the header is discarded as at level 1.
+#[test]
+fn a_wrong_state_root_is_refuted_inside_its_transaction_at_level_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(2)
+        .validators_per_shard(2)
+        .seed(43)
+        .challenge_window_slots(96)
+        .txs_per_slot(6)
+        .build(dir.path())
+        .unwrap();
+    t.set_level_one_limit(0);
+    t.run(4);
+    let liar = first_of(&t, 1);
+    let liar_addr = t.validator_info(liar).1;
+    let spec = t.spec().clone();
+    let lie = first_lie(&mut t, liar, Fault::WrongStateRoot, 1, 40);
+    let lie_block = t.beacon().shard_blocks(ShardId(1), lie.height, 1, usize::MAX).unwrap().remove(0);
+    let items = (lie_block.inbox.len() + lie_block.txs.len()) as u64;
+    run_until(&mut t, 8, |t| games(t).iter().any(|g| g.header == lie.hash));
+    run_until(&mut t, 90, |t| games(t).iter().any(|g| g.header == lie.hash && !g.is_open()));
+    let g = games(&t).into_iter().find(|g| g.header == lie.hash).unwrap();
+    assert_eq!(g.defender, liar_addr);
+    let (_, ending) = g.ended.clone().unwrap();
+    assert_eq!(ending, Ending::Decided { outcome: Outcome::StepRefuted { winner: Side::Challenger } });
+    let d = g.game.descent.clone().expect("the game descended into the item");
+    assert_eq!(d.lo, items - 1, "the lie is in the last commitment: the last item");
+    assert_eq!((g.game.lo, g.game.hi), (d.last - 1, d.last), "the lie is the item trace's end");
+    let level_one = Game::rounds_for(items, spec.dispute_k);
+    assert!(
+        g.game.rounds <= level_one + Game::rounds_for(d.last, spec.dispute_k),
+        "{} rounds for {items} items and a trace of {}",
+        g.game.rounds,
+        d.last
+    );
+    let log = t.beacon().game(&g.id).unwrap().unwrap();
+    let step = log.step.expect("the step was verified");
+    assert_eq!((step.level, step.verdict.as_str()), (2, "refuted"));
+    assert!(step.step_bytes < 64 << 10, "a level-2 step of {} bytes", step.step_bytes);
+    let status = t.beacon().header_status(ShardId(1), lie.height).unwrap().unwrap();
+    assert!(status.discarded.iter().any(|x| x.hash == lie.hash && x.proven && x.game == g.id));
+    assert_ledger(&t);
+}
+
 #[test]
 fn a_wrong_state_root_is_bisected_refuted_and_discarded() {
     let _ = tracing_subscriber::fmt()
