@@ -63,7 +63,9 @@ pub struct BeaconMetrics {
     pub body_bytes: Counter,
     /// Dispute moves by action and result (`accepted` or a refusal reason).
     pub moves: Family<Labels, Counter>,
-    /// Games ended, by how (`step_upheld`, `step_refuted`, `timeout`, `void`) and winner.
+    /// Games ended, by how (`step_upheld`, `step_refuted`, `timeout`,
+    /// `void`), winner and the level they ended at (1: items; 2: one
+    /// item's instructions).
     pub games_ended: Family<Labels, Counter>,
     /// Games open now.
     pub open_games: Gauge,
@@ -102,7 +104,11 @@ impl BeaconMetrics {
             self.body_bytes.clone(),
         );
         r.register("dispute_moves", "Dispute moves by action and result", self.moves.clone());
-        r.register("games_ended", "Dispute games ended, by outcome and winner", self.games_ended.clone());
+        r.register(
+            "games_ended",
+            "Dispute games ended, by outcome, winner and level",
+            self.games_ended.clone(),
+        );
         r.register("open_games", "Dispute games open", self.open_games.clone());
         r.register("game_rounds", "Bisection rounds played by ended games", self.game_rounds.clone());
         r.register("slashed_gwei", "Gwei slashed from losing parties", self.slashed_gwei.clone());
@@ -132,8 +138,14 @@ impl BeaconMetrics {
                 }
                 bridge::Ending::Void => ("void", "none".into()),
             };
+            // the level the game ended at: 2 once it descended into an item
+            let level = g.game.level().to_string();
             self.games_ended
-                .get_or_create(&vec![("outcome".into(), how.into()), ("winner".into(), winner)])
+                .get_or_create(&vec![
+                    ("outcome".into(), how.into()),
+                    ("winner".into(), winner),
+                    ("level".into(), level),
+                ])
                 .inc();
             self.game_rounds.inc_by(u64::from(g.game.rounds));
             if let Ok(Some(log)) = chain.game(&g.id) {

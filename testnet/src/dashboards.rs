@@ -76,6 +76,10 @@ pub(crate) fn grafana_dashboard() -> Value {
             "sum by (outcome, winner) (optishard_beacon_games_ended_total)",
         ),
         (
+            "Games ended by level (1: items, 2: one item's instructions)",
+            "sum by (level) (optishard_beacon_games_ended_total)",
+        ),
+        (
             "Dispute moves / s by action and result",
             "sum by (action, result) (rate(optishard_beacon_dispute_moves_total[30s]))",
         ),

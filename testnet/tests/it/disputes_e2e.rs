@@ -140,8 +140,9 @@ async fn scenario(dir: &Path) {
         .await
         .unwrap();
     assert!(
-        metrics
-            .contains("optishard_beacon_games_ended_total{outcome=\"step_refuted\",winner=\"challenger\"}"),
+        metrics.contains(
+            "optishard_beacon_games_ended_total{outcome=\"step_refuted\",winner=\"challenger\",level=\"1\"}"
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("optishard_beacon_invalidated_headers_total{why=\"proven\"}"));
