@@ -310,7 +310,8 @@ pub(super) struct Touch {
 /// Whether a step covers `opcode`: stack-only; MLOAD, MSTORE, MSTORE8,
 /// MSIZE; the frame's input (ADDRESS, CALLER, CALLVALUE, CALLDATALOAD,
 /// CALLDATASIZE); the transaction's and block's (ORIGIN, GASPRICE,
-/// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE);
+/// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE,
+/// BLOBHASH, BLOBBASEFEE);
 /// the journal's ([`touches_journal`]); KECCAK256, CODESIZE, CODECOPY,
 /// RETURNDATASIZE, RETURNDATACOPY and MCOPY.
 pub fn is_covered(opcode: u8) -> bool {
@@ -322,7 +323,7 @@ pub fn is_covered(opcode: u8) -> bool {
         || reads_input(opcode)
         || touches_journal(opcode)
         || reads_return_data(opcode)
-        || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48)
+        || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48..=0x4a)
 }
 
 /// A stack word as an offset or length a step can carry memory for.

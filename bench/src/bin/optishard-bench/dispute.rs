@@ -41,6 +41,34 @@ fn play(n: u64, k: u64, lie: u64) -> u32 {
     g.rounds
 }
 
+/// Plays a two-level game: level 1 over `n` items with the defender's
+/// trace departing at item `lie`, a descent into that item's trace of
+/// `last` steps, departing at `lie2`; returns the rounds of both levels.
+fn play_two(n: u64, last: u64, k: u64, lie: u64, lie2: u64) -> u32 {
+    let truth = |i: u64| Hash::of(&i.to_be_bytes());
+    let claim = |i: u64| if i >= lie { Hash::of(&[&i.to_be_bytes()[..], b"lie"].concat()) } else { truth(i) };
+    let mut g = Game::open(GameParams { k, clock_slots: 1_000 }, n, truth(0), claim(n), 0);
+    while matches!(g.phase, Phase::Bisect) {
+        let pts = g.points();
+        g.bisect(pts.iter().map(|p| claim(*p)).collect(), 0).expect("defender's turn");
+        let j = pts.iter().position(|p| claim(*p) != truth(*p)).unwrap_or(pts.len());
+        g.pick(j, 0).expect("challenger's turn");
+    }
+    g.descend(Hash::of(b"the item"), last, 0).expect("at level 1's step");
+    let start = g.lo_commit;
+    let truth2 = |j: u64| if j == 0 { start } else { Hash::of(&[&j.to_be_bytes()[..], b"T"].concat()) };
+    let claim2 =
+        |j: u64| if j >= lie2 { Hash::of(&[&j.to_be_bytes()[..], b"T lie"].concat()) } else { truth2(j) };
+    while matches!(g.phase, Phase::Bisect) {
+        let pts = g.points();
+        g.bisect(pts.iter().map(|p| claim2(*p)).collect(), 0).expect("defender's turn");
+        let j = pts.iter().position(|p| claim2(*p) != truth2(*p)).unwrap_or(pts.len());
+        g.pick(j, 0).expect("challenger's turn");
+    }
+    assert_eq!((g.lo + 1, g.hi), (lie2, lie2), "bisected to the first wrong step of the item");
+    g.rounds
+}
+
 /// One step's figures: the item at `index` of `exec` over `state` at `base`.
 fn step_figures(
     name: &str,
@@ -115,6 +143,27 @@ pub(crate) fn run() -> Result<()> {
             rounds.push(json!({"n": n, "k": k, "played": played, "bound": bound}));
         }
         println!("{line}");
+    }
+
+    // both levels: rounds = ceil(log_k n) + ceil(log_k L)
+    println!("rounds to one instruction (two levels played) vs ceil(log_k n) + ceil(log_k L):");
+    let mut two_levels = Vec::new();
+    for n in [10u64, 100, 1_000, 10_000] {
+        for last in [1u64 << 10, 1 << 16, 1 << 20, 1 << 24] {
+            let mut line = format!("  n = {n:>6}, L = 2^{:>2}:", last.trailing_zeros());
+            for k in [2u64, 8, 64] {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let (lie, lie2) = (1 + seed % n, 1 + (seed >> 20) % last);
+                let played = play_two(n, last, k, lie, lie2);
+                let bound = Game::rounds_for(n, k) + Game::rounds_for(last, k);
+                anyhow::ensure!(played <= bound, "n {n} L {last} k {k}: {played} rounds > {bound}");
+                line.push_str(&format!("  k={k}: {played}/{bound}"));
+                two_levels.push(json!({"n": n, "last": last, "k": k, "played": played, "bound": bound}));
+            }
+            println!("{line}");
+        }
     }
 
     // the single step of three kinds of item, each the middle of a 200-item block
@@ -252,7 +301,10 @@ pub(crate) fn run() -> Result<()> {
         cascade["shards_reached"],
         cascade["slots_to_rebuild"]
     );
-    println!("{}", json!({"rounds": rounds, "steps": steps, "level2": level2, "cascade": cascade}));
+    println!(
+        "{}",
+        json!({"rounds": rounds, "two_levels": two_levels, "steps": steps, "level2": level2, "cascade": cascade})
+    );
     Ok(())
 }
 
@@ -294,6 +346,23 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
         answering.push(t.elapsed());
         anyhow::ensure!(round.states.len() == 63, "63 states asked");
     }
+    // the whole item trace (instructions, epilogue, commits): a round of
+    // level 2 as the agent answers it
+    let pre = bridge::TraceState::start();
+    let last = prover::machine::item_trace(state.reader(1)?, &p, &tx, &pre, &[])?.last;
+    let item_at: Vec<u64> = (1..64).map(|i| i * last / 64).collect();
+    let mut item_round = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let round = prover::machine::item_trace(state.reader(1)?, &p, &tx, &pre, &item_at)?;
+        item_round.push(t.elapsed());
+        anyhow::ensure!(round.states.len() == 63, "63 states asked");
+    }
+    item_round.sort();
+    println!(
+        "level 2: the item's whole trace has {last} steps; answering a round over it (63 states) {:.0} ms (median of 3)",
+        item_round[1].as_secs_f64() * 1e3
+    );
     counting.sort();
     answering.sort();
     let rounds = Game::rounds_for(count, 64);
@@ -380,10 +449,84 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             &Extra::default(),
         )?,
     ];
+    let tail = tail_step_figures(w)?;
     Ok(json!({
-        "instructions": count, "rounds_k64": rounds,
+        "instructions": count, "rounds_k64": rounds, "item_trace_last": last,
+        "answer_item_round_ms": item_round[1].as_secs_f64() * 1e3, "tail": tail,
         "replay_ms": counting[1].as_secs_f64() * 1e3, "answer_round_ms": answering[1].as_secs_f64() * 1e3,
         "instruction_steps": steps,
+    }))
+}
+
+/// The item trace's last steps for a transaction writing 300 fresh slots
+/// (a contract at the 24 KiB code limit): the epilogue's step and the
+/// largest of its commit steps (the map holds every written slot), their
+/// bytes and verification times.
+fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
+    use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
+    let state = AuthState::in_memory();
+    bench::fund(&state, &w.addresses())?;
+    let target = Address::repeat_byte(0xcd);
+    // PUSH2 300; JUMPDEST; DUP1; DUP1; SSTORE; PUSH1 1; SWAP1; SUB; DUP1; PUSH1 3; JUMPI; STOP
+    let code = code_padded(&[
+        0x61, 0x01, 0x2c, 0x5b, 0x80, 0x80, 0x55, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x00,
+    ]);
+    let mut c = prover::ChangeSet::new();
+    let code_hash = alloy_primitives::keccak256(&code);
+    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+    c.insert(prover::StateKey::Account(target), Some(a.encode()));
+    c.insert(prover::StateKey::Code(code_hash), Some(code));
+    state.commit(1, &c)?;
+    let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::new(), 8_000_000);
+    let tx = match recover_all(&[raw]).pop() {
+        Some(Ok(tx)) => tx,
+        _ => anyhow::bail!("the transaction decodes"),
+    };
+    let p = params(2);
+    let pre = bridge::TraceState::start();
+    let head = item_trace(state.reader(1)?, &p, &tx, &pre, &[])?;
+    let all: Vec<u64> = (head.instructions + 1..=head.last).collect();
+    let t = item_trace(state.reader(1)?, &p, &tx, &pre, &all)?;
+    let env = StepEnv::new(p.clone(), &tx, bridge::TraceCommitment::start(state.root(1)?));
+    let measure = |j: u64| -> Result<(usize, f64)> {
+        let step = item_step(state.reader(1)?, &p, &tx, &pre, j)?;
+        let bytes = bridge::Encode::encode(&step).len();
+        let i = (j - head.instructions - 1) as usize;
+        let (agreed, next) = (t.states[i], t.states[i + 1]);
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let s = Instant::now();
+            let v = verify_item_step(&step, &agreed, &env);
+            times.push(s.elapsed());
+            anyhow::ensure!(v == InstructionVerdict::Next(next), "step {j}: the honest step re-executes");
+        }
+        times.sort();
+        anyhow::ensure!(matches!(step, ItemStep::Epilogue(_) | ItemStep::Commit(_)), "a tail step");
+        Ok((bytes, times[100].as_secs_f64() * 1e6))
+    };
+    let epilogue = measure(head.instructions + 1)?;
+    let mut largest = (0, 0.0, 0);
+    for j in head.instructions + 2..head.last {
+        let step = item_step(state.reader(1)?, &p, &tx, &pre, j)?;
+        let bytes = bridge::Encode::encode(&step).len();
+        if bytes > largest.0 {
+            largest = (bytes, 0.0, j);
+        }
+    }
+    let commit = measure(largest.2)?;
+    let entries = head.last - head.instructions - 2;
+    println!(
+        "  epilogue (300 fresh slots written)         step {:>7} B; verify median {:>7.1} us",
+        epilogue.0, epilogue.1
+    );
+    println!(
+        "  commit, largest of {entries} entries             step {:>7} B; verify median {:>7.1} us",
+        commit.0, commit.1
+    );
+    Ok(json!({
+        "instructions": head.instructions, "entries": entries,
+        "epilogue_bytes": epilogue.0, "epilogue_verify_us": epilogue.1,
+        "largest_commit_bytes": commit.0, "largest_commit_verify_us": commit.1,
     }))
 }
 
