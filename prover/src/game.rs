@@ -284,7 +284,18 @@ impl StepMachine for Instructions {
         let Ok(tx) = crate::SignedTx::decode(&step.raw) else {
             return StepVerdict::Rejected("the item is not a transaction".into());
         };
-        let env = StepEnv::new(ctx.params.clone(), &tx, step.pre);
+        let mut env = StepEnv::new(ctx.params.clone(), &tx, step.pre);
+        // a BLOCKHASH step's block, by the referee's own header chain
+        if let crate::machine::ItemStep::Instruction(s) = &step.step
+            && let Some((n, _)) = s.block_hash
+        {
+            match (ctx.block_hash)(n) {
+                Some(h) => {
+                    env.block_hashes.insert(n, h);
+                }
+                None => return StepVerdict::Rejected(format!("block {n} is not below the header")),
+            }
+        }
         match verify_item_step(&step.step, &game.lo_commit, &env) {
             InstructionVerdict::Next(next) if next == game.hi_commit => StepVerdict::Upheld,
             InstructionVerdict::Next(_) => StepVerdict::Refuted { computed: None },

@@ -155,6 +155,14 @@ impl Encode for InstructionStep {
             }
         }
         self.checkpoint.map(|h| h.0).encode_to(out);
+        match &self.block_hash {
+            None => 0u8.encode_to(out),
+            Some((n, h)) => {
+                1u8.encode_to(out);
+                n.encode_to(out);
+                h.0.encode_to(out);
+            }
+        }
         match &self.caller {
             None => 0u8.encode_to(out),
             Some(c) => {
@@ -198,6 +206,11 @@ impl Decode for InstructionStep {
             tag => return Err(DecodeError::InvalidTag { what: "step return data", tag }),
         };
         let checkpoint = Option::<[u8; 32]>::decode(input)?.map(Hash);
+        let block_hash = match u8::decode(input)? {
+            0 => None,
+            1 => Some((u64::decode(input)?, B256::from(<[u8; 32]>::decode(input)?))),
+            tag => return Err(DecodeError::InvalidTag { what: "step block hash", tag }),
+        };
         let caller = match u8::decode(input)? {
             0 => None,
             1 => Some(CallerPart {
@@ -222,6 +235,7 @@ impl Decode for InstructionStep {
             return_data,
             caller,
             checkpoint,
+            block_hash,
         })
     }
 }

@@ -42,6 +42,10 @@ pub struct InstructionStep {
     /// For the transaction's frame's last instruction: the journal at its
     /// checkpoint (the frames chain's base), which a failure restores.
     pub checkpoint: Option<Hash>,
+    /// For BLOCKHASH of one of the 256 blocks below: the block's number and
+    /// hash (the referee vouches for it from its header chain:
+    /// [`StepEnv::block_hashes`]).
+    pub block_hash: Option<(u64, B256)>,
 }
 
 /// The caller a frame's last instruction resumes: its record (proven by
@@ -233,12 +237,23 @@ pub struct StepEnv {
     pub item: Hash,
     /// `c_{i-1}`.
     pub pre: bridge::TraceCommitment,
+    /// Hashes of blocks below the item's, by the referee's header chain:
+    /// what a BLOCKHASH step's hash is checked against (the referee fills
+    /// in the one number a step names).
+    pub block_hashes: std::collections::BTreeMap<u64, B256>,
 }
 
 impl StepEnv {
     /// The environment of `tx` in the block `params`, after `pre`.
     pub fn new(params: BlockParams, tx: &SignedTx, pre: bridge::TraceCommitment) -> StepEnv {
-        StepEnv { params, tx: tx.tx_env(), tx_hash: tx.hash, item: tx.item_hash(), pre }
+        StepEnv {
+            params,
+            tx: tx.tx_env(),
+            tx_hash: tx.hash,
+            item: tx.item_hash(),
+            pre,
+            block_hashes: Default::default(),
+        }
     }
 }
 
@@ -311,7 +326,7 @@ pub(super) struct Touch {
 /// MSIZE; the frame's input (ADDRESS, CALLER, CALLVALUE, CALLDATALOAD,
 /// CALLDATASIZE); the transaction's and block's (ORIGIN, GASPRICE,
 /// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE,
-/// BLOBHASH, BLOBBASEFEE);
+/// BLOBHASH, BLOBBASEFEE, BLOCKHASH);
 /// the journal's ([`touches_journal`]); KECCAK256, CODESIZE, CODECOPY,
 /// RETURNDATASIZE, RETURNDATACOPY and MCOPY.
 pub fn is_covered(opcode: u8) -> bool {
@@ -323,7 +338,7 @@ pub fn is_covered(opcode: u8) -> bool {
         || reads_input(opcode)
         || touches_journal(opcode)
         || reads_return_data(opcode)
-        || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x41..=0x46 | 0x48..=0x4a)
+        || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x40..=0x46 | 0x48..=0x4a)
 }
 
 /// A stack word as an offset or length a step can carry memory for.
@@ -493,6 +508,10 @@ pub fn instruction_step<R: ProvableState + Clone>(
         memory: prove_words(&memory, caller_words(op, &top, &record).unwrap_or_default()),
         record,
     });
+    let block_hash = match blockhash_read(op, &top, params.number) {
+        Some(n) => Some((n, base.block_hash_ref(n)?)),
+        None => None,
+    };
     Ok(InstructionStep {
         below: stack_chain(&stack[..split]),
         top,
@@ -504,7 +523,16 @@ pub fn instruction_step<R: ProvableState + Clone>(
         return_data,
         caller,
         checkpoint,
+        block_hash,
     })
+}
+
+/// The block BLOCKHASH (`opcode`, the number on top) reads from the
+/// database in block `current`: one of the 256 below it (revm answers
+/// zero for any other without reading).
+pub(super) fn blockhash_read(opcode: u8, top: &[U256], current: u64) -> Option<u64> {
+    let n = u64::try_from(*top.last()?).ok().filter(|_| opcode == 0x40)?;
+    (n < current && current - n <= 256).then_some(n)
 }
 
 /// Checks `step` against the agreed `s_j` and runs its one instruction
@@ -603,6 +631,16 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     } else {
         (StepDb::default(), Vec::new(), PartialTree::Empty)
     };
+    // BLOCKHASH of a block below: the hash the step carries, vouched for
+    // by the referee's header chain
+    let mut db = db;
+    match (blockhash_read(s.opcode, &step.top, env.params.number), step.block_hash) {
+        (Some(n), Some((m, hash))) if n == m && env.block_hashes.get(&n) == Some(&hash) => {
+            db.block_hashes.insert(n, hash);
+        }
+        (None, None) => {}
+        _ => return Err("not the hash of the block BLOCKHASH names by the header chain".into()),
+    }
     if is_call(s.opcode)
         && step
             .journal

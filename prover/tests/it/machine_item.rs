@@ -55,3 +55,41 @@ fn the_prologue_reaches_the_first_state() {
         }
     }
 }
+
+/// BLOCKHASH of one of the 256 blocks below is a step: it carries the
+/// block's hash, which the referee vouches for from its header chain
+/// (`StepEnv::block_hashes`); another hash, or one the referee does not
+/// vouch for, proves nothing. A block outside the window reads zero with
+/// nothing carried.
+#[test]
+fn blockhash_is_a_step_vouched_for_by_the_header_chain() {
+    use prover::machine::{InstructionStep, instruction_step, verify_instruction};
+    // BLOCKHASH(0), POP, BLOCKHASH(1000), POP, STOP (the block is number 1)
+    let code = vec![0x60, 0x00, 0x40, 0x50, 0x61, 0x03, 0xe8, 0x40, 0x50, 0x00];
+    let s = state(&[(TARGET, code, vec![])]);
+    let hash = alloy_primitives::B256::repeat_byte(0x42);
+    let reader = || s.reader(0).unwrap().with_block_hashes([(0, hash)].into_iter().collect());
+    let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, Default::default(), 100_000);
+    let t = trace_transaction(reader(), &params(1), &tx, &[1, 2, 4, 5]).unwrap();
+    let mut env = env(&tx);
+    env.block_hashes.insert(0, hash);
+    let step = instruction_step(reader(), &params(1), &tx, 1).unwrap();
+    assert_eq!(step.block_hash, Some((0, hash)));
+    let wire = bridge::Encode::encode(&step);
+    assert_eq!(bridge::decode_exact::<InstructionStep>(&wire).unwrap(), step);
+    let (agreed, next) = (t.states[0].commitment(), t.states[1].commitment());
+    assert_eq!(verify_instruction(&step, &agreed, &env), InstructionVerdict::Next(next));
+    let mut other = step.clone();
+    other.block_hash = Some((0, alloy_primitives::B256::repeat_byte(0x43)));
+    assert!(matches!(verify_instruction(&other, &agreed, &env), InstructionVerdict::Rejected(_)));
+    let mut none = step.clone();
+    none.block_hash = None;
+    assert!(matches!(verify_instruction(&none, &agreed, &env), InstructionVerdict::Rejected(_)));
+    let unvouched = crate::machine::env(&tx);
+    assert!(matches!(verify_instruction(&step, &agreed, &unvouched), InstructionVerdict::Rejected(_)));
+    // a block outside the window: zero, nothing carried
+    let far = instruction_step(reader(), &params(1), &tx, 4).unwrap();
+    assert_eq!(far.block_hash, None);
+    let (agreed, next) = (t.states[2].commitment(), t.states[3].commitment());
+    assert_eq!(verify_instruction(&far, &agreed, &unvouched), InstructionVerdict::Next(next));
+}
