@@ -281,15 +281,18 @@ fn reads_input(opcode: u8) -> bool {
 
 /// Whether `opcode` reads or writes the journal: storage (SLOAD, SSTORE),
 /// transient storage (TLOAD, TSTORE), an account (BALANCE, EXTCODESIZE,
-/// EXTCODEHASH, SELFBALANCE) or the logs (LOG0–LOG4).
+/// EXTCODEHASH, SELFBALANCE), the logs (LOG0–LOG4), or the frame's account
+/// and its beneficiary (SELFDESTRUCT).
 pub fn touches_journal(opcode: u8) -> bool {
-    matches!(opcode, 0x31 | 0x3b | 0x3c | 0x3f | 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
+    matches!(opcode, 0x31 | 0x3b | 0x3c | 0x3f | 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4 | 0xff)
 }
 
 /// Whether a step carries the frame's input: to read it, or for the
 /// frame's account (storage, transient storage, its balance, its logs).
 fn needs_input(opcode: u8) -> bool {
-    reads_input(opcode) || is_call(opcode) || matches!(opcode, 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4)
+    reads_input(opcode)
+        || is_call(opcode)
+        || matches!(opcode, 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4 | 0xff)
 }
 
 /// CALL, CALLCODE, DELEGATECALL, STATICCALL.
@@ -399,6 +402,10 @@ pub fn journal_keys(opcode: u8, top: &[U256], target: Address) -> Vec<JournalKey
         0x5c | 0x5d => vec![JournalKey::Transient(target, word)],
         0x31 | 0x3b | 0x3c | 0x3f => vec![JournalKey::Account(address)],
         0x47 => vec![JournalKey::Account(target)],
+        // SELFDESTRUCT: the frame's account (its balance leaves) and the
+        // beneficiary (the balance arrives)
+        0xff if address == target => vec![JournalKey::Account(target)],
+        0xff => vec![JournalKey::Account(target), JournalKey::Account(address)],
         // a call: the frame's account (the value's sender) and the called
         0xf1 | 0xf2 | 0xf4 | 0xfa => {
             let named = called(top);

@@ -215,3 +215,27 @@ fn an_altered_commit_proves_nothing() {
     let other = bridge::TraceCommitment { gas_used: t.end.gas_used + 1, ..t.end };
     assert!(refused(prover::machine::verify_done(&other, &t.states[t.last as usize])));
 }
+
+/// SELFDESTRUCT (after Cancun: the balance moves to the beneficiary, the
+/// account stays) ends its frame as a step that carries both accounts'
+/// entries: as the transaction's own frame, and as a callee, to a fresh
+/// beneficiary and to itself; each trace ends on level 1's `c_1`.
+#[test]
+fn selfdestruct_moves_the_balance_and_ends_on_level_ones_commitment() {
+    const DOOMED: Address = Address::repeat_byte(0xd7);
+    const SELF: Address = Address::repeat_byte(0xd8);
+    let mut to_fresh = vec![0x73];
+    to_fresh.extend_from_slice(FRESH.as_slice());
+    to_fresh.push(0xff);
+    let mut to_self = vec![0x73];
+    to_self.extend_from_slice(SELF.as_slice());
+    to_self.push(0xff);
+    // a caller: CALL the doomed contract with no value, then SSTORE 1 := 1
+    let mut caller = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    caller.extend_from_slice(DOOMED.as_slice());
+    caller.extend([0x5a, 0xf1, 0x50, 0x60, 0x01, 0x60, 0x01, 0x55, 0x00]);
+    let s = state(&[(DOOMED, to_fresh, vec![]), (SELF, to_self, vec![]), (TARGET, caller, vec![])]);
+    walk(&s, &tx_to(DOOMED, 5_000, vec![]));
+    walk(&s, &tx_to(SELF, 5_000, vec![]));
+    walk(&s, &tx_to(TARGET, 0, vec![]));
+}
