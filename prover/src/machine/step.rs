@@ -177,7 +177,7 @@ impl StepInput {
 
 /// Longest range a copy, KECCAK256 or a log reads or writes in one step
 /// (its words ride in the step); a longer one is not a step yet.
-pub const MAX_STEP_RANGE: u64 = 1024;
+pub const MAX_STEP_RANGE: u64 = 4096;
 
 /// The words of `[offset, offset + len)`, `len` at most
 /// [`MAX_STEP_RANGE`]: `None` if longer or past any memory gas can buy.

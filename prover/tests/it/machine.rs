@@ -294,7 +294,7 @@ mod one_instruction {
                 0u8..70,
             )
                 .prop_map(|(o, key, len)| Op::Journal(o, key, len)),
-            (prop::sample::select(vec![0x20u8, 0x37, 0x39, 0x5e]), 0u16..1100, 0u16..=1024, 0u16..1100)
+            (prop::sample::select(vec![0x20u8, 0x37, 0x39, 0x5e]), 0u16..4200, 0u16..=4096, 0u16..4200)
                 .prop_map(|(o, at, len, dest)| Op::Range(o, at, len, dest)),
             prop::sample::select(
                 [

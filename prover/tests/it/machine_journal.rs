@@ -228,7 +228,8 @@ fn copies_and_hashes_after_a_call_re_execute_alone() {
     push20(&mut code, OTHER);
     code.push(0x3c);
     code.extend([0x60, 0x40, 0x60, 0x00, 0x20, 0x50]); // KECCAK256 of 64 bytes from 0, POP
-    code.extend([0x61, 0x04, 0x01, 0x60, 0x00, 0x20]); // KECCAK256 of 1,025 bytes: too long for a step
+    code.extend([0x61, 0x10, 0x00, 0x60, 0x01, 0x20, 0x50]); // KECCAK256 of 4,096 bytes from 1: a step
+    code.extend([0x61, 0x10, 0x01, 0x60, 0x00, 0x20]); // KECCAK256 of 4,097 bytes: too long for a step
     code.push(0x00);
     let s = state(&[(TARGET, code, vec![]), (OTHER, other, vec![])]);
     let t = trace(&s, &tx(), &(0..200).collect::<Vec<_>>());
@@ -251,5 +252,5 @@ fn copies_and_hashes_after_a_call_re_execute_alone() {
     let long = &t.states[t.count as usize - 2];
     assert_eq!(long.opcode, 0x20);
     let v = verify_instruction(&step(&s, t.count - 2), &long.commitment(), &env(&tx()));
-    assert_eq!(v, InstructionVerdict::Unsupported(0x20), "a 1,025-byte KECCAK256 is not a step yet");
+    assert_eq!(v, InstructionVerdict::Unsupported(0x20), "a 4,097-byte KECCAK256 is not a step yet");
 }

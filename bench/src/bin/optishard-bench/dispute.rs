@@ -421,32 +421,45 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             1,
             &Extra { slots: 0, other: Some(code_padded(&[0x00])) },
         )?,
-        // LOG4 of 1 KiB (the longest a step carries), unaligned, expanding
+        // LOG4 of 4 KiB (the longest a step carries), unaligned, expanding
         instruction_step_figure(
             w,
-            "log (LOG4, 1 KiB data, unaligned)",
-            &code_padded(&[0x60, 1, 0x60, 2, 0x60, 3, 0x60, 4, 0x61, 0x04, 0x00, 0x60, 0x07, 0xa4, 0x00]),
+            "log (LOG4, 4 KiB data, unaligned)",
+            &code_padded(&[0x60, 1, 0x60, 2, 0x60, 3, 0x60, 4, 0x61, 0x10, 0x00, 0x60, 0x07, 0xa4, 0x00]),
             &[],
             6,
             &Extra::default(),
         )?,
-        // MCOPY of 1 KiB between unaligned ranges, expanding
+        // MCOPY of 4 KiB between unaligned ranges, expanding
         instruction_step_figure(
             w,
-            "copy (MCOPY, 1 KiB, unaligned)",
-            &code_padded(&[0x61, 0x04, 0x00, 0x61, 0x00, 0x11, 0x61, 0x08, 0x05, 0x5e, 0x00]),
+            "copy (MCOPY, 4 KiB, unaligned)",
+            &code_padded(&[0x61, 0x10, 0x00, 0x61, 0x00, 0x11, 0x61, 0x20, 0x05, 0x5e, 0x00]),
             &[],
             3,
             &Extra::default(),
         )?,
-        // KECCAK256 of 1 KiB, unaligned
+        // KECCAK256 of 4 KiB, unaligned
         instruction_step_figure(
             w,
-            "hash (KECCAK256, 1 KiB, unaligned)",
-            &code_padded(&[0x61, 0x04, 0x00, 0x60, 0x07, 0x20, 0x00]),
+            "hash (KECCAK256, 4 KiB, unaligned)",
+            &code_padded(&[0x61, 0x10, 0x00, 0x60, 0x07, 0x20, 0x00]),
             &[],
             2,
             &Extra::default(),
+        )?,
+        // EXTCODECOPY of 4 KiB of another 24 KiB contract into memory: both
+        // codes and the memory words ride in the step (the largest class)
+        instruction_step_figure(
+            w,
+            "account copy (EXTCODECOPY 4 KiB of another 24 KiB code)",
+            &code_padded(&[
+                0x61, 0x10, 0x00, 0x60, 0x07, 0x60, 0x03, 0x73, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce,
+                0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0x3c, 0x00,
+            ]),
+            &[],
+            4,
+            &Extra { slots: 0, other: Some(code_padded(&[0x00])) },
         )?,
     ];
     let tail = tail_step_figures(w)?;
