@@ -332,6 +332,87 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         let index = self.next;
         self.next += 1;
         let opcode = interp.bytecode.opcode();
+        // the common instruction: counted, nothing else (the rest is out of
+        // line, so the replay's per-instruction cost is a few loads)
+        if !matches!(opcode, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2 | RETURN | REVERT)
+            && self.keep != Some(index)
+            && self.wanted.get(self.cursor) != Some(&index)
+        {
+            return;
+        }
+        self.step_slow(index, opcode, interp, ctx);
+    }
+
+    fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
+        if self.ranges.is_some() {
+            self.step_end_slow(interp, ctx);
+        }
+    }
+
+    fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        if self.frames.is_empty() {
+            // the transaction's frame: its checkpoint is the journal now
+            self.checkpoint = self.journal(ctx);
+        }
+        self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)));
+        None
+    }
+
+    fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
+        let end = (self.frames.len() == 1).then(|| self.journal(ctx));
+        if end.is_some() {
+            let inner = &ctx.journaled_state.inner;
+            let logs = JournalRoot {
+                entries: [0; 32],
+                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
+                logs_count: inner.logs.len() as u64,
+            };
+            self.end_journal = Some((journal::entries_of(inner), logs));
+        }
+        let r = &outcome.result;
+        self.close(&r.output, r.result.is_ok(), end.map(|j| (end_class(r.result), &r.gas, j)));
+        if self.stop_at_first
+            && self.first.is_none()
+            && let Some(end) = &self.end
+        {
+            // a transaction that runs no instruction: its first state is its end
+            self.first = Some((end.commitment(), ctx.journaled_state.database.reads().clone()));
+        }
+    }
+
+    fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
+        if self.frames.is_empty() {
+            self.checkpoint = self.journal(ctx);
+        }
+        self.open(DataRef::empty);
+        None
+    }
+
+    fn create_end(&mut self, _: &mut ShardContext<R>, _: &CreateInputs, outcome: &mut CreateOutcome) {
+        // a create's caller sees its output only if it reverted
+        let output = if outcome.result.result.is_revert() {
+            outcome.result.output.clone()
+        } else {
+            Default::default()
+        };
+        self.close(&output, outcome.result.result.is_ok(), None);
+    }
+}
+
+impl Tracer {
+    /// A call, create, return or revert, or an instruction whose state or
+    /// frame is asked for.
+    #[inline(never)]
+    fn step_slow<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        use revm::bytecode::opcode::{
+            CALL, CALLCODE, CREATE, CREATE2, DELEGATECALL, RETURN, REVERT, STATICCALL,
+        };
         let stack = interp.stack.data();
         let n = stack.len();
         let at = |k: usize| stack.get(n.wrapping_sub(k)).map_or(0, offset);
@@ -391,7 +472,13 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         }
     }
 
-    fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
+    /// After a call or create instruction: the caller it suspended.
+    #[inline(never)]
+    fn step_end_slow<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
         let Some((args_offset, args_len, ret_offset, ret_len, create)) = self.ranges.take() else { return };
         if !matches!(interp.bytecode.action(), Some(InterpreterAction::NewFrame(_))) {
             return;
@@ -430,55 +517,6 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             create,
             args: (args_offset, args_len),
         });
-    }
-
-    fn call(&mut self, ctx: &mut ShardContext<R>, inputs: &mut CallInputs) -> Option<CallOutcome> {
-        if self.frames.is_empty() {
-            // the transaction's frame: its checkpoint is the journal now
-            self.checkpoint = self.journal(ctx);
-        }
-        self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)));
-        None
-    }
-
-    fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
-        let end = (self.frames.len() == 1).then(|| self.journal(ctx));
-        if end.is_some() {
-            let inner = &ctx.journaled_state.inner;
-            let logs = JournalRoot {
-                entries: [0; 32],
-                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
-                logs_count: inner.logs.len() as u64,
-            };
-            self.end_journal = Some((journal::entries_of(inner), logs));
-        }
-        let r = &outcome.result;
-        self.close(&r.output, r.result.is_ok(), end.map(|j| (end_class(r.result), &r.gas, j)));
-        if self.stop_at_first
-            && self.first.is_none()
-            && let Some(end) = &self.end
-        {
-            // a transaction that runs no instruction: its first state is its end
-            self.first = Some((end.commitment(), ctx.journaled_state.database.reads().clone()));
-        }
-    }
-
-    fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
-        if self.frames.is_empty() {
-            self.checkpoint = self.journal(ctx);
-        }
-        self.open(DataRef::empty);
-        None
-    }
-
-    fn create_end(&mut self, _: &mut ShardContext<R>, _: &CreateInputs, outcome: &mut CreateOutcome) {
-        // a create's caller sees its output only if it reverted
-        let output = if outcome.result.result.is_revert() {
-            outcome.result.output.clone()
-        } else {
-            Default::default()
-        };
-        self.close(&output, outcome.result.result.is_ok(), None);
     }
 }
 

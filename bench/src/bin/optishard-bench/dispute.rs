@@ -308,11 +308,9 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
-/// Level 2 (issue 16, begun): what an honest agent spends answering one
-/// round of an instruction bisection over the largest transaction (a loop
-/// at the 2^24 per-transaction gas cap): a replay that hashes the `k - 1`
-/// requested machine states (k = 64), against a replay that only counts.
-fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
+/// The largest transaction: a loop at the 2^24 per-transaction gas cap,
+/// over a state holding its contract and the workload's funded accounts.
+fn largest_loop(w: &Workload) -> Result<(AuthState, prover::SignedTx, prover::BlockParams)> {
     let state = AuthState::in_memory();
     bench::fund(&state, &w.addresses())?;
     let gas = 1u64 << 24;
@@ -334,6 +332,42 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
     };
     let mut p = params(2);
     p.gas_limit = p.gas_limit.max(gas);
+    Ok((state, tx, p))
+}
+
+/// `optishard-bench replay`: the largest transaction run by the
+/// state-transition function (no inspector) and replayed by level 2's
+/// tracer counting its instructions, medians of 5 in one run, as a ratio.
+pub(crate) fn replay_figures() -> Result<()> {
+    let w = Workload::new(31_337, 4);
+    let (state, tx, p) = largest_loop(&w)?;
+    let (mut stf, mut traced) = (Vec::new(), Vec::new());
+    let mut count = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        execute_items(state.reader(1)?, &p, vec![Item::Tx(tx.clone())], Mode::Verify)?;
+        stf.push(t.elapsed());
+        let t = Instant::now();
+        count = prover::machine::trace_transaction(state.reader(1)?, &p, &tx, &[])?.count;
+        traced.push(t.elapsed());
+    }
+    stf.sort();
+    traced.sort();
+    let (a, b) = (stf[2].as_secs_f64() * 1e3, traced[2].as_secs_f64() * 1e3);
+    println!(
+        "the largest transaction ({count} instructions): state-transition function {a:.1} ms, level 2's counting replay {b:.1} ms ({:.2}x; medians of 5)",
+        b / a
+    );
+    println!("{}", json!({"instructions": count, "stf_ms": a, "replay_ms": b, "ratio": b / a}));
+    Ok(())
+}
+
+/// Level 2 (issue 16, begun): what an honest agent spends answering one
+/// round of an instruction bisection over the largest transaction (a loop
+/// at the 2^24 per-transaction gas cap): a replay that hashes the `k - 1`
+/// requested machine states (k = 64), against a replay that only counts.
+fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
+    let (state, tx, p) = largest_loop(w)?;
     let count = prover::machine::trace_transaction(state.reader(1)?, &p, &tx, &[])?.count;
     let at: Vec<u64> = (1..64).map(|i| i * count / 64).collect();
     let (mut counting, mut answering) = (Vec::new(), Vec::new());

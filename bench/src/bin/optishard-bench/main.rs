@@ -70,6 +70,9 @@ enum Cmd {
     Witness,
     /// Dispute game figures: rounds, single-step bytes and verification time, cascade.
     Dispute,
+    /// The largest transaction run by the state-transition function and
+    /// replayed by level 2's tracer, as a ratio.
+    Replay,
     /// Observe a running local testnet: blocks/s, headers/slot, CPU and memory per node.
     Testnet {
         /// The testnet's directory.
@@ -388,6 +391,7 @@ fn main() -> Result<()> {
         }
         Cmd::Witness => witness_figures(),
         Cmd::Dispute => dispute::run(),
+        Cmd::Replay => dispute::replay_figures(),
         Cmd::Testnet { datadir, seconds, tps, cross } => {
             tokio::runtime::Runtime::new()?.block_on(testnet_observe::observe(&datadir, seconds, tps, cross))
         }
