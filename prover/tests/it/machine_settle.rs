@@ -239,3 +239,84 @@ fn selfdestruct_moves_the_balance_and_ends_on_level_ones_commitment() {
     walk(&s, &tx_to(SELF, 5_000, vec![]));
     walk(&s, &tx_to(TARGET, 0, vec![]));
 }
+
+mod random_items {
+    //! Random short programs of storage, transient storage, logs, value
+    //! transfers and balance reads, ending in STOP or REVERT, under random
+    //! gas (some run out): every step of each item's whole trace is upheld
+    //! and the trace ends on level 1's `c_1`.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Store(u8, u8),
+        Load(u8),
+        TStore(u8, u8),
+        Log(u8),
+        Pay(u8, u8),
+        Balance(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Store(k, v % 3)),
+            1 => (0u8..6).prop_map(Op::Load),
+            1 => (0u8..4, any::<u8>()).prop_map(|(k, v)| Op::TStore(k, v % 2)),
+            1 => (0u8..3).prop_map(Op::Log),
+            1 => (0u8..4, 0u8..40).prop_map(|(to, v)| Op::Pay(to, v)),
+            1 => (0u8..4).prop_map(Op::Balance),
+        ]
+    }
+
+    fn payee(i: u8) -> Address {
+        Address::repeat_byte(0xa0 + i)
+    }
+
+    fn program(ops: &[Op], revert: bool) -> Vec<u8> {
+        let mut c = Vec::new();
+        for op in ops {
+            match *op {
+                Op::Store(k, v) => c.extend([0x60, v, 0x60, k, 0x55]),
+                Op::Load(k) => c.extend([0x60, k, 0x54, 0x50]),
+                Op::TStore(k, v) => c.extend([0x60, v, 0x60, k, 0x5d]),
+                Op::Log(n) => {
+                    for t in 0..n {
+                        c.extend([0x60, t + 1]);
+                    }
+                    c.extend([0x60, 0x20, 0x60, 0x00, 0xa0 + n]);
+                }
+                Op::Pay(to, v) => {
+                    c.extend([0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, v, 0x73]);
+                    c.extend_from_slice(payee(to).as_slice());
+                    c.extend([0x5a, 0xf1, 0x50]);
+                }
+                Op::Balance(to) => {
+                    c.push(0x73);
+                    c.extend_from_slice(payee(to).as_slice());
+                    c.extend([0x31, 0x50]);
+                }
+            }
+        }
+        c.extend(if revert { vec![0x60, 0x00, 0x60, 0x00, 0xfd] } else { vec![0x00] });
+        c
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_step_of_a_random_item_is_upheld_and_ends_on_level_one(
+            ops in prop::collection::vec(op(), 1..14),
+            revert in prop::bool::weighted(0.2),
+            gas in prop::sample::select(vec![40_000u64, 90_000, 1_000_000]),
+        ) {
+            let code = program(&ops, revert);
+            let s = state(&[(TARGET, code, vec![(1, 1), (2, 2), (3, 3)])]);
+            let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(1_000), Bytes::new(), gas);
+            walk(&s, &tx);
+        }
+    }
+}
