@@ -163,3 +163,75 @@ fn a_lie_at_each_boundary_is_refuted_and_the_truth_upheld() {
         assert_eq!(honest.verdict, StepVerdict::Upheld, "{name}");
     }
 }
+
+/// `n` rounds of `body` (which must leave the stack as it found it, the
+/// counter on top): PUSH2 n; JUMPDEST; body; PUSH1 1; SWAP1; SUB; DUP1;
+/// PUSH1 3; JUMPI; STOP.
+fn repeat(n: u16, body: &[u8]) -> Vec<u8> {
+    let n = n.to_be_bytes();
+    let mut c = vec![0x61, n[0], n[1], 0x5b];
+    c.extend_from_slice(body);
+    c.extend([0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x00]);
+    c
+}
+
+/// The issue's large transactions at level 2 (their whole traces, over
+/// their unmetered execution: level 1's witness budget still fails them
+/// until it goes): 1 wei to each of 200 fresh accounts, an ERC-20-style
+/// batch (a balance slot written and a Transfer log for each of 200
+/// recipients), 300 fresh storage slots. In each, a lie in the middle of
+/// the instructions, at the epilogue and at the last commit is refuted,
+/// and the honest defender driven to the same step is upheld.
+#[test]
+fn the_large_transactions_of_the_issue_are_decided_at_level_two() {
+    // CALL(gas, 0x10000 + i, 1 wei, no data): PUSH1 0 x4, PUSH1 1,
+    // DUP6 (the counter), PUSH3 0x010000, ADD, GAS, CALL, POP
+    let payout = repeat(
+        200,
+        &[
+            0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x01, 0x85, 0x62, 0x01, 0x00, 0x00, 0x01,
+            0x5a, 0xf1, 0x50,
+        ],
+    );
+    // balanceOf[i] := 7 at keccak(i . 0), then LOG3(Transfer, from 1, to i)
+    let transfer_topic = keccak256(b"Transfer(address,address,uint256)");
+    let mut token = vec![
+        0x80, 0x60, 0x00, 0x52, // MSTORE i at 0
+        0x60, 0x00, 0x60, 0x20, 0x52, // MSTORE 0 at 32
+        0x60, 0x07, 0x60, 0x40, 0x60, 0x00, 0x20, 0x55, // SSTORE keccak(0..64) := 7
+        0x60, 0x07, 0x60, 0x40, 0x52, // the value at 64
+        0x80, 0x60, 0x01, 0x7f, // to = i, from = 1, the topic
+    ];
+    token.extend_from_slice(transfer_topic.as_slice());
+    token.extend([0x60, 0x20, 0x60, 0x40, 0xa3]); // LOG3 of the value
+    let token = repeat(200, &token);
+    let slots = repeat(300, &[0x80, 0x80, 0x55]);
+    for (name, code, value) in
+        [("payout", payout, 1_000u64), ("token batch", token, 0), ("300 slots", slots, 0)]
+    {
+        let s = crate::machine::state(&[(TARGET, code, vec![])]);
+        let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(value), Bytes::new(), 12_000_000);
+        let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), &[]).unwrap();
+        let entries = t.last - t.instructions - 2;
+        assert!(entries >= 200, "{name}: {entries} journal entries");
+        for (at, kind) in
+            [(t.instructions / 2, "instruction"), (t.instructions + 1, "epilogue"), (t.last - 1, "commit")]
+        {
+            let lied = play(&s, &tx, 16, &liar(at), &first_disputed);
+            let shown = match &lied.step {
+                ItemStep::Instruction(_) => "instruction",
+                ItemStep::Epilogue(_) => "epilogue",
+                ItemStep::Commit(_) => "commit",
+                _ => "other",
+            };
+            assert_eq!(shown, kind, "{name}: the step at {at}");
+            assert!(
+                matches!(lied.verdict, StepVerdict::Refuted { .. }),
+                "{name} at {at}: {:?}",
+                lied.verdict
+            );
+            let honest = play(&s, &tx, 16, &|_, truth| truth, &towards(at));
+            assert_eq!(honest.verdict, StepVerdict::Upheld, "{name} at {at}");
+        }
+    }
+}
