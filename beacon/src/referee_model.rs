@@ -285,6 +285,10 @@ impl bridge::solver::TraceView for ModelView {
     fn level(&self) -> u8 {
         if self.level2.is_some() { 2 } else { 1 }
     }
+
+    fn level_one_at(&self, i: u64) -> Option<Hash> {
+        self.level1.get(i as usize).copied()
+    }
 }
 
 /// What a coalition member does (indices are resolved against the state

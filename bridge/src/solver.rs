@@ -28,6 +28,11 @@ pub trait TraceView {
     fn level(&self) -> u8 {
         1
     }
+    /// `c_i` of the block's trace by this party's execution, whatever the
+    /// view's level (a level-2 view knows the pinned item's two ends).
+    fn level_one_at(&self, i: u64) -> Option<Hash> {
+        self.at(i)
+    }
 }
 
 impl TraceView for Vec<Hash> {
@@ -113,14 +118,17 @@ impl Honest {
         // taking the defence over makes it its own, on its own stake: only
         // when the range it inherits is right by its own execution (a wrong
         // bound would be refuted against it)
-        // (a descended game seen by its block's trace: the item's range)
-        let (lo, lo_commit, hi, hi_commit) = match &g.game.descent {
-            Some(d) if trace.level() == 1 => (d.lo, d.lo_commit, d.lo + 1, d.hi_commit),
-            _ => (g.game.lo, g.game.lo_commit, g.game.hi, g.game.hi_commit),
-        };
-        let inherits_right = trace.complete()
-            && trace.at(lo) == Some(lo_commit)
-            && (!g.claimed() || trace.at(hi) == Some(hi_commit));
+        // A descended game: level 1's range (the pinned item's ends) must be
+        // right by its own block's execution whichever level it plays (level
+        // 1's step decides the game in any phase), and at level 2 the item
+        // trace's range too.
+        let level_one_right = g.game.descent.as_ref().is_none_or(|d| {
+            trace.level_one_at(d.lo) == Some(d.lo_commit) && trace.level_one_at(d.lo + 1) == Some(d.hi_commit)
+        });
+        let range_right = (g.game.descent.is_some() && trace.level() == 1)
+            || (trace.at(g.game.lo) == Some(g.game.lo_commit)
+                && (!g.claimed() || trace.at(g.game.hi) == Some(g.game.hi_commit)));
+        let inherits_right = trace.complete() && level_one_right && range_right;
         (eligible && inherits_right).then_some(Side::Defender)
     }
 }
@@ -175,5 +183,91 @@ impl Honest {
     /// the item; level 2 is for the items too large for it).
     pub fn ends_descent(g: &GameRecord, trace: &dyn TraceView) -> bool {
         g.game.descent.as_ref().is_some_and(|d| trace.item_fits(d.lo))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShardId;
+    use crate::game::{Game, GameParams};
+
+    /// A level-2 view: the item's trace and the block's trace at the
+    /// pinned item's ends.
+    struct Level2 {
+        item: Vec<Hash>,
+        block: Vec<Hash>,
+    }
+
+    impl TraceView for Level2 {
+        fn at(&self, i: u64) -> Option<Hash> {
+            self.item.get(i as usize).copied()
+        }
+        fn complete(&self) -> bool {
+            true
+        }
+        fn item_fits(&self, _: u64) -> bool {
+            false
+        }
+        fn level(&self) -> u8 {
+            2
+        }
+        fn level_one_at(&self, i: u64) -> Option<Hash> {
+            self.block.get(i as usize).copied()
+        }
+    }
+
+    /// An honest shard-mate stands in for an overdue proposer in a
+    /// descended game only if level 1's range (the pinned item's ends) is
+    /// right by its own block execution, not just the item trace's range:
+    /// level 1's step decides a descended game in any phase, so inheriting
+    /// a false `c_{lo+1}` would be refuted against the stand-in (the review
+    /// of issue 16's game found it).
+    #[test]
+    fn a_stand_in_at_level_two_checks_level_ones_range() {
+        let h = |s: &str| Hash::of(s.as_bytes());
+        let block = vec![h("c0"), h("c1"), h("c2")];
+        let item: Vec<Hash> = (0..8).map(|j| h(&format!("T{j}"))).collect();
+        let params = GameParams { k: 2, clock_slots: 16 };
+        let record = |claimed_c2: Hash| {
+            let mut g = Game::open(params, 2, block[0], claimed_c2, 0);
+            g.bisect(vec![block[1]], 0).unwrap();
+            g.pick(1, 0).unwrap();
+            g.descend(h("item"), 7, 0).unwrap();
+            // the colluding pair kept the item trace's range true: [0, 7]
+            g.lo_commit = item[0];
+            g.hi_commit = item[7];
+            GameRecord {
+                id: Hash::ZERO,
+                shard: ShardId(0),
+                height: 1,
+                header: Hash::ZERO,
+                items: 2,
+                receipt_item: None,
+                defender: Address([1; 20]),
+                challenger: Address([2; 20]),
+                opened_slot: 0,
+                stakes: [1, 1],
+                game: g,
+                moves: 0,
+                ended: None,
+                acting: None,
+                acting_stake: 0,
+                resets: 0,
+                stood_in: vec![],
+            }
+        };
+        let seat = Seat { me: Address([3; 20]), slot: 5, shard_mate: true };
+        let view = Level2 { item: item.clone(), block: block.clone() };
+        assert_eq!(
+            Honest::side(&record(block[2]), &seat, &view),
+            Some(Side::Defender),
+            "a true item: it stands in"
+        );
+        assert_eq!(
+            Honest::side(&record(h("a lie about c2")), &seat, &view),
+            None,
+            "a false c_{{lo+1}}: it does not"
+        );
     }
 }

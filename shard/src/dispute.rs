@@ -268,11 +268,21 @@ impl DisputeAgent {
             (None, Phase::Step) => Some(self.step_at(&g, node, g.game.lo)?),
             _ => None,
         };
-        let fits = item_step.as_ref().is_none_or(|s| s.len() <= self.mode.level_one_limit);
-        let item_view = match &g.game.descent {
-            Some(d) if !fits => Some(self.item_view(&g, node, d.lo)?),
+        let mut fits = item_step.as_ref().is_none_or(|s| s.len() <= self.mode.level_one_limit);
+        // level 2 only where the item's trace ends on what level 1's
+        // execution gives (not a message, a create, an item over the
+        // witness budget or one sending through the bridge): otherwise
+        // level 1's step, however large, is the only evidence there is
+        let item_view = match (&g.game.descent, &g.game.phase) {
+            (_, _) if fits => None,
+            (Some(d), _) => self.item_view(&g, node, d.lo).ok().filter(|v| v.agrees),
+            (None, Phase::Step) => self.item_view(&g, node, g.game.lo).ok().filter(|v| v.agrees),
             _ => None,
         };
+        if !fits && item_view.is_none() {
+            fits = true;
+        }
+        let item_view = item_view.filter(|_| g.game.descent.is_some());
         let plans = {
             let execution = ExecutionView { run: &self.trace(&g, node)?.run, fits };
             let view: &dyn TraceView = match &item_view {
@@ -389,12 +399,19 @@ impl DisputeAgent {
     /// needs: its ends and this round's points.
     fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<ItemView> {
         let (reader, pre, tx, params) = self.before_item(g, node, index)?;
-        let mut at = g.game.points();
-        at.extend([g.game.lo, g.game.hi]);
+        let mut at = if g.game.descent.is_some() { g.game.points() } else { vec![] };
+        if g.game.descent.is_some() {
+            at.extend([g.game.lo, g.game.hi]);
+        }
         let t = prover::machine::item_trace(reader, &params, &tx, &pre, &at)?;
         at.sort_unstable();
         at.dedup();
-        Ok(ItemView { states: at.into_iter().zip(t.states).collect() })
+        let run = &self.trace(g, node)?.run;
+        let i = index as usize;
+        let level1: BTreeMap<u64, Hash> =
+            [i, i + 1].iter().filter_map(|j| Some((*j as u64, *run.commitments.get(*j)?))).collect();
+        let agrees = level1.get(&(index + 1)) == Some(&t.end.hash());
+        Ok(ItemView { states: at.into_iter().zip(t.states).collect(), level1, agrees })
     }
 
     /// The descent into the pinned item: its leaf, proof and trace length.
@@ -472,9 +489,15 @@ impl TraceView for ExecutionView<'_> {
 }
 
 /// The pinned item's level-2 trace `T_j` at the states a game position
-/// needs (an item too large for level 1's step).
+/// needs (an item too large for level 1's step), with the item's two ends
+/// by this node's block execution.
 struct ItemView {
     states: BTreeMap<u64, Hash>,
+    /// `c_lo` and `c_{lo+1}` of the block's trace.
+    level1: BTreeMap<u64, Hash>,
+    /// Whether the item's trace ends on `c_{lo+1}`: only then is level 2
+    /// evidence about the item.
+    agrees: bool,
 }
 
 impl TraceView for ItemView {
@@ -492,6 +515,10 @@ impl TraceView for ItemView {
 
     fn level(&self) -> u8 {
         2
+    }
+
+    fn level_one_at(&self, i: u64) -> Option<Hash> {
+        self.level1.get(&i).copied()
     }
 }
 
