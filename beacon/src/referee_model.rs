@@ -518,6 +518,8 @@ impl World {
                 receipts_root: MerkleTree::new(&receipts).root(),
                 items_root: MerkleTree::new(&items).root(),
                 trace_root,
+                // the referee bounds a descent's length by 3 × the block's gas + 16
+                gas_limit: 2,
                 ..Default::default()
             };
             parent_post = truth[n as usize].state_root;
@@ -696,7 +698,7 @@ impl World {
                         at: g.position(),
                         item,
                         proof,
-                        last: 1 + u64::from(*last) % 12,
+                        last: 1 + u64::from(*last) % 24,
                     };
                     (who(*w), action)
                 })
