@@ -403,6 +403,8 @@ impl DisputeAgent {
         if g.game.descent.is_some() {
             at.extend([g.game.lo, g.game.hi]);
         }
+        // every step it may have to show must be one the referee takes
+        let covered = prover::machine::item_coverage(reader.clone(), &params, &tx)?.is_none();
         let t = prover::machine::item_trace(reader, &params, &tx, &pre, &at)?;
         at.sort_unstable();
         at.dedup();
@@ -410,7 +412,7 @@ impl DisputeAgent {
         let i = index as usize;
         let level1: BTreeMap<u64, Hash> =
             [i, i + 1].iter().filter_map(|j| Some((*j as u64, *run.commitments.get(*j)?))).collect();
-        let agrees = level1.get(&(index + 1)) == Some(&t.end.hash());
+        let agrees = covered && level1.get(&(index + 1)) == Some(&t.end.hash());
         Ok(ItemView { states: at.into_iter().zip(t.states).collect(), level1, agrees })
     }
 
@@ -495,8 +497,8 @@ struct ItemView {
     states: BTreeMap<u64, Hash>,
     /// `c_lo` and `c_{lo+1}` of the block's trace.
     level1: BTreeMap<u64, Hash>,
-    /// Whether the item's trace ends on `c_{lo+1}`: only then is level 2
-    /// evidence about the item.
+    /// Whether the item's trace ends on `c_{lo+1}` and every step of it is
+    /// one the referee takes: only then is level 2 evidence about the item.
     agrees: bool,
 }
 

@@ -184,6 +184,26 @@ pub fn item_trace<R: ProvableState + Clone>(
     })
 }
 
+/// The first step of `tx`'s trace (over `base`, in block `params`) the
+/// verifier does not cover yet, as its index `j` of `T_j` and opcode (`0`
+/// for the prologue or epilogue): `None` if every step is covered, so an
+/// honest defender can descend into it knowing every step it may have to
+/// show is a step.
+pub fn item_coverage<R: ProvableState + Clone>(
+    base: R,
+    params: &BlockParams,
+    tx: &SignedTx,
+) -> Result<Option<(u64, u8)>> {
+    if !prologue_covered(&tx.tx_env()) {
+        return Ok(Some((0, 0)));
+    }
+    let tracer =
+        Tracer::coverage(crate::bridge::ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    let (t, ran) = replay(base, params, tx.tx_env(), tracer);
+    ran?;
+    Ok(t.uncovered.map(|(j, op)| (j + 1, op)))
+}
+
 /// The step from `T_j` of `tx`'s trace (see [`item_trace`]).
 pub fn item_step<R: ProvableState + Clone>(
     base: R,

@@ -307,7 +307,7 @@ fn carries_journal(opcode: u8) -> bool {
 }
 
 /// The account a call names (below its gas on the stack).
-fn called(top: &[U256]) -> Address {
+pub(super) fn called(top: &[U256]) -> Address {
     top.len().checked_sub(2).map_or(Address::ZERO, |i| Address::from_word(B256::from(top[i])))
 }
 
@@ -342,6 +342,23 @@ pub fn is_covered(opcode: u8) -> bool {
         || touches_journal(opcode)
         || reads_return_data(opcode)
         || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x40..=0x46 | 0x48..=0x4a)
+}
+
+/// Whether the verifier covers `opcode` with the stack words `top` it
+/// reads (a caller taking `ret_len` bytes of a frame end's output): a
+/// covered opcode, memory ranges within [`MAX_STEP_RANGE`], no call to the
+/// bridge. (A call through an EIP-7702 delegation and a create's frame are
+/// the tracer's to see.)
+pub(super) fn instruction_covered(
+    opcode: u8,
+    top: &[U256],
+    precompiles: &ShardPrecompiles,
+    ret_len: Option<u64>,
+) -> bool {
+    let touch = Touch { precompile: calls_precompile(opcode, top, precompiles), ret_len };
+    is_covered(opcode)
+        && !(touch.precompile && called(top) == bridge::BRIDGE_ADDRESS)
+        && touched_words(opcode, top, &touch).is_some()
 }
 
 /// A stack word as an offset or length a step can carry memory for.
@@ -420,7 +437,7 @@ pub fn journal_keys(opcode: u8, top: &[U256], target: Address) -> Vec<JournalKey
 }
 
 /// The stack words `opcode` reads.
-fn reads(opcode: u8) -> usize {
+pub(super) fn reads(opcode: u8) -> usize {
     revm::bytecode::opcode::OpCode::new(opcode).map_or(0, |o| o.inputs() as usize)
 }
 

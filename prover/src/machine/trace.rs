@@ -106,6 +106,12 @@ pub(super) struct Tracer {
     kept_depth: usize,
     /// Whether the kept instruction ended its frame.
     pub(super) kept_ended: bool,
+    /// Whether to look for the first instruction a step does not cover.
+    pub(super) check_coverage: bool,
+    /// That instruction: its index and opcode.
+    pub(super) uncovered: Option<(u64, u8)>,
+    /// The block's precompiles (for the coverage check).
+    pub(super) precompiles: Option<ShardPrecompiles>,
 }
 
 /// A frame's raw parts at one instruction (what its step carries).
@@ -153,6 +159,9 @@ impl Tracer {
             kept: None,
             kept_depth: 0,
             kept_ended: false,
+            check_coverage: false,
+            uncovered: None,
+            precompiles: None,
             journal_cache: None,
             reverts: 0,
             checkpoint: Hash::ZERO,
@@ -161,6 +170,11 @@ impl Tracer {
             stop_at_first: false,
             first: None,
         }
+    }
+
+    /// A tracer that finds the first instruction a step does not cover.
+    pub(super) fn coverage(precompiles: ShardPrecompiles) -> Tracer {
+        Tracer { check_coverage: true, precompiles: Some(precompiles), ..Tracer::new(&[], None) }
     }
 
     /// A tracer that stops at the first state after the transaction's
@@ -332,6 +346,9 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         let index = self.next;
         self.next += 1;
         let opcode = interp.bytecode.opcode();
+        if self.check_coverage && self.uncovered.is_none() {
+            self.check(index, opcode, interp, ctx);
+        }
         // the common instruction: counted, nothing else (the rest is out of
         // line, so the replay's per-instruction cost is a few loads)
         if !matches!(opcode, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2 | RETURN | REVERT)
@@ -400,6 +417,38 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
 }
 
 impl Tracer {
+    /// Records instruction `index` if its step would not be covered: the
+    /// same classification the verifier makes (the opcode, the memory
+    /// ranges it touches, a call to the bridge or through an EIP-7702
+    /// delegation, a frame end whose caller takes more output than a step
+    /// carries, a create's frame).
+    #[inline(never)]
+    fn check<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        interp: &Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        let stack = interp.stack.data();
+        let n = super::step::reads(opcode).min(stack.len());
+        let top = &stack[stack.len() - n..];
+        let top_frame = self.frames.last();
+        let caller = top_frame.and_then(|f| f.suspended.as_ref());
+        let ret_len = caller.map(|c| c.ret_len);
+        let in_create = caller.is_some_and(|c| c.create);
+        let Some(precompiles) = self.precompiles.as_ref() else { return };
+        let delegated = super::step::is_call(opcode)
+            && code_of(ctx, super::step::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));
+        let ends = matches!(opcode, 0x00 | 0xf3 | 0xfd | 0xfe | 0xff);
+        if !super::step::instruction_covered(opcode, top, precompiles, ret_len)
+            || delegated
+            || (in_create && ends)
+        {
+            self.uncovered = Some((index, opcode));
+        }
+    }
+
     /// A call, create, return or revert, or an instruction whose state or
     /// frame is asked for.
     #[inline(never)]

@@ -4,7 +4,9 @@
 
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use bridge::{Hash, TraceState};
-use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
+use prover::machine::{
+    InstructionVerdict, ItemStep, StepEnv, item_coverage, item_step, item_trace, verify_item_step,
+};
 use prover::{AuthState, Item, Mode, SignedTx};
 
 use crate::machine::{Contract, TARGET, state};
@@ -26,6 +28,7 @@ fn level_one(s: &AuthState, tx: &SignedTx) -> bridge::TraceCommitment {
 /// there. Returns the trace's states and its instruction count.
 fn walk(s: &AuthState, tx: &SignedTx) -> (Vec<Hash>, u64) {
     let pre = TraceState::start();
+    assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), tx).unwrap(), None, "every step is covered");
     let head = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &[]).unwrap();
     let all: Vec<u64> = (0..=head.last + 1).collect();
     let t = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &all).unwrap();
@@ -318,5 +321,44 @@ mod random_items {
             let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(1_000), Bytes::new(), gas);
             walk(&s, &tx);
         }
+    }
+}
+
+/// The coverage check an honest defender runs before it descends names
+/// exactly the first step the verifier would not take: a CREATE, a
+/// KECCAK256 longer than a step carries, a call to the bridge; and the
+/// step there is `Unsupported`, every one before it upheld.
+#[test]
+fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
+    let mut to_bridge = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    to_bridge.extend_from_slice(bridge::BRIDGE_ADDRESS.as_slice());
+    to_bridge.extend([0x5a, 0xf1, 0x00]);
+    for (name, code, opcode) in [
+        ("CREATE", vec![0x60, 0x01, 0x60, 0x00, 0x55, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0xf0, 0x00], 0xf0),
+        (
+            "KECCAK256 of 4,097 bytes",
+            vec![0x60, 0x02, 0x60, 0x01, 0x55, 0x61, 0x10, 0x01, 0x60, 0x00, 0x20, 0x00],
+            0x20,
+        ),
+        ("a call to the bridge", to_bridge, 0xf1),
+    ] {
+        let s = state(&[(TARGET, code, vec![])]);
+        let tx = tx_to(TARGET, 0, vec![]);
+        let (j, op) = item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap().expect(name);
+        assert_eq!(op, opcode, "{name}");
+        let all: Vec<u64> = (0..=j + 1).collect();
+        let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), &all).unwrap();
+        let env = StepEnv::new(params(1), &tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+        for i in 0..j {
+            let step = item_step(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), i).unwrap();
+            let v = verify_item_step(&step, &t.states[i as usize], &env);
+            assert_eq!(v, InstructionVerdict::Next(t.states[i as usize + 1]), "{name}: step {i}");
+        }
+        let step = item_step(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), j).unwrap();
+        assert_eq!(
+            verify_item_step(&step, &t.states[j as usize], &env),
+            InstructionVerdict::Unsupported(opcode),
+            "{name}"
+        );
     }
 }
