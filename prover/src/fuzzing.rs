@@ -82,6 +82,9 @@ pub fn run(target: &str, data: &[u8]) {
                 }
             }
             let _ = crate::game::AnyStep::decode(data);
+            // level 2's steps by themselves (a `Step` move's tag 3)
+            let _ = decode_exact::<crate::machine::ItemStep>(data);
+            let _ = decode_exact::<crate::machine::InstructionStep>(data);
             let _ = decode_exact::<bridge::GameRecord>(data);
             let _ = decode_exact::<bridge::Invalidation>(data);
             let _ = decode_exact::<bridge::Bonds>(data);
