@@ -194,7 +194,18 @@ pub fn item_coverage<R: ProvableState + Clone>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Option<(u64, u8)>> {
-    if !prologue_covered(&tx.tx_env()) {
+    // the prologue: no create, no call to the bridge, no authorization
+    // list, and neither the sender nor the target delegated by EIP-7702
+    // (their delegates' codes are more than a prologue's step carries)
+    let delegated = |a: Option<&Address>| -> Result<bool> {
+        let Some(info) = a.map(|a| base.basic_ref(*a)).transpose()?.flatten() else { return Ok(false) };
+        if info.code_hash == revm::primitives::KECCAK_EMPTY {
+            return Ok(false);
+        }
+        Ok(base.code_by_hash_ref(info.code_hash)?.original_bytes().starts_with(&[0xef, 0x01, 0x00]))
+    };
+    let env = tx.tx_env();
+    if !prologue_covered(&env) || delegated(Some(&tx.sender))? || delegated(env.kind.to())? {
         return Ok(Some((0, 0)));
     }
     let tracer =

@@ -361,4 +361,11 @@ fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
             "{name}"
         );
     }
+    // a transaction to an account delegated by EIP-7702: its prologue is
+    // not a step yet, and the check says so before anything runs
+    let mut delegation = vec![0xef, 0x01, 0x00];
+    delegation.extend_from_slice(OTHER.as_slice());
+    let s = state(&[(TARGET, delegation, vec![]), (OTHER, vec![0x00], vec![])]);
+    let tx = tx_to(TARGET, 0, vec![]);
+    assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap(), Some((0, 0)));
 }
