@@ -176,6 +176,9 @@ pub struct Referee {
 pub(crate) struct Faults {
     /// Accept moves whatever game position they name (replays).
     pub ignore_positions: bool,
+    /// Refuse level 1's whole-item step once a game descended, unless level
+    /// 2 is at its own step (a descent then escapes a witness that fits).
+    pub item_steps_only_at_step: bool,
 }
 
 impl Referee {
@@ -435,6 +438,16 @@ impl Referee {
     }
 
     #[cfg(test)]
+    fn item_steps_only_at_step(&self) -> bool {
+        self.faults.item_steps_only_at_step
+    }
+
+    #[cfg(not(test))]
+    fn item_steps_only_at_step(&self) -> bool {
+        false
+    }
+
+    #[cfg(test)]
     fn ignores_positions(&self) -> bool {
         self.faults.ignore_positions
     }
@@ -562,7 +575,9 @@ impl Referee {
         }
         // once descended, level 1's whole-item step may end the game in
         // any phase (level 2's own step is checked at its step)
-        if g.game.phase != bridge::game::Phase::Step && g.game.descent.is_none() {
+        if g.game.phase != bridge::game::Phase::Step
+            && (g.game.descent.is_none() || self.item_steps_only_at_step())
+        {
             return Err(MoveRejection::NotAtStep);
         }
         if self.rejected_steps.get(&(*id, signer)).is_some_and(|n| *n >= MAX_REJECTED_STEPS) {
