@@ -641,19 +641,21 @@ impl Referee {
         } else {
             g.game.settle(&step.verdict, slot).map_err(rejection)?;
         }
-        let stats =
-            StepStats {
-                level: step.level,
-                index: step.index,
-                instruction: step.instruction.map(|(pc, opcode, depth)| {
-                    crate::dispute::DisputedInstruction { pc, opcode, name: revm_opcode_name(opcode), depth }
-                }),
-                step_bytes: bytes.len(),
-                witness_bytes: step.witness_bytes,
-                verify_micros: micros,
-                verdict: if step.verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
-                submitted_by: signer,
-            };
+        let stats = StepStats {
+            level: step.level,
+            index: step.index,
+            instruction: step.instruction.map(|(pc, opcode, depth)| crate::dispute::DisputedInstruction {
+                pc,
+                opcode,
+                name: prover::machine::opcode_name(opcode),
+                depth,
+            }),
+            step_bytes: bytes.len(),
+            witness_bytes: step.witness_bytes,
+            verify_micros: micros,
+            verdict: if step.verdict == StepVerdict::Upheld { "upheld" } else { "refuted" }.into(),
+            submitted_by: signer,
+        };
         info!(target: "beacon", game = %id, verdict = %stats.verdict, micros, bytes = bytes.len(), "single step re-executed");
         let g = g.clone();
         self.log(&g).step = Some(stats);
@@ -834,11 +836,6 @@ pub(crate) fn new_game(
         let _ = game.settle(&verdict, slot);
     }
     game
-}
-
-/// An opcode's mnemonic (`0x55` → `SSTORE`).
-fn revm_opcode_name(opcode: u8) -> String {
-    prover::machine::opcode_name(opcode)
 }
 
 /// The typed rejection of a move the game's rules refused.

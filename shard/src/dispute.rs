@@ -79,6 +79,10 @@ pub struct DisputeAgent {
     /// Last slot each move was sent: (the game position it answers, what).
     sent: HashMap<(Hash, &'static str), u64>,
     traces: Lru<Trace>,
+    /// Whether an item's level-2 trace is evidence about it (see
+    /// [`ItemView`]), by header and item: decided once per item, not per
+    /// game position.
+    item_agrees: Lru<bool>,
     /// Headers whose trace is a fabricated belief (griefing).
     griefing: BTreeSet<Hash>,
 }
@@ -97,6 +101,7 @@ impl DisputeAgent {
             games: BTreeMap::new(),
             sent: HashMap::new(),
             traces: Lru::new(KEPT_TRACES),
+            item_agrees: Lru::new(4 * KEPT_TRACES),
             griefing: BTreeSet::new(),
         }
     }
@@ -275,8 +280,8 @@ impl DisputeAgent {
         // level 1's step, however large, is the only evidence there is
         let item_view = match (&g.game.descent, &g.game.phase) {
             (_, _) if fits => None,
-            (Some(d), _) => self.item_view(&g, node, d.lo).ok().filter(|v| v.agrees),
-            (None, Phase::Step) => self.item_view(&g, node, g.game.lo).ok().filter(|v| v.agrees),
+            (Some(d), _) => self.item_view(&g, node, d.lo).ok().flatten(),
+            (None, Phase::Step) => self.item_view(&g, node, g.game.lo).ok().flatten(),
             _ => None,
         };
         if !fits && item_view.is_none() {
@@ -397,14 +402,23 @@ impl DisputeAgent {
 
     /// The pinned item's level-2 trace at the states the game's position
     /// needs: its ends and this round's points.
-    fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<ItemView> {
+    /// `None` when the item's trace is no evidence about it: it does not
+    /// end on this node's `c_{lo+1}` (an item over the witness budget, one
+    /// sending through the bridge) or has a step the referee does not take.
+    fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<Option<ItemView>> {
+        let key = bridge::hash_domain(b"optishard.agent.item", &[&g.header.0, &index.to_be_bytes()]);
+        let known = self.item_agrees.get(&key).copied();
+        if known == Some(false) {
+            return Ok(None);
+        }
         let (reader, pre, tx, params) = self.before_item(g, node, index)?;
         let mut at = if g.game.descent.is_some() { g.game.points() } else { vec![] };
         if g.game.descent.is_some() {
             at.extend([g.game.lo, g.game.hi]);
         }
         // every step it may have to show must be one the referee takes
-        let covered = prover::machine::item_coverage(reader.clone(), &params, &tx)?.is_none();
+        let covered =
+            known.is_some() || prover::machine::item_coverage(reader.clone(), &params, &tx)?.is_none();
         let t = prover::machine::item_trace(reader, &params, &tx, &pre, &at)?;
         at.sort_unstable();
         at.dedup();
@@ -413,7 +427,8 @@ impl DisputeAgent {
         let level1: BTreeMap<u64, Hash> =
             [i, i + 1].iter().filter_map(|j| Some((*j as u64, *run.commitments.get(*j)?))).collect();
         let agrees = covered && level1.get(&(index + 1)) == Some(&t.end.hash());
-        Ok(ItemView { states: at.into_iter().zip(t.states).collect(), level1, agrees })
+        self.item_agrees.insert(key, agrees);
+        Ok(agrees.then(|| ItemView { states: at.into_iter().zip(t.states).collect(), level1 }))
     }
 
     /// The descent into the pinned item: its leaf, proof and trace length.
@@ -497,9 +512,6 @@ struct ItemView {
     states: BTreeMap<u64, Hash>,
     /// `c_lo` and `c_{lo+1}` of the block's trace.
     level1: BTreeMap<u64, Hash>,
-    /// Whether the item's trace ends on `c_{lo+1}` and every step of it is
-    /// one the referee takes: only then is level 2 evidence about the item.
-    agrees: bool,
 }
 
 impl TraceView for ItemView {

@@ -1,8 +1,9 @@
 //! A transaction's whole level-2 trace: its start `s_0` (derived from
 //! `c_{i-1}` and the item), the prologue's step to its first instruction
 //! (or to its frame's end when it runs none), its instructions, its
-//! frame's end, and the steps after it (to come: the epilogue and the
-//! journal's commit into the state root, ending on `c_i`).
+//! frame's end, the epilogue and the journal's commit into the state root
+//! (`settle.rs`), ending on `c_i`; and the check that every step of it is
+//! one the verifier takes.
 
 use std::collections::BTreeMap;
 
@@ -266,7 +267,8 @@ impl ItemRun {
     ) -> Result<ItemRun> {
         let unsupported = |what: &str| Error::Execution(format!("{what} is not a level-2 trace yet"));
         let signed = env.tx.clone();
-        let (t, ran) = replay(base.clone(), &env.params, signed, Tracer::new(wanted, None));
+        let (t, ran) =
+            replay(base.clone(), &env.params, signed, Tracer::new(wanted, None).keeping_end_journal());
         ran?;
         let (Some(end), Some((entries, logs))) = (t.end, t.end_journal) else {
             return Err(unsupported("a create transaction"));

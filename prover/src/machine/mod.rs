@@ -1,7 +1,8 @@
-//! Level 2 of the dispute game (issue 16, begun): the EVM machine state
-//! `s_j` before each instruction of one transaction, the tracer that
-//! counts the transaction's instructions and snapshots `s_j` at the indices
-//! a bisection round asks for, and the one-instruction step. Provers never
+//! Level 2 of the dispute game (issue 16): the EVM machine state `s_j`
+//! before each instruction of one transaction, the tracer that counts the
+//! transaction's instructions and snapshots `s_j` at the indices a
+//! bisection round asks for, the one-instruction step, and the item's
+//! whole trace around them (prologue, epilogue, the journal's commit). Provers never
 //! hash every instruction: to answer a round they replay the item and hash
 //! only the `k - 1` requested states (Cannon and BoLD do the same over
 //! MIPS/WAVM steps, Specular over EVM opcodes).
@@ -18,7 +19,9 @@
 //!
 //! Files: `trace.rs` (the tracer), `memory.rs` (word trees), `journal.rs`,
 //! `step.rs` (the step, its prover and verifier), `frames.rs` (calls and
-//! returns), `codec.rs`.
+//! returns), `item.rs` (the item's trace `T_0 … T_L`, its prologue and
+//! coverage), `settle.rs` (the epilogue and the commits), `host.rs`,
+//! `codec.rs`.
 
 use std::sync::Arc;
 

@@ -9,13 +9,11 @@ use super::*;
 use crate::bridge::ShardPrecompiles;
 use crate::state::{PartialTree, SmtProof, StateKey, StateProof};
 
-/// The single step of one instruction that touches only the stack, pc,
-/// gas and memory words (arithmetic, comparison, bitwise,
-/// PUSH/DUP/SWAP/POP, jumps, PC, GAS, MLOAD, MSTORE, MSTORE8, MSIZE):
-/// `s_j` in parts, the frame's code, the stack words the instruction reads
-/// with the chain below them, and the memory words it touches with their
-/// paths. Other instructions (copies, state, calls, logs, returns) need
-/// more parts and are not steps yet.
+/// The single step of one instruction ([`is_covered`]): `s_j` in parts,
+/// the frame's code, the stack words the instruction reads with the chain
+/// below them, the memory words it touches with their paths, and the parts
+/// its kind needs besides (the frame's input, journal entries, return
+/// data, the caller a frame's end resumes, a block hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstructionStep {
     /// `s_j`, its parts.

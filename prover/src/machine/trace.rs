@@ -88,8 +88,10 @@ pub(super) struct Tracer {
     pub(super) checkpoint: Hash,
     /// The machine after the transaction's frame ended.
     pub(super) end: Option<EndState>,
-    /// Its journal: the entries and the logs' parts.
+    /// Its journal: the entries and the logs' parts (kept only when
+    /// `keep_end_journal`: the item's prover needs them, a round does not).
     pub(super) end_journal: Option<(BTreeMap<JournalKey, Vec<u8>>, JournalRoot)>,
+    keep_end_journal: bool,
     /// Whether to stop at the first state after the transaction's start
     /// (its first instruction, or its frame's end if it runs none): the
     /// prologue's step.
@@ -167,9 +169,15 @@ impl Tracer {
             checkpoint: Hash::ZERO,
             end: None,
             end_journal: None,
+            keep_end_journal: false,
             stop_at_first: false,
             first: None,
         }
+    }
+
+    /// A tracer that also keeps the journal at the transaction frame's end.
+    pub(super) fn keeping_end_journal(self) -> Tracer {
+        Tracer { keep_end_journal: true, ..self }
     }
 
     /// A tracer that finds the first instruction a step does not cover.
@@ -377,7 +385,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
 
     fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
-        if end.is_some() {
+        if end.is_some() && self.keep_end_journal {
             let inner = &ctx.journaled_state.inner;
             let logs = JournalRoot {
                 entries: [0; 32],

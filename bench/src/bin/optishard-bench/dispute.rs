@@ -25,18 +25,33 @@ use prover::game::{Step, verify_step};
 use prover::{AuthState, Execution, Item, Mode, execute_items, recover_all};
 use serde_json::json;
 
-/// Plays a game over `n` steps where the defender's trace departs from
-/// the truth at `lie`; returns the rounds played.
-fn play(n: u64, k: u64, lie: u64) -> u32 {
-    let truth = |i: u64| Hash::of(&i.to_be_bytes());
-    let claim = |i: u64| if i >= lie { Hash::of(&[&i.to_be_bytes()[..], b"lie"].concat()) } else { truth(i) };
-    let mut g = Game::open(GameParams { k, clock_slots: 1_000 }, n, truth(0), claim(n), 0);
+/// Bisects `g` at its level until one step is left: the defender posts
+/// `claim`, the challenger picks the first sub-range `truth` disputes.
+fn bisect_to_step(g: &mut Game, claim: impl Fn(u64) -> Hash, truth: impl Fn(u64) -> Hash) {
     while matches!(g.phase, Phase::Bisect) {
         let pts = g.points();
         g.bisect(pts.iter().map(|p| claim(*p)).collect(), 0).expect("defender's turn");
         let j = pts.iter().position(|p| claim(*p) != truth(*p)).unwrap_or(pts.len());
         g.pick(j, 0).expect("challenger's turn");
     }
+}
+
+/// A trace whose `i`-th state is `i`'s hash (`tag`ged), and a defender's
+/// that departs from it at `lie`.
+fn traces(tag: &'static [u8], lie: u64) -> (impl Fn(u64) -> Hash, impl Fn(u64) -> Hash) {
+    let truth = move |i: u64| Hash::of(&[&i.to_be_bytes()[..], tag].concat());
+    let claim = move |i: u64| {
+        if i >= lie { Hash::of(&[&i.to_be_bytes()[..], tag, b"lie"].concat()) } else { truth(i) }
+    };
+    (truth, claim)
+}
+
+/// Plays a game over `n` steps where the defender's trace departs from
+/// the truth at `lie`; returns the rounds played.
+fn play(n: u64, k: u64, lie: u64) -> u32 {
+    let (truth, claim) = traces(b"c", lie);
+    let mut g = Game::open(GameParams { k, clock_slots: 1_000 }, n, truth(0), claim(n), 0);
+    bisect_to_step(&mut g, &claim, &truth);
     assert_eq!((g.lo + 1, g.hi), (lie, lie), "bisected to the first wrong step");
     g.rounds
 }
@@ -45,26 +60,15 @@ fn play(n: u64, k: u64, lie: u64) -> u32 {
 /// trace departing at item `lie`, a descent into that item's trace of
 /// `last` steps, departing at `lie2`; returns the rounds of both levels.
 fn play_two(n: u64, last: u64, k: u64, lie: u64, lie2: u64) -> u32 {
-    let truth = |i: u64| Hash::of(&i.to_be_bytes());
-    let claim = |i: u64| if i >= lie { Hash::of(&[&i.to_be_bytes()[..], b"lie"].concat()) } else { truth(i) };
+    let (truth, claim) = traces(b"c", lie);
     let mut g = Game::open(GameParams { k, clock_slots: 1_000 }, n, truth(0), claim(n), 0);
-    while matches!(g.phase, Phase::Bisect) {
-        let pts = g.points();
-        g.bisect(pts.iter().map(|p| claim(*p)).collect(), 0).expect("defender's turn");
-        let j = pts.iter().position(|p| claim(*p) != truth(*p)).unwrap_or(pts.len());
-        g.pick(j, 0).expect("challenger's turn");
-    }
+    bisect_to_step(&mut g, &claim, &truth);
     g.descend(Hash::of(b"the item"), last, 0).expect("at level 1's step");
     let start = g.lo_commit;
-    let truth2 = |j: u64| if j == 0 { start } else { Hash::of(&[&j.to_be_bytes()[..], b"T"].concat()) };
-    let claim2 =
-        |j: u64| if j >= lie2 { Hash::of(&[&j.to_be_bytes()[..], b"T lie"].concat()) } else { truth2(j) };
-    while matches!(g.phase, Phase::Bisect) {
-        let pts = g.points();
-        g.bisect(pts.iter().map(|p| claim2(*p)).collect(), 0).expect("defender's turn");
-        let j = pts.iter().position(|p| claim2(*p) != truth2(*p)).unwrap_or(pts.len());
-        g.pick(j, 0).expect("challenger's turn");
-    }
+    let (t2, c2) = traces(b"T", lie2);
+    let truth2 = |j: u64| if j == 0 { start } else { t2(j) };
+    let claim2 = |j: u64| if j == 0 { start } else { c2(j) };
+    bisect_to_step(&mut g, claim2, truth2);
     assert_eq!((g.lo + 1, g.hi), (lie2, lie2), "bisected to the first wrong step of the item");
     g.rounds
 }
@@ -234,20 +238,14 @@ pub(crate) fn run() -> Result<()> {
             let target = Address::left_padding_from(&(0x1000 + i).to_be_bytes());
             let mut code = vec![0u8; 24_576];
             code[1..9].copy_from_slice(&i.to_be_bytes());
-            let code_hash = alloy_primitives::keccak256(&code);
-            let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-            c.insert(prover::StateKey::Account(target), Some(a.encode()));
-            c.insert(prover::StateKey::Code(code_hash), Some(code));
+            deploy(&mut c, target, &code);
             reader.push(0x73); // PUSH20 target BALANCE POP
             reader.extend_from_slice(target.as_slice());
             reader.extend_from_slice(&[0x31, 0x50]);
         }
         reader.push(0x00);
         let reader_addr = Address::repeat_byte(0xaa);
-        let code_hash = alloy_primitives::keccak256(&reader);
-        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-        c.insert(prover::StateKey::Account(reader_addr), Some(a.encode()));
-        c.insert(prover::StateKey::Code(code_hash), Some(reader));
+        deploy(&mut c, reader_addr, &reader);
         state.commit(1, &c)?;
         let raws: Vec<Bytes> = (0..3)
             .map(|i| w.sign(i, 0, TxKind::Call(reader_addr), U256::ZERO, Bytes::new(), 500_000))
@@ -276,10 +274,7 @@ pub(crate) fn run() -> Result<()> {
         caller.extend_from_slice(&[0x60, 64, 0x5f, 0x60, 213, 0x5f, 0x60, 0x09, 0x5a, 0xfa, 0x00]);
         let caller_addr = Address::repeat_byte(0xbb);
         let mut c = prover::ChangeSet::new();
-        let code_hash = alloy_primitives::keccak256(&caller);
-        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-        c.insert(prover::StateKey::Account(caller_addr), Some(a.encode()));
-        c.insert(prover::StateKey::Code(code_hash), Some(caller));
+        deploy(&mut c, caller_addr, &caller);
         state.commit(1, &c)?;
         let raws = vec![w.sign(0, 0, TxKind::Call(caller_addr), U256::ZERO, Bytes::from(input), gas)];
         let mut p = params(2);
@@ -320,16 +315,10 @@ fn largest_loop(w: &Workload) -> Result<(AuthState, prover::SignedTx, prover::Bl
     let code = vec![0x62, b[1], b[2], b[3], 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x04, 0x57, 0x00];
     let looper = Address::repeat_byte(0xcc);
     let mut c = prover::ChangeSet::new();
-    let code_hash = alloy_primitives::keccak256(&code);
-    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-    c.insert(prover::StateKey::Account(looper), Some(a.encode()));
-    c.insert(prover::StateKey::Code(code_hash), Some(code));
+    deploy(&mut c, looper, &code);
     state.commit(1, &c)?;
     let raw = w.sign(0, 0, TxKind::Call(looper), U256::ZERO, Bytes::new(), gas);
-    let tx = match recover_all(&[raw]).pop() {
-        Some(Ok(tx)) => tx,
-        _ => anyhow::bail!("the loop transaction decodes"),
-    };
+    let tx = prover::SignedTx::decode(&raw).context("the transaction decodes")?;
     let mut p = params(2);
     p.gas_limit = p.gas_limit.max(gas);
     Ok((state, tx, p))
@@ -377,7 +366,7 @@ pub(crate) fn replay_figures() -> Result<()> {
     Ok(())
 }
 
-/// Level 2 (issue 16, begun): what an honest agent spends answering one
+/// Level 2 (issue 16): what an honest agent spends answering one
 /// round of an instruction bisection over the largest transaction (a loop
 /// at the 2^24 per-transaction gas cap): a replay that hashes the `k - 1`
 /// requested machine states (k = 64), against a replay that only counts.
@@ -534,16 +523,10 @@ fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
         0x61, 0x01, 0x2c, 0x5b, 0x80, 0x80, 0x55, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x00,
     ]);
     let mut c = prover::ChangeSet::new();
-    let code_hash = alloy_primitives::keccak256(&code);
-    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-    c.insert(prover::StateKey::Account(target), Some(a.encode()));
-    c.insert(prover::StateKey::Code(code_hash), Some(code));
+    deploy(&mut c, target, &code);
     state.commit(1, &c)?;
     let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::new(), 8_000_000);
-    let tx = match recover_all(&[raw]).pop() {
-        Some(Ok(tx)) => tx,
-        _ => anyhow::bail!("the transaction decodes"),
-    };
+    let tx = prover::SignedTx::decode(&raw).context("the transaction decodes")?;
     let p = params(2);
     let pre = bridge::TraceState::start();
     let head = item_trace(state.reader(1)?, &p, &tx, &pre, &[])?;
@@ -592,6 +575,14 @@ fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
     }))
 }
 
+/// Puts a contract with `code` at `address` into `c` (nonce 1, no balance).
+fn deploy(c: &mut prover::ChangeSet, address: Address, code: &[u8]) {
+    let code_hash = alloy_primitives::keccak256(code);
+    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
+    c.insert(prover::StateKey::Account(address), Some(a.encode()));
+    c.insert(prover::StateKey::Code(code_hash), Some(code.to_vec()));
+}
+
 /// `prefix` followed by STOPs up to the 24 KiB code limit.
 fn code_padded(prefix: &[u8]) -> Vec<u8> {
     let mut code = prefix.to_vec();
@@ -626,10 +617,7 @@ fn instruction_step_figure(
     bench::fund(&state, &w.addresses())?;
     let target = Address::repeat_byte(0xcd);
     let mut c = prover::ChangeSet::new();
-    let code_hash = alloy_primitives::keccak256(code);
-    let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash };
-    c.insert(prover::StateKey::Account(target), Some(a.encode()));
-    c.insert(prover::StateKey::Code(code_hash), Some(code.to_vec()));
+    deploy(&mut c, target, code);
     for slot in 0..extra.slots {
         c.insert(
             prover::StateKey::Storage(target, U256::from(slot)),
@@ -637,18 +625,12 @@ fn instruction_step_figure(
         );
     }
     if let Some(other) = &extra.other {
-        let hash = alloy_primitives::keccak256(other);
-        let a = prover::AccountState { nonce: 1, balance: U256::ZERO, code_hash: hash };
-        c.insert(prover::StateKey::Account(Address::repeat_byte(0xce)), Some(a.encode()));
-        c.insert(prover::StateKey::Code(hash), Some(other.clone()));
+        deploy(&mut c, Address::repeat_byte(0xce), other);
     }
     state.commit(1, &c)?;
     // calldata pays its EIP-7623 floor (10 gas a non-zero byte more)
     let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::from(calldata.to_vec()), 8_000_000);
-    let tx = match recover_all(&[raw]).pop() {
-        Some(Ok(tx)) => tx,
-        _ => anyhow::bail!("the transaction decodes"),
-    };
+    let tx = prover::SignedTx::decode(&raw).context("the transaction decodes")?;
     let p = params(2);
     let trace = trace_transaction(state.reader(1)?, &p, &tx, &[j, j + 1])?;
     let (agreed, next) = (trace.states[0].commitment(), trace.states[1].commitment());
