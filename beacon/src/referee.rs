@@ -397,12 +397,7 @@ impl Referee {
                         g.game.lo
                     )));
                 }
-                // an item's trace is at most its instructions (each costs
-                // gas, but a frame's STOP, and frames cost gas to open), one
-                // commit per journal entry (each costs 100 gas or more, but
-                // the few revm warms for free) and three more: the header's
-                // gas limit bounds it, and so the rounds a liar can claim
-                let most = header.header.gas_limit.saturating_mul(3).saturating_add(16);
+                let most = bridge::game::item_trace_bound(header.header.gas_limit);
                 if *last > most {
                     return Err(MoveRejection::BadDescent(format!(
                         "a trace of {last} steps in a block of {} gas (at most {most})",

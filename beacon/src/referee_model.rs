@@ -973,6 +973,39 @@ fn model_finds_a_descent_escaping_level_one_when_item_steps_wait() {
     eprintln!("found after {} schedules (with shrinking): {e}", tried.get());
 }
 
+/// A descent is refused unless it names the item the game pinned, proven
+/// under the header's items root, and a trace no longer than an item of
+/// the header's gas could have (`item_trace_bound`): a liar cannot descend
+/// into another item or claim 2^40 steps to buy itself rounds.
+#[test]
+fn a_descent_names_the_pinned_item_and_a_trace_an_item_can_have() {
+    // a lying header of one item: the game is at its single step at once
+    let sched = Schedule::scripted([1, 1], [true, false], 1, true);
+    let mut w = World::new(sched, Faults::default());
+    let liar = w.cast.coalition[0];
+    let quiet = Slot { ops: vec![], honest_at: 0, pause: 0 };
+    w.play(&quiet).unwrap(); // the honest challenger opens
+    let id = *w.referee.open.keys().next().expect("opened");
+    let g = w.referee.open[&id].clone();
+    assert_eq!(g.game.phase, Phase::Step);
+    let h = w.header_of(&g);
+    let (item, proof) = (h.items[0], MerkleTree::new(&h.items).proof(0).unwrap());
+    let most = bridge::game::item_trace_bound(h.header.gas_limit);
+    let descend =
+        |item, last| Action::Descend { game: id, at: g.position(), item, proof: proof.clone(), last };
+    w.slot += 1;
+    for (action, why) in [
+        (descend(Hash::of(b"another item"), 3), "another item"),
+        (descend(item, most + 1), "a trace longer than any item's"),
+        (descend(item, 0), "an empty trace"),
+    ] {
+        assert!(matches!(w.apply(liar, action), Err(MoveRejection::BadDescent(_))), "{why}");
+    }
+    assert_eq!(w.referee.open[&id].game.descent, None, "nothing changed");
+    w.apply(liar, descend(item, most)).expect("the pinned item, a trace an item can have");
+    assert_eq!(w.referee.open[&id].game.descent.as_ref().map(|d| d.last), Some(most));
+}
+
 /// The first named attack of issue 15, deterministic: a colluding stand-in
 /// steers the honest challenger's round-0 pick, loses, and the lying
 /// proposer replays that pick in the game's next run. Refused: the pick

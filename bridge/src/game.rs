@@ -153,6 +153,15 @@ pub struct Descent {
 /// bounds the rounds at ⌈40 / log2 k⌉).
 pub const MAX_ITEM_TRACE: u64 = 1 << 40;
 
+/// The longest trace an item of a block with `gas_limit` can have: its
+/// instructions (each costs gas but a frame's STOP, and frames cost gas to
+/// open), one commit per journal entry (each 100 gas or more, but the few
+/// revm warms for free) and three more. The referee refuses a descent
+/// claiming more, so a liar can claim only the rounds a real item needs.
+pub fn item_trace_bound(gas_limit: u64) -> u64 {
+    gas_limit.saturating_mul(3).saturating_add(16).min(MAX_ITEM_TRACE)
+}
+
 /// One dispute: the range still disputed, the commitments at its ends,
 /// the clocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
