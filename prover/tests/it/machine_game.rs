@@ -235,3 +235,32 @@ fn the_large_transactions_of_the_issue_are_decided_at_level_two() {
         }
     }
 }
+
+/// A level-2 step off the wire: a length past a transaction's limit is
+/// refused before anything is read or allocated, and a truncated, padded or
+/// re-tagged step does not decode.
+#[test]
+fn a_tampered_level_two_step_does_not_decode() {
+    use prover::game::AnyStep;
+    let s = crate::machine::state(&[(TARGET, vec![0x60, 0x01, 0x60, 0x01, 0x55, 0x00], vec![])]);
+    let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, Bytes::new(), 100_000);
+    let pre = TraceCommitment::start(s.root(0).unwrap());
+    let step = item_step(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), 3).unwrap();
+    let wire = MachineStep { index: 3, pre, raw: tx.raw.to_vec(), step }.encode();
+    assert!(matches!(AnyStep::decode(&wire), Ok(AnyStep::Machine(_))));
+    // the raw transaction's length sits after the index, the tag and c_lo
+    let at = 8 + 1 + bridge::Encode::encode(&pre).len();
+    for len in [u32::MAX, prover::MAX_TX_BYTES as u32 + 1] {
+        let mut long = wire.clone();
+        long[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        assert!(
+            matches!(AnyStep::decode(&long), Err(bridge::DecodeError::TooLong { what: "transaction", .. })),
+            "a {len}-byte transaction"
+        );
+    }
+    assert!(AnyStep::decode(&wire[..wire.len() - 1]).is_err(), "truncated");
+    assert!(AnyStep::decode(&[wire.as_slice(), &[0]].concat()).is_err(), "padded");
+    let mut retagged = wire.clone();
+    retagged[at + 4 + tx.raw.len()] = 9; // the item step's kind
+    assert!(AnyStep::decode(&retagged).is_err(), "an unknown step kind");
+}
