@@ -19,7 +19,7 @@
 //!
 //! Files: `trace.rs` (the tracer), `memory.rs` (word trees), `journal.rs`,
 //! `step.rs` (the step, its prover and verifier), `frames.rs` (calls and
-//! returns), `item.rs` (the item's trace `T_0 … T_L`, its prologue and
+//! returns), `touches.rs` (what each instruction touches), `item.rs` (the item's trace `T_0 … T_L`, its prologue and
 //! coverage), `settle.rs` (the epilogue and the commits), `host.rs`,
 //! `codec.rs`.
 
@@ -307,6 +307,7 @@ mod journal;
 mod memory;
 mod settle;
 mod step;
+mod touches;
 mod trace;
 
 pub use item::*;
@@ -315,6 +316,7 @@ pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
 pub use step::*;
+pub use touches::{MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, touches_journal};
 pub use trace::{InstructionTrace, trace_transaction};
 
 /// An opcode's mnemonic (`0x55`: `SSTORE`; an undefined one: `UNKNOWN`).

@@ -439,17 +439,17 @@ impl Tracer {
         ctx: &mut ShardContext<R>,
     ) {
         let stack = interp.stack.data();
-        let n = super::step::reads(opcode).min(stack.len());
+        let n = super::touches::reads(opcode).min(stack.len());
         let top = &stack[stack.len() - n..];
         let top_frame = self.frames.last();
         let caller = top_frame.and_then(|f| f.suspended.as_ref());
         let ret_len = caller.map(|c| c.ret_len);
         let in_create = caller.is_some_and(|c| c.create);
         let Some(precompiles) = self.precompiles.as_ref() else { return };
-        let delegated = super::step::is_call(opcode)
-            && code_of(ctx, super::step::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));
+        let delegated = super::touches::is_call(opcode)
+            && code_of(ctx, super::touches::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));
         let ends = matches!(opcode, 0x00 | 0xf3 | 0xfd | 0xfe | 0xff);
-        if !super::step::instruction_covered(opcode, top, precompiles, ret_len)
+        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len)
             || delegated
             || (in_create && ends)
         {
