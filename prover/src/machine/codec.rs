@@ -3,7 +3,7 @@
 
 use bridge::{Decode, DecodeError, Encode, Hash};
 
-use super::settle::{CommitState, CommitStep, EpilogueStep};
+use super::settle::{CodeWrite, CommitState, CommitStep, EpilogueStep};
 use super::*;
 use crate::state::{SmtLeaf, SmtProof, SmtSibling, StateKey, StateProof};
 
@@ -502,7 +502,25 @@ impl Encode for CommitStep {
         encode_journal_proof(&self.entry, out);
         encode_list_of(self.account.as_slice(), out, encode_journal_proof);
         encode_list_of(self.current.as_slice(), out, encode_state_proof);
+        encode_list_of(self.code.as_slice(), out, |c, out| {
+            (c.code.len() as u32).encode_to(out);
+            out.extend_from_slice(&c.code);
+            u8::from(c.present).encode_to(out);
+            encode_proof(&c.proof, out);
+        });
     }
+}
+
+fn decode_code_write(input: &mut &[u8]) -> Result<CodeWrite, DecodeError> {
+    Ok(CodeWrite {
+        code: bounded_bytes(input, "created code", MAX_CODE as usize)?,
+        present: match u8::decode(input)? {
+            0 => false,
+            1 => true,
+            tag => return Err(DecodeError::InvalidTag { what: "code present", tag }),
+        },
+        proof: decode_proof(input)?,
+    })
 }
 
 impl Decode for CommitStep {
@@ -512,6 +530,7 @@ impl Decode for CommitStep {
             entry: decode_journal_proof(input)?,
             account: decode_list_of(input, "slot's account", 1, decode_journal_proof)?.pop(),
             current: decode_list_of(input, "state value", 1, decode_state_proof)?.pop(),
+            code: decode_list_of(input, "created code", 1, decode_code_write)?.pop(),
         })
     }
 }

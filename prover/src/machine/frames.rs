@@ -5,12 +5,15 @@
 //! and `EthFrame::return_result`): the verifier drives revm's own
 //! `return_result` on the caller it rebuilds from its record.
 
+use revm::bytecode::Bytecode;
 use revm::context::JournalTr;
 use revm::context::result::EVMError;
-use revm::handler::{CallFrame, EthFrame, FrameData, FrameResult, PrecompileProvider};
+use revm::context_interface::journaled_state::account::JournaledAccountTr;
+use revm::handler::{CallFrame, CreateFrame, EthFrame, FrameData, FrameResult, PrecompileProvider};
 use revm::interpreter::interpreter::ExtBytecode;
 use revm::interpreter::{
-    CallInput, CallInputs, CallOutcome, CallValue, Gas, InstructionResult, InterpreterResult, SharedMemory,
+    CallInput, CallInputs, CallOutcome, CallValue, CreateInputs, CreateOutcome, Gas, InstructionResult,
+    InterpreterResult, SharedMemory,
 };
 
 use super::host::StepHost;
@@ -100,6 +103,137 @@ pub(super) fn enter(
     let journal = if ok { moved } else { checkpoint };
     resume(interp, host, result, inputs.return_memory_offset.clone())?;
     Ok(InstructionVerdict::Next(next.after(interp, journal, output.hash()).commitment()))
+}
+
+/// After CREATE or CREATE2 asked for a new frame (`interp` is the creator
+/// right after it): the init code's first state, or the creator's next
+/// when the create fails at once (too deep, too poor, the nonce at its
+/// limit, an address in use). Follows revm's `EthFrame::make_create_frame`
+/// on the step's journal: the creator's nonce goes up and the new address
+/// is loaded before the create's checkpoint (a failed create keeps both),
+/// then the account is created and the value moves.
+pub(super) fn create(
+    next: &mut Next<'_>,
+    interp: &mut Interpreter<EthInterpreter>,
+    host: &mut StepHost,
+    inputs: Box<CreateInputs>,
+    claimed: Address,
+    spec: revm::primitives::hardfork::SpecId,
+) -> Checked<InstructionVerdict> {
+    let s = &next.step.state;
+    let depth = s.depth + 1;
+    let caller = inputs.caller();
+    let journal = &mut host.journaled_state;
+    let failed = if depth > CALL_STACK_LIMIT {
+        Some(InstructionResult::CallTooDeep)
+    } else {
+        let creator =
+            journal.inner.state.get_mut(&caller).ok_or("a create whose creator is not in the journal")?;
+        if creator.info.balance < inputs.value() {
+            Some(InstructionResult::OutOfFunds)
+        } else {
+            let mut creator = journal.load_account_mut(caller).map_err(|e| e.to_string())?;
+            let old_nonce = creator.nonce();
+            if creator.bump_nonce() {
+                drop(creator);
+                let created = inputs.created_address(old_nonce);
+                if created != claimed {
+                    return Err("not the address the create makes".into());
+                }
+                journal.load_account(created).map_err(|e| e.to_string())?;
+                None
+            } else {
+                Some(InstructionResult::Return)
+            }
+        }
+    };
+    // the journal a failure of the init code restores
+    let checkpoint = next.journal(host)?;
+    let failed = failed.or_else(|| {
+        host.journaled_state
+            .create_account_checkpoint(caller, claimed, inputs.value(), spec)
+            .err()
+            .map(Into::into)
+    });
+    if let Some(result) = failed {
+        let result =
+            InterpreterResult { result, output: Default::default(), gas: Gas::new(inputs.gas_limit()) };
+        let journal = next.journal(host)?;
+        resume_create(interp, host, result, claimed)?;
+        return Ok(InstructionVerdict::Next(
+            next.after(interp, journal, DataRef::empty().hash()).commitment(),
+        ));
+    }
+    let moved = next.journal(host)?;
+    let mut state = next.after(interp, checkpoint, Hash::ZERO);
+    state.index = 0;
+    let record = CallerRecord { state, ret_offset: 0, ret_len: 0, create: true };
+    let code = inputs.init_code();
+    let init = MachineState {
+        index: s.index + 1,
+        pc: 0,
+        opcode: code.first().copied().unwrap_or(0x00),
+        depth,
+        is_static: false,
+        code_hash: alloy_primitives::keccak256(code),
+        gas_remaining: inputs.gas_limit(),
+        gas_refunded: 0,
+        frames: push_frame(s.frames, &record),
+        input: input_hash(&claimed, &caller, &inputs.value(), &DataRef::empty().hash()),
+        stack: Hash::ZERO,
+        stack_len: 0,
+        memory: memory_root(&[]),
+        memory_len: 0,
+        return_data: DataRef::empty().hash(),
+        journal: moved,
+    };
+    Ok(InstructionVerdict::Next(init.commitment()))
+}
+
+/// Gives the creator `interp` a create's result as revm's handler does:
+/// the address (or zero) pushed, the output as return data if it
+/// reverted, unused gas back.
+fn resume_create(
+    interp: &mut Interpreter<EthInterpreter>,
+    host: &mut StepHost,
+    result: InterpreterResult,
+    address: Address,
+) -> Checked<()> {
+    let mut frame = EthFrame::invalid();
+    std::mem::swap(&mut frame.interpreter, interp);
+    frame.data = FrameData::Create(CreateFrame { created_address: address });
+    let outcome = FrameResult::Create(CreateOutcome::new(result, Some(address)));
+    let done = frame.return_result::<_, EVMError<Error>>(host, outcome);
+    std::mem::swap(&mut frame.interpreter, interp);
+    done.map_err(|e| format!("the creator cannot take the result: {e}"))
+}
+
+/// What a create's frame ending with `result` leaves, as revm's
+/// `return_create` decides it: on success its output becomes the new
+/// account's code (at most [`super::touches::MAX_CODE`] bytes, not starting with `0xEF`,
+/// its deposit paid from the frame's gas), else the create failed.
+fn deposit(
+    host: &mut StepHost,
+    result: &mut InterpreterResult,
+    address: Address,
+    spec: revm::primitives::hardfork::SpecId,
+) {
+    use revm::context_interface::Cfg;
+    use revm::primitives::hardfork::SpecId::{LONDON, SPURIOUS_DRAGON};
+    if !result.result.is_ok() {
+        return;
+    }
+    let len = result.output.len();
+    if spec.is_enabled_in(SPURIOUS_DRAGON) && len > host.cfg.max_code_size() {
+        result.result = InstructionResult::CreateContractSizeLimit;
+    } else if spec.is_enabled_in(LONDON) && result.output.first() == Some(&0xEF) {
+        result.result = InstructionResult::CreateContractStartingWithEF;
+    } else if !result.gas.record_regular_cost(host.cfg.gas_params().code_deposit_cost(len)) {
+        result.result = InstructionResult::OutOfGas;
+    } else {
+        host.journaled_state.set_code(address, Bytecode::new_legacy(result.output.clone()));
+        result.result = InstructionResult::Return;
+    }
 }
 
 /// The caller as a call leaves it suspended: past the call instruction,
@@ -195,10 +329,27 @@ pub(super) fn leave(
         }
         _ => DataRef::empty().hash(),
     };
+    let mut result = result;
+    let output = if record.create {
+        // the init code's end: the code deposited, or the create failed
+        // (its caller sees the output only if it reverted)
+        if result.result.is_ok() {
+            let address = step.input.as_ref().ok_or("a create's end carries its frame's input")?.target;
+            deposit(host, &mut result, address, spec);
+        }
+        if result.result == InstructionResult::Revert { output } else { DataRef::empty().hash() }
+    } else {
+        output
+    };
     let ok = result.result.is_ok();
     let journal = if ok { next.journal(host)? } else { c.journal };
-    let range = record.ret_offset as usize..(record.ret_offset + record.ret_len) as usize;
-    resume(&mut interp, host, result, range)?;
+    if record.create {
+        let address = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
+        resume_create(&mut interp, host, result, address)?;
+    } else {
+        let range = record.ret_offset as usize..(record.ret_offset + record.ret_len) as usize;
+        resume(&mut interp, host, result, range)?;
+    }
     let written = read_words(&interp, &caller.memory);
     let memory =
         if written.is_empty() { c.memory } else { caller.memory.root_with(&written).unwrap_or(c.memory) };

@@ -12,6 +12,7 @@ use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 
 use super::journal;
 use super::step::Checked;
+use super::touches::step_keys;
 use super::*;
 use crate::bridge::ShardPrecompiles;
 use crate::state::{AccountState, PartialTree, StateKey, StateProof, decode_slot};
@@ -114,6 +115,7 @@ pub(super) type Opened = Vec<(JournalKey, Option<Vec<u8>>)>;
 pub(super) fn open_journal(
     step: &InstructionStep,
     env: &StepEnv,
+    create_end: bool,
 ) -> std::result::Result<(StepDb, Opened, PartialTree), String> {
     let s = &step.state;
     let j = step.journal.as_ref().ok_or("a state instruction's step carries its journal entries")?;
@@ -121,9 +123,18 @@ pub(super) fn open_journal(
         return Err("the journal's parts are not the state's".into());
     }
     let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
-    let keys = journal_keys(s.opcode, &step.top, target);
+    let keys = step_keys(s.opcode, &step.top, target, create_end, claimed_created(step));
     let codes: Vec<Vec<u8>> = j.code.iter().cloned().collect();
     open_entries(&j.root, &j.entries, &j.pre, &codes, &keys, env)
+}
+
+/// The address a create's step says it makes (its second entry): checked
+/// against revm's once the instruction ran.
+pub(super) fn claimed_created(step: &InstructionStep) -> Address {
+    match step.journal.as_ref().and_then(|j| j.entries.get(1)).map(|e| e.key) {
+        Some(JournalKey::Account(a)) if super::touches::is_create(step.state.opcode) => a,
+        _ => Address::ZERO,
+    }
 }
 
 /// Journal entries carried by a step, which must be exactly `keys`, each

@@ -161,7 +161,7 @@ pub fn item_trace<R: ProvableState + Clone>(
     let n = run.instructions;
     let mut states = Vec::with_capacity(at.len());
     let mut instructions = run.states.iter();
-    let mut commits = Committer::new(&base, &run.settled, &run.entries)?;
+    let mut commits = Committer::new(&base, &run.settled, &run.entries, &run.codes)?;
     for j in at {
         let h = match j {
             0 => start_state(&env.pre, &env.item),
@@ -236,7 +236,7 @@ pub fn item_step<R: ProvableState + Clone>(
     if j == n + 1 {
         return Ok(ItemStep::Epilogue(Box::new(run.epilogue)));
     }
-    let mut commits = Committer::new(&base, &run.settled, &run.entries)?;
+    let mut commits = Committer::new(&base, &run.settled, &run.entries, &run.codes)?;
     let m = j - (n + 2);
     commits.advance_to(m)?;
     match commits.step()? {
@@ -256,6 +256,8 @@ struct ItemRun {
     settled: CommitState,
     /// The settled journal's entries, by their order in the map.
     entries: Vec<(JournalKey, Vec<u8>)>,
+    /// The codes of the accounts the item created.
+    codes: BTreeMap<B256, Vec<u8>>,
 }
 
 impl ItemRun {
@@ -298,7 +300,15 @@ impl ItemRun {
         }
         let mut entries: Vec<_> = entries.into_iter().collect();
         entries.sort_by_key(|(k, _)| k.key_hash());
-        Ok(ItemRun { instructions: t.next, states: t.states, end, epilogue, settled: settled.state, entries })
+        Ok(ItemRun {
+            instructions: t.next,
+            states: t.states,
+            end,
+            epilogue,
+            settled: settled.state,
+            entries,
+            codes: t.end_codes,
+        })
     }
 }
 
@@ -315,6 +325,8 @@ struct Committer<'a> {
     state: PartialTree,
     values: BTreeMap<StateKey, Option<Vec<u8>>>,
     trace: TraceCommitment,
+    /// The codes of the accounts the item created, by hash.
+    codes: &'a BTreeMap<B256, Vec<u8>>,
 }
 
 impl<'a> Committer<'a> {
@@ -322,6 +334,7 @@ impl<'a> Committer<'a> {
         base: &R,
         settled: &CommitState,
         entries: &'a [(JournalKey, Vec<u8>)],
+        codes: &'a BTreeMap<B256, Vec<u8>>,
     ) -> Result<Committer<'a>> {
         let map = JournalTree::of(&entries.iter().cloned().collect());
         let accounts = entries
@@ -334,12 +347,13 @@ impl<'a> Committer<'a> {
         let proofs = entries
             .iter()
             .filter_map(|(k, _)| k.pre_key())
+            .chain(codes.keys().map(|h| StateKey::Code(*h)))
             .map(|k| base.prove(k))
             .collect::<Result<Vec<_>>>()?;
         let hashes: Vec<[u8; 32]> = proofs.iter().map(|p| p.key.key_hash().0).collect();
         let state = PartialTree::from_proofs(hashes.iter().zip(proofs.iter().map(|p| &p.proof)))?;
         let values = proofs.into_iter().map(|p| (p.key, p.value)).collect();
-        Ok(Committer { entries, done: 0, map, accounts, state, values, trace: settled.trace })
+        Ok(Committer { entries, done: 0, map, accounts, state, values, trace: settled.trace, codes })
     }
 
     /// The write of the next entry.
@@ -363,10 +377,13 @@ impl<'a> Committer<'a> {
                     self.state.update(&k.key_hash().0, v.as_deref())?;
                     self.values.insert(k, v);
                 }
-                settle::Write::Unsupported => {
-                    return Err(Error::Execution(
-                        "a created account's code is not a level-2 step yet".into(),
-                    ));
+                settle::Write::SetWithCode(k, v, hash) => {
+                    self.state.update(&k.key_hash().0, v.as_deref())?;
+                    self.values.insert(k, v);
+                    let code = self.code(&hash)?.to_vec();
+                    let key = StateKey::Code(hash);
+                    self.state.update(&key.key_hash().0, Some(&code))?;
+                    self.values.insert(key, Some(code));
                 }
             }
             self.map.remove(key);
@@ -397,19 +414,40 @@ impl<'a> Committer<'a> {
             }
             _ => None,
         };
-        let current = match write {
-            settle::Write::Set(k, _) => Some(StateProof {
+        let now = |k: StateKey| -> Result<StateProof> {
+            Ok(StateProof {
                 key: k,
                 value: self.values.get(&k).cloned().flatten(),
                 proof: self.state.prove(&k.key_hash().0).ok_or_else(|| Error::MissingPath(k.to_string()))?,
-            }),
-            _ => None,
+            })
+        };
+        let (current, code) = match write {
+            settle::Write::Set(k, _) => (Some(now(k)?), None),
+            settle::Write::SetWithCode(k, _, hash) => {
+                let stored = now(StateKey::Code(hash))?;
+                let code = settle::CodeWrite {
+                    code: self.code(&hash)?.to_vec(),
+                    present: stored.value.is_some(),
+                    proof: stored.proof,
+                };
+                (Some(now(k)?), Some(code))
+            }
+            settle::Write::Nothing => (None, None),
         };
         Ok(Some(CommitStep {
             state: self.state(),
             entry: JournalProof { key: *key, value: Some(value.clone()), proof: self.map.prove(key) },
             account,
             current,
+            code,
         }))
+    }
+
+    /// A code an account was created with in the item.
+    fn code(&self, hash: &B256) -> Result<&[u8]> {
+        self.codes
+            .get(hash)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::MissingPath(format!("created code {hash}")))
     }
 }

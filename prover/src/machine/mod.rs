@@ -316,7 +316,9 @@ pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
 pub use step::*;
-pub use touches::{MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, touches_journal};
+pub use touches::{
+    MAX_CODE, MAX_INITCODE, MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, touches_journal,
+};
 pub use trace::{InstructionTrace, trace_transaction};
 
 /// An opcode's mnemonic (`0x55`: `SSTORE`; an undefined one: `UNKNOWN`).

@@ -26,7 +26,7 @@ use super::journal;
 use super::step::{Checked, JournalProof};
 use super::*;
 use crate::receipt::{ReceiptParts, receipt_hash};
-use crate::state::{AccountState, PLACEHOLDER, PartialTree, StateKey, StateProof, encode_slot};
+use crate::state::{AccountState, PLACEHOLDER, PartialTree, SmtProof, StateKey, StateProof, encode_slot};
 
 /// The machine while its journal is committed into the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,8 +188,9 @@ pub(super) enum Write {
     Nothing,
     /// `key` becomes `value` (`None` removes it).
     Set(StateKey, Option<Vec<u8>>),
-    /// Not a step yet (an account created with code in the item).
-    Unsupported,
+    /// An account created with code: `key` becomes `value`, and the code
+    /// with this hash is stored (as `Overlay::commit_item` stores it).
+    SetWithCode(StateKey, Option<Vec<u8>>, B256),
 }
 
 /// The write of entry `key` (`value`), given its account's entry for a slot.
@@ -201,10 +202,11 @@ pub(super) fn commit_write(key: &JournalKey, value: &[u8], account: Option<&[u8]
             let acc = journal::account_of(value, Default::default()).ok_or_else(malformed)?;
             if !acc.is_touched() {
                 Write::Nothing
-            } else if acc.is_created() && acc.info.code_hash != KECCAK_EMPTY {
-                Write::Unsupported
             } else if acc.is_selfdestructed() || acc.is_empty() {
                 Write::Set(StateKey::Account(a), None)
+            } else if acc.is_created() && acc.info.code_hash != KECCAK_EMPTY {
+                let value = Some(AccountState::from_info(&acc.info).encode());
+                Write::SetWithCode(StateKey::Account(a), value, acc.info.code_hash)
             } else {
                 Write::Set(StateKey::Account(a), Some(AccountState::from_info(&acc.info).encode()))
             }
@@ -238,18 +240,32 @@ pub struct CommitStep {
     pub account: Option<JournalProof>,
     /// The written key's value now, proven against the state root.
     pub current: Option<StateProof>,
+    /// For an account created with code: the code, stored under its hash.
+    pub code: Option<CodeWrite>,
+}
+
+/// The code a created account's commit stores: the code, whether the
+/// state holds it already (the same code deployed before: a code's value
+/// is the code its key hashes), and the key's proof in the state root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeWrite {
+    /// The code.
+    pub code: Vec<u8>,
+    /// Whether the state holds it already.
+    pub present: bool,
+    /// Its key's proof against the state root as it stands.
+    pub proof: SmtProof,
 }
 
 /// Commits the least entry of the map: the [`CommitState`] after it.
 pub fn verify_commit(step: &CommitStep, agreed: &Hash) -> InstructionVerdict {
     match commit(step, agreed) {
-        Ok(Some(s)) => InstructionVerdict::Next(s.commitment()),
-        Ok(None) => InstructionVerdict::Unsupported(0),
+        Ok(s) => InstructionVerdict::Next(s.commitment()),
         Err(reason) => InstructionVerdict::Rejected(reason),
     }
 }
 
-pub(super) fn commit(step: &CommitStep, agreed: &Hash) -> Checked<Option<CommitState>> {
+pub(super) fn commit(step: &CommitStep, agreed: &Hash) -> Checked<CommitState> {
     let s = &step.state;
     if s.commitment() != *agreed || s.entries == PLACEHOLDER {
         return Err("not a journal the state agreed holds".into());
@@ -273,21 +289,36 @@ pub(super) fn commit(step: &CommitStep, agreed: &Hash) -> Checked<Option<CommitS
         (_, Some(_)) => return Err("only a slot's step carries an account".into()),
     };
     let mut trace = s.trace;
-    match (commit_write(&e.key, value, account)?, &step.current) {
-        (Write::Unsupported, _) => return Ok(None),
-        (Write::Nothing, None) => {}
-        (Write::Set(k, v), Some(p)) if p.key == k => {
-            p.verify(&trace.state_root).map_err(|err| format!("the state now: {err}"))?;
-            let hash = k.key_hash().0;
-            let mut state = PartialTree::from_proofs([(&hash, &p.proof)]).map_err(|e| e.to_string())?;
-            state.update(&hash, v.as_deref()).map_err(|e| e.to_string())?;
-            trace.state_root = Hash(state.hash());
+    let mut writes = Vec::new();
+    match (commit_write(&e.key, value, account)?, &step.current, &step.code) {
+        (Write::Nothing, None, None) => {}
+        (Write::Set(k, v), Some(p), None) if p.key == k => writes.push((p.clone(), v)),
+        (Write::SetWithCode(k, v, hash), Some(p), Some(c)) if p.key == k => {
+            if c.code.len() as u64 > super::MAX_CODE || alloy_primitives::keccak256(&c.code) != hash {
+                return Err("not the code the account was created with".into());
+            }
+            let key = StateKey::Code(hash);
+            let now = StateProof { key, value: c.present.then(|| c.code.clone()), proof: c.proof.clone() };
+            writes.push((p.clone(), v));
+            writes.push((now, Some(c.code.clone())));
         }
         _ => return Err("not the state value the entry writes".into()),
     }
+    if !writes.is_empty() {
+        for (p, _) in &writes {
+            p.verify(&trace.state_root).map_err(|err| format!("the state now: {err}"))?;
+        }
+        let hashes: Vec<[u8; 32]> = writes.iter().map(|(p, _)| p.key.key_hash().0).collect();
+        let mut state = PartialTree::from_proofs(hashes.iter().zip(writes.iter().map(|(p, _)| &p.proof)))
+            .map_err(|e| e.to_string())?;
+        for (hash, (_, v)) in hashes.iter().zip(&writes) {
+            state.update(hash, v.as_deref()).map_err(|e| e.to_string())?;
+        }
+        trace.state_root = Hash(state.hash());
+    }
     let mut map = PartialTree::from_proofs([(&key, &e.proof)]).map_err(|e| e.to_string())?;
     map.update(&key, None).map_err(|e| e.to_string())?;
-    Ok(Some(CommitState { entries: map.hash(), trace }))
+    Ok(CommitState { entries: map.hash(), trace })
 }
 
 /// A step from `c_i`: the trace has ended and stays there.
@@ -328,6 +359,7 @@ mod tests {
                 entry: JournalProof { key: *key, value: Some(value.clone()), proof: tree.prove(key) },
                 account: None,
                 current: None,
+                code: None,
             };
             let v = verify_commit(&step, &state.commitment());
             if *key == least {

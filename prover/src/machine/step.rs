@@ -272,17 +272,28 @@ pub fn instruction_step<R: ProvableState + Clone>(
     // the caller a frame's last instruction resumes
     let caller = caller.filter(|_| ended);
     let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
+    let create_end = caller.as_ref().is_some_and(|c| c.0.create);
     let touch = Touch {
         precompile: calls_precompile(op, &top, &precompiles),
         ret_len: caller.as_ref().map(|c| c.0.ret_len),
+        create_end,
+    };
+    let created = if is_create(op) {
+        let nonce = match journal.get(&JournalKey::Account(input.target)) {
+            Some(entry) => journal::account_of(entry, Default::default()).map_or(0, |a| a.info.nonce),
+            None => base.basic_ref(input.target)?.map_or(0, |a| a.nonce),
+        };
+        created_address(op, &top, input.target, nonce, &memory)
+    } else {
+        Address::ZERO
     };
     let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
-    let journal = carries_journal(op)
+    let journal = carries_journal(op, create_end)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
             let mut entries = Vec::new();
             let mut pre = Vec::new();
-            for key in journal_keys(op, &top, input.target) {
+            for key in step_keys(op, &top, input.target, create_end, created) {
                 let value = journal.get(&key).cloned();
                 if let (None, Some(k)) = (&value, key.pre_key()) {
                     pre.push(base.prove(k)?);
@@ -297,7 +308,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
             })
         })
         .transpose()?;
-    let input = needs_input(op).then(|| {
+    let input = needs_input(op, create_end).then(|| {
         let read = calldata_words(op, &top, input.calldata.len, input.calldata.offset);
         StepInput {
             target: input.target,
@@ -362,8 +373,10 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if !is_covered(s.opcode) {
         return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
+    // past the code's end a frame runs STOP
     if alloy_primitives::keccak256(&step.code) != s.code_hash
-        || step.code.get(s.pc as usize) != Some(&s.opcode)
+        || s.pc > step.code.len() as u64
+        || step.code.get(s.pc as usize).copied().unwrap_or(0x00) != s.opcode
     {
         return Err("the code is not the frame's, or not this opcode at pc".into());
     }
@@ -379,9 +392,11 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     {
         return Err("the caller is not the one s_j's frames chain holds".into());
     }
+    let create_end = step.caller.as_ref().is_some_and(|c| c.record.create);
     let touch = Touch {
         precompile: calls_precompile(s.opcode, &step.top, &precompiles),
         ret_len: step.caller.as_ref().map(|c| c.record.ret_len),
+        create_end,
     };
     if touch.precompile && called(&step.top) == bridge::BRIDGE_ADDRESS {
         // the bridge's journal entries are not carried yet
@@ -401,7 +416,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if step.memory.words.iter().any(|(i, w)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
         return Err("memory past its size is zero".into());
     }
-    let input = match (&step.input, needs_input(s.opcode)) {
+    let input = match (&step.input, needs_input(s.opcode, create_end)) {
         (Some(i), true) if i.hash() == s.input => {
             // the calldata words read: exactly those, in the input's tree;
             // the rest of the calldata is never read
@@ -421,8 +436,8 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     };
     // the journal entries it touches, and the state before the item for
     // the absent ones
-    let (db, opened, mut tree) = if carries_journal(s.opcode) {
-        open_journal(step, env)?
+    let (db, opened, mut tree) = if carries_journal(s.opcode, create_end) {
+        open_journal(step, env, create_end)?
     } else if step.journal.is_some() {
         return Err("a journal part the instruction does not touch".into());
     } else {
@@ -514,9 +529,15 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             }
             guarded(|| frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs))
         }
+        Some(InterpreterAction::NewFrame(revm::interpreter::FrameInput::Create(inputs))) => {
+            if step.caller.is_some() {
+                return Err("a create carries no caller".into());
+            }
+            let claimed = super::host::claimed_created(step);
+            guarded(|| frames::create(&mut next, &mut interp, &mut host, inputs, claimed, spec))
+        }
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
         Some(InterpreterAction::Return(result)) => match &step.caller {
-            Some(c) if c.record.create => Ok(InstructionVerdict::Unsupported(s.opcode)),
             Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
             // a create transaction's frame ends in a code deposit: not a
             // step yet
@@ -684,8 +705,12 @@ pub const MAX_STEP_CODE: usize = 48 << 10;
 pub const MAX_FRAME_INPUT: u64 = 8 << 20;
 /// Most stack words an instruction reads (SWAP16).
 pub(super) const MAX_STEP_WORDS: usize = 17;
-/// Most memory words an instruction touches here (MCOPY's two ranges,
-/// each unaligned).
-pub(super) const MAX_STEP_MEMORY_WORDS: usize = 2 * ((MAX_STEP_RANGE as usize).div_ceil(32) + 1);
+/// Most memory words an instruction touches here: a create's init code,
+/// or MCOPY's two ranges (each unaligned).
+pub(super) const MAX_STEP_MEMORY_WORDS: usize = {
+    let mcopy = 2 * ((MAX_STEP_RANGE as usize).div_ceil(32) + 1);
+    let create = (MAX_INITCODE as usize).div_ceil(32) + 1;
+    if mcopy > create { mcopy } else { create }
+};
 /// Most journal entries an instruction touches here (SLOAD, SSTORE).
 pub(super) const MAX_STEP_ENTRIES: usize = 2;

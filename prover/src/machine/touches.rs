@@ -12,9 +12,23 @@ use crate::bridge::ShardPrecompiles;
 /// (its words ride in the step); a longer one is not a step yet.
 pub const MAX_STEP_RANGE: u64 = 4096;
 
+/// Longest init code CREATE and CREATE2 take (EIP-3860): a create's step
+/// carries all of it.
+pub const MAX_INITCODE: u64 = 2 * MAX_CODE;
+
+/// Longest code a create deposits (EIP-170): the output a create's frame
+/// returns rides in its last step up to this length (a longer one fails
+/// without being read).
+pub const MAX_CODE: u64 = 24_576;
+
 /// The words of `[offset, offset + len)`, `len` at most
 /// [`MAX_STEP_RANGE`]: `None` if longer or past any memory gas can buy.
 pub(super) fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
+    range_within(offset, len, MAX_STEP_RANGE)
+}
+
+/// The words of `[offset, offset + len)`: `None` if longer than `limit`.
+fn range_within(offset: &U256, len: &U256, limit: u64) -> Option<Vec<u64>> {
     if len.is_zero() {
         return Some(vec![]);
     }
@@ -22,10 +36,17 @@ pub(super) fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
     // hold (`MachineState::gas_within`): the instruction halts before it
     // touches memory
     let (Some(offset), Some(len)) = (small(offset), small(len)) else { return Some(vec![]) };
-    if len > MAX_STEP_RANGE {
+    if len > limit {
         return None;
     }
     Some((offset / 32..=(offset + len - 1) / 32).collect())
+}
+
+/// The words of a range a create reads whole up to `limit` (its init
+/// code, the code its frame returns): none past it, where the instruction
+/// halts (init code) or the create fails (code) without reading them.
+fn whole_or_none(offset: &U256, len: &U256, limit: u64) -> Vec<u64> {
+    range_within(offset, len, limit).unwrap_or_default()
 }
 
 /// The calldata tree's words `opcode` reads (data `len` long at `offset`
@@ -74,10 +95,24 @@ pub fn touches_journal(opcode: u8) -> bool {
 
 /// Whether a step carries the frame's input: to read it, or for the
 /// frame's account (storage, transient storage, its balance, its logs).
-pub(super) fn needs_input(opcode: u8) -> bool {
+pub(super) fn needs_input(opcode: u8, create_end: bool) -> bool {
     reads_input(opcode)
         || is_call(opcode)
+        || is_create(opcode)
         || matches!(opcode, 0x47 | 0x54 | 0x55 | 0x5c | 0x5d | 0xa0..=0xa4 | 0xff)
+        || (create_end && deposits(opcode))
+}
+
+/// CREATE, CREATE2.
+pub(super) fn is_create(opcode: u8) -> bool {
+    matches!(opcode, 0xf0 | 0xf5)
+}
+
+/// Whether `opcode` ending a create's frame deposits code (STOP, RETURN:
+/// the frame's account gets its code; a revert or halt restores the
+/// create's checkpoint and touches nothing).
+pub(super) fn deposits(opcode: u8) -> bool {
+    matches!(opcode, 0x00 | 0xf3)
 }
 
 /// CALL, CALLCODE, DELEGATECALL, STATICCALL.
@@ -87,8 +122,8 @@ pub(super) fn is_call(opcode: u8) -> bool {
 
 /// Whether a step carries journal entries: the journal instructions and
 /// the calls (the caller's and the called account).
-pub(super) fn carries_journal(opcode: u8) -> bool {
-    touches_journal(opcode) || is_call(opcode)
+pub(super) fn carries_journal(opcode: u8, create_end: bool) -> bool {
+    touches_journal(opcode) || is_call(opcode) || is_create(opcode) || (create_end && deposits(opcode))
 }
 
 /// The account a call names (below its gas on the stack).
@@ -108,6 +143,9 @@ pub(super) fn calls_precompile(opcode: u8, top: &[U256], precompiles: &ShardPrec
 pub(super) struct Touch {
     pub(super) precompile: bool,
     pub(super) ret_len: Option<u64>,
+    /// Whether the instruction's frame is a create's (its end deposits
+    /// the output as code).
+    pub(super) create_end: bool,
 }
 
 /// Whether a step covers `opcode`: stack-only; MLOAD, MSTORE, MSTORE8,
@@ -116,12 +154,14 @@ pub(super) struct Touch {
 /// COINBASE, TIMESTAMP, NUMBER, PREVRANDAO, GASLIMIT, CHAINID, BASEFEE,
 /// BLOBHASH, BLOBBASEFEE, BLOCKHASH);
 /// the journal's ([`touches_journal`]); KECCAK256, CODESIZE, CODECOPY,
-/// RETURNDATASIZE, RETURNDATACOPY and MCOPY.
+/// RETURNDATASIZE, RETURNDATACOPY and MCOPY; the calls; CREATE and
+/// CREATE2.
 pub fn is_covered(opcode: u8) -> bool {
     // STOP, RETURN, REVERT, INVALID and undefined opcodes end a frame
     let ends =
         matches!(opcode, 0x00 | 0xf3 | 0xfd | 0xfe) || revm::bytecode::opcode::OpCode::new(opcode).is_none();
     ends || is_call(opcode)
+        || is_create(opcode)
         || is_stack_only(opcode)
         || reads_input(opcode)
         || touches_journal(opcode)
@@ -132,15 +172,15 @@ pub fn is_covered(opcode: u8) -> bool {
 /// Whether the verifier covers `opcode` with the stack words `top` it
 /// reads (a caller taking `ret_len` bytes of a frame end's output): a
 /// covered opcode, memory ranges within [`MAX_STEP_RANGE`], no call to the
-/// bridge. (A call through an EIP-7702 delegation and a create's frame are
-/// the tracer's to see.)
+/// bridge. (A call through an EIP-7702 delegation is the tracer's to see.)
 pub(super) fn instruction_covered(
     opcode: u8,
     top: &[U256],
     precompiles: &ShardPrecompiles,
     ret_len: Option<u64>,
+    create_end: bool,
 ) -> bool {
-    let touch = Touch { precompile: calls_precompile(opcode, top, precompiles), ret_len };
+    let touch = Touch { precompile: calls_precompile(opcode, top, precompiles), ret_len, create_end };
     is_covered(opcode)
         && !(touch.precompile && called(top) == bridge::BRIDGE_ADDRESS)
         && touched_words(opcode, top, &touch).is_some()
@@ -171,6 +211,10 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
         (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..]) if touch.precompile => {
             [range_words(args_offset, args_len)?, range_words(ret_offset, ret_len)?].concat()
         }
+        // a create's init code
+        (0xf0, [len, offset, _]) | (0xf5, [_, len, offset, _]) => whole_or_none(offset, len, MAX_INITCODE),
+        // the code a create's frame returns
+        (0xf3, [len, offset]) if touch.create_end => whole_or_none(offset, len, MAX_CODE),
         // the output's part the caller takes
         (0xf3 | 0xfd, [len, offset]) => match touch.ret_len {
             Some(ret_len) => range_words(offset, &(*len).min(U256::from(ret_len)))?,
@@ -191,6 +235,27 @@ pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> O
             range_words(&U256::from(record.ret_offset), &(*len).min(U256::from(record.ret_len)))
         }
         _ => Some(vec![]),
+    }
+}
+
+/// The journal entries a step of `opcode` carries, given the stack words
+/// it reads, the frame's account, whether the frame is a create's, and
+/// for CREATE and CREATE2 the address created (which the creator's nonce
+/// or the init code decides: the verifier checks it once revm computed
+/// it).
+pub(super) fn step_keys(
+    opcode: u8,
+    top: &[U256],
+    target: Address,
+    create_end: bool,
+    created: Address,
+) -> Vec<JournalKey> {
+    if is_create(opcode) {
+        vec![JournalKey::Account(target), JournalKey::Account(created)]
+    } else if create_end && deposits(opcode) {
+        vec![JournalKey::Account(target)]
+    } else {
+        journal_keys(opcode, top, target)
     }
 }
 
@@ -232,4 +297,28 @@ pub(super) fn reads(opcode: u8) -> usize {
 pub(super) fn blockhash_read(opcode: u8, top: &[U256], current: u64) -> Option<u64> {
     let n = u64::try_from(*top.last()?).ok().filter(|_| opcode == 0x40)?;
     (n < current && current - n <= 256).then_some(n)
+}
+
+/// The address CREATE (from the creator's nonce) or CREATE2 (from the
+/// salt and the init code in `memory`) makes, as revm derives it.
+pub(super) fn created_address(
+    opcode: u8,
+    top: &[U256],
+    creator: Address,
+    nonce: u64,
+    memory: &[u8],
+) -> Address {
+    match (opcode, top) {
+        (0xf5, [salt, len, offset, _]) => {
+            let (Some(offset), Some(len)) = (small(offset), small(len).filter(|l| *l <= MAX_INITCODE)) else {
+                return Address::ZERO;
+            };
+            let mut code = vec![0u8; len as usize];
+            let from = (offset as usize).min(memory.len());
+            let to = (offset as usize + len as usize).min(memory.len());
+            code[..to - from].copy_from_slice(&memory[from..to]);
+            creator.create2_from_code(B256::from(*salt), code)
+        }
+        _ => creator.create(nonce),
+    }
 }

@@ -49,6 +49,8 @@ struct Suspended {
     create: bool,
     /// The callee's calldata in its memory: offset and length.
     args: (u64, u64),
+    /// How many logs the journal held when it was suspended.
+    logs_at: usize,
 }
 
 /// A frame open in the replay.
@@ -91,6 +93,8 @@ pub(super) struct Tracer {
     /// Its journal: the entries and the logs' parts (kept only when
     /// `keep_end_journal`: the item's prover needs them, a round does not).
     pub(super) end_journal: Option<(BTreeMap<JournalKey, Vec<u8>>, JournalRoot)>,
+    /// The codes of the accounts it created (kept with the journal).
+    pub(super) end_codes: BTreeMap<B256, Vec<u8>>,
     keep_end_journal: bool,
     /// Whether to stop at the first state after the transaction's start
     /// (its first instruction, or its frame's end if it runs none): the
@@ -169,6 +173,7 @@ impl Tracer {
             checkpoint: Hash::ZERO,
             end: None,
             end_journal: None,
+            end_codes: BTreeMap::new(),
             keep_end_journal: false,
             stop_at_first: false,
             first: None,
@@ -347,6 +352,29 @@ impl Tracer {
 }
 
 impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> for Tracer {
+    fn initialize_interp(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
+        // a create's frame: its creator's record holds the journal the
+        // create's checkpoint restores (the creator's nonce up, the new
+        // address loaded), which revm took after the create instruction ran
+        let Some(s) = self.frames.last_mut().and_then(|f| f.suspended.as_mut()).filter(|s| s.create) else {
+            return;
+        };
+        let inner = &ctx.journaled_state.inner;
+        let created = interp.input.target_address();
+        let at = inner.journal.iter().rposition(
+            |e| matches!(e, revm::context::journal::JournalEntry::AccountCreated { address, .. } if *address == created),
+        );
+        if let Some(journal_i) = at {
+            let mut restored = inner.clone();
+            restored.checkpoint_revert(revm::context_interface::journaled_state::JournalCheckpoint {
+                log_i: s.logs_at,
+                journal_i,
+                selfdestructed_i: inner.selfdestructed_addresses.len(),
+            });
+            s.state.journal = journal::journal_root(&restored).commitment();
+        }
+    }
+
     fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
         use revm::bytecode::opcode::{
             CALL, CALLCODE, CREATE, CREATE2, DELEGATECALL, RETURN, REVERT, STATICCALL,
@@ -393,6 +421,12 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
                 logs_count: inner.logs.len() as u64,
             };
             self.end_journal = Some((journal::entries_of(inner), logs));
+            self.end_codes = inner
+                .state
+                .values()
+                .filter(|a| a.is_created() && a.info.code_hash != revm::primitives::KECCAK_EMPTY)
+                .filter_map(|a| Some((a.info.code_hash, a.info.code.as_ref()?.original_bytes().to_vec())))
+                .collect();
         }
         let r = &outcome.result;
         self.close(&r.output, r.result.is_ok(), end.map(|j| (end_class(r.result), &r.gas, j)));
@@ -448,11 +482,7 @@ impl Tracer {
         let Some(precompiles) = self.precompiles.as_ref() else { return };
         let delegated = super::touches::is_call(opcode)
             && code_of(ctx, super::touches::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));
-        let ends = matches!(opcode, 0x00 | 0xf3 | 0xfd | 0xfe | 0xff);
-        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len)
-            || delegated
-            || (in_create && ends)
-        {
+        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len, in_create) || delegated {
             self.uncovered = Some((index, opcode));
         }
     }
@@ -573,6 +603,7 @@ impl Tracer {
             ret_len,
             create,
             args: (args_offset, args_len),
+            logs_at: ctx.journaled_state.inner.logs.len(),
         });
     }
 }
