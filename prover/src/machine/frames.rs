@@ -212,7 +212,7 @@ fn resume_create(
 /// `return_create` decides it: on success its output becomes the new
 /// account's code (at most [`super::touches::MAX_CODE`] bytes, not starting with `0xEF`,
 /// its deposit paid from the frame's gas), else the create failed.
-fn deposit(
+pub(super) fn deposit(
     host: &mut StepHost,
     result: &mut InterpreterResult,
     address: Address,

@@ -41,12 +41,12 @@ pub const MAX_PROLOGUE_PROOFS: usize = 4;
 /// Most codes a prologue reads (the sender's delegation, the target's).
 pub const MAX_PROLOGUE_CODES: usize = 2;
 
-/// Whether the prologue is a step yet: not for a create, a call to the
-/// bridge, or an EIP-7702 authorization list (each reads or writes more
-/// than the prologue's step carries).
+/// Whether the prologue is a step yet: not for a call to the bridge or an
+/// EIP-7702 authorization list (each reads or writes more than the
+/// prologue's step carries).
 fn prologue_covered(tx: &TxEnv) -> bool {
     use revm::context_interface::Transaction;
-    !tx.kind.is_create() && tx.kind.to() != Some(&bridge::BRIDGE_ADDRESS) && tx.authorization_list_len() == 0
+    tx.kind.to() != Some(&bridge::BRIDGE_ADDRESS) && tx.authorization_list_len() == 0
 }
 
 /// The prologue's step of `tx` over `base` (the state before it).
@@ -195,7 +195,7 @@ pub fn item_coverage<R: ProvableState + Clone>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Option<(u64, u8)>> {
-    // the prologue: no create, no call to the bridge, no authorization
+    // the prologue: no call to the bridge, no authorization
     // list, and neither the sender nor the target delegated by EIP-7702
     // (their delegates' codes are more than a prologue's step carries)
     let delegated = |a: Option<&Address>| -> Result<bool> {
@@ -273,7 +273,7 @@ impl ItemRun {
             replay(base.clone(), &env.params, signed, Tracer::new(wanted, None).keeping_end_journal());
         ran?;
         let (Some(end), Some((entries, logs))) = (t.end, t.end_journal) else {
-            return Err(unsupported("a create transaction"));
+            return Err(Error::Execution("the transaction's frame never ended".into()));
         };
         let tree = JournalTree::of(&entries);
         let journal = JournalRoot { entries: tree.root(), ..logs };

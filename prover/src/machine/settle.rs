@@ -94,10 +94,10 @@ pub fn verify_epilogue(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Ins
 /// and its cap, the EIP-7623 floor), reimburses the sender and pays the
 /// beneficiary, over a host holding just their entries; the receipt then
 /// extends `c_{i-1}`'s frontiers. `None` for a transaction whose epilogue
-/// is not a step (a create, an EIP-7702 authorization list).
+/// is not a step (an EIP-7702 authorization list).
 pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Checked<Option<Settled>> {
     use revm::context_interface::Transaction;
-    if env.tx.kind.is_create() || env.tx.authorization_list_len() != 0 {
+    if env.tx.authorization_list_len() != 0 {
         return Ok(None);
     }
     let end = &step.end;
@@ -140,7 +140,9 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
         tx_type: env.tx.tx_type,
         success,
         gas_used,
-        contract_address: None,
+        // a create transaction that succeeded made the sender's address at
+        // its nonce
+        contract_address: (success && env.tx.kind.is_create()).then(|| env.tx.caller.create(env.tx.nonce)),
         logs,
         logs_count,
         // a message is emitted only by the bridge, which a level-2 trace

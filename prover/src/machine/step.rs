@@ -272,7 +272,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
     // the caller a frame's last instruction resumes
     let caller = caller.filter(|_| ended);
     let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
-    let create_end = caller.as_ref().is_some_and(|c| c.0.create);
+    let create_end = caller.as_ref().map_or(state.depth == 0 && tx.tx_env().kind.is_create(), |c| c.0.create);
     let touch = Touch {
         precompile: calls_precompile(op, &top, &precompiles),
         ret_len: caller.as_ref().map(|c| c.0.ret_len),
@@ -392,7 +392,10 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     {
         return Err("the caller is not the one s_j's frames chain holds".into());
     }
-    let create_end = step.caller.as_ref().is_some_and(|c| c.record.create);
+    // whether the frame is a create's: its caller's record says so, or it
+    // is a create transaction's own
+    let create_end =
+        step.caller.as_ref().map_or(s.depth == 0 && env.tx.kind.is_create(), |c| c.record.create);
     let touch = Touch {
         precompile: calls_precompile(s.opcode, &step.top, &precompiles),
         ret_len: step.caller.as_ref().map(|c| c.record.ret_len),
@@ -539,16 +542,24 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
         Some(InterpreterAction::Return(result)) => match &step.caller {
             Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
-            // a create transaction's frame ends in a code deposit: not a
-            // step yet
-            None if s.depth == 0 && env.tx.kind.is_create() => Ok(InstructionVerdict::Unsupported(s.opcode)),
             None if s.depth == 0 => {
                 let checkpoint = step.checkpoint.ok_or("the transaction's end carries its checkpoint")?;
                 if frames_base(&checkpoint) != s.frames {
                     return Err("not the checkpoint s_j's frames chain holds".into());
                 }
+                let mut result = result;
+                if create_end && result.result.is_ok() {
+                    // a create transaction's frame deposits its code
+                    let address =
+                        step.input.as_ref().ok_or("a create's end carries its frame's input")?.target;
+                    frames::deposit(&mut host, &mut result, address, spec);
+                }
                 let ok = result.result.is_ok();
                 let output = match (s.opcode, step.top.as_slice()) {
+                    // a create's output is its code, no output, unless it reverted
+                    _ if create_end && result.result != revm::interpreter::InstructionResult::Revert => {
+                        DataRef::empty().hash()
+                    }
                     (0xf3 | 0xfd, [_, offset]) if !result.output.is_empty() => {
                         data_hash(result.output.len() as u64, &s.memory, offset.saturating_to::<u64>())
                     }

@@ -90,6 +90,8 @@ pub(super) struct Tracer {
     pub(super) checkpoint: Hash,
     /// The machine after the transaction's frame ended.
     pub(super) end: Option<EndState>,
+    /// For a create transaction: the logs when its frame was asked for.
+    top_create: Option<usize>,
     /// Its journal: the entries and the logs' parts (kept only when
     /// `keep_end_journal`: the item's prover needs them, a round does not).
     pub(super) end_journal: Option<(BTreeMap<JournalKey, Vec<u8>>, JournalRoot)>,
@@ -173,6 +175,7 @@ impl Tracer {
             checkpoint: Hash::ZERO,
             end: None,
             end_journal: None,
+            top_create: None,
             end_codes: BTreeMap::new(),
             keep_end_journal: false,
             stop_at_first: false,
@@ -353,25 +356,33 @@ impl Tracer {
 
 impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> for Tracer {
     fn initialize_interp(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
-        // a create's frame: its creator's record holds the journal the
+        // a create's frame: its creator's record (or for a create
+        // transaction, the frames chain's base) holds the journal the
         // create's checkpoint restores (the creator's nonce up, the new
         // address loaded), which revm took after the create instruction ran
-        let Some(s) = self.frames.last_mut().and_then(|f| f.suspended.as_mut()).filter(|s| s.create) else {
-            return;
+        let top = self.frames.len() == 1;
+        let logs_at = match self.frames.last().and_then(|f| f.suspended.as_ref()) {
+            Some(s) if s.create => s.logs_at,
+            None if top && self.top_create.is_some() => self.top_create.unwrap_or_default(),
+            _ => return,
         };
         let inner = &ctx.journaled_state.inner;
         let created = interp.input.target_address();
         let at = inner.journal.iter().rposition(
             |e| matches!(e, revm::context::journal::JournalEntry::AccountCreated { address, .. } if *address == created),
         );
-        if let Some(journal_i) = at {
-            let mut restored = inner.clone();
-            restored.checkpoint_revert(revm::context_interface::journaled_state::JournalCheckpoint {
-                log_i: s.logs_at,
-                journal_i,
-                selfdestructed_i: inner.selfdestructed_addresses.len(),
-            });
-            s.state.journal = journal::journal_root(&restored).commitment();
+        let Some(journal_i) = at else { return };
+        let mut restored = inner.clone();
+        restored.checkpoint_revert(revm::context_interface::journaled_state::JournalCheckpoint {
+            log_i: logs_at,
+            journal_i,
+            selfdestructed_i: inner.selfdestructed_addresses.len(),
+        });
+        let checkpoint = journal::journal_root(&restored).commitment();
+        match self.frames.last_mut().and_then(|f| f.suspended.as_mut()) {
+            Some(s) => s.state.journal = checkpoint,
+            // a create transaction's frame: the frames chain's base
+            None => self.checkpoint = checkpoint,
         }
     }
 
@@ -412,6 +423,42 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     }
 
     fn call_end(&mut self, ctx: &mut ShardContext<R>, _: &CallInputs, outcome: &mut CallOutcome) {
+        let r = &outcome.result;
+        self.frame_end(ctx, &r.output, r.result, &r.gas);
+    }
+
+    fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
+        if self.frames.is_empty() {
+            self.checkpoint = self.journal(ctx);
+            self.top_create = Some(ctx.journaled_state.inner.logs.len());
+        }
+        self.open(DataRef::empty);
+        None
+    }
+
+    fn create_end(&mut self, ctx: &mut ShardContext<R>, _: &CreateInputs, outcome: &mut CreateOutcome) {
+        // a create's caller sees its output only if it reverted (its code
+        // is no output)
+        let r = &outcome.result;
+        let output = if r.result == revm::interpreter::InstructionResult::Revert {
+            r.output.clone()
+        } else {
+            Default::default()
+        };
+        self.frame_end(ctx, &output, r.result, &r.gas);
+    }
+}
+
+impl Tracer {
+    /// A frame returned `output`: closed, and for the transaction's own
+    /// frame, the machine's end (with the journal for the item's prover).
+    fn frame_end<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        ctx: &mut ShardContext<R>,
+        output: &[u8],
+        result: revm::interpreter::InstructionResult,
+        gas: &revm::interpreter::Gas,
+    ) {
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
         if end.is_some() && self.keep_end_journal {
             let inner = &ctx.journaled_state.inner;
@@ -428,8 +475,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
                 .filter_map(|a| Some((a.info.code_hash, a.info.code.as_ref()?.original_bytes().to_vec())))
                 .collect();
         }
-        let r = &outcome.result;
-        self.close(&r.output, r.result.is_ok(), end.map(|j| (end_class(r.result), &r.gas, j)));
+        self.close(output, result.is_ok(), end.map(|j| (end_class(result), gas, j)));
         if self.stop_at_first
             && self.first.is_none()
             && let Some(end) = &self.end
@@ -437,24 +483,6 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             // a transaction that runs no instruction: its first state is its end
             self.first = Some((end.commitment(), ctx.journaled_state.database.reads().clone()));
         }
-    }
-
-    fn create(&mut self, ctx: &mut ShardContext<R>, _: &mut CreateInputs) -> Option<CreateOutcome> {
-        if self.frames.is_empty() {
-            self.checkpoint = self.journal(ctx);
-        }
-        self.open(DataRef::empty);
-        None
-    }
-
-    fn create_end(&mut self, _: &mut ShardContext<R>, _: &CreateInputs, outcome: &mut CreateOutcome) {
-        // a create's caller sees its output only if it reverted
-        let output = if outcome.result.result.is_revert() {
-            outcome.result.output.clone()
-        } else {
-            Default::default()
-        };
-        self.close(&output, outcome.result.result.is_ok(), None);
     }
 }
 
@@ -478,7 +506,7 @@ impl Tracer {
         let top_frame = self.frames.last();
         let caller = top_frame.and_then(|f| f.suspended.as_ref());
         let ret_len = caller.map(|c| c.ret_len);
-        let in_create = caller.is_some_and(|c| c.create);
+        let in_create = caller.map_or(self.frames.len() == 1 && self.top_create.is_some(), |c| c.create);
         let Some(precompiles) = self.precompiles.as_ref() else { return };
         let delegated = super::touches::is_call(opcode)
             && code_of(ctx, super::touches::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));

@@ -261,3 +261,46 @@ fn an_altered_create_step_proves_nothing() {
     assert!(deposits >= 3, "{deposits} deposits");
     assert!(codes >= 3, "{codes} codes committed");
 }
+
+fn deploy(init: Vec<u8>, value: u64, gas: u64) -> SignedTx {
+    sign_1559(&signer(0), 0, TxKind::Create, U256::from(value), Bytes::from(init), gas)
+}
+
+/// A create transaction's own frame: its prologue, its init code (which
+/// may itself create), its deposit at the end, its receipt naming the
+/// contract, and the commit of its code; a failed one (a revert, code
+/// over the limit, its deposit unpaid) keeps only its fee and nonce. Each
+/// ends on level 1's `c_1`.
+#[test]
+fn a_create_transaction_is_a_trace_like_any_other() {
+    let s = state(&[]);
+    let ok = deployer(&answer());
+    let mut nested = store(&ok, 0);
+    nested.extend(create(0, ok.len() as u64, 0, 0x05));
+    nested.extend(deployer(&answer())[5..].iter().copied()); // then deploy `answer` itself
+    let reverts = [push(0xdead), push(0), vec![0x52], push(32), push(0), vec![0xfd]].concat();
+    let big = [push(24_577), push(0), vec![0xf3]].concat();
+    let deposit = [push(1_000), push(0), vec![0xf3]].concat();
+    for (what, init, value, gas, success) in [
+        ("a deployment", ok, 7, 200_000, true),
+        ("a deployment that creates", nested, 0, 400_000, true),
+        ("empty init code", vec![], 0, 100_000, true),
+        ("a revert", reverts, 0, 100_000, false),
+        ("code over the limit", big, 0, 200_000, false),
+        ("a deposit it cannot pay", deposit, 0, 100_000, false),
+    ] {
+        let tx = deploy(init, value, gas);
+        walk(&s, &tx);
+        let exec = prover::execute_items(
+            s.reader(0).unwrap(),
+            &params(1),
+            vec![prover::Item::Tx(tx)],
+            prover::Mode::Verify,
+        )
+        .unwrap();
+        let receipt = &exec.outcomes[0].receipt;
+        assert_eq!(receipt.success, success, "{what}");
+        let created = signer(0).address().create(0);
+        assert_eq!(receipt.contract_address, success.then_some(created), "{what}");
+    }
+}
