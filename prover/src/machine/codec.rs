@@ -349,6 +349,7 @@ fn encode_journal(j: &StepJournal, out: &mut Vec<u8>) {
     j.root.entries.encode_to(out);
     j.root.logs.encode_to(out);
     j.root.logs_count.encode_to(out);
+    j.root.messages.encode_to(out);
     encode_list_of(&j.entries, out, encode_journal_proof);
     encode_list_of(&j.pre, out, encode_state_proof);
     encode_value(&j.code, out);
@@ -359,6 +360,7 @@ fn decode_journal(input: &mut &[u8]) -> Result<StepJournal, DecodeError> {
         entries: <[u8; 32]>::decode(input)?,
         logs: Hash::decode(input)?,
         logs_count: u64::decode(input)?,
+        messages: Hash::decode(input)?,
     };
     let entries = decode_list_of(input, "journal entries", MAX_STEP_ENTRIES, decode_journal_proof)?;
     let pre = decode_list_of(input, "state proofs", MAX_STEP_ENTRIES, decode_state_proof)?;
@@ -458,9 +460,11 @@ impl Encode for EpilogueStep {
         self.journal.entries.encode_to(out);
         self.journal.logs.encode_to(out);
         self.journal.logs_count.encode_to(out);
+        self.journal.messages.encode_to(out);
         encode_list_of(&self.entries, out, encode_journal_proof);
         encode_list_of(&self.pre, out, encode_state_proof);
         self.trace.encode_to(out);
+        encode_list_of(&self.messages, out, |id, out| id.encode_to(out));
     }
 }
 
@@ -472,10 +476,12 @@ impl Decode for EpilogueStep {
                 entries: <[u8; 32]>::decode(input)?,
                 logs: Hash::decode(input)?,
                 logs_count: u64::decode(input)?,
+                messages: Hash::decode(input)?,
             },
             entries: decode_list_of(input, "epilogue entries", 2, decode_journal_proof)?,
             pre: decode_list_of(input, "epilogue proofs", 2, decode_state_proof)?,
             trace: bridge::TraceState::decode(input)?,
+            messages: decode_list_of(input, "messages", super::settle::MAX_ITEM_MESSAGES, Hash::decode)?,
         })
     }
 }

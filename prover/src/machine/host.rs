@@ -123,7 +123,8 @@ pub(super) fn open_journal(
         return Err("the journal's parts are not the state's".into());
     }
     let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
-    let keys = step_keys(s.opcode, &step.top, target, create_end, claimed_created(step));
+    let keys =
+        step_keys(s.opcode, &step.top, target, create_end, claimed_created(step), claimed_channel(step));
     let codes: Vec<Vec<u8>> = j.code.iter().cloned().collect();
     open_entries(&j.root, &j.entries, &j.pre, &codes, &keys, env)
 }
@@ -134,6 +135,15 @@ pub(super) fn claimed_created(step: &InstructionStep) -> Address {
     match step.journal.as_ref().and_then(|j| j.entries.get(1)).map(|e| e.key) {
         Some(JournalKey::Account(a)) if super::touches::is_create(step.state.opcode) => a,
         _ => Address::ZERO,
+    }
+}
+
+/// The bridge's slot a call to it says it sends on (its third entry):
+/// the precompile may touch no other.
+pub(super) fn claimed_channel(step: &InstructionStep) -> U256 {
+    match step.journal.as_ref().and_then(|j| j.entries.get(2)).map(|e| e.key) {
+        Some(JournalKey::Slot(a, k)) if a == bridge::BRIDGE_ADDRESS => k,
+        _ => U256::ZERO,
     }
 }
 

@@ -41,12 +41,11 @@ pub const MAX_PROLOGUE_PROOFS: usize = 4;
 /// Most codes a prologue reads (the sender's delegation, the target's).
 pub const MAX_PROLOGUE_CODES: usize = 2;
 
-/// Whether the prologue is a step yet: not for a call to the bridge or an
-/// EIP-7702 authorization list (each reads or writes more than the
-/// prologue's step carries).
+/// Whether the prologue is a step yet: not for an EIP-7702 authorization
+/// list (its authorities are more than the prologue's step carries).
 fn prologue_covered(tx: &TxEnv) -> bool {
     use revm::context_interface::Transaction;
-    tx.kind.to() != Some(&bridge::BRIDGE_ADDRESS) && tx.authorization_list_len() == 0
+    tx.authorization_list_len() == 0
 }
 
 /// The prologue's step of `tx` over `base` (the state before it).
@@ -195,7 +194,7 @@ pub fn item_coverage<R: ProvableState + Clone>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Option<(u64, u8)>> {
-    // the prologue: no call to the bridge, no authorization
+    // the prologue: no authorization
     // list, and neither the sender nor the target delegated by EIP-7702
     // (their delegates' codes are more than a prologue's step carries)
     let delegated = |a: Option<&Address>| -> Result<bool> {
@@ -286,8 +285,14 @@ impl ItemRun {
             }
             proofs.push(JournalProof { key, value, proof: tree.prove(&key) });
         }
-        let epilogue =
-            EpilogueStep { end: end.clone(), journal, entries: proofs, pre: pre_values, trace: pre.clone() };
+        let epilogue = EpilogueStep {
+            end: end.clone(),
+            journal,
+            entries: proofs,
+            pre: pre_values,
+            trace: pre.clone(),
+            messages: t.end_messages.clone(),
+        };
         let settled = settle::settle(&epilogue, &end.commitment(), env)
             .map_err(|e| Error::Execution(format!("the epilogue: {e}")))?
             .ok_or_else(|| unsupported("this transaction's epilogue"))?;

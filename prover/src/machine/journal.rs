@@ -3,22 +3,26 @@
 //!
 //! The journal is a sparse Merkle map (the state tree's own kind, blake3,
 //! [`PartialTree`]) from [`JournalKey`] to the entry's canonical bytes, and a
-//! hash chain of the logs. An entry is in the map exactly while it is
-//! *warm*: an account or slot the transaction has loaded (and not lost in a
-//! reverted frame), with its present value (and, for a slot, its value at
-//! the transaction's start); non-zero transient storage. Everything else
-//! reads as it was when the item started: revm keeps an account or slot
-//! first loaded in a reverted frame as a cold entry whose value is the one
-//! before the transaction, so leaving cold entries out loses nothing, and a
-//! step reading a key the map lacks proves its value against `c_{i-1}`'s
-//! state root instead. The warm addresses revm never journals (coinbase,
-//! precompiles, the access list) follow from the block and the transaction,
-//! which the referee has.
+//! hash chain of the logs, and a hash chain of the ids of the messages the
+//! bridge sent. An entry is in the map exactly while it is *warm*: an
+//! account or slot the transaction has loaded (and not lost in a reverted
+//! frame), with its present value (and, for a slot, its value at the
+//! transaction's start); non-zero transient storage. Everything else reads
+//! as it was when the item started: revm keeps an account or slot first
+//! loaded in a reverted frame as a cold entry whose value is the one before
+//! the transaction, so leaving cold entries out loses nothing, and a step
+//! reading a key the map lacks proves its value against `c_{i-1}`'s state
+//! root instead. The addresses and slots a transaction starts warm
+//! (coinbase, precompiles, the access list) follow from the block and the
+//! transaction, which the referee has; revm loads them without journaling
+//! the load, so a failed frame leaves them loaded: the map holds them only
+//! once changed (`account_held`, `slot_held`), so the journal after a
+//! failed frame is its checkpoint's, as revm's is in all that matters.
 
 use std::collections::BTreeMap;
 
-use alloy_primitives::{Address, B256, U256};
-use bridge::{Hash, hash_domain};
+use alloy_primitives::{Address, B256, Log, U256};
+use bridge::{Hash, ShardId, hash_domain};
 use revm::context::journal::{JournalEntry, JournalInner};
 use revm::state::{Account, AccountInfo, AccountStatus, EvmStorageSlot, TransactionId};
 
@@ -80,13 +84,43 @@ pub struct JournalRoot {
     pub logs: Hash,
     /// How many logs.
     pub logs_count: u64,
+    /// Hash chain of the ids of the messages the bridge sent so far (its
+    /// `MessageSent` logs): what the epilogue adds to the outbox.
+    pub messages: Hash,
 }
 
 impl JournalRoot {
     /// The journal's hash in `s_j`.
     pub fn commitment(&self) -> Hash {
-        hash_domain(b"optishard.journal", &[&self.entries, &self.logs.0, &self.logs_count.to_be_bytes()])
+        hash_domain(
+            b"optishard.journal",
+            &[&self.entries, &self.logs.0, &self.logs_count.to_be_bytes(), &self.messages.0],
+        )
     }
+
+    /// The logs' parts of a journal that emitted `logs` (shard `shard`'s),
+    /// its map's root left zero.
+    pub(crate) fn of_logs(logs: &[Log], shard: ShardId) -> JournalRoot {
+        JournalRoot { entries: [0; 32], logs_count: 0, logs: Hash::ZERO, messages: Hash::ZERO }
+            .extended(logs, shard)
+    }
+
+    /// These parts after `logs` more were emitted.
+    pub(crate) fn extended(&self, logs: &[Log], shard: ShardId) -> JournalRoot {
+        let ids: Vec<Hash> =
+            crate::bridge::messages_in(logs, shard).iter().map(bridge::Message::id).collect();
+        JournalRoot {
+            entries: self.entries,
+            logs: extend_logs(self.logs, logs),
+            logs_count: self.logs_count + logs.len() as u64,
+            messages: extend_messages(self.messages, &ids),
+        }
+    }
+}
+
+/// The messages' chain over `below` extended by the ids `ids`.
+pub(crate) fn extend_messages(below: Hash, ids: &[Hash]) -> Hash {
+    ids.iter().fold(below, |below, id| hash_domain(b"optishard.messages", &[&below.0, &id.0]))
 }
 
 /// The account's entry: balance, nonce, code hash, status (without the
@@ -135,24 +169,44 @@ pub(crate) fn slot_of(entry: &[u8], id: TransactionId) -> Option<EvmStorageSlot>
 /// The entry of `key` in a revm journal: `None` if it is not warm (or a
 /// zero transient slot).
 pub(crate) fn entry_in(inner: &JournalInner<JournalEntry>, key: &JournalKey) -> Option<Vec<u8>> {
-    let id = inner.transaction_id;
     match key {
         JournalKey::Account(a) => inner
             .state
             .get(a)
-            .filter(|acc| !acc.is_cold_transaction_id(id))
+            .filter(|acc| account_held(inner, a, acc))
             .map(|acc| account_entry(&acc.info, acc.status)),
         JournalKey::Slot(a, k) => inner
             .state
             .get(a)
             .and_then(|acc| acc.storage.get(k))
-            .filter(|s| !s.is_cold_transaction_id(id))
+            .filter(|s| slot_held(inner, a, k, s))
             .map(slot_entry),
         JournalKey::Transient(a, k) => {
             let v = inner.transient_storage.get_value(*a, *k);
             (!v.is_zero()).then(|| v.to_be_bytes::<32>().to_vec())
         }
     }
+}
+
+/// Whether the map holds a loaded account: it is warm, and unless the
+/// transaction starts it warm (a precompile, the coinbase, the access
+/// list), it was touched or holds a slot the map holds. revm loads such an
+/// address without journaling it, so a frame that loaded it and failed
+/// leaves it loaded, as the state holds it: out of the map, as it was at
+/// the frame's checkpoint.
+fn account_held(inner: &JournalInner<JournalEntry>, a: &Address, acc: &Account) -> bool {
+    !acc.is_cold_transaction_id(inner.transaction_id)
+        && (!inner.warm_addresses.is_warm(a)
+            || acc.is_touched()
+            || acc.storage.iter().any(|(k, s)| slot_held(inner, a, k, s)))
+}
+
+/// Whether the map holds a loaded slot: it is warm, and unless the access
+/// list starts it warm, it differs from its value at the transaction's
+/// start (as [`account_held`], for the same reason).
+fn slot_held(inner: &JournalInner<JournalEntry>, a: &Address, k: &U256, s: &EvmStorageSlot) -> bool {
+    !s.is_cold_transaction_id(inner.transaction_id)
+        && (!inner.warm_addresses.is_storage_warm(a, k) || s.present_value != s.original_value)
 }
 
 /// Every entry of a revm journal, by key.
@@ -210,10 +264,9 @@ impl JournalTree {
 }
 
 /// The journal's parts of a revm journal.
-pub(crate) fn journal_root(inner: &JournalInner<JournalEntry>) -> JournalRoot {
+pub(crate) fn journal_root(inner: &JournalInner<JournalEntry>, shard: ShardId) -> JournalRoot {
     JournalRoot {
         entries: JournalTree::of(&entries_of(inner)).root(),
-        logs: extend_logs(Hash::ZERO, &inner.logs),
-        logs_count: inner.logs.len() as u64,
+        ..JournalRoot::of_logs(&inner.logs, shard)
     }
 }

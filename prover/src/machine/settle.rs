@@ -65,7 +65,14 @@ pub struct EpilogueStep {
     pub pre: Vec<StateProof>,
     /// The trace before the item, but its state root.
     pub trace: TraceState,
+    /// The ids of the messages the item sent (the journal's messages'
+    /// chain is theirs), which its receipt names and the outbox takes.
+    pub messages: Vec<Hash>,
 }
+
+/// Most messages one item sends: each costs at least [`crate::SEND_GAS`]
+/// of gas no transaction has more than 2^30 of.
+pub(super) const MAX_ITEM_MESSAGES: usize = ((1 << 30) / crate::SEND_GAS) as usize;
 
 /// The entries the epilogue touches: the sender's, then the beneficiary's.
 pub(super) fn epilogue_keys(env: &StepEnv) -> Vec<JournalKey> {
@@ -113,6 +120,11 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
     if !step.trace.matches(&env.pre) {
         return Err("not the trace before the item".into());
     }
+    if step.messages.len() as u64 > env.tx.gas_limit / crate::SEND_GAS
+        || journal::extend_messages(Hash::ZERO, &step.messages) != step.journal.messages
+    {
+        return Err("not the messages the journal sent".into());
+    }
     let keys = epilogue_keys(env);
     let (db, opened, mut tree) = open_entries(&step.journal, &step.entries, &step.pre, &[], &keys, env)?;
     let host = host_for(db, &opened, env)?;
@@ -135,6 +147,7 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
     let success = end.result == END_OK;
     let (logs, logs_count) =
         if success { (step.journal.logs, step.journal.logs_count) } else { (Hash::ZERO, 0) };
+    let messages: &[Hash] = if success { &step.messages } else { &[] };
     let receipt = receipt_hash(&ReceiptParts {
         tx_hash: env.tx_hash,
         tx_type: env.tx.tx_type,
@@ -145,12 +158,10 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
         contract_address: (success && env.tx.kind.is_create()).then(|| env.tx.caller.create(env.tx.nonce)),
         logs,
         logs_count,
-        // a message is emitted only by the bridge, which a level-2 trace
-        // never calls
-        messages: &[],
+        messages,
     });
     let mut trace = step.trace.clone();
-    trace.push([], &receipt, gas_used);
+    trace.push(messages.iter().copied(), &receipt, gas_used);
     let state = CommitState { entries: tree.hash(), trace: trace.commitment(env.pre.state_root) };
     Ok(Some(Settled { state, written }))
 }

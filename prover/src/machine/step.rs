@@ -287,13 +287,18 @@ pub fn instruction_step<R: ProvableState + Clone>(
     } else {
         Address::ZERO
     };
+    let channel = if called(&top) == bridge::BRIDGE_ADDRESS {
+        call_args(op, &top, &memory).map_or(U256::ZERO, |input| channel_of(&input))
+    } else {
+        U256::ZERO
+    };
     let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
     let journal = carries_journal(op, create_end)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
             let mut entries = Vec::new();
             let mut pre = Vec::new();
-            for key in step_keys(op, &top, input.target, create_end, created) {
+            for key in step_keys(op, &top, input.target, create_end, created, channel) {
                 let value = journal.get(&key).cloned();
                 if let (None, Some(k)) = (&value, key.pre_key()) {
                     pre.push(base.prove(k)?);
@@ -401,10 +406,6 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         ret_len: step.caller.as_ref().map(|c| c.record.ret_len),
         create_end,
     };
-    if touch.precompile && called(&step.top) == bridge::BRIDGE_ADDRESS {
-        // the bridge's journal entries are not carried yet
-        return Ok(InstructionVerdict::Unsupported(s.opcode));
-    }
     // the memory words: exactly those touched, in s_j's memory tree, zero
     // past its size
     let Some(touched) = touched_words(s.opcode, &step.top, &touch) else {
@@ -524,7 +525,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     }
     let action = interp.bytecode.action().take();
     interp.bytecode.reset_action();
-    let mut next = Next { step, opened: &opened, tree: &mut tree };
+    let mut next = Next { step, opened: &opened, tree: &mut tree, shard: env.params.shard };
     match action {
         Some(InterpreterAction::NewFrame(revm::interpreter::FrameInput::Call(inputs))) => {
             if step.caller.is_some() {
@@ -599,6 +600,8 @@ pub(super) struct Next<'a> {
     pub(super) step: &'a InstructionStep,
     pub(super) opened: &'a Opened,
     pub(super) tree: &'a mut PartialTree,
+    /// The shard the item runs on (its messages' source).
+    pub(super) shard: bridge::ShardId,
 }
 
 impl Next<'_> {
@@ -620,8 +623,7 @@ impl Next<'_> {
         Ok(JournalRoot {
             // a log touches no entry: the map is as it was
             entries: if keys.is_empty() { j.root.entries } else { self.tree.hash() },
-            logs: journal::extend_logs(j.root.logs, &inner.logs),
-            logs_count: j.root.logs_count + inner.logs.len() as u64,
+            ..j.root.extended(&inner.logs, self.shard)
         }
         .commitment())
     }
@@ -723,5 +725,6 @@ pub(super) const MAX_STEP_MEMORY_WORDS: usize = {
     let create = (MAX_INITCODE as usize).div_ceil(32) + 1;
     if mcopy > create { mcopy } else { create }
 };
-/// Most journal entries an instruction touches here (SLOAD, SSTORE).
-pub(super) const MAX_STEP_ENTRIES: usize = 2;
+/// Most journal entries an instruction touches here (a call to the
+/// bridge: the caller, the bridge, its channel's slot).
+pub(super) const MAX_STEP_ENTRIES: usize = 3;

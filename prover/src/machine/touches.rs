@@ -171,8 +171,8 @@ pub fn is_covered(opcode: u8) -> bool {
 
 /// Whether the verifier covers `opcode` with the stack words `top` it
 /// reads (a caller taking `ret_len` bytes of a frame end's output): a
-/// covered opcode, memory ranges within [`MAX_STEP_RANGE`], no call to the
-/// bridge. (A call through an EIP-7702 delegation is the tracer's to see.)
+/// covered opcode, memory ranges within [`MAX_STEP_RANGE`]. (A call
+/// through an EIP-7702 delegation is the tracer's to see.)
 pub(super) fn instruction_covered(
     opcode: u8,
     top: &[U256],
@@ -181,9 +181,7 @@ pub(super) fn instruction_covered(
     create_end: bool,
 ) -> bool {
     let touch = Touch { precompile: calls_precompile(opcode, top, precompiles), ret_len, create_end };
-    is_covered(opcode)
-        && !(touch.precompile && called(top) == bridge::BRIDGE_ADDRESS)
-        && touched_words(opcode, top, &touch).is_some()
+    is_covered(opcode) && touched_words(opcode, top, &touch).is_some()
 }
 
 /// A stack word as an offset or length a step can carry memory for.
@@ -239,19 +237,27 @@ pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> O
 }
 
 /// The journal entries a step of `opcode` carries, given the stack words
-/// it reads, the frame's account, whether the frame is a create's, and
-/// for CREATE and CREATE2 the address created (which the creator's nonce
-/// or the init code decides: the verifier checks it once revm computed
-/// it).
+/// it reads, the frame's account, whether the frame is a create's, for
+/// CREATE and CREATE2 the address created (which the creator's nonce or
+/// the init code decides: the verifier checks it once revm computed it),
+/// and for a call to the bridge the channel slot its calldata names.
 pub(super) fn step_keys(
     opcode: u8,
     top: &[U256],
     target: Address,
     create_end: bool,
     created: Address,
+    channel: U256,
 ) -> Vec<JournalKey> {
     if is_create(opcode) {
         vec![JournalKey::Account(target), JournalKey::Account(created)]
+    } else if is_call(opcode) && called(top) == bridge::BRIDGE_ADDRESS {
+        // a send reads and bumps its channel's counter, a slot of the
+        // bridge's the calldata names (revm then checks the precompile
+        // touched nothing else)
+        let mut keys = journal_keys(opcode, top, target);
+        keys.push(JournalKey::Slot(bridge::BRIDGE_ADDRESS, channel));
+        keys
     } else if create_end && deposits(opcode) {
         vec![JournalKey::Account(target)]
     } else {
@@ -321,4 +327,37 @@ pub(super) fn created_address(
         }
         _ => creator.create(nonce),
     }
+}
+
+/// The bridge's channel slot a call's calldata (`input`) sends on: that of
+/// `send`'s or `sendWithGas`'s destination shard (zero for any other
+/// call, which touches no slot).
+pub(super) fn channel_of(input: &[u8]) -> U256 {
+    use crate::bridge::IBridge;
+    use alloy_sol_types::SolCall;
+    let dst = if let Ok(c) = IBridge::sendCall::abi_decode(input) {
+        c.dstShard
+    } else if let Ok(c) = IBridge::sendWithGasCall::abi_decode(input) {
+        c.dstShard
+    } else {
+        return U256::ZERO;
+    };
+    crate::bridge::channel_slot(bridge::ShardId(dst))
+}
+
+/// The calldata CALL or CALLCODE passes (its arguments' range of
+/// `memory`, zero past its end): `None` for another instruction or past
+/// what a step carries.
+pub(super) fn call_args(opcode: u8, top: &[U256], memory: &[u8]) -> Option<Vec<u8>> {
+    let [_, _, args_len, args_offset, _, _, _] = top else { return None };
+    if !matches!(opcode, 0xf1 | 0xf2) {
+        return None;
+    }
+    let (offset, len) =
+        (small(args_offset)? as usize, small(args_len).filter(|l| *l <= MAX_STEP_RANGE)? as usize);
+    let mut out = vec![0u8; len];
+    let from = offset.min(memory.len());
+    let to = (offset + len).min(memory.len());
+    out[..to - from].copy_from_slice(&memory[from..to]);
+    Some(out)
 }

@@ -92,6 +92,10 @@ pub(super) struct Tracer {
     pub(super) end: Option<EndState>,
     /// For a create transaction: the logs when its frame was asked for.
     top_create: Option<usize>,
+    /// The shard it runs on (its messages' source).
+    shard: bridge::ShardId,
+    /// The ids of the messages it sent (kept with the journal).
+    pub(super) end_messages: Vec<Hash>,
     /// Its journal: the entries and the logs' parts (kept only when
     /// `keep_end_journal`: the item's prover needs them, a round does not).
     pub(super) end_journal: Option<(BTreeMap<JournalKey, Vec<u8>>, JournalRoot)>,
@@ -176,6 +180,8 @@ impl Tracer {
             end: None,
             end_journal: None,
             top_create: None,
+            shard: bridge::ShardId(0),
+            end_messages: Vec::new(),
             end_codes: BTreeMap::new(),
             keep_end_journal: false,
             stop_at_first: false,
@@ -267,7 +273,7 @@ impl Tracer {
         match self.journal_cache {
             Some((k, hash)) if k == key => hash,
             _ => {
-                let hash = journal::journal_root(inner).commitment();
+                let hash = journal::journal_root(inner, self.shard).commitment();
                 self.journal_cache = Some((key, hash));
                 hash
             }
@@ -378,7 +384,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             journal_i,
             selfdestructed_i: inner.selfdestructed_addresses.len(),
         });
-        let checkpoint = journal::journal_root(&restored).commitment();
+        let checkpoint = journal::journal_root(&restored, self.shard).commitment();
         match self.frames.last_mut().and_then(|f| f.suspended.as_mut()) {
             Some(s) => s.state.journal = checkpoint,
             // a create transaction's frame: the frames chain's base
@@ -462,12 +468,10 @@ impl Tracer {
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
         if end.is_some() && self.keep_end_journal {
             let inner = &ctx.journaled_state.inner;
-            let logs = JournalRoot {
-                entries: [0; 32],
-                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
-                logs_count: inner.logs.len() as u64,
-            };
+            let logs = JournalRoot::of_logs(&inner.logs, self.shard);
             self.end_journal = Some((journal::entries_of(inner), logs));
+            self.end_messages =
+                crate::bridge::messages_in(&inner.logs, self.shard).iter().map(bridge::Message::id).collect();
             self.end_codes = inner
                 .state
                 .values()
@@ -554,11 +558,7 @@ impl Tracer {
             };
             let ext_code = named.map(|w| Address::from_word(B256::from(*w))).and_then(|a| code_of(ctx, a));
             let inner = &ctx.journaled_state.inner;
-            let logs = JournalRoot {
-                entries: [0; 32],
-                logs: journal::extend_logs(Hash::ZERO, &inner.logs),
-                logs_count: inner.logs.len() as u64,
-            };
+            let logs = JournalRoot::of_logs(&inner.logs, self.shard);
             let input = self.input(interp);
             let top = self.frames.last();
             self.kept_depth = self.frames.len();
@@ -686,8 +686,9 @@ pub(super) fn replay<R: DatabaseRef<Error = Error>>(
     base: R,
     params: &BlockParams,
     tx: TxEnv,
-    tracer: Tracer,
+    mut tracer: Tracer,
 ) -> (Tracer, Result<()>) {
+    tracer.shard = params.shard;
     let mut evm = Context::mainnet()
         .with_db(Overlay::new(base))
         .with_block(params.block_env())

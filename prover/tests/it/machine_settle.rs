@@ -17,28 +17,44 @@ const FRESH: Address = Address::repeat_byte(0xe7);
 
 /// Level 1's `c_1` of `tx` alone over `s`.
 pub(crate) fn level_one(s: &AuthState, tx: &SignedTx) -> bridge::TraceCommitment {
-    let exec =
-        prover::execute_items(s.reader(0).unwrap(), &params(1), vec![Item::Tx(tx.clone())], Mode::Verify)
-            .unwrap();
-    exec.trace(s, 0).unwrap().pop().unwrap()
+    level_one_at(s, 0, tx)
+}
+
+/// Level 1's `c_1` of `tx` alone over `s` at `version`.
+fn level_one_at(s: &AuthState, version: u64, tx: &SignedTx) -> bridge::TraceCommitment {
+    let exec = prover::execute_items(
+        s.reader(version).unwrap(),
+        &params(version + 1),
+        vec![Item::Tx(tx.clone())],
+        Mode::Verify,
+    )
+    .unwrap();
+    exec.trace(s, version).unwrap().pop().unwrap()
 }
 
 /// Every step of `tx`'s trace, each from the replay's `T_j`, re-executes to
 /// `T_{j+1}`; the trace ends on level 1's `c_1`; a step past the end stays
 /// there. Returns the trace's states and its instruction count.
 pub(crate) fn walk(s: &AuthState, tx: &SignedTx) -> (Vec<Hash>, u64) {
+    walk_at(s, 0, tx)
+}
+
+/// [`walk`] over `s` at `version` (in block `version + 1`).
+pub(crate) fn walk_at(s: &AuthState, version: u64, tx: &SignedTx) -> (Vec<Hash>, u64) {
     let pre = TraceState::start();
-    assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), tx).unwrap(), None, "every step is covered");
-    let head = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &[]).unwrap();
+    let p = params(version + 1);
+    let reader = || s.reader(version).unwrap();
+    assert_eq!(item_coverage(reader(), &p, tx).unwrap(), None, "every step is covered");
+    let head = item_trace(reader(), &p, tx, &pre, &[]).unwrap();
     let all: Vec<u64> = (0..=head.last + 1).collect();
-    let t = item_trace(s.reader(0).unwrap(), &params(1), tx, &pre, &all).unwrap();
-    let c1 = level_one(s, tx);
+    let t = item_trace(reader(), &p, tx, &pre, &all).unwrap();
+    let c1 = level_one_at(s, version, tx);
     assert_eq!(t.end, c1, "the trace ends on level 1's c_1");
     assert_eq!(t.states[t.last as usize], c1.hash());
     assert_eq!(t.states[t.last as usize + 1], c1.hash(), "past its end a trace stays at c_i");
-    let env = StepEnv::new(params(1), tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+    let env = StepEnv::new(p.clone(), tx, bridge::TraceCommitment::start(s.root(version).unwrap()));
     for j in 0..=t.last {
-        let step = item_step(s.reader(0).unwrap(), &params(1), tx, &pre, j).unwrap();
+        let step = item_step(reader(), &p, tx, &pre, j).unwrap();
         let wire = bridge::Encode::encode(&step);
         assert_eq!(bridge::decode_exact::<ItemStep>(&wire).unwrap(), step, "the wire form is the step");
         let kind = match &step {
@@ -326,22 +342,28 @@ mod random_items {
 
 /// The coverage check an honest defender runs before it descends names
 /// exactly the first step the verifier would not take: a KECCAK256 longer
-/// than a step carries, a call to the bridge; and the
+/// than a step carries, a call through an EIP-7702 delegation; and the
 /// step there is `Unsupported`, every one before it upheld.
 #[test]
 fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
-    let mut to_bridge = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
-    to_bridge.extend_from_slice(bridge::BRIDGE_ADDRESS.as_slice());
-    to_bridge.extend([0x5a, 0xf1, 0x00]);
+    let mut to_delegated = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    to_delegated.extend_from_slice(OTHER.as_slice());
+    to_delegated.extend([0x5a, 0xf1, 0x00]);
+    let mut designation = vec![0xef, 0x01, 0x00];
+    designation.extend_from_slice(FRESH.as_slice());
     for (name, code, opcode) in [
         (
             "KECCAK256 of 4,097 bytes",
             vec![0x60, 0x02, 0x60, 0x01, 0x55, 0x61, 0x10, 0x01, 0x60, 0x00, 0x20, 0x00],
             0x20,
         ),
-        ("a call to the bridge", to_bridge, 0xf1),
+        ("a call through a delegation", to_delegated, 0xf1),
     ] {
-        let s = state(&[(TARGET, code, vec![])]);
+        let s = state(&[
+            (TARGET, code, vec![]),
+            (OTHER, designation.clone(), vec![]),
+            (FRESH, vec![0x00], vec![]),
+        ]);
         let tx = tx_to(TARGET, 0, vec![]);
         let (j, op) = item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap().expect(name);
         assert_eq!(op, opcode, "{name}");
@@ -367,4 +389,52 @@ fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
     let s = state(&[(TARGET, delegation, vec![]), (OTHER, vec![0x00], vec![])]);
     let tx = tx_to(TARGET, 0, vec![]);
     assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap(), Some((0, 0)));
+}
+
+/// Addresses and slots a transaction starts warm (its access list, the
+/// precompiles, the coinbase) are loaded by revm without a journal entry,
+/// so a frame that loaded them and failed leaves them loaded: the journal
+/// after it is still its checkpoint's. A nested frame reads an access-list
+/// slot and account, calls a precompile, and reverts; then the
+/// transaction's own frame does the same and reverts too.
+#[test]
+fn warm_addresses_a_failed_frame_loaded_leave_the_journal_as_it_was() {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2930::{AccessList, AccessListItem};
+    use alloy_signer::SignerSync;
+    // SLOAD 9 (access-listed), BALANCE of OTHER (access-listed), a call to
+    // the identity precompile, REVERT
+    let mut loads = vec![0x60, 0x09, 0x54, 0x50, 0x73];
+    loads.extend_from_slice(OTHER.as_slice());
+    loads.extend([0x31, 0x50]);
+    loads.extend([0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x04, 0x5a, 0xf1, 0x50]);
+    let mut nested = loads.clone();
+    nested.extend([0x60, 0x00, 0x60, 0x00, 0xfd]);
+    // the transaction's frame: call FRESH (the nested frame), then the
+    // same loads, then REVERT
+    let mut top = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    top.extend_from_slice(FRESH.as_slice());
+    top.extend([0x5a, 0xf1, 0x50]);
+    top.extend(&loads);
+    top.extend([0x60, 0x00, 0x60, 0x00, 0xfd]);
+    let s = state(&[(TARGET, top, vec![(9, 1)]), (FRESH, nested, vec![(9, 2)]), (OTHER, vec![0x00], vec![])]);
+    let list = AccessList(vec![
+        AccessListItem { address: TARGET, storage_keys: vec![alloy_primitives::B256::with_last_byte(9)] },
+        AccessListItem { address: FRESH, storage_keys: vec![alloy_primitives::B256::with_last_byte(9)] },
+        AccessListItem { address: OTHER, storage_keys: vec![] },
+    ]);
+    let tx = TxEip1559 {
+        chain_id: crate::support::CHAIN_ID,
+        nonce: 0,
+        gas_limit: 1_000_000,
+        max_fee_per_gas: 100,
+        max_priority_fee_per_gas: 2,
+        to: TxKind::Call(TARGET),
+        value: U256::ZERO,
+        access_list: list,
+        input: Bytes::new(),
+    };
+    let sig = signer(0).sign_hash_sync(&tx.signature_hash()).unwrap();
+    let tx = SignedTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).unwrap();
+    walk(&s, &tx);
 }

@@ -6,6 +6,7 @@ mod budget;
 mod fuzz_corpus;
 mod game;
 mod machine;
+mod machine_bridge;
 mod machine_create;
 mod machine_frames;
 mod machine_game;
