@@ -352,7 +352,10 @@ fn encode_journal(j: &StepJournal, out: &mut Vec<u8>) {
     j.root.messages.encode_to(out);
     encode_list_of(&j.entries, out, encode_journal_proof);
     encode_list_of(&j.pre, out, encode_state_proof);
-    encode_value(&j.code, out);
+    encode_list_of(&j.codes, out, |c, out| {
+        (c.len() as u32).encode_to(out);
+        out.extend_from_slice(c);
+    });
 }
 
 fn decode_journal(input: &mut &[u8]) -> Result<StepJournal, DecodeError> {
@@ -364,12 +367,8 @@ fn decode_journal(input: &mut &[u8]) -> Result<StepJournal, DecodeError> {
     };
     let entries = decode_list_of(input, "journal entries", MAX_STEP_ENTRIES, decode_journal_proof)?;
     let pre = decode_list_of(input, "state proofs", MAX_STEP_ENTRIES, decode_state_proof)?;
-    let code = match u8::decode(input)? {
-        0 => None,
-        1 => Some(bounded_bytes(input, "code", MAX_STEP_CODE)?),
-        tag => return Err(DecodeError::InvalidTag { what: "code", tag }),
-    };
-    Ok(StepJournal { root, entries, pre, code })
+    let codes = decode_list_of(input, "codes", 2, |input| bounded_bytes(input, "code", MAX_STEP_CODE))?;
+    Ok(StepJournal { root, entries, pre, codes })
 }
 
 fn encode_journal_proof(e: &JournalProof, out: &mut Vec<u8>) {

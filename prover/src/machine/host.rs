@@ -12,7 +12,7 @@ use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
 
 use super::journal;
 use super::step::Checked;
-use super::touches::step_keys;
+use super::touches::{Hints, delegate_of, step_keys};
 use super::*;
 use crate::bridge::ShardPrecompiles;
 use crate::state::{AccountState, PartialTree, StateKey, StateProof, decode_slot};
@@ -123,9 +123,13 @@ pub(super) fn open_journal(
         return Err("the journal's parts are not the state's".into());
     }
     let target = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
-    let keys =
-        step_keys(s.opcode, &step.top, target, create_end, claimed_created(step), claimed_channel(step));
-    let codes: Vec<Vec<u8>> = j.code.iter().cloned().collect();
+    // what the step says the instruction names besides its stack: checked
+    // by revm's run (the address created, the bridge's slot touched, the
+    // delegate loaded from the named account's code, which its hash proves)
+    let delegate = j.codes.first().and_then(|c| delegate_of(c)).unwrap_or_default();
+    let hints = Hints { created: claimed_created(step), channel: claimed_channel(step), delegate };
+    let keys = step_keys(s.opcode, &step.top, target, create_end, hints);
+    let codes: Vec<Vec<u8>> = j.codes.clone();
     open_entries(&j.root, &j.entries, &j.pre, &codes, &keys, env)
 }
 

@@ -36,10 +36,11 @@ pub struct PrologueStep {
 }
 
 /// Most proven values a prologue reads (the sender, the target, a
-/// delegate, a created address).
-pub const MAX_PROLOGUE_PROOFS: usize = 4;
-/// Most codes a prologue reads (the sender's delegation, the target's).
-pub const MAX_PROLOGUE_CODES: usize = 2;
+/// delegate, a created address, the bridge's channel slot).
+pub const MAX_PROLOGUE_PROOFS: usize = 5;
+/// Most codes a prologue reads (the sender's delegation, the target's,
+/// its delegate's).
+pub const MAX_PROLOGUE_CODES: usize = 3;
 
 /// Whether the prologue is a step yet: not for an EIP-7702 authorization
 /// list (its authorities are more than the prologue's step carries).
@@ -194,18 +195,8 @@ pub fn item_coverage<R: ProvableState + Clone>(
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Option<(u64, u8)>> {
-    // the prologue: no authorization
-    // list, and neither the sender nor the target delegated by EIP-7702
-    // (their delegates' codes are more than a prologue's step carries)
-    let delegated = |a: Option<&Address>| -> Result<bool> {
-        let Some(info) = a.map(|a| base.basic_ref(*a)).transpose()?.flatten() else { return Ok(false) };
-        if info.code_hash == revm::primitives::KECCAK_EMPTY {
-            return Ok(false);
-        }
-        Ok(base.code_by_hash_ref(info.code_hash)?.original_bytes().starts_with(&[0xef, 0x01, 0x00]))
-    };
-    let env = tx.tx_env();
-    if !prologue_covered(&env) || delegated(Some(&tx.sender))? || delegated(env.kind.to())? {
+    // the prologue: no authorization list
+    if !prologue_covered(&tx.tx_env()) {
         return Ok(Some((0, 0)));
     }
     let tracer =

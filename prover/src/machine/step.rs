@@ -137,8 +137,10 @@ pub struct StepJournal {
     /// For each absent entry with a state key, in order: its value when
     /// the item started.
     pub pre: Vec<StateProof>,
-    /// The code EXTCODESIZE reads (checked against its hash).
-    pub code: Option<Vec<u8>>,
+    /// The codes it reads (each checked against its hash): the account
+    /// EXTCODESIZE, EXTCODECOPY or a call names, and for a call through
+    /// an EIP-7702 delegation, the delegate's.
+    pub codes: Vec<Vec<u8>>,
 }
 
 /// One journal entry (or its absence) with its proof in the journal's map.
@@ -264,7 +266,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
     let (Some(state), Some(frame)) = (t.states.pop(), t.kept.take()) else {
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
-    let Frame { stack, code, memory, input, journal, logs, ext_code, return_data, caller } = frame;
+    let Frame { stack, code, memory, input, journal, logs, ext_codes, return_data, caller } = frame;
     let op = state.opcode;
     let n = reads(op).min(stack.len());
     let split = stack.len() - n;
@@ -298,7 +300,8 @@ pub fn instruction_step<R: ProvableState + Clone>(
             let tree = JournalTree::of(&journal);
             let mut entries = Vec::new();
             let mut pre = Vec::new();
-            for key in step_keys(op, &top, input.target, create_end, created, channel) {
+            let delegate = ext_codes.first().and_then(|c| delegate_of(c)).unwrap_or_default();
+            for key in step_keys(op, &top, input.target, create_end, Hints { created, channel, delegate }) {
                 let value = journal.get(&key).cloned();
                 if let (None, Some(k)) = (&value, key.pre_key()) {
                     pre.push(base.prove(k)?);
@@ -309,7 +312,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
                 root: JournalRoot { entries: tree.root(), ..logs },
                 entries,
                 pre,
-                code: ext_code,
+                codes: ext_codes,
             })
         })
         .transpose()?;
@@ -456,16 +459,6 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         }
         (None, None) => {}
         _ => return Err("not the hash of the block BLOCKHASH names by the header chain".into()),
-    }
-    if is_call(s.opcode)
-        && step
-            .journal
-            .as_ref()
-            .and_then(|j| j.code.as_ref())
-            .is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]))
-    {
-        // a call through an EIP-7702 delegation also loads the delegate
-        return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
     let mut host = host_for(db, &opened, env)?;
     // memory in the host's buffer, as revm sets it up (a precompile reads

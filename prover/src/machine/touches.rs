@@ -236,6 +236,25 @@ pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> O
     }
 }
 
+/// What decides a step's journal entries besides the stack: the address a
+/// create makes, the bridge's slot a send bumps, the delegate of an
+/// EIP-7702 account a call names (zero when none).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Hints {
+    pub(super) created: Address,
+    pub(super) channel: U256,
+    pub(super) delegate: Address,
+}
+
+/// The account an EIP-7702 designation (`0xef0100 ‖ address`) delegates
+/// to.
+pub(super) fn delegate_of(code: &[u8]) -> Option<Address> {
+    match code {
+        [0xef, 0x01, 0x00, rest @ ..] if rest.len() == 20 => Some(Address::from_slice(rest)),
+        _ => None,
+    }
+}
+
 /// The journal entries a step of `opcode` carries, given the stack words
 /// it reads, the frame's account, whether the frame is a create's, for
 /// CREATE and CREATE2 the address created (which the creator's nonce or
@@ -246,17 +265,24 @@ pub(super) fn step_keys(
     top: &[U256],
     target: Address,
     create_end: bool,
-    created: Address,
-    channel: U256,
+    hints: Hints,
 ) -> Vec<JournalKey> {
     if is_create(opcode) {
-        vec![JournalKey::Account(target), JournalKey::Account(created)]
+        vec![JournalKey::Account(target), JournalKey::Account(hints.created)]
     } else if is_call(opcode) && called(top) == bridge::BRIDGE_ADDRESS {
         // a send reads and bumps its channel's counter, a slot of the
         // bridge's the calldata names (revm then checks the precompile
         // touched nothing else)
         let mut keys = journal_keys(opcode, top, target);
-        keys.push(JournalKey::Slot(bridge::BRIDGE_ADDRESS, channel));
+        keys.push(JournalKey::Slot(bridge::BRIDGE_ADDRESS, hints.channel));
+        keys
+    } else if is_call(opcode) && hints.delegate != Address::ZERO {
+        // a call through an EIP-7702 delegation loads the delegate too
+        let mut keys = journal_keys(opcode, top, target);
+        let delegate = JournalKey::Account(hints.delegate);
+        if !keys.contains(&delegate) {
+            keys.push(delegate);
+        }
         keys
     } else if create_end && deposits(opcode) {
         vec![JournalKey::Account(target)]

@@ -138,7 +138,7 @@ pub(super) struct Frame {
     pub(super) logs: JournalRoot,
     /// The code of the account the instruction names (EXTCODESIZE,
     /// EXTCODECOPY, a call).
-    pub(super) ext_code: Option<Vec<u8>>,
+    pub(super) ext_codes: Vec<Vec<u8>>,
     /// The last return data.
     pub(super) return_data: DataRef,
     /// The caller suspended under the frame and its memory.
@@ -400,7 +400,7 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         self.next += 1;
         let opcode = interp.bytecode.opcode();
         if self.check_coverage && self.uncovered.is_none() {
-            self.check(index, opcode, interp, ctx);
+            self.check(index, opcode, interp);
         }
         // the common instruction: counted, nothing else (the rest is out of
         // line, so the replay's per-instruction cost is a few loads)
@@ -493,17 +493,10 @@ impl Tracer {
 impl Tracer {
     /// Records instruction `index` if its step would not be covered: the
     /// same classification the verifier makes (the opcode, the memory
-    /// ranges it touches, a call to the bridge or through an EIP-7702
-    /// delegation, a frame end whose caller takes more output than a step
-    /// carries, a create's frame).
+    /// ranges it touches, a frame end whose caller takes more output than
+    /// a step carries).
     #[inline(never)]
-    fn check<R: DatabaseRef<Error = Error>>(
-        &mut self,
-        index: u64,
-        opcode: u8,
-        interp: &Interpreter<EthInterpreter>,
-        ctx: &mut ShardContext<R>,
-    ) {
+    fn check(&mut self, index: u64, opcode: u8, interp: &Interpreter<EthInterpreter>) {
         let stack = interp.stack.data();
         let n = super::touches::reads(opcode).min(stack.len());
         let top = &stack[stack.len() - n..];
@@ -512,9 +505,7 @@ impl Tracer {
         let ret_len = caller.map(|c| c.ret_len);
         let in_create = caller.map_or(self.frames.len() == 1 && self.top_create.is_some(), |c| c.create);
         let Some(precompiles) = self.precompiles.as_ref() else { return };
-        let delegated = super::touches::is_call(opcode)
-            && code_of(ctx, super::touches::called(top)).is_some_and(|c| c.starts_with(&[0xef, 0x01, 0x00]));
-        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len, in_create) || delegated {
+        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len, in_create) {
             self.uncovered = Some((index, opcode));
         }
     }
@@ -556,7 +547,17 @@ impl Tracer {
                 CALL | CALLCODE | DELEGATECALL | STATICCALL => stack.get(n.wrapping_sub(2)),
                 _ => None,
             };
-            let ext_code = named.map(|w| Address::from_word(B256::from(*w))).and_then(|a| code_of(ctx, a));
+            let mut ext_codes: Vec<Vec<u8>> = named
+                .map(|w| Address::from_word(B256::from(*w)))
+                .and_then(|a| code_of(ctx, a))
+                .into_iter()
+                .collect();
+            // a call through a delegation runs the delegate's code
+            let delegate = match (opcode, ext_codes.first()) {
+                (CALL | CALLCODE | DELEGATECALL | STATICCALL, Some(c)) => super::touches::delegate_of(c),
+                _ => None,
+            };
+            ext_codes.extend(delegate.and_then(|d| code_of(ctx, d)));
             let inner = &ctx.journaled_state.inner;
             let logs = JournalRoot::of_logs(&inner.logs, self.shard);
             let input = self.input(interp);
@@ -569,7 +570,7 @@ impl Tracer {
                 input,
                 journal: journal::entries_of(inner),
                 logs,
-                ext_code,
+                ext_codes,
                 return_data: top.map_or_else(DataRef::empty, |f| f.return_data.clone()),
                 caller: top.and_then(|f| f.record.clone()),
             });

@@ -15,11 +15,6 @@ use crate::support::{params, sign_1559, signer};
 const OTHER: Address = Address::repeat_byte(0xc1);
 const FRESH: Address = Address::repeat_byte(0xe7);
 
-/// Level 1's `c_1` of `tx` alone over `s`.
-pub(crate) fn level_one(s: &AuthState, tx: &SignedTx) -> bridge::TraceCommitment {
-    level_one_at(s, 0, tx)
-}
-
 /// Level 1's `c_1` of `tx` alone over `s` at `version`.
 fn level_one_at(s: &AuthState, version: u64, tx: &SignedTx) -> bridge::TraceCommitment {
     let exec = prover::execute_items(
@@ -341,29 +336,25 @@ mod random_items {
 }
 
 /// The coverage check an honest defender runs before it descends names
-/// exactly the first step the verifier would not take: a KECCAK256 longer
-/// than a step carries, a call through an EIP-7702 delegation; and the
-/// step there is `Unsupported`, every one before it upheld.
+/// exactly the first step the verifier would not take: a KECCAK256 or a
+/// RETURNDATACOPY longer than a step carries; and the step there is
+/// `Unsupported`, every one before it upheld.
 #[test]
 fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
-    let mut to_delegated = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
-    to_delegated.extend_from_slice(OTHER.as_slice());
-    to_delegated.extend([0x5a, 0xf1, 0x00]);
-    let mut designation = vec![0xef, 0x01, 0x00];
-    designation.extend_from_slice(FRESH.as_slice());
+    // a call to OTHER, which returns 5,000 bytes, all copied back
+    let mut copies = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    copies.extend_from_slice(OTHER.as_slice());
+    copies.extend([0x5a, 0xf1, 0x50, 0x3d, 0x60, 0x00, 0x60, 0x00, 0x3e, 0x00]);
+    let returns = vec![0x61, 0x13, 0x88, 0x60, 0x00, 0xf3];
     for (name, code, opcode) in [
         (
             "KECCAK256 of 4,097 bytes",
             vec![0x60, 0x02, 0x60, 0x01, 0x55, 0x61, 0x10, 0x01, 0x60, 0x00, 0x20, 0x00],
             0x20,
         ),
-        ("a call through a delegation", to_delegated, 0xf1),
+        ("RETURNDATACOPY of 5,000 bytes", copies, 0x3e),
     ] {
-        let s = state(&[
-            (TARGET, code, vec![]),
-            (OTHER, designation.clone(), vec![]),
-            (FRESH, vec![0x00], vec![]),
-        ]);
+        let s = state(&[(TARGET, code, vec![]), (OTHER, returns.clone(), vec![])]);
         let tx = tx_to(TARGET, 0, vec![]);
         let (j, op) = item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap().expect(name);
         assert_eq!(op, opcode, "{name}");
@@ -382,13 +373,29 @@ fn the_coverage_check_names_the_first_step_the_verifier_does_not_take() {
             "{name}"
         );
     }
-    // a transaction to an account delegated by EIP-7702: its prologue is
-    // not a step yet, and the check says so before anything runs
-    let mut delegation = vec![0xef, 0x01, 0x00];
-    delegation.extend_from_slice(OTHER.as_slice());
-    let s = state(&[(TARGET, delegation, vec![]), (OTHER, vec![0x00], vec![])]);
-    let tx = tx_to(TARGET, 0, vec![]);
-    assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), &tx).unwrap(), Some((0, 0)));
+}
+
+/// EIP-7702 accounts at level 2: a transaction to an account delegated to
+/// code (its prologue loads the delegate), a contract calling it with
+/// value and statically, and the delegate's code writing the account's
+/// own storage and logging; each ends on level 1's `c_1`.
+#[test]
+fn calls_through_an_eip_7702_delegation_are_steps() {
+    // the delegate's code: SSTORE 1 := CALLVALUE, LOG0 of nothing, STOP
+    let delegate = vec![0x34, 0x60, 0x01, 0x55, 0x60, 0x00, 0x60, 0x00, 0xa0, 0x00];
+    let mut designation = vec![0xef, 0x01, 0x00];
+    designation.extend_from_slice(FRESH.as_slice());
+    // the caller: CALL OTHER with 3 wei, then STATICCALL OTHER (the write
+    // fails in a static frame), STOP
+    let mut caller = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x03, 0x73];
+    caller.extend_from_slice(OTHER.as_slice());
+    caller.extend([0x5a, 0xf1, 0x50, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73]);
+    caller.extend_from_slice(OTHER.as_slice());
+    caller.extend([0x5a, 0xfa, 0x50, 0x00]);
+    let s = state(&[(TARGET, caller, vec![]), (OTHER, designation, vec![(1, 9)]), (FRESH, delegate, vec![])]);
+    assert_eq!(item_coverage(s.reader(0).unwrap(), &params(1), &tx_to(OTHER, 0, vec![])).unwrap(), None);
+    walk(&s, &tx_to(OTHER, 5, vec![]));
+    walk(&s, &tx_to(TARGET, 10, vec![]));
 }
 
 /// Addresses and slots a transaction starts warm (its access list, the
