@@ -285,12 +285,14 @@ fn shard_evm<R: DatabaseRef<Error = Error>>(
     cfg: CfgEnv,
     block: BlockEnv,
 ) -> ShardEvm<R> {
-    Context::mainnet()
+    let mut evm = Context::mainnet()
         .with_db(Overlay::new(base))
         .with_block(block)
         .with_cfg(cfg)
         .build_mainnet()
-        .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards))
+        .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    crate::ranges::guard_ranges(&mut evm.instruction);
+    evm
 }
 
 /// Executes `candidates` in order over `base`: the one state-transition function.

@@ -19,6 +19,7 @@ mod exec;
 pub mod game;
 pub mod machine;
 mod overlay;
+pub mod ranges;
 mod receipt;
 mod state;
 mod tx;

@@ -364,9 +364,8 @@ pub fn verify_instruction(step: &InstructionStep, agreed: &Hash, env: &StepEnv) 
 pub(super) type Checked<T> = std::result::Result<T, String>;
 
 fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<InstructionVerdict> {
-    use revm::interpreter::instructions::gas_table_spec;
     use revm::interpreter::interpreter::ExtBytecode;
-    use revm::interpreter::{InterpreterAction, SharedMemory, instruction_table};
+    use revm::interpreter::{InterpreterAction, SharedMemory};
     let s = &step.state;
     if s.commitment() != *agreed {
         return Err("the state's parts are not the agreed s_j".into());
@@ -438,7 +437,8 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
                 depth: s.depth as usize,
             }
         }
-        (None, false) => Default::default(),
+        // the frame's depth is the state's (what the range guard reads)
+        (None, false) => revm::interpreter::InputsImpl { depth: s.depth as usize, ..Default::default() },
         _ => return Err("the frame's input is not the state's".into()),
     };
     // the journal entries it touches, and the state before the item for
@@ -498,12 +498,15 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     {
         return Err("more stack words than a stack holds".into());
     }
-    let table = instruction_table::<EthInterpreter, _>();
+    // the shard's instruction table: Ethereum's, ranges past
+    // `ranges::MAX_RANGE` halting
+    let mut instructions = revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec);
+    crate::ranges::guard_ranges(&mut instructions);
     // revm assumes what a whole transaction guarantees (the frame's
     // account is loaded): a step that breaks it must not take the referee
     // down
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let result = interp.step(&table, &gas_table_spec(spec), &mut host);
+        let result = interp.step(instructions.instruction_table(), instructions.gas_table(), &mut host);
         if let Err(e) = result
             && interp.bytecode.action().is_none()
         {

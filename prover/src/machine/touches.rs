@@ -8,9 +8,10 @@ use super::step::StepData;
 use super::*;
 use crate::bridge::ShardPrecompiles;
 
-/// Longest range a copy, KECCAK256 or a log reads or writes in one step
-/// (its words ride in the step); a longer one is not a step yet.
-pub const MAX_STEP_RANGE: u64 = 4096;
+/// Longest range a copy, KECCAK256, a log, a call's arguments or output
+/// reads or writes in one step (its words ride in the step): a longer one
+/// halts the instruction ([`crate::ranges`]) before it touches memory.
+pub const MAX_STEP_RANGE: u64 = crate::ranges::MAX_RANGE;
 
 /// Longest init code CREATE and CREATE2 take (EIP-3860): a create's step
 /// carries all of it.
@@ -21,10 +22,11 @@ pub const MAX_INITCODE: u64 = 2 * MAX_CODE;
 /// without being read).
 pub const MAX_CODE: u64 = 24_576;
 
-/// The words of `[offset, offset + len)`, `len` at most
-/// [`MAX_STEP_RANGE`]: `None` if longer or past any memory gas can buy.
+/// The words of `[offset, offset + len)`: none if longer than
+/// [`MAX_STEP_RANGE`] (the instruction halts first) or past any memory gas
+/// can buy.
 pub(super) fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
-    range_within(offset, len, MAX_STEP_RANGE)
+    Some(whole_or_none(offset, len, MAX_STEP_RANGE))
 }
 
 /// The words of `[offset, offset + len)`: `None` if longer than `limit`.

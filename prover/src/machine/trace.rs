@@ -696,6 +696,7 @@ pub(super) fn replay<R: DatabaseRef<Error = Error>>(
         .with_cfg(params.cfg_env())
         .build_mainnet_with_inspector(tracer)
         .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    crate::ranges::guard_ranges(&mut evm.instruction);
     let result = evm.inspect_one_tx(tx).map(|_| ()).map_err(|e| Error::Execution(e.to_string()));
     (evm.inspector, result)
 }
