@@ -124,8 +124,11 @@ fn default_reward_percent() -> u64 {
 /// Osaka rules, the bridge precompile, message delivery and refunds, and
 /// since version 2 each item's witness budget and the 128 KiB limit on a
 /// transaction; since version 3 a receipt commits to its logs by their
-/// hash chain and count, which the level-2 machine's journal keeps).
-pub const STF_VERSION: u32 = 3;
+/// hash chain and count, which the level-2 machine's journal keeps; since
+/// version 4 the witness budget meters only what a level-2 trace does not
+/// step through (messages, EIP-7702 authorization lists), and an
+/// instruction naming a memory range past 128 KiB halts).
+pub const STF_VERSION: u32 = 4;
 
 fn default_dispute_k() -> u64 {
     4

@@ -70,7 +70,8 @@ fn shard_fork() -> SpecId {
 }
 
 impl BlockParams {
-    pub(crate) fn block_env(&self) -> BlockEnv {
+    /// The block as revm sees it.
+    pub fn block_env(&self) -> BlockEnv {
         BlockEnv {
             number: U256::from(self.number),
             beneficiary: self.beneficiary,
@@ -367,13 +368,26 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
 /// What an item did, or why it is invalid in its position.
 type Done = std::result::Result<(Receipt, ChangeSet, Vec<Message>), String>;
 
+/// Whether an item's run is metered against [`WITNESS_BUDGET`] (since
+/// `stf_version` 4): only what a level-2 trace does not step through yet,
+/// so its level-1 step must fit in a move: a transaction with an EIP-7702
+/// authorization list (and every message, which `deliver` meters). Any
+/// other transaction runs as on Ethereum, however much state it touches.
+pub fn witness_metered(tx: &revm::context::TxEnv) -> bool {
+    use revm::context_interface::Transaction;
+    tx.authorization_list_len() != 0
+}
+
 fn transact<R: DatabaseRef<Error = Error>>(
     evm: &mut ShardEvm<R>,
     params: &BlockParams,
     tx: &SignedTx,
 ) -> Result<Done> {
-    let res = Overlay::metered(evm, |evm| evm.transact(tx.tx_env()));
-    if res.is_err()
+    let env = tx.tx_env();
+    let metered = witness_metered(&env);
+    let res = if metered { Overlay::metered(evm, |evm| evm.transact(env)) } else { evm.transact(env) };
+    if metered
+        && res.is_err()
         && let Some(used) = evm.ctx.db_mut().over_budget()
     {
         return over_budget(evm, params, tx, used);
@@ -384,8 +398,9 @@ fn transact<R: DatabaseRef<Error = Error>>(
         Err(EVMError::Database(e)) => return Err(e),
         Err(other) => return Err(Error::Execution(other.to_string())),
     };
-    if let Err(Error::WitnessBudget { used }) =
-        Overlay::metered(evm, |evm| evm.ctx.db_mut().charge_writes(&res.state))
+    if metered
+        && let Err(Error::WitnessBudget { used }) =
+            Overlay::metered(evm, |evm| evm.ctx.db_mut().charge_writes(&res.state))
     {
         return over_budget(evm, params, tx, used);
     }
@@ -624,9 +639,9 @@ fn to_receipt(hash: B256, tx_type: u8, result: ExecutionResult, messages: &[Mess
 /// Simulates one call over `base` without committing anything (`eth_call`,
 /// `eth_estimateGas`). Balance, nonce and base-fee checks are relaxed as
 /// Ethereum nodes relax them for calls. `metered`: as a transaction would
-/// run, failing with [`Error::WitnessBudget`] past [`WITNESS_BUDGET`]
-/// (an estimate must not promise what a block would fail), with
-/// [`Error::OverBudget`] saying what it touched; `eth_call`
+/// run, failing past [`WITNESS_BUDGET`] if it is one the budget meters
+/// ([`witness_metered`]: an estimate must not promise what a block would
+/// fail), with [`Error::OverBudget`] saying what it touched; `eth_call`
 /// reads are not transactions and run unmetered.
 pub fn simulate<R: DatabaseRef<Error = Error>>(
     base: R,
@@ -642,6 +657,7 @@ pub fn simulate<R: DatabaseRef<Error = Error>>(
     if tx.gas_price == 0 {
         block.basefee = 0;
     }
+    let metered = metered && witness_metered(&tx);
     let mut evm = shard_evm(base, params, cfg, block);
     evm.ctx.db_mut().metered = metered;
     let over = |evm: &mut ShardEvm<R>| Error::OverBudget(Box::new(evm.ctx.db_mut().footprint()));

@@ -35,7 +35,7 @@ pub use bridge::{
 pub use error::{Error, Result};
 pub use exec::{
     BlockParams, Execution, Item, ItemOutcome, MESSAGE_RECEIPT_TYPE, Mode, Rejected, SPEC, execute_items,
-    execute_items_after, inbound_slot, simulate,
+    execute_items_after, inbound_slot, simulate, witness_metered,
 };
 pub use overlay::{BalanceMoves, ENTRY_ALLOWANCE, Footprint, Overlay, WITNESS_BUDGET};
 pub use receipt::Receipt;

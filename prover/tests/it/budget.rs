@@ -1,6 +1,9 @@
-//! The witness budget: an item that reads more than a single step can
-//! carry fails like one out of gas, so every item of an honest block has a
-//! step that fits in a dispute move, and a lie about it is refuted.
+//! The witness budget, since `stf_version` 4 only for what a level-2 trace
+//! does not step through (messages): a message that reads more than a
+//! single step can carry is refunded like one out of gas, so it has a
+//! step that fits in a dispute move. A transaction runs as on Ethereum,
+//! however much it reads; one whose level-1 step does not fit in a move is
+//! decided at level 2.
 
 use alloy_consensus::{SignableTransaction, TxEnvelope, TxLegacy};
 use alloy_eips::eip2718::Encodable2718;
@@ -87,10 +90,13 @@ fn verdict(chain: &Chain, exec: &prover::Execution, index: usize, claimed: &Hash
     })
 }
 
+/// A transaction loading 64 of the largest contracts (1.5 MiB of code, far
+/// over versions 2–3's budget) succeeds as on Ethereum, importers agree,
+/// and its level-1 step is more than a move carries: every one of its
+/// steps is a level-2 step, so a dispute over it descends.
 #[test]
-fn a_transaction_reading_more_than_its_witness_budget_fails_like_out_of_gas_and_its_step_fits() {
+fn a_transaction_reading_more_than_a_step_carries_succeeds_and_is_decided_at_level_two() {
     const TARGETS: usize = 64;
-    // what the budget prevents: the code alone would be 1.5 MiB of step
     const { assert!(TARGETS * MAX_CODE > bridge::MAX_STEP_BYTES) };
     let (chain, small, all) = chain(TARGETS);
     let gas = 500_000;
@@ -98,63 +104,34 @@ fn a_transaction_reading_more_than_its_witness_budget_fails_like_out_of_gas_and_
         sign_legacy(&signer(1), 0, Address::repeat_byte(0x77), U256::from(5)),
         call(0, 0, all, gas),
         call(1, 1, small, gas),
-        sign_legacy(&signer(1), 2, Address::repeat_byte(0x77), U256::from(5)),
     ];
     let exec = chain.execute(txs.clone(), Mode::Build);
     assert!(exec.rejected.is_empty(), "{:?}", exec.rejected);
-    assert_eq!(exec.items.len(), 4, "the heavy transaction is included, as a failure");
-
     let heavy = &exec.outcomes[1];
-    assert!(!heavy.receipt.success);
-    assert_eq!(heavy.receipt.gas_used, gas, "it pays its whole gas limit");
-    let why = String::from_utf8_lossy(&heavy.receipt.output).to_string();
-    assert!(why.contains("witness budget exceeded"), "{why}");
-    // nothing but the fee and the nonce: effective price min(100, 7 + 2) = 9
-    let sender = signer(0).address();
-    let beneficiary = params(1).beneficiary;
-    let keys: Vec<StateKey> = heavy.changes.keys().copied().collect();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    let account =
-        |a: Address| AccountState::decode(heavy.changes[&StateKey::Account(a)].as_ref().unwrap()).unwrap();
-    assert_eq!(account(sender).nonce, 1);
-    assert_eq!(account(sender).balance, U256::from(10u128.pow(24) - u128::from(gas) * 9));
-    let tip_before = exec.outcomes[0].receipt.gas_used * (50 - BASE_FEE);
-    assert_eq!(account(beneficiary).balance, U256::from(tip_before + gas * 2));
-    // the charged reads stop at the budget, the rest are never read
+    assert!(heavy.receipt.success, "{:?}", heavy.receipt);
+    // 64 cold account loads (2,600 each) and the loop around them: what
+    // Ethereum charges, nowhere near the whole limit
+    assert!(
+        heavy.receipt.gas_used > 64 * 2_600 && heavy.receipt.gas_used < gas,
+        "{}",
+        heavy.receipt.gas_used
+    );
     let codes = heavy.reads.iter().filter(|k| matches!(k, StateKey::Code(_))).count();
-    assert!(codes > 5 && codes < TARGETS, "{codes} codes read");
-
-    // the reader of 8 stays under the budget and succeeds: the failure
-    // before it leaves nothing behind in the EVM
-    assert!(exec.outcomes[2].receipt.success, "{:?}", exec.outcomes[2].receipt);
-
-    // importers agree
-    let verified = chain.execute(txs, Mode::Verify);
+    assert_eq!(codes, TARGETS + 1, "every code read");
+    assert!(exec.outcomes[2].receipt.success);
+    let verified = chain.execute(txs.clone(), Mode::Verify);
     assert_eq!(verified.receipts_root(), exec.receipts_root());
-
-    // the step of the heavy item fits a move, and decides both ways
-    let t = trace(&chain, &exec);
+    // its level-1 step would not fit in a move; level 2 covers every step
     let s = step(&chain, &exec, 1);
-    let bytes = s.encode().len();
-    assert!(bytes <= bridge::MAX_STEP_BYTES, "step of {bytes} bytes");
-    assert!(s.witness.encoded_len() <= WITNESS_BUDGET + MAX_CODE + 4 * ENTRY_ALLOWANCE);
-    assert_eq!(verdict(&chain, &exec, 1, &t[2]), StepVerdict::Upheld);
-    assert!(matches!(verdict(&chain, &exec, 1, &t[3]), StepVerdict::Refuted { .. }));
-    // a witness that hides one of the reads before the budget ran out is refused
-    let mut short = s.clone();
-    short.witness.codes.remove(0);
-    let v = verify_step(&params(1), &exec.items_root(), &short, &t[1], &t[2], &|n| {
-        chain.block_hashes().get(&n).copied()
-    });
-    assert!(matches!(v, StepVerdict::Rejected(_)), "{v:?}");
-    // and every witness entry of an item under the budget is within its allowance
-    let small_step = step(&chain, &exec, 2);
-    for p in &small_step.witness.proofs {
-        let len =
-            p.key.to_bytes().len() + p.value.as_ref().map_or(1, |v| 1 + v.len()) + p.proof.encoded_len();
-        assert!(len <= ENTRY_ALLOWANCE, "entry of {len} bytes");
-    }
+    assert!(s.encode().len() > bridge::MAX_STEP_BYTES, "{} bytes", s.encode().len());
+    let reader = chain.state.reader(0).unwrap();
+    let p = params(1);
+    assert_eq!(prover::machine::item_coverage(reader, &p, &txs[1]).unwrap(), None);
+    // the small one's step fits and decides both ways
+    let t = trace(&chain, &exec);
+    assert!(step(&chain, &exec, 2).encode().len() <= bridge::MAX_STEP_BYTES);
     assert_eq!(verdict(&chain, &exec, 2, &t[3]), StepVerdict::Upheld);
+    assert!(matches!(verdict(&chain, &exec, 2, &t[2]), StepVerdict::Refuted { .. }));
 }
 
 #[test]
@@ -210,8 +187,10 @@ fn a_transaction_over_128_kib_is_refused_before_its_signature_is_checked() {
     assert!(matches!(SignedTx::decode(&vec![0xff; MAX_TX_BYTES + 1]), Err(TxDecodeError::TooLarge(_))));
 }
 
+/// An estimate runs a transaction as a block would: since version 4 no
+/// budget, however much it reads.
 #[test]
-fn an_estimate_runs_metered_and_a_call_does_not() {
+fn an_estimate_of_a_heavy_transaction_succeeds() {
     let (chain, small, all) = chain(16);
     let reader = chain.state.reader(0).unwrap();
     let env = |to: Address| revm::context::TxEnv {
@@ -222,17 +201,8 @@ fn an_estimate_runs_metered_and_a_call_does_not() {
         chain_id: Some(CHAIN_ID),
         ..Default::default()
     };
-    let estimate = prover::simulate(reader.clone(), &params(1), env(all), true);
-    // the error says what the transaction touched and what the budget is
-    let Err(prover::Error::OverBudget(f)) = estimate else { panic!("{estimate:?}") };
-    assert!(f.used > prover::WITNESS_BUDGET, "{f:?}");
-    // the reader's own code and the 24 KiB codes it loaded before the budget ran out
-    assert!(f.codes >= 12 && f.code_bytes >= (f.codes - 1) * MAX_CODE, "the big codes it loaded: {f:?}");
-    assert!(f.accounts >= 12, "{f:?}");
-    let text = prover::Error::OverBudget(f).to_string();
-    assert!(text.contains(&prover::WITNESS_BUDGET.to_string()) && text.contains("codes"), "{text}");
-    let call = prover::simulate(reader.clone(), &params(1), env(all), false).unwrap();
-    assert!(call.is_success(), "a read-only call may read as much as it likes");
+    assert!(prover::simulate(reader.clone(), &params(1), env(all), true).unwrap().is_success());
+    assert!(prover::simulate(reader.clone(), &params(1), env(all), false).unwrap().is_success());
     assert!(prover::simulate(reader, &params(1), env(small), true).unwrap().is_success());
 }
 
@@ -255,20 +225,16 @@ fn reader_then_send(n: usize) -> Vec<u8> {
     code
 }
 
-/// Wherever the budget runs out — in the EVM, or in the bridge precompile
-/// reading its channel counter — the block builds, the item fails like one
-/// out of gas, importers agree, and its step is upheld: a precompile's
-/// failed read must not fail the whole block (no block could then be built
-/// while the transaction waits in the pool).
+/// Around what versions 2–3's budget allowed, a transaction reading that
+/// many accounts and then sending through the bridge always succeeds and
+/// sends; importers agree, and its level-1 step (which fits) is upheld.
 #[test]
-fn the_budget_running_out_inside_the_bridge_precompile_fails_only_the_item() {
+fn a_transaction_reading_around_the_old_budget_then_sending_succeeds() {
     use alloy_sol_types::SolCall;
-    let per_read = ENTRY_ALLOWANCE;
-    let around = WITNESS_BUDGET / per_read;
+    let around = WITNESS_BUDGET / ENTRY_ALLOWANCE;
     let data = prover::IBridge::sendCall { dstShard: 1, to: Address::repeat_byte(0x44), data: Bytes::new() };
     let data = Bytes::from(data.abi_encode());
-    let mut failed = 0;
-    for n in around - 8..around + 2 {
+    for n in [around - 8, around, around + 2] {
         let state = AuthState::in_memory();
         let mut c = prover::system_accounts();
         let a = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
@@ -287,20 +253,13 @@ fn the_budget_running_out_inside_the_bridge_precompile_fails_only_the_item() {
         let exec = chain.execute(vec![tx.clone()], Mode::Build);
         assert!(exec.rejected.is_empty(), "n = {n}: {:?}", exec.rejected);
         let o = &exec.outcomes[0];
-        if !o.receipt.success {
-            failed += 1;
-            let why = String::from_utf8_lossy(&o.receipt.output).to_string();
-            assert!(why.contains("witness budget exceeded"), "n = {n}: {why}");
-            assert!(o.messages.is_empty(), "n = {n}: nothing sent");
-        } else {
-            assert_eq!(o.messages.len(), 1, "n = {n}: sent");
-        }
+        assert!(o.receipt.success, "n = {n}: {:?}", o.receipt);
+        assert_eq!(o.messages.len(), 1, "n = {n}: sent");
         let verified = chain.execute(vec![tx], Mode::Verify);
         assert_eq!(verified.receipts_root(), exec.receipts_root(), "n = {n}");
         let t = trace(&chain, &exec);
         assert_eq!(verdict(&chain, &exec, 0, &t[1]), StepVerdict::Upheld, "n = {n}");
     }
-    assert!(failed > 0 && failed < 10, "some ran out, some did not ({failed} of 10)");
 }
 
 /// A contract created and self-destructed in one transaction may touch

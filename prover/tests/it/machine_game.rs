@@ -175,13 +175,36 @@ fn repeat(n: u16, body: &[u8]) -> Vec<u8> {
     c
 }
 
-/// The issue's large transactions at level 2 (their whole traces, over
-/// their unmetered execution: level 1's witness budget still fails them
-/// until it goes): 1 wei to each of 200 fresh accounts, an ERC-20-style
-/// batch (a balance slot written and a Transfer log for each of 200
-/// recipients), 300 fresh storage slots. In each, a lie in the middle of
-/// the instructions, at the epilogue and at the last commit is refuted,
-/// and the honest defender driven to the same step is upheld.
+/// What plain revm (Ethereum's Osaka rules, no shard) makes of `code` at
+/// `TARGET` called by `tx`: success and gas used.
+fn on_ethereum(code: &[u8], tx: &SignedTx) -> (bool, u64) {
+    use revm::database::{CacheDB, EmptyDB};
+    use revm::state::{AccountInfo, Bytecode};
+    use revm::{ExecuteEvm, MainBuilder, MainContext};
+    let mut db = CacheDB::new(EmptyDB::default());
+    db.insert_account_info(
+        signer(0).address(),
+        AccountInfo { balance: U256::from(10u128.pow(24)), ..Default::default() },
+    );
+    let code = Bytecode::new_raw(Bytes::from(code.to_vec()));
+    db.insert_account_info(
+        TARGET,
+        AccountInfo { nonce: 1, code_hash: code.hash_slow(), code: Some(code), ..Default::default() },
+    );
+    let p = params(1);
+    let mut evm =
+        revm::Context::mainnet().with_db(db).with_block(p.block_env()).with_cfg(p.cfg_env()).build_mainnet();
+    let r = evm.transact(tx.tx_env()).unwrap().result;
+    (r.is_success(), r.tx_gas_used())
+}
+
+/// The issue's large transactions: 1 wei to each of 200 fresh accounts, an
+/// ERC-20-style batch (a balance slot written and a Transfer log for each
+/// of 200 recipients), 300 fresh storage slots. Each succeeds in one
+/// transaction with the gas plain revm (Ethereum) charges, its level-2
+/// trace ends on level 1's `c_1`, and a lie in the middle of the
+/// instructions, at the epilogue and at the last commit is refuted while
+/// the honest defender driven to the same step is upheld.
 #[test]
 fn the_large_transactions_of_the_issue_are_decided_at_level_two() {
     // CALL(gas, 0x10000 + i, 1 wei, no data): PUSH1 0 x4, PUSH1 1,
@@ -209,9 +232,20 @@ fn the_large_transactions_of_the_issue_are_decided_at_level_two() {
     for (name, code, value) in
         [("payout", payout, 1_000u64), ("token batch", token, 0), ("300 slots", slots, 0)]
     {
-        let s = crate::machine::state(&[(TARGET, code, vec![])]);
+        let s = crate::machine::state(&[(TARGET, code.clone(), vec![])]);
         let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(value), Bytes::new(), 12_000_000);
+        let exec = prover::execute_items(
+            s.reader(0).unwrap(),
+            &params(1),
+            vec![prover::Item::Tx(tx.clone())],
+            prover::Mode::Verify,
+        )
+        .unwrap();
+        let receipt = &exec.outcomes[0].receipt;
+        assert!(receipt.success, "{name}: {receipt:?}");
+        assert_eq!((receipt.success, receipt.gas_used), on_ethereum(&code, &tx), "{name}: Ethereum's gas");
         let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), &[]).unwrap();
+        assert_eq!(t.end, exec.trace(&s, 0).unwrap()[0], "{name}: level 2 ends on level 1's c_1");
         let entries = t.last - t.instructions - 2;
         assert!(entries >= 200, "{name}: {entries} journal entries");
         for (at, kind) in
