@@ -1,7 +1,7 @@
 // A standard JavaScript client (ethers v6, on its defaults) against a shard,
 // with a well-known DEX's published contracts (Uniswap V2 core, from npm):
 // deploy, call, estimate-then-send, logs, a revert reason, and the witness
-// budget's error. A Uniswap V2 pair's gas depends on the block: `_update`
+// budget's removal. A Uniswap V2 pair's gas depends on the block: `_update`
 // adds to its price accumulators only when `block.timestamp` moved since
 // its last write, so a `sync` or `swap` right after another must be
 // estimated for the block it lands in.
@@ -117,7 +117,9 @@ async function main() {
   }
   check(out.revertReason === "UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT", `revert reason ${out.revertReason}`);
 
-  // a transaction over the witness budget: its estimate error says why
+  // a transaction reading 80 accounts (over the witness budget optishard
+  // had before stf version 4): estimated and sent with ethers' defaults,
+  // it succeeds as on Ethereum
   let runtime = "";
   for (let i = 0; i < 80; i++) runtime += "62" + (0x10000 + i).toString(16).padStart(6, "0") + "3150";
   runtime += "00";
@@ -125,13 +127,10 @@ async function main() {
   const init = "0x61" + n.toString(16).padStart(4, "0") + "80600c6000396000f3" + runtime;
   const wide = await (await wallet.sendTransaction({ data: init })).wait();
   check(wide.status === 1 && wide.contractAddress, "the wide reader deployed");
-  try {
-    await provider.estimateGas({ from: me, to: wide.contractAddress });
-    check(false, "an estimate over the witness budget is refused");
-  } catch (e) {
-    out.budgetReason = e.reason || e.shortMessage;
-  }
-  check(/witness budget exceeded/.test(out.budgetReason || ""), `budget error: ${out.budgetReason}`);
+  const wideEstimate = await provider.estimateGas({ from: me, to: wide.contractAddress });
+  const wideRun = await (await wallet.sendTransaction({ to: wide.contractAddress })).wait();
+  check(wideRun.status === 1, "the wide read succeeds");
+  out.wide = { estimate: Number(wideEstimate), used: Number(wideRun.gasUsed) };
   console.log(JSON.stringify(out));
 }
 
