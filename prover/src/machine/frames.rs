@@ -116,7 +116,7 @@ pub(super) fn create(
     next: &mut Next<'_>,
     interp: &mut Interpreter<EthInterpreter>,
     host: &mut StepHost,
-    inputs: Box<CreateInputs>,
+    inputs: &CreateInputs,
     claimed: Address,
     spec: revm::primitives::hardfork::SpecId,
 ) -> Checked<InstructionVerdict> {
@@ -132,10 +132,12 @@ pub(super) fn create(
         if creator.info.balance < inputs.value() {
             Some(InstructionResult::OutOfFunds)
         } else {
-            let mut creator = journal.load_account_mut(caller).map_err(|e| e.to_string())?;
-            let old_nonce = creator.nonce();
-            if creator.bump_nonce() {
-                drop(creator);
+            let bumped = {
+                let mut creator = journal.load_account_mut(caller).map_err(|e| e.to_string())?;
+                let old_nonce = creator.nonce();
+                creator.bump_nonce().then_some(old_nonce)
+            };
+            if let Some(old_nonce) = bumped {
                 let created = inputs.created_address(old_nonce);
                 if created != claimed {
                     return Err("not the address the create makes".into());
@@ -159,7 +161,9 @@ pub(super) fn create(
         let result =
             InterpreterResult { result, output: Default::default(), gas: Gas::new(inputs.gas_limit()) };
         let journal = next.journal(host)?;
-        resume_create(interp, host, result, claimed)?;
+        // revm's early failures name no address (a nonce at its limit
+        // "returns" with none: zero pushed)
+        resume_create(interp, host, result, None)?;
         return Ok(InstructionVerdict::Next(
             next.after(interp, journal, DataRef::empty().hash()).commitment(),
         ));
@@ -197,12 +201,12 @@ fn resume_create(
     interp: &mut Interpreter<EthInterpreter>,
     host: &mut StepHost,
     result: InterpreterResult,
-    address: Address,
+    address: Option<Address>,
 ) -> Checked<()> {
     let mut frame = EthFrame::invalid();
     std::mem::swap(&mut frame.interpreter, interp);
-    frame.data = FrameData::Create(CreateFrame { created_address: address });
-    let outcome = FrameResult::Create(CreateOutcome::new(result, Some(address)));
+    frame.data = FrameData::Create(CreateFrame { created_address: address.unwrap_or_default() });
+    let outcome = FrameResult::Create(CreateOutcome::new(result, address));
     let done = frame.return_result::<_, EVMError<Error>>(host, outcome);
     std::mem::swap(&mut frame.interpreter, interp);
     done.map_err(|e| format!("the creator cannot take the result: {e}"))
@@ -217,11 +221,16 @@ pub(super) fn deposit(
     result: &mut InterpreterResult,
     address: Address,
     spec: revm::primitives::hardfork::SpecId,
-) {
+) -> Checked<()> {
     use revm::context_interface::Cfg;
     use revm::primitives::hardfork::SpecId::{LONDON, SPURIOUS_DRAGON};
     if !result.result.is_ok() {
-        return;
+        return Ok(());
+    }
+    if !host.journaled_state.inner.state.contains_key(&address) {
+        // agreed parts of a made-up state may lack the created account,
+        // which revm's `set_code` would take down the referee over
+        return Err("a create's end whose account is not in the journal".into());
     }
     let len = result.output.len();
     if spec.is_enabled_in(SPURIOUS_DRAGON) && len > host.cfg.max_code_size() {
@@ -234,6 +243,7 @@ pub(super) fn deposit(
         host.journaled_state.set_code(address, Bytecode::new_legacy(result.output.clone()));
         result.result = InstructionResult::Return;
     }
+    Ok(())
 }
 
 /// The caller as a call leaves it suspended: past the call instruction,
@@ -335,7 +345,7 @@ pub(super) fn leave(
         // (its caller sees the output only if it reverted)
         if result.result.is_ok() {
             let address = step.input.as_ref().ok_or("a create's end carries its frame's input")?.target;
-            deposit(host, &mut result, address, spec);
+            deposit(host, &mut result, address, spec)?;
         }
         if result.result == InstructionResult::Revert { output } else { DataRef::empty().hash() }
     } else {
@@ -345,7 +355,7 @@ pub(super) fn leave(
     let journal = if ok { next.journal(host)? } else { c.journal };
     if record.create {
         let address = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
-        resume_create(&mut interp, host, result, address)?;
+        resume_create(&mut interp, host, result, Some(address))?;
     } else {
         let range = record.ret_offset as usize..(record.ret_offset + record.ret_len) as usize;
         resume(&mut interp, host, result, range)?;

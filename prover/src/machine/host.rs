@@ -66,6 +66,13 @@ impl StepDb {
         Ok(())
     }
 
+    /// The code hash of `address` before the item, if the step proved it.
+    pub(super) fn proven_code_hash(&self, address: &Address) -> Option<B256> {
+        self.accounts
+            .get(address)
+            .map(|a| a.as_ref().map_or(revm::primitives::KECCAK_EMPTY, |info| info.code_hash))
+    }
+
     fn miss<T>(&self, what: String) -> Result<T> {
         *self.missed.borrow_mut() = Some(what.clone());
         Err(Error::MissingPath(what))

@@ -450,6 +450,34 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     } else {
         (StepDb::default(), Vec::new(), PartialTree::Empty)
     };
+    // a call's codes are the named account's (by the code hash its entry
+    // or its proof holds, so the delegate its designation names is the
+    // one carried: revm may skip loading a cold delegate for want of gas,
+    // so a missing entry would not show as a miss) and the delegate's
+    if is_call(s.opcode)
+        && let Some(j) = &step.journal
+    {
+        let named = called(&step.top);
+        let held =
+            opened.iter().find(|(k, _)| *k == JournalKey::Account(named)).and_then(|(_, v)| v.as_deref());
+        let hash = match held {
+            Some(entry) => {
+                journal::account_of(entry, Default::default())
+                    .ok_or("a malformed account entry")?
+                    .info
+                    .code_hash
+            }
+            None => db.proven_code_hash(&named).ok_or("the called account is not in the step")?,
+        };
+        let ok = match j.codes.first() {
+            None => hash == revm::primitives::KECCAK_EMPTY,
+            Some(code) => alloy_primitives::keccak256(code) == hash,
+        };
+        let delegated = j.codes.first().and_then(|c| delegate_of(c)).is_some();
+        if !ok || j.codes.len() > 1 + usize::from(delegated) {
+            return Err("not the called account's code".into());
+        }
+    }
     // BLOCKHASH of a block below: the hash the step carries, vouched for
     // by the referee's header chain
     let mut db = db;
@@ -534,7 +562,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
                 return Err("a create carries no caller".into());
             }
             let claimed = super::host::claimed_created(step);
-            guarded(|| frames::create(&mut next, &mut interp, &mut host, inputs, claimed, spec))
+            guarded(|| frames::create(&mut next, &mut interp, &mut host, &inputs, claimed, spec))
         }
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
         Some(InterpreterAction::Return(result)) => match &step.caller {
@@ -549,7 +577,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
                     // a create transaction's frame deposits its code
                     let address =
                         step.input.as_ref().ok_or("a create's end carries its frame's input")?.target;
-                    frames::deposit(&mut host, &mut result, address, spec);
+                    frames::deposit(&mut host, &mut result, address, spec)?;
                 }
                 let ok = result.result.is_ok();
                 let output = match (s.opcode, step.top.as_slice()) {

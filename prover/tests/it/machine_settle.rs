@@ -440,3 +440,90 @@ fn warm_addresses_a_failed_frame_loaded_leave_the_journal_as_it_was() {
     let tx = SignedTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).unwrap();
     walk(&s, &tx);
 }
+
+/// A call to an account delegated to a contract the transaction already
+/// warmed, with too little gas to load a cold one: honestly the call
+/// proceeds. A step naming other code for the called account (so no
+/// delegate, whose absence revm's skipped cold load would never report)
+/// proves nothing: the codes a call's step carries are the called
+/// account's by the hash its entry holds.
+#[test]
+fn a_calls_step_carries_the_called_accounts_own_code() {
+    let mut designation = vec![0xef, 0x01, 0x00];
+    designation.extend_from_slice(FRESH.as_slice());
+    // BALANCE(OTHER), BALANCE(FRESH): the called account and its delegate
+    // warm; then CALL MID with 2,500 gas, and MID calls OTHER with what it
+    // has left (below a cold load's 2,600)
+    const MID: Address = Address::repeat_byte(0xc3);
+    let mut caller = vec![0x73];
+    caller.extend_from_slice(OTHER.as_slice());
+    caller.extend([0x31, 0x50, 0x73]);
+    caller.extend_from_slice(FRESH.as_slice());
+    caller.extend([0x31, 0x50, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73]);
+    caller.extend_from_slice(MID.as_slice());
+    caller.extend([0x61, 0x09, 0xc4, 0xf1, 0x50, 0x00]);
+    let mut mid = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73];
+    mid.extend_from_slice(OTHER.as_slice());
+    mid.extend([0x5a, 0xf1, 0x60, 0x00, 0x55, 0x00]);
+    let s = state(&[
+        (TARGET, caller, vec![]),
+        (MID, mid, vec![]),
+        (OTHER, designation.clone(), vec![]),
+        (FRESH, vec![0x00], vec![]),
+    ]);
+    let tx = tx_to(TARGET, 0, vec![]);
+    walk(&s, &tx);
+    let pre = TraceState::start();
+    let head = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &[]).unwrap();
+    let all: Vec<u64> = (0..=head.last).collect();
+    let t = item_trace(s.reader(0).unwrap(), &params(1), &tx, &pre, &all).unwrap();
+    let env = StepEnv::new(params(1), &tx, bridge::TraceCommitment::start(s.root(0).unwrap()));
+    let steps: Vec<_> = (0..t.last)
+        .filter_map(|j| match item_step(s.reader(0).unwrap(), &params(1), &tx, &pre, j).unwrap() {
+            ItemStep::Instruction(step) => Some((j, step)),
+            _ => None,
+        })
+        .collect();
+    // MID's caller, as its last step carries it: a forger ending MID at
+    // the call (out of gas for a cold delegate) shows it too
+    let resumed = steps.iter().find_map(|(_, st)| st.caller.clone().filter(|_| st.state.depth == 1)).unwrap();
+    let mut calls = 0;
+    for (j, step) in steps {
+        if step.state.opcode != 0xf1 || step.state.depth != 1 {
+            continue;
+        }
+        calls += 1;
+        let agreed = t.states[j as usize];
+        assert_eq!(step.journal.as_ref().unwrap().entries.len(), 3, "the caller, the called, the delegate");
+        // junk first (no delegate named, so none carried), the real
+        // designation second (revm still finds the called account's code)
+        for codes in [vec![vec![0x00], designation.clone()], vec![vec![0x00]], vec![]] {
+            let mut forged = step.clone();
+            forged.caller = Some(resumed.clone());
+            let journal = forged.journal.as_mut().unwrap();
+            journal.entries.truncate(2);
+            journal.codes = codes;
+            let v = verify_item_step(&ItemStep::Instruction(forged), &agreed, &env);
+            assert!(refused(v.clone()), "{v:?}");
+        }
+    }
+    assert_eq!(calls, 1);
+}
+
+/// A creator whose nonce is at its limit: revm's create "returns" at once
+/// with no address, so zero is pushed; level 2 agrees.
+#[test]
+fn a_create_from_a_nonce_at_its_limit_pushes_zero() {
+    use prover::{AccountState, StateKey};
+    let code = vec![0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0xf0, 0x60, 0x01, 0x55, 0x00];
+    let s = AuthState::in_memory();
+    let mut c = prover::system_accounts();
+    let funded = AccountState { nonce: 0, balance: U256::from(10u128.pow(24)), ..Default::default() };
+    c.insert(StateKey::Account(signer(0).address()), Some(funded.encode()));
+    let code_hash = alloy_primitives::keccak256(&code);
+    let at_limit = AccountState { nonce: u64::MAX, balance: U256::ZERO, code_hash };
+    c.insert(StateKey::Account(TARGET), Some(at_limit.encode()));
+    c.insert(StateKey::Code(code_hash), Some(code));
+    s.commit(0, &c).unwrap();
+    walk(&s, &tx_to(TARGET, 0, vec![]));
+}
