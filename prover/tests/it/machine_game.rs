@@ -298,3 +298,66 @@ fn a_tampered_level_two_step_does_not_decode() {
     retagged[at + 4 + tx.raw.len()] = 9; // the item step's kind
     assert!(AnyStep::decode(&retagged).is_err(), "an unknown step kind");
 }
+
+/// The boundaries this level came to cover: a CREATE, its init code's
+/// deposit, a created account's code committed, and a contract's send
+/// through the bridge. A lie at each is refuted by the step there, and an
+/// honest defender driven there by a griefer wins with the same step.
+#[test]
+fn a_lie_at_a_create_a_deposit_a_code_commit_or_a_send_is_refuted_and_the_truth_upheld() {
+    use alloy_sol_types::SolCall;
+    // the factory: init code returning one byte of code (STOP) stored at
+    // 0, CREATE of it; then a send through the bridge of its calldata
+    let init = [0x60, 0x00, 0x60, 0x00, 0x53, 0x60, 0x01, 0x60, 0x00, 0xf3]; // MSTORE8 0 at 0, RETURN 1
+    let mut word = [0u8; 32];
+    word[..init.len()].copy_from_slice(&init);
+    let mut code = vec![0x7f];
+    code.extend(word);
+    code.extend([0x60, 0x00, 0x52]); // MSTORE at 0
+    code.extend([0x60, init.len() as u8, 0x60, 0x00, 0x60, 0x00, 0xf0, 0x50]); // CREATE, POP
+    // CALLDATACOPY(0x100, 0, CALLDATASIZE); CALL(GAS, bridge, 0, 0x100, CALLDATASIZE, 0, 0)
+    code.extend([0x36, 0x60, 0x00, 0x61, 0x01, 0x00, 0x37]);
+    code.extend([0x60, 0x00, 0x60, 0x00, 0x36, 0x61, 0x01, 0x00, 0x60, 0x00, 0x73]);
+    code.extend_from_slice(bridge::BRIDGE_ADDRESS.as_slice());
+    code.extend([0x5a, 0xf1, 0x50, 0x00]);
+    let s = crate::machine::state(&[(TARGET, code, vec![])]);
+    let send = prover::IBridge::sendCall { dstShard: 1, to: Address::repeat_byte(0x44), data: Bytes::new() };
+    let tx =
+        sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, Bytes::from(send.abi_encode()), 1_000_000);
+    let all: Vec<u64> = (0..200).collect();
+    let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &all).unwrap();
+    let states = &t.states;
+    let first = |f: &dyn Fn(usize) -> bool| (0..states.len()).find(|j| f(*j)).map(|j| j as u64 + 1).unwrap();
+    let create = first(&|j| states[j].opcode == 0xf0);
+    let deposit = first(&|j| states[j].opcode == 0xf3 && states[j].depth == 1);
+    let sends = first(&|j| states[j].opcode == 0xf1 && states[j].depth == 0);
+    // the commits: find the one storing the created code
+    let head = item_trace(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), &[]).unwrap();
+    let code_commit = (head.instructions + 2..head.last)
+        .find(|j| {
+            matches!(
+                item_step(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), *j).unwrap(),
+                ItemStep::Commit(c) if c.code.is_some()
+            )
+        })
+        .expect("the created code is committed")
+        + 1;
+    for (name, at, kind) in [
+        ("a create", create, "instruction"),
+        ("a deposit", deposit, "instruction"),
+        ("a send", sends, "instruction"),
+        ("a code commit", code_commit, "commit"),
+    ] {
+        let lied = play(&s, &tx, 8, &liar(at), &first_disputed);
+        let shown = match &lied.step {
+            ItemStep::Instruction(_) => "instruction",
+            ItemStep::Commit(_) => "commit",
+            _ => "other",
+        };
+        assert_eq!(shown, kind, "{name}: the step at the lie");
+        assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{name}: {:?}", lied.verdict);
+        let honest = play(&s, &tx, 8, &|_, truth| truth, &towards(at));
+        assert_eq!(honest.step, lied.step, "{name}: the griefer drove the game to the same step");
+        assert_eq!(honest.verdict, StepVerdict::Upheld, "{name}");
+    }
+}
