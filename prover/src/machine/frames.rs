@@ -203,13 +203,24 @@ fn resume_create(
     result: InterpreterResult,
     address: Option<Address>,
 ) -> Checked<()> {
+    let data = FrameData::Create(CreateFrame { created_address: address.unwrap_or_default() });
+    return_to(interp, host, data, FrameResult::Create(CreateOutcome::new(result, address)))
+}
+
+/// Runs revm's own `return_result` on the suspended frame `interp` as
+/// `data` (a call's or a create's) taking `outcome`.
+fn return_to(
+    interp: &mut Interpreter<EthInterpreter>,
+    host: &mut StepHost,
+    data: FrameData,
+    outcome: FrameResult,
+) -> Checked<()> {
     let mut frame = EthFrame::invalid();
     std::mem::swap(&mut frame.interpreter, interp);
-    frame.data = FrameData::Create(CreateFrame { created_address: address.unwrap_or_default() });
-    let outcome = FrameResult::Create(CreateOutcome::new(result, address));
+    frame.data = data;
     let done = frame.return_result::<_, EVMError<Error>>(host, outcome);
     std::mem::swap(&mut frame.interpreter, interp);
-    done.map_err(|e| format!("the creator cannot take the result: {e}"))
+    done.map_err(|e| format!("the caller cannot take the result: {e}"))
 }
 
 /// What a create's frame ending with `result` leaves, as revm's
@@ -269,13 +280,8 @@ fn resume(
     result: InterpreterResult,
     range: std::ops::Range<usize>,
 ) -> Checked<()> {
-    let mut frame = EthFrame::invalid();
-    std::mem::swap(&mut frame.interpreter, interp);
-    frame.data = FrameData::Call(CallFrame { return_memory_range: range.clone() });
-    let outcome = FrameResult::Call(CallOutcome::new(result, range));
-    let done = frame.return_result::<_, EVMError<Error>>(host, outcome);
-    std::mem::swap(&mut frame.interpreter, interp);
-    done.map_err(|e| format!("the caller cannot take the result: {e}"))
+    let data = FrameData::Call(CallFrame { return_memory_range: range.clone() });
+    return_to(interp, host, data, FrameResult::Call(CallOutcome::new(result, range)))
 }
 
 /// After a callee's last instruction (`result`, its output in the callee's
