@@ -47,13 +47,24 @@ fn encode_words(words: &Words, out: &mut Vec<u8>) {
 /// and [`MEMORY_DEPTH`] siblings a word.
 fn memory_words(input: &mut &[u8]) -> Result<Words, DecodeError> {
     let n = bounded_len(input, "step words", MAX_STEP_MEMORY_WORDS)?;
+    // allocate only what the bytes left can hold (40 a word, 32 a sibling)
+    enough(input, "step words", n * 40)?;
     let mut words = Vec::with_capacity(n);
     for _ in 0..n {
         words.push((u64::decode(input)?, <[u8; 32]>::decode(input)?));
     }
     let n = bounded_len(input, "word siblings", MAX_STEP_MEMORY_WORDS * MEMORY_DEPTH)?;
+    enough(input, "word siblings", n * 32)?;
     let siblings = (0..n).map(|_| Hash::decode(input)).collect::<Result<_, _>>()?;
     Ok(Words { words, siblings })
+}
+
+/// Fails unless `input` holds at least `needed` more bytes.
+fn enough(input: &[u8], what: &'static str, needed: usize) -> Result<(), DecodeError> {
+    match needed.checked_sub(input.len()) {
+        Some(short) if short > 0 => Err(DecodeError::UnexpectedEnd { what, needed: short }),
+        _ => Ok(()),
+    }
 }
 
 fn encode_data(d: &StepData, out: &mut Vec<u8>) {
