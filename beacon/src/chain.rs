@@ -271,6 +271,15 @@ impl BeaconChain {
     /// beacon blocks and must be the spec's beacon key.
     pub fn open(spec: ChainSpec, db: BeaconDb, key: ValidatorKey) -> Result<Self> {
         spec.validate().map_err(Error::Config)?;
+        if let Some((clock, turns)) = spec.clock_shortfall() {
+            tracing::warn!(
+                target: "beacon",
+                clock,
+                turns,
+                "each side's game clock is shorter than the turns a game of both levels may take: \
+                 an honest party can lose a game descending into a transaction on time (lengthen the window)"
+            );
+        }
         if key.address() != spec.beacon {
             return Err(Error::Config(format!(
                 "beacon key {} is not the genesis beacon {}",

@@ -200,6 +200,28 @@ impl ChainSpec {
             .saturating_add(self.most_runs().saturating_mul(2).saturating_mul(self.game_clock()))
     }
 
+    /// Defender turns a game of both levels may take: ⌈log_k n⌉ rounds of
+    /// level 1 for up to 2^20 items, ⌈log_k L⌉ of level 2 for the longest
+    /// item trace a descent may claim (`MAX_ITEM_TRACE`), the claim, the
+    /// descent and the step. An honest agent takes about a slot a turn.
+    pub fn two_level_turns(&self) -> u64 {
+        let k = self.dispute_k;
+        u64::from(crate::game::Game::rounds_for(1 << 20, k))
+            + u64::from(crate::game::Game::rounds_for(crate::game::MAX_ITEM_TRACE, k))
+            + 3
+    }
+
+    /// `(clock, turns)` when each side's clock is shorter than the turns
+    /// a game of both levels may take ([`ChainSpec::two_level_turns`]): a
+    /// short custom window with many validators. Such a network runs, but
+    /// an honest party can lose a game that descends into a transaction
+    /// on time; nodes warn about it (not refused: enforcing it is issue
+    /// 16's named gap, as the test suite's short windows do not meet it).
+    pub fn clock_shortfall(&self) -> Option<(u64, u64)> {
+        let (clock, turns) = (self.game_clock(), self.two_level_turns());
+        (clock < turns).then_some((clock, turns))
+    }
+
     /// Rejects a spec no network can run on.
     pub fn validate(&self) -> Result<(), String> {
         if self.stf_version != STF_VERSION {
@@ -731,6 +753,11 @@ mod tests {
         assert_eq!(two.most_runs(), 2);
         assert_eq!(two.game_clock(), 4, "two runs: a quarter of the window");
         assert_eq!(two.decision_bound(), 32, "two windows");
+        // k = 4: 10 rounds for 2^20 items, 20 for a 2^40-step trace, 3 more
+        let spec4 = ChainSpec { dispute_k: 4, ..two.clone() };
+        assert_eq!(spec4.two_level_turns(), 33);
+        assert_eq!(ChainSpec { game_clock_slots: 8, ..spec4.clone() }.clock_shortfall(), Some((8, 33)));
+        assert_eq!(ChainSpec { game_clock_slots: 33, ..spec4 }.clock_shortfall(), None);
         // every header decided within two windows: the runs' clocks fit in one
         assert!(ChainSpec { game_clock_slots: 4, ..two.clone() }.validate().is_ok());
         let slow = ChainSpec { game_clock_slots: 5, ..two.clone() }.validate().unwrap_err();
