@@ -275,9 +275,9 @@ impl DisputeAgent {
         };
         let mut fits = item_step.as_ref().is_none_or(|s| s.len() <= self.mode.level_one_limit);
         // level 2 only where the item's trace ends on what level 1's
-        // execution gives (not a message, a create, an item over the
-        // witness budget or one sending through the bridge): otherwise
-        // level 1's step, however large, is the only evidence there is
+        // execution gives (not a message, whose whole-item step the
+        // witness budget keeps within a move): otherwise level 1's step
+        // is the only evidence there is
         let item_view = match (&g.game.descent, &g.game.phase) {
             (_, _) if fits => None,
             (Some(d), _) => self.item_view(&g, node, d.lo).ok().flatten(),
@@ -403,8 +403,9 @@ impl DisputeAgent {
     /// The pinned item's level-2 trace at the states the game's position
     /// needs: its ends and this round's points.
     /// `None` when the item's trace is no evidence about it: it does not
-    /// end on this node's `c_{lo+1}` (an item over the witness budget, one
-    /// sending through the bridge) or has a step the referee does not take.
+    /// end on this node's `c_{lo+1}` (a message has no level-2 trace) or
+    /// has a step the referee does not take (an authorization list's
+    /// prologue).
     fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<Option<ItemView>> {
         let key = bridge::hash_domain(b"optishard.agent.item", &[&g.header.0, &index.to_be_bytes()]);
         let known = self.item_agrees.get(&key).copied();

@@ -218,7 +218,9 @@ impl StepEnv {
 pub enum InstructionVerdict {
     /// `s_{j+1}`: the game compares it with the claimed one.
     Next(Hash),
-    /// Not an instruction a step covers yet.
+    /// Not a step the referee takes: an opcode no fork the shards run
+    /// defines as a frame (EOF's), or a prologue or epilogue of what the
+    /// level-2 machine does not step through (an authorization list).
     Unsupported(u8),
     /// The step proves nothing: its parts are not `s_j`'s.
     Rejected(String),
