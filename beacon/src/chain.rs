@@ -276,8 +276,8 @@ impl BeaconChain {
                 target: "beacon",
                 clock,
                 turns,
-                "each side's game clock is shorter than the turns a game of both levels may take: \
-                 an honest party can lose a game descending into a transaction on time (lengthen the window)"
+                "each side's game clock is shorter than level 1's turns of a game over a block of many \
+                 items: an honest party can lose such a game on time (lengthen the window)"
             );
         }
         if key.address() != spec.beacon {

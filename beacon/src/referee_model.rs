@@ -830,9 +830,10 @@ impl World {
             if !h.lying && self.model.discarded.contains(&height) && !coalition_below {
                 return fail(format!("true header {height} of an honest proposer was discarded"));
             }
-            // bounded delay: decided within two windows of live slots
+            // bounded delay: decided within two windows of live slots and
+            // the level-2 allowance of every run's clocks
             let elapsed = self.referee.pauses.elapsed(h.included_in, self.slot);
-            if !self.decided.contains_key(&height) && elapsed > 2 * WINDOW {
+            if !self.decided.contains_key(&height) && elapsed > self.decision_bound() {
                 return fail(format!("header {height} undecided {elapsed} live slots after its inclusion"));
             }
         }
@@ -870,6 +871,14 @@ impl World {
         Ok(())
     }
 
+    /// Live slots after its inclusion by which a header must be decided:
+    /// two windows, and every run's clocks' level-2 allowance
+    /// (`ChainSpec::decision_bound`).
+    fn decision_bound(&self) -> u64 {
+        let allowance = bridge::game::level_two_allowance(bridge::game::MAX_ITEM_TRACE, self.sched.k);
+        2 * WINDOW + 2 * RUNS * allowance
+    }
+
     /// Plays the schedule, then lets the honest parties play on alone
     /// until every header must be decided.
     fn run(mut self) -> Result<(), Violation> {
@@ -879,7 +888,7 @@ impl World {
         }
         let quiet = Slot { ops: vec![], honest_at: 0, pause: 0 };
         let last_inclusion = self.model.headers.iter().map(|h| h.included_in).max().unwrap_or(0);
-        while self.referee.pauses.elapsed(last_inclusion, self.slot) <= 2 * WINDOW + 1 {
+        while self.referee.pauses.elapsed(last_inclusion, self.slot) <= self.decision_bound() + 1 {
             self.play(&quiet)?;
         }
         for height in 1..=self.model.headers.len() as u64 {

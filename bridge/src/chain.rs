@@ -194,31 +194,38 @@ impl ChainSpec {
 
     /// Live slots after its inclusion by which every accepted header is
     /// final or discarded, whatever any coalition does: a game opens by
-    /// the window's end and each of its runs lasts at most both clocks.
+    /// the window's end and each of its runs lasts at most both clocks,
+    /// and both clocks' level-2 allowance if it descends
+    /// ([`crate::game::level_two_allowance`] of the longest trace a
+    /// descent may claim).
     pub fn decision_bound(&self) -> u64 {
+        let allowance = crate::game::level_two_allowance(crate::game::MAX_ITEM_TRACE, self.dispute_k);
+        self.level_one_bound().saturating_add(self.most_runs().saturating_mul(2).saturating_mul(allowance))
+    }
+
+    /// [`ChainSpec::decision_bound`] without the level-2 allowance: the
+    /// window and every run's clocks, which must fit in two windows.
+    pub fn level_one_bound(&self) -> u64 {
         self.challenge_window()
             .saturating_add(self.most_runs().saturating_mul(2).saturating_mul(self.game_clock()))
     }
 
-    /// Defender turns a game of both levels may take: ⌈log_k n⌉ rounds of
-    /// level 1 for up to 2^20 items, ⌈log_k L⌉ of level 2 for the longest
-    /// item trace a descent may claim (`MAX_ITEM_TRACE`), the claim, the
-    /// descent and the step. An honest agent takes about a slot a turn.
-    pub fn two_level_turns(&self) -> u64 {
-        let k = self.dispute_k;
-        u64::from(crate::game::Game::rounds_for(1 << 20, k))
-            + u64::from(crate::game::Game::rounds_for(crate::game::MAX_ITEM_TRACE, k))
-            + 3
+    /// Turns a side may take at level 1 of a game: ⌈log_k n⌉ rounds for up
+    /// to 2^20 items, the claim, and the step or the descent (level 2's
+    /// turns come with their own allowance,
+    /// [`crate::game::level_two_allowance`]). An honest agent takes about
+    /// a slot a turn.
+    pub fn level_one_turns(&self) -> u64 {
+        u64::from(crate::game::Game::rounds_for(1 << 20, self.dispute_k)) + 3
     }
 
-    /// `(clock, turns)` when each side's clock is shorter than the turns
-    /// a game of both levels may take ([`ChainSpec::two_level_turns`]): a
-    /// short custom window with many validators. Such a network runs, but
-    /// an honest party can lose a game that descends into a transaction
-    /// on time; nodes warn about it (not refused: enforcing it is issue
-    /// 16's named gap, as the test suite's short windows do not meet it).
+    /// `(clock, turns)` when each side's clock is shorter than level 1's
+    /// turns ([`ChainSpec::level_one_turns`]): a short custom window with
+    /// many validators. Such a network runs (the test suite's short windows
+    /// do; their games are short), but an honest party in a game over a
+    /// block of many items can lose it on time; the beacon warns.
     pub fn clock_shortfall(&self) -> Option<(u64, u64)> {
-        let (clock, turns) = (self.game_clock(), self.two_level_turns());
+        let (clock, turns) = (self.game_clock(), self.level_one_turns());
         (clock < turns).then_some((clock, turns))
     }
 
@@ -280,7 +287,7 @@ impl ChainSpec {
         // every header is decided within two windows of its inclusion: a
         // game opens by the window's end, and its runs (one per validator
         // of the shard at most) each last at most both clocks
-        if self.decision_bound() > self.challenge_window().saturating_mul(2) {
+        if self.level_one_bound() > self.challenge_window().saturating_mul(2) {
             return Err(format!(
                 "game_clock_slots {} is too long: with up to {} runs of a game (the most validators a shard has), \
                  both clocks of every run must fit in the challenge window of {} slots; use at most {}",
@@ -752,12 +759,15 @@ mod tests {
         let (two, _) = spec_with(2);
         assert_eq!(two.most_runs(), 2);
         assert_eq!(two.game_clock(), 4, "two runs: a quarter of the window");
-        assert_eq!(two.decision_bound(), 32, "two windows");
-        // k = 4: 10 rounds for 2^20 items, 20 for a 2^40-step trace, 3 more
+        assert_eq!(two.level_one_bound(), 32, "two windows");
+        // k = 4: 10 rounds for 2^20 items, the claim, the step or descent;
+        // a descent adds 20 rounds for a 2^40-step trace and 2 to each
+        // clock of each of the 2 runs
         let spec4 = ChainSpec { dispute_k: 4, ..two.clone() };
-        assert_eq!(spec4.two_level_turns(), 33);
-        assert_eq!(ChainSpec { game_clock_slots: 8, ..spec4.clone() }.clock_shortfall(), Some((8, 33)));
-        assert_eq!(ChainSpec { game_clock_slots: 33, ..spec4 }.clock_shortfall(), None);
+        assert_eq!(spec4.level_one_turns(), 13);
+        assert_eq!(spec4.decision_bound(), 32 + 2 * 2 * 22);
+        assert_eq!(ChainSpec { game_clock_slots: 8, ..spec4.clone() }.clock_shortfall(), Some((8, 13)));
+        assert_eq!(ChainSpec { game_clock_slots: 13, ..spec4 }.clock_shortfall(), None);
         // every header decided within two windows: the runs' clocks fit in one
         assert!(ChainSpec { game_clock_slots: 4, ..two.clone() }.validate().is_ok());
         let slow = ChainSpec { game_clock_slots: 5, ..two.clone() }.validate().unwrap_err();

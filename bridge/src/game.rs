@@ -162,6 +162,17 @@ pub fn item_trace_bound(gas_limit: u64) -> u64 {
     gas_limit.saturating_mul(3).saturating_add(16).min(MAX_ITEM_TRACE)
 }
 
+/// The slots each side's clock gains when a game descends into a trace of
+/// `last` steps: one a round of level 2's bisection and two more (the
+/// step, and the turn the descent lands in). A game's clocks are sized for
+/// level 1 ([`crate::ChainSpec::game_clock`]); without this, a short clock
+/// spent on level 1's rounds would leave an honest party no time for level
+/// 2's and lose it the game on time. A liar's claimed `last` is bounded by
+/// the referee ([`item_trace_bound`]), so the time it buys is too.
+pub fn level_two_allowance(last: u64, k: u64) -> u64 {
+    u64::from(Game::rounds_for(last, k)) + 2
+}
+
 /// One dispute: the range still disputed, the commitments at its ends,
 /// the clocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +354,11 @@ impl Game {
             return Err(MoveError::BadLength(last));
         }
         self.charge(Side::Defender, slot);
+        // level 2's rounds on top of what level 1 left each side
+        let extra = level_two_allowance(last, self.params.k);
+        for c in &mut self.clocks {
+            *c = c.saturating_add(extra);
+        }
         self.descent =
             Some(Descent { lo: self.lo, lo_commit: self.lo_commit, hi_commit: self.hi_commit, item, last });
         self.lo_commit = crate::trace::item_start(&self.lo_commit, &item);

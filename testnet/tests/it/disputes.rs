@@ -1284,10 +1284,9 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
         .shards(1)
         .validators_per_shard(3)
         .seed(47)
-        // a game of both levels: each clock must last the rounds of
-        // both (⌈log_4 1⌉ + ⌈log_4 102⌉ bisections, the descent, the step),
-        // 160 / (2 × 3 validators) = 26 slots
-        .challenge_window_slots(160)
+        // 40 / (2 × 3 validators) = 6 slots a clock: level 1's turns; the
+        // descent adds level 2's (`level_two_allowance`: ⌈log_4 L⌉ + 2)
+        .challenge_window_slots(40)
         .txs_per_slot(0)
         .build(dir.path())
         .unwrap();
