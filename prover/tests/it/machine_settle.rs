@@ -272,7 +272,12 @@ mod random_items {
         Log(u8),
         Pay(u8, u8),
         Balance(u8),
+        /// KECCAK256, MCOPY, CALLDATACOPY or LOG1 (`.0`) of `RANGES[.1]`
+        /// bytes: around the 128 KiB limit past which it halts.
+        Range(u8, usize),
     }
+
+    const RANGES: [u32; 6] = [0, 31, 4_097, 131_072, 131_073, 200_000];
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
@@ -282,6 +287,7 @@ mod random_items {
             1 => (0u8..3).prop_map(Op::Log),
             1 => (0u8..4, 0u8..40).prop_map(|(to, v)| Op::Pay(to, v)),
             1 => (0u8..4).prop_map(Op::Balance),
+            1 => (0u8..4, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
         ]
     }
 
@@ -312,6 +318,16 @@ mod random_items {
                     c.extend_from_slice(payee(to).as_slice());
                     c.extend([0x31, 0x50]);
                 }
+                Op::Range(kind, l) => {
+                    let b = RANGES[l].to_be_bytes();
+                    let len = [0x62, b[1], b[2], b[3]];
+                    match kind {
+                        0 => c.extend([&len[..], &[0x60, 0x20, 0x20, 0x50]].concat()),
+                        1 => c.extend([&len[..], &[0x60, 0x11, 0x61, 0x01, 0x05, 0x5e]].concat()),
+                        2 => c.extend([&len[..], &[0x60, 0x00, 0x60, 0x40, 0x37]].concat()),
+                        _ => c.extend([&[0x60, 0x09][..], &len, &[0x60, 0x07, 0xa1]].concat()),
+                    }
+                }
             }
         }
         c.extend(if revert { vec![0x60, 0x00, 0x60, 0x00, 0xfd] } else { vec![0x00] });
@@ -321,6 +337,10 @@ mod random_items {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
+        /// Random items of storage, transient storage, logs, payments,
+        /// balance reads and ranges around the 128 KiB limit (which halt
+        /// past it), ending in STOP or REVERT, sometimes out of gas: every
+        /// step is upheld and the trace ends on level 1's `c_1`.
         #[test]
         fn every_step_of_a_random_item_is_upheld_and_ends_on_level_one(
             ops in prop::collection::vec(op(), 1..14),
