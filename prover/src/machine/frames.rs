@@ -69,7 +69,7 @@ pub(super) fn enter(
     let Some(result) = outcome else {
         // a new frame: the callee's first instruction, the caller suspended
         // under it
-        let record = suspended(next, interp, checkpoint, &inputs);
+        let record = suspended(next, interp, checkpoint, &inputs.return_memory_offset, false);
         let calldata = match &inputs.input {
             CallInput::SharedBuffer(range) if !range.is_empty() => {
                 data_hash(range.len() as u64, &s.memory, range.start as u64)
@@ -78,22 +78,11 @@ pub(super) fn enter(
         };
         let code = inputs.known_bytecode.1.original_bytes();
         let callee = MachineState {
-            index: s.index + 1,
-            pc: 0,
-            opcode: code.first().copied().unwrap_or(0x00),
-            depth,
             is_static: inputs.is_static,
             code_hash: inputs.known_bytecode.0,
             gas_remaining: inputs.gas_limit,
-            gas_refunded: 0,
-            frames: push_frame(s.frames, &record),
             input: input_hash(&inputs.target_address, &inputs.caller, &inputs.value.get(), &calldata),
-            stack: Hash::ZERO,
-            stack_len: 0,
-            memory: memory_root(&[]),
-            memory_len: 0,
-            return_data: DataRef::empty().hash(),
-            journal: moved,
+            ..frame_start(s, &record, &code, moved)
         };
         return Ok(InstructionVerdict::Next(callee.commitment()));
     };
@@ -169,29 +158,41 @@ pub(super) fn create(
         ));
     }
     let moved = next.journal(host)?;
-    let mut state = next.after(interp, checkpoint, Hash::ZERO);
-    state.index = 0;
-    let record = CallerRecord { state, ret_offset: 0, ret_len: 0, create: true };
+    let record = suspended(next, interp, checkpoint, &(0..0), true);
     let code = inputs.init_code();
     let init = MachineState {
-        index: s.index + 1,
-        pc: 0,
-        opcode: code.first().copied().unwrap_or(0x00),
-        depth,
         is_static: false,
         code_hash: alloy_primitives::keccak256(code),
         gas_remaining: inputs.gas_limit(),
-        gas_refunded: 0,
-        frames: push_frame(s.frames, &record),
         input: input_hash(&claimed, &caller, &inputs.value(), &DataRef::empty().hash()),
+        ..frame_start(s, &record, code, moved)
+    };
+    Ok(InstructionVerdict::Next(init.commitment()))
+}
+
+/// A new frame's first state under `s` (the instruction that opened it),
+/// its caller suspended as `record`, running `code` from its start with an
+/// empty stack, memory and return data, and the journal `journal`; its
+/// static flag, code hash, gas and input are the opener's to set.
+fn frame_start(s: &MachineState, record: &CallerRecord, code: &[u8], journal: Hash) -> MachineState {
+    MachineState {
+        index: s.index + 1,
+        pc: 0,
+        opcode: code.first().copied().unwrap_or(0x00),
+        depth: s.depth + 1,
+        is_static: false,
+        code_hash: B256::ZERO,
+        gas_remaining: 0,
+        gas_refunded: 0,
+        frames: push_frame(s.frames, record),
+        input: Hash::ZERO,
         stack: Hash::ZERO,
         stack_len: 0,
         memory: memory_root(&[]),
         memory_len: 0,
         return_data: DataRef::empty().hash(),
-        journal: moved,
-    };
-    Ok(InstructionVerdict::Next(init.commitment()))
+        journal,
+    }
 }
 
 /// Gives the creator `interp` a create's result as revm's handler does:
@@ -263,13 +264,13 @@ fn suspended(
     next: &Next<'_>,
     interp: &Interpreter<EthInterpreter>,
     checkpoint: Hash,
-    inputs: &CallInputs,
+    ret: &std::ops::Range<usize>,
+    create: bool,
 ) -> CallerRecord {
     let mut state = next.after(interp, checkpoint, Hash::ZERO);
     state.index = 0;
-    let ret = &inputs.return_memory_offset;
     let (ret_offset, ret_len) = if ret.is_empty() { (0, 0) } else { (ret.start as u64, ret.len() as u64) };
-    CallerRecord { state, ret_offset, ret_len, create: false }
+    CallerRecord { state, ret_offset, ret_len, create }
 }
 
 /// Gives the caller `interp` a call's result as revm's handler does: the

@@ -136,8 +136,36 @@ pub(super) fn open_journal(
     let delegate = j.codes.first().and_then(|c| delegate_of(c)).unwrap_or_default();
     let hints = Hints { created: claimed_created(step), channel: claimed_channel(step), delegate };
     let keys = step_keys(s.opcode, &step.top, target, create_end, hints);
-    let codes: Vec<Vec<u8>> = j.codes.clone();
-    open_entries(&j.root, &j.entries, &j.pre, &codes, &keys, env)
+    let (db, opened, tree) = open_entries(&j.root, &j.entries, &j.pre, &j.codes, &keys, env)?;
+    if super::touches::is_call(s.opcode) {
+        check_called_code(&j.codes, super::touches::called(&step.top), &db, &opened)?;
+    }
+    Ok((db, opened, tree))
+}
+
+/// A call's codes are the called account's, by the code hash its opened
+/// entry or its proof holds, then its delegate's: so the delegate the
+/// designation names (which decides the step's entries) is the one the
+/// call loads. revm may skip loading a cold delegate for want of gas
+/// without reading the database, so a delegate left out would not show as
+/// a miss.
+fn check_called_code(codes: &[Vec<u8>], named: Address, db: &StepDb, opened: &Opened) -> Result<(), String> {
+    let held = opened.iter().find(|(k, _)| *k == JournalKey::Account(named)).and_then(|(_, v)| v.as_deref());
+    let hash = match held {
+        Some(entry) => {
+            journal::account_of(entry, Default::default()).ok_or("a malformed account entry")?.info.code_hash
+        }
+        None => db.proven_code_hash(&named).ok_or("the called account is not in the step")?,
+    };
+    let ok = match codes.first() {
+        None => hash == revm::primitives::KECCAK_EMPTY,
+        Some(code) => alloy_primitives::keccak256(code) == hash,
+    };
+    let delegated = codes.first().and_then(|c| delegate_of(c)).is_some();
+    if !ok || codes.len() > 1 + usize::from(delegated) {
+        return Err("not the called account's code".into());
+    }
+    Ok(())
 }
 
 /// The address a create's step says it makes (its second entry): checked

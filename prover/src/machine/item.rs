@@ -196,12 +196,13 @@ pub fn item_coverage<R: ProvableState + Clone>(
     tx: &SignedTx,
 ) -> Result<Option<(u64, u8)>> {
     // the prologue: no authorization list
-    if !prologue_covered(&tx.tx_env()) {
+    let env = tx.tx_env();
+    if !prologue_covered(&env) {
         return Ok(Some((0, 0)));
     }
     let tracer =
         Tracer::coverage(crate::bridge::ShardPrecompiles::new(params.fork, params.shard, params.shards));
-    let (t, ran) = replay(base, params, tx.tx_env(), tracer);
+    let (t, ran) = replay(base, params, env, tracer);
     ran?;
     Ok(t.uncovered.map(|(j, op)| (j + 1, op)))
 }
@@ -259,7 +260,7 @@ impl ItemRun {
     ) -> Result<ItemRun> {
         let unsupported = |what: &str| Error::Execution(format!("{what} is not a level-2 trace yet"));
         let signed = env.tx.clone();
-        let (t, ran) =
+        let (mut t, ran) =
             replay(base.clone(), &env.params, signed, Tracer::new(wanted, None).keeping_end_journal());
         ran?;
         let (Some(end), Some((entries, logs))) = (t.end, t.end_journal) else {
@@ -282,7 +283,7 @@ impl ItemRun {
             entries: proofs,
             pre: pre_values,
             trace: pre.clone(),
-            messages: t.end_messages.clone(),
+            messages: std::mem::take(&mut t.end_messages),
         };
         let settled = settle::settle(&epilogue, &end.commitment(), env)
             .map_err(|e| Error::Execution(format!("the epilogue: {e}")))?

@@ -276,7 +276,8 @@ pub fn instruction_step<R: ProvableState + Clone>(
     // the caller a frame's last instruction resumes
     let caller = caller.filter(|_| ended);
     let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
-    let create_end = caller.as_ref().map_or(state.depth == 0 && tx.tx_env().kind.is_create(), |c| c.0.create);
+    let creates = alloy_consensus::Transaction::kind(&tx.envelope).is_create();
+    let create_end = caller.as_ref().map_or(state.depth == 0 && creates, |c| c.0.create);
     let touch = Touch {
         precompile: calls_precompile(op, &top, &precompiles),
         ret_len: caller.as_ref().map(|c| c.0.ret_len),
@@ -452,34 +453,6 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     } else {
         (StepDb::default(), Vec::new(), PartialTree::Empty)
     };
-    // a call's codes are the named account's (by the code hash its entry
-    // or its proof holds, so the delegate its designation names is the
-    // one carried: revm may skip loading a cold delegate for want of gas,
-    // so a missing entry would not show as a miss) and the delegate's
-    if is_call(s.opcode)
-        && let Some(j) = &step.journal
-    {
-        let named = called(&step.top);
-        let held =
-            opened.iter().find(|(k, _)| *k == JournalKey::Account(named)).and_then(|(_, v)| v.as_deref());
-        let hash = match held {
-            Some(entry) => {
-                journal::account_of(entry, Default::default())
-                    .ok_or("a malformed account entry")?
-                    .info
-                    .code_hash
-            }
-            None => db.proven_code_hash(&named).ok_or("the called account is not in the step")?,
-        };
-        let ok = match j.codes.first() {
-            None => hash == revm::primitives::KECCAK_EMPTY,
-            Some(code) => alloy_primitives::keccak256(code) == hash,
-        };
-        let delegated = j.codes.first().and_then(|c| delegate_of(c)).is_some();
-        if !ok || j.codes.len() > 1 + usize::from(delegated) {
-            return Err("not the called account's code".into());
-        }
-    }
     // BLOCKHASH of a block below: the hash the step carries, vouched for
     // by the referee's header chain
     let mut db = db;
