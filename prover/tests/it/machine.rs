@@ -11,6 +11,13 @@ use crate::support::{params, sign_1559, signer};
 /// A contract: its address, code and storage slots.
 pub(crate) type Contract = (Address, Vec<u8>, Vec<(u64, u64)>);
 
+/// Level 1's run of `tx` alone over `s` at `version` (in block `version + 1`).
+pub(crate) fn level_one_run(s: &AuthState, version: u64, tx: &SignedTx) -> prover::Execution {
+    let reader = s.reader(version).unwrap();
+    let items = vec![prover::Item::Tx(tx.clone())];
+    prover::execute_items(reader, &crate::support::params(version + 1), items, prover::Mode::Verify).unwrap()
+}
+
 /// A state with signer 0 funded and `contracts` deployed.
 pub(crate) fn state(contracts: &[Contract]) -> AuthState {
     let state = AuthState::in_memory();

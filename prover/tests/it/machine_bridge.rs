@@ -9,7 +9,7 @@ use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_sol_types::{SolCall, sol};
 use bridge::BRIDGE_ADDRESS;
 use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
-use prover::{AuthState, IBridge, Item, Mode, SignedTx};
+use prover::{AuthState, IBridge, SignedTx};
 
 use crate::machine::state;
 use crate::machine_settle::{walk, walk_at};
@@ -30,8 +30,7 @@ fn deployed() -> (AuthState, Address) {
     let s = state(&[]);
     let deploy = sign_1559(&signer(0), 0, TxKind::Create, U256::ZERO, pinger_bin(), 2_000_000);
     walk(&s, &deploy);
-    let exec = prover::execute_items(s.reader(0).unwrap(), &params(1), vec![Item::Tx(deploy)], Mode::Verify)
-        .unwrap();
+    let exec = crate::machine::level_one_run(&s, 0, &deploy);
     let pinger = exec.outcomes[0].receipt.contract_address.expect("deployed");
     s.commit(1, &exec.outcomes[0].changes).unwrap();
     (s, pinger)
@@ -39,14 +38,6 @@ fn deployed() -> (AuthState, Address) {
 
 fn call(nonce: u64, to: Address, value: u64, data: Vec<u8>) -> SignedTx {
     sign_1559(&signer(0), nonce, TxKind::Call(to), U256::from(value), Bytes::from(data), 1_000_000)
-}
-
-/// Level 1's outcome of `tx` over `s` at version 1.
-fn outcome(s: &AuthState, tx: &SignedTx) -> prover::ItemOutcome {
-    let exec =
-        prover::execute_items(s.reader(1).unwrap(), &params(2), vec![Item::Tx(tx.clone())], Mode::Verify)
-            .unwrap();
-    exec.outcomes.into_iter().next().unwrap()
 }
 
 /// A contract's send, a transaction's send straight to the bridge, a send
@@ -65,7 +56,7 @@ fn every_send_is_a_step_and_ends_on_level_ones_outbox() {
         ("a send its caller reverts", call(1, pinger, 5, reverting), 0),
         ("a send to its own shard", call(1, BRIDGE_ADDRESS, 0, to_itself), 0),
     ] {
-        let o = outcome(&s, &tx);
+        let o = crate::machine::level_one_run(&s, 1, &tx).outcomes.remove(0);
         assert_eq!(o.messages.len(), sent, "{what}");
         walk_at(&s, 1, &tx);
     }
@@ -115,4 +106,54 @@ fn a_hidden_or_altered_send_proves_nothing() {
         }
     }
     assert_eq!((sends, epilogues), (1, 1));
+}
+
+/// Off the wire, this level's new parts are bounded before anything is
+/// allocated for them: an epilogue naming more message ids than any item
+/// sends (or more than its bytes hold), a call's step carrying a third
+/// code, a commit storing code past EIP-170's 24 KiB.
+#[test]
+fn the_new_parts_of_a_step_are_bounded_off_the_wire() {
+    use bridge::{DecodeError, Encode, decode_exact};
+    let too_long = |bytes: &[u8], part: &str| matches!(decode_exact::<ItemStep>(bytes), Err(DecodeError::TooLong { what, .. }) if what == part);
+    let (s, pinger) = deployed();
+    let tx = call(1, pinger, 0, IPinger::pingCall { dst: 2, to: PEER, data: Bytes::new() }.abi_encode());
+    let (p, pre) = (params(2), bridge::TraceState::start());
+    let head = item_trace(s.reader(1).unwrap(), &p, &tx, &pre, &[]).unwrap();
+    let epilogue = item_step(s.reader(1).unwrap(), &p, &tx, &pre, head.instructions + 1).unwrap();
+    let ItemStep::Epilogue(e) = &epilogue else { panic!("the epilogue") };
+    assert_eq!(e.messages.len(), 1);
+    // the ids are the step's last part: a count, then 32 bytes each
+    let wire = epilogue.encode();
+    let at = wire.len() - 36;
+    for (count, part) in [(u32::MAX, "messages"), (2, "")] {
+        let mut forged = wire.clone();
+        forged[at..at + 4].copy_from_slice(&count.to_be_bytes());
+        if part.is_empty() {
+            assert!(decode_exact::<ItemStep>(&forged).is_err(), "two ids where one is");
+        } else {
+            assert!(too_long(&forged, part), "{count} ids");
+        }
+    }
+    // a call's step with three codes
+    let call_step = (0..head.instructions)
+        .map(|j| item_step(s.reader(1).unwrap(), &p, &tx, &pre, j + 1).unwrap())
+        .find(|st| matches!(st, ItemStep::Instruction(i) if i.state.opcode == 0xf1))
+        .unwrap();
+    let ItemStep::Instruction(mut i) = call_step else { unreachable!() };
+    i.journal.as_mut().unwrap().codes = vec![vec![0x00]; 3];
+    assert!(too_long(&ItemStep::Instruction(i).encode(), "codes"));
+    // a commit storing code one byte past the limit
+    let s = state(&[]);
+    let deploy = sign_1559(&signer(0), 0, TxKind::Create, U256::ZERO, pinger_bin(), 2_000_000);
+    let head = item_trace(s.reader(0).unwrap(), &params(1), &deploy, &pre, &[]).unwrap();
+    let mut commit = (head.instructions + 2..head.last)
+        .map(|j| item_step(s.reader(0).unwrap(), &params(1), &deploy, &pre, j).unwrap())
+        .find_map(|st| match st {
+            ItemStep::Commit(c) if c.code.is_some() => Some(c),
+            _ => None,
+        })
+        .expect("the Pinger's code is committed");
+    commit.code.as_mut().unwrap().code = vec![0x00; prover::machine::MAX_CODE as usize + 1];
+    assert!(too_long(&ItemStep::Commit(commit).encode(), "created code"));
 }

@@ -132,13 +132,7 @@ fn every_way_a_create_ends_is_a_step_and_ends_on_level_ones_commitment() {
     assert!(n > 100, "{n} instructions");
     assert!(states.len() as u64 > n);
     // what level 1 says happened (the walk showed level 2 agrees)
-    let exec = prover::execute_items(
-        s.reader(0).unwrap(),
-        &params(1),
-        vec![prover::Item::Tx(tx(1_000, 3_000_000))],
-        prover::Mode::Verify,
-    )
-    .unwrap();
+    let exec = crate::machine::level_one_run(&s, 0, &tx(1_000, 3_000_000));
     assert!(exec.outcomes[0].receipt.success);
     s.commit(1, &exec.outcomes[0].changes).unwrap();
     let slot = |k: u64| s.storage(TARGET, U256::from(k), 1).unwrap();
@@ -189,13 +183,7 @@ fn a_create_that_halts_fails_as_level_one_says() {
         let s = state(&[(TARGET, one_create(&init), vec![])]);
         let (_, n) = walk(&s, &tx(0, gas));
         assert!(n > 10, "{what}");
-        let exec = prover::execute_items(
-            s.reader(0).unwrap(),
-            &params(1),
-            vec![prover::Item::Tx(tx(0, gas))],
-            prover::Mode::Verify,
-        )
-        .unwrap();
+        let exec = crate::machine::level_one_run(&s, 0, &tx(0, gas));
         assert!(exec.outcomes[0].receipt.success, "{what}: the creator goes on");
         s.commit(1, &exec.outcomes[0].changes).unwrap();
         assert_eq!(s.account(TARGET.create(1), 1).unwrap(), None, "{what}: nothing created");
@@ -291,13 +279,7 @@ fn a_create_transaction_is_a_trace_like_any_other() {
     ] {
         let tx = deploy(init, value, gas);
         walk(&s, &tx);
-        let exec = prover::execute_items(
-            s.reader(0).unwrap(),
-            &params(1),
-            vec![prover::Item::Tx(tx)],
-            prover::Mode::Verify,
-        )
-        .unwrap();
+        let exec = crate::machine::level_one_run(&s, 0, &tx);
         let receipt = &exec.outcomes[0].receipt;
         assert_eq!(receipt.success, success, "{what}");
         let created = signer(0).address().create(0);

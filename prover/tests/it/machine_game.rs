@@ -234,13 +234,7 @@ fn the_large_transactions_of_the_issue_are_decided_at_level_two() {
     {
         let s = crate::machine::state(&[(TARGET, code.clone(), vec![])]);
         let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(value), Bytes::new(), 12_000_000);
-        let exec = prover::execute_items(
-            s.reader(0).unwrap(),
-            &params(1),
-            vec![prover::Item::Tx(tx.clone())],
-            prover::Mode::Verify,
-        )
-        .unwrap();
+        let exec = crate::machine::level_one_run(&s, 0, &tx);
         let receipt = &exec.outcomes[0].receipt;
         assert!(receipt.success, "{name}: {receipt:?}");
         assert_eq!((receipt.success, receipt.gas_used), on_ethereum(&code, &tx), "{name}: Ethereum's gas");

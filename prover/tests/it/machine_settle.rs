@@ -7,7 +7,7 @@ use bridge::{Hash, TraceState};
 use prover::machine::{
     InstructionVerdict, ItemStep, StepEnv, item_coverage, item_step, item_trace, verify_item_step,
 };
-use prover::{AuthState, Item, Mode, SignedTx};
+use prover::{AuthState, SignedTx};
 
 use crate::machine::{Contract, TARGET, state};
 use crate::support::{params, sign_1559, signer};
@@ -17,14 +17,7 @@ const FRESH: Address = Address::repeat_byte(0xe7);
 
 /// Level 1's `c_1` of `tx` alone over `s` at `version`.
 fn level_one_at(s: &AuthState, version: u64, tx: &SignedTx) -> bridge::TraceCommitment {
-    let exec = prover::execute_items(
-        s.reader(version).unwrap(),
-        &params(version + 1),
-        vec![Item::Tx(tx.clone())],
-        Mode::Verify,
-    )
-    .unwrap();
-    exec.trace(s, version).unwrap().pop().unwrap()
+    crate::machine::level_one_run(s, version, tx).trace(s, version).unwrap().pop().unwrap()
 }
 
 /// Every step of `tx`'s trace, each from the replay's `T_j`, re-executes to
@@ -379,9 +372,7 @@ fn ranges_up_to_the_limit_are_steps_and_past_it_halt_at_both_levels() {
         let s = state(&[(TARGET, code, vec![]), (OTHER, returns.clone(), vec![])]);
         let tx = tx_to(TARGET, 0, vec![]);
         walk(&s, &tx);
-        let exec =
-            prover::execute_items(s.reader(0).unwrap(), &params(1), vec![Item::Tx(tx.clone())], Mode::Verify)
-                .unwrap();
+        let exec = crate::machine::level_one_run(&s, 0, &tx);
         let receipt = &exec.outcomes[0].receipt;
         assert_eq!(receipt.success, success, "{name}");
         if !success {
