@@ -127,8 +127,11 @@ fn default_reward_percent() -> u64 {
 /// hash chain and count, which the level-2 machine's journal keeps; since
 /// version 4 the witness budget meters only what a level-2 trace does not
 /// step through (messages, EIP-7702 authorization lists), and an
-/// instruction naming a memory range past 128 KiB halts).
-pub const STF_VERSION: u32 = 4;
+/// instruction naming a memory range past 128 KiB halts; since version 5
+/// only a call to a precompile naming such a range halts (the level-2
+/// machine takes any other long range in sub-steps), and a log's hash
+/// commits to its data by Keccak-256).
+pub const STF_VERSION: u32 = 5;
 
 fn default_dispute_k() -> u64 {
     4

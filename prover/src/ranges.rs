@@ -1,136 +1,84 @@
 //! The one rule by which a shard's EVM departs from Ethereum's (since
-//! `stf_version` 4, with the witness budget gone): an instruction naming a
-//! memory range longer than [`MAX_RANGE`] that a dispute's one-instruction
-//! step would have to carry halts, as if out of gas.
+//! `stf_version` 5): a call to a precompile naming an input or output
+//! range longer than [`MAX_RANGE`] halts, as if out of gas.
 //!
-//! A dispute ends on one instruction the beacon re-executes from a step
-//! that carries every memory word it touches. Gas bounds how long a range
-//! may be (a 2 MiB copy costs about 9M gas, within one transaction), but
-//! not within what one step may carry ([`bridge::MAX_STEP_BYTES`]), so a
-//! range past [`MAX_RANGE`] could not be refuted. At 128 KiB every range a
-//! transaction's own calldata can fill fits (a transaction is at most
-//! [`crate::MAX_TX_BYTES`]), and Ethereum contracts seldom name longer
-//! ones in one instruction: KECCAK256, LOG0–LOG4, CALLDATACOPY, CODECOPY,
-//! EXTCODECOPY, RETURNDATACOPY and MCOPY longer than that; a call whose
-//! arguments or output range is; RETURN or REVERT of more than that to a
-//! caller (the transaction's own frame's output is never carried).
+//! A dispute ends on one step the beacon re-executes, carrying every
+//! memory word it touches. A long KECCAK256, log or copy runs as several
+//! level-2 steps of [`crate::machine::SUB_STEP`] bytes each, and a long
+//! output reaches its caller's memory the same way; but a precompile runs
+//! on its whole input in one step, so that input (and the output copied
+//! back) must fit what a step may carry ([`bridge::MAX_STEP_BYTES`]).
+//! 128 KiB covers every gas-priced use of Ethereum's precompiles but
+//! SHA-256, RIPEMD-160 and identity over longer inputs, which contracts
+//! seldom make; a call to any other account is unbounded.
 //!
 //! The STF ([`crate::exec`]), the tracer and the level-2 verifier all run
 //! the same guarded instruction table ([`guard_ranges`]), so every node
 //! and the referee agree where an instruction halts.
 
-use alloy_primitives::U256;
-use revm::bytecode::opcode::{
-    CALL, CALLCODE, CALLDATACOPY, CODECOPY, DELEGATECALL, EXTCODECOPY, KECCAK256, LOG0, LOG1, LOG2, LOG3,
-    LOG4, MCOPY, RETURN, RETURNDATACOPY, REVERT, STATICCALL,
-};
+use alloy_primitives::{Address, B256, U256};
+use revm::bytecode::opcode::{CALL, CALLCODE, DELEGATECALL, STATICCALL};
 use revm::handler::instructions::EthInstructions;
-use revm::interpreter::instructions::{contract, control, host, memory, system};
+use revm::interpreter::instructions::contract;
 use revm::interpreter::interpreter::EthInterpreter;
-use revm::interpreter::interpreter_types::InputsTr;
+use revm::interpreter::interpreter_types::RuntimeFlag;
 use revm::interpreter::{Host, Instruction, InstructionContext, InstructionExecResult, InstructionResult};
+use revm::precompile::{PrecompileSpecId, Precompiles};
+use revm::primitives::hardfork::SpecId;
 
-/// Longest memory range one instruction may name (see the module's
-/// docs): 128 KiB.
+/// Longest input or output range a call to a precompile may name (see
+/// the module's docs): 128 KiB.
 pub const MAX_RANGE: u64 = 128 << 10;
 
-/// The opcodes [`MAX_RANGE`] guards.
-const GUARDED: [u8; 17] = [
-    KECCAK256,
-    CALLDATACOPY,
-    CODECOPY,
-    EXTCODECOPY,
-    RETURNDATACOPY,
-    MCOPY,
-    LOG0,
-    LOG1,
-    LOG2,
-    LOG3,
-    LOG4,
-    CALL,
-    CALLCODE,
-    DELEGATECALL,
-    STATICCALL,
-    RETURN,
-    REVERT,
-];
+/// Whether `address` runs a precompile on a shard under `spec`:
+/// Ethereum's, or the bridge.
+pub fn is_precompile(spec: SpecId, address: &Address) -> bool {
+    *address == bridge::BRIDGE_ADDRESS
+        || Precompiles::new(PrecompileSpecId::from_spec_id(spec)).contains(address)
+}
 
-/// Whether `opcode`, reading the stack words `top` (bottom first) in a
-/// frame at call depth `depth`, names a range past [`MAX_RANGE`].
-pub fn over_range(opcode: u8, top: &[U256], depth: usize) -> bool {
+/// Whether a call (`opcode`, reading the stack words `top`, bottom first)
+/// names a range past [`MAX_RANGE`] for a precompile under `spec`.
+pub fn over_range(opcode: u8, top: &[U256], spec: SpecId) -> bool {
     let long = |w: &U256| *w > U256::from(MAX_RANGE);
+    let named = |w: &U256| Address::from_word(B256::from(*w));
     match (opcode, top) {
-        (KECCAK256, [len, _]) => long(len),
-        (LOG0..=LOG4, [.., len, _]) => long(len),
-        (CALLDATACOPY | CODECOPY | RETURNDATACOPY | MCOPY, [len, _, _]) => long(len),
-        (EXTCODECOPY, [len, _, _, _]) => long(len),
-        (CALL | CALLCODE, [ret_len, _, args_len, _, _, _, _])
-        | (DELEGATECALL | STATICCALL, [ret_len, _, args_len, _, _, _]) => long(ret_len) || long(args_len),
-        (RETURN | REVERT, [len, _]) => depth > 0 && long(len),
+        (CALL | CALLCODE, [ret_len, _, args_len, _, _, to, _])
+        | (DELEGATECALL | STATICCALL, [ret_len, _, args_len, _, to, _]) => {
+            (long(ret_len) || long(args_len)) && is_precompile(spec, &named(to))
+        }
         _ => false,
     }
 }
 
-/// The stack words `opcode` reads.
-fn inputs(opcode: u8) -> usize {
-    revm::bytecode::opcode::OpCode::new(opcode).map_or(0, |o| o.inputs() as usize)
-}
-
-/// `OP`'s instruction, halting first when it names a range past
-/// [`MAX_RANGE`].
+/// `OP`'s instruction, halting first when it calls a precompile with a
+/// range past [`MAX_RANGE`].
 fn guarded<const OP: u8, H: Host + ?Sized>(
     ctx: InstructionContext<'_, H, EthInterpreter>,
 ) -> InstructionExecResult {
     let stack = ctx.interpreter.stack.data();
-    let n = inputs(OP);
-    if stack.len() >= n && over_range(OP, &stack[stack.len() - n..], ctx.interpreter.input.depth()) {
+    let n = if matches!(OP, CALL | CALLCODE) { 7 } else { 6 };
+    let spec = ctx.interpreter.runtime_flag.spec_id();
+    if stack.len() >= n && over_range(OP, &stack[stack.len() - n..], spec) {
         return Err(InstructionResult::MemoryLimitOOG);
     }
     match OP {
-        KECCAK256 => system::keccak256(ctx),
-        CALLDATACOPY => system::calldatacopy(ctx),
-        CODECOPY => system::codecopy(ctx),
-        EXTCODECOPY => host::extcodecopy(ctx),
-        RETURNDATACOPY => system::returndatacopy(ctx),
-        MCOPY => memory::mcopy(ctx),
-        LOG0 => host::log::<0, _>(ctx),
-        LOG1 => host::log::<1, _>(ctx),
-        LOG2 => host::log::<2, _>(ctx),
-        LOG3 => host::log::<3, _>(ctx),
-        LOG4 => host::log::<4, _>(ctx),
         CALL => contract::call::<CALL, _, _>(ctx),
         CALLCODE => contract::call::<CALLCODE, _, _>(ctx),
         DELEGATECALL => contract::call::<DELEGATECALL, _, _>(ctx),
-        STATICCALL => contract::call::<STATICCALL, _, _>(ctx),
-        RETURN => control::ret(ctx),
-        REVERT => control::revert(ctx),
-        _ => control::unknown(ctx),
+        _ => contract::call::<STATICCALL, _, _>(ctx),
     }
 }
 
-/// Puts the guard in front of every instruction [`MAX_RANGE`] bounds
-/// (static gas unchanged).
+/// Puts the guard in front of the four calls (static gas unchanged).
 pub fn guard_ranges<H: Host>(table: &mut EthInstructions<EthInterpreter, H>) {
-    for op in GUARDED {
+    for op in [CALL, CALLCODE, DELEGATECALL, STATICCALL] {
         let gas = table.gas_table()[op as usize];
         let f: fn(InstructionContext<'_, H, EthInterpreter>) -> InstructionExecResult = match op {
-            KECCAK256 => guarded::<KECCAK256, H>,
-            CALLDATACOPY => guarded::<CALLDATACOPY, H>,
-            CODECOPY => guarded::<CODECOPY, H>,
-            EXTCODECOPY => guarded::<EXTCODECOPY, H>,
-            RETURNDATACOPY => guarded::<RETURNDATACOPY, H>,
-            MCOPY => guarded::<MCOPY, H>,
-            LOG0 => guarded::<LOG0, H>,
-            LOG1 => guarded::<LOG1, H>,
-            LOG2 => guarded::<LOG2, H>,
-            LOG3 => guarded::<LOG3, H>,
-            LOG4 => guarded::<LOG4, H>,
             CALL => guarded::<CALL, H>,
             CALLCODE => guarded::<CALLCODE, H>,
             DELEGATECALL => guarded::<DELEGATECALL, H>,
-            STATICCALL => guarded::<STATICCALL, H>,
-            RETURN => guarded::<RETURN, H>,
-            _ => guarded::<REVERT, H>,
+            _ => guarded::<STATICCALL, H>,
         };
         table.insert_instruction(op, Instruction::new(f), gas);
     }
@@ -141,20 +89,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_range_is_over_only_past_the_limit_and_a_top_frames_output_never() {
+    fn only_a_call_to_a_precompile_past_the_limit_is_over() {
         let max = U256::from(MAX_RANGE);
         let over = max + U256::from(1);
-        assert!(!over_range(KECCAK256, &[max, U256::ZERO], 0));
-        assert!(over_range(KECCAK256, &[over, U256::ZERO], 0));
-        assert!(over_range(LOG2, &[U256::ZERO, U256::ZERO, over, U256::ZERO], 1));
-        assert!(over_range(EXTCODECOPY, &[over, U256::ZERO, U256::ZERO, U256::ZERO], 0));
+        let spec = SpecId::OSAKA;
+        let to = |a: Address| U256::from_be_bytes(a.into_word().0);
+        let sha = to(Address::with_last_byte(2));
         let call =
-            |ret: U256, args: U256| [ret, U256::ZERO, args, U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO];
-        assert!(over_range(CALL, &call(over, U256::ZERO), 0));
-        assert!(over_range(CALL, &call(U256::ZERO, over), 0));
-        assert!(!over_range(CALL, &call(max, max), 0));
-        assert!(!over_range(RETURN, &[over, U256::ZERO], 0), "the transaction's output is not carried");
-        assert!(over_range(REVERT, &[over, U256::ZERO], 1));
-        assert!(!over_range(revm::bytecode::opcode::MSTORE, &[over, over], 3));
+            |ret: U256, args: U256, at: U256| [ret, U256::ZERO, args, U256::ZERO, U256::ZERO, at, U256::ZERO];
+        assert!(over_range(CALL, &call(over, U256::ZERO, sha), spec));
+        assert!(over_range(CALL, &call(U256::ZERO, over, sha), spec));
+        assert!(over_range(
+            STATICCALL,
+            &[U256::ZERO, U256::ZERO, over, U256::ZERO, to(bridge::BRIDGE_ADDRESS), U256::ZERO],
+            spec
+        ));
+        assert!(!over_range(CALL, &call(max, max, sha), spec));
+        let contract = to(Address::repeat_byte(0x42));
+        assert!(!over_range(CALL, &call(over, over, contract), spec), "a contract's call is unbounded");
+        assert!(!over_range(revm::bytecode::opcode::KECCAK256, &[over, U256::ZERO], spec));
     }
 }

@@ -73,18 +73,41 @@ pub(crate) fn receipt_hash(p: &ReceiptParts<'_>) -> Hash {
     hash_domain(b"optishard.receipt", &[&out])
 }
 
-/// The hash of one log in a logs' chain.
+/// The hash of one log in a logs' chain (`stf_version` 5): its address,
+/// topics, and its data by length and Keccak-256, which the level-2
+/// machine absorbs a part at a time for a long log.
 fn log_hash(log: &Log) -> Hash {
-    let topics: Vec<u8> = log.data.topics().iter().flat_map(|t| t.0).collect();
+    log_leaf(
+        &log.address,
+        log.data.topics(),
+        &alloy_primitives::keccak256(&log.data.data),
+        log.data.data.len() as u64,
+    )
+}
+
+/// A log's hash from its parts.
+pub(crate) fn log_leaf(address: &Address, topics: &[B256], data_hash: &B256, data_len: u64) -> Hash {
+    let topics: Vec<u8> = topics.iter().flat_map(|t| t.0).collect();
     hash_domain(
         b"optishard.log",
-        &[log.address.as_slice(), &[log.data.topics().len() as u8], &topics, &log.data.data],
+        &[
+            address.as_slice(),
+            &[(topics.len() / 32) as u8],
+            &topics,
+            data_hash.as_slice(),
+            &data_len.to_be_bytes(),
+        ],
     )
+}
+
+/// The logs' chain over `below` extended by one log's hash.
+pub(crate) fn extend_log(below: Hash, leaf: Hash) -> Hash {
+    hash_domain(b"optishard.logs", &[&below.0, &leaf.0])
 }
 
 /// The logs' chain over `below` extended by `logs`.
 pub(crate) fn extend_logs(below: Hash, logs: &[Log]) -> Hash {
-    logs.iter().fold(below, |below, log| hash_domain(b"optishard.logs", &[&below.0, &log_hash(log).0]))
+    logs.iter().fold(below, |below, log| extend_log(below, log_hash(log)))
 }
 
 impl Encode for Receipt {

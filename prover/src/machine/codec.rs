@@ -105,6 +105,25 @@ impl Encode for MachineState {
         self.memory_len.encode_to(out);
         self.return_data.encode_to(out);
         self.journal.encode_to(out);
+        out.extend_from_slice(&self.partial.to_bytes());
+    }
+}
+
+impl Decode for Partial {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        Ok(match u8::decode(input)? {
+            0 => Partial::None,
+            1 => Partial::Range {
+                done: u64::decode(input)?,
+                sponge: Sponge::from_bytes(&<[u8; 200]>::decode(input)?),
+            },
+            2 => Partial::CopyIn {
+                dest: u64::decode(input)?,
+                len: u64::decode(input)?,
+                done: u64::decode(input)?,
+            },
+            tag => return Err(DecodeError::InvalidTag { what: "partial instruction", tag }),
+        })
     }
 }
 
@@ -127,6 +146,7 @@ impl Decode for MachineState {
             memory_len: u64::decode(input)?,
             return_data: Hash::decode(input)?,
             journal: Hash::decode(input)?,
+            partial: Partial::decode(input)?,
         })
     }
 }

@@ -192,6 +192,7 @@ fn frame_start(s: &MachineState, record: &CallerRecord, code: &[u8], journal: Ha
         memory_len: 0,
         return_data: DataRef::empty().hash(),
         journal,
+        partial: Partial::None,
     }
 }
 
@@ -298,18 +299,9 @@ pub(super) fn leave(
     let caller = step.caller.as_ref().ok_or("a frame's end carries the caller it resumes")?;
     let record = &caller.record;
     let c = &record.state;
-    // the caller's memory: its words the output lands in, in its tree
-    let wanted = match (s.opcode, step.top.as_slice()) {
-        (0xf3 | 0xfd, [len, _]) => {
-            let n = (*len).min(U256::from(record.ret_len));
-            if n.is_zero() {
-                vec![]
-            } else {
-                (record.ret_offset / 32..=(record.ret_offset + n.to::<u64>() - 1) / 32).collect()
-            }
-        }
-        _ => vec![],
-    };
+    // the caller's memory: its words the output lands in now, in its tree
+    // (a longer output is copied after the return, in sub-steps)
+    let wanted = super::touches::caller_words(s.opcode, &step.top, record).unwrap_or_default();
     if caller.memory.indices() != wanted {
         return Err("not the caller's memory words the output lands in".into());
     }
@@ -360,12 +352,18 @@ pub(super) fn leave(
     };
     let ok = result.result.is_ok();
     let journal = if ok { next.journal(host)? } else { c.journal };
+    let mut copy_in = Partial::None;
     if record.create {
         let address = step.input.as_ref().map_or(Address::ZERO, |i| i.target);
         resume_create(&mut interp, host, result, Some(address))?;
     } else {
-        let range = record.ret_offset as usize..(record.ret_offset + record.ret_len) as usize;
-        resume(&mut interp, host, result, range)?;
+        let copied = (result.output.len() as u64).min(record.ret_len);
+        if copied > SUB_STEP {
+            copy_in = Partial::CopyIn { dest: record.ret_offset, len: copied, done: 0 };
+        }
+        let end =
+            if copy_in == Partial::None { record.ret_offset + record.ret_len } else { record.ret_offset };
+        resume(&mut interp, host, result, record.ret_offset as usize..end as usize)?;
     }
     let written = read_words(&interp, &caller.memory);
     let memory =
@@ -380,6 +378,7 @@ pub(super) fn leave(
         memory_len: interp.memory.size() as u64,
         return_data: output,
         journal,
+        partial: copy_in,
         ..c.clone()
     };
     Ok(InstructionVerdict::Next(back.commitment()))

@@ -73,7 +73,60 @@ pub struct MachineState {
     pub return_data: Hash,
     /// The transaction's journal so far.
     pub journal: Hash,
+    /// An instruction part-way through its sub-steps ([`Partial::None`]
+    /// between instructions).
+    pub partial: Partial,
 }
+
+/// Where a long instruction is between its sub-steps. An instruction
+/// whose memory range is longer than [`SUB_STEP`] runs as one step per
+/// [`SUB_STEP`] bytes of it, so no step carries more than that much of a
+/// range: the first pays the whole instruction's gas and memory growth as
+/// revm charges it and does its first part; each next does the next part
+/// with pc and stack left alone; the last pops the operands and moves pc.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Partial {
+    /// Between instructions.
+    #[default]
+    None,
+    /// KECCAK256, a log or a copy at pc (its operands still on the stack,
+    /// its gas paid): `done` bytes of its range moved or absorbed, and for
+    /// KECCAK256 and a log the sponge over them.
+    Range {
+        /// Bytes of the range done (whole sub-steps).
+        done: u64,
+        /// The sponge over them (zero for a copy).
+        sponge: Sponge,
+    },
+    /// The frame resumed past a call whose output is being copied into its
+    /// memory: `len` bytes (its return data's first) to `dest`, `done` of
+    /// them so far.
+    CopyIn {
+        /// Where the output goes in memory.
+        dest: u64,
+        /// How many bytes are copied.
+        len: u64,
+        /// Bytes copied so far.
+        done: u64,
+    },
+}
+
+impl Partial {
+    /// Its bytes in `s_j`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Partial::None => vec![0],
+            Partial::Range { done, sponge } => [&[1u8][..], &done.to_be_bytes(), &sponge.to_bytes()].concat(),
+            Partial::CopyIn { dest, len, done } => {
+                [&[2u8][..], &dest.to_be_bytes(), &len.to_be_bytes(), &done.to_be_bytes()].concat()
+            }
+        }
+    }
+}
+
+/// Bytes of a range one sub-step moves or absorbs: 32 Keccak blocks,
+/// 136 memory words (a whole number of both).
+pub const SUB_STEP: u64 = 32 * sponge::RATE as u64;
 
 impl MachineState {
     /// `s_j`: the hash the game bisects over.
@@ -96,6 +149,7 @@ impl MachineState {
                 &self.memory_len.to_be_bytes(),
                 &self.return_data.0,
                 &self.journal.0,
+                &self.partial.to_bytes(),
             ],
         )
     }
@@ -305,7 +359,9 @@ mod host;
 mod item;
 mod journal;
 mod memory;
+mod parts;
 mod settle;
+mod sponge;
 mod step;
 mod touches;
 mod trace;
@@ -315,9 +371,11 @@ pub use journal::{JournalKey, JournalRoot};
 pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
+pub use sponge::Sponge;
 pub use step::*;
 pub use touches::{
-    MAX_CODE, MAX_INITCODE, MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, touches_journal,
+    MAX_CODE, MAX_INITCODE, MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, sub_steps,
+    touches_journal,
 };
 pub use trace::{InstructionTrace, trace_transaction};
 

@@ -79,7 +79,7 @@ impl StepData {
         data_hash(self.len, &self.root, self.offset)
     }
 
-    fn of(data: &DataRef, indices: Vec<u64>) -> StepData {
+    pub(super) fn of(data: &DataRef, indices: Vec<u64>) -> StepData {
         StepData {
             len: data.len,
             root: data.root,
@@ -91,7 +91,7 @@ impl StepData {
     /// The data as the instruction sees it: the tree's words read in
     /// place, zero elsewhere; `None` if the words are not exactly `read`,
     /// not in the tree, or the data is longer than any frame's.
-    fn bytes(&self, read: &[u64]) -> Option<Vec<u8>> {
+    pub(super) fn bytes(&self, read: &[u64]) -> Option<Vec<u8>> {
         if self.words.indices() != read
             || (!read.is_empty() && self.words.root() != Some(self.root))
             || self.len > MAX_FRAME_INPUT
@@ -269,6 +269,9 @@ pub fn instruction_step<R: ProvableState + Clone>(
         return Err(Error::Execution(format!("the transaction runs {} instructions, none at {j}", t.next)));
     };
     let Frame { stack, code, memory, input, journal, logs, ext_codes, return_data, caller } = frame;
+    if let Partial::CopyIn { dest, len, done } = state.partial {
+        return Ok(super::parts::copy_in_step(state, &memory, &return_data, (dest, len, done)));
+    }
     let op = state.opcode;
     let n = reads(op).min(stack.len());
     let split = stack.len() - n;
@@ -278,8 +281,10 @@ pub fn instruction_step<R: ProvableState + Clone>(
     let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
     let creates = alloy_consensus::Transaction::kind(&tx.envelope).is_create();
     let create_end = caller.as_ref().map_or(state.depth == 0 && creates, |c| c.0.create);
+    let part = super::parts::part_of(&state, &top);
     let touch = Touch {
         precompile: calls_precompile(op, &top, &precompiles),
+        part,
         ret_len: caller.as_ref().map(|c| c.0.ret_len),
         create_end,
     };
@@ -320,7 +325,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
         })
         .transpose()?;
     let input = needs_input(op, create_end).then(|| {
-        let read = calldata_words(op, &top, input.calldata.len, input.calldata.offset);
+        let read = calldata_words(op, &top, input.calldata.len, input.calldata.offset, part);
         StepInput {
             target: input.target,
             caller: input.caller,
@@ -329,7 +334,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
         }
     });
     let return_data = reads_return_data(op).then(|| {
-        StepData::of(&return_data, return_data_words(op, &top, return_data.len, return_data.offset))
+        StepData::of(&return_data, return_data_words(op, &top, return_data.len, return_data.offset, part))
     });
     let caller = caller.map(|(record, memory)| CallerPart {
         memory: prove_words(&memory, caller_words(op, &top, &record).unwrap_or_default()),
@@ -380,6 +385,10 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if !s.plausible() || !s.gas_within(gas_limit) || step.caller.as_ref().is_some_and(|c| !caller_ok(c)) {
         return Err("the state's parts are past any a transaction reaches".into());
     }
+    // a frame resumed past a call, copying the call's output in
+    if let Partial::CopyIn { dest, len, done } = s.partial {
+        return super::parts::verify_copy_in(step, dest, len, done);
+    }
     if !is_covered(s.opcode) {
         return Ok(InstructionVerdict::Unsupported(s.opcode));
     }
@@ -394,6 +403,10 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if step.top.len() != n.min(s.stack_len as usize) || extend_chain(step.below, &step.top) != s.stack {
         return Err("the stack words are not the state's".into());
     }
+    // which sub-step of a long instruction this is (0: its first, or the
+    // instruction's only step)
+    let c = super::parts::sub_step_of(s, &step.top).ok_or("not a sub-step of this instruction")?;
+    let part = part(s.opcode, &step.top, c);
     let spec = env.params.fork;
     let mut precompiles = ShardPrecompiles::new(spec, env.params.shard, env.params.shards);
     // the caller a frame's end resumes, proven under s_j's frames chain
@@ -408,6 +421,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         step.caller.as_ref().map_or(s.depth == 0 && env.tx.kind.is_create(), |c| c.record.create);
     let touch = Touch {
         precompile: calls_precompile(s.opcode, &step.top, &precompiles),
+        part,
         ret_len: step.caller.as_ref().map(|c| c.record.ret_len),
         create_end,
     };
@@ -429,7 +443,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         (Some(i), true) if i.hash() == s.input => {
             // the calldata words read: exactly those, in the input's tree;
             // the rest of the calldata is never read
-            let read = calldata_words(s.opcode, &step.top, i.calldata.len, i.calldata.offset);
+            let read = calldata_words(s.opcode, &step.top, i.calldata.len, i.calldata.offset, part);
             let calldata = i.calldata.bytes(&read).ok_or("the calldata words are not the input's")?;
             revm::interpreter::InputsImpl {
                 target_address: i.target,
@@ -477,11 +491,14 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     // frames do (init code may begin like an EIP-7702 designation)
     let mut bytecode = ExtBytecode::new(Bytecode::new_legacy(step.code.clone().into()));
     bytecode.absolute_jump(s.pc as usize);
-    let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, s.gas_remaining);
+    // a sub-step past the first runs on gas the first paid: revm's charge
+    // for it is not taken
+    let gas = if c == 0 { s.gas_remaining } else { u64::MAX / 2 };
+    let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, gas);
     interp.gas.set_refund(s.gas_refunded);
     match (&step.return_data, reads_return_data(s.opcode)) {
         (Some(r), true) if r.hash() == s.return_data => {
-            let read = return_data_words(s.opcode, &step.top, r.len, r.offset);
+            let read = return_data_words(s.opcode, &step.top, r.len, r.offset, part);
             let data = r.bytes(&read).ok_or("the return data words are not the state's")?;
             interp.return_data.set_buffer(data.into());
         }
@@ -540,6 +557,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             guarded(|| frames::create(&mut next, &mut interp, &mut host, &inputs, claimed, spec))
         }
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
+        Some(InterpreterAction::Return(_)) if c > 0 => Err("a paid sub-step does not end its frame".into()),
         Some(InterpreterAction::Return(result)) => match &step.caller {
             Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
             None if s.depth == 0 => {
@@ -579,10 +597,13 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         None if step.caller.is_some() || step.checkpoint.is_some() => {
             Err("a caller or checkpoint the instruction does not resume".into())
         }
-        None => {
-            let journal = next.journal(&host)?;
-            Ok(InstructionVerdict::Next(next.after(&interp, journal, s.return_data).commitment()))
-        }
+        None => match part {
+            Some(part) => super::parts::after_part(&mut next, &interp, &host, c, part),
+            None => {
+                let journal = next.journal(&host)?;
+                Ok(InstructionVerdict::Next(next.after(&interp, journal, s.return_data).commitment()))
+            }
+        },
     }
 }
 

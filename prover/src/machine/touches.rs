@@ -54,20 +54,83 @@ fn whole_or_none(offset: &U256, len: &U256, limit: u64) -> Vec<u64> {
 /// The calldata tree's words `opcode` reads (data `len` long at `offset`
 /// of its tree): CALLDATALOAD's word at the offset on top, CALLDATACOPY's
 /// range.
-pub(super) fn calldata_words(opcode: u8, top: &[U256], len: u64, offset: u64) -> Vec<u64> {
+pub(super) fn calldata_words(opcode: u8, top: &[U256], len: u64, offset: u64, part: Part) -> Vec<u64> {
     match (opcode, top) {
         (0x35, [.., from]) => StepData::words_of(len, offset, from, &U256::from(32)),
-        (0x37, [size, from, _]) => StepData::words_of(len, offset, from, size),
+        (0x37, [size, from, _]) => {
+            let (from, size) = in_part(from, size, part);
+            StepData::words_of(len, offset, &from, &size)
+        }
         _ => vec![],
     }
 }
 
 /// The return data tree's words RETURNDATACOPY reads.
-pub(super) fn return_data_words(opcode: u8, top: &[U256], len: u64, offset: u64) -> Vec<u64> {
+pub(super) fn return_data_words(opcode: u8, top: &[U256], len: u64, offset: u64, part: Part) -> Vec<u64> {
     match (opcode, top) {
-        (0x3e, [size, from, _]) => StepData::words_of(len, offset, from, size),
+        (0x3e, [size, from, _]) => {
+            let (from, size) = in_part(from, size, part);
+            StepData::words_of(len, offset, &from, &size)
+        }
         _ => vec![],
     }
+}
+
+/// The part of a long instruction's range a sub-step does: bytes
+/// `[start, end)` of it (`None`: the whole range, in one step).
+pub(super) type Part = Option<(u64, u64)>;
+
+/// A range `[offset, offset + len)` cut to `part` of it.
+fn in_part(offset: &U256, len: &U256, part: Part) -> (U256, U256) {
+    match part {
+        Some((start, end)) => (offset.saturating_add(U256::from(start)), U256::from(end - start)),
+        None => (*offset, *len),
+    }
+}
+
+/// The length of the range KECCAK256, a log or a copy absorbs or moves
+/// (given the stack words it reads): `None` for another instruction, or a
+/// length past any memory gas can buy (the instruction halts).
+pub(super) fn ranged_len(opcode: u8, top: &[U256]) -> Option<u64> {
+    let len = match (opcode, top) {
+        (0x20, [len, _]) | (0xa0..=0xa4, [.., len, _]) => len,
+        (0x37 | 0x39 | 0x3e | 0x5e, [len, _, _]) | (0x3c, [len, _, _, _]) => len,
+        _ => return None,
+    };
+    small(len)
+}
+
+/// How many steps an instruction takes when its first does not halt it:
+/// one per [`SUB_STEP`] bytes of a KECCAK256's, a log's or a copy's range,
+/// one for any other.
+pub fn sub_steps(opcode: u8, top: &[U256]) -> u64 {
+    ranged_len(opcode, top).map_or(1, |len| len.div_ceil(SUB_STEP).max(1))
+}
+
+/// The part sub-step `c` of a long instruction does (`None` when the
+/// instruction takes one step, or has no such sub-step): in order, but
+/// back to front for MCOPY to a destination above its source, as memmove
+/// does, so no part reads bytes an earlier one wrote.
+pub(super) fn part(opcode: u8, top: &[U256], c: u64) -> Part {
+    let len = ranged_len(opcode, top)?;
+    if len <= SUB_STEP || c >= len.div_ceil(SUB_STEP) {
+        return None;
+    }
+    let backward = matches!((opcode, top), (0x5e, [_, src, dest]) if dest > src);
+    Some(if backward {
+        let end = len - c * SUB_STEP;
+        (end.saturating_sub(SUB_STEP), end)
+    } else {
+        (c * SUB_STEP, ((c + 1) * SUB_STEP).min(len))
+    })
+}
+
+/// How much of a callee's output its caller's memory takes: `None` if
+/// that is longer than one step moves, and so is copied after the return
+/// in sub-steps of the caller ([`Partial::CopyIn`]).
+pub(super) fn copied_now(len: &U256, ret_len: u64) -> Option<U256> {
+    let n = (*len).min(U256::from(ret_len));
+    (n <= U256::from(SUB_STEP)).then_some(n)
 }
 
 /// Whether `opcode` reads the last return data (RETURNDATASIZE,
@@ -144,6 +207,8 @@ pub(super) fn calls_precompile(opcode: u8, top: &[U256], precompiles: &ShardPrec
 /// caller takes of the output.
 pub(super) struct Touch {
     pub(super) precompile: bool,
+    /// The part of a long instruction's range the step does.
+    pub(super) part: Part,
     pub(super) ret_len: Option<u64>,
     /// Whether the instruction's frame is a create's (its end deposits
     /// the output as code).
@@ -182,7 +247,12 @@ pub(super) fn instruction_covered(
     ret_len: Option<u64>,
     create_end: bool,
 ) -> bool {
-    let touch = Touch { precompile: calls_precompile(opcode, top, precompiles), ret_len, create_end };
+    let touch = Touch {
+        precompile: calls_precompile(opcode, top, precompiles),
+        part: part(opcode, top, 0),
+        ret_len,
+        create_end,
+    };
     is_covered(opcode) && touched_words(opcode, top, &touch).is_some()
 }
 
@@ -197,28 +267,39 @@ pub(super) fn small(word: &U256) -> Option<u64> {
 pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<Vec<u64>> {
     let one = U256::from(1);
     let word = U256::from(32);
+    let cut = |offset: &U256, len: &U256| {
+        let (offset, len) = in_part(offset, len, touch.part);
+        range_words(&offset, &len)
+    };
+    let long = |w: &U256| *w > U256::from(crate::ranges::MAX_RANGE);
     let mut words = match (opcode, top) {
         (0x51 | 0x52, [.., offset]) => range_words(offset, &word)?,
         (0x53, [.., offset]) => range_words(offset, &one)?,
         // KECCAK256, LOGn: offset on top, then the length
-        (0x20, [len, offset]) => range_words(offset, len)?,
-        (0xa0..=0xa4, [.., len, offset]) => range_words(offset, len)?,
+        (0x20, [len, offset]) => cut(offset, len)?,
+        (0xa0..=0xa4, [.., len, offset]) => cut(offset, len)?,
         // copies into memory: destination on top, then the source's offset, then the length
-        (0x37 | 0x39 | 0x3e, [len, _, dest]) => range_words(dest, len)?,
-        (0x3c, [len, _, dest, _]) => range_words(dest, len)?,
-        (0x5e, [len, src, dest]) => [range_words(dest, len)?, range_words(src, len)?].concat(),
-        // a precompile's input and the range its output is copied to
+        (0x37 | 0x39 | 0x3e, [len, _, dest]) => cut(dest, len)?,
+        (0x3c, [len, _, dest, _]) => cut(dest, len)?,
+        (0x5e, [len, src, dest]) => [cut(dest, len)?, cut(src, len)?].concat(),
+        // a precompile's input and the range its output is copied to (a
+        // call naming a longer one halts before touching memory)
         (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..]) if touch.precompile => {
-            [range_words(args_offset, args_len)?, range_words(ret_offset, ret_len)?].concat()
+            if long(ret_len) || long(args_len) {
+                vec![]
+            } else {
+                [range_words(args_offset, args_len)?, range_words(ret_offset, ret_len)?].concat()
+            }
         }
         // a create's init code
         (0xf0, [len, offset, _]) | (0xf5, [_, len, offset, _]) => whole_or_none(offset, len, MAX_INITCODE),
         // the code a create's frame returns
         (0xf3, [len, offset]) if touch.create_end => whole_or_none(offset, len, MAX_CODE),
-        // the output's part the caller takes
-        (0xf3 | 0xfd, [len, offset]) => match touch.ret_len {
-            Some(ret_len) => range_words(offset, &(*len).min(U256::from(ret_len)))?,
-            None => vec![],
+        // the output's part the caller takes now (a longer one is copied
+        // after the return, in the caller's sub-steps)
+        (0xf3 | 0xfd, [len, offset]) => match touch.ret_len.map(|r| copied_now(len, r)) {
+            Some(Some(n)) => range_words(offset, &n)?,
+            _ => vec![],
         },
         _ => vec![],
     };
@@ -231,9 +312,10 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
 /// to (`None` if more than a step carries).
 pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> Option<Vec<u64>> {
     match (opcode, top) {
-        (0xf3 | 0xfd, [len, _]) => {
-            range_words(&U256::from(record.ret_offset), &(*len).min(U256::from(record.ret_len)))
-        }
+        (0xf3 | 0xfd, [len, _]) => match copied_now(len, record.ret_len) {
+            Some(n) if !record.create => range_words(&U256::from(record.ret_offset), &n),
+            _ => Some(vec![]),
+        },
         _ => Some(vec![]),
     }
 }

@@ -124,6 +124,38 @@ pub(super) struct Tracer {
     pub(super) uncovered: Option<(u64, u8)>,
     /// The block's precompiles (for the coverage check).
     pub(super) precompiles: Option<ShardPrecompiles>,
+    /// The long instruction running ([`Partial::Range`]): its sub-steps
+    /// past the first are counted once it did not halt.
+    long: Option<Long>,
+    /// A callee's output being copied into its caller in sub-steps
+    /// ([`Partial::CopyIn`]) whose states are asked for: taken at the
+    /// caller's next instruction.
+    copy_in: Option<CopyIn>,
+}
+
+/// A long instruction about to run.
+struct Long {
+    index: u64,
+    /// Its sub-steps.
+    steps: u64,
+    opcode: u8,
+    /// The stack words it reads.
+    top: Vec<U256>,
+    /// When one of its sub-steps past the first is asked for: its state
+    /// and memory before it, and its raw frame if that is to be kept.
+    before: Option<(MachineState, Vec<u8>, Option<Frame>)>,
+}
+
+/// A copy of a callee's output into its caller after the return whose
+/// sub-steps are asked for.
+struct CopyIn {
+    /// The first sub-step's index.
+    first: u64,
+    steps: u64,
+    dest: u64,
+    len: u64,
+    /// The caller's bytes at `[dest, dest + len)` before the copy.
+    before: Vec<u8>,
 }
 
 /// A frame's raw parts at one instruction (what its step carries).
@@ -186,6 +218,8 @@ impl Tracer {
             keep_end_journal: false,
             stop_at_first: false,
             first: None,
+            long: None,
+            copy_in: None,
         }
     }
 
@@ -306,6 +340,7 @@ impl Tracer {
             memory_len: memory.len() as u64,
             return_data: self.frames.last().map_or_else(DataRef::empty, |f| f.return_data.clone()).hash(),
             journal: self.journal(ctx),
+            partial: Partial::None,
         }
     }
 
@@ -328,15 +363,37 @@ impl Tracer {
 
     /// The frame on top returned `output`: its caller's return data is
     /// that output, by reference into the returning frame's memory.
-    fn close(&mut self, output: &[u8], ok: bool, end: Option<(u8, &revm::interpreter::Gas, Hash)>) {
+    fn close(
+        &mut self,
+        output: &[u8],
+        ok: bool,
+        end: Option<(u8, &revm::interpreter::Gas, Hash)>,
+        buffer: &[u8],
+    ) {
         if !ok {
             self.reverts += 1;
         }
         if self.keep.is_some_and(|k| k + 1 == self.next) && self.frames.len() == self.kept_depth {
             self.kept_ended = true;
         }
-        self.frames.pop();
+        let closed = self.frames.pop();
         let returned = self.output.take().filter(|o| o.len == output.len() as u64);
+        // an output longer than a step moves reaches the caller's memory
+        // in sub-steps of the caller
+        if let (Some(s), true) = (closed.and_then(|f| f.suspended), returned.is_some())
+            && !s.create
+            && (output.len() as u64).min(s.ret_len) > SUB_STEP
+        {
+            let len = (output.len() as u64).min(s.ret_len);
+            let (first, steps) = (self.next, len.div_ceil(SUB_STEP));
+            self.next += steps;
+            let asked = |j: u64| j >= first && j < first + steps;
+            if self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) || self.keep.is_some_and(asked) {
+                let at = s.memory_at + s.ret_offset as usize;
+                let before = buffer.get(at..at + len as usize).map(<[u8]>::to_vec).unwrap_or_default();
+                self.copy_in = Some(CopyIn { first, steps, dest: s.ret_offset, len, before });
+            }
+        }
         let data = match returned {
             _ if output.is_empty() => DataRef::empty(),
             Some(o) => o,
@@ -396,26 +453,40 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
         use revm::bytecode::opcode::{
             CALL, CALLCODE, CREATE, CREATE2, DELEGATECALL, RETURN, REVERT, STATICCALL,
         };
+        if self.copy_in.is_some() {
+            self.copied_in(interp, ctx);
+        }
         let index = self.next;
         self.next += 1;
         let opcode = interp.bytecode.opcode();
         if self.check_coverage && self.uncovered.is_none() {
             self.check(index, opcode, interp);
         }
+        let ranged = matches!(opcode, 0x20 | 0x37 | 0x39 | 0x3c | 0x3e | 0x5e | 0xa0..=0xa4);
         // the common instruction: counted, nothing else (the rest is out of
         // line, so the replay's per-instruction cost is a few loads)
-        if !matches!(opcode, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2 | RETURN | REVERT)
+        if !ranged
+            && !matches!(
+                opcode,
+                CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2 | RETURN | REVERT
+            )
             && self.keep != Some(index)
             && self.wanted.get(self.cursor) != Some(&index)
         {
             return;
         }
         self.step_slow(index, opcode, interp, ctx);
+        if ranged {
+            self.long_start(index, opcode, interp, ctx);
+        }
     }
 
     fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
         if self.ranges.is_some() {
             self.step_end_slow(interp, ctx);
+        }
+        if self.long.is_some() {
+            self.long_end(interp, ctx);
         }
     }
 
@@ -479,7 +550,8 @@ impl Tracer {
                 .filter_map(|a| Some((a.info.code_hash, a.info.code.as_ref()?.original_bytes().to_vec())))
                 .collect();
         }
-        self.close(output, result.is_ok(), end.map(|j| (end_class(result), gas, j)));
+        let buffer = ctx.local.shared_memory_buffer().clone();
+        self.close(output, result.is_ok(), end.map(|j| (end_class(result), gas, j)), &buffer.borrow());
         if self.stop_at_first
             && self.first.is_none()
             && let Some(end) = &self.end
@@ -538,42 +610,8 @@ impl Tracer {
             self.output = Some(DataRef::in_memory(memory, root, at(1), at(2)));
         }
         if self.keep == Some(index) {
-            self.resolve(interp);
-            let code = interp.bytecode.bytecode_slice().to_vec();
-            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-            // the account EXTCODE* names is on top; a call's is below its gas
-            let named = match opcode {
-                0x3b | 0x3c => stack.last(),
-                CALL | CALLCODE | DELEGATECALL | STATICCALL => stack.get(n.wrapping_sub(2)),
-                _ => None,
-            };
-            let mut ext_codes: Vec<Vec<u8>> = named
-                .map(|w| Address::from_word(B256::from(*w)))
-                .and_then(|a| code_of(ctx, a))
-                .into_iter()
-                .collect();
-            // a call through a delegation runs the delegate's code
-            let delegate = match (opcode, ext_codes.first()) {
-                (CALL | CALLCODE | DELEGATECALL | STATICCALL, Some(c)) => super::touches::delegate_of(c),
-                _ => None,
-            };
-            ext_codes.extend(delegate.and_then(|d| code_of(ctx, d)));
-            let inner = &ctx.journaled_state.inner;
-            let logs = JournalRoot::of_logs(&inner.logs, self.shard);
-            let input = self.input(interp);
-            let top = self.frames.last();
             self.kept_depth = self.frames.len();
-            self.kept = Some(Frame {
-                stack: interp.stack.data().clone(),
-                code,
-                memory,
-                input,
-                journal: journal::entries_of(inner),
-                logs,
-                ext_codes,
-                return_data: top.map_or_else(DataRef::empty, |f| f.return_data.clone()),
-                caller: top.and_then(|f| f.record.clone()),
-            });
+            self.kept = Some(self.frame_now(opcode, interp, ctx));
         }
         if self.wanted.get(self.cursor) == Some(&index) {
             let s = self.snapshot(index, interp, ctx);
@@ -585,6 +623,209 @@ impl Tracer {
             }
             self.states.push(s);
             self.cursor += 1;
+        }
+    }
+
+    /// The raw parts of the frame on top (what a step at its instruction
+    /// `opcode` carries).
+    fn frame_now<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        opcode: u8,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) -> Frame {
+        use revm::bytecode::opcode::{CALL, CALLCODE, DELEGATECALL, STATICCALL};
+        self.resolve(interp);
+        let stack = interp.stack.data();
+        let n = stack.len();
+        let code = interp.bytecode.bytecode_slice().to_vec();
+        let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+        // the account EXTCODE* names is on top; a call's is below its gas
+        let named = match opcode {
+            0x3b | 0x3c => stack.last(),
+            CALL | CALLCODE | DELEGATECALL | STATICCALL => stack.get(n.wrapping_sub(2)),
+            _ => None,
+        };
+        let mut ext_codes: Vec<Vec<u8>> = named
+            .map(|w| Address::from_word(B256::from(*w)))
+            .and_then(|a| code_of(ctx, a))
+            .into_iter()
+            .collect();
+        // a call through a delegation runs the delegate's code
+        let delegate = match (opcode, ext_codes.first()) {
+            (CALL | CALLCODE | DELEGATECALL | STATICCALL, Some(c)) => super::touches::delegate_of(c),
+            _ => None,
+        };
+        ext_codes.extend(delegate.and_then(|d| code_of(ctx, d)));
+        let inner = &ctx.journaled_state.inner;
+        let logs = JournalRoot::of_logs(&inner.logs, self.shard);
+        let input = self.input(interp);
+        let top = self.frames.last();
+        Frame {
+            stack: interp.stack.data().clone(),
+            code,
+            memory,
+            input,
+            journal: journal::entries_of(inner),
+            logs,
+            ext_codes,
+            return_data: top.map_or_else(DataRef::empty, |f| f.return_data.clone()),
+            caller: top.and_then(|f| f.record.clone()),
+        }
+    }
+
+    /// Before a KECCAK256, log or copy: if its range is long, its
+    /// sub-steps, with what their states need when one is asked for.
+    #[inline(never)]
+    fn long_start<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        let stack = interp.stack.data();
+        let n = super::touches::reads(opcode);
+        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return };
+        let steps = super::touches::sub_steps(opcode, &top);
+        if steps <= 1 {
+            return;
+        }
+        let asked = |j: u64| j > index && j < index + steps;
+        let keep = self.keep.is_some_and(asked);
+        let before = (self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) || keep).then(|| {
+            let state = self.snapshot(index, interp, ctx);
+            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+            let frame = keep.then(|| self.frame_now(opcode, interp, ctx));
+            (state, memory, frame)
+        });
+        self.long = Some(Long { index, steps, opcode, top, before });
+    }
+
+    /// After a long instruction: unless its first sub-step halted, its
+    /// sub-steps past the first are counted, and those asked for are the
+    /// states between them (the instruction's gas paid, `c` parts of its
+    /// range done, pc and stack as before it).
+    #[inline(never)]
+    fn long_end<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        let Some(long) = self.long.take() else { return };
+        if interp.bytecode.action().is_some() {
+            return;
+        }
+        self.next += long.steps - 1;
+        let Some((before, pre_memory, frame)) = long.before else { return };
+        let after = interp.memory.slice(0..interp.memory.size()).to_vec();
+        let is_log = matches!(long.opcode, 0xa0..=0xa4);
+        let journal = if is_log { before.journal } else { self.journal(ctx) };
+        let entries = journal::entries_of(&ctx.journaled_state.inner);
+        let top = &long.top;
+        let (dest, absorbed) = match (long.opcode, top.as_slice()) {
+            (0x20, [_, offset]) | (0xa0..=0xa4, [.., _, offset]) => (None, Some(offset.to::<u64>() as usize)),
+            (_, [.., dest]) if long.opcode != 0x3c => (Some(dest.to::<u64>() as usize), None),
+            (_, [_, _, dest, _]) => (Some(dest.to::<u64>() as usize), None),
+            _ => (None, None),
+        };
+        for c in 1..long.steps {
+            let index = long.index + c;
+            let wanted = self.wanted.get(self.cursor) == Some(&index);
+            let keep = self.keep == Some(index);
+            if !wanted && !keep {
+                continue;
+            }
+            // memory with the parts not done yet as they were before
+            let mut memory = after.clone();
+            if let Some(dest) = dest {
+                for later in c..long.steps {
+                    let Some((a, b)) = super::touches::part(long.opcode, top, later) else { continue };
+                    let (from, to) = (dest + a as usize, dest + b as usize);
+                    let was = pre_memory.len().clamp(from, to);
+                    memory[from..was].copy_from_slice(&pre_memory[from..was]);
+                    memory[was..to].fill(0);
+                }
+            }
+            let mut sponge = Sponge::default();
+            if let Some(offset) = absorbed {
+                for done in 0..c {
+                    let Some((a, b)) = super::touches::part(long.opcode, top, done) else { continue };
+                    let _ = sponge.absorb(&after[offset + a as usize..offset + b as usize]);
+                }
+            }
+            let state = MachineState {
+                index,
+                gas_remaining: interp.gas.remaining(),
+                gas_refunded: interp.gas.refunded(),
+                memory: memory_root(&memory),
+                memory_len: memory.len() as u64,
+                journal,
+                partial: Partial::Range { done: c * SUB_STEP, sponge },
+                ..before.clone()
+            };
+            if keep && let Some(frame) = &frame {
+                self.kept_depth = self.frames.len();
+                self.kept = Some(Frame {
+                    memory,
+                    journal: entries.clone(),
+                    stack: frame.stack.clone(),
+                    code: frame.code.clone(),
+                    input: frame.input.clone(),
+                    logs: frame.logs,
+                    ext_codes: frame.ext_codes.clone(),
+                    return_data: frame.return_data.clone(),
+                    caller: frame.caller.clone(),
+                });
+            }
+            if wanted {
+                self.states.push(state);
+                self.cursor += 1;
+            }
+        }
+    }
+
+    /// At the caller's first instruction after a return whose output was
+    /// copied in sub-steps: the states of those asked for (the caller
+    /// resumed, `c` parts of the output in its memory).
+    #[inline(never)]
+    fn copied_in<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        let Some(copy) = self.copy_in.take() else { return };
+        let now = self.snapshot(copy.first, interp, ctx);
+        let after = interp.memory.slice(0..interp.memory.size()).to_vec();
+        for c in 0..copy.steps {
+            let index = copy.first + c;
+            let wanted = self.wanted.get(self.cursor) == Some(&index);
+            let keep = self.keep == Some(index);
+            if !wanted && !keep {
+                continue;
+            }
+            let done = c * SUB_STEP;
+            let mut memory = after.clone();
+            let (from, to) = ((copy.dest + done) as usize, (copy.dest + copy.len) as usize);
+            if let (Some(into), Some(was)) = (memory.get_mut(from..to), copy.before.get(done as usize..)) {
+                into.copy_from_slice(was);
+            }
+            let state = MachineState {
+                index,
+                memory: memory_root(&memory),
+                partial: Partial::CopyIn { dest: copy.dest, len: copy.len, done },
+                ..now.clone()
+            };
+            if keep {
+                let opcode = interp.bytecode.opcode();
+                let frame = self.frame_now(opcode, interp, ctx);
+                self.kept_depth = self.frames.len();
+                self.kept = Some(Frame { memory, ..frame });
+            }
+            if wanted {
+                self.states.push(state);
+                self.cursor += 1;
+            }
         }
     }
 
@@ -622,6 +863,7 @@ impl Tracer {
             memory_len: interp.memory.size() as u64,
             return_data: Hash::ZERO,
             journal: self.journal(ctx),
+            partial: Partial::None,
         };
         self.pending = Some(Suspended {
             state,

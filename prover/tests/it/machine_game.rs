@@ -22,18 +22,18 @@ fn honest(s: &AuthState, tx: &SignedTx, points: &[u64]) -> Vec<Hash> {
 type Picker<'a> = &'a dyn Fn(&[u64], &[Hash], &[Hash]) -> usize;
 
 /// How the game went: the step that decided it and the verdict.
-struct Played {
-    step: ItemStep,
-    verdict: StepVerdict,
-    rounds: u32,
-    last: u64,
+pub(crate) struct Played {
+    pub(crate) step: ItemStep,
+    pub(crate) verdict: StepVerdict,
+    pub(crate) rounds: u32,
+    pub(crate) last: u64,
 }
 
 /// Plays level 2 of a one-item game: the defender claims `claimed` as
 /// `c_1` with a trace of `last` steps whose state at `j` is
 /// `defender(j, honest_j)`, the challenger picks by `pick(points, posted,
 /// honest)`; at the step, the honest execution's step is shown.
-fn play(
+pub(crate) fn play(
     s: &AuthState,
     tx: &SignedTx,
     k: u64,
@@ -76,17 +76,17 @@ fn play(
 }
 
 /// A liar that tells the truth up to `T_at` and lies from `T_{at+1}` on.
-fn liar(at: u64) -> impl Fn(u64, Hash) -> Hash {
+pub(crate) fn liar(at: u64) -> impl Fn(u64, Hash) -> Hash {
     move |j, truth| if j <= at { truth } else { Hash::of(&[b"a lie".as_slice(), &j.to_be_bytes()].concat()) }
 }
 
 /// The honest challenger picks the first sub-range whose end it disputes.
-fn first_disputed(_: &[u64], posted: &[Hash], truth: &[Hash]) -> usize {
+pub(crate) fn first_disputed(_: &[u64], posted: &[Hash], truth: &[Hash]) -> usize {
     posted.iter().zip(truth).position(|(p, t)| p != t).unwrap_or(posted.len())
 }
 
 /// A griefer that drives the game to the step ending at `T_{at+1}`.
-fn towards(at: u64) -> impl Fn(&[u64], &[Hash], &[Hash]) -> usize {
+pub(crate) fn towards(at: u64) -> impl Fn(&[u64], &[Hash], &[Hash]) -> usize {
     move |points, _, _| points.iter().position(|p| *p > at).unwrap_or(points.len())
 }
 

@@ -265,12 +265,13 @@ mod random_items {
         Log(u8),
         Pay(u8, u8),
         Balance(u8),
-        /// KECCAK256, MCOPY, CALLDATACOPY or LOG1 (`.0`) of `RANGES[.1]`
-        /// bytes: around the 128 KiB limit past which it halts.
+        /// KECCAK256, MCOPY up, CALLDATACOPY, LOG1 or MCOPY down (`.0`) of
+        /// `RANGES[.1]` bytes: around one sub-step, and past the 128 KiB
+        /// limit of `stf_version` 4.
         Range(u8, usize),
     }
 
-    const RANGES: [u32; 6] = [0, 31, 4_097, 131_072, 131_073, 200_000];
+    const RANGES: [u32; 7] = [0, 31, 4_352, 4_353, 13_057, 131_073, 200_000];
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
@@ -280,7 +281,7 @@ mod random_items {
             1 => (0u8..3).prop_map(Op::Log),
             1 => (0u8..4, 0u8..40).prop_map(|(to, v)| Op::Pay(to, v)),
             1 => (0u8..4).prop_map(Op::Balance),
-            1 => (0u8..4, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
+            1 => (0u8..5, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
         ]
     }
 
@@ -318,7 +319,8 @@ mod random_items {
                         0 => c.extend([&len[..], &[0x60, 0x20, 0x20, 0x50]].concat()),
                         1 => c.extend([&len[..], &[0x60, 0x11, 0x61, 0x01, 0x05, 0x5e]].concat()),
                         2 => c.extend([&len[..], &[0x60, 0x00, 0x60, 0x40, 0x37]].concat()),
-                        _ => c.extend([&[0x60, 0x09][..], &len, &[0x60, 0x07, 0xa1]].concat()),
+                        3 => c.extend([&[0x60, 0x09][..], &len, &[0x60, 0x07, 0xa1]].concat()),
+                        _ => c.extend([&len[..], &[0x61, 0x01, 0x05, 0x60, 0x05, 0x5e]].concat()),
                     }
                 }
             }
@@ -331,8 +333,8 @@ mod random_items {
         #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
         /// Random items of storage, transient storage, logs, payments,
-        /// balance reads and ranges around the 128 KiB limit (which halt
-        /// past it), ending in STOP or REVERT, sometimes out of gas: every
+        /// balance reads and ranges of one step or several (over calldata
+        /// copied into memory), ending in STOP or REVERT, sometimes out of gas: every
         /// step is upheld and the trace ends on level 1's `c_1`.
         #[test]
         fn every_step_of_a_random_item_is_upheld_and_ends_on_level_one(
@@ -342,18 +344,18 @@ mod random_items {
         ) {
             let code = program(&ops, revert);
             let s = state(&[(TARGET, code, vec![(1, 1), (2, 2), (3, 3)])]);
-            let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(1_000), Bytes::new(), gas);
+            let calldata: Vec<u8> = (0..100u32).map(|i| (i * 7 + 1) as u8).collect();
+            let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(1_000), calldata.into(), gas);
             walk(&s, &tx);
         }
     }
 }
 
-/// Ranges: KECCAK256 of exactly `ranges::MAX_RANGE` bytes and a
-/// RETURNDATACOPY of 5,000 are steps carrying their words; one byte past
-/// the limit, KECCAK256 halts (the shard's one departure from Ethereum) at
-/// level 1 and at level 2 alike.
+/// Ranges: KECCAK256 of exactly `ranges::MAX_RANGE` bytes, one byte past
+/// it (which halted under `stf_version` 4) and a RETURNDATACOPY of 5,000
+/// succeed at level 1 and are steps (sub-steps) at level 2.
 #[test]
-fn ranges_up_to_the_limit_are_steps_and_past_it_halt_at_both_levels() {
+fn ranges_at_and_past_the_old_limit_succeed_at_both_levels() {
     let max = prover::ranges::MAX_RANGE as u32;
     let keccak = |len: u32| {
         let l = len.to_be_bytes();
@@ -367,7 +369,7 @@ fn ranges_up_to_the_limit_are_steps_and_past_it_halt_at_both_levels() {
     for (name, code, success) in [
         ("KECCAK256 at the limit", keccak(max), true),
         ("RETURNDATACOPY", copies, true),
-        ("past it", keccak(max + 1), false),
+        ("past it", keccak(max + 1), true),
     ] {
         let s = state(&[(TARGET, code, vec![]), (OTHER, returns.clone(), vec![])]);
         let tx = tx_to(TARGET, 0, vec![]);

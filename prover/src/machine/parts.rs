@@ -1,0 +1,264 @@
+//! Long instructions as several steps ([`Partial`]): a KECCAK256, log or
+//! copy whose range is longer than [`SUB_STEP`] does one part of it per
+//! step, and a callee's output longer than that reaches its caller's
+//! memory in sub-steps of the caller after the return. No step then
+//! carries more than [`SUB_STEP`] bytes of a range (two such parts for
+//! MCOPY), whatever the range's length.
+
+use super::host::StepHost;
+use super::step::{Checked, InstructionStep, Next, StepData};
+use super::touches::{part, sub_steps};
+use super::*;
+
+/// The destination offset of a copy (`None` for KECCAK256 and a log,
+/// which write no memory).
+fn destination(opcode: u8, top: &[U256]) -> Option<u64> {
+    match (opcode, top) {
+        (0x37 | 0x39 | 0x3e | 0x5e, [_, _, dest]) | (0x3c, [_, _, dest, _]) => dest.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// The source offset in memory KECCAK256 or a log absorbs.
+fn absorbed(opcode: u8, top: &[U256]) -> Option<u64> {
+    match (opcode, top) {
+        (0x20, [_, offset]) | (0xa0..=0xa4, [.., _, offset]) => offset.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// Bytes `[from, to)` of memory as `words` hold them (zero where they
+/// hold none).
+fn bytes_of(words: &Words, from: u64, to: u64) -> Vec<u8> {
+    let mut out = vec![0u8; (to - from) as usize];
+    for (i, w) in &words.words {
+        for (k, b) in w.iter().enumerate() {
+            let at = i * 32 + k as u64;
+            if at >= from && at < to {
+                out[(at - from) as usize] = *b;
+            }
+        }
+    }
+    out
+}
+
+/// The step's words with bytes `[from, to)` taken from `fresh` (the
+/// memory an instruction wrote), the rest as carried.
+fn with_bytes(words: &Words, from: u64, to: u64, fresh: impl Fn(u64) -> u8) -> Vec<[u8; 32]> {
+    words
+        .words
+        .iter()
+        .map(|(i, w)| {
+            let mut out = *w;
+            for (k, b) in out.iter_mut().enumerate() {
+                let at = i * 32 + k as u64;
+                if at >= from && at < to {
+                    *b = fresh(at);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// `s_{j+1}` after sub-step `c` (part `[start, end)` of the range) of a
+/// long instruction that did not halt: revm ran it over the step's words,
+/// so its gas and memory growth (paid by the first sub-step), and for a
+/// copy the part's destination bytes, are revm's; KECCAK256 and a log
+/// absorb the part into the sponge, and their last sub-step takes the
+/// hash from it.
+pub(super) fn after_part(
+    next: &mut Next<'_>,
+    interp: &Interpreter<EthInterpreter>,
+    host: &StepHost,
+    c: u64,
+    (start, end): (u64, u64),
+) -> Checked<InstructionVerdict> {
+    let step = next.step;
+    let s = &step.state;
+    let (op, top) = (s.opcode, step.top.as_slice());
+    let last = c + 1 == sub_steps(op, top);
+    let memory = match destination(op, top) {
+        Some(dest) => {
+            let fresh = |at: u64| {
+                let at = at as usize;
+                if at < interp.memory.size() { interp.memory.slice(at..at + 1)[0] } else { 0 }
+            };
+            let written = with_bytes(&step.memory, dest + start, dest + end, fresh);
+            step.memory.root_with(&written).ok_or("the part's memory words")?
+        }
+        None => s.memory,
+    };
+    let mut sponge = match s.partial {
+        Partial::Range { sponge, .. } => sponge,
+        _ => Sponge::default(),
+    };
+    let digest = match absorbed(op, top) {
+        Some(offset) => {
+            let data = bytes_of(&step.memory, offset + start, offset + end);
+            if last {
+                Some(sponge.finish(&data))
+            } else {
+                sponge.absorb(&data).ok_or("a part not of whole blocks")?;
+                None
+            }
+        }
+        None => None,
+    };
+    let is_log = matches!(op, 0xa0..=0xa4);
+    // a log's journal changes once, by the log its last sub-step hashes
+    // (revm's own log holds the step's words, not the data)
+    let journal = match (is_log, digest) {
+        (true, Some(data_hash)) => {
+            let j = step.journal.as_ref().ok_or("a log's step carries its journal")?;
+            let log = host.journaled_state.inner.logs.last().ok_or("a log that logged nothing")?;
+            let len = super::touches::ranged_len(op, top).ok_or("a log's length")?;
+            let leaf = crate::receipt::log_leaf(&log.address, log.data.topics(), &data_hash, len);
+            JournalRoot {
+                logs: crate::receipt::extend_log(j.root.logs, leaf),
+                logs_count: j.root.logs_count + 1,
+                ..j.root
+            }
+            .commitment()
+        }
+        (true, None) => s.journal,
+        (false, _) => next.journal(host)?,
+    };
+    // the first sub-step paid for the whole instruction
+    let (gas_remaining, gas_refunded) = if c == 0 {
+        (interp.gas.remaining(), interp.gas.refunded())
+    } else {
+        (s.gas_remaining, s.gas_refunded)
+    };
+    if !last {
+        return Ok(InstructionVerdict::Next(
+            MachineState {
+                index: s.index + 1,
+                gas_remaining,
+                gas_refunded,
+                memory,
+                memory_len: interp.memory.size() as u64,
+                journal,
+                partial: Partial::Range { done: (c + 1) * SUB_STEP, sponge },
+                ..s.clone()
+            }
+            .commitment(),
+        ));
+    }
+    let mut after = next.after(interp, journal, s.return_data);
+    after.gas_remaining = gas_remaining;
+    after.gas_refunded = gas_refunded;
+    after.memory = memory;
+    if let (0x20, Some(hash)) = (op, digest) {
+        after.stack = extend_chain(step.below, &[U256::from_be_bytes(hash.0)]);
+    }
+    after.partial = Partial::None;
+    Ok(InstructionVerdict::Next(after.commitment()))
+}
+
+/// The sub-step `c` of a long instruction a state is at: `0` between
+/// instructions; `None` if its partial part is not one of this
+/// instruction's.
+pub(super) fn sub_step_of(s: &MachineState, top: &[U256]) -> Option<u64> {
+    let m = sub_steps(s.opcode, top);
+    match s.partial {
+        Partial::None => Some(0),
+        Partial::Range { done, sponge } => {
+            let c = done / SUB_STEP;
+            let sponged = absorbed(s.opcode, top).is_some() || sponge == Sponge::default();
+            (m > 1 && done > 0 && done.is_multiple_of(SUB_STEP) && c < m && sponged).then_some(c)
+        }
+        Partial::CopyIn { .. } => None,
+    }
+}
+
+/// The part a sub-step does: `None` for an instruction in one step.
+pub(super) fn part_of(s: &MachineState, top: &[U256]) -> super::touches::Part {
+    part(s.opcode, top, sub_step_of(s, top).unwrap_or(0))
+}
+
+/// The bytes a copy-in sub-step moves: `[done, done + SUB_STEP)` of the
+/// output, cut at its length.
+fn copy_part(len: u64, done: u64) -> (u64, u64) {
+    (done, (done + SUB_STEP).min(len))
+}
+
+/// The memory words and the return data's words a copy-in sub-step
+/// touches.
+pub(super) fn copy_in_words(dest: u64, len: u64, done: u64, return_data: (u64, u64)) -> (Vec<u64>, Vec<u64>) {
+    let (from, to) = copy_part(len, done);
+    let memory = ((dest + from) / 32..=(dest + to - 1) / 32).collect();
+    let (data_len, data_offset) = return_data;
+    let read = StepData::words_of(data_len, data_offset, &U256::from(from), &U256::from(to - from));
+    (memory, read)
+}
+
+/// A copy-in sub-step: the next part of the frame's return data (the
+/// output of the call it resumed from) into its memory. Nothing but the
+/// memory and the return data changes, until the last part ends the
+/// copy.
+pub(super) fn verify_copy_in(
+    step: &InstructionStep,
+    dest: u64,
+    len: u64,
+    done: u64,
+) -> Checked<InstructionVerdict> {
+    let s = &step.state;
+    if len <= SUB_STEP || done >= len || !done.is_multiple_of(SUB_STEP) {
+        return Err("not a copy's sub-step".into());
+    }
+    if dest.checked_add(len).is_none_or(|end| end > s.memory_len) {
+        return Err("a copy past the frame's memory".into());
+    }
+    if !step.code.is_empty()
+        || !step.top.is_empty()
+        || step.below != s.stack
+        || step.input.is_some()
+        || step.journal.is_some()
+        || step.caller.is_some()
+        || step.checkpoint.is_some()
+        || step.block_hash.is_some()
+    {
+        return Err("a copy's sub-step carries its memory and return data only".into());
+    }
+    let r = step.return_data.as_ref().ok_or("a copy's sub-step carries the return data")?;
+    if r.hash() != s.return_data || r.len < len {
+        return Err("the return data is not the state's".into());
+    }
+    let (memory, read) = copy_in_words(dest, len, done, (r.len, r.offset));
+    if step.memory.indices() != memory || step.memory.root() != Some(s.memory) {
+        return Err("not the memory words the part lands in".into());
+    }
+    let data = r.bytes(&read).ok_or("the return data words are not the state's")?;
+    let (from, to) = copy_part(len, done);
+    let written = with_bytes(&step.memory, dest + from, dest + to, |at| data[(at - dest) as usize]);
+    let root = step.memory.root_with(&written).ok_or("the part's memory words")?;
+    let partial = if to == len { Partial::None } else { Partial::CopyIn { dest, len, done: to } };
+    Ok(InstructionVerdict::Next(
+        MachineState { index: s.index + 1, memory: root, partial, ..s.clone() }.commitment(),
+    ))
+}
+
+/// The step of a copy-in sub-step, from the frame's memory as it is at
+/// the sub-step and its return data.
+pub(super) fn copy_in_step(
+    state: MachineState,
+    memory: &[u8],
+    return_data: &DataRef,
+    (dest, len, done): (u64, u64, u64),
+) -> InstructionStep {
+    let (words, read) = copy_in_words(dest, len, done, (return_data.len, return_data.offset));
+    InstructionStep {
+        code: Vec::new(),
+        top: Vec::new(),
+        below: state.stack,
+        memory: super::prove_words(memory, words),
+        input: None,
+        journal: None,
+        return_data: Some(StepData::of(return_data, read)),
+        caller: None,
+        checkpoint: None,
+        block_hash: None,
+        state,
+    }
+}

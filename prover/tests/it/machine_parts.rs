@@ -1,0 +1,257 @@
+//! Long ranges at level 2 (`stf_version` 5): a KECCAK256, log or copy
+//! longer than `SUB_STEP` runs as one step per part of it, and a callee's
+//! long output reaches its caller's memory in sub-steps of the caller, so
+//! such a transaction runs exactly as on Ethereum (the 128 KiB range rule
+//! of version 4 is gone but for a precompile's input) and no step carries
+//! more than a part of a range.
+
+use alloy_primitives::{Address, Bytes, Log, TxKind, U256};
+use bridge::game::StepVerdict;
+use prover::SignedTx;
+use prover::machine::{ItemStep, item_step, item_trace, trace_transaction};
+
+use crate::machine::{Contract, TARGET, state};
+use crate::machine_game::{first_disputed, liar, play, towards};
+use crate::support::{params, sign_1559, signer};
+
+const OTHER: Address = Address::repeat_byte(0xc1);
+const SHA256: Address = Address::with_last_byte(2);
+
+/// PUSH4 `v`.
+fn push(v: u32) -> Vec<u8> {
+    [&[0x63u8][..], &v.to_be_bytes()].concat()
+}
+
+/// PUSH20 `a`.
+fn push_address(a: Address) -> Vec<u8> {
+    [&[0x73u8][..], a.as_slice()].concat()
+}
+
+/// `op` with its operands pushed (the last on top).
+fn with(operands: &[u32], op: u8) -> Vec<u8> {
+    let mut code: Vec<u8> = operands.iter().flat_map(|v| push(*v)).collect();
+    code.push(op);
+    code
+}
+
+/// KECCAK256 of `[offset, offset + len)`, then LOG0 of nothing with the
+/// hash as LOG1's topic (so the receipt shows it).
+fn hash_and_log(offset: u32, len: u32) -> Vec<u8> {
+    let mut code = with(&[len, offset], 0x20);
+    code.extend(with(&[0, 0], 0xa1));
+    code
+}
+
+/// `code` padded past STOP with pattern bytes to `len` (data for
+/// CODECOPY and EXTCODECOPY).
+fn padded(mut code: Vec<u8>, len: usize) -> Vec<u8> {
+    code.push(0x00);
+    let start = code.len();
+    code.extend((start..len).map(|i| (i * 31 + 7) as u8));
+    code
+}
+
+/// `tx` over `contracts` on plain revm (Ethereum's EVM, no shard rule):
+/// whether it succeeded, its gas and its logs.
+fn on_ethereum(contracts: &[Contract], tx: &SignedTx) -> (bool, u64, Vec<Log>) {
+    use revm::database::{CacheDB, EmptyDB};
+    use revm::state::{AccountInfo, Bytecode};
+    use revm::{ExecuteEvm, MainBuilder, MainContext};
+    let mut db = CacheDB::new(EmptyDB::default());
+    db.insert_account_info(
+        signer(0).address(),
+        AccountInfo { balance: U256::from(10u128.pow(24)), ..Default::default() },
+    );
+    for (address, code, _) in contracts {
+        let code = Bytecode::new_raw(Bytes::from(code.clone()));
+        db.insert_account_info(
+            *address,
+            AccountInfo { nonce: 1, code_hash: code.hash_slow(), code: Some(code), ..Default::default() },
+        );
+    }
+    let p = params(1);
+    let mut evm =
+        revm::Context::mainnet().with_db(db).with_block(p.block_env()).with_cfg(p.cfg_env()).build_mainnet();
+    let r = evm.transact(tx.tx_env()).unwrap().result;
+    (r.is_success(), r.tx_gas_used(), r.logs().to_vec())
+}
+
+/// Runs `tx` over `contracts` at both levels: level 1 gives exactly plain
+/// revm's result, gas and logs; every step of its level-2 trace is upheld
+/// and the trace ends on level 1's `c_1`; returns its instruction count
+/// and its largest instruction step's bytes.
+fn as_on_ethereum(contracts: &[Contract], tx: &SignedTx) -> (u64, usize) {
+    let s = state(contracts);
+    let exec = crate::machine::level_one_run(&s, 0, tx);
+    let receipt = &exec.outcomes[0].receipt;
+    let (success, gas, logs) = on_ethereum(contracts, tx);
+    assert_eq!((receipt.success, receipt.gas_used), (success, gas), "level 1 is Ethereum");
+    assert_eq!(receipt.logs, logs, "with Ethereum's logs");
+    let (_, n) = crate::machine_settle::walk(&s, tx);
+    let head = item_trace(s.reader(0).unwrap(), &params(1), tx, &bridge::TraceState::start(), &[]).unwrap();
+    let largest = (1..=n)
+        .map(|j| item_step(s.reader(0).unwrap(), &params(1), tx, &bridge::TraceState::start(), j).unwrap())
+        .filter(|step| matches!(step, ItemStep::Instruction(_)))
+        .map(|step| bridge::Encode::encode(&step).len())
+        .max()
+        .unwrap_or(0);
+    assert_eq!(head.instructions, n);
+    (n, largest)
+}
+
+fn tx_to(to: Address, data: Vec<u8>, gas: u64) -> SignedTx {
+    sign_1559(&signer(0), 0, TxKind::Call(to), U256::ZERO, Bytes::from(data), gas)
+}
+
+/// Long copies of every kind (CODECOPY, CALLDATACOPY, EXTCODECOPY, MCOPY
+/// both ways over overlapping ranges), a 200,000-byte KECCAK256 and a
+/// 150,000-byte LOG2, all at unaligned offsets: Ethereum's result, gas and
+/// logs at level 1, every sub-step upheld at level 2, and no step carrying
+/// more than a part of a range beside the code.
+#[test]
+fn long_ranges_run_in_sub_steps_exactly_as_on_ethereum() {
+    let other = padded(vec![], 12_000);
+    let mut code = Vec::new();
+    code.extend(with(&[11_000, 0, 5], 0x39)); // CODECOPY 11,000 bytes of its code to 5
+    code.extend(with(&[14_997, 3, 20_001], 0x37)); // CALLDATACOPY 14,997 to 20,001
+    code.extend(with_ops(&[12_000, 2, 50_003])); // EXTCODECOPY 12,000 of OTHER's to 50,003
+    code.extend(push_address(OTHER));
+    code.push(0x3c);
+    code.extend(with(&[30_000, 7, 10_003], 0x5e)); // MCOPY up over itself: back to front
+    code.extend(with(&[25_000, 9_000, 2], 0x5e)); // MCOPY down over itself: front to back
+    code.extend(hash_and_log(1, 200_000));
+    code.extend(with(&[0xbeef, 0xcafe, 150_000, 3], 0xa2)); // LOG2 of 150,000 bytes
+    let code = padded(code, 11_000);
+    let calldata: Vec<u8> = (0..15_000u32).map(|i| (i * 13 + 1) as u8).collect();
+    let contracts = [(TARGET, code, vec![]), (OTHER, other, vec![])];
+    let tx = tx_to(TARGET, calldata, 2_000_000);
+    let (n, largest) = as_on_ethereum(&contracts, &tx);
+    // 3 + 4 + 3 + 7 + 6 + 46 + 35 parts where 7 instructions would be one
+    // step each
+    assert!(n > 100, "{n} steps");
+    assert!(largest < 64 << 10, "the largest step is {largest} bytes");
+}
+
+/// EXTCODECOPY's operands: `with` with no op, then the address and 0x3c.
+fn with_ops(operands: &[u32]) -> Vec<u8> {
+    operands.iter().flat_map(|v| push(*v)).collect()
+}
+
+/// A callee's long output: copied into its caller's memory (160,000 bytes
+/// returned into a 150,000-byte range) in sub-steps of the caller; the
+/// same output by reference only (no range) and read in part by a long
+/// RETURNDATACOPY; a revert's 9,000 bytes copied in. Ethereum's result at
+/// level 1, every sub-step upheld at level 2.
+#[test]
+fn a_long_output_reaches_its_callers_memory_in_sub_steps() {
+    // OTHER: CODECOPY its 10,000 bytes to 7, RETURN 160,000 from 0 (or,
+    // with calldata, REVERT 9,000)
+    let mut other = with(&[10_000, 0, 7], 0x39);
+    other.extend([0x36, 0x60, 0x00, 0x14]); // CALLDATASIZE, PUSH1 0, EQ
+    let jump_at = other.len() + 6;
+    other.extend(push(jump_at as u32 + 11));
+    other.push(0x57); // JUMPI to the RETURN
+    other.extend(with(&[9_000, 1], 0xfd)); // REVERT
+    assert_eq!(other.len(), jump_at + 11);
+    other.push(0x5b);
+    other.extend(with(&[160_000, 0], 0xf3)); // RETURN
+    let other = padded(other, 10_000);
+    // TARGET: CALL OTHER (no data) into [3, 150,003); hash it; CALL again
+    // into nothing; RETURNDATACOPY 50,000 from 1,000 to 200,000; hash it;
+    // CALL OTHER with a byte of data (it reverts) into [7, 9,007); hash it
+    let call = |args: u32, ret_offset: u32, ret_len: u32| {
+        let mut c = with_ops(&[ret_len, ret_offset, args, 0, 0]);
+        c.extend(push_address(OTHER));
+        c.extend([0x5a, 0xf1, 0x50]);
+        c
+    };
+    let mut code = call(0, 3, 150_000);
+    code.extend(hash_and_log(3, 150_000));
+    code.extend(call(0, 0, 0));
+    code.extend(with(&[50_000, 1_000, 200_000], 0x3e));
+    code.extend(hash_and_log(200_000, 50_000));
+    code.extend(call(1, 7, 9_000));
+    code.extend(hash_and_log(7, 9_000));
+    let contracts = [(TARGET, padded(code, 0), vec![]), (OTHER, other, vec![])];
+    let tx = tx_to(TARGET, vec![], 3_000_000);
+    let (_, largest) = as_on_ethereum(&contracts, &tx);
+    assert!(largest < 64 << 10, "the largest step is {largest} bytes");
+}
+
+/// A KECCAK256 whose memory growth its gas cannot pay halts on its first
+/// step, as on Ethereum; a long KECCAK256 in a frame with too little gas
+/// for its words likewise.
+#[test]
+fn a_long_instruction_its_gas_cannot_pay_halts_on_its_first_step() {
+    for (len, gas) in [(3_000_000u32, 1_000_000u64), (100_000, 40_000)] {
+        let code = padded(hash_and_log(0, len), 0);
+        let contracts = [(TARGET, code, vec![])];
+        let tx = tx_to(TARGET, vec![], gas);
+        let (success, ..) = on_ethereum(&contracts, &tx);
+        assert!(!success, "{len} bytes on {gas} gas fail on Ethereum too");
+        let (n, _) = as_on_ethereum(&contracts, &tx);
+        assert_eq!(n, 3, "two pushes and the halting KECCAK256: no sub-steps");
+    }
+}
+
+/// The rule left: a call to a precompile with an input past 128 KiB halts
+/// (on Ethereum it runs); the same input to a contract runs as on
+/// Ethereum.
+#[test]
+fn only_a_precompiles_input_keeps_the_range_rule() {
+    let call = |to: Address| {
+        let mut c = with_ops(&[32, 0, 140_000, 0]);
+        c.extend(push_address(to));
+        c.extend([0x5a, 0xfa, 0x60, 0x00, 0x55, 0x00]); // STATICCALL, SSTORE 0 := success
+        c
+    };
+    let contracts = [(TARGET, call(OTHER), vec![]), (OTHER, vec![0x00], vec![])];
+    as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 1_000_000));
+    let contracts = [(TARGET, call(SHA256), vec![])];
+    let tx = tx_to(TARGET, vec![], 1_000_000);
+    let s = state(&contracts);
+    let exec = crate::machine::level_one_run(&s, 0, &tx);
+    assert!(on_ethereum(&contracts, &tx).0, "Ethereum runs it");
+    let receipt = &exec.outcomes[0].receipt;
+    assert!(!receipt.success, "the shard halts the call");
+    assert_eq!(receipt.gas_used, 1_000_000, "a halt takes all the gas");
+    crate::machine_settle::walk(&s, &tx);
+}
+
+/// In the game: a lie in the middle of a long KECCAK256 (its sponge), in
+/// the middle of a long MCOPY and in the middle of a copy into a caller is
+/// refuted by the sub-step there, and an honest defender a griefer drives
+/// to the same sub-step wins with it.
+#[test]
+fn a_lie_inside_a_long_instruction_is_refuted_by_its_sub_step() {
+    let mut other = with(&[20_000, 0], 0xf3); // RETURN 20,000 from 0
+    other = padded(other, 0);
+    let mut code = with(&[9_000, 0, 1], 0x39); // CODECOPY 9,000 of its own to 1
+    code.extend(with(&[20_000, 1, 4_001], 0x5e)); // MCOPY 20,000 up by 4,000
+    code.extend(hash_and_log(0, 40_000));
+    code.extend(with_ops(&[20_000, 100, 0, 0, 0]));
+    code.extend(push_address(OTHER));
+    code.extend([0x5a, 0xf1, 0x50, 0x00]);
+    let code = padded(code, 9_000);
+    let s = state(&[(TARGET, code, vec![]), (OTHER, other, vec![])]);
+    let tx = tx_to(TARGET, vec![], 1_000_000);
+    let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..500).collect::<Vec<_>>()).unwrap();
+    let mid = |f: &dyn Fn(&prover::machine::MachineState) -> bool| {
+        let at: Vec<usize> = (0..t.states.len()).filter(|j| f(&t.states[*j])).collect();
+        assert!(at.len() >= 3, "a long instruction has sub-steps");
+        at[at.len() / 2] as u64 + 1
+    };
+    use prover::machine::Partial;
+    let keccak = mid(&|s| s.opcode == 0x20 && matches!(s.partial, Partial::Range { .. }));
+    let mcopy = mid(&|s| s.opcode == 0x5e && matches!(s.partial, Partial::Range { .. }));
+    let copy_in = mid(&|s| matches!(s.partial, Partial::CopyIn { .. }));
+    for (name, at) in [("KECCAK256", keccak), ("MCOPY", mcopy), ("a copy into the caller", copy_in)] {
+        let lied = play(&s, &tx, 4, &liar(at), &first_disputed);
+        let ItemStep::Instruction(step) = &lied.step else { panic!("{name}: an instruction's step decides") };
+        assert_ne!(step.state.partial, Partial::None, "{name}: a sub-step decides");
+        assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{name}: {:?}", lied.verdict);
+        let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
+        assert_eq!(honest.step, lied.step, "{name}: the griefer drove the game to the same step");
+        assert_eq!(honest.verdict, StepVerdict::Upheld, "{name}");
+    }
+}
