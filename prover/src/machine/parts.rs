@@ -156,6 +156,63 @@ pub(super) fn after_part(
     Ok(InstructionVerdict::Next(after.commitment()))
 }
 
+/// Whether a long instruction's ranges lie in the state's memory, as
+/// its first sub-step left them (so a later one grows no memory).
+pub(super) fn within_memory(s: &MachineState, top: &[U256]) -> Checked<()> {
+    let len = super::touches::ranged_len(s.opcode, top).ok_or("not a long instruction")?;
+    let starts = match (s.opcode, top) {
+        (0x5e, [_, src, dest]) => vec![src.try_into().ok(), dest.try_into().ok()],
+        _ => vec![destination(s.opcode, top).or(absorbed(s.opcode, top))],
+    };
+    let inside =
+        |at: &Option<u64>| at.and_then(|a| a.checked_add(len)).is_some_and(|end| end <= s.memory_len);
+    if starts.iter().all(inside) { Ok(()) } else { Err("a sub-step's range past the state's memory".into()) }
+}
+
+/// A KECCAK256 sub-step past the first, without revm (which would hash
+/// the whole range again): the part absorbed; the last one pops the
+/// operands, pushes the hash and moves pc.
+pub(super) fn keccak_part(
+    step: &InstructionStep,
+    c: u64,
+    (start, end): (u64, u64),
+) -> Checked<InstructionVerdict> {
+    let s = &step.state;
+    if step.input.is_some()
+        || step.journal.is_some()
+        || step.return_data.is_some()
+        || step.caller.is_some()
+        || step.checkpoint.is_some()
+        || step.block_hash.is_some()
+    {
+        return Err("a KECCAK256 step carries its stack and memory words only".into());
+    }
+    let offset = absorbed(s.opcode, &step.top).ok_or("KECCAK256's offset")?;
+    let Partial::Range { mut sponge, .. } = s.partial else { return Err("not a sub-step".into()) };
+    let data = bytes_of(&step.memory, offset + start, offset + end);
+    if c + 1 < sub_steps(s.opcode, &step.top) {
+        sponge.absorb(&data).ok_or("a part not of whole blocks")?;
+        let partial = Partial::Range { done: (c + 1) * SUB_STEP, sponge };
+        return Ok(InstructionVerdict::Next(
+            MachineState { index: s.index + 1, partial, ..s.clone() }.commitment(),
+        ));
+    }
+    let hash = sponge.finish(&data);
+    let pc = s.pc + 1;
+    Ok(InstructionVerdict::Next(
+        MachineState {
+            index: s.index + 1,
+            pc,
+            opcode: step.code.get(pc as usize).copied().unwrap_or(0x00),
+            stack: extend_chain(step.below, &[U256::from_be_bytes(hash.0)]),
+            stack_len: s.stack_len - 1,
+            partial: Partial::None,
+            ..s.clone()
+        }
+        .commitment(),
+    ))
+}
+
 /// The sub-step `c` of a long instruction a state is at: `0` between
 /// instructions; `None` if its partial part is not one of this
 /// instruction's.

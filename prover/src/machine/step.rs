@@ -439,6 +439,13 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if step.memory.words.iter().any(|(i, w)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
         return Err("memory past its size is zero".into());
     }
+    if let (true, Some(part)) = (c > 0, part) {
+        // the first sub-step grew memory over the whole range
+        super::parts::within_memory(s, &step.top)?;
+        if s.opcode == 0x20 {
+            return super::parts::keccak_part(step, c, part);
+        }
+    }
     let input = match (&step.input, needs_input(s.opcode, create_end)) {
         (Some(i), true) if i.hash() == s.input => {
             // the calldata words read: exactly those, in the input's tree;

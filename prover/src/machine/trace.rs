@@ -743,7 +743,9 @@ impl Tracer {
                     let Some((a, b)) = super::touches::part(long.opcode, top, later) else { continue };
                     let (from, to) = (dest + a as usize, dest + b as usize);
                     let was = pre_memory.len().clamp(from, to);
-                    memory[from..was].copy_from_slice(&pre_memory[from..was]);
+                    if was > from {
+                        memory[from..was].copy_from_slice(&pre_memory[from..was]);
+                    }
                     memory[was..to].fill(0);
                 }
             }
