@@ -156,6 +156,33 @@ pub(super) fn after_part(
     Ok(InstructionVerdict::Next(after.commitment()))
 }
 
+/// revm's KECCAK256 (`instructions::system::keccak256`) without the
+/// hash: the gas it charges, the memory it grows, a zero word where the
+/// hash goes. A long KECCAK256's first sub-step runs it in place of
+/// revm's (its parts absorb the range), so that step costs a part's work,
+/// not the whole range's hash. A halt's reason differs from revm's only
+/// where [`EndState`] does not tell them apart.
+pub(super) fn keccak_charge<H: revm::interpreter::Host + ?Sized>(
+    ctx: revm::interpreter::InstructionContext<'_, H, EthInterpreter>,
+) -> revm::interpreter::InstructionExecResult {
+    use revm::interpreter::InstructionResult;
+    let interp = ctx.interpreter;
+    let offset = interp.stack.pop()?;
+    let len = interp.stack.pop()?;
+    let len = usize::try_from(len).map_err(|_| InstructionResult::InvalidOperandOOG)?;
+    if !interp.gas.record_regular_cost(ctx.host.gas_params().keccak256_cost(len)) {
+        return Err(InstructionResult::OutOfGas);
+    }
+    if len != 0 {
+        let from = usize::try_from(offset).map_err(|_| InstructionResult::InvalidOperandOOG)?;
+        interp.resize_memory(ctx.host.gas_params(), from, len)?;
+    }
+    if !interp.stack.push(U256::ZERO) {
+        return Err(InstructionResult::StackOverflow);
+    }
+    Ok(())
+}
+
 /// Whether a long instruction's ranges lie in the state's memory, as
 /// its first sub-step left them (so a later one grows no memory).
 pub(super) fn within_memory(s: &MachineState, top: &[U256]) -> Checked<()> {

@@ -529,6 +529,15 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     // `ranges::MAX_RANGE` halting
     let mut instructions = revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec);
     crate::ranges::guard_ranges(&mut instructions);
+    if s.opcode == 0x20 && part.is_some() {
+        // the first sub-step of a long KECCAK256 charges; its parts hash
+        let gas = instructions.gas_table()[0x20];
+        instructions.insert_instruction(
+            0x20,
+            revm::interpreter::Instruction::new(super::parts::keccak_charge),
+            gas,
+        );
+    }
     // revm assumes what a whole transaction guarantees (the frame's
     // account is loaded): a step that breaks it must not take the referee
     // down

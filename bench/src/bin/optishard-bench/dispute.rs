@@ -501,26 +501,64 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             4,
             &Extra { slots: 0, other: Some(code_padded(&[0x00])) },
         )?,
-        // KECCAK256 of 128 KiB, the longest range (`prover::ranges`)
+        // a long range runs in sub-steps of `SUB_STEP` bytes (4,352): the
+        // first pays and grows memory (revm runs the whole instruction),
+        // each next one moves or absorbs one part
         instruction_step_figure(
             w,
-            "hash (KECCAK256, 128 KiB, unaligned)",
-            &code_padded(&[0x62, 0x02, 0x00, 0x00, 0x60, 0x07, 0x20, 0x00]),
+            "hash (KECCAK256 of 1 MiB): first sub-step",
+            &code_padded(&[0x62, 0x10, 0x00, 0x00, 0x60, 0x07, 0x20, 0x00]),
             &[],
             2,
             &Extra::default(),
         )?,
-        // MCOPY of 128 KiB between unaligned ranges: two ranges at the
-        // limit, the largest step there is
         instruction_step_figure(
             w,
-            "copy (MCOPY, 128 KiB, unaligned)",
-            &code_padded(&[
-                0x62, 0x02, 0x00, 0x00, 0x62, 0x00, 0x00, 0x11, 0x62, 0x02, 0x00, 0x05, 0x5e, 0x00,
-            ]),
+            "hash (KECCAK256 of 1 MiB): a middle sub-step",
+            &code_padded(&[0x62, 0x10, 0x00, 0x00, 0x60, 0x07, 0x20, 0x00]),
+            &[],
+            2 + 120,
+            &Extra::default(),
+        )?,
+        // MCOPY of 512 KiB up over itself (back to front), unaligned
+        instruction_step_figure(
+            w,
+            "copy (MCOPY 512 KiB): first sub-step",
+            &code_padded(&[0x62, 0x08, 0x00, 0x00, 0x60, 0x11, 0x62, 0x08, 0x00, 0x05, 0x5e, 0x00]),
             &[],
             3,
             &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "copy (MCOPY 512 KiB): a middle sub-step",
+            &code_padded(&[0x62, 0x08, 0x00, 0x00, 0x60, 0x11, 0x62, 0x08, 0x00, 0x05, 0x5e, 0x00]),
+            &[],
+            3 + 60,
+            &Extra::default(),
+        )?,
+        // LOG0 of 512 KiB: its last sub-step hashes the log into the journal
+        instruction_step_figure(
+            w,
+            "log (LOG0 of 512 KiB): last sub-step",
+            &code_padded(&[0x62, 0x08, 0x00, 0x00, 0x60, 0x07, 0xa0, 0x00]),
+            &[],
+            2 + 120,
+            &Extra::default(),
+        )?,
+        // a call whose callee returns 256 KiB into the caller's memory: the
+        // copy runs in sub-steps of the caller after the return
+        instruction_step_figure(
+            w,
+            "copy into a caller (256 KiB output): a middle sub-step",
+            &code_padded(&[
+                0x62, 0x04, 0x00, 0x00, 0x60, 0x07, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x73, 0xce, 0xce,
+                0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce,
+                0xce, 0xce, 0xce, 0x5a, 0xf1, 0x00,
+            ]),
+            &[],
+            11 + 30,
+            &Extra { slots: 0, other: Some(code_padded(&[0x62, 0x04, 0x00, 0x00, 0x60, 0x00, 0xf3])) },
         )?,
         // CREATE2 of 48 KiB of init code (EIP-3860's limit) from a 24 KiB
         // contract: the init code's words and the creator's code ride in it
