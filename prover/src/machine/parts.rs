@@ -112,6 +112,11 @@ pub(super) fn after_part(
         (true, Some(data_hash)) => {
             let j = step.journal.as_ref().ok_or("a log's step carries its journal")?;
             let log = host.journaled_state.inner.logs.last().ok_or("a log that logged nothing")?;
+            // the bridge's logs are messages, which come from its
+            // precompile, never from code
+            if log.address == bridge::BRIDGE_ADDRESS {
+                return Err("code logging as the bridge".into());
+            }
             let len = super::touches::ranged_len(op, top).ok_or("a log's length")?;
             let leaf = crate::receipt::log_leaf(&log.address, log.data.topics(), &data_hash, len);
             JournalRoot {

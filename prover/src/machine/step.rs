@@ -116,7 +116,11 @@ impl StepData {
     pub(super) fn words_of(len: u64, offset: u64, from: &U256, size: &U256) -> Vec<u64> {
         match (small(from), small(size)) {
             (Some(f), Some(n)) if n > 0 && f < len => {
-                let (start, end) = (offset + f, offset + (f + n).min(len));
+                // an offset near the top is a made-up state's: no words
+                let (Some(start), Some(end)) = (offset.checked_add(f), offset.checked_add((f + n).min(len)))
+                else {
+                    return vec![];
+                };
                 (start / 32..=(end - 1) / 32).collect()
             }
             _ => vec![],

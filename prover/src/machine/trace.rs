@@ -390,7 +390,9 @@ impl Tracer {
             let asked = |j: u64| j >= first && j < first + steps;
             if self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) || self.keep.is_some_and(asked) {
                 let at = s.memory_at + s.ret_offset as usize;
+                // the call grew the caller's memory over its output's range
                 let before = buffer.get(at..at + len as usize).map(<[u8]>::to_vec).unwrap_or_default();
+                debug_assert_eq!(before.len() as u64, len, "the caller's memory holds the output's range");
                 self.copy_in = Some(CopyIn { first, steps, dest: s.ret_offset, len, before });
             }
         }
@@ -809,8 +811,9 @@ impl Tracer {
             let done = c * SUB_STEP;
             let mut memory = after.clone();
             let (from, to) = ((copy.dest + done) as usize, (copy.dest + copy.len) as usize);
-            if let (Some(into), Some(was)) = (memory.get_mut(from..to), copy.before.get(done as usize..)) {
-                into.copy_from_slice(was);
+            match (memory.get_mut(from..to), copy.before.get(done as usize..)) {
+                (Some(into), Some(was)) if into.len() == was.len() => into.copy_from_slice(was),
+                _ => debug_assert!(false, "the caller's memory holds the output's range"),
             }
             let state = MachineState {
                 index,
