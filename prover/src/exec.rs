@@ -368,11 +368,12 @@ pub fn execute_items_after<R: DatabaseRef<Error = Error>>(
 /// What an item did, or why it is invalid in its position.
 type Done = std::result::Result<(Receipt, ChangeSet, Vec<Message>), String>;
 
-/// Whether an item's run is metered against [`WITNESS_BUDGET`] (since
-/// `stf_version` 4): only what a level-2 trace does not step through yet,
-/// so its level-1 step must fit in a move: a transaction with an EIP-7702
-/// authorization list (and every message, which `deliver` meters). Any
-/// other transaction runs as on Ethereum, however much state it touches.
+/// Whether an item's run is metered against [`WITNESS_BUDGET`]: only what
+/// a level-2 trace does not step through, so its level-1 step must fit in
+/// a move: a transaction with an EIP-7702 authorization list (which
+/// shards refuse anyway). Since `stf_version` 4 any other transaction, and
+/// since version 5 any delivered message, runs as on Ethereum, however
+/// much state it touches.
 pub fn witness_metered(tx: &revm::context::TxEnv) -> bool {
     use revm::context_interface::Transaction;
     tx.authorization_list_len() != 0
@@ -466,8 +467,8 @@ fn deliver<R: DatabaseRef<Error = Error>>(
     params: &BlockParams,
     m: &Message,
 ) -> Result<Done> {
-    if m.dst != params.shard || m.src == params.shard || m.src.0 >= params.shards {
-        return Ok(Err(format!("message {} -> {} delivered on shard {}", m.src, m.dst, params.shard)));
+    if let Err(why) = message_fits(m, params) {
+        return Ok(Err(why));
     }
     let expected = evm.ctx.db_mut().counter(BRIDGE_ADDRESS, inbound_slot(m.src))?;
     if m.nonce != expected {
@@ -484,38 +485,10 @@ fn deliver<R: DatabaseRef<Error = Error>>(
             (message_receipt(id, true, 0, vec![], &[]), vec![])
         }
         MessageKind::Call => {
-            if m.gas_limit < Message::min_gas(&m.data) || m.gas_limit > MAX_MESSAGE_GAS {
-                return Ok(Err(format!("message gas limit {} out of range", m.gas_limit)));
-            }
             let bridge_before = evm.ctx.db_mut().account(BRIDGE_ADDRESS)?;
-            evm.precompiles.delivering = Some((m.src, m.sender));
-            let cfg = &mut evm.ctx.cfg;
-            (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) = (true, true, true);
-            let call = revm::context::TxEnv {
-                tx_type: 0,
-                caller: BRIDGE_ADDRESS,
-                gas_limit: m.gas_limit,
-                gas_price: 0,
-                kind: revm::primitives::TxKind::Call(m.to),
-                value: m.value,
-                data: Bytes::from(m.data.clone()),
-                nonce: 0,
-                chain_id: None,
-                ..Default::default()
-            };
-            let result = Overlay::metered(evm, |evm| evm.transact(call));
-            evm.precompiles.delivering = None;
-            let cfg = &mut evm.ctx.cfg;
-            (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) =
-                (false, false, false);
-            // over the witness budget: like a call out of gas, all its gas
-            // used and its value refunded
-            if result.is_err()
-                && let Some(used) = evm.ctx.db_mut().over_budget()
-            {
-                let why = format!("witness budget exceeded ({used} bytes)");
-                return refund_failed(evm, m, id, m.gas_limit, why, changes);
-            }
+            set_delivering(evm, Some(m));
+            let result = evm.transact(delivery_env(m));
+            set_delivering(evm, None);
             let mut res = match result {
                 Ok(r) => r,
                 // the source's bridge checked what the destination's rules
@@ -539,18 +512,8 @@ fn deliver<R: DatabaseRef<Error = Error>>(
                     balance: U256::ZERO,
                     code_hash: KECCAK_EMPTY,
                 });
-                // after: max(B, v) - v + inflow on success, max(B, v) on
-                // failure; we want B + inflow either way
-                let minted = m.value.saturating_sub(before.balance);
-                let paid_out = if res.result.is_success() { m.value } else { U256::ZERO };
-                acc.info.balance = acc.info.balance.saturating_add(paid_out).saturating_sub(minted);
-                acc.info.nonce = before.nonce;
-            }
-            if let Err(Error::WitnessBudget { used }) =
-                Overlay::metered(evm, |evm| evm.ctx.db_mut().charge_writes(&res.state))
-            {
-                let why = format!("witness budget exceeded ({used} bytes)");
-                return refund_failed(evm, m, id, m.gas_limit, why, changes);
+                (acc.info.balance, acc.info.nonce) =
+                    bridge_after(acc.info.balance, &before, m, res.result.is_success());
             }
             changes.extend(evm.ctx.db_mut().commit_item(res.state)?);
             let gas = res.result.tx_gas_used();
@@ -573,6 +536,63 @@ fn deliver<R: DatabaseRef<Error = Error>>(
         &mut changes,
     )?;
     Ok(Ok((receipt, changes, messages)))
+}
+
+/// Whether a message may be delivered on the shard of `params` (its
+/// channel's counter aside): it is this shard's, from another, and a
+/// call's gas limit is within the bridge's bounds.
+pub(crate) fn message_fits(m: &Message, params: &BlockParams) -> std::result::Result<(), String> {
+    if m.dst != params.shard || m.src == params.shard || m.src.0 >= params.shards {
+        return Err(format!("message {} -> {} delivered on shard {}", m.src, m.dst, params.shard));
+    }
+    if m.kind == MessageKind::Call
+        && (m.gas_limit < Message::min_gas(&m.data) || m.gas_limit > MAX_MESSAGE_GAS)
+    {
+        return Err(format!("message gas limit {} out of range", m.gas_limit));
+    }
+    Ok(())
+}
+
+/// The transaction a call message runs as: from the bridge, `value` minted
+/// to it as needed, no fee (its gas was bought on the source), no nonce.
+pub(crate) fn delivery_env(m: &Message) -> revm::context::TxEnv {
+    revm::context::TxEnv {
+        tx_type: 0,
+        caller: BRIDGE_ADDRESS,
+        gas_limit: m.gas_limit,
+        gas_price: 0,
+        kind: revm::primitives::TxKind::Call(m.to),
+        value: m.value,
+        data: Bytes::from(m.data.clone()),
+        nonce: 0,
+        chain_id: None,
+        ..Default::default()
+    }
+}
+
+/// Sets an EVM up to deliver `m` (`None`: back to transactions): the
+/// nonce, balance and base-fee checks off, and the bridge precompile
+/// answering `messageSender()` with the message's source and sender.
+pub(crate) fn delivering_cfg(cfg: &mut CfgEnv, m: Option<&Message>) {
+    let on = m.is_some();
+    (cfg.disable_nonce_check, cfg.disable_balance_check, cfg.disable_base_fee) = (on, on, on);
+}
+
+fn set_delivering<R: DatabaseRef<Error = Error>>(evm: &mut ShardEvm<R>, m: Option<&Message>) {
+    evm.precompiles.delivering = m.map(|m| (m.src, m.sender));
+    delivering_cfg(&mut evm.ctx.cfg, m);
+}
+
+/// The bridge's balance and nonce after delivering `m` (`before`: its
+/// account before the item; `balance`: its balance after revm's run):
+/// what revm minted for the call taken back, the value paid out on
+/// success minted for the recipient, the nonce restored.
+pub(crate) fn bridge_after(balance: U256, before: &AccountState, m: &Message, success: bool) -> (U256, u64) {
+    // after: max(B, v) - v + inflow on success, max(B, v) on failure; we
+    // want B + inflow either way
+    let minted = m.value.saturating_sub(before.balance);
+    let paid_out = if success { m.value } else { U256::ZERO };
+    (balance.saturating_add(paid_out).saturating_sub(minted), before.nonce)
 }
 
 /// A delivered call failed (`why`): the message is consumed and its value

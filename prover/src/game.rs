@@ -149,16 +149,16 @@ const MACHINE: u8 = 3;
 
 /// A step of an item's level-2 trace as a `Step` move carries it: its
 /// index `j` in the trace (from `T_j` to `T_{j+1}`), `c_lo` in full (the
-/// trace before the item, whose hash level 1 agreed), the item's raw
-/// transaction (its leaf is the descent's) and the step.
+/// trace before the item, whose hash level 1 agreed), the item (a raw
+/// transaction or a call message: its leaf is the descent's) and the step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachineStep {
     /// `j`.
     pub index: u64,
     /// `c_lo`.
     pub pre: bridge::TraceCommitment,
-    /// The transaction, as the block carries it.
-    pub raw: Vec<u8>,
+    /// The item: a transaction as the block carries it, or a call message.
+    pub item: crate::Item,
     /// The step.
     pub step: crate::machine::ItemStep,
 }
@@ -171,7 +171,16 @@ impl MachineStep {
         self.index.encode_to(&mut out);
         MACHINE.encode_to(&mut out);
         self.pre.encode_to(&mut out);
-        self.raw.encode_to(&mut out);
+        match &self.item {
+            crate::Item::Tx(tx) => {
+                0u8.encode_to(&mut out);
+                tx.raw.to_vec().encode_to(&mut out);
+            }
+            crate::Item::Message(m) => {
+                1u8.encode_to(&mut out);
+                m.encode_to(&mut out);
+            }
+        }
         self.step.encode_to(&mut out);
         out
     }
@@ -180,25 +189,36 @@ impl MachineStep {
         use bridge::Decode;
         let input = &mut input;
         let pre = bridge::TraceCommitment::decode(input)?;
-        let n = u32::decode(input)? as usize;
-        if n > crate::MAX_TX_BYTES {
-            return Err(bridge::DecodeError::TooLong {
-                what: "transaction",
-                len: n,
-                limit: crate::MAX_TX_BYTES,
-            });
-        }
-        if input.len() < n {
-            return Err(bridge::DecodeError::UnexpectedEnd { what: "transaction", needed: n - input.len() });
-        }
-        let (raw, rest) = input.split_at(n);
-        let raw = raw.to_vec();
-        *input = rest;
+        let item = match u8::decode(input)? {
+            0 => {
+                let n = u32::decode(input)? as usize;
+                if n > crate::MAX_TX_BYTES {
+                    return Err(bridge::DecodeError::TooLong {
+                        what: "transaction",
+                        len: n,
+                        limit: crate::MAX_TX_BYTES,
+                    });
+                }
+                if input.len() < n {
+                    return Err(bridge::DecodeError::UnexpectedEnd {
+                        what: "transaction",
+                        needed: n - input.len(),
+                    });
+                }
+                let (raw, rest) = input.split_at(n);
+                *input = rest;
+                crate::Item::Tx(
+                    crate::SignedTx::decode(raw).map_err(|_| bridge::DecodeError::Invalid("transaction"))?,
+                )
+            }
+            1 => crate::Item::Message(bridge::Message::decode(input)?),
+            tag => return Err(bridge::DecodeError::InvalidTag { what: "level-2 item", tag }),
+        };
         let step = crate::machine::ItemStep::decode(input)?;
         if !input.is_empty() {
             return Err(bridge::DecodeError::TrailingBytes(input.len()));
         }
-        Ok(MachineStep { index, pre, raw, step })
+        Ok(MachineStep { index, pre, item, step })
     }
 }
 
@@ -278,13 +298,10 @@ impl StepMachine for Instructions {
         if step.pre.hash() != d.lo_commit {
             return StepVerdict::Rejected("not the trace before the item agreed".into());
         }
-        if bridge::tx_item_hash(&step.raw) != d.item {
+        if step.item.item_hash() != d.item {
             return StepVerdict::Rejected("not the item pinned".into());
         }
-        let Ok(tx) = crate::SignedTx::decode(&step.raw) else {
-            return StepVerdict::Rejected("the item is not a transaction".into());
-        };
-        let mut env = StepEnv::new(ctx.params.clone(), &tx, step.pre);
+        let mut env = StepEnv::new(ctx.params.clone(), &step.item, step.pre);
         // a BLOCKHASH step's block, by the referee's own header chain
         if let crate::machine::ItemStep::Instruction(s) = &step.step
             && let Some((n, _)) = s.block_hash

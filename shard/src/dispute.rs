@@ -275,9 +275,9 @@ impl DisputeAgent {
         };
         let mut fits = item_step.as_ref().is_none_or(|s| s.len() <= self.mode.level_one_limit);
         // level 2 only where the item's trace ends on what level 1's
-        // execution gives (not a message, whose whole-item step the
-        // witness budget keeps within a move): otherwise level 1's step
-        // is the only evidence there is
+        // execution gives and every step of it is one the referee takes
+        // (a transaction, a call message): otherwise level 1's step is
+        // the only evidence there is
         let item_view = match (&g.game.descent, &g.game.phase) {
             (_, _) if fits => None,
             (Some(d), _) => self.item_view(&g, node, d.lo).ok().flatten(),
@@ -375,19 +375,19 @@ impl DisputeAgent {
     }
 
     /// The state before item `index` of `g`'s block, the trace before it,
-    /// and the item (a transaction: a message has no level-2 trace).
+    /// and the item.
     fn before_item(
         &mut self,
         g: &GameRecord,
         node: &ShardNode,
         index: u64,
-    ) -> Result<(prover::ViewReader, bridge::TraceState, prover::SignedTx, prover::BlockParams)> {
+    ) -> Result<(prover::ViewReader, bridge::TraceState, Item, prover::BlockParams)> {
         let hashes = node.block_hashes_below(g.height)?;
         let spec = self.spec.clone();
         let t = self.trace(g, node)?;
         let i = usize::try_from(index).map_err(|_| Error::Corrupt("item index".into()))?;
-        let Some(Item::Tx(tx)) = t.run.items.get(i).cloned() else {
-            return Err(Error::Corrupt(format!("item {index} of game {} has no level-2 trace", g.id)));
+        let Some(tx) = t.run.items.get(i).cloned() else {
+            return Err(Error::Corrupt(format!("item {index} of game {} is not in its block", g.id)));
         };
         let before: Vec<_> = t.run.exec.outcomes[..i.min(t.run.exec.outcomes.len())]
             .iter()
@@ -403,9 +403,8 @@ impl DisputeAgent {
     /// The pinned item's level-2 trace at the states the game's position
     /// needs: its ends and this round's points.
     /// `None` when the item's trace is no evidence about it: it does not
-    /// end on this node's `c_{lo+1}` (a message has no level-2 trace) or
-    /// has a step the referee does not take (an authorization list's
-    /// prologue).
+    /// end on this node's `c_{lo+1}` or has a step the referee does not
+    /// take (an authorization list's prologue, a refund message).
     fn item_view(&mut self, g: &GameRecord, node: &ShardNode, index: u64) -> Result<Option<ItemView>> {
         let key = bridge::hash_domain(b"optishard.agent.item", &[&g.header.0, &index.to_be_bytes()]);
         let known = self.item_agrees.get(&key).copied();
@@ -450,12 +449,7 @@ impl DisputeAgent {
         let (reader, pre, tx, params) = self.before_item(g, node, d.lo)?;
         let root = prover::machine::ProvableState::root(&reader)?;
         let step = prover::machine::item_step(reader, &params, &tx, &pre, g.game.lo)?;
-        let shown = prover::game::MachineStep {
-            index: g.game.lo,
-            pre: pre.commitment(root),
-            raw: tx.raw.to_vec(),
-            step,
-        };
+        let shown = prover::game::MachineStep { index: g.game.lo, pre: pre.commitment(root), item: tx, step };
         Ok(shown.encode())
     }
 

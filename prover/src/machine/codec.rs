@@ -508,8 +508,10 @@ impl Decode for EpilogueStep {
                 logs_count: u64::decode(input)?,
                 messages: Hash::decode(input)?,
             },
-            entries: decode_list_of(input, "epilogue entries", 2, decode_journal_proof)?,
-            pre: decode_list_of(input, "epilogue proofs", 2, decode_state_proof)?,
+            // a delivery's: the bridge, the beneficiary, two counters, and
+            // the bridge before the item
+            entries: decode_list_of(input, "epilogue entries", 4, decode_journal_proof)?,
+            pre: decode_list_of(input, "epilogue proofs", 5, decode_state_proof)?,
             trace: bridge::TraceState::decode(input)?,
             messages: decode_list_of(input, "messages", super::settle::MAX_ITEM_MESSAGES, Hash::decode)?,
         })

@@ -237,9 +237,11 @@ pub(super) fn host_for(
     use revm::context::JournalTr;
     use revm::primitives::hardfork::SpecId;
     let spec = env.params.fork;
+    let mut cfg = env.params.cfg_env();
+    crate::exec::delivering_cfg(&mut cfg, env.message.as_ref());
     let mut host = Context::mainnet()
         .with_db(revm::database::WrapDatabaseRef(db))
-        .with_cfg(env.params.cfg_env())
+        .with_cfg(cfg)
         .with_block(env.params.block_env())
         .with_tx(env.tx.clone());
     let journal = &mut host.journaled_state;

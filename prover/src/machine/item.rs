@@ -49,21 +49,25 @@ fn prologue_covered(tx: &TxEnv) -> bool {
     tx.authorization_list_len() == 0
 }
 
-/// The prologue's step of `tx` over `base` (the state before it).
-pub fn prologue_step<R: ProvableState + Clone>(
+/// The prologue's step of `tx` over `base` (the state before it); for a
+/// call message, with its channel's inbound counter.
+pub fn prologue_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
 ) -> Result<PrologueStep> {
-    let (t, _) = replay(base.clone(), params, tx.tx_env(), Tracer::first());
+    let (t, _) = replay(base.clone(), params, tx.run_env(), tx.as_message(), Tracer::first());
     let Some((_, reads)) = t.first else {
         return Err(Error::Execution("the transaction never starts".into()));
     };
     let mut pre = Vec::new();
     let mut codes = Vec::new();
-    for key in reads {
+    let inbound =
+        tx.as_message().map(|m| StateKey::Storage(bridge::BRIDGE_ADDRESS, crate::inbound_slot(m.src)));
+    for key in reads.into_iter().chain(inbound) {
         match key {
             StateKey::Code(hash) => codes.push(base.code_by_hash_ref(hash)?.original_bytes().to_vec()),
+            key if pre.iter().any(|p: &StateProof| p.key == key) => {}
             key => pre.push(base.prove(key)?),
         }
     }
@@ -83,10 +87,35 @@ pub fn verify_prologue(step: &PrologueStep, env: &StepEnv) -> InstructionVerdict
         Ok(db) => db,
         Err(reason) => return InstructionVerdict::Rejected(reason),
     };
+    // a call message is delivered only as the next of its channel
+    if let Some(m) = &env.message {
+        if m.kind != bridge::MessageKind::Call {
+            return InstructionVerdict::Unsupported(0);
+        }
+        if let Err(why) = crate::exec::message_fits(m, &env.params) {
+            return InstructionVerdict::Rejected(why);
+        }
+        let inbound = StateKey::Storage(bridge::BRIDGE_ADDRESS, crate::inbound_slot(m.src));
+        let counter = step
+            .pre
+            .iter()
+            .find(|p| p.key == inbound)
+            .map(|p| p.value.as_deref().map(crate::state::decode_slot));
+        match counter {
+            Some(None) if m.nonce == 0 => {}
+            Some(Some(Ok(n))) if n == U256::from(m.nonce) => {}
+            Some(_) => return InstructionVerdict::Rejected("not the channel's next message".into()),
+            None => {
+                return InstructionVerdict::Rejected(
+                    "a message's prologue carries its channel's counter".into(),
+                );
+            }
+        }
+    }
     // a read of anything the step lacks fails the replay before its first
     // state: no first state, a refused step
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        replay(db, &env.params, env.tx.clone(), Tracer::first()).0.first
+        replay(db, &env.params, env.tx.clone(), env.message.as_ref(), Tracer::first()).0.first
     }));
     match run {
         Ok(Some((first, _))) => InstructionVerdict::Next(first),
@@ -145,10 +174,10 @@ pub struct ItemTrace {
 /// `T_j` of `tx`'s trace over `base` (in block `params`, after the trace
 /// state `pre`) at each index of `at` (any order): the prover replays the
 /// item once and hashes only those.
-pub fn item_trace<R: ProvableState + Clone>(
+pub fn item_trace<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
     pre: &TraceState,
     at: &[u64],
 ) -> Result<ItemTrace> {
@@ -190,28 +219,32 @@ pub fn item_trace<R: ProvableState + Clone>(
 /// for the prologue or epilogue): `None` if every step is covered, so an
 /// honest defender can descend into it knowing every step it may have to
 /// show is a step.
-pub fn item_coverage<R: ProvableState + Clone>(
+pub fn item_coverage<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
 ) -> Result<Option<(u64, u8)>> {
-    // the prologue: no authorization list
-    let env = tx.tx_env();
-    if !prologue_covered(&env) {
+    // the prologue: no authorization list; a call message that fits (a
+    // refund runs no EVM: its whole-item step is tiny)
+    let env = tx.run_env();
+    let message = tx.as_message();
+    let deliverable = message
+        .is_none_or(|m| m.kind == bridge::MessageKind::Call && crate::exec::message_fits(m, params).is_ok());
+    if !prologue_covered(&env) || !deliverable {
         return Ok(Some((0, 0)));
     }
     let tracer =
         Tracer::coverage(crate::bridge::ShardPrecompiles::new(params.fork, params.shard, params.shards));
-    let (t, ran) = replay(base, params, env, tracer);
+    let (t, ran) = replay(base, params, env, message, tracer);
     ran?;
     Ok(t.uncovered.map(|(j, op)| (j + 1, op)))
 }
 
 /// The step from `T_j` of `tx`'s trace (see [`item_trace`]).
-pub fn item_step<R: ProvableState + Clone>(
+pub fn item_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
     pre: &TraceState,
     j: u64,
 ) -> Result<ItemStep> {
@@ -260,8 +293,13 @@ impl ItemRun {
     ) -> Result<ItemRun> {
         let unsupported = |what: &str| Error::Execution(format!("{what} is not a level-2 trace yet"));
         let signed = env.tx.clone();
-        let (mut t, ran) =
-            replay(base.clone(), &env.params, signed, Tracer::new(wanted, None).keeping_end_journal());
+        let (mut t, ran) = replay(
+            base.clone(),
+            &env.params,
+            signed,
+            env.message.as_ref(),
+            Tracer::new(wanted, None).keeping_end_journal(),
+        );
         ran?;
         let (Some(end), Some((entries, logs))) = (t.end, t.end_journal) else {
             return Err(Error::Execution("the transaction's frame never ended".into()));
@@ -276,6 +314,10 @@ impl ItemRun {
                 pre_values.push(base.prove(k)?);
             }
             proofs.push(JournalProof { key, value, proof: tree.prove(&key) });
+        }
+        if env.message.is_some() {
+            // a delivery restores the bridge's account from before the item
+            pre_values.push(base.prove(StateKey::Account(bridge::BRIDGE_ADDRESS))?);
         }
         let epilogue = EpilogueStep {
             end: end.clone(),

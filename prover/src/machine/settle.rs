@@ -74,11 +74,19 @@ pub struct EpilogueStep {
 /// of gas no transaction has more than 2^30 of.
 pub(super) const MAX_ITEM_MESSAGES: usize = ((1 << 30) / crate::SEND_GAS) as usize;
 
-/// The entries the epilogue touches: the sender's, then the beneficiary's.
+/// The entries the epilogue touches: the sender's, then the beneficiary's;
+/// for a call message the bridge's (its sender), the beneficiary's, and
+/// the bridge's counters of the message's channel: inbound (bumped) and
+/// outbound back to its source (a refund's nonce).
 pub(super) fn epilogue_keys(env: &StepEnv) -> Vec<JournalKey> {
     let (caller, beneficiary) =
         (JournalKey::Account(env.tx.caller), JournalKey::Account(env.params.beneficiary));
-    if caller == beneficiary { vec![caller] } else { vec![caller, beneficiary] }
+    let mut keys = if caller == beneficiary { vec![caller] } else { vec![caller, beneficiary] };
+    if let Some(m) = &env.message {
+        keys.push(JournalKey::Slot(bridge::BRIDGE_ADDRESS, crate::inbound_slot(m.src)));
+        keys.push(JournalKey::Slot(bridge::BRIDGE_ADDRESS, crate::bridge::channel_slot(m.src)));
+    }
+    keys
 }
 
 /// What the epilogue did: the machine after it and the entries it wrote.
@@ -126,7 +134,29 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
         return Err("not the messages the journal sent".into());
     }
     let keys = epilogue_keys(env);
-    let (db, opened, mut tree) = open_entries(&step.journal, &step.entries, &step.pre, &[], &keys, env)?;
+    // a delivery's last proof is the bridge's account before the item
+    let (pre, bridge_before) = match &env.message {
+        Some(_) => {
+            let (last, pre) =
+                step.pre.split_last().ok_or("a delivery's epilogue carries the bridge before it")?;
+            if last.key != StateKey::Account(bridge::BRIDGE_ADDRESS) {
+                return Err("a delivery's epilogue carries the bridge before it".into());
+            }
+            last.verify(&env.pre.state_root).map_err(|e| format!("state before the item: {e}"))?;
+            let before =
+                last.value.as_deref().map(AccountState::decode).transpose().map_err(|e| e.to_string())?;
+            (
+                pre,
+                Some(before.unwrap_or(AccountState {
+                    nonce: 0,
+                    balance: U256::ZERO,
+                    code_hash: KECCAK_EMPTY,
+                })),
+            )
+        }
+        None => (step.pre.as_slice(), None),
+    };
+    let (db, opened, mut tree) = open_entries(&step.journal, &step.entries, pre, &[], &keys, env)?;
     let host = host_for(db, &opened, env)?;
     let (gas_used, host) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_epilogue(host, end)))
         .unwrap_or_else(|_| Err("the step's values break the epilogue".into()))?;
@@ -137,20 +167,26 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
     if journal::entries_of(inner).keys().any(|k| !keys.contains(k)) {
         return Err("the epilogue touched an entry the step lacks".into());
     }
+    let success = end.result == END_OK;
+    let mut values: Vec<(JournalKey, Option<Vec<u8>>)> =
+        keys.iter().map(|key| (*key, journal::entry_in(inner, key))).collect();
+    let mut messages: Vec<Hash> = if success { step.messages.clone() } else { Vec::new() };
+    if let (Some(m), Some(before)) = (&env.message, &bridge_before) {
+        // a delivery settles as `exec::deliver` does
+        let refund = deliver_settlement(&mut values, &host, m, before, success)?;
+        messages.extend(refund);
+    }
     let mut written = Vec::with_capacity(keys.len());
-    for key in &keys {
-        let value = journal::entry_in(inner, key);
+    for (key, value) in values {
         tree.update(&key.key_hash(), value.as_deref())
             .map_err(|_| "the journal's paths do not open the entries")?;
-        written.push((*key, value));
+        written.push((key, value));
     }
-    let success = end.result == END_OK;
     let (logs, logs_count) =
         if success { (step.journal.logs, step.journal.logs_count) } else { (Hash::ZERO, 0) };
-    let messages: &[Hash] = if success { &step.messages } else { &[] };
     let receipt = receipt_hash(&ReceiptParts {
         tx_hash: env.tx_hash,
-        tx_type: env.tx.tx_type,
+        tx_type: if env.message.is_some() { crate::MESSAGE_RECEIPT_TYPE } else { env.tx.tx_type },
         success,
         gas_used,
         // a create transaction that succeeded made the sender's address at
@@ -158,12 +194,69 @@ pub(super) fn settle(step: &EpilogueStep, agreed: &Hash, env: &StepEnv) -> Check
         contract_address: (success && env.tx.kind.is_create()).then(|| env.tx.caller.create(env.tx.nonce)),
         logs,
         logs_count,
-        messages,
+        messages: &messages,
     });
     let mut trace = step.trace.clone();
     trace.push(messages.iter().copied(), &receipt, gas_used);
     let state = CommitState { entries: tree.hash(), trace: trace.commitment(env.pre.state_root) };
     Ok(Some(Settled { state, written }))
+}
+
+/// A delivered call's settlement over the epilogue's entries (`values`,
+/// by [`epilogue_keys`], as revm's epilogue left them): the bridge's
+/// balance and nonce restored as `exec::bridge_after` says, the channel's
+/// inbound counter past the message, and when the call failed the refund
+/// to its sender on the source, whose id it returns (its channel's
+/// counter bumped).
+fn deliver_settlement(
+    values: &mut [(JournalKey, Option<Vec<u8>>)],
+    host: &StepHost,
+    m: &bridge::Message,
+    before: &AccountState,
+    success: bool,
+) -> Checked<Option<Hash>> {
+    let id = host.journaled_state.inner.transaction_id;
+    // a slot's value now: its entry, or its value before the item
+    let slot_now = |key: &JournalKey, entry: &Option<Vec<u8>>| -> Checked<(U256, U256)> {
+        match (entry, key) {
+            (Some(e), _) => {
+                let s = journal::slot_of(e, id).ok_or("a malformed slot entry")?;
+                Ok((s.original_value, s.present_value))
+            }
+            (None, JournalKey::Slot(a, k)) => {
+                use revm::DatabaseRef;
+                let v = host.journaled_state.database.0.storage_ref(*a, *k).map_err(|e| e.to_string())?;
+                Ok((v, v))
+            }
+            _ => Err("not a slot".into()),
+        }
+    };
+    let mut refund = None;
+    for (key, value) in values.iter_mut() {
+        match *key {
+            JournalKey::Account(a) if a == bridge::BRIDGE_ADDRESS => {
+                let entry = value.as_deref().ok_or("a delivery's bridge is in its journal")?;
+                let mut account = journal::account_of(entry, id).ok_or("a malformed account entry")?;
+                (account.info.balance, account.info.nonce) =
+                    crate::exec::bridge_after(account.info.balance, before, m, success);
+                *value = Some(journal::account_entry(&account.info, account.status));
+            }
+            JournalKey::Slot(_, k) if k == crate::inbound_slot(m.src) => {
+                let (original, _) = slot_now(key, value)?;
+                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(m.nonce + 1), id);
+                *value = Some(journal::slot_entry(&slot));
+            }
+            JournalKey::Slot(_, k) if k == crate::bridge::channel_slot(m.src) && !success => {
+                let (original, now) = slot_now(key, value)?;
+                let nonce = u64::try_from(now).map_err(|_| "a channel counter past any")?;
+                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(nonce + 1), id);
+                *value = Some(journal::slot_entry(&slot));
+                refund = Some(m.refund(nonce).id());
+            }
+            _ => {}
+        }
+    }
+    Ok(refund)
 }
 
 /// revm's epilogue of a transaction whose frame ended as `end`: the gas it

@@ -197,6 +197,9 @@ pub struct StepEnv {
     pub item: Hash,
     /// `c_{i-1}`.
     pub pre: bridge::TraceCommitment,
+    /// The call message the item is (`None` for a transaction): it runs
+    /// from the bridge with no fee, and settles as a delivery does.
+    pub message: Option<bridge::Message>,
     /// Hashes of blocks below the item's, by the referee's header chain:
     /// what a BLOCKHASH step's hash is checked against (the referee fills
     /// in the one number a step names).
@@ -204,15 +207,97 @@ pub struct StepEnv {
 }
 
 impl StepEnv {
-    /// The environment of `tx` in the block `params`, after `pre`.
-    pub fn new(params: BlockParams, tx: &SignedTx, pre: bridge::TraceCommitment) -> StepEnv {
+    /// The environment of `item` in the block `params`, after `pre`.
+    pub fn new<I: TraceItem + ?Sized>(
+        params: BlockParams,
+        item: &I,
+        pre: bridge::TraceCommitment,
+    ) -> StepEnv {
         StepEnv {
             params,
-            tx: tx.tx_env(),
-            tx_hash: tx.hash,
-            item: tx.item_hash(),
+            tx: item.run_env(),
+            tx_hash: item.receipt_id(),
+            item: item.leaf(),
             pre,
+            message: item.as_message().cloned(),
             block_hashes: Default::default(),
+        }
+    }
+
+    /// The bridge's `messageSender()` while the item runs: a message's
+    /// source and sender.
+    pub(super) fn delivering(&self) -> Option<(bridge::ShardId, Address)> {
+        self.message.as_ref().map(|m| (m.src, m.sender))
+    }
+}
+
+/// What a level-2 trace runs: a transaction, or a call message delivered
+/// from another shard (run from the bridge, as `exec::deliver` does).
+pub trait TraceItem {
+    /// The revm transaction it runs as.
+    fn run_env(&self) -> TxEnv;
+    /// Its leaf in the block's items tree.
+    fn leaf(&self) -> Hash;
+    /// Its receipt's hash field: a transaction's hash, a message's id.
+    fn receipt_id(&self) -> B256;
+    /// The message it is, if it is one.
+    fn as_message(&self) -> Option<&bridge::Message> {
+        None
+    }
+}
+
+impl TraceItem for SignedTx {
+    fn run_env(&self) -> TxEnv {
+        self.tx_env()
+    }
+
+    fn leaf(&self) -> Hash {
+        self.item_hash()
+    }
+
+    fn receipt_id(&self) -> B256 {
+        self.hash
+    }
+}
+
+impl TraceItem for bridge::Message {
+    fn run_env(&self) -> TxEnv {
+        crate::exec::delivery_env(self)
+    }
+
+    fn leaf(&self) -> Hash {
+        bridge::message_item_hash(&self.id())
+    }
+
+    fn receipt_id(&self) -> B256 {
+        B256::from(self.id().0)
+    }
+
+    fn as_message(&self) -> Option<&bridge::Message> {
+        Some(self)
+    }
+}
+
+impl TraceItem for crate::Item {
+    fn run_env(&self) -> TxEnv {
+        match self {
+            crate::Item::Tx(tx) => tx.run_env(),
+            crate::Item::Message(m) => m.run_env(),
+        }
+    }
+
+    fn leaf(&self) -> Hash {
+        self.item_hash()
+    }
+
+    fn receipt_id(&self) -> B256 {
+        self.tx_hash()
+    }
+
+    fn as_message(&self) -> Option<&bridge::Message> {
+        match self {
+            crate::Item::Tx(_) => None,
+            crate::Item::Message(m) => Some(m),
         }
     }
 }
@@ -260,10 +345,10 @@ impl ProvableState for crate::StateReader {
 }
 
 /// The step of instruction `j` of `tx` (over `base`, in block `params`).
-pub fn instruction_step<R: ProvableState + Clone>(
+pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
     j: u64,
 ) -> Result<InstructionStep> {
     let mut t = run_tracer(base.clone(), params, tx, Tracer::new(&[j], Some(j)))?;
@@ -283,7 +368,7 @@ pub fn instruction_step<R: ProvableState + Clone>(
     // the caller a frame's last instruction resumes
     let caller = caller.filter(|_| ended);
     let precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
-    let creates = alloy_consensus::Transaction::kind(&tx.envelope).is_create();
+    let creates = tx.run_env().kind.is_create();
     let create_end = caller.as_ref().map_or(state.depth == 0 && creates, |c| c.0.create);
     let part = super::parts::part_of(&state, &top);
     let touch = Touch {
@@ -413,6 +498,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     let part = part(s.opcode, &step.top, c);
     let spec = env.params.fork;
     let mut precompiles = ShardPrecompiles::new(spec, env.params.shard, env.params.shards);
+    precompiles.delivering = env.delivering();
     // the caller a frame's end resumes, proven under s_j's frames chain
     if let Some(c) = &step.caller
         && (c.record.state.depth + 1 != s.depth || push_frame(c.record.state.frames, &c.record) != s.frames)

@@ -16,7 +16,7 @@ use revm::{DatabaseRef, InspectEvm, Inspector, MainBuilder, MainContext};
 use super::journal;
 use super::*;
 use crate::bridge::ShardPrecompiles;
-use crate::{Error, Overlay, Result, SignedTx};
+use crate::{Error, Overlay, Result};
 
 /// What tracing one transaction found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -905,10 +905,10 @@ fn code_of<R: DatabaseRef<Error = Error>>(ctx: &mut ShardContext<R>, address: Ad
 /// Replays `tx` over `base` (the state before it) in the block `params`
 /// and returns its instruction count and `s_j` at every index of `at`
 /// below it (`at` in any order; each state is hashed only if asked for).
-pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
+pub fn trace_transaction<R: DatabaseRef<Error = Error>, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
     at: &[u64],
 ) -> Result<InstructionTrace> {
     run_tracer(base, params, tx, Tracer::new(at, None)).map(|t| InstructionTrace {
@@ -918,31 +918,37 @@ pub fn trace_transaction<R: DatabaseRef<Error = Error>>(
     })
 }
 
-pub(super) fn run_tracer<R: DatabaseRef<Error = Error>>(
+pub(super) fn run_tracer<R: DatabaseRef<Error = Error>, I: TraceItem + ?Sized>(
     base: R,
     params: &BlockParams,
-    tx: &SignedTx,
+    tx: &I,
     tracer: Tracer,
 ) -> Result<Tracer> {
-    let (tracer, result) = replay(base, params, tx.tx_env(), tracer);
+    let (tracer, result) = replay(base, params, tx.run_env(), tx.as_message(), tracer);
     result.map(|()| tracer)
 }
 
-/// Replays `tx` under `tracer`: the tracer, and whether the transaction
-/// ran (a tracer stopped early may see it fail past where it stopped).
+/// Replays `tx` (for a call message `message`, as a delivery runs it)
+/// under `tracer`: the tracer, and whether the transaction ran (a tracer
+/// stopped early may see it fail past where it stopped).
 pub(super) fn replay<R: DatabaseRef<Error = Error>>(
     base: R,
     params: &BlockParams,
     tx: TxEnv,
+    message: Option<&bridge::Message>,
     mut tracer: Tracer,
 ) -> (Tracer, Result<()>) {
     tracer.shard = params.shard;
+    let mut cfg = params.cfg_env();
+    crate::exec::delivering_cfg(&mut cfg, message);
+    let mut precompiles = ShardPrecompiles::new(params.fork, params.shard, params.shards);
+    precompiles.delivering = message.map(|m| (m.src, m.sender));
     let mut evm = Context::mainnet()
         .with_db(Overlay::new(base))
         .with_block(params.block_env())
-        .with_cfg(params.cfg_env())
+        .with_cfg(cfg)
         .build_mainnet_with_inspector(tracer)
-        .with_precompiles(ShardPrecompiles::new(params.fork, params.shard, params.shards));
+        .with_precompiles(precompiles);
     crate::ranges::guard_ranges(&mut evm.instruction);
     let result = evm.inspect_one_tx(tx).map(|_| ()).map_err(|e| Error::Execution(e.to_string()));
     (evm.inspector, result)

@@ -13,8 +13,13 @@ pub(crate) type Contract = (Address, Vec<u8>, Vec<(u64, u64)>);
 
 /// Level 1's run of `tx` alone over `s` at `version` (in block `version + 1`).
 pub(crate) fn level_one_run(s: &AuthState, version: u64, tx: &SignedTx) -> prover::Execution {
+    level_one_item(s, version, &prover::Item::Tx(tx.clone()))
+}
+
+/// Level 1's run of `item` alone over `s` at `version`.
+pub(crate) fn level_one_item(s: &AuthState, version: u64, item: &prover::Item) -> prover::Execution {
     let reader = s.reader(version).unwrap();
-    let items = vec![prover::Item::Tx(tx.clone())];
+    let items = vec![item.clone()];
     prover::execute_items(reader, &crate::support::params(version + 1), items, prover::Mode::Verify).unwrap()
 }
 

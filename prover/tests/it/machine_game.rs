@@ -14,7 +14,7 @@ use prover::{AuthState, SignedTx};
 use crate::support::{params, sign_1559, signer};
 
 /// The item's trace at `points`, by the honest execution.
-fn honest(s: &AuthState, tx: &SignedTx, points: &[u64]) -> Vec<Hash> {
+fn honest(s: &AuthState, tx: &prover::Item, points: &[u64]) -> Vec<Hash> {
     item_trace(s.reader(0).unwrap(), &params(1), tx, &TraceState::start(), points).unwrap().states
 }
 
@@ -36,6 +36,17 @@ pub(crate) struct Played {
 pub(crate) fn play(
     s: &AuthState,
     tx: &SignedTx,
+    k: u64,
+    defender: &dyn Fn(u64, Hash) -> Hash,
+    pick: Picker<'_>,
+) -> Played {
+    play_item(s, &prover::Item::Tx(tx.clone()), k, defender, pick)
+}
+
+/// [`play`] over any item (a transaction or a call message).
+pub(crate) fn play_item(
+    s: &AuthState,
+    tx: &prover::Item,
     k: u64,
     defender: &dyn Fn(u64, Hash) -> Hash,
     pick: Picker<'_>,
@@ -63,7 +74,7 @@ pub(crate) fn play(
     assert_eq!(g.phase, Phase::Step);
     assert_eq!(g.hi, g.lo + 1);
     let step = item_step(s.reader(0).unwrap(), &params(1), tx, &TraceState::start(), g.lo).unwrap();
-    let shown = MachineStep { index: g.lo, pre, raw: tx.raw.to_vec(), step: step.clone() };
+    let shown = MachineStep { index: g.lo, pre, item: tx.clone(), step: step.clone() };
     let wire = shown.encode();
     let prover::game::AnyStep::Machine(decoded) = prover::game::AnyStep::decode(&wire).unwrap() else {
         panic!("a level-2 step decodes as one")
@@ -167,7 +178,7 @@ fn a_lie_at_each_boundary_is_refuted_and_the_truth_upheld() {
 /// `n` rounds of `body` (which must leave the stack as it found it, the
 /// counter on top): PUSH2 n; JUMPDEST; body; PUSH1 1; SWAP1; SUB; DUP1;
 /// PUSH1 3; JUMPI; STOP.
-fn repeat(n: u16, body: &[u8]) -> Vec<u8> {
+pub(crate) fn repeat(n: u16, body: &[u8]) -> Vec<u8> {
     let n = n.to_be_bytes();
     let mut c = vec![0x61, n[0], n[1], 0x5b];
     c.extend_from_slice(body);
@@ -274,10 +285,11 @@ fn a_tampered_level_two_step_does_not_decode() {
     let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::ZERO, Bytes::new(), 100_000);
     let pre = TraceCommitment::start(s.root(0).unwrap());
     let step = item_step(s.reader(0).unwrap(), &params(1), &tx, &TraceState::start(), 3).unwrap();
-    let wire = MachineStep { index: 3, pre, raw: tx.raw.to_vec(), step }.encode();
+    let wire = MachineStep { index: 3, pre, item: prover::Item::Tx(tx.clone()), step }.encode();
     assert!(matches!(AnyStep::decode(&wire), Ok(AnyStep::Machine(_))));
-    // the raw transaction's length sits after the index, the tag and c_lo
-    let at = 8 + 1 + bridge::Encode::encode(&pre).len();
+    // the raw transaction's length sits after the index, the tag, c_lo
+    // and the item's tag
+    let at = 8 + 1 + bridge::Encode::encode(&pre).len() + 1;
     for len in [u32::MAX, prover::MAX_TX_BYTES as u32 + 1] {
         let mut long = wire.clone();
         long[at..at + 4].copy_from_slice(&len.to_be_bytes());

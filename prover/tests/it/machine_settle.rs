@@ -15,9 +15,9 @@ use crate::support::{params, sign_1559, signer};
 const OTHER: Address = Address::repeat_byte(0xc1);
 const FRESH: Address = Address::repeat_byte(0xe7);
 
-/// Level 1's `c_1` of `tx` alone over `s` at `version`.
-fn level_one_at(s: &AuthState, version: u64, tx: &SignedTx) -> bridge::TraceCommitment {
-    crate::machine::level_one_run(s, version, tx).trace(s, version).unwrap().pop().unwrap()
+/// Level 1's `c_1` of `item` alone over `s` at `version`.
+fn level_one_at(s: &AuthState, version: u64, item: &prover::Item) -> bridge::TraceCommitment {
+    crate::machine::level_one_item(s, version, item).trace(s, version).unwrap().pop().unwrap()
 }
 
 /// Every step of `tx`'s trace, each from the replay's `T_j`, re-executes to
@@ -29,20 +29,25 @@ pub(crate) fn walk(s: &AuthState, tx: &SignedTx) -> (Vec<Hash>, u64) {
 
 /// [`walk`] over `s` at `version` (in block `version + 1`).
 pub(crate) fn walk_at(s: &AuthState, version: u64, tx: &SignedTx) -> (Vec<Hash>, u64) {
+    walk_item(s, version, &prover::Item::Tx(tx.clone()))
+}
+
+/// [`walk`] of any item (a transaction or a call message).
+pub(crate) fn walk_item(s: &AuthState, version: u64, item: &prover::Item) -> (Vec<Hash>, u64) {
     let pre = TraceState::start();
     let p = params(version + 1);
     let reader = || s.reader(version).unwrap();
-    assert_eq!(item_coverage(reader(), &p, tx).unwrap(), None, "every step is covered");
-    let head = item_trace(reader(), &p, tx, &pre, &[]).unwrap();
+    assert_eq!(item_coverage(reader(), &p, item).unwrap(), None, "every step is covered");
+    let head = item_trace(reader(), &p, item, &pre, &[]).unwrap();
     let all: Vec<u64> = (0..=head.last + 1).collect();
-    let t = item_trace(reader(), &p, tx, &pre, &all).unwrap();
-    let c1 = level_one_at(s, version, tx);
+    let t = item_trace(reader(), &p, item, &pre, &all).unwrap();
+    let c1 = level_one_at(s, version, item);
     assert_eq!(t.end, c1, "the trace ends on level 1's c_1");
     assert_eq!(t.states[t.last as usize], c1.hash());
     assert_eq!(t.states[t.last as usize + 1], c1.hash(), "past its end a trace stays at c_i");
-    let env = StepEnv::new(p.clone(), tx, bridge::TraceCommitment::start(s.root(version).unwrap()));
+    let env = StepEnv::new(p.clone(), item, bridge::TraceCommitment::start(s.root(version).unwrap()));
     for j in 0..=t.last {
-        let step = item_step(reader(), &p, tx, &pre, j).unwrap();
+        let step = item_step(reader(), &p, item, &pre, j).unwrap();
         let wire = bridge::Encode::encode(&step);
         assert_eq!(bridge::decode_exact::<ItemStep>(&wire).unwrap(), step, "the wire form is the step");
         let kind = match &step {

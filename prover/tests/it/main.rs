@@ -12,6 +12,7 @@ mod machine_frames;
 mod machine_game;
 mod machine_item;
 mod machine_journal;
+mod machine_messages;
 mod machine_parts;
 mod machine_settle;
 mod messages;
