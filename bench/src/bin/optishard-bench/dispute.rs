@@ -595,7 +595,6 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
 /// largest of its commit steps (the map holds every written slot), their
 /// bytes and verification times.
 fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
-    use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
     let state = AuthState::in_memory();
     bench::fund(&state, &w.addresses())?;
     let target = Address::repeat_byte(0xcd);
@@ -603,19 +602,65 @@ fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
     let code = code_padded(&[
         0x61, 0x01, 0x2c, 0x5b, 0x80, 0x80, 0x55, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x00,
     ]);
+    let reverter = Address::repeat_byte(0xcf);
     let mut c = prover::ChangeSet::new();
     deploy(&mut c, target, &code);
+    deploy(&mut c, reverter, &[0x60, 0x00, 0x60, 0x00, 0xfd]);
     state.commit(1, &c)?;
     let raw = w.sign(0, 0, TxKind::Call(target), U256::ZERO, Bytes::new(), 8_000_000);
-    let tx = prover::SignedTx::decode(&raw).context("the transaction decodes")?;
-    let p = params(2);
+    let tx = prover::Item::Tx(prover::SignedTx::decode(&raw).context("the transaction decodes")?);
+    // the same writes delivered from shard 1 as a call message (level 2
+    // since stf_version 5), and a delivered call that fails (its refund)
+    let message = |to: Address, gas_limit: u64| {
+        prover::Item::Message(bridge::Message {
+            src: bridge::ShardId(1),
+            dst: bridge::ShardId(0),
+            nonce: 0,
+            sender: Address::repeat_byte(0xab),
+            to,
+            value: U256::from(5),
+            gas_limit,
+            data: vec![],
+            kind: bridge::MessageKind::Call,
+        })
+    };
+    let p = prover::BlockParams { shards: 2, ..params(2) };
+    let mut out = Vec::new();
+    for (name, item) in [
+        ("transaction, 300 fresh slots", tx),
+        ("delivered call, 300 fresh slots", message(target, 8_000_000)),
+        ("delivered call that reverts (refund)", message(reverter, 100_000)),
+    ] {
+        let (epilogue, commit, entries, instructions) = tail_of(&state, &p, &item)?;
+        println!("  epilogue ({name:<38}) step {:>7} B; verify median {:>7.1} us", epilogue.0, epilogue.1);
+        println!(
+            "  commit, largest of {entries:>3} entries ({name}) step {:>7} B; verify median {:>7.1} us",
+            commit.0, commit.1
+        );
+        out.push(json!({
+            "item": name, "instructions": instructions, "entries": entries,
+            "epilogue_bytes": epilogue.0, "epilogue_verify_us": epilogue.1,
+            "largest_commit_bytes": commit.0, "largest_commit_verify_us": commit.1,
+        }));
+    }
+    Ok(json!(out))
+}
+
+/// An item's epilogue step and its largest commit step (bytes, verify
+/// median of 200 in µs), its journal entries and instructions.
+fn tail_of(
+    state: &AuthState,
+    p: &prover::BlockParams,
+    item: &prover::Item,
+) -> Result<((usize, f64), (usize, f64), u64, u64)> {
+    use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
     let pre = bridge::TraceState::start();
-    let head = item_trace(state.reader(1)?, &p, &tx, &pre, &[])?;
+    let head = item_trace(state.reader(1)?, p, item, &pre, &[])?;
     let all: Vec<u64> = (head.instructions + 1..=head.last).collect();
-    let t = item_trace(state.reader(1)?, &p, &tx, &pre, &all)?;
-    let env = StepEnv::new(p.clone(), &tx, bridge::TraceCommitment::start(state.root(1)?));
+    let t = item_trace(state.reader(1)?, p, item, &pre, &all)?;
+    let env = StepEnv::new(p.clone(), item, bridge::TraceCommitment::start(state.root(1)?));
     let measure = |j: u64| -> Result<(usize, f64)> {
-        let step = item_step(state.reader(1)?, &p, &tx, &pre, j)?;
+        let step = item_step(state.reader(1)?, p, item, &pre, j)?;
         let bytes = bridge::Encode::encode(&step).len();
         let i = (j - head.instructions - 1) as usize;
         let (agreed, next) = (t.states[i], t.states[i + 1]);
@@ -631,29 +676,16 @@ fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
         Ok((bytes, times[100].as_secs_f64() * 1e6))
     };
     let epilogue = measure(head.instructions + 1)?;
-    let mut largest = (0, 0.0, 0);
+    let mut largest = (0, head.instructions + 2);
     for j in head.instructions + 2..head.last {
-        let step = item_step(state.reader(1)?, &p, &tx, &pre, j)?;
+        let step = item_step(state.reader(1)?, p, item, &pre, j)?;
         let bytes = bridge::Encode::encode(&step).len();
         if bytes > largest.0 {
-            largest = (bytes, 0.0, j);
+            largest = (bytes, j);
         }
     }
-    let commit = measure(largest.2)?;
-    let entries = head.last - head.instructions - 2;
-    println!(
-        "  epilogue (300 fresh slots written)         step {:>7} B; verify median {:>7.1} us",
-        epilogue.0, epilogue.1
-    );
-    println!(
-        "  commit, largest of {entries} entries             step {:>7} B; verify median {:>7.1} us",
-        commit.0, commit.1
-    );
-    Ok(json!({
-        "instructions": head.instructions, "entries": entries,
-        "epilogue_bytes": epilogue.0, "epilogue_verify_us": epilogue.1,
-        "largest_commit_bytes": commit.0, "largest_commit_verify_us": commit.1,
-    }))
+    let commit = measure(largest.1)?;
+    Ok((epilogue, commit, head.last - head.instructions - 2, head.instructions))
 }
 
 /// Code that copies its calldata to memory and CALLs the bridge with it
