@@ -87,6 +87,11 @@ pub fn verify_prologue(step: &PrologueStep, env: &StepEnv) -> InstructionVerdict
         Ok(db) => db,
         Err(reason) => return InstructionVerdict::Rejected(reason),
     };
+    // an item the block's gas left cannot take is not in a valid block
+    // (level 1 refuses it the same way)
+    if env.pre.gas_used.saturating_add(env.tx.gas_limit) > env.params.gas_limit {
+        return InstructionVerdict::Rejected("the item's gas limit exceeds the block's remaining gas".into());
+    }
     // a call message is delivered only as the next of its channel
     if let Some(m) = &env.message {
         if m.kind != bridge::MessageKind::Call {
@@ -235,8 +240,13 @@ pub fn item_coverage<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     }
     let tracer =
         Tracer::coverage(crate::bridge::ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    // a run revm refuses outright (a message whose gas is below the
+    // EIP-7623 floor: refunded at level 1 with no gas used) has no trace:
+    // its whole-item step is tiny, level 1's to decide
     let (t, ran) = replay(base, params, env, message, tracer);
-    ran?;
+    if ran.is_err() {
+        return Ok(Some((0, 0)));
+    }
     Ok(t.uncovered.map(|(j, op)| (j + 1, op)))
 }
 

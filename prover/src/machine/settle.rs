@@ -243,13 +243,15 @@ fn deliver_settlement(
             }
             JournalKey::Slot(_, k) if k == crate::inbound_slot(m.src) => {
                 let (original, _) = slot_now(key, value)?;
-                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(m.nonce + 1), id);
+                let next = m.nonce.checked_add(1).ok_or("a channel counter past any")?;
+                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(next), id);
                 *value = Some(journal::slot_entry(&slot));
             }
             JournalKey::Slot(_, k) if k == crate::bridge::channel_slot(m.src) && !success => {
                 let (original, now) = slot_now(key, value)?;
                 let nonce = u64::try_from(now).map_err(|_| "a channel counter past any")?;
-                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(nonce + 1), id);
+                let next = nonce.checked_add(1).ok_or("a channel counter past any")?;
+                let slot = revm::state::EvmStorageSlot::new_changed(original, U256::from(next), id);
                 *value = Some(journal::slot_entry(&slot));
                 refund = Some(m.refund(nonce).id());
             }

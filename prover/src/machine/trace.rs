@@ -69,6 +69,15 @@ struct OpenFrame {
 /// Counts instructions and snapshots the requested ones.
 pub(super) struct Tracer {
     pub(super) next: u64,
+    /// Whether every instruction goes out of line (coverage, a copy-in to
+    /// flush): with `watch` and [`OUT_OF_LINE`] all the per-instruction
+    /// path reads.
+    slow: bool,
+    /// The next index whose state or frame is asked for.
+    watch: u64,
+    /// Whether `step_end` has work (after a call, create or long
+    /// instruction).
+    end_work: bool,
     wanted: Vec<u64>,
     cursor: usize,
     pub(super) states: Vec<MachineState>,
@@ -179,6 +188,23 @@ pub(super) struct Frame {
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
 
+/// The opcodes the tracer looks at beyond counting: the calls, the
+/// creates, RETURN and REVERT, and those a long range splits into
+/// sub-steps (KECCAK256, the copies, the logs).
+const OUT_OF_LINE: [bool; 256] = {
+    let mut t = [false; 256];
+    let ops = [
+        0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xfa, 0xfd, 0x20, 0x37, 0x39, 0x3c, 0x3e, 0x5e, 0xa0, 0xa1, 0xa2,
+        0xa3, 0xa4,
+    ];
+    let mut i = 0;
+    while i < ops.len() {
+        t[ops[i]] = true;
+        i += 1;
+    }
+    t
+};
+
 /// A stack word as a memory offset or length (saturating: a range past
 /// any memory gas can buy fails the instruction before it is used).
 fn offset(word: &U256) -> u64 {
@@ -190,8 +216,12 @@ impl Tracer {
         let mut wanted = wanted.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
+        let watch = wanted.first().copied().unwrap_or(u64::MAX).min(keep.unwrap_or(u64::MAX));
         Tracer {
             next: 0,
+            slow: false,
+            watch,
+            end_work: false,
             wanted,
             cursor: 0,
             states: Vec::new(),
@@ -230,7 +260,7 @@ impl Tracer {
 
     /// A tracer that finds the first instruction a step does not cover.
     pub(super) fn coverage(precompiles: ShardPrecompiles) -> Tracer {
-        Tracer { check_coverage: true, precompiles: Some(precompiles), ..Tracer::new(&[], None) }
+        Tracer { check_coverage: true, slow: true, precompiles: Some(precompiles), ..Tracer::new(&[], None) }
     }
 
     /// A tracer that stops at the first state after the transaction's
@@ -395,6 +425,7 @@ impl Tracer {
                 debug_assert_eq!(before.len() as u64, len, "the caller's memory holds the output's range");
                 self.copy_in = Some(CopyIn { first, steps, dest: s.ret_offset, len, before });
             }
+            self.rewatch();
         }
         let data = match returned {
             _ if output.is_empty() => DataRef::empty(),
@@ -452,42 +483,21 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     }
 
     fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
-        use revm::bytecode::opcode::{
-            CALL, CALLCODE, CREATE, CREATE2, DELEGATECALL, RETURN, REVERT, STATICCALL,
-        };
-        if self.copy_in.is_some() {
-            self.copied_in(interp, ctx);
-        }
         let index = self.next;
         self.next += 1;
         let opcode = interp.bytecode.opcode();
-        if self.check_coverage && self.uncovered.is_none() {
-            self.check(index, opcode, interp);
-        }
-        let ranged = matches!(opcode, 0x20 | 0x37 | 0x39 | 0x3c | 0x3e | 0x5e | 0xa0..=0xa4);
         // the common instruction: counted, nothing else (the rest is out of
         // line, so the replay's per-instruction cost is a few loads)
-        if !ranged
-            && !matches!(
-                opcode,
-                CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2 | RETURN | REVERT
-            )
-            && self.keep != Some(index)
-            && self.wanted.get(self.cursor) != Some(&index)
-        {
+        if !self.slow && index != self.watch && !OUT_OF_LINE[opcode as usize] {
             return;
         }
-        self.step_slow(index, opcode, interp, ctx);
-        if ranged {
-            self.long_start(index, opcode, interp, ctx);
-        }
+        self.out_of_line(index, opcode, interp, ctx);
     }
 
     fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
-        if self.ranges.is_some() {
+        if self.end_work {
+            self.end_work = false;
             self.step_end_slow(interp, ctx);
-        }
-        if self.long.is_some() {
             self.long_end(interp, ctx);
         }
     }
@@ -582,6 +592,39 @@ impl Tracer {
         if !super::touches::instruction_covered(opcode, top, precompiles, ret_len, in_create) {
             self.uncovered = Some((index, opcode));
         }
+    }
+
+    /// Everything but counting: a copy-in's states to flush, coverage, a
+    /// call, create, return or long instruction, a state or frame asked
+    /// for.
+    #[inline(never)]
+    fn out_of_line<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) {
+        if self.copy_in.is_some() {
+            self.copied_in(interp, ctx);
+        }
+        if self.check_coverage && self.uncovered.is_none() {
+            self.check(index, opcode, interp);
+        }
+        self.step_slow(index, opcode, interp, ctx);
+        if matches!(opcode, 0x20 | 0x37 | 0x39 | 0x3c | 0x3e | 0x5e | 0xa0..=0xa4) {
+            self.long_start(index, opcode, interp, ctx);
+        }
+        self.end_work = self.ranges.is_some() || self.long.is_some();
+        self.rewatch();
+    }
+
+    /// The next index asked for from here on.
+    fn rewatch(&mut self) {
+        let wanted = self.wanted.get(self.cursor).copied().unwrap_or(u64::MAX);
+        let keep = self.keep.filter(|k| *k >= self.next).unwrap_or(u64::MAX);
+        self.watch = wanted.min(keep);
+        self.slow = self.check_coverage || self.copy_in.is_some();
     }
 
     /// A call, create, return or revert, or an instruction whose state or
@@ -719,6 +762,7 @@ impl Tracer {
             return;
         }
         self.next += long.steps - 1;
+        self.rewatch();
         let Some((before, pre_memory, frame)) = long.before else { return };
         let after = interp.memory.slice(0..interp.memory.size()).to_vec();
         let is_log = matches!(long.opcode, 0xa0..=0xa4);
@@ -787,6 +831,7 @@ impl Tracer {
                 self.cursor += 1;
             }
         }
+        self.rewatch();
     }
 
     /// At the caller's first instruction after a return whose output was
@@ -799,6 +844,7 @@ impl Tracer {
         ctx: &mut ShardContext<R>,
     ) {
         let Some(copy) = self.copy_in.take() else { return };
+        self.slow = self.check_coverage;
         let now = self.snapshot(copy.first, interp, ctx);
         let after = interp.memory.slice(0..interp.memory.size()).to_vec();
         for c in 0..copy.steps {

@@ -1350,6 +1350,90 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
     assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
 }
 
+/// The same heavy read delivered as a cross-shard call (stf version 5:
+/// no witness budget for messages either, where version 4 refunded it): a
+/// user on shard 1 sends it to shard 0, the delivery succeeds, a griefer
+/// disputes the shard-0 block holding it, the honest proposer descends
+/// into the message's own trace, the game ends on an upheld level-2 step,
+/// and the header stands.
+#[test]
+fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_level_two() {
+    use alloy_primitives::{Bytes, TxKind, U256};
+    use alloy_sol_types::SolCall;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::builder()
+        .shards(2)
+        .validators_per_shard(3)
+        .seed(48)
+        .challenge_window_slots(48)
+        .txs_per_slot(0)
+        .build(dir.path())
+        .unwrap();
+    t.run(2);
+    let user = 5;
+    let from = t.account(user);
+    let mut targets = Vec::new();
+    const TARGETS: u64 = 24;
+    for i in 0..TARGETS {
+        let mut runtime = vec![0u8; 24_576];
+        runtime[1..9].copy_from_slice(&i.to_be_bytes());
+        let raw = t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&runtime), 6_000_000);
+        targets.push(from.create(i));
+        t.submit(members(&t, 0)[0], &raw).unwrap();
+    }
+    let reader_raw =
+        t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&reader_code(&targets)), 1_000_000);
+    let reader = from.create(TARGETS);
+    let shard0 = members(&t, 0);
+    t.submit(shard0[0], &reader_raw).unwrap();
+    run_until(&mut t, 30, |t| {
+        let node = t.node(shard0[0]).unwrap();
+        node.state().account(reader, node.head().header.height).unwrap().is_some()
+    });
+    // the send on shard 1: 600,000 gas for the delivered call
+    let data =
+        prover::IBridge::sendWithGasCall { dstShard: 0, to: reader, gasLimit: 600_000, data: Bytes::new() }
+            .abi_encode();
+    let send =
+        t.call(ShardId(1), user, TxKind::Call(bridge::BRIDGE_ADDRESS), U256::ZERO, data.into(), 300_000);
+    let shard1 = members(&t, 1);
+    // a griefer disputes shard 0's blocks from here on, the one holding
+    // the delivery among them
+    let griefer = shard0[2];
+    let griefer_addr = t.validator_info(griefer).1;
+    t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
+    t.submit(shard1[0], &send).unwrap();
+    // the delivery on shard 0: a message receipt naming the call's success
+    let delivered = |t: &Testnet| {
+        let node = t.node(shard0[0]).unwrap();
+        (1..=node.head().header.height).find_map(|h| {
+            let block = node.block(h).ok().flatten()?;
+            let r = block.receipts.iter().find(|r| r.tx_type == prover::MESSAGE_RECEIPT_TYPE)?.clone();
+            Some((h, r))
+        })
+    };
+    run_until(&mut t, 30, |t| delivered(t).is_some());
+    let (height, r) = delivered(&t).unwrap();
+    assert!(r.success && r.gas_used > TARGETS * 2_600 && r.gas_used < 600_000, "{r:?}");
+    assert!(r.messages.is_empty(), "no refund");
+    run_until(&mut t, 12, |t| games(t).iter().any(|g| g.height == height && g.shard == ShardId(0)));
+    t.set_fault(griefer, None);
+    let game = games(&t).into_iter().find(|g| g.height == height && g.shard == ShardId(0)).unwrap();
+    assert_eq!(game.challenger, griefer_addr);
+    let clock = t.spec().game_clock();
+    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|g| g.id == game.id && !g.is_open()));
+    let log = t.beacon().game(&game.id).unwrap().unwrap();
+    let (_, ending) = log.record.ended.clone().unwrap();
+    assert_eq!(ending, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } });
+    let step = log.step.unwrap();
+    assert_eq!(step.level, 2, "decided inside the message: {step:?}");
+    assert!(step.step_bytes <= bridge::MAX_STEP_BYTES);
+    let status = t.beacon().header_status(ShardId(0), height).unwrap().unwrap();
+    assert_eq!(status.hash, game.header, "the honest header stands");
+    assert!(status.discarded.is_empty());
+    assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
+}
+
 /// The beacon is down for far longer than a challenge window and a game
 /// clock, twice: once after a lie was accepted and before anyone disputed
 /// it, once in the middle of its game. Neither the window nor the clocks

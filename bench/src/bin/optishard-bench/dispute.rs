@@ -646,20 +646,23 @@ fn tail_step_figures(w: &Workload) -> Result<serde_json::Value> {
     Ok(json!(out))
 }
 
-/// An item's epilogue step and its largest commit step (bytes, verify
-/// median of 200 in µs), its journal entries and instructions.
+/// A step's bytes and its verification's median of 200, in µs.
+type StepFigure = (usize, f64);
+
+/// An item's epilogue step and its largest commit step, its journal
+/// entries and instructions.
 fn tail_of(
     state: &AuthState,
     p: &prover::BlockParams,
     item: &prover::Item,
-) -> Result<((usize, f64), (usize, f64), u64, u64)> {
+) -> Result<(StepFigure, StepFigure, u64, u64)> {
     use prover::machine::{InstructionVerdict, ItemStep, StepEnv, item_step, item_trace, verify_item_step};
     let pre = bridge::TraceState::start();
     let head = item_trace(state.reader(1)?, p, item, &pre, &[])?;
     let all: Vec<u64> = (head.instructions + 1..=head.last).collect();
     let t = item_trace(state.reader(1)?, p, item, &pre, &all)?;
     let env = StepEnv::new(p.clone(), item, bridge::TraceCommitment::start(state.root(1)?));
-    let measure = |j: u64| -> Result<(usize, f64)> {
+    let measure = |j: u64| -> Result<StepFigure> {
         let step = item_step(state.reader(1)?, p, item, &pre, j)?;
         let bytes = bridge::Encode::encode(&step).len();
         let i = (j - head.instructions - 1) as usize;
