@@ -1390,12 +1390,12 @@ fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_
         let node = t.node(shard0[0]).unwrap();
         node.state().account(reader, node.head().header.height).unwrap().is_some()
     });
-    // the send on shard 1: 600,000 gas for the delivered call
+    // the send on shard 1, buying 600,000 gas for the delivered call
     let data =
         prover::IBridge::sendWithGasCall { dstShard: 0, to: reader, gasLimit: 600_000, data: Bytes::new() }
             .abi_encode();
     let send =
-        t.call(ShardId(1), user, TxKind::Call(bridge::BRIDGE_ADDRESS), U256::ZERO, data.into(), 300_000);
+        t.call(ShardId(1), user, TxKind::Call(bridge::BRIDGE_ADDRESS), U256::ZERO, data.into(), 1_000_000);
     let shard1 = members(&t, 1);
     // a griefer disputes shard 0's blocks from here on, the one holding
     // the delivery among them
@@ -1403,12 +1403,21 @@ fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_
     let griefer_addr = t.validator_info(griefer).1;
     t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
     t.submit(shard1[0], &send).unwrap();
-    // the delivery on shard 0: a message receipt naming the call's success
+    // the message's id from the send's receipt, then its delivery on shard 0
+    let stored = |t: &Testnet, i: usize, hash: alloy_primitives::B256| {
+        let (_, block) = t.node(i).unwrap().db().tx_block(&hash).unwrap()?;
+        let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
+        Some((block.header.height, r.unwrap()))
+    };
+    let send_hash = alloy_primitives::keccak256(&send);
+    run_until(&mut t, 20, |t| stored(t, shard1[0], send_hash).is_some());
+    let sent = stored(&t, shard1[0], send_hash).unwrap().1;
+    assert!(sent.success, "{sent:?}");
+    let id = alloy_primitives::B256::from(sent.messages[0].0);
     let delivered = |t: &Testnet| {
         let node = t.node(shard0[0]).unwrap();
         (1..=node.head().header.height).find_map(|h| {
-            let block = node.block(h).ok().flatten()?;
-            let r = block.receipts.iter().find(|r| r.tx_type == prover::MESSAGE_RECEIPT_TYPE)?.clone();
+            let r = node.db().receipts(h).ok().flatten()?.into_iter().find(|r| r.tx_hash == id)?;
             Some((h, r))
         })
     };
