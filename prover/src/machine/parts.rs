@@ -210,13 +210,7 @@ pub(super) fn keccak_part(
     (start, end): (u64, u64),
 ) -> Checked<InstructionVerdict> {
     let s = &step.state;
-    if step.input.is_some()
-        || step.journal.is_some()
-        || step.return_data.is_some()
-        || step.caller.is_some()
-        || step.checkpoint.is_some()
-        || step.block_hash.is_some()
-    {
+    if carries_frame_parts(step) || step.return_data.is_some() {
         return Err("a KECCAK256 step carries its stack and memory words only".into());
     }
     let offset = absorbed(s.opcode, &step.top).ok_or("KECCAK256's offset")?;
@@ -243,6 +237,17 @@ pub(super) fn keccak_part(
         }
         .commitment(),
     ))
+}
+
+/// Whether a step carries any part beside its stack, memory and return
+/// data: the frame's input, journal entries, a caller, a checkpoint, a
+/// block hash (none of which a sub-step past the first touches).
+fn carries_frame_parts(step: &InstructionStep) -> bool {
+    step.input.is_some()
+        || step.journal.is_some()
+        || step.caller.is_some()
+        || step.checkpoint.is_some()
+        || step.block_hash.is_some()
 }
 
 /// The sub-step `c` of a long instruction a state is at: `0` between
@@ -299,15 +304,7 @@ pub(super) fn verify_copy_in(
     if dest.checked_add(len).is_none_or(|end| end > s.memory_len) {
         return Err("a copy past the frame's memory".into());
     }
-    if !step.code.is_empty()
-        || !step.top.is_empty()
-        || step.below != s.stack
-        || step.input.is_some()
-        || step.journal.is_some()
-        || step.caller.is_some()
-        || step.checkpoint.is_some()
-        || step.block_hash.is_some()
-    {
+    if !step.code.is_empty() || !step.top.is_empty() || step.below != s.stack || carries_frame_parts(step) {
         return Err("a copy's sub-step carries its memory and return data only".into());
     }
     let r = step.return_data.as_ref().ok_or("a copy's sub-step carries the return data")?;

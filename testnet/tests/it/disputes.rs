@@ -1292,37 +1292,13 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
         .unwrap();
     t.run(2);
     let user = 5;
-    let from = t.account(user);
-    let mut targets = Vec::new();
-    const TARGETS: u64 = 24;
-    for i in 0..TARGETS {
-        let mut runtime = vec![0u8; 24_576];
-        runtime[1..9].copy_from_slice(&i.to_be_bytes());
-        let raw = t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&runtime), 6_000_000);
-        targets.push(from.create(i));
-        t.submit(0, &raw).unwrap();
-    }
-    let reader_raw =
-        t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&reader_code(&targets)), 1_000_000);
-    let reader = from.create(TARGETS);
-    t.submit(0, &reader_raw).unwrap();
+    let reader = deploy_reader(&mut t, 0, user);
     let receipt = |t: &Testnet, raw: &[u8]| {
         let hash = alloy_primitives::keccak256(raw);
         let (_, block) = t.node(0).unwrap().db().tx_block(&hash).unwrap()?;
         let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
         Some((block.header.height, r.unwrap()))
     };
-    run_until(&mut t, 30, |t| receipt(t, &reader_raw).is_some());
-    assert!(receipt(&t, &reader_raw).unwrap().1.success, "the reader is deployed");
-    assert!(
-        t.node(0)
-            .unwrap()
-            .state()
-            .account(targets[TARGETS as usize - 1], t.node(0).unwrap().head().header.height)
-            .unwrap()
-            .is_some()
-    );
-
     let griefer = 2;
     let griefer_addr = t.validator_info(griefer).1;
     t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
@@ -1330,21 +1306,65 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
     t.submit(0, &heavy).unwrap();
     run_until(&mut t, 20, |t| receipt(t, &heavy).is_some());
     let (height, r) = receipt(&t, &heavy).unwrap();
-    assert!(r.success && r.gas_used > TARGETS * 2_600 && r.gas_used < 600_000, "{r:?}");
+    assert!(r.success && r.gas_used > READ_CONTRACTS * 2_600 && r.gas_used < 600_000, "{r:?}");
     // the griefer disputes the block holding it
     run_until(&mut t, 12, |t| games(t).iter().any(|g| g.height == height));
     t.set_fault(griefer, None);
     let game = games(&t).into_iter().find(|g| g.height == height).unwrap();
     assert_eq!(game.challenger, griefer_addr);
+    upheld_at_level_two(&mut t, &game);
+}
+
+/// How many 24 KiB contracts [`deploy_reader`]'s reader loads: 576 KiB of
+/// code, more than a dispute move carries.
+const READ_CONTRACTS: u64 = 24;
+
+/// Deploys 24 different 24 KiB contracts on `shard` (from dev account
+/// `user`, submitted to the shard's first validator) and a reader that
+/// loads them all: the reader's address.
+fn deploy_reader(t: &mut Testnet, shard: u32, user: usize) -> alloy_primitives::Address {
+    use alloy_primitives::{TxKind, U256};
+    let from = t.account(user);
+    let to = members(t, shard)[0];
+    let mut targets = Vec::new();
+    for i in 0..READ_CONTRACTS {
+        let mut runtime = vec![0u8; 24_576];
+        runtime[1..9].copy_from_slice(&i.to_be_bytes());
+        let raw = t.call(ShardId(shard), user, TxKind::Create, U256::ZERO, init_code(&runtime), 6_000_000);
+        targets.push(from.create(i));
+        t.submit(to, &raw).unwrap();
+    }
+    let reader_raw = t.call(
+        ShardId(shard),
+        user,
+        TxKind::Create,
+        U256::ZERO,
+        init_code(&reader_code(&targets)),
+        1_000_000,
+    );
+    let reader = from.create(READ_CONTRACTS);
+    t.submit(to, &reader_raw).unwrap();
+    run_until(t, 30, |t| {
+        let node = t.node(to).unwrap();
+        let at = node.head().header.height;
+        node.state().account(reader, at).unwrap().is_some()
+            && node.state().account(targets[READ_CONTRACTS as usize - 1], at).unwrap().is_some()
+    });
+    reader
+}
+
+/// Runs `game` to its end: the honest defender wins on an upheld level-2
+/// step that fits a move, its header stands and it is not slashed.
+fn upheld_at_level_two(t: &mut Testnet, game: &GameRecord) {
     let clock = t.spec().game_clock();
-    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|g| g.id == game.id && !g.is_open()));
+    run_until(t, 3 * clock, |t| games(t).iter().any(|g| g.id == game.id && !g.is_open()));
     let log = t.beacon().game(&game.id).unwrap().unwrap();
     let (_, ending) = log.record.ended.clone().unwrap();
     assert_eq!(ending, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } });
     let step = log.step.unwrap();
-    assert_eq!(step.level, 2, "decided inside the transaction: {step:?}");
+    assert_eq!(step.level, 2, "decided inside the item: {step:?}");
     assert!(step.step_bytes <= bridge::MAX_STEP_BYTES);
-    let status = t.beacon().header_status(ShardId(0), height).unwrap().unwrap();
+    let status = t.beacon().header_status(game.shard, game.height).unwrap().unwrap();
     assert_eq!(status.hash, game.header, "the honest header stands");
     assert!(status.discarded.is_empty());
     assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
@@ -1371,25 +1391,8 @@ fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_
         .unwrap();
     t.run(2);
     let user = 5;
-    let from = t.account(user);
-    let mut targets = Vec::new();
-    const TARGETS: u64 = 24;
-    for i in 0..TARGETS {
-        let mut runtime = vec![0u8; 24_576];
-        runtime[1..9].copy_from_slice(&i.to_be_bytes());
-        let raw = t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&runtime), 6_000_000);
-        targets.push(from.create(i));
-        t.submit(members(&t, 0)[0], &raw).unwrap();
-    }
-    let reader_raw =
-        t.call(ShardId(0), user, TxKind::Create, U256::ZERO, init_code(&reader_code(&targets)), 1_000_000);
-    let reader = from.create(TARGETS);
+    let reader = deploy_reader(&mut t, 0, user);
     let shard0 = members(&t, 0);
-    t.submit(shard0[0], &reader_raw).unwrap();
-    run_until(&mut t, 30, |t| {
-        let node = t.node(shard0[0]).unwrap();
-        node.state().account(reader, node.head().header.height).unwrap().is_some()
-    });
     // the send on shard 1, buying 600,000 gas for the delivered call
     let data =
         prover::IBridge::sendWithGasCall { dstShard: 0, to: reader, gasLimit: 600_000, data: Bytes::new() }
@@ -1423,24 +1426,13 @@ fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_
     };
     run_until(&mut t, 30, |t| delivered(t).is_some());
     let (height, r) = delivered(&t).unwrap();
-    assert!(r.success && r.gas_used > TARGETS * 2_600 && r.gas_used < 600_000, "{r:?}");
+    assert!(r.success && r.gas_used > READ_CONTRACTS * 2_600 && r.gas_used < 600_000, "{r:?}");
     assert!(r.messages.is_empty(), "no refund");
     run_until(&mut t, 12, |t| games(t).iter().any(|g| g.height == height && g.shard == ShardId(0)));
     t.set_fault(griefer, None);
     let game = games(&t).into_iter().find(|g| g.height == height && g.shard == ShardId(0)).unwrap();
     assert_eq!(game.challenger, griefer_addr);
-    let clock = t.spec().game_clock();
-    run_until(&mut t, 3 * clock, |t| games(t).iter().any(|g| g.id == game.id && !g.is_open()));
-    let log = t.beacon().game(&game.id).unwrap().unwrap();
-    let (_, ending) = log.record.ended.clone().unwrap();
-    assert_eq!(ending, Ending::Decided { outcome: Outcome::StepUpheld { winner: Side::Defender } });
-    let step = log.step.unwrap();
-    assert_eq!(step.level, 2, "decided inside the message: {step:?}");
-    assert!(step.step_bytes <= bridge::MAX_STEP_BYTES);
-    let status = t.beacon().header_status(ShardId(0), height).unwrap().unwrap();
-    assert_eq!(status.hash, game.header, "the honest header stands");
-    assert!(status.discarded.is_empty());
-    assert_eq!(t.beacon().games().1.parties[&game.defender].slashed, 0, "the honest proposer is not slashed");
+    upheld_at_level_two(&mut t, &game);
 }
 
 /// The beacon is down for far longer than a challenge window and a game
