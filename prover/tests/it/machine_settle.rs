@@ -353,6 +353,33 @@ mod random_items {
             let tx = sign_1559(&signer(0), 0, TxKind::Call(TARGET), U256::from(1_000), calldata.into(), gas);
             walk(&s, &tx);
         }
+
+        /// The same random programs delivered as call messages from
+        /// another shard (with value, calldata, sometimes too little gas):
+        /// every step of the delivery is upheld and its trace ends on
+        /// level 1's `c_1`, refund and all when the call fails.
+        #[test]
+        fn every_step_of_a_random_delivery_is_upheld_and_ends_on_level_one(
+            ops in prop::collection::vec(op(), 1..14),
+            revert in prop::bool::weighted(0.2),
+            gas in prop::sample::select(vec![30_000u64, 90_000, 1_000_000]),
+            value in 0u64..3,
+        ) {
+            let code = program(&ops, revert);
+            let s = state(&[(TARGET, code, vec![(1, 1), (2, 2), (3, 3)])]);
+            let m = bridge::Message {
+                src: bridge::ShardId(2),
+                dst: bridge::ShardId(0),
+                nonce: 0,
+                sender: Address::repeat_byte(0xab),
+                to: TARGET,
+                value: U256::from(value),
+                gas_limit: gas,
+                data: (0..100u32).map(|i| (i * 7 + 1) as u8).collect(),
+                kind: bridge::MessageKind::Call,
+            };
+            walk_item(&s, 0, &prover::Item::Message(m));
+        }
     }
 }
 
