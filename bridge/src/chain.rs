@@ -129,8 +129,9 @@ fn default_reward_percent() -> u64 {
 /// step through (messages, EIP-7702 authorization lists), and an
 /// instruction naming a memory range past 128 KiB halts; since version 5
 /// only a call to a precompile naming such a range halts (the level-2
-/// machine takes any other long range in sub-steps), and a log's hash
-/// commits to its data by Keccak-256).
+/// machine takes any other long range in sub-steps), a log's hash commits
+/// to its data by Keccak-256, and delivered messages, now level-2 items,
+/// are no longer metered).
 pub const STF_VERSION: u32 = 5;
 
 fn default_dispute_k() -> u64 {

@@ -844,8 +844,9 @@ pub const MAX_STEP_CODE: usize = 48 << 10;
 pub const MAX_FRAME_INPUT: u64 = 8 << 20;
 /// Most stack words an instruction reads (SWAP16).
 pub(super) const MAX_STEP_WORDS: usize = 17;
-/// Most memory words an instruction touches here: a create's init code,
-/// or MCOPY's two ranges (each unaligned).
+/// Most memory words a step carries: a create's init code, or a
+/// precompile call's input and output (each unaligned; a sub-step's parts
+/// are far shorter).
 pub(super) const MAX_STEP_MEMORY_WORDS: usize = {
     let mcopy = 2 * ((MAX_STEP_RANGE as usize).div_ceil(32) + 1);
     let create = (MAX_INITCODE as usize).div_ceil(32) + 1;

@@ -8,9 +8,10 @@ use super::step::StepData;
 use super::*;
 use crate::bridge::ShardPrecompiles;
 
-/// Longest range a copy, KECCAK256, a log, a call's arguments or output
-/// reads or writes in one step (its words ride in the step): a longer one
-/// halts the instruction ([`crate::ranges`]) before it touches memory.
+/// Longest range a step carries whole: a precompile call's input or
+/// output (a longer one halts the call, [`crate::ranges`], before it
+/// touches memory). A KECCAK256, a log or a copy carries at most
+/// [`SUB_STEP`] bytes of its range a step, however long the range.
 pub const MAX_STEP_RANGE: u64 = crate::ranges::MAX_RANGE;
 
 /// Longest init code CREATE and CREATE2 take (EIP-3860): a create's step
@@ -23,8 +24,8 @@ pub const MAX_INITCODE: u64 = 2 * MAX_CODE;
 pub const MAX_CODE: u64 = 24_576;
 
 /// The words of `[offset, offset + len)`: none if longer than
-/// [`MAX_STEP_RANGE`] (the instruction halts first) or past any memory gas
-/// can buy.
+/// [`MAX_STEP_RANGE`] or past any memory gas can buy (the instruction
+/// halts first).
 pub(super) fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
     Some(whole_or_none(offset, len, MAX_STEP_RANGE))
 }
@@ -238,8 +239,8 @@ pub fn is_covered(opcode: u8) -> bool {
 
 /// Whether the verifier covers `opcode` with the stack words `top` it
 /// reads (a caller taking `ret_len` bytes of a frame end's output): a
-/// covered opcode, memory ranges within [`MAX_STEP_RANGE`]. (A call
-/// through an EIP-7702 delegation is the tracer's to see.)
+/// covered opcode whose memory words a step (or its first sub-step) can
+/// carry. (A call through an EIP-7702 delegation is the tracer's to see.)
 pub(super) fn instruction_covered(
     opcode: u8,
     top: &[U256],
