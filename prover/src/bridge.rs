@@ -116,11 +116,6 @@ pub struct ShardPrecompiles {
     shards: u32,
     /// `(src, sender)` of the message being delivered, if any.
     pub delivering: Option<(ShardId, Address)>,
-    /// For a level-2 step only: the hash the SHA-256 precompile gives, its
-    /// input absorbed by earlier sub-steps (the step carries the input's
-    /// last part, so the precompile runs for its gas on the rest as
-    /// zeros). Never set when executing blocks.
-    pub(crate) sha256: Option<B256>,
 }
 
 impl ShardPrecompiles {
@@ -129,7 +124,7 @@ impl ShardPrecompiles {
         let eth = EthPrecompiles::new(spec);
         let mut warm = eth.warm_addresses().clone();
         warm.insert(BRIDGE_ADDRESS);
-        ShardPrecompiles { eth, warm, shard, shards, delivering: None, sha256: None }
+        ShardPrecompiles { eth, warm, shard, shards, delivering: None }
     }
 
     /// The addresses a transaction starts warm: Ethereum's precompiles
@@ -257,14 +252,7 @@ where
         if inputs.bytecode_address == BRIDGE_ADDRESS {
             return self.bridge(context, inputs).map(Some);
         }
-        let mut result = self.eth.run(context, inputs)?;
-        if let (Some(hash), Some(r)) = (self.sha256, result.as_mut())
-            && inputs.bytecode_address == Address::with_last_byte(2)
-            && r.result.is_ok()
-        {
-            r.output = Bytes::copy_from_slice(hash.as_slice());
-        }
-        Ok(result)
+        self.eth.run(context, inputs)
     }
 
     fn warm_addresses(&self) -> &AddressSet {
