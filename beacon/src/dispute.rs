@@ -251,7 +251,8 @@ pub struct DisputedInstruction {
     pub pc: u64,
     /// Its opcode.
     pub opcode: u8,
-    /// Its name.
+    /// What it did: its mnemonic, and for a sub-step of a long
+    /// instruction the part (`KECCAK256, part 3 of 241`).
     pub name: String,
     /// Its call depth.
     pub depth: u64,

@@ -54,8 +54,8 @@ pub struct CheckedStep {
     pub level: u8,
     /// Its position in its level's range.
     pub index: u64,
-    /// A level-2 instruction's pc, opcode and depth.
-    pub instruction: Option<(u64, u8, u64)>,
+    /// A level-2 instruction's pc, opcode, depth and name.
+    pub instruction: Option<(u64, u8, u64, String)>,
     /// Its witness's encoded size.
     pub witness_bytes: usize,
     /// Wall time of the re-execution, microseconds.
@@ -639,11 +639,8 @@ impl Referee {
         let stats = StepStats {
             level: step.level,
             index: step.index,
-            instruction: step.instruction.map(|(pc, opcode, depth)| crate::dispute::DisputedInstruction {
-                pc,
-                opcode,
-                name: prover::machine::opcode_name(opcode),
-                depth,
+            instruction: step.instruction.clone().map(|(pc, opcode, depth, name)| {
+                crate::dispute::DisputedInstruction { pc, opcode, name, depth }
             }),
             step_bytes: bytes.len(),
             witness_bytes: step.witness_bytes,

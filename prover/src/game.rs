@@ -245,8 +245,9 @@ pub struct Verified {
     pub index: u64,
     /// Its witness's encoded size (level 1).
     pub witness_bytes: usize,
-    /// A level-2 instruction's pc, opcode and depth.
-    pub instruction: Option<(u64, u8, u64)>,
+    /// A level-2 instruction's pc, opcode, depth and name (with the part a
+    /// sub-step does: [`crate::machine::step_name`]).
+    pub instruction: Option<(u64, u8, u64, String)>,
 }
 
 /// A machine a game's level bisects, and its one-step verifier: the seeds'
@@ -358,7 +359,12 @@ pub fn verify_any(ctx: &StepContext<'_>, game: &Game, bytes: &[u8]) -> Verified 
         }
         AnyStep::Machine(m) => {
             let instruction = match &m.step {
-                crate::machine::ItemStep::Instruction(s) => Some((s.state.pc, s.state.opcode, s.state.depth)),
+                crate::machine::ItemStep::Instruction(s) => Some((
+                    s.state.pc,
+                    s.state.opcode,
+                    s.state.depth,
+                    crate::machine::step_name(&s.state, &s.top),
+                )),
                 _ => None,
             };
             Verified {

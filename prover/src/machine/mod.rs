@@ -379,6 +379,28 @@ pub use touches::{
 };
 pub use trace::{InstructionTrace, trace_transaction};
 
+/// What a step at `state` does, for people: its opcode's mnemonic, and
+/// for a sub-step the part of the instruction it does (`KECCAK256, part 3
+/// of 241`; a copy of a call's output into the caller's memory); `top`
+/// are the stack words the instruction reads.
+pub fn step_name(state: &MachineState, top: &[U256]) -> String {
+    let name = opcode_name(state.opcode);
+    match state.partial {
+        Partial::CopyIn { len, done, .. } => format!(
+            "a call's output copied into memory, part {} of {}",
+            done / SUB_STEP + 1,
+            len.div_ceil(SUB_STEP)
+        ),
+        Partial::Range { done, .. } => {
+            format!("{name}, part {} of {}", done / SUB_STEP + 1, sub_steps(state.opcode, top))
+        }
+        Partial::None if sub_steps(state.opcode, top) > 1 => {
+            format!("{name}, part 1 of {}", sub_steps(state.opcode, top))
+        }
+        Partial::None => name,
+    }
+}
+
 /// An opcode's mnemonic (`0x55`: `SSTORE`; an undefined one: `UNKNOWN`).
 pub fn opcode_name(opcode: u8) -> String {
     revm::bytecode::opcode::OpCode::name_by_op(opcode).to_string()

@@ -249,6 +249,8 @@ fn a_lie_inside_a_long_instruction_is_refuted_by_its_sub_step() {
         let lied = play(&s, &tx, 4, &liar(at), &first_disputed);
         let ItemStep::Instruction(step) = &lied.step else { panic!("{name}: an instruction's step decides") };
         assert_ne!(step.state.partial, Partial::None, "{name}: a sub-step decides");
+        let shown = prover::machine::step_name(&step.state, &step.top);
+        assert!(shown.contains(", part ") && !shown.contains("part 1 of"), "{name}: {shown}");
         assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{name}: {:?}", lied.verdict);
         let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
         assert_eq!(honest.step, lied.step, "{name}: the griefer drove the game to the same step");
