@@ -122,6 +122,14 @@ impl Decode for Partial {
                 len: u64::decode(input)?,
                 done: u64::decode(input)?,
             },
+            3 => {
+                let done = u64::decode(input)?;
+                let mut words = [0u32; 8];
+                for w in &mut words {
+                    *w = u32::decode(input)?;
+                }
+                Partial::Sha256 { done, state: Sha256State(words) }
+            }
             tag => return Err(DecodeError::InvalidTag { what: "partial instruction", tag }),
         })
     }

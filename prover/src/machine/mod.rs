@@ -98,6 +98,15 @@ pub enum Partial {
         /// The sponge over them (zero for a copy).
         sponge: Sponge,
     },
+    /// A call to the SHA-256 precompile whose input is longer than a part,
+    /// at pc (nothing of the call done yet): `done` bytes of its input
+    /// absorbed into SHA-256's state; the last sub-step makes the call.
+    Sha256 {
+        /// Bytes of the input absorbed (whole sub-steps).
+        done: u64,
+        /// SHA-256's state over them.
+        state: Sha256State,
+    },
     /// The frame resumed past a call whose output is being copied into its
     /// memory: `len` bytes (its return data's first) to `dest`, `done` of
     /// them so far.
@@ -119,6 +128,10 @@ impl Partial {
             Partial::Range { done, sponge } => [&[1u8][..], &done.to_be_bytes(), &sponge.to_bytes()].concat(),
             Partial::CopyIn { dest, len, done } => {
                 [&[2u8][..], &dest.to_be_bytes(), &len.to_be_bytes(), &done.to_be_bytes()].concat()
+            }
+            Partial::Sha256 { done, state } => {
+                let words: Vec<u8> = state.0.iter().flat_map(|w| w.to_be_bytes()).collect();
+                [&[3u8][..], &done.to_be_bytes(), &words].concat()
             }
         }
     }
@@ -371,7 +384,7 @@ pub use journal::{JournalKey, JournalRoot};
 pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
-pub use sponge::Sponge;
+pub use sponge::{Sha256State, Sponge};
 pub use step::*;
 pub use touches::{
     MAX_CODE, MAX_INITCODE, MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, sub_steps,

@@ -262,8 +262,47 @@ pub(super) fn sub_step_of(s: &MachineState, top: &[U256]) -> Option<u64> {
             let sponged = absorbed(s.opcode, top).is_some() || sponge == Sponge::default();
             (m > 1 && done > 0 && done.is_multiple_of(SUB_STEP) && c < m && sponged).then_some(c)
         }
+        Partial::Sha256 { done, .. } => {
+            let c = done / SUB_STEP;
+            let hashed = super::touches::hashed_input(s.opcode, top).is_some();
+            (hashed && done > 0 && done.is_multiple_of(SUB_STEP) && c < m).then_some(c)
+        }
         Partial::CopyIn { .. } => None,
     }
+}
+
+/// A SHA-256 precompile call's sub-step before its last: the part of its
+/// input absorbed, nothing else (the call runs on the last sub-step).
+pub(super) fn sha256_part(step: &InstructionStep, (start, end): (u64, u64)) -> Checked<InstructionVerdict> {
+    let s = &step.state;
+    if carries_frame_parts(step) || step.return_data.is_some() {
+        return Err("a SHA-256 input's step carries its stack and memory words only".into());
+    }
+    let [_, _, _, args_offset, ..] = step.top.as_slice() else { return Err("a call's operands".into()) };
+    let offset = u64::try_from(*args_offset).map_err(|_| "a call's input offset")?;
+    let mut state = match s.partial {
+        Partial::Sha256 { state, .. } => state,
+        _ => Sha256State::default(),
+    };
+    state
+        .absorb(&bytes_of(&step.memory, offset + start, offset + end))
+        .ok_or("a part not of whole blocks")?;
+    let partial = Partial::Sha256 { done: end, state };
+    Ok(InstructionVerdict::Next(MachineState { index: s.index + 1, partial, ..s.clone() }.commitment()))
+}
+
+/// The hash a SHA-256 precompile call's last sub-step makes: the state
+/// its earlier sub-steps absorbed, finished over its last part.
+pub(super) fn sha256_digest(step: &InstructionStep, (start, end): (u64, u64)) -> Checked<B256> {
+    let [_, _, args_len, args_offset, ..] = step.top.as_slice() else {
+        return Err("a call's operands".into());
+    };
+    let (offset, len) = (u64::try_from(*args_offset), u64::try_from(*args_len));
+    let (Ok(offset), Ok(len)) = (offset, len) else { return Err("a call's input".into()) };
+    let Partial::Sha256 { state, .. } = step.state.partial else {
+        return Err("not a SHA-256 input's sub-step".into());
+    };
+    Ok(state.finish(&bytes_of(&step.memory, offset + start, offset + end), len))
 }
 
 /// The part a sub-step does: `None` for an instruction in one step.

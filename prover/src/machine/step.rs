@@ -392,7 +392,10 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
         U256::ZERO
     };
     let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
-    let journal = carries_journal(op, create_end)
+    // a SHA-256 call's sub-step before its last carries its input's part
+    // and its stack only
+    let absorbing = hashed_input(op, &top).zip(part).is_some_and(|(len, (_, end))| end != len);
+    let journal = (carries_journal(op, create_end) && !absorbing)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
             let mut entries = Vec::new();
@@ -413,7 +416,7 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
             })
         })
         .transpose()?;
-    let input = needs_input(op, create_end).then(|| {
+    let input = (needs_input(op, create_end) && !absorbing).then(|| {
         let read = calldata_words(op, &top, input.calldata.len, input.calldata.offset, part);
         StepInput {
             target: input.target,
@@ -529,12 +532,20 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     if step.memory.words.iter().any(|(i, w)| i * 32 >= s.memory_len && *w != [0u8; 32]) {
         return Err("memory past its size is zero".into());
     }
-    if let (true, Some(part)) = (c > 0, part) {
-        // the first sub-step grew memory over the whole range
-        super::parts::within_memory(s, &step.top)?;
-        if s.opcode == 0x20 {
-            return super::parts::keccak_part(step, c, part);
+    let hashed = hashed_input(s.opcode, &step.top);
+    match (part, hashed) {
+        // a SHA-256 precompile call absorbs its input a part a sub-step;
+        // on the last the call runs, the precompile giving their hash
+        (Some(part), Some(len)) if part.1 != len => return super::parts::sha256_part(step, part),
+        (Some(part), Some(_)) => precompiles.sha256 = Some(super::parts::sha256_digest(step, part)?),
+        (Some(part), None) if c > 0 => {
+            // the first sub-step grew memory over the whole range
+            super::parts::within_memory(s, &step.top)?;
+            if s.opcode == 0x20 {
+                return super::parts::keccak_part(step, c, part);
+            }
         }
+        _ => {}
     }
     let input = match (&step.input, needs_input(s.opcode, create_end)) {
         (Some(i), true) if i.hash() == s.input => {
@@ -590,7 +601,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     bytecode.absolute_jump(s.pc as usize);
     // a sub-step past the first runs on gas the first paid: revm's charge
     // for it is not taken
-    let gas = if c == 0 { s.gas_remaining } else { u64::MAX / 2 };
+    let gas = if c == 0 || hashed.is_some() { s.gas_remaining } else { u64::MAX / 2 };
     let mut interp = Interpreter::new(memory, bytecode, input, s.is_static, spec, gas);
     interp.gas.set_refund(s.gas_refunded);
     match (&step.return_data, reads_return_data(s.opcode)) {
@@ -663,7 +674,9 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             guarded(|| frames::create(&mut next, &mut interp, &mut host, &inputs, claimed, spec))
         }
         Some(InterpreterAction::NewFrame(_)) => Ok(InstructionVerdict::Unsupported(s.opcode)),
-        Some(InterpreterAction::Return(_)) if c > 0 => Err("a paid sub-step does not end its frame".into()),
+        Some(InterpreterAction::Return(_)) if c > 0 && hashed.is_none() => {
+            Err("a paid sub-step does not end its frame".into())
+        }
         Some(InterpreterAction::Return(result)) => match &step.caller {
             Some(_) => guarded(|| frames::leave(&mut next, &mut host, result, spec)),
             None if s.depth == 0 => {
@@ -781,6 +794,7 @@ impl Next<'_> {
             memory_len: interp.memory.size() as u64,
             return_data,
             journal,
+            partial: Partial::None,
             ..s.clone()
         }
     }

@@ -101,11 +101,29 @@ pub(super) fn ranged_len(opcode: u8, top: &[U256]) -> Option<u64> {
     small(len)
 }
 
+/// The SHA-256 precompile's address.
+pub(super) const SHA256: Address = Address::with_last_byte(2);
+
+/// For a call to the SHA-256 precompile (given the stack words it reads)
+/// whose input is longer than a part: the input's length. Its input is
+/// absorbed a part a sub-step before the call itself runs.
+pub(super) fn hashed_input(opcode: u8, top: &[U256]) -> Option<u64> {
+    match (opcode, top) {
+        (0xf1 | 0xf2, [_, _, args_len, args_offset, _, to, _])
+        | (0xf4 | 0xfa, [_, _, args_len, args_offset, to, _])
+            if Address::from_word(B256::from(*to)) == SHA256 && small(args_offset).is_some() =>
+        {
+            small(args_len).filter(|len| *len > SUB_STEP)
+        }
+        _ => None,
+    }
+}
+
 /// How many steps an instruction takes when its first does not halt it:
-/// one per [`SUB_STEP`] bytes of a KECCAK256's, a log's or a copy's range,
-/// one for any other.
+/// one per [`SUB_STEP`] bytes of a KECCAK256's, a log's or a copy's range
+/// or of a SHA-256 precompile call's input, one for any other.
 pub fn sub_steps(opcode: u8, top: &[U256]) -> u64 {
-    ranged_len(opcode, top).map_or(1, |len| len.div_ceil(SUB_STEP).max(1))
+    ranged_len(opcode, top).or(hashed_input(opcode, top)).map_or(1, |len| len.div_ceil(SUB_STEP).max(1))
 }
 
 /// The part sub-step `c` of a long instruction does (`None` when the
@@ -113,7 +131,7 @@ pub fn sub_steps(opcode: u8, top: &[U256]) -> u64 {
 /// back to front for MCOPY to a destination above its source, as memmove
 /// does, so no part reads bytes an earlier one wrote.
 pub(super) fn part(opcode: u8, top: &[U256], c: u64) -> Part {
-    let len = ranged_len(opcode, top)?;
+    let len = ranged_len(opcode, top).or(hashed_input(opcode, top))?;
     if len <= SUB_STEP || c >= len.div_ceil(SUB_STEP) {
         return None;
     }
@@ -285,6 +303,19 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
         (0x5e, [len, src, dest]) => [cut(dest, len)?, cut(src, len)?].concat(),
         // a precompile's input and the range its output is copied to (a
         // call naming a longer one halts before touching memory)
+        // SHA-256's: its input a part a sub-step, and the 32 bytes of its
+        // hash once the call runs (on the last)
+        (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..])
+            if touch.precompile && called(top) == SHA256 =>
+        {
+            let ret = (*ret_len).min(U256::from(32));
+            let last = touch.part.is_none_or(|(_, end)| hashed_input(opcode, top) == Some(end));
+            let mut words = cut(args_offset, args_len)?;
+            if last {
+                words.extend(range_words(ret_offset, &ret)?);
+            }
+            words
+        }
         (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..]) if touch.precompile => {
             if long(ret_len) || long(args_len) {
                 vec![]

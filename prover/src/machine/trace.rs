@@ -611,12 +611,70 @@ impl Tracer {
         if self.check_coverage && self.uncovered.is_none() {
             self.check(index, opcode, interp);
         }
+        // a call to SHA-256 with a long input: its sub-steps absorb the
+        // input before the call runs, on the last of them
+        let index = match super::touches::is_call(opcode) {
+            true => self.hashed_call(index, opcode, interp, ctx),
+            false => index,
+        };
         self.step_slow(index, opcode, interp, ctx);
         if matches!(opcode, 0x20 | 0x37 | 0x39 | 0x3c | 0x3e | 0x5e | 0xa0..=0xa4) {
             self.long_start(index, opcode, interp, ctx);
         }
         self.end_work = self.ranges.is_some() || self.long.is_some();
         self.rewatch();
+    }
+
+    /// Before a call: if it is to SHA-256 with an input longer than a
+    /// part, its sub-steps before the last are counted and those asked for
+    /// taken (the state before the call, `c` parts of the input absorbed);
+    /// the index of the last, where the call runs.
+    fn hashed_call<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) -> u64 {
+        let stack = interp.stack.data();
+        let n = super::touches::reads(opcode);
+        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return index };
+        if super::touches::hashed_input(opcode, &top).is_none() {
+            return index;
+        }
+        let steps = super::touches::sub_steps(opcode, &top);
+        let last = index + steps - 1;
+        self.next = last + 1;
+        let asked = |j: u64| j >= index && j <= last;
+        let keep = self.keep.filter(|k| asked(*k));
+        if !self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) && keep.is_none() {
+            return last;
+        }
+        let before = self.snapshot(index, interp, ctx);
+        let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+        let offset = top[3].to::<u64>() as usize;
+        let input = |a: u64, b: u64| -> Vec<u8> {
+            (offset + a as usize..offset + b as usize).map(|i| memory.get(i).copied().unwrap_or(0)).collect()
+        };
+        let mut state = Sha256State::default();
+        for c in 0..steps {
+            let j = index + c;
+            if c > 0 {
+                let (a, b) = super::touches::part(opcode, &top, c - 1).unwrap_or_default();
+                let _ = state.absorb(&input(a, b));
+            }
+            if keep == Some(j) {
+                self.kept_depth = self.frames.len();
+                self.kept = Some(self.frame_now(opcode, interp, ctx));
+            }
+            if self.wanted.get(self.cursor) == Some(&j) {
+                let partial =
+                    if c == 0 { Partial::None } else { Partial::Sha256 { done: c * SUB_STEP, state } };
+                self.states.push(MachineState { index: j, partial, ..before.clone() });
+                self.cursor += 1;
+            }
+        }
+        last
     }
 
     /// The next index asked for from here on.

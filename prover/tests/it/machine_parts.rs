@@ -16,6 +16,7 @@ use crate::support::{params, sign_1559, signer};
 
 const OTHER: Address = Address::repeat_byte(0xc1);
 const SHA256: Address = Address::with_last_byte(2);
+const IDENTITY: Address = Address::with_last_byte(4);
 
 /// PUSH4 `v`.
 fn push(v: u32) -> Vec<u8> {
@@ -194,9 +195,9 @@ fn a_long_instruction_its_gas_cannot_pay_halts_on_its_first_step() {
     }
 }
 
-/// The rule left: a call to a precompile with an input past 128 KiB halts
-/// (on Ethereum it runs); the same input to a contract runs as on
-/// Ethereum.
+/// The rule left: a call to a precompile but SHA-256 (here identity)
+/// with an input past 128 KiB halts (on Ethereum it runs); the same input
+/// to a contract runs as on Ethereum.
 #[test]
 fn only_a_precompiles_input_keeps_the_range_rule() {
     let call = |to: Address| {
@@ -207,7 +208,7 @@ fn only_a_precompiles_input_keeps_the_range_rule() {
     };
     let contracts = [(TARGET, call(OTHER), vec![]), (OTHER, vec![0x00], vec![])];
     as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 1_000_000));
-    let contracts = [(TARGET, call(SHA256), vec![])];
+    let contracts = [(TARGET, call(IDENTITY), vec![])];
     let tx = tx_to(TARGET, vec![], 1_000_000);
     let s = state(&contracts);
     let exec = crate::machine::level_one_run(&s, 0, &tx);
@@ -255,5 +256,48 @@ fn a_lie_inside_a_long_instruction_is_refuted_by_its_sub_step() {
         let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
         assert_eq!(honest.step, lied.step, "{name}: the griefer drove the game to the same step");
         assert_eq!(honest.verdict, StepVerdict::Upheld, "{name}");
+    }
+}
+
+/// The SHA-256 precompile over inputs longer than a part (and past the
+/// 128 KiB that still bounds the other precompiles): its input absorbed a
+/// part a sub-step, the call on the last; the hash, the gas and the logs
+/// are Ethereum's, every sub-step is upheld, and a lie inside is refuted.
+#[test]
+fn a_long_sha256_input_is_absorbed_in_sub_steps() {
+    // CODECOPY its own code to 3 (data to hash), STATICCALL SHA-256 over
+    // [1, 1 + len) into [0, 32) (a long range: only 32 bytes are written),
+    // LOG1 the hash word as a topic
+    let sha = |len: u32| {
+        let mut c = with(&[9_000, 0, 3], 0x39);
+        c.extend(with_ops(&[200_000, 0, len, 1]));
+        c.extend(push_address(SHA256));
+        c.extend([0x5a, 0xfa, 0x50]);
+        c.extend(with(&[0], 0x51)); // MLOAD 0
+        c.extend(with(&[0, 0], 0xa1));
+        padded(c, 9_000)
+    };
+    for len in [4_353u32, 20_000, 140_000] {
+        let contracts = [(TARGET, sha(len), vec![])];
+        let tx = tx_to(TARGET, vec![], 3_000_000);
+        let (n, largest) = as_on_ethereum(&contracts, &tx);
+        assert!(n > 10, "{len}: {n} steps");
+        assert!(largest < 64 << 10, "{len}: the largest step is {largest} bytes");
+    }
+    let s = state(&[(TARGET, sha(20_000), vec![])]);
+    let tx = tx_to(TARGET, vec![], 3_000_000);
+    let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..100).collect::<Vec<_>>()).unwrap();
+    use prover::machine::Partial;
+    let at: Vec<u64> = (0..t.states.len())
+        .filter(|j| matches!(t.states[*j].partial, Partial::Sha256 { .. }))
+        .map(|j| j as u64 + 1)
+        .collect();
+    assert_eq!(at.len(), 4, "20,000 bytes: five sub-steps, four past the first");
+    for at in [at[1], at[3]] {
+        let lied = play(&s, &tx, 4, &liar(at), &first_disputed);
+        assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{:?}", lied.verdict);
+        let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
+        assert_eq!(honest.step, lied.step);
+        assert_eq!(honest.verdict, StepVerdict::Upheld);
     }
 }

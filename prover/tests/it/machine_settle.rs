@@ -270,9 +270,9 @@ mod random_items {
         Log(u8),
         Pay(u8, u8),
         Balance(u8),
-        /// KECCAK256, MCOPY up, CALLDATACOPY, LOG1 or MCOPY down (`.0`) of
-        /// `RANGES[.1]` bytes: around one sub-step, and past the 128 KiB
-        /// limit of `stf_version` 4.
+        /// KECCAK256, MCOPY up, CALLDATACOPY, LOG1, MCOPY down or a
+        /// SHA-256 precompile call (`.0`) over `RANGES[.1]` bytes: around
+        /// one sub-step, and past the 128 KiB limit of `stf_version` 4.
         Range(u8, usize),
     }
 
@@ -286,7 +286,7 @@ mod random_items {
             1 => (0u8..3).prop_map(Op::Log),
             1 => (0u8..4, 0u8..40).prop_map(|(to, v)| Op::Pay(to, v)),
             1 => (0u8..4).prop_map(Op::Balance),
-            1 => (0u8..5, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
+            1 => (0u8..6, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
         ]
     }
 
@@ -325,7 +325,13 @@ mod random_items {
                         1 => c.extend([&len[..], &[0x60, 0x11, 0x61, 0x01, 0x05, 0x5e]].concat()),
                         2 => c.extend([&len[..], &[0x60, 0x00, 0x60, 0x40, 0x37]].concat()),
                         3 => c.extend([&[0x60, 0x09][..], &len, &[0x60, 0x07, 0xa1]].concat()),
-                        _ => c.extend([&len[..], &[0x61, 0x01, 0x05, 0x60, 0x05, 0x5e]].concat()),
+                        4 => c.extend([&len[..], &[0x61, 0x01, 0x05, 0x60, 0x05, 0x5e]].concat()),
+                        // STATICCALL SHA-256 over [0x11, 0x11 + len) into [0x40, 0x60), POP
+                        _ => {
+                            c.extend([0x60, 0x20, 0x60, 0x40]);
+                            c.extend(len);
+                            c.extend([0x60, 0x11, 0x60, 0x02, 0x5a, 0xfa, 0x50]);
+                        }
                     }
                 }
             }

@@ -560,16 +560,39 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             11 + 30,
             &Extra { slots: 0, other: Some(code_padded(&[0x62, 0x04, 0x00, 0x00, 0x60, 0x00, 0xf3])) },
         )?,
-        // a precompile runs on its whole input in one step: SHA-256 of
-        // 128 KiB (`prover::ranges::MAX_RANGE`, past which the call halts)
+        // a precompile but SHA-256 runs on its whole input in one step:
+        // identity of 128 KiB (`prover::ranges::MAX_RANGE`, past which the
+        // call halts)
         instruction_step_figure(
             w,
-            "precompile (SHA-256 of 128 KiB)",
+            "precompile (identity of 128 KiB)",
             &code_padded(&[
-                0x60, 0x20, 0x60, 0x00, 0x62, 0x02, 0x00, 0x00, 0x60, 0x00, 0x60, 0x02, 0x5a, 0xfa, 0x00,
+                0x60, 0x20, 0x60, 0x00, 0x62, 0x02, 0x00, 0x00, 0x60, 0x00, 0x60, 0x04, 0x5a, 0xfa, 0x00,
             ]),
             &[],
             6,
+            &Extra::default(),
+        )?,
+        // SHA-256 of 1 MiB: its input absorbed a part a sub-step, the call
+        // on the last
+        instruction_step_figure(
+            w,
+            "precompile (SHA-256 of 1 MiB): a middle sub-step",
+            &code_padded(&[
+                0x60, 0x20, 0x60, 0x00, 0x62, 0x10, 0x00, 0x00, 0x60, 0x00, 0x60, 0x02, 0x5a, 0xfa, 0x00,
+            ]),
+            &[],
+            6 + 120,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (SHA-256 of 1 MiB): the call, last sub-step",
+            &code_padded(&[
+                0x60, 0x20, 0x60, 0x00, 0x62, 0x10, 0x00, 0x00, 0x60, 0x00, 0x60, 0x02, 0x5a, 0xfa, 0x00,
+            ]),
+            &[],
+            6 + 240,
             &Extra::default(),
         )?,
         // CREATE2 of 48 KiB of init code (EIP-3860's limit) from a 24 KiB
