@@ -121,6 +121,9 @@ pub struct ShardPrecompiles {
     /// last part, so the precompile runs for its gas on the rest as
     /// zeros). Never set when executing blocks.
     pub(crate) sha256: Option<B256>,
+    /// Whether the last SHA-256 precompile run succeeded (the level-2
+    /// verifier's first sub-step of a long-input call asks).
+    pub(crate) sha256_ok: Option<bool>,
 }
 
 impl ShardPrecompiles {
@@ -129,7 +132,7 @@ impl ShardPrecompiles {
         let eth = EthPrecompiles::new(spec);
         let mut warm = eth.warm_addresses().clone();
         warm.insert(BRIDGE_ADDRESS);
-        ShardPrecompiles { eth, warm, shard, shards, delivering: None, sha256: None }
+        ShardPrecompiles { eth, warm, shard, shards, delivering: None, sha256: None, sha256_ok: None }
     }
 
     /// The addresses a transaction starts warm: Ethereum's precompiles
@@ -258,11 +261,13 @@ where
             return self.bridge(context, inputs).map(Some);
         }
         let mut result = self.eth.run(context, inputs)?;
-        if let (Some(hash), Some(r)) = (self.sha256, result.as_mut())
-            && inputs.bytecode_address == Address::with_last_byte(2)
-            && r.result.is_ok()
+        if inputs.bytecode_address == Address::with_last_byte(2)
+            && let Some(r) = result.as_mut()
         {
-            r.output = Bytes::copy_from_slice(hash.as_slice());
+            self.sha256_ok = Some(r.result.is_ok());
+            if let (Some(hash), true) = (self.sha256, r.result.is_ok()) {
+                r.output = Bytes::copy_from_slice(hash.as_slice());
+            }
         }
         Ok(result)
     }

@@ -404,7 +404,7 @@ pub fn step_name(state: &MachineState, top: &[U256]) -> String {
             done / SUB_STEP + 1,
             len.div_ceil(SUB_STEP)
         ),
-        Partial::Range { done, .. } => {
+        Partial::Range { done, .. } | Partial::Sha256 { done, .. } => {
             format!("{name}, part {} of {}", done / SUB_STEP + 1, sub_steps(state.opcode, top))
         }
         Partial::None if sub_steps(state.opcode, top) > 1 => {

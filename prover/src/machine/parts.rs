@@ -272,10 +272,16 @@ pub(super) fn sub_step_of(s: &MachineState, top: &[U256]) -> Option<u64> {
 }
 
 /// A SHA-256 precompile call's sub-step before its last: the part of its
-/// input absorbed, nothing else (the call runs on the last sub-step).
-pub(super) fn sha256_part(step: &InstructionStep, (start, end): (u64, u64)) -> Checked<InstructionVerdict> {
+/// input absorbed, nothing else (the call runs on the last sub-step). The
+/// first (`first`) carries the call's parts too: it ran the call to learn
+/// the precompile succeeds.
+pub(super) fn sha256_part(
+    step: &InstructionStep,
+    (start, end): (u64, u64),
+    first: bool,
+) -> Checked<InstructionVerdict> {
     let s = &step.state;
-    if carries_frame_parts(step) || step.return_data.is_some() {
+    if !first && (carries_frame_parts(step) || step.return_data.is_some()) {
         return Err("a SHA-256 input's step carries its stack and memory words only".into());
     }
     let [_, _, _, args_offset, ..] = step.top.as_slice() else { return Err("a call's operands".into()) };

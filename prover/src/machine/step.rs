@@ -392,9 +392,10 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
         U256::ZERO
     };
     let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
-    // a SHA-256 call's sub-step before its last carries its input's part
-    // and its stack only
-    let absorbing = hashed_input(op, &top).zip(part).is_some_and(|(len, (_, end))| end != len);
+    // a SHA-256 call's sub-step between its first and its last carries
+    // its input's part and its stack only (the first runs the call)
+    let absorbing =
+        hashed_input(op, &top).zip(part).is_some_and(|(len, (start, end))| start > 0 && end != len);
     let journal = (carries_journal(op, create_end) && !absorbing)
         .then(|| -> Result<StepJournal> {
             let tree = JournalTree::of(&journal);
@@ -534,10 +535,17 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     }
     let hashed = hashed_input(s.opcode, &step.top);
     match (part, hashed) {
-        // a SHA-256 precompile call absorbs its input a part a sub-step;
-        // on the last the call runs, the precompile giving their hash
-        (Some(part), Some(len)) if part.1 != len => return super::parts::sha256_part(step, part),
-        (Some(part), Some(_)) => precompiles.sha256 = Some(super::parts::sha256_digest(step, part)?),
+        // a SHA-256 precompile call with a long input: its first sub-step
+        // runs the call, which stands only if the precompile did not
+        // succeed (else it absorbs the first part: below); the next ones
+        // absorb a part each; on the last the call runs again, the
+        // precompile giving the hash they made
+        (Some(part), Some(len)) if part.0 > 0 && part.1 != len => {
+            return super::parts::sha256_part(step, part, false);
+        }
+        (Some(part), Some(len)) if part.1 == len => {
+            precompiles.sha256 = Some(super::parts::sha256_digest(step, part)?)
+        }
         (Some(part), None) if c > 0 => {
             // the first sub-step grew memory over the whole range
             super::parts::within_memory(s, &step.top)?;
@@ -664,7 +672,16 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             if step.caller.is_some() {
                 return Err("a call carries no caller".into());
             }
-            guarded(|| frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs))
+            let verdict =
+                guarded(|| frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs));
+            match (part, hashed) {
+                // the first sub-step of a SHA-256 call whose precompile
+                // succeeded (and so paid for every word): it absorbs
+                (Some(part), Some(_)) if c == 0 && precompiles.sha256_ok == Some(true) => {
+                    super::parts::sha256_part(step, part, true)
+                }
+                _ => verdict,
+            }
         }
         Some(InterpreterAction::NewFrame(revm::interpreter::FrameInput::Create(inputs))) => {
             if step.caller.is_some() {

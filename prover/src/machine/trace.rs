@@ -136,6 +136,8 @@ pub(super) struct Tracer {
     /// The long instruction running ([`Partial::Range`]): its sub-steps
     /// past the first are counted once it did not halt.
     long: Option<Long>,
+    /// A call to SHA-256 with a long input about to run ([`Partial::Sha256`]).
+    hashed: Option<Long>,
     /// A callee's output being copied into its caller in sub-steps
     /// ([`Partial::CopyIn`]) whose states are asked for: taken at the
     /// caller's next instruction.
@@ -168,6 +170,7 @@ struct CopyIn {
 }
 
 /// A frame's raw parts at one instruction (what its step carries).
+#[derive(Clone)]
 pub(super) struct Frame {
     pub(super) stack: Vec<U256>,
     pub(super) code: Vec<u8>,
@@ -249,6 +252,7 @@ impl Tracer {
             stop_at_first: false,
             first: None,
             long: None,
+            hashed: None,
             copy_in: None,
         }
     }
@@ -407,6 +411,10 @@ impl Tracer {
             self.kept_ended = true;
         }
         let closed = self.frames.pop();
+        if self.hashed.is_some() {
+            // the frame a long-input SHA-256 call opened: its precompile's end
+            self.hashed_end(ok);
+        }
         let returned = self.output.take().filter(|o| o.len == output.len() as u64);
         // an output longer than a step moves reaches the caller's memory
         // in sub-steps of the caller
@@ -497,6 +505,10 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
     fn step_end(&mut self, interp: &mut Interpreter<EthInterpreter>, ctx: &mut ShardContext<R>) {
         if self.end_work {
             self.end_work = false;
+            // a call that opened no frame ran no precompile
+            if !matches!(interp.bytecode.action(), Some(InterpreterAction::NewFrame(_))) {
+                self.hashed = None;
+            }
             self.step_end_slow(interp, ctx);
             self.long_end(interp, ctx);
         }
@@ -613,68 +625,82 @@ impl Tracer {
         }
         // a call to SHA-256 with a long input: its sub-steps absorb the
         // input before the call runs, on the last of them
-        let index = match super::touches::is_call(opcode) {
-            true => self.hashed_call(index, opcode, interp, ctx),
-            false => index,
-        };
+        if super::touches::is_call(opcode) {
+            self.hashed_call(index, opcode, interp, ctx);
+        }
         self.step_slow(index, opcode, interp, ctx);
         if matches!(opcode, 0x20 | 0x37 | 0x39 | 0x3c | 0x3e | 0x5e | 0xa0..=0xa4) {
             self.long_start(index, opcode, interp, ctx);
         }
-        self.end_work = self.ranges.is_some() || self.long.is_some();
+        self.end_work = self.ranges.is_some() || self.long.is_some() || self.hashed.is_some();
         self.rewatch();
     }
 
     /// Before a call: if it is to SHA-256 with an input longer than a
-    /// part, its sub-steps before the last are counted and those asked for
-    /// taken (the state before the call, `c` parts of the input absorbed);
-    /// the index of the last, where the call runs.
+    /// part, what its sub-steps past the first need should the precompile
+    /// run and succeed (only then are they counted, at its frame's end:
+    /// [`Tracer::hashed_end`]); the call itself runs as any call does.
     fn hashed_call<R: DatabaseRef<Error = Error>>(
         &mut self,
         index: u64,
         opcode: u8,
         interp: &mut Interpreter<EthInterpreter>,
         ctx: &mut ShardContext<R>,
-    ) -> u64 {
+    ) {
         let stack = interp.stack.data();
         let n = super::touches::reads(opcode);
-        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return index };
+        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return };
         if super::touches::hashed_input(opcode, &top).is_none() {
-            return index;
+            return;
         }
         let steps = super::touches::sub_steps(opcode, &top);
-        let last = index + steps - 1;
-        self.next = last + 1;
-        let asked = |j: u64| j >= index && j <= last;
-        let keep = self.keep.filter(|k| asked(*k));
-        if !self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) && keep.is_none() {
-            return last;
-        }
-        let before = self.snapshot(index, interp, ctx);
-        let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-        let offset = top[3].to::<u64>() as usize;
-        let input = |a: u64, b: u64| -> Vec<u8> {
-            (offset + a as usize..offset + b as usize).map(|i| memory.get(i).copied().unwrap_or(0)).collect()
-        };
-        let mut state = Sha256State::default();
-        for c in 0..steps {
-            let j = index + c;
-            if c > 0 {
-                let (a, b) = super::touches::part(opcode, &top, c - 1).unwrap_or_default();
+        let asked = |j: u64| j > index && j < index + steps;
+        let keep = self.keep.is_some_and(asked);
+        // the call's own index may still be ahead of the cursor
+        let wanted = self.wanted[self.cursor..].iter().take_while(|j| **j < index + steps).any(|j| asked(*j));
+        let before = (wanted || keep).then(|| {
+            let state = self.snapshot(index, interp, ctx);
+            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
+            let frame = keep.then(|| self.frame_now(opcode, interp, ctx));
+            (state, memory, frame)
+        });
+        self.hashed = Some(Long { index, steps, opcode, top, before });
+    }
+
+    /// The SHA-256 precompile a long-input call ran ended (`ok`: it
+    /// succeeded, paying for every word): its sub-steps past the first are
+    /// counted, and those asked for taken (the state before the call, `c`
+    /// parts of the input absorbed). A failed precompile needs no hash:
+    /// its call was one step.
+    fn hashed_end(&mut self, ok: bool) {
+        let Some(call) = self.hashed.take().filter(|_| ok) else { return };
+        self.next += call.steps - 1;
+        if let Some((before, memory, frame)) = call.before {
+            let offset = call.top[3].to::<u64>() as usize;
+            let input = |a: u64, b: u64| -> Vec<u8> {
+                (offset + a as usize..offset + b as usize)
+                    .map(|i| memory.get(i).copied().unwrap_or(0))
+                    .collect()
+            };
+            let mut state = Sha256State::default();
+            for c in 1..call.steps {
+                let j = call.index + c;
+                let (a, b) = super::touches::part(call.opcode, &call.top, c - 1).unwrap_or_default();
                 let _ = state.absorb(&input(a, b));
-            }
-            if keep == Some(j) {
-                self.kept_depth = self.frames.len();
-                self.kept = Some(self.frame_now(opcode, interp, ctx));
-            }
-            if self.wanted.get(self.cursor) == Some(&j) {
-                let partial =
-                    if c == 0 { Partial::None } else { Partial::Sha256 { done: c * SUB_STEP, state } };
-                self.states.push(MachineState { index: j, partial, ..before.clone() });
-                self.cursor += 1;
+                if self.keep == Some(j)
+                    && let Some(frame) = &frame
+                {
+                    self.kept_depth = self.frames.len();
+                    self.kept = Some(frame.clone());
+                }
+                if self.wanted.get(self.cursor) == Some(&j) {
+                    let partial = Partial::Sha256 { done: c * SUB_STEP, state };
+                    self.states.push(MachineState { index: j, partial, ..before.clone() });
+                    self.cursor += 1;
+                }
             }
         }
-        last
+        self.rewatch();
     }
 
     /// The next index asked for from here on.
@@ -796,7 +822,9 @@ impl Tracer {
         }
         let asked = |j: u64| j > index && j < index + steps;
         let keep = self.keep.is_some_and(asked);
-        let before = (self.wanted.get(self.cursor).is_some_and(|j| asked(*j)) || keep).then(|| {
+        // the call's own index may still be ahead of the cursor
+        let wanted = self.wanted[self.cursor..].iter().take_while(|j| **j < index + steps).any(|j| asked(*j));
+        let before = (wanted || keep).then(|| {
             let state = self.snapshot(index, interp, ctx);
             let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
             let frame = keep.then(|| self.frame_now(opcode, interp, ctx));

@@ -284,6 +284,16 @@ fn a_long_sha256_input_is_absorbed_in_sub_steps() {
         assert!(n > 10, "{len}: {n} steps");
         assert!(largest < 64 << 10, "{len}: the largest step is {largest} bytes");
     }
+    // a call forwarding no gas: the precompile fails, paying nothing for
+    // the words, so its input is never absorbed: one step, not 230
+    let mut starved = with_ops(&[32, 0, 1_000_000, 1]);
+    starved.extend(push_address(SHA256));
+    // gas 0, STATICCALL, SSTORE 0 := its success, STOP
+    starved.extend([0x60, 0x00, 0xfa, 0x60, 0x00, 0x55, 0x00]);
+    let contracts = [(TARGET, starved.clone(), vec![])];
+    let tx = tx_to(TARGET, vec![], 3_000_000);
+    let (n, _) = as_on_ethereum(&contracts, &tx);
+    assert!(n < 20, "a failed precompile's call is one step: {n} steps");
     let s = state(&[(TARGET, sha(20_000), vec![])]);
     let tx = tx_to(TARGET, vec![], 3_000_000);
     let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..100).collect::<Vec<_>>()).unwrap();
