@@ -677,7 +677,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
             match (part, hashed) {
                 // the first sub-step of a SHA-256 call whose precompile
                 // succeeded (and so paid for every word): it absorbs
-                (Some(part), Some(_)) if c == 0 && precompiles.sha256_ok == Some(true) => {
+                (Some(part), Some(_)) if c == 0 && precompiles.sha256_ok == Some(true) && verdict.is_ok() => {
                     super::parts::sha256_part(step, part, true)
                 }
                 _ => verdict,
