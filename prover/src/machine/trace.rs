@@ -647,16 +647,29 @@ impl Tracer {
         interp: &mut Interpreter<EthInterpreter>,
         ctx: &mut ShardContext<R>,
     ) {
-        let stack = interp.stack.data();
-        let n = super::touches::reads(opcode);
-        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return };
+        let Some(top) = top_words(opcode, interp) else { return };
         if super::touches::hashed_input(opcode, &top).is_none() {
             return;
         }
+        self.hashed = Some(self.pending(index, opcode, top, interp, ctx));
+    }
+
+    /// What an instruction at `index` that takes several steps (`top`: the
+    /// stack words it reads) keeps for its sub-steps past the first: the
+    /// state, memory and raw frame before it, when one of them is asked
+    /// for.
+    fn pending<R: DatabaseRef<Error = Error>>(
+        &mut self,
+        index: u64,
+        opcode: u8,
+        top: Vec<U256>,
+        interp: &mut Interpreter<EthInterpreter>,
+        ctx: &mut ShardContext<R>,
+    ) -> Long {
         let steps = super::touches::sub_steps(opcode, &top);
         let asked = |j: u64| j > index && j < index + steps;
         let keep = self.keep.is_some_and(asked);
-        // the call's own index may still be ahead of the cursor
+        // the instruction's own index may still be ahead of the cursor
         let wanted = self.wanted[self.cursor..].iter().take_while(|j| **j < index + steps).any(|j| asked(*j));
         let before = (wanted || keep).then(|| {
             let state = self.snapshot(index, interp, ctx);
@@ -664,7 +677,7 @@ impl Tracer {
             let frame = keep.then(|| self.frame_now(opcode, interp, ctx));
             (state, memory, frame)
         });
-        self.hashed = Some(Long { index, steps, opcode, top, before });
+        Long { index, steps, opcode, top, before }
     }
 
     /// The SHA-256 precompile a long-input call ran ended (`ok`: it
@@ -813,24 +826,11 @@ impl Tracer {
         interp: &mut Interpreter<EthInterpreter>,
         ctx: &mut ShardContext<R>,
     ) {
-        let stack = interp.stack.data();
-        let n = super::touches::reads(opcode);
-        let Some(top) = stack.len().checked_sub(n).map(|at| stack[at..].to_vec()) else { return };
-        let steps = super::touches::sub_steps(opcode, &top);
-        if steps <= 1 {
+        let Some(top) = top_words(opcode, interp) else { return };
+        if super::touches::sub_steps(opcode, &top) <= 1 {
             return;
         }
-        let asked = |j: u64| j > index && j < index + steps;
-        let keep = self.keep.is_some_and(asked);
-        // the call's own index may still be ahead of the cursor
-        let wanted = self.wanted[self.cursor..].iter().take_while(|j| **j < index + steps).any(|j| asked(*j));
-        let before = (wanted || keep).then(|| {
-            let state = self.snapshot(index, interp, ctx);
-            let memory = interp.memory.slice(0..interp.memory.size()).to_vec();
-            let frame = keep.then(|| self.frame_now(opcode, interp, ctx));
-            (state, memory, frame)
-        });
-        self.long = Some(Long { index, steps, opcode, top, before });
+        self.long = Some(self.pending(index, opcode, top, interp, ctx));
     }
 
     /// After a long instruction: unless its first sub-step halted, its
@@ -1014,6 +1014,14 @@ impl Tracer {
             logs_at: ctx.journaled_state.inner.logs.len(),
         });
     }
+}
+
+/// The stack words `opcode` reads, bottom first (`None` if the stack is
+/// shorter: the instruction halts).
+fn top_words(opcode: u8, interp: &Interpreter<EthInterpreter>) -> Option<Vec<U256>> {
+    let stack = interp.stack.data();
+    let at = stack.len().checked_sub(super::touches::reads(opcode))?;
+    Some(stack[at..].to_vec())
 }
 
 /// The code of `address` as the transaction sees it: from the journal
