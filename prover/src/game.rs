@@ -171,16 +171,7 @@ impl MachineStep {
         self.index.encode_to(&mut out);
         MACHINE.encode_to(&mut out);
         self.pre.encode_to(&mut out);
-        match &self.item {
-            crate::Item::Tx(tx) => {
-                0u8.encode_to(&mut out);
-                tx.raw.to_vec().encode_to(&mut out);
-            }
-            crate::Item::Message(m) => {
-                1u8.encode_to(&mut out);
-                m.encode_to(&mut out);
-            }
-        }
+        self.item.encode_to(&mut out);
         self.step.encode_to(&mut out);
         out
     }
@@ -189,36 +180,58 @@ impl MachineStep {
         use bridge::Decode;
         let input = &mut input;
         let pre = bridge::TraceCommitment::decode(input)?;
-        let item = match u8::decode(input)? {
+        let item = crate::Item::decode(input)?;
+        let step = crate::machine::ItemStep::decode(input)?;
+        if !input.is_empty() {
+            return Err(bridge::DecodeError::TrailingBytes(input.len()));
+        }
+        Ok(MachineStep { index, pre, item, step })
+    }
+}
+
+/// An item as a step carries it: tag 0 and a transaction's raw bytes
+/// (at most [`crate::MAX_TX_BYTES`]), or tag 1 and a message.
+impl bridge::Encode for crate::Item {
+    fn encode_to(&self, out: &mut Vec<u8>) {
+        match self {
+            crate::Item::Tx(tx) => {
+                0u8.encode_to(out);
+                tx.raw.to_vec().encode_to(out);
+            }
+            crate::Item::Message(m) => {
+                1u8.encode_to(out);
+                m.encode_to(out);
+            }
+        }
+    }
+}
+
+impl bridge::Decode for crate::Item {
+    /// Decodes an item; a transaction that does not decode is an error
+    /// (a step of it proves nothing).
+    fn decode(input: &mut &[u8]) -> Result<Self, bridge::DecodeError> {
+        use bridge::DecodeError;
+        match u8::decode(input)? {
             0 => {
                 let n = u32::decode(input)? as usize;
                 if n > crate::MAX_TX_BYTES {
-                    return Err(bridge::DecodeError::TooLong {
+                    return Err(DecodeError::TooLong {
                         what: "transaction",
                         len: n,
                         limit: crate::MAX_TX_BYTES,
                     });
                 }
                 if input.len() < n {
-                    return Err(bridge::DecodeError::UnexpectedEnd {
-                        what: "transaction",
-                        needed: n - input.len(),
-                    });
+                    return Err(DecodeError::UnexpectedEnd { what: "transaction", needed: n - input.len() });
                 }
                 let (raw, rest) = input.split_at(n);
                 *input = rest;
-                crate::Item::Tx(
-                    crate::SignedTx::decode(raw).map_err(|_| bridge::DecodeError::Invalid("transaction"))?,
-                )
+                let tx = crate::SignedTx::decode(raw).map_err(|_| DecodeError::Invalid("transaction"))?;
+                Ok(crate::Item::Tx(tx))
             }
-            1 => crate::Item::Message(bridge::Message::decode(input)?),
-            tag => return Err(bridge::DecodeError::InvalidTag { what: "level-2 item", tag }),
-        };
-        let step = crate::machine::ItemStep::decode(input)?;
-        if !input.is_empty() {
-            return Err(bridge::DecodeError::TrailingBytes(input.len()));
+            1 => Ok(crate::Item::Message(bridge::Message::decode(input)?)),
+            tag => Err(DecodeError::InvalidTag { what: "step item", tag }),
         }
-        Ok(MachineStep { index, pre, item, step })
     }
 }
 
@@ -401,12 +414,11 @@ mod codec {
     //! [`bridge::MAX_STEP_BYTES`]) and checks every tag.
 
     use alloy_primitives::{Address, B256, Bytes, U256};
-    use bridge::{Decode, DecodeError, Encode, Message, TraceCommitment, TraceState, decode_list};
+    use bridge::{Decode, DecodeError, Encode, TraceCommitment, TraceState, decode_list};
 
     use super::Step;
     use crate::exec::Item;
     use crate::state::{SmtProof, StateKey, StateProof};
-    use crate::tx::SignedTx;
     use crate::witness::Witness;
 
     fn key_from_bytes(b: &[u8]) -> Result<StateKey, DecodeError> {
@@ -427,16 +439,7 @@ mod codec {
         pub fn encode(&self) -> Vec<u8> {
             let mut out = Vec::new();
             self.index.encode_to(&mut out);
-            match &self.item {
-                Item::Tx(tx) => {
-                    0u8.encode_to(&mut out);
-                    tx.raw.to_vec().encode_to(&mut out);
-                }
-                Item::Message(m) => {
-                    1u8.encode_to(&mut out);
-                    m.encode_to(&mut out);
-                }
-            }
+            self.item.encode_to(&mut out);
             self.proof.encode_to(&mut out);
             let w = &self.witness;
             w.pre.encode_to(&mut out);
@@ -462,14 +465,7 @@ mod codec {
         pub fn decode(mut input: &[u8]) -> Result<Step, DecodeError> {
             let input = &mut input;
             let index = u64::decode(input)?;
-            let item = match u8::decode(input)? {
-                0 => Item::Tx(
-                    SignedTx::decode(&Vec::<u8>::decode(input)?)
-                        .map_err(|_| DecodeError::Invalid("transaction"))?,
-                ),
-                1 => Item::Message(Message::decode(input)?),
-                tag => return Err(DecodeError::InvalidTag { what: "step item", tag }),
-            };
+            let item = Item::decode(input)?;
             let proof = bridge::MerkleProof::decode(input)?;
             let pre = TraceCommitment::decode(input)?;
             let trace = TraceState::decode(input)?;

@@ -301,7 +301,7 @@ pub(super) fn leave(
     let c = &record.state;
     // the caller's memory: its words the output lands in now, in its tree
     // (a longer output is copied after the return, in sub-steps)
-    let wanted = super::touches::caller_words(s.opcode, &step.top, record).unwrap_or_default();
+    let wanted = super::touches::caller_words(s.opcode, &step.top, record);
     if caller.memory.indices() != wanted {
         return Err("not the caller's memory words the output lands in".into());
     }

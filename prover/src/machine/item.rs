@@ -238,8 +238,7 @@ pub fn item_coverage<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     if !prologue_covered(&env) || !deliverable {
         return Ok(Some((0, 0)));
     }
-    let tracer =
-        Tracer::coverage(crate::bridge::ShardPrecompiles::new(params.fork, params.shard, params.shards));
+    let tracer = Tracer::coverage();
     // a run revm refuses outright (a message whose gas is below the
     // EIP-7623 floor: refunded at level 1 with no gas used) has no trace:
     // its whole-item step is tiny, level 1's to decide

@@ -12,7 +12,7 @@ use super::*;
 
 /// The destination offset of a copy (`None` for KECCAK256 and a log,
 /// which write no memory).
-fn destination(opcode: u8, top: &[U256]) -> Option<u64> {
+pub(super) fn destination(opcode: u8, top: &[U256]) -> Option<u64> {
     match (opcode, top) {
         (0x37 | 0x39 | 0x3e | 0x5e, [_, _, dest]) | (0x3c, [_, _, dest, _]) => dest.try_into().ok(),
         _ => None,
@@ -20,7 +20,7 @@ fn destination(opcode: u8, top: &[U256]) -> Option<u64> {
 }
 
 /// The source offset in memory KECCAK256 or a log absorbs.
-fn absorbed(opcode: u8, top: &[U256]) -> Option<u64> {
+pub(super) fn absorbed(opcode: u8, top: &[U256]) -> Option<u64> {
     match (opcode, top) {
         (0x20, [_, offset]) | (0xa0..=0xa4, [.., _, offset]) => offset.try_into().ok(),
         _ => None,
@@ -80,10 +80,8 @@ pub(super) fn after_part(
     let last = c + 1 == sub_steps(op, top);
     let memory = match destination(op, top) {
         Some(dest) => {
-            let fresh = |at: u64| {
-                let at = at as usize;
-                if at < interp.memory.size() { interp.memory.slice(at..at + 1)[0] } else { 0 }
-            };
+            let now = interp.memory.slice(0..interp.memory.size());
+            let fresh = |at: u64| now.get(at as usize).copied().unwrap_or(0);
             let written = with_bytes(&step.memory, dest + start, dest + end, fresh);
             step.memory.root_with(&written).ok_or("the part's memory words")?
         }

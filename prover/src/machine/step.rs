@@ -391,7 +391,7 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
     } else {
         U256::ZERO
     };
-    let memory = prove_words(&memory, touched_words(op, &top, &touch).unwrap_or_default());
+    let memory = prove_words(&memory, touched_words(op, &top, &touch));
     // a SHA-256 call's sub-step between its first and its last carries
     // its input's part and its stack only (the first runs the call)
     let absorbing =
@@ -430,7 +430,7 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
         StepData::of(&return_data, return_data_words(op, &top, return_data.len, return_data.offset, part))
     });
     let caller = caller.map(|(record, memory)| CallerPart {
-        memory: prove_words(&memory, caller_words(op, &top, &record).unwrap_or_default()),
+        memory: prove_words(&memory, caller_words(op, &top, &record)),
         record,
     });
     let block_hash = match blockhash_read(op, &top, params.number) {
@@ -521,9 +521,7 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     };
     // the memory words: exactly those touched, in s_j's memory tree, zero
     // past its size
-    let Some(touched) = touched_words(s.opcode, &step.top, &touch) else {
-        return Ok(InstructionVerdict::Unsupported(s.opcode));
-    };
+    let touched = touched_words(s.opcode, &step.top, &touch);
     if step.memory.indices() != touched {
         return Err("not the memory words the instruction touches".into());
     }

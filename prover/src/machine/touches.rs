@@ -26,30 +26,23 @@ pub const MAX_CODE: u64 = 24_576;
 /// The words of `[offset, offset + len)`: none if longer than
 /// [`MAX_STEP_RANGE`] or past any memory gas can buy (the instruction
 /// halts first).
-pub(super) fn range_words(offset: &U256, len: &U256) -> Option<Vec<u64>> {
-    Some(whole_or_none(offset, len, MAX_STEP_RANGE))
+pub(super) fn range_words(offset: &U256, len: &U256) -> Vec<u64> {
+    whole_or_none(offset, len, MAX_STEP_RANGE)
 }
 
-/// The words of `[offset, offset + len)`: `None` if longer than `limit`.
-fn range_within(offset: &U256, len: &U256, limit: u64) -> Option<Vec<u64>> {
-    if len.is_zero() {
-        return Some(vec![]);
-    }
-    // a range reaching past 2^32 bytes costs more gas than any state may
-    // hold (`MachineState::gas_within`): the instruction halts before it
-    // touches memory
-    let (Some(offset), Some(len)) = (small(offset), small(len)) else { return Some(vec![]) };
-    if len > limit {
-        return None;
-    }
-    Some((offset / 32..=(offset + len - 1) / 32).collect())
-}
-
-/// The words of a range a create reads whole up to `limit` (its init
-/// code, the code its frame returns): none past it, where the instruction
-/// halts (init code) or the create fails (code) without reading them.
+/// The words of a range read whole up to `limit` (a step's range, a
+/// create's init code, the code its frame returns): none past it, where
+/// the instruction halts (a precompile's input, init code) or the create
+/// fails (code) without reading them, and none for a range reaching past
+/// 2^32 bytes, which costs more gas than any state may hold
+/// (`MachineState::gas_within`).
 fn whole_or_none(offset: &U256, len: &U256, limit: u64) -> Vec<u64> {
-    range_within(offset, len, limit).unwrap_or_default()
+    match (small(offset), small(len)) {
+        (Some(offset), Some(len)) if len > 0 && len <= limit => {
+            (offset / 32..=(offset + len - 1) / 32).collect()
+        }
+        _ => vec![],
+    }
 }
 
 /// The calldata tree's words `opcode` reads (data `len` long at `offset`
@@ -255,35 +248,15 @@ pub fn is_covered(opcode: u8) -> bool {
         || matches!(opcode, 0x20 | 0x38 | 0x39 | 0x5e | 0x51..=0x53 | 0x59 | 0x32 | 0x3a | 0x40..=0x46 | 0x48..=0x4a)
 }
 
-/// Whether the verifier covers `opcode` with the stack words `top` it
-/// reads (a caller taking `ret_len` bytes of a frame end's output): a
-/// covered opcode whose memory words a step (or its first sub-step) can
-/// carry. (A call through an EIP-7702 delegation is the tracer's to see.)
-pub(super) fn instruction_covered(
-    opcode: u8,
-    top: &[U256],
-    precompiles: &ShardPrecompiles,
-    ret_len: Option<u64>,
-    create_end: bool,
-) -> bool {
-    let touch = Touch {
-        precompile: calls_precompile(opcode, top, precompiles),
-        part: part(opcode, top, 0),
-        ret_len,
-        create_end,
-    };
-    is_covered(opcode) && touched_words(opcode, top, &touch).is_some()
-}
-
 /// A stack word as an offset or length a step can carry memory for.
 pub(super) fn small(word: &U256) -> Option<u64> {
     u64::try_from(*word).ok().filter(|o| *o < 1 << 32)
 }
 
 /// The memory words `opcode` touches, given the stack words it reads
-/// (bottom first), ascending: `None` when a range is past any memory gas
-/// can buy (the instruction halts) or longer than [`MAX_STEP_RANGE`].
-pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<Vec<u64>> {
+/// (bottom first), ascending: none of a range past any memory gas can buy
+/// (the instruction halts before it touches memory).
+pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Vec<u64> {
     let one = U256::from(1);
     let word = U256::from(32);
     let cut = |offset: &U256, len: &U256| {
@@ -292,15 +265,15 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
     };
     let long = |w: &U256| *w > U256::from(crate::ranges::MAX_RANGE);
     let mut words = match (opcode, top) {
-        (0x51 | 0x52, [.., offset]) => range_words(offset, &word)?,
-        (0x53, [.., offset]) => range_words(offset, &one)?,
+        (0x51 | 0x52, [.., offset]) => range_words(offset, &word),
+        (0x53, [.., offset]) => range_words(offset, &one),
         // KECCAK256, LOGn: offset on top, then the length
-        (0x20, [len, offset]) => cut(offset, len)?,
-        (0xa0..=0xa4, [.., len, offset]) => cut(offset, len)?,
+        (0x20, [len, offset]) => cut(offset, len),
+        (0xa0..=0xa4, [.., len, offset]) => cut(offset, len),
         // copies into memory: destination on top, then the source's offset, then the length
-        (0x37 | 0x39 | 0x3e, [len, _, dest]) => cut(dest, len)?,
-        (0x3c, [len, _, dest, _]) => cut(dest, len)?,
-        (0x5e, [len, src, dest]) => [cut(dest, len)?, cut(src, len)?].concat(),
+        (0x37 | 0x39 | 0x3e, [len, _, dest]) => cut(dest, len),
+        (0x3c, [len, _, dest, _]) => cut(dest, len),
+        (0x5e, [len, src, dest]) => [cut(dest, len), cut(src, len)].concat(),
         // a precompile's input and the range its output is copied to (a
         // call naming a longer one halts before touching memory)
         // SHA-256's: its input a part a sub-step, and the 32 bytes of its
@@ -310,9 +283,9 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
         {
             let ret = (*ret_len).min(U256::from(32));
             let last = touch.part.is_none_or(|(_, end)| hashed_input(opcode, top) == Some(end));
-            let mut words = cut(args_offset, args_len)?;
+            let mut words = cut(args_offset, args_len);
             if last {
-                words.extend(range_words(ret_offset, &ret)?);
+                words.extend(range_words(ret_offset, &ret));
             }
             words
         }
@@ -320,7 +293,7 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
             if long(ret_len) || long(args_len) {
                 vec![]
             } else {
-                [range_words(args_offset, args_len)?, range_words(ret_offset, ret_len)?].concat()
+                [range_words(args_offset, args_len), range_words(ret_offset, ret_len)].concat()
             }
         }
         // a create's init code
@@ -330,25 +303,25 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Option<V
         // the output's part the caller takes now (a longer one is copied
         // after the return, in the caller's sub-steps)
         (0xf3 | 0xfd, [len, offset]) => match touch.ret_len.map(|r| copied_now(len, r)) {
-            Some(Some(n)) => range_words(offset, &n)?,
+            Some(Some(n)) => range_words(offset, &n),
             _ => vec![],
         },
         _ => vec![],
     };
     words.sort_unstable();
     words.dedup();
-    Some(words)
+    words
 }
 
 /// The caller's memory words a frame's last instruction copies its output
-/// to (`None` if more than a step carries).
-pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> Option<Vec<u64>> {
+/// to now (a longer output is copied after the return, in sub-steps).
+pub(super) fn caller_words(opcode: u8, top: &[U256], record: &CallerRecord) -> Vec<u64> {
     match (opcode, top) {
         (0xf3 | 0xfd, [len, _]) => match copied_now(len, record.ret_len) {
             Some(n) if !record.create => range_words(&U256::from(record.ret_offset), &n),
-            _ => Some(vec![]),
+            _ => vec![],
         },
-        _ => Some(vec![]),
+        _ => vec![],
     }
 }
 

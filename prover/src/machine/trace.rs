@@ -131,8 +131,6 @@ pub(super) struct Tracer {
     pub(super) check_coverage: bool,
     /// That instruction: its index and opcode.
     pub(super) uncovered: Option<(u64, u8)>,
-    /// The block's precompiles (for the coverage check).
-    pub(super) precompiles: Option<ShardPrecompiles>,
     /// The long instruction running ([`Partial::Range`]): its sub-steps
     /// past the first are counted once it did not halt.
     long: Option<Long>,
@@ -238,7 +236,6 @@ impl Tracer {
             kept_ended: false,
             check_coverage: false,
             uncovered: None,
-            precompiles: None,
             journal_cache: None,
             reverts: 0,
             checkpoint: Hash::ZERO,
@@ -263,8 +260,8 @@ impl Tracer {
     }
 
     /// A tracer that finds the first instruction a step does not cover.
-    pub(super) fn coverage(precompiles: ShardPrecompiles) -> Tracer {
-        Tracer { check_coverage: true, slow: true, precompiles: Some(precompiles), ..Tracer::new(&[], None) }
+    pub(super) fn coverage() -> Tracer {
+        Tracer { check_coverage: true, slow: true, ..Tracer::new(&[], None) }
     }
 
     /// A tracer that stops at the first state after the transaction's
@@ -588,20 +585,11 @@ impl Tracer {
 
 impl Tracer {
     /// Records instruction `index` if its step would not be covered: the
-    /// same classification the verifier makes (the opcode, the memory
-    /// ranges it touches, a frame end whose caller takes more output than
-    /// a step carries).
+    /// verifier's classification of its opcode (every range is carried,
+    /// in parts past [`SUB_STEP`], or halts first).
     #[inline(never)]
-    fn check(&mut self, index: u64, opcode: u8, interp: &Interpreter<EthInterpreter>) {
-        let stack = interp.stack.data();
-        let n = super::touches::reads(opcode).min(stack.len());
-        let top = &stack[stack.len() - n..];
-        let top_frame = self.frames.last();
-        let caller = top_frame.and_then(|f| f.suspended.as_ref());
-        let ret_len = caller.map(|c| c.ret_len);
-        let in_create = caller.map_or(self.frames.len() == 1 && self.top_create.is_some(), |c| c.create);
-        let Some(precompiles) = self.precompiles.as_ref() else { return };
-        if !super::touches::instruction_covered(opcode, top, precompiles, ret_len, in_create) {
+    fn check(&mut self, index: u64, opcode: u8) {
+        if !super::touches::is_covered(opcode) {
             self.uncovered = Some((index, opcode));
         }
     }
@@ -621,7 +609,7 @@ impl Tracer {
             self.copied_in(interp, ctx);
         }
         if self.check_coverage && self.uncovered.is_none() {
-            self.check(index, opcode, interp);
+            self.check(index, opcode);
         }
         // a call to SHA-256 with a long input: its sub-steps absorb the
         // input before the call runs, on the last of them
@@ -855,14 +843,15 @@ impl Tracer {
         let journal = if is_log { before.journal } else { self.journal(ctx) };
         let entries = journal::entries_of(&ctx.journaled_state.inner);
         let top = &long.top;
-        let (dest, absorbed) = match (long.opcode, top.as_slice()) {
-            (0x20, [_, offset]) | (0xa0..=0xa4, [.., _, offset]) => (None, Some(offset.to::<u64>() as usize)),
-            (_, [.., dest]) if long.opcode != 0x3c => (Some(dest.to::<u64>() as usize), None),
-            (_, [_, _, dest, _]) => (Some(dest.to::<u64>() as usize), None),
-            _ => (None, None),
-        };
+        // the instruction ran, so its ranges lie in memory
+        let dest = super::parts::destination(long.opcode, top).map(|d| d as usize);
+        let absorbed = super::parts::absorbed(long.opcode, top).map(|o| o as usize);
+        let mut sponge = Sponge::default();
         for c in 1..long.steps {
             let index = long.index + c;
+            if let (Some(offset), Some((a, b))) = (absorbed, super::touches::part(long.opcode, top, c - 1)) {
+                let _ = sponge.absorb(&after[offset + a as usize..offset + b as usize]);
+            }
             let wanted = self.wanted.get(self.cursor) == Some(&index);
             let keep = self.keep == Some(index);
             if !wanted && !keep {
@@ -881,13 +870,6 @@ impl Tracer {
                     memory[was..to].fill(0);
                 }
             }
-            let mut sponge = Sponge::default();
-            if let Some(offset) = absorbed {
-                for done in 0..c {
-                    let Some((a, b)) = super::touches::part(long.opcode, top, done) else { continue };
-                    let _ = sponge.absorb(&after[offset + a as usize..offset + b as usize]);
-                }
-            }
             let state = MachineState {
                 index,
                 gas_remaining: interp.gas.remaining(),
@@ -900,17 +882,7 @@ impl Tracer {
             };
             if keep && let Some(frame) = &frame {
                 self.kept_depth = self.frames.len();
-                self.kept = Some(Frame {
-                    memory,
-                    journal: entries.clone(),
-                    stack: frame.stack.clone(),
-                    code: frame.code.clone(),
-                    input: frame.input.clone(),
-                    logs: frame.logs,
-                    ext_codes: frame.ext_codes.clone(),
-                    return_data: frame.return_data.clone(),
-                    caller: frame.caller.clone(),
-                });
+                self.kept = Some(Frame { memory, journal: entries.clone(), ..frame.clone() });
             }
             if wanted {
                 self.states.push(state);
