@@ -1293,19 +1293,14 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
     t.run(2);
     let user = 5;
     let reader = deploy_reader(&mut t, 0, user);
-    let receipt = |t: &Testnet, raw: &[u8]| {
-        let hash = alloy_primitives::keccak256(raw);
-        let (_, block) = t.node(0).unwrap().db().tx_block(&hash).unwrap()?;
-        let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
-        Some((block.header.height, r.unwrap()))
-    };
     let griefer = 2;
     let griefer_addr = t.validator_info(griefer).1;
     t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
     let heavy = t.call(ShardId(0), user, TxKind::Call(reader), U256::ZERO, Default::default(), 600_000);
     t.submit(0, &heavy).unwrap();
-    run_until(&mut t, 20, |t| receipt(t, &heavy).is_some());
-    let (height, r) = receipt(&t, &heavy).unwrap();
+    let heavy_hash = alloy_primitives::keccak256(&heavy);
+    run_until(&mut t, 20, |t| stored_receipt(t, 0, heavy_hash).is_some());
+    let (height, r) = stored_receipt(&t, 0, heavy_hash).unwrap();
     assert!(r.success && r.gas_used > READ_CONTRACTS * 2_600 && r.gas_used < 600_000, "{r:?}");
     // the griefer disputes the block holding it
     run_until(&mut t, 12, |t| games(t).iter().any(|g| g.height == height));
@@ -1313,6 +1308,14 @@ fn an_honest_block_with_a_transaction_over_a_moves_size_survives_a_griefer_at_le
     let game = games(&t).into_iter().find(|g| g.height == height).unwrap();
     assert_eq!(game.challenger, griefer_addr);
     upheld_at_level_two(&mut t, &game);
+}
+
+/// The receipt of transaction `hash` in validator `i`'s chain, and the
+/// height of its block.
+fn stored_receipt(t: &Testnet, i: usize, hash: alloy_primitives::B256) -> Option<(u64, prover::Receipt)> {
+    let (_, block) = t.node(i).unwrap().db().tx_block(&hash).unwrap()?;
+    let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
+    Some((block.header.height, r.unwrap()))
 }
 
 /// How many 24 KiB contracts [`deploy_reader`]'s reader loads: 576 KiB of
@@ -1407,14 +1410,9 @@ fn an_honest_block_delivering_a_message_over_a_moves_size_survives_a_griefer_at_
     t.set_fault_rate(griefer, Some(Fault::GriefingChallenger), 100);
     t.submit(shard1[0], &send).unwrap();
     // the message's id from the send's receipt, then its delivery on shard 0
-    let stored = |t: &Testnet, i: usize, hash: alloy_primitives::B256| {
-        let (_, block) = t.node(i).unwrap().db().tx_block(&hash).unwrap()?;
-        let r = block.receipts.iter().find(|r| r.tx_hash == hash).cloned();
-        Some((block.header.height, r.unwrap()))
-    };
     let send_hash = alloy_primitives::keccak256(&send);
-    run_until(&mut t, 20, |t| stored(t, shard1[0], send_hash).is_some());
-    let sent = stored(&t, shard1[0], send_hash).unwrap().1;
+    run_until(&mut t, 20, |t| stored_receipt(t, shard1[0], send_hash).is_some());
+    let sent = stored_receipt(&t, shard1[0], send_hash).unwrap().1;
     assert!(sent.success, "{sent:?}");
     let id = alloy_primitives::B256::from(sent.messages[0].0);
     let delivered = |t: &Testnet| {
