@@ -116,14 +116,16 @@ pub struct ShardPrecompiles {
     shards: u32,
     /// `(src, sender)` of the message being delivered, if any.
     pub delivering: Option<(ShardId, Address)>,
-    /// For a level-2 step only: the hash the SHA-256 precompile gives, its
-    /// input absorbed by earlier sub-steps (the step carries the input's
-    /// last part, so the precompile runs for its gas on the rest as
-    /// zeros). Never set when executing blocks.
-    pub(crate) sha256: Option<B256>,
-    /// Whether the last SHA-256 precompile run succeeded (the level-2
-    /// verifier's first sub-step of a long-input call asks).
-    pub(crate) sha256_ok: Option<bool>,
+    /// For a level-2 step only, a long-input call to SHA-256, RIPEMD-160
+    /// or identity: the precompile charges its gas (its input's length
+    /// priced as Ethereum prices it) and, if that succeeds, gives these
+    /// bytes without reading its input, which earlier sub-steps absorbed
+    /// (the step carries only a part of it). Never set when executing
+    /// blocks.
+    pub(crate) charged: Option<Bytes>,
+    /// Whether the last such charge succeeded (the level-2 verifier's
+    /// first sub-step of a long-input call asks).
+    pub(crate) charged_ok: Option<bool>,
 }
 
 impl ShardPrecompiles {
@@ -132,7 +134,7 @@ impl ShardPrecompiles {
         let eth = EthPrecompiles::new(spec);
         let mut warm = eth.warm_addresses().clone();
         warm.insert(BRIDGE_ADDRESS);
-        ShardPrecompiles { eth, warm, shard, shards, delivering: None, sha256: None, sha256_ok: None }
+        ShardPrecompiles { eth, warm, shard, shards, delivering: None, charged: None, charged_ok: None }
     }
 
     /// The addresses a transaction starts warm: Ethereum's precompiles
@@ -230,6 +232,21 @@ impl ShardPrecompiles {
     }
 }
 
+/// The base and per-word gas of SHA-256, RIPEMD-160 and identity (the
+/// precompiles whose price is linear in their input, as revm's
+/// `hash::sha256_run`, `hash::ripemd160_run` and `identity::identity_run`
+/// charge it).
+fn linear_price(address: &Address) -> Option<(u64, u64)> {
+    match address {
+        a if *a == Address::with_last_byte(2) => Some((60, 12)),
+        a if *a == Address::with_last_byte(3) => Some((600, 120)),
+        a if *a == Address::with_last_byte(4) => {
+            Some((revm::precompile::identity::IDENTITY_BASE, revm::precompile::identity::IDENTITY_PER_WORD))
+        }
+        _ => None,
+    }
+}
+
 fn revert(reason: &str, gas: Gas) -> InterpreterResult {
     let output = alloy_sol_types::Revert::from(reason).abi_encode();
     InterpreterResult::new(InstructionResult::Revert, output.into(), gas)
@@ -260,16 +277,21 @@ where
         if inputs.bytecode_address == BRIDGE_ADDRESS {
             return self.bridge(context, inputs).map(Some);
         }
-        let mut result = self.eth.run(context, inputs)?;
-        if inputs.bytecode_address == Address::with_last_byte(2)
-            && let Some(r) = result.as_mut()
+        if let Some(output) = &self.charged
+            && let Some((base, word)) = linear_price(&inputs.bytecode_address)
         {
-            self.sha256_ok = Some(r.result.is_ok());
-            if let (Some(hash), true) = (self.sha256, r.result.is_ok()) {
-                r.output = Bytes::copy_from_slice(hash.as_slice());
-            }
+            let cost = revm::precompile::calc_linear_cost(inputs.input.len(), base, word);
+            let result = if cost > inputs.gas_limit {
+                Err(revm::precompile::PrecompileHalt::OutOfGas)
+            } else {
+                Ok(revm::precompile::EthPrecompileOutput::new(cost, output.clone()))
+            };
+            let output = revm::precompile::PrecompileOutput::from_eth_result(result, inputs.reservoir);
+            let result = revm::handler::precompile_output_to_interpreter_result(output, inputs.gas_limit);
+            self.charged_ok = Some(result.result.is_ok());
+            return Ok(Some(result));
         }
-        Ok(result)
+        self.eth.run(context, inputs)
     }
 
     fn warm_addresses(&self) -> &AddressSet {

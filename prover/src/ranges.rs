@@ -1,18 +1,23 @@
 //! The one rule by which a shard's EVM departs from Ethereum's (since
-//! `stf_version` 5): a call to a precompile but SHA-256 naming an input
-//! or output range longer than [`MAX_RANGE`] halts, as if out of gas.
+//! `stf_version` 5; since version 6 SHA-256, RIPEMD-160 and identity are
+//! out of it): a call to another precompile naming an input or output
+//! range longer than [`MAX_RANGE`] halts, as if out of gas.
 //!
 //! A dispute ends on one step the beacon re-executes, carrying every
 //! memory word it touches. A long KECCAK256, log or copy runs as several
 //! level-2 steps of [`crate::machine::SUB_STEP`] bytes each, a long
-//! output reaches its caller's memory the same way, and so does the
-//! SHA-256 precompile's input (absorbed a part a sub-step); but any other
-//! precompile runs on its whole input in one step, so that input (and the
-//! output copied back) must fit what a step may carry
+//! output reaches its caller's memory the same way, and so does the input
+//! of SHA-256, RIPEMD-160 and identity (absorbed a part a sub-step into
+//! the hash's state, or identity's output tree); but any other precompile
+//! runs on its whole input in one step, so that input (and the output
+//! copied back) must fit what a step may carry
 //! ([`bridge::MAX_STEP_BYTES`]). 128 KiB covers every gas-priced use of
-//! Ethereum's precompiles but RIPEMD-160 and identity over longer inputs
-//! (and a BLS12-381 pairing or MSM near the gas cap), which contracts
-//! seldom make; a call to any other account is unbounded.
+//! those precompiles but a BLS12-381 pairing or MSM near the gas cap
+//! (BN254's pairing at the 2^24 cap reads 94 KB; ecrecover, BN254's
+//! addition and multiplication, blake2f and the point evaluation read a
+//! fixed length, modexp at most 3 KiB since EIP-7823, the bridge at most
+//! 64 KiB of message data), which contracts seldom make; a call to any
+//! other account is unbounded.
 //!
 //! The STF ([`crate::exec`]), the tracer and the level-2 verifier all run
 //! the same guarded instruction table ([`guard_ranges`]), so every node
@@ -40,17 +45,19 @@ pub fn is_precompile(spec: SpecId, address: &Address) -> bool {
 }
 
 /// Whether a call (`opcode`, reading the stack words `top`, bottom first)
-/// names a range past [`MAX_RANGE`] for a precompile under `spec`.
+/// names a range past [`MAX_RANGE`] for a precompile under `spec` other
+/// than SHA-256, RIPEMD-160 and identity.
 pub fn over_range(opcode: u8, top: &[U256], spec: SpecId) -> bool {
     let long = |w: &U256| *w > U256::from(MAX_RANGE);
     let named = |w: &U256| Address::from_word(B256::from(*w));
     match (opcode, top) {
         (CALL | CALLCODE, [ret_len, _, args_len, _, _, to, _])
         | (DELEGATECALL | STATICCALL, [ret_len, _, args_len, _, to, _]) => {
-            // SHA-256's input runs in sub-steps and its output is 32 bytes
+            // SHA-256's, RIPEMD-160's and identity's input runs in
+            // sub-steps, and so does identity's output; a hash is 32 bytes
             (long(ret_len) || long(args_len))
                 && is_precompile(spec, &named(to))
-                && named(to) != Address::with_last_byte(2)
+                && !(Address::with_last_byte(2)..=Address::with_last_byte(4)).contains(&named(to))
         }
         _ => false,
     }
@@ -99,19 +106,24 @@ mod tests {
         let over = max + U256::from(1);
         let spec = SpecId::OSAKA;
         let to = |a: Address| U256::from_be_bytes(a.into_word().0);
-        let sha = to(Address::with_last_byte(2));
         let call =
             |ret: U256, args: U256, at: U256| [ret, U256::ZERO, args, U256::ZERO, U256::ZERO, at, U256::ZERO];
-        let identity = to(Address::with_last_byte(4));
-        assert!(over_range(CALL, &call(over, U256::ZERO, identity), spec));
-        assert!(over_range(CALL, &call(U256::ZERO, over, identity), spec));
-        assert!(!over_range(CALL, &call(over, over, sha), spec), "SHA-256's input runs in sub-steps");
+        let bn_add = to(Address::with_last_byte(6));
+        assert!(over_range(CALL, &call(over, U256::ZERO, bn_add), spec));
+        assert!(over_range(CALL, &call(U256::ZERO, over, bn_add), spec));
+        for sub_stepped in 2..=4 {
+            let at = to(Address::with_last_byte(sub_stepped));
+            assert!(
+                !over_range(CALL, &call(over, over, at), spec),
+                "{sub_stepped}'s input runs in sub-steps"
+            );
+        }
         assert!(over_range(
             STATICCALL,
             &[U256::ZERO, U256::ZERO, over, U256::ZERO, to(bridge::BRIDGE_ADDRESS), U256::ZERO],
             spec
         ));
-        assert!(!over_range(CALL, &call(max, max, sha), spec));
+        assert!(!over_range(CALL, &call(max, max, bn_add), spec));
         let contract = to(Address::repeat_byte(0x42));
         assert!(!over_range(CALL, &call(over, over, contract), spec), "a contract's call is unbounded");
         assert!(!over_range(revm::bytecode::opcode::KECCAK256, &[over, U256::ZERO], spec));

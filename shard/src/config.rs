@@ -159,6 +159,15 @@ impl ShardConfig {
         if self.shard.0 >= self.shards {
             return bad("shard must be below shards");
         }
+        // an empty account cannot exist since EIP-161 (a touch deletes it),
+        // and level 2's journal relies on there being none (`prover::machine`
+        // reverts RIPEMD-160's touch as any other)
+        if let Some(a) = self.genesis.iter().find(|a| a.balance.is_zero()) {
+            return Err(Error::Config(format!(
+                "genesis account {} has no balance: an empty account cannot be in genesis (EIP-161)",
+                a.address
+            )));
+        }
         Ok(())
     }
 }

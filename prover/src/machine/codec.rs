@@ -124,11 +124,36 @@ impl Decode for Partial {
             },
             3 => {
                 let done = u64::decode(input)?;
-                let mut words = [0u32; 8];
-                for w in &mut words {
-                    *w = u32::decode(input)?;
-                }
-                Partial::Sha256 { done, state: Sha256State(words) }
+                let state = match u8::decode(input)? {
+                    0 => {
+                        let mut words = [0u32; 8];
+                        for w in &mut words {
+                            *w = u32::decode(input)?;
+                        }
+                        DigestState::Sha256(Sha256State(words))
+                    }
+                    1 => {
+                        let mut words = [0u32; 5];
+                        for w in &mut words {
+                            *w = u32::decode(input)?;
+                        }
+                        DigestState::Ripemd160(Ripemd160State(words))
+                    }
+                    2 => {
+                        let count = u64::decode(input)?;
+                        // at most one node per height: bounded before reading
+                        let n = if count >> MEMORY_DEPTH == 0 { count.count_ones() } else { u32::MAX };
+                        if n as usize > MEMORY_DEPTH {
+                            return Err(DecodeError::InvalidTag { what: "identity's output tree", tag: 2 });
+                        }
+                        let nodes = (0..n).map(|_| Hash::decode(input)).collect::<Result<Vec<_>, _>>()?;
+                        let tree = Frontier::from_parts(count, &nodes)
+                            .ok_or(DecodeError::InvalidTag { what: "identity's output tree", tag: 2 })?;
+                        DigestState::Identity(tree)
+                    }
+                    tag => return Err(DecodeError::InvalidTag { what: "a precompile's input state", tag }),
+                };
+                Partial::Digest { done, state }
             }
             tag => return Err(DecodeError::InvalidTag { what: "partial instruction", tag }),
         })

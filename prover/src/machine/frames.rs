@@ -88,10 +88,26 @@ pub(super) fn enter(
     };
     // the call ended at once: the caller takes the result as from a frame
     let ok = result.result.is_ok();
-    let output = if result.output.is_empty() { DataRef::empty() } else { DataRef::of_bytes(&result.output) };
     let journal = if ok { moved } else { checkpoint };
-    resume(interp, host, result, inputs.return_memory_offset.clone())?;
-    Ok(InstructionVerdict::Next(next.after(interp, journal, output.hash()).commitment()))
+    let ret = inputs.return_memory_offset.clone();
+    // a long-input identity call's output is its input, in the tree its
+    // sub-steps built; the caller takes as much of it as its range holds,
+    // in sub-steps after the call when that is longer than one moves
+    let (output, copy_in) = match next.digest_tree {
+        Some((root, len)) if ok => {
+            let taken = len.min(ret.len() as u64);
+            let copy_in =
+                (taken > SUB_STEP).then_some(Partial::CopyIn { dest: ret.start as u64, len: taken, done: 0 });
+            (data_hash(len, &root, 0), copy_in)
+        }
+        _ if result.output.is_empty() => (DataRef::empty().hash(), None),
+        _ => (DataRef::of_bytes(&result.output).hash(), None),
+    };
+    let range = if copy_in.is_some() { ret.start..ret.start } else { ret };
+    resume(interp, host, result, range)?;
+    let mut after = next.after(interp, journal, output);
+    after.partial = copy_in.unwrap_or_default();
+    Ok(InstructionVerdict::Next(after.commitment()))
 }
 
 /// After CREATE or CREATE2 asked for a new frame (`interp` is the creator

@@ -55,6 +55,91 @@ pub fn memory_root(memory: &[u8]) -> Hash {
     memory_levels(memory)[MEMORY_DEPTH].first().copied().unwrap_or(zero_subtrees()[MEMORY_DEPTH])
 }
 
+/// A word tree built by appending words, keeping only the left node at
+/// each height that a later word still pairs with (at most
+/// [`MEMORY_DEPTH`] hashes): identity's output tree, built a part per
+/// sub-step. Its root is [`memory_root`] of the words appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frontier {
+    /// Words appended.
+    count: u64,
+    /// At height `h`, when bit `h` of `count` is set: the root of the
+    /// full subtree left of the next word's.
+    left: [Hash; MEMORY_DEPTH],
+}
+
+impl Default for Frontier {
+    fn default() -> Self {
+        Frontier { count: 0, left: [Hash([0u8; 32]); MEMORY_DEPTH] }
+    }
+}
+
+impl Frontier {
+    /// Appends a word (`None` when it is not 32 bytes, or for the tree's
+    /// last leaf: 2^32 - 1 words, more than gas can buy, is its capacity).
+    pub fn push(&mut self, word: &[u8]) -> Option<()> {
+        if word.len() != 32 || (self.count + 1) >> MEMORY_DEPTH != 0 {
+            return None;
+        }
+        let mut node = word_leaf(word);
+        let mut h = 0;
+        while self.count >> h & 1 == 1 {
+            node = memory_node(&self.left[h], &node);
+            // consumed: a height whose bit is clear holds zero, so equal
+            // trees are equal values
+            self.left[h] = Hash([0u8; 32]);
+            h += 1;
+        }
+        if h < MEMORY_DEPTH {
+            self.left[h] = node;
+        }
+        self.count += 1;
+        Some(())
+    }
+
+    /// The tree's root: the words appended, zero words after them.
+    pub fn root(&self) -> Hash {
+        let mut node = zero_subtrees()[0];
+        for (h, (left, zero)) in self.left.iter().zip(zero_subtrees()).enumerate() {
+            node = if self.count >> h & 1 == 1 { memory_node(left, &node) } else { memory_node(&node, zero) };
+        }
+        node
+    }
+
+    /// Its bytes in `s_j`: the count, then the left nodes it holds
+    /// (lowest height first).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.count.to_be_bytes().to_vec();
+        for h in 0..MEMORY_DEPTH {
+            if self.count >> h & 1 == 1 {
+                out.extend_from_slice(&self.left[h].0);
+            }
+        }
+        out
+    }
+
+    /// From its count and the left nodes its count says it holds
+    /// (`None` for another number of them, or a count past the tree).
+    pub fn from_parts(count: u64, nodes: &[Hash]) -> Option<Frontier> {
+        if count >> MEMORY_DEPTH != 0 || nodes.len() != count.count_ones() as usize {
+            return None;
+        }
+        let mut f = Frontier { count, ..Default::default() };
+        let mut given = nodes.iter();
+        for h in 0..MEMORY_DEPTH {
+            if count >> h & 1 == 1 {
+                f.left[h] = *given.next()?;
+            }
+        }
+        Some(f)
+    }
+
+    /// Words appended.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
 /// Words of a word tree (memory, calldata, return data) with the
 /// siblings that, with them, give the tree's root: a multiproof, so a
 /// range of adjacent words shares its path above them.

@@ -98,14 +98,15 @@ pub enum Partial {
         /// The sponge over them (zero for a copy).
         sponge: Sponge,
     },
-    /// A call to the SHA-256 precompile whose input is longer than a part,
-    /// at pc (nothing of the call done yet): `done` bytes of its input
-    /// absorbed into SHA-256's state; the last sub-step makes the call.
-    Sha256 {
+    /// A call to SHA-256, RIPEMD-160 or identity whose input is longer
+    /// than a part, at pc (nothing of the call done yet): `done` bytes of
+    /// its input absorbed into `state` (a hash's state, or identity's
+    /// output tree); the last sub-step makes the call.
+    Digest {
         /// Bytes of the input absorbed (whole sub-steps).
         done: u64,
-        /// SHA-256's state over them.
-        state: Sha256State,
+        /// What the precompile made of them.
+        state: DigestState,
     },
     /// The frame resumed past a call whose output is being copied into its
     /// memory: `len` bytes (its return data's first) to `dest`, `done` of
@@ -129,10 +130,7 @@ impl Partial {
             Partial::CopyIn { dest, len, done } => {
                 [&[2u8][..], &dest.to_be_bytes(), &len.to_be_bytes(), &done.to_be_bytes()].concat()
             }
-            Partial::Sha256 { done, state } => {
-                let words: Vec<u8> = state.0.iter().flat_map(|w| w.to_be_bytes()).collect();
-                [&[3u8][..], &done.to_be_bytes(), &words].concat()
-            }
+            Partial::Digest { done, state } => [&[3u8][..], &done.to_be_bytes(), &state.to_bytes()].concat(),
         }
     }
 }
@@ -381,10 +379,11 @@ mod trace;
 
 pub use item::*;
 pub use journal::{JournalKey, JournalRoot};
+pub use memory::Frontier;
 pub use memory::{MEMORY_DEPTH, Words, memory_root};
 use memory::{padded, prove_words};
 pub use settle::{CommitState, CommitStep, EpilogueStep, verify_commit, verify_done, verify_epilogue};
-pub use sponge::{Sha256State, Sponge};
+pub use sponge::{DigestState, Ripemd160State, Sha256State, Sponge};
 pub use step::*;
 pub use touches::{
     MAX_CODE, MAX_INITCODE, MAX_STEP_RANGE, is_covered, is_stack_only, journal_keys, sub_steps,
@@ -404,7 +403,7 @@ pub fn step_name(state: &MachineState, top: &[U256]) -> String {
             done / SUB_STEP + 1,
             len.div_ceil(SUB_STEP)
         ),
-        Partial::Range { done, .. } | Partial::Sha256 { done, .. } => {
+        Partial::Range { done, .. } | Partial::Digest { done, .. } => {
             format!("{name}, part {} of {}", done / SUB_STEP + 1, sub_steps(state.opcode, top))
         }
         Partial::None if sub_steps(state.opcode, top) > 1 => {

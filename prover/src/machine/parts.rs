@@ -260,53 +260,78 @@ pub(super) fn sub_step_of(s: &MachineState, top: &[U256]) -> Option<u64> {
             let sponged = absorbed(s.opcode, top).is_some() || sponge == Sponge::default();
             (m > 1 && done > 0 && done.is_multiple_of(SUB_STEP) && c < m && sponged).then_some(c)
         }
-        Partial::Sha256 { done, .. } => {
+        Partial::Digest { done, state } => {
             let c = done / SUB_STEP;
             let hashed = super::touches::hashed_input(s.opcode, top).is_some();
-            (hashed && done > 0 && done.is_multiple_of(SUB_STEP) && c < m).then_some(c)
+            let of_callee = state.is_of(&super::touches::called(top));
+            (hashed && of_callee && done > 0 && done.is_multiple_of(SUB_STEP) && c < m).then_some(c)
         }
         Partial::CopyIn { .. } => None,
     }
 }
 
-/// A SHA-256 precompile call's sub-step before its last: the part of its
-/// input absorbed, nothing else (the call runs on the last sub-step). The
-/// first (`first`) carries the call's parts too: it ran the call to learn
-/// the precompile succeeds.
-pub(super) fn sha256_part(
+/// A long-input SHA-256, RIPEMD-160 or identity call's sub-step before
+/// its last: the part of its input absorbed, nothing else (the call runs
+/// on the last sub-step). The first (`first`) carries the call's parts
+/// too: it ran the call to learn the precompile succeeds.
+pub(super) fn digest_part(
     step: &InstructionStep,
     (start, end): (u64, u64),
     first: bool,
 ) -> Checked<InstructionVerdict> {
     let s = &step.state;
     if !first && (carries_frame_parts(step) || step.return_data.is_some()) {
-        return Err("a SHA-256 input's step carries its stack and memory words only".into());
+        return Err("a precompile input's step carries its stack and memory words only".into());
     }
     let [_, _, _, args_offset, ..] = step.top.as_slice() else { return Err("a call's operands".into()) };
     let offset = u64::try_from(*args_offset).map_err(|_| "a call's input offset")?;
     let mut state = match s.partial {
-        Partial::Sha256 { state, .. } => state,
-        _ => Sha256State::default(),
+        Partial::Digest { state, .. } => state,
+        _ => DigestState::start(&super::touches::called(&step.top))
+            .ok_or("not a call to SHA-256, RIPEMD-160 or identity")?,
     };
     state
         .absorb(&bytes_of(&step.memory, offset + start, offset + end))
         .ok_or("a part not of whole blocks")?;
-    let partial = Partial::Sha256 { done: end, state };
+    let partial = Partial::Digest { done: end, state };
     Ok(InstructionVerdict::Next(MachineState { index: s.index + 1, partial, ..s.clone() }.commitment()))
 }
 
-/// The hash a SHA-256 precompile call's last sub-step makes: the state
-/// its earlier sub-steps absorbed, finished over its last part.
-pub(super) fn sha256_digest(step: &InstructionStep, (start, end): (u64, u64)) -> Checked<B256> {
-    let [_, _, args_len, args_offset, ..] = step.top.as_slice() else {
+/// What a long-input call's last sub-step makes of the input its earlier
+/// sub-steps absorbed and its last part: the precompile's output (a
+/// hash), or for identity the output's tree root (the output is the
+/// input) and the output's first bytes its caller takes now (none when
+/// those are copied in sub-steps after the call).
+pub(super) fn digest_output(step: &InstructionStep, (start, end): (u64, u64)) -> Checked<DigestOutput> {
+    let [ret_len, _, args_len, args_offset, ..] = step.top.as_slice() else {
         return Err("a call's operands".into());
     };
     let (offset, len) = (u64::try_from(*args_offset), u64::try_from(*args_len));
     let (Ok(offset), Ok(len)) = (offset, len) else { return Err("a call's input".into()) };
-    let Partial::Sha256 { state, .. } = step.state.partial else {
-        return Err("not a SHA-256 input's sub-step".into());
+    let Partial::Digest { state, .. } = step.state.partial else {
+        return Err("not a precompile input's sub-step".into());
     };
-    Ok(state.finish(&bytes_of(&step.memory, offset + start, offset + end), len))
+    let hash = state
+        .finish(&bytes_of(&step.memory, offset + start, offset + end), len)
+        .ok_or("the input's words")?;
+    Ok(match state {
+        DigestState::Identity(_) => {
+            let n = (*ret_len).min(U256::from(len)).saturating_to::<u64>();
+            let now = if n <= SUB_STEP { bytes_of(&step.memory, offset, offset + n) } else { Vec::new() };
+            DigestOutput { bytes: now, tree: Some((Hash(hash.0), len)) }
+        }
+        _ => DigestOutput { bytes: hash.to_vec(), tree: None },
+    })
+}
+
+/// The output a long-input call's last sub-step gives its caller.
+pub(super) struct DigestOutput {
+    /// The bytes the precompile returns now: a hash, or the first bytes
+    /// of identity's output its caller takes (none if those are copied in
+    /// sub-steps after the call).
+    pub(super) bytes: Vec<u8>,
+    /// Identity's output: its tree's root and length (the return data).
+    pub(super) tree: Option<(Hash, u64)>,
 }
 
 /// The part a sub-step does: `None` for an instruction in one step.

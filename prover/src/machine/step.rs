@@ -392,7 +392,7 @@ pub fn instruction_step<R: ProvableState + Clone, I: TraceItem + ?Sized>(
         U256::ZERO
     };
     let memory = prove_words(&memory, touched_words(op, &top, &touch));
-    // a SHA-256 call's sub-step between its first and its last carries
+    // a long-input precompile call's sub-step between its first and its last carries
     // its input's part and its stack only (the first runs the call)
     let absorbing =
         hashed_input(op, &top).zip(part).is_some_and(|(len, (start, end))| start > 0 && end != len);
@@ -532,18 +532,24 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
         return Err("memory past its size is zero".into());
     }
     let hashed = hashed_input(s.opcode, &step.top);
+    // what a long-input call's last sub-step makes of its input
+    let mut digest_tree = None;
     match (part, hashed) {
-        // a SHA-256 precompile call with a long input: its first sub-step
-        // runs the call, which stands only if the precompile did not
+        // a SHA-256, RIPEMD-160 or identity call with a long input: its
+        // first sub-step runs the call (the precompile charging its gas,
+        // reading nothing), which stands only if the precompile did not
         // succeed (else it absorbs the first part: below); the next ones
         // absorb a part each; on the last the call runs again, the
-        // precompile giving the hash they made
+        // precompile giving what they made
         (Some(part), Some(len)) if part.0 > 0 && part.1 != len => {
-            return super::parts::sha256_part(step, part, false);
+            return super::parts::digest_part(step, part, false);
         }
         (Some(part), Some(len)) if part.1 == len => {
-            precompiles.sha256 = Some(super::parts::sha256_digest(step, part)?)
+            let output = super::parts::digest_output(step, part)?;
+            precompiles.charged = Some(output.bytes.into());
+            digest_tree = output.tree;
         }
+        (Some(_), Some(_)) => precompiles.charged = Some(Default::default()),
         (Some(part), None) if c > 0 => {
             // the first sub-step grew memory over the whole range
             super::parts::within_memory(s, &step.top)?;
@@ -664,19 +670,23 @@ fn verify(step: &InstructionStep, agreed: &Hash, env: &StepEnv) -> Checked<Instr
     }
     let action = interp.bytecode.action().take();
     interp.bytecode.reset_action();
-    let mut next = Next { step, opened: &opened, tree: &mut tree, shard: env.params.shard };
+    let mut next =
+        Next { step, opened: &opened, tree: &mut tree, shard: env.params.shard, digest_tree: None };
     match action {
         Some(InterpreterAction::NewFrame(revm::interpreter::FrameInput::Call(inputs))) => {
             if step.caller.is_some() {
                 return Err("a call carries no caller".into());
             }
+            next.digest_tree = digest_tree;
             let verdict =
                 guarded(|| frames::enter(&mut next, &mut interp, &mut host, &mut precompiles, inputs));
             match (part, hashed) {
-                // the first sub-step of a SHA-256 call whose precompile
+                // the first sub-step of a long-input call whose precompile
                 // succeeded (and so paid for every word): it absorbs
-                (Some(part), Some(_)) if c == 0 && precompiles.sha256_ok == Some(true) && verdict.is_ok() => {
-                    super::parts::sha256_part(step, part, true)
+                (Some(part), Some(len))
+                    if part.1 != len && precompiles.charged_ok == Some(true) && verdict.is_ok() =>
+                {
+                    super::parts::digest_part(step, part, true)
                 }
                 _ => verdict,
             }
@@ -756,6 +766,9 @@ pub(super) struct Next<'a> {
     pub(super) tree: &'a mut PartialTree,
     /// The shard the item runs on (its messages' source).
     pub(super) shard: bridge::ShardId,
+    /// A long-input identity call's output (its input), by the tree its
+    /// sub-steps built: root and length.
+    pub(super) digest_tree: Option<(Hash, u64)>,
 }
 
 impl Next<'_> {

@@ -94,17 +94,23 @@ pub(super) fn ranged_len(opcode: u8, top: &[U256]) -> Option<u64> {
     small(len)
 }
 
-/// The SHA-256 precompile's address.
-pub(super) const SHA256: Address = Address::with_last_byte(2);
+/// The identity precompile's address.
+pub(super) const IDENTITY: Address = Address::with_last_byte(4);
 
-/// For a call to the SHA-256 precompile (given the stack words it reads)
-/// whose input is longer than a part: the input's length. Its input is
-/// absorbed a part a sub-step before the call itself runs.
+/// Whether `address` is SHA-256's, RIPEMD-160's or identity's precompile:
+/// those whose long input runs in sub-steps ([`Partial::Digest`]).
+pub(super) fn is_digest(address: &Address) -> bool {
+    DigestState::start(address).is_some()
+}
+
+/// For a call to SHA-256, RIPEMD-160 or identity (given the stack words
+/// it reads) whose input is longer than a part: the input's length. Its
+/// input is absorbed a part a sub-step before the call itself runs.
 pub(super) fn hashed_input(opcode: u8, top: &[U256]) -> Option<u64> {
     match (opcode, top) {
         (0xf1 | 0xf2, [_, _, args_len, args_offset, _, to, _])
         | (0xf4 | 0xfa, [_, _, args_len, args_offset, to, _])
-            if Address::from_word(B256::from(*to)) == SHA256 && small(args_offset).is_some() =>
+            if is_digest(&Address::from_word(B256::from(*to))) && small(args_offset).is_some() =>
         {
             small(args_len).filter(|len| *len > SUB_STEP)
         }
@@ -114,7 +120,8 @@ pub(super) fn hashed_input(opcode: u8, top: &[U256]) -> Option<u64> {
 
 /// How many steps an instruction takes when its first does not halt it:
 /// one per [`SUB_STEP`] bytes of a KECCAK256's, a log's or a copy's range
-/// or of a SHA-256 precompile call's input, one for any other.
+/// or of a SHA-256, RIPEMD-160 or identity call's input, one for any
+/// other.
 pub fn sub_steps(opcode: u8, top: &[U256]) -> u64 {
     ranged_len(opcode, top).or(hashed_input(opcode, top)).map_or(1, |len| len.div_ceil(SUB_STEP).max(1))
 }
@@ -274,21 +281,28 @@ pub(super) fn touched_words(opcode: u8, top: &[U256], touch: &Touch) -> Vec<u64>
         (0x37 | 0x39 | 0x3e, [len, _, dest]) => cut(dest, len),
         (0x3c, [len, _, dest, _]) => cut(dest, len),
         (0x5e, [len, src, dest]) => [cut(dest, len), cut(src, len)].concat(),
-        // a precompile's input and the range its output is copied to (a
-        // call naming a longer one halts before touching memory)
-        // SHA-256's: its input a part a sub-step, and the 32 bytes of its
-        // hash once the call runs (on the last)
+        // SHA-256's, RIPEMD-160's and identity's input, a part a sub-step
+        // when long; once the call runs (on the last), the output's range
+        // the caller takes now: a hash's 32 bytes, or identity's input
+        // (its output) as far as the caller takes it, if one step moves
+        // that much (else it is copied after, in sub-steps)
         (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..])
-            if touch.precompile && called(top) == SHA256 =>
+            if touch.precompile && is_digest(&called(top)) =>
         {
-            let ret = (*ret_len).min(U256::from(32));
             let last = touch.part.is_none_or(|(_, end)| hashed_input(opcode, top) == Some(end));
             let mut words = cut(args_offset, args_len);
-            if last {
-                words.extend(range_words(ret_offset, &ret));
+            if last && called(top) == IDENTITY {
+                if let Some(n) = (*ret_len).min(*args_len).try_into().ok().filter(|n: &u64| *n <= SUB_STEP) {
+                    words.extend(range_words(args_offset, &U256::from(n)));
+                    words.extend(range_words(ret_offset, &U256::from(n)));
+                }
+            } else if last {
+                words.extend(range_words(ret_offset, &(*ret_len).min(U256::from(32))));
             }
             words
         }
+        // any other precompile's input and the range its output is copied
+        // to (a call naming a longer one halts before touching memory)
         (0xf1 | 0xf2 | 0xf4 | 0xfa, [ret_len, ret_offset, args_len, args_offset, ..]) if touch.precompile => {
             if long(ret_len) || long(args_len) {
                 vec![]

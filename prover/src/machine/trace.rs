@@ -64,6 +64,9 @@ struct OpenFrame {
     calldata: Option<DataRef>,
     /// Its last return data.
     return_data: DataRef,
+    /// Whether RIPEMD-160's account was touched when it opened (see
+    /// [`Tracer::frame_end`]).
+    ripemd_touched: bool,
 }
 
 /// Counts instructions and snapshots the requested ones.
@@ -134,7 +137,8 @@ pub(super) struct Tracer {
     /// The long instruction running ([`Partial::Range`]): its sub-steps
     /// past the first are counted once it did not halt.
     long: Option<Long>,
-    /// A call to SHA-256 with a long input about to run ([`Partial::Sha256`]).
+    /// A call to SHA-256, RIPEMD-160 or identity with a long input about
+    /// to run ([`Partial::Digest`]).
     hashed: Option<Long>,
     /// A callee's output being copied into its caller in sub-steps
     /// ([`Partial::CopyIn`]) whose states are asked for: taken at the
@@ -188,6 +192,14 @@ pub(super) struct Frame {
 }
 
 type ShardContext<R> = Context<BlockEnv, TxEnv, CfgEnv, Overlay<R>>;
+
+/// RIPEMD-160's precompile address.
+const RIPEMD160: Address = Address::with_last_byte(3);
+
+/// Whether RIPEMD-160's account is touched in the journal now.
+fn ripemd_touched<R: DatabaseRef<Error = Error>>(ctx: &ShardContext<R>) -> bool {
+    ctx.journaled_state.inner.state.get(&RIPEMD160).is_some_and(|a| a.is_touched())
+}
 
 /// The opcodes the tracer looks at beyond counting: the calls, the
 /// creates, RETURN and REVERT, and those a long range splits into
@@ -377,16 +389,21 @@ impl Tracer {
 
     /// The frame `frames` opened (calldata `calldata` if the instruction
     /// that opened it is known, else the transaction's frame).
-    fn open(&mut self, calldata: impl FnOnce() -> DataRef) {
+    fn open(&mut self, calldata: impl FnOnce() -> DataRef, ripemd_touched: bool) {
         let frame = match self.pending.take() {
-            Some(s) => {
-                OpenFrame { suspended: Some(s), record: None, calldata: None, return_data: DataRef::empty() }
-            }
+            Some(s) => OpenFrame {
+                suspended: Some(s),
+                record: None,
+                calldata: None,
+                return_data: DataRef::empty(),
+                ripemd_touched,
+            },
             None => OpenFrame {
                 suspended: None,
                 record: None,
                 calldata: Some(calldata()),
                 return_data: DataRef::empty(),
+                ripemd_touched,
             },
         };
         self.frames.push(frame);
@@ -408,14 +425,21 @@ impl Tracer {
             self.kept_ended = true;
         }
         let closed = self.frames.pop();
+        // a long-input identity call's output (its input) reaches its
+        // caller as a returning frame's does
+        let identity = ok
+            && self
+                .hashed
+                .as_ref()
+                .is_some_and(|h| super::touches::called(&h.top) == super::touches::IDENTITY);
         if self.hashed.is_some() {
-            // the frame a long-input SHA-256 call opened: its precompile's end
+            // the frame a long-input precompile call opened: its precompile's end
             self.hashed_end(ok);
         }
         let returned = self.output.take().filter(|o| o.len == output.len() as u64);
         // an output longer than a step moves reaches the caller's memory
         // in sub-steps of the caller
-        if let (Some(s), true) = (closed.and_then(|f| f.suspended), returned.is_some())
+        if let (Some(s), true) = (closed.and_then(|f| f.suspended), returned.is_some() || identity)
             && !s.create
             && (output.len() as u64).min(s.ret_len) > SUB_STEP
         {
@@ -516,7 +540,8 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             // the transaction's frame: its checkpoint is the journal now
             self.checkpoint = self.journal(ctx);
         }
-        self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)));
+        let touched = ripemd_touched(ctx);
+        self.open(|| DataRef::of_bytes(&inputs.input.bytes(ctx)), touched);
         None
     }
 
@@ -530,7 +555,8 @@ impl<R: DatabaseRef<Error = Error>> Inspector<ShardContext<R>, EthInterpreter> f
             self.checkpoint = self.journal(ctx);
             self.top_create = Some(ctx.journaled_state.inner.logs.len());
         }
-        self.open(DataRef::empty);
+        let touched = ripemd_touched(ctx);
+        self.open(DataRef::empty, touched);
         None
     }
 
@@ -557,6 +583,18 @@ impl Tracer {
         result: revm::interpreter::InstructionResult,
         gas: &revm::interpreter::Gas,
     ) {
+        // Ethereum's one exception to a revert (revm's
+        // `JournalEntry::AccountTouched`): RIPEMD-160's account stays
+        // touched, a relic of a 2016 consensus bug. A touch changes no state
+        // here (a shard holds no empty account: EIP-161 and its genesis
+        // keep it so), so level 2 reverts it as any other and its journal
+        // holds RIPEMD-160's account only as the frame's checkpoint did
+        if !result.is_ok()
+            && self.frames.last().is_some_and(|f| !f.ripemd_touched)
+            && let Some(account) = ctx.journaled_state.inner.state.get_mut(&RIPEMD160)
+        {
+            account.unmark_touch();
+        }
         let end = (self.frames.len() == 1).then(|| self.journal(ctx));
         if end.is_some() && self.keep_end_journal {
             let inner = &ctx.journaled_state.inner;
@@ -611,7 +649,7 @@ impl Tracer {
         if self.check_coverage && self.uncovered.is_none() {
             self.check(index, opcode);
         }
-        // a call to SHA-256 with a long input: its sub-steps absorb the
+        // a call to SHA-256, RIPEMD-160 or identity with a long input: its sub-steps absorb the
         // input before the call runs, on the last of them
         if super::touches::is_call(opcode) {
             self.hashed_call(index, opcode, interp, ctx);
@@ -624,7 +662,7 @@ impl Tracer {
         self.rewatch();
     }
 
-    /// Before a call: if it is to SHA-256 with an input longer than a
+    /// Before a call: if it is to SHA-256, RIPEMD-160 or identity with an input longer than a
     /// part, what its sub-steps past the first need should the precompile
     /// run and succeed (only then are they counted, at its frame's end:
     /// [`Tracer::hashed_end`]); the call itself runs as any call does.
@@ -668,7 +706,7 @@ impl Tracer {
         Long { index, steps, opcode, top, before }
     }
 
-    /// The SHA-256 precompile a long-input call ran ended (`ok`: it
+    /// The precompile a long-input call ran ended (`ok`: it
     /// succeeded, paying for every word): its sub-steps past the first are
     /// counted, and those asked for taken (the state before the call, `c`
     /// parts of the input absorbed). A failed precompile needs no hash:
@@ -683,7 +721,7 @@ impl Tracer {
                     .map(|i| memory.get(i).copied().unwrap_or(0))
                     .collect()
             };
-            let mut state = Sha256State::default();
+            let Some(mut state) = DigestState::start(&super::touches::called(&call.top)) else { return };
             for c in 1..call.steps {
                 let j = call.index + c;
                 let (a, b) = super::touches::part(call.opcode, &call.top, c - 1).unwrap_or_default();
@@ -695,7 +733,7 @@ impl Tracer {
                     self.kept = Some(frame.clone());
                 }
                 if self.wanted.get(self.cursor) == Some(&j) {
-                    let partial = Partial::Sha256 { done: c * SUB_STEP, state };
+                    let partial = Partial::Digest { done: c * SUB_STEP, state };
                     self.states.push(MachineState { index: j, partial, ..before.clone() });
                     self.cursor += 1;
                 }

@@ -16,7 +16,9 @@ use crate::support::{params, sign_1559, signer};
 
 const OTHER: Address = Address::repeat_byte(0xc1);
 const SHA256: Address = Address::with_last_byte(2);
+const RIPEMD160: Address = Address::with_last_byte(3);
 const IDENTITY: Address = Address::with_last_byte(4);
+const BN_ADD: Address = Address::with_last_byte(6);
 
 /// PUSH4 `v`.
 fn push(v: u32) -> Vec<u8> {
@@ -195,11 +197,12 @@ fn a_long_instruction_its_gas_cannot_pay_halts_on_its_first_step() {
     }
 }
 
-/// The rule left: a call to a precompile but SHA-256 (here identity)
-/// with an input past 128 KiB halts (on Ethereum it runs); the same input
-/// to a contract runs as on Ethereum.
+/// The rule left: a call to a precompile but SHA-256, RIPEMD-160 and
+/// identity (here BN254's addition) with an input past 128 KiB halts (on
+/// Ethereum it runs); the same input to a contract, or to identity, runs
+/// as on Ethereum.
 #[test]
-fn only_a_precompiles_input_keeps_the_range_rule() {
+fn only_other_precompiles_keep_the_range_rule() {
     let call = |to: Address| {
         let mut c = with_ops(&[32, 0, 140_000, 0]);
         c.extend(push_address(to));
@@ -208,7 +211,8 @@ fn only_a_precompiles_input_keeps_the_range_rule() {
     };
     let contracts = [(TARGET, call(OTHER), vec![]), (OTHER, vec![0x00], vec![])];
     as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 1_000_000));
-    let contracts = [(TARGET, call(IDENTITY), vec![])];
+    as_on_ethereum(&[(TARGET, call(IDENTITY), vec![])], &tx_to(TARGET, vec![], 1_000_000));
+    let contracts = [(TARGET, call(BN_ADD), vec![])];
     let tx = tx_to(TARGET, vec![], 1_000_000);
     let s = state(&contracts);
     let exec = crate::machine::level_one_run(&s, 0, &tx);
@@ -259,55 +263,144 @@ fn a_lie_inside_a_long_instruction_is_refuted_by_its_sub_step() {
     }
 }
 
-/// The SHA-256 precompile over inputs longer than a part (and past the
-/// 128 KiB that still bounds the other precompiles): its input absorbed a
-/// part a sub-step, the call on the last; the hash, the gas and the logs
-/// are Ethereum's, every sub-step is upheld, and a lie inside is refuted.
+/// A call to `to` (gas `gas`, or all it may forward) over the input
+/// `[1, 1 + len)` (its own code copied to 3, zeros past it) with its
+/// output copied to `ret`; logs the call's success, the output's first
+/// word, and for a long output range the hash of that range.
+fn precompile_call(to: Address, len: u32, gas: Option<u32>, (ret_offset, ret_len): (u32, u32)) -> Vec<u8> {
+    let mut c = with(&[9_000, 0, 3], 0x39);
+    c.extend(with_ops(&[ret_len, ret_offset, len, 1]));
+    c.extend(push_address(to));
+    match gas {
+        Some(g) => c.extend(push(g)),
+        None => c.push(0x5a),
+    }
+    c.push(0xfa);
+    c.extend(with(&[0, 0], 0xa1)); // LOG1 the success
+    c.extend(with(&[ret_offset], 0x51));
+    c.extend(with(&[0, 0], 0xa1)); // LOG1 the output's first word
+    if ret_len > 32 && to == IDENTITY {
+        c.extend(hash_and_log(ret_offset, ret_len));
+    }
+    padded(c, 9_000)
+}
+
+/// SHA-256, RIPEMD-160 and identity over inputs longer than a part (and
+/// past 128 KiB): the input absorbed a part a sub-step (identity's into
+/// its output's word tree), the call on the last, identity's long output
+/// copied into the caller in sub-steps after it; the output, the gas and
+/// the logs are Ethereum's, every sub-step is upheld and no step carries
+/// more than a part of the input. The precompile charges for the input's
+/// length without reading it: a call given exactly its price succeeds and
+/// one given a unit less fails, as on Ethereum.
 #[test]
-fn a_long_sha256_input_is_absorbed_in_sub_steps() {
-    // CODECOPY its own code to 3 (data to hash), STATICCALL SHA-256 over
-    // [1, 1 + len) into [0, 32) (a long range: only 32 bytes are written),
-    // LOG1 the hash word as a topic
-    let sha = |len: u32| {
-        let mut c = with(&[9_000, 0, 3], 0x39);
-        c.extend(with_ops(&[200_000, 0, len, 1]));
-        c.extend(push_address(SHA256));
-        c.extend([0x5a, 0xfa, 0x50]);
-        c.extend(with(&[0], 0x51)); // MLOAD 0
-        c.extend(with(&[0, 0], 0xa1));
-        padded(c, 9_000)
+fn a_long_precompile_input_is_absorbed_in_sub_steps() {
+    let price = |to: Address, len: u32| {
+        let words = len.div_ceil(32);
+        match to {
+            SHA256 => 60 + 12 * words,
+            RIPEMD160 => 600 + 120 * words,
+            _ => 15 + 3 * words,
+        }
     };
+    let mut cases = Vec::new();
+    for to in [SHA256, RIPEMD160] {
+        for len in [4_353u32, 20_000, 140_000] {
+            cases.push((to, len, None, (0, 200_000)));
+        }
+        cases.push((to, 20_000, Some(price(to, 20_000)), (0, 32)));
+        cases.push((to, 20_000, Some(price(to, 20_000) - 1), (0, 32)));
+    }
     for len in [4_353u32, 20_000, 140_000] {
-        let contracts = [(TARGET, sha(len), vec![])];
+        cases.push((IDENTITY, len, None, (200_003, len)));
+    }
+    for ret in [(7, 0), (7, 32), (7, 4_352), (7, 4_353), (7, 9_000), (200_000, 1_000_000)] {
+        cases.push((IDENTITY, 20_000, None, ret));
+    }
+    cases.push((IDENTITY, 20_000, Some(price(IDENTITY, 20_000)), (7, 20_000)));
+    cases.push((IDENTITY, 20_000, Some(price(IDENTITY, 20_000) - 1), (7, 20_000)));
+    for (to, len, gas, ret) in cases {
+        let contracts = [(TARGET, precompile_call(to, len, gas, ret), vec![])];
         let tx = tx_to(TARGET, vec![], 3_000_000);
+        let name = format!("{to} over {len} bytes, gas {gas:?}, into {ret:?}");
         let (n, largest) = as_on_ethereum(&contracts, &tx);
-        assert!(n > 10, "{len}: {n} steps");
-        assert!(largest < 64 << 10, "{len}: the largest step is {largest} bytes");
+        let parted = gas.is_none_or(|g| g == price(to, len));
+        assert!(!parted || n > len as u64 / 4_352, "{name}: {n} steps");
+        assert!(largest < 64 << 10, "{name}: the largest step is {largest} bytes");
     }
     // a call forwarding no gas: the precompile fails, paying nothing for
     // the words, so its input is never absorbed: one step, not 230
-    let mut starved = with_ops(&[32, 0, 1_000_000, 1]);
-    starved.extend(push_address(SHA256));
-    // gas 0, STATICCALL, SSTORE 0 := its success, STOP
-    starved.extend([0x60, 0x00, 0xfa, 0x60, 0x00, 0x55, 0x00]);
-    let contracts = [(TARGET, starved.clone(), vec![])];
-    let tx = tx_to(TARGET, vec![], 3_000_000);
-    let (n, _) = as_on_ethereum(&contracts, &tx);
-    assert!(n < 20, "a failed precompile's call is one step: {n} steps");
-    let s = state(&[(TARGET, sha(20_000), vec![])]);
-    let tx = tx_to(TARGET, vec![], 3_000_000);
-    let t = trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..100).collect::<Vec<_>>()).unwrap();
-    use prover::machine::Partial;
-    let at: Vec<u64> = (0..t.states.len())
-        .filter(|j| matches!(t.states[*j].partial, Partial::Sha256 { .. }))
-        .map(|j| j as u64 + 1)
-        .collect();
-    assert_eq!(at.len(), 4, "20,000 bytes: five sub-steps, four past the first");
-    for at in [at[1], at[3]] {
-        let lied = play(&s, &tx, 4, &liar(at), &first_disputed);
-        assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{:?}", lied.verdict);
-        let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
-        assert_eq!(honest.step, lied.step);
-        assert_eq!(honest.verdict, StepVerdict::Upheld);
+    for to in [SHA256, RIPEMD160, IDENTITY] {
+        let mut starved = with_ops(&[32, 0, 1_000_000, 1]);
+        starved.extend(push_address(to));
+        // gas 0, STATICCALL, SSTORE 0 := its success, STOP
+        starved.extend([0x60, 0x00, 0xfa, 0x60, 0x00, 0x55, 0x00]);
+        let contracts = [(TARGET, starved.clone(), vec![])];
+        let tx = tx_to(TARGET, vec![], 3_000_000);
+        let (n, _) = as_on_ethereum(&contracts, &tx);
+        assert!(n < 20, "{to}: a failed precompile's call is one step: {n} steps");
     }
+}
+
+/// In the game: a lie in the middle of a long SHA-256, RIPEMD-160 or
+/// identity input, and in the copy of identity's long output into its
+/// caller, is refuted by the sub-step there, and an honest defender a
+/// griefer drives there wins with it.
+#[test]
+fn a_lie_inside_a_long_precompile_input_is_refuted_by_its_sub_step() {
+    use prover::machine::Partial;
+    for to in [SHA256, RIPEMD160, IDENTITY] {
+        let s = state(&[(TARGET, precompile_call(to, 20_000, None, (25_000, 20_000)), vec![])]);
+        let tx = tx_to(TARGET, vec![], 3_000_000);
+        let t =
+            trace_transaction(s.reader(0).unwrap(), &params(1), &tx, &(0..100).collect::<Vec<_>>()).unwrap();
+        let at = |f: &dyn Fn(&Partial) -> bool| -> Vec<u64> {
+            (0..t.states.len()).filter(|j| f(&t.states[*j].partial)).map(|j| j as u64 + 1).collect()
+        };
+        let absorbing = at(&|p| matches!(p, Partial::Digest { .. }));
+        assert_eq!(absorbing.len(), 4, "{to}: 20,000 bytes: five sub-steps, four past the first");
+        let mut lies = vec![absorbing[1], absorbing[3]];
+        if to == IDENTITY {
+            let copying = at(&|p| matches!(p, Partial::CopyIn { .. }));
+
+            lies.push(copying[2]);
+        }
+        for at in lies {
+            let lied = play(&s, &tx, 4, &liar(at), &first_disputed);
+            assert!(matches!(lied.verdict, StepVerdict::Refuted { .. }), "{to} at {at}: {:?}", lied.verdict);
+            let honest = play(&s, &tx, 4, &|_, truth| truth, &towards(at));
+            assert_eq!(honest.step, lied.step);
+            assert_eq!(honest.verdict, StepVerdict::Upheld, "{to} at {at}");
+        }
+    }
+}
+
+/// Ethereum's one exception to a revert: RIPEMD-160's account stays
+/// touched (revm keeps its touch). It changes no state, and level 2
+/// reverts that touch as any other: a frame that calls RIPEMD-160 and
+/// reverts, a call to RIPEMD-160 too poor to run, and both nested under
+/// a frame that succeeds each run as on Ethereum with every step upheld.
+#[test]
+fn a_reverted_touch_of_ripemd160_is_upheld_at_level_two() {
+    // OTHER: STATICCALL RIPEMD-160 over 64 bytes (all the gas), then a
+    // call to it with 10 gas (it fails), then REVERT
+    let mut other = with_ops(&[32, 0, 64, 0]);
+    other.extend(push_address(RIPEMD160));
+    other.extend([0x5a, 0xfa, 0x50]);
+    other.extend(with_ops(&[32, 0, 64, 0]));
+    other.extend(push_address(RIPEMD160));
+    other.extend(push(10));
+    other.extend([0xfa, 0x50]);
+    other.extend(with(&[0, 0], 0xfd));
+    // TARGET: CALL OTHER, SSTORE 0 := its success, then the same poor
+    // call to RIPEMD-160 itself
+    let mut code = with_ops(&[0, 0, 0, 0, 0]);
+    code.extend(push_address(OTHER));
+    code.extend([0x5a, 0xf1, 0x60, 0x00, 0x55]);
+    code.extend(with_ops(&[32, 0, 64, 0]));
+    code.extend(push_address(RIPEMD160));
+    code.extend(push(10));
+    code.extend([0xfa, 0x60, 0x01, 0x55, 0x00]);
+    let contracts = [(TARGET, code, vec![]), (OTHER, other, vec![])];
+    as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 1_000_000));
 }

@@ -270,9 +270,10 @@ mod random_items {
         Log(u8),
         Pay(u8, u8),
         Balance(u8),
-        /// KECCAK256, MCOPY up, CALLDATACOPY, LOG1, MCOPY down or a
-        /// SHA-256 precompile call (`.0`) over `RANGES[.1]` bytes: around
-        /// one sub-step, and past the 128 KiB limit of `stf_version` 4.
+        /// KECCAK256, MCOPY up, CALLDATACOPY, LOG1, MCOPY down, or a call
+        /// to SHA-256, RIPEMD-160 or identity (its output copied back over
+        /// the input's range) (`.0`) over `RANGES[.1]` bytes: around one
+        /// sub-step, and past the 128 KiB limit of `stf_version` 4.
         Range(u8, usize),
     }
 
@@ -286,7 +287,7 @@ mod random_items {
             1 => (0u8..3).prop_map(Op::Log),
             1 => (0u8..4, 0u8..40).prop_map(|(to, v)| Op::Pay(to, v)),
             1 => (0u8..4).prop_map(Op::Balance),
-            1 => (0u8..6, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
+            1 => (0u8..8, 0..RANGES.len()).prop_map(|(k, l)| Op::Range(k, l)),
         ]
     }
 
@@ -326,11 +327,20 @@ mod random_items {
                         2 => c.extend([&len[..], &[0x60, 0x00, 0x60, 0x40, 0x37]].concat()),
                         3 => c.extend([&[0x60, 0x09][..], &len, &[0x60, 0x07, 0xa1]].concat()),
                         4 => c.extend([&len[..], &[0x61, 0x01, 0x05, 0x60, 0x05, 0x5e]].concat()),
-                        // STATICCALL SHA-256 over [0x11, 0x11 + len) into [0x40, 0x60), POP
-                        _ => {
+                        // STATICCALL SHA-256 or RIPEMD-160 over [0x11, 0x11 +
+                        // len) into [0x40, 0x60), POP
+                        5 | 6 => {
                             c.extend([0x60, 0x20, 0x60, 0x40]);
                             c.extend(len);
-                            c.extend([0x60, 0x11, 0x60, 0x02, 0x5a, 0xfa, 0x50]);
+                            c.extend([0x60, 0x11, 0x60, kind - 3, 0x5a, 0xfa, 0x50]);
+                        }
+                        // STATICCALL identity over [0x11, 0x11 + len) into
+                        // [0x40, 0x40 + len), POP
+                        _ => {
+                            c.extend(len);
+                            c.extend([0x60, 0x40]);
+                            c.extend(len);
+                            c.extend([0x60, 0x11, 0x60, 0x04, 0x5a, 0xfa, 0x50]);
                         }
                     }
                 }

@@ -31,6 +31,10 @@ fn bad_config_files_and_flags_are_clear_errors() {
         ("block_time_ms = \"fast\"\n", "block_time_ms"),
         ("no_such_option = 1\n", "no_such_option"),
         ("block_time_ms = 0\n", "block_time_ms must be > 0"),
+        (
+            "[[genesis]]\naddress = \"0x0000000000000000000000000000000000000003\"\nbalance = \"0x0\"\n",
+            "an empty account cannot be in genesis",
+        ),
     ];
     for (text, expect) in cases {
         let file = dir.path().join("bad.toml");

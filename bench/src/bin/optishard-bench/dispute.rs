@@ -560,17 +560,79 @@ fn level2_round_figures(w: &Workload) -> Result<serde_json::Value> {
             11 + 30,
             &Extra { slots: 0, other: Some(code_padded(&[0x62, 0x04, 0x00, 0x00, 0x60, 0x00, 0xf3])) },
         )?,
-        // a precompile but SHA-256 runs on its whole input in one step:
-        // identity of 128 KiB (`prover::ranges::MAX_RANGE`, past which the
-        // call halts)
+        // identity of 1 MiB: its input absorbed a part a sub-step into its
+        // output's word tree, the call on the last (the caller taking 32
+        // bytes); of 512 KiB into a 512 KiB range, the output copied in
+        // after the call a part a sub-step
         instruction_step_figure(
             w,
-            "precompile (identity of 128 KiB)",
-            &code_padded(&[
-                0x60, 0x20, 0x60, 0x00, 0x62, 0x02, 0x00, 0x00, 0x60, 0x00, 0x60, 0x04, 0x5a, 0xfa, 0x00,
-            ]),
+            "precompile (identity of 1 MiB): first sub-step",
+            &code_padded(&identity_call(0x10_0000, 0x20)),
             &[],
             6,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (identity of 1 MiB): a middle sub-step",
+            &code_padded(&identity_call(0x10_0000, 0x20)),
+            &[],
+            6 + 120,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (identity of 1 MiB): the call, last sub-step",
+            &code_padded(&identity_call(0x10_0000, 0x20)),
+            &[],
+            6 + 240,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (identity of 512 KiB): output copied in, middle",
+            &code_padded(&identity_call(0x8_0000, 0x8_0000)),
+            &[],
+            6 + 121 + 60,
+            &Extra::default(),
+        )?,
+        // RIPEMD-160 of 1 MiB, as SHA-256
+        instruction_step_figure(
+            w,
+            "precompile (RIPEMD-160 of 1 MiB): a middle sub-step",
+            &code_padded(&[
+                0x60, 0x20, 0x60, 0x00, 0x62, 0x10, 0x00, 0x00, 0x60, 0x00, 0x60, 0x03, 0x5a, 0xfa, 0x00,
+            ]),
+            &[],
+            6 + 120,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (RIPEMD-160 of 1 MiB): the call, last sub-step",
+            &code_padded(&[
+                0x60, 0x20, 0x60, 0x00, 0x62, 0x10, 0x00, 0x00, 0x60, 0x00, 0x60, 0x03, 0x5a, 0xfa, 0x00,
+            ]),
+            &[],
+            6 + 240,
+            &Extra::default(),
+        )?,
+        // a precompile but those three runs on its whole input in one
+        // step, its curve arithmetic and all: BN254's pairing
+        instruction_step_figure(
+            w,
+            "precompile (BN254 pairing, 2 pairs)",
+            &code_padded(&calldata_to_precompile(8)),
+            &bn254_pairs(2),
+            10,
+            &Extra::default(),
+        )?,
+        instruction_step_figure(
+            w,
+            "precompile (BN254 pairing, 32 pairs)",
+            &code_padded(&calldata_to_precompile(8)),
+            &bn254_pairs(32),
+            10,
             &Extra::default(),
         )?,
         // SHA-256 of 1 MiB: its input absorbed a part a sub-step, the call
@@ -769,6 +831,40 @@ struct Extra {
 /// One instruction step's figures: the step of instruction `j` of a call
 /// with `calldata` to a contract with `code`, its encoded size and the
 /// referee's verification time.
+/// STATICCALL identity over `[0, len)` into `[len, len + ret_len)` with
+/// all the gas, then STOP (the call is instruction 6).
+fn identity_call(len: u32, ret_len: u32) -> Vec<u8> {
+    let (l, r) = (len.to_be_bytes(), ret_len.to_be_bytes());
+    vec![
+        0x62, r[1], r[2], r[3], 0x62, l[1], l[2], l[3], 0x62, l[1], l[2], l[3], 0x60, 0x00, 0x60, 0x04, 0x5a,
+        0xfa, 0x00,
+    ]
+}
+
+/// Copies the calldata to memory and STATICCALLs precompile `at` over it
+/// into `[0, 32)` with all the gas, then STOP (the call is instruction 10).
+fn calldata_to_precompile(at: u8) -> Vec<u8> {
+    vec![
+        0x36, 0x60, 0x00, 0x60, 0x00, 0x37, 0x60, 0x20, 0x60, 0x00, 0x36, 0x60, 0x00, 0x60, at, 0x5a, 0xfa,
+        0x00,
+    ]
+}
+
+/// `n` pairs of BN254's generators of G1 and G2 (EIP-197's encoding).
+fn bn254_pairs(n: usize) -> Vec<u8> {
+    let word = |dec: &str| U256::from_str_radix(dec, 10).expect("a field element").to_be_bytes::<32>();
+    let pair: Vec<u8> = [
+        word("1"),
+        word("2"),
+        word("11559732032986387107991004021392285783925812861821192530917403151452391805634"),
+        word("10857046999023057135944570762232829481370756359578518086990519993285655852781"),
+        word("4082367875863433681332203403145435568316851327593401208105741076214120093531"),
+        word("8495653923123431417604973247489272438418190587263600148770280649306958101930"),
+    ]
+    .concat();
+    pair.repeat(n)
+}
+
 fn instruction_step_figure(
     w: &Workload,
     name: &str,
