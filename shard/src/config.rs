@@ -203,6 +203,7 @@ pub(crate) fn genesis(
 /// The genesis header a node with `config` writes (computed in memory):
 /// what a network's [`ChainSpec::shard_genesis`] lists.
 pub fn genesis_header(config: &ShardConfig) -> Result<ShardHeader> {
+    config.validate()?;
     let state = AuthState::new(std::sync::Arc::new(prover::MemStore::default()));
     Ok(genesis(config, &state)?.0)
 }

@@ -104,7 +104,7 @@ pub(super) fn enter(
         _ => (DataRef::of_bytes(&result.output).hash(), None),
     };
     let range = if copy_in.is_some() { ret.start..ret.start } else { ret };
-    resume(interp, host, result, range)?;
+    resume(interp, host, result, range, inputs.charged_new_account_state_gas)?;
     let mut after = next.after(interp, journal, output);
     after.partial = copy_in.unwrap_or_default();
     Ok(InstructionVerdict::Next(after.commitment()))
@@ -297,9 +297,12 @@ fn resume(
     host: &mut StepHost,
     result: InterpreterResult,
     range: std::ops::Range<usize>,
+    charged_new_account_state_gas: bool,
 ) -> Checked<()> {
     let data = FrameData::Call(CallFrame { return_memory_range: range.clone() });
-    return_to(interp, host, data, FrameResult::Call(CallOutcome::new(result, range)))
+    let mut outcome = CallOutcome::new(result, range);
+    outcome.charged_new_account_state_gas = charged_new_account_state_gas;
+    return_to(interp, host, data, FrameResult::Call(outcome))
 }
 
 /// After a callee's last instruction (`result`, its output in the callee's
@@ -379,7 +382,9 @@ pub(super) fn leave(
         }
         let end =
             if copy_in == Partial::None { record.ret_offset + record.ret_len } else { record.ret_offset };
-        resume(&mut interp, host, result, record.ret_offset as usize..end as usize)?;
+        // (EIP-8037's state gas for a new account is zero before Amsterdam,
+        // so a frame's record need not carry whether its call charged it)
+        resume(&mut interp, host, result, record.ret_offset as usize..end as usize, false)?;
     }
     let written = read_words(&interp, &caller.memory);
     let memory =

@@ -257,14 +257,21 @@ pub(super) fn sub_step_of(s: &MachineState, top: &[U256]) -> Option<u64> {
         Partial::None => Some(0),
         Partial::Range { done, sponge } => {
             let c = done / SUB_STEP;
+            let ranged = super::touches::ranged_len(s.opcode, top).is_some();
             let sponged = absorbed(s.opcode, top).is_some() || sponge == Sponge::default();
-            (m > 1 && done > 0 && done.is_multiple_of(SUB_STEP) && c < m && sponged).then_some(c)
+            (ranged && m > 1 && done > 0 && done.is_multiple_of(SUB_STEP) && c < m && sponged).then_some(c)
         }
         Partial::Digest { done, state } => {
             let c = done / SUB_STEP;
             let hashed = super::touches::hashed_input(s.opcode, top).is_some();
             let of_callee = state.is_of(&super::touches::called(top));
-            (hashed && of_callee && done > 0 && done.is_multiple_of(SUB_STEP) && c < m).then_some(c)
+            // identity's tree holds a word per 32 bytes absorbed
+            let counted = match state {
+                DigestState::Identity(tree) => tree.count() == done / 32,
+                _ => true,
+            };
+            (hashed && of_callee && counted && done > 0 && done.is_multiple_of(SUB_STEP) && c < m)
+                .then_some(c)
         }
         Partial::CopyIn { .. } => None,
     }
@@ -285,10 +292,11 @@ pub(super) fn digest_part(
     }
     let [_, _, _, args_offset, ..] = step.top.as_slice() else { return Err("a call's operands".into()) };
     let offset = u64::try_from(*args_offset).map_err(|_| "a call's input offset")?;
-    let mut state = match s.partial {
-        Partial::Digest { state, .. } => state,
-        _ => DigestState::start(&super::touches::called(&step.top))
+    let mut state = match (s.partial, first) {
+        (Partial::Digest { state, .. }, false) => state,
+        (Partial::None, true) => DigestState::start(&super::touches::called(&step.top))
             .ok_or("not a call to SHA-256, RIPEMD-160 or identity")?,
+        _ => return Err("not a precompile input's sub-step".into()),
     };
     state
         .absorb(&bytes_of(&step.memory, offset + start, offset + end))

@@ -314,7 +314,9 @@ fn a_long_precompile_input_is_absorbed_in_sub_steps() {
     for len in [4_353u32, 20_000, 140_000] {
         cases.push((IDENTITY, len, None, (200_003, len)));
     }
-    for ret in [(7, 0), (7, 32), (7, 4_352), (7, 4_353), (7, 9_000), (200_000, 1_000_000)] {
+    // output ranges: none, a word, a part, a part and a byte, two parts,
+    // past the output; over the input itself, longer than a part
+    for ret in [(7, 0), (7, 32), (7, 4_352), (7, 4_353), (7, 9_000), (200_000, 1_000_000), (100, 9_000)] {
         cases.push((IDENTITY, 20_000, None, ret));
     }
     cases.push((IDENTITY, 20_000, Some(price(IDENTITY, 20_000)), (7, 20_000)));
@@ -403,4 +405,79 @@ fn a_reverted_touch_of_ripemd160_is_upheld_at_level_two() {
     code.extend([0xfa, 0x60, 0x01, 0x55, 0x00]);
     let contracts = [(TARGET, code, vec![]), (OTHER, other, vec![])];
     as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 1_000_000));
+}
+
+/// TARGET's code that copies `init` (placed after it) to memory, CREATEs
+/// with it and stores the address made (zero if the create failed).
+fn creating(init: &[u8]) -> Vec<u8> {
+    let len = init.len() as u32;
+    // CODECOPY len from 36 to 0; CREATE(0, 0, len); SSTORE 0; STOP
+    let mut c = with(&[len, 36, 0], 0x39);
+    c.extend(with(&[len, 0, 0], 0xf0));
+    c.extend([0x60, 0x00, 0x55, 0x00]);
+    assert_eq!(c.len(), 36);
+    c.extend_from_slice(init);
+    c
+}
+
+/// RIPEMD-160's kept touch in every kind of failed frame: a call with
+/// value to it, a SELFDESTRUCT paying it, init code calling it, each in a
+/// frame that reverts; a failed frame calling it after it was touched
+/// (its touch stays); identity over a long input from init code. Each runs
+/// as on Ethereum with every level-2 step upheld.
+#[test]
+fn ripemd160_touched_in_every_kind_of_failed_frame_is_upheld() {
+    const MID: Address = Address::repeat_byte(0xc2);
+    const SD: Address = Address::repeat_byte(0xc3);
+    let ripemd_call = |value: u32| {
+        let mut c = with_ops(&[32, 0, 64, 0, value]);
+        c.extend(push_address(RIPEMD160));
+        c.extend([0x5a, 0xf1, 0x50]);
+        c
+    };
+    let call = |to: Address, value: u32| {
+        let mut c = with_ops(&[0, 0, 0, 0, value]);
+        c.extend(push_address(to));
+        c.extend([0x5a, 0xf1, 0x50]);
+        c
+    };
+    let reverting = |mut c: Vec<u8>| {
+        c.extend(with(&[0, 0], 0xfd));
+        c
+    };
+    let with_value = |to: Address, data: Vec<u8>| {
+        sign_1559(&signer(0), 0, TxKind::Call(to), U256::from(100), Bytes::from(data), 3_000_000)
+    };
+    // a call with value to RIPEMD-160 in a frame that reverts
+    let mut target = call(OTHER, 5);
+    target.push(0x00);
+    let contracts = [(TARGET, target, vec![]), (OTHER, reverting(ripemd_call(1)), vec![])];
+    as_on_ethereum(&contracts, &with_value(TARGET, vec![]));
+    // a SELFDESTRUCT paying RIPEMD-160 in a frame whose parent reverts
+    let mut target = call(MID, 5);
+    target.push(0x00);
+    let mut sd = push_address(RIPEMD160);
+    sd.push(0xff);
+    let contracts = [(TARGET, target, vec![]), (MID, reverting(call(SD, 3)), vec![]), (SD, sd, vec![])];
+    as_on_ethereum(&contracts, &with_value(TARGET, vec![]));
+    // init code calling RIPEMD-160, then reverting
+    let contracts = [(TARGET, creating(&reverting(ripemd_call(0))), vec![])];
+    as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 3_000_000));
+    // RIPEMD-160 touched first, then a frame calling it fails
+    let mut target = ripemd_call(0);
+    target.extend(call(OTHER, 0));
+    target.push(0x00);
+    let contracts = [(TARGET, target, vec![]), (OTHER, reverting(ripemd_call(0)), vec![])];
+    as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 3_000_000));
+    // identity over 20,000 bytes into 9,000 from init code, which returns
+    // nothing
+    let mut init = with_ops(&[9_000, 0, 20_000, 1]);
+    init.extend(push_address(IDENTITY));
+    init.extend([0x5a, 0xfa, 0x50]);
+    init.extend(hash_and_log(0, 9_000));
+    init.push(0x00);
+    let contracts = [(TARGET, creating(&init), vec![])];
+    let (n, largest) = as_on_ethereum(&contracts, &tx_to(TARGET, vec![], 3_000_000));
+    assert!(n > 7, "identity's input and output in sub-steps: {n} steps");
+    assert!(largest < 64 << 10, "the largest step is {largest} bytes");
 }
