@@ -382,7 +382,7 @@ fn level_two(
     };
     let step_err = |e: &dyn std::fmt::Display| LevelTwo::Step(e.to_string());
     let pre = bridge::TraceState::start();
-    let r = || reader().map_err(|e| LevelTwo::Step(e));
+    let r = || reader().map_err(LevelTwo::Step);
     if let Some(u) = item_coverage(r()?, params, item).map_err(|e| step_err(&e))? {
         return Err(LevelTwo::Step(format!("an uncovered step: {u:?}")));
     }
