@@ -103,19 +103,26 @@ impl Sha256State {
     /// Absorbs the last bytes of an input `total` bytes long, pads as
     /// SHA-256 does and gives the hash.
     pub fn finish(mut self, tail: &[u8], total: u64) -> B256 {
-        let mut last = tail.to_vec();
-        last.push(0x80);
-        while last.len() % 64 != 56 {
-            last.push(0);
-        }
-        last.extend_from_slice(&total.wrapping_mul(8).to_be_bytes());
-        self.absorb(&last).expect("padded to whole blocks");
+        self.absorb(&md_padded(tail, total.wrapping_mul(8).to_be_bytes())).expect("padded to whole blocks");
         let mut out = [0u8; 32];
         for (bytes, word) in out.chunks_exact_mut(4).zip(self.0) {
             bytes.copy_from_slice(&word.to_be_bytes());
         }
         B256::from(out)
     }
+}
+
+/// An input's last bytes padded as SHA-256 and RIPEMD-160 pad (0x80,
+/// zeros, then the input's length in bits as the hash orders it) to whole
+/// 64-byte blocks.
+fn md_padded(tail: &[u8], bits: [u8; 8]) -> Vec<u8> {
+    let mut last = tail.to_vec();
+    last.push(0x80);
+    while last.len() % 64 != 56 {
+        last.push(0);
+    }
+    last.extend_from_slice(&bits);
+    last
 }
 
 /// RIPEMD-160's state between parts of the RIPEMD-160 precompile's
@@ -160,13 +167,7 @@ impl Ripemd160State {
     /// RIPEMD-160 does (the length little-endian) and gives the
     /// precompile's output: the 20-byte hash after 12 zero bytes.
     pub fn finish(mut self, tail: &[u8], total: u64) -> B256 {
-        let mut last = tail.to_vec();
-        last.push(0x80);
-        while last.len() % 64 != 56 {
-            last.push(0);
-        }
-        last.extend_from_slice(&total.wrapping_mul(8).to_le_bytes());
-        self.absorb(&last).expect("padded to whole blocks");
+        self.absorb(&md_padded(tail, total.wrapping_mul(8).to_le_bytes())).expect("padded to whole blocks");
         let mut out = [0u8; 32];
         for (bytes, word) in out[12..].chunks_exact_mut(4).zip(self.0) {
             bytes.copy_from_slice(&word.to_le_bytes());
