@@ -198,15 +198,21 @@ impl Fault {
 
     /// Parses a CLI name.
     pub fn parse(name: &str) -> Option<Fault> {
-        [
-            Fault::WrongStateRoot,
-            Fault::WrongReceipt,
-            Fault::SilentDefender,
-            Fault::GriefingChallenger,
-            Fault::FabricatedMessage,
-            Fault::LyingStandIn,
-        ]
-        .into_iter()
-        .find(|f| f.name() == name)
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Every fault.
+    pub const ALL: [Fault; 6] = [
+        Fault::WrongStateRoot,
+        Fault::WrongReceipt,
+        Fault::SilentDefender,
+        Fault::GriefingChallenger,
+        Fault::FabricatedMessage,
+        Fault::LyingStandIn,
+    ];
+
+    /// Every fault's name.
+    pub fn names() -> Vec<&'static str> {
+        Fault::ALL.iter().map(|f| f.name()).collect()
     }
 }

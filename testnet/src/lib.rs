@@ -9,6 +9,7 @@
 pub mod cluster;
 mod dashboards;
 pub mod genesis;
+pub mod scenario;
 mod sim;
 
 pub use cluster::{Manifest, NodeEntry, TestnetConfig};
