@@ -1,6 +1,11 @@
 //! The in-memory network: every node joins one [`MemHub`]; gossip reaches
 //! every other online subscriber at once, requests reach their target, all
 //! in call order, so a cluster driven from one thread is deterministic.
+//!
+//! Links between two nodes can be cut ([`MemHub::set_blocked`]): nothing
+//! passes between them directly, as when the kernel drops their packets,
+//! but gossip still floods around the cut through subscribers that reach
+//! both sides (gossipsub relays), while a request between them fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,6 +35,42 @@ struct Hub {
     order: Vec<PeerId>,
     next_id: u64,
     inbound: HashMap<u64, (PeerId, PeerId, RequestId)>,
+    /// Cut links, each pair ordered.
+    blocked: BTreeSet<(PeerId, PeerId)>,
+}
+
+fn pair(a: PeerId, b: PeerId) -> (PeerId, PeerId) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+impl Hub {
+    fn online(&self, p: &PeerId) -> bool {
+        self.nodes.get(p).is_some_and(|n| n.online)
+    }
+
+    /// Whether `a` and `b` can exchange packets: both online, the link
+    /// between them not cut.
+    fn linked(&self, a: PeerId, b: PeerId) -> bool {
+        self.online(&a) && self.online(&b) && !self.blocked.contains(&pair(a, b))
+    }
+
+    /// The subscribers of `topic` gossip from `from` reaches: those it
+    /// links to, and on through subscribers that relay, in join order.
+    fn reached(&self, from: PeerId, topic: Topic) -> Vec<PeerId> {
+        let subscribed =
+            |p: &PeerId| self.nodes.get(p).is_some_and(|n| n.online && n.topics.contains(&topic));
+        let mut seen: BTreeSet<PeerId> = BTreeSet::from([from]);
+        let mut frontier = vec![from];
+        while let Some(at) = frontier.pop() {
+            for p in &self.order {
+                if !seen.contains(p) && subscribed(p) && self.linked(at, *p) {
+                    seen.insert(*p);
+                    frontier.push(*p);
+                }
+            }
+        }
+        self.order.iter().filter(|p| **p != from && seen.contains(p)).copied().collect()
+    }
 }
 
 /// The shared medium of an in-memory cluster.
@@ -58,6 +99,7 @@ impl MemHub {
         for other in hub.order.clone() {
             if let Some(n) = hub.nodes.get(&other)
                 && n.online
+                && !hub.blocked.contains(&pair(peer, other))
             {
                 let _ = n.tx.send(NetEvent::PeerConnected(peer));
                 let _ = tx.send(NetEvent::PeerConnected(other));
@@ -86,9 +128,28 @@ impl MemHub {
         }
         let event = if online { NetEvent::PeerConnected(*peer) } else { NetEvent::PeerDisconnected(*peer) };
         for (p, n) in &hub.nodes {
-            if p != peer && n.online {
+            if p != peer && n.online && !hub.blocked.contains(&pair(*p, *peer)) {
                 let _ = n.tx.send(event.clone());
             }
+        }
+    }
+
+    /// Cuts the link between `a` and `b` (nothing passes between them
+    /// directly) or restores it; each side hears the other go or come back.
+    pub fn set_blocked(&self, a: &PeerId, b: &PeerId, blocked: bool) {
+        let mut hub = self.inner.lock();
+        if a == b {
+            return;
+        }
+        let changed =
+            if blocked { hub.blocked.insert(pair(*a, *b)) } else { hub.blocked.remove(&pair(*a, *b)) };
+        if !changed || !hub.online(a) || !hub.online(b) {
+            return;
+        }
+        for (me, other) in [(a, b), (b, a)] {
+            let event =
+                if blocked { NetEvent::PeerDisconnected(*other) } else { NetEvent::PeerConnected(*other) };
+            let _ = hub.nodes[me].tx.send(event);
         }
     }
 
@@ -149,18 +210,15 @@ impl Network for MemNetwork {
         }
         hub.next_id += 1;
         let id = MessageId(hub.next_id.to_be_bytes().to_vec());
-        for p in hub.order.clone() {
-            let n = &hub.nodes[&p];
-            if p != self.me && n.online && n.topics.contains(&topic) {
-                let ev = NetEvent::Gossip { topic, from: self.me, id: id.clone(), data: data.clone() };
-                if data.len() > topic.max_bytes() {
-                    // the transport drops it; the sender pays as for an invalid message
-                    let n = hub.nodes.get_mut(&p).expect("listed");
-                    *n.scores.entry(self.me).or_default() -= REJECT_PENALTY;
-                    continue;
-                }
-                let _ = n.tx.send(ev);
+        for p in hub.reached(self.me, topic) {
+            let ev = NetEvent::Gossip { topic, from: self.me, id: id.clone(), data: data.clone() };
+            if data.len() > topic.max_bytes() {
+                // the transport drops it; the sender pays as for an invalid message
+                let n = hub.nodes.get_mut(&p).expect("listed");
+                *n.scores.entry(self.me).or_default() -= REJECT_PENALTY;
+                continue;
             }
+            let _ = hub.nodes[&p].tx.send(ev);
         }
     }
 
@@ -182,8 +240,7 @@ impl Network for MemNetwork {
         let mut hub = self.hub.lock();
         hub.next_id += 1;
         let rid = RequestId(hub.next_id);
-        let online = |p: &PeerId| hub.nodes.get(p).is_some_and(|n| n.online);
-        if !online(&self.me) || !online(&peer) || peer == self.me {
+        if !hub.linked(self.me, peer) || peer == self.me {
             if let Some(n) = hub.nodes.get(&self.me) {
                 let _ =
                     n.tx.send(NetEvent::Response { peer, id: rid, result: Err("peer unreachable".into()) });
@@ -203,23 +260,25 @@ impl Network for MemNetwork {
         if responder != self.me {
             return;
         }
+        // a link cut meanwhile loses the answer: the asker hears it failed
+        let result = if hub.linked(self.me, asker) { Ok(data) } else { Err("peer unreachable".into()) };
         if let Some(n) = hub.nodes.get(&asker)
             && n.online
         {
-            let _ = n.tx.send(NetEvent::Response { peer: self.me, id: rid, result: Ok(data) });
+            let _ = n.tx.send(NetEvent::Response { peer: self.me, id: rid, result });
         }
     }
 
     fn peers(&self) -> Vec<PeerId> {
         let hub = self.hub.lock();
-        hub.order.iter().filter(|p| **p != self.me && hub.nodes[*p].online).copied().collect()
+        hub.order.iter().filter(|p| **p != self.me && hub.linked(self.me, **p)).copied().collect()
     }
 
     fn topic_peers(&self, topic: Topic) -> Vec<PeerId> {
         let hub = self.hub.lock();
         hub.order
             .iter()
-            .filter(|p| **p != self.me && hub.nodes[*p].online && hub.nodes[*p].topics.contains(&topic))
+            .filter(|p| **p != self.me && hub.linked(self.me, **p) && hub.nodes[*p].topics.contains(&topic))
             .copied()
             .collect()
     }
@@ -264,6 +323,52 @@ mod tests {
         a.publish(t, vec![0; t.max_bytes() + 1]);
         assert!(!std::iter::from_fn(|| rb.try_recv().ok()).any(|e| matches!(e, NetEvent::Gossip { .. })));
         assert!(b.peer_score(&a.local_peer()).unwrap() < -REJECT_PENALTY);
+    }
+
+    /// A cut link: requests across it fail; gossip goes around it through
+    /// a subscriber linked to both sides, and stops when none is left.
+    #[test]
+    fn a_cut_link_stops_direct_traffic_and_gossip_floods_around_it() {
+        let hub = MemHub::new();
+        let (a, mut ra) = hub.join(1);
+        let (b, mut rb) = hub.join(2);
+        let (c, mut rc) = hub.join(3);
+        let t = Topic::ShardTxs(ShardId(0));
+        for n in [&a, &b, &c] {
+            n.subscribe(t);
+        }
+        let drain = |r: &mut mpsc::UnboundedReceiver<NetEvent>| {
+            std::iter::from_fn(|| r.try_recv().ok()).collect::<Vec<_>>()
+        };
+        let gossips = |evs: &[NetEvent]| evs.iter().filter(|e| matches!(e, NetEvent::Gossip { .. })).count();
+        drain(&mut ra);
+        drain(&mut rb);
+        drain(&mut rc);
+        hub.set_blocked(&a.local_peer(), &b.local_peer(), true);
+        assert!(
+            drain(&mut ra).iter().any(|e| matches!(e, NetEvent::PeerDisconnected(p) if *p == b.local_peer()))
+        );
+        assert!(!a.peers().contains(&b.local_peer()));
+        let rid = a.request(b.local_peer(), vec![1]);
+        assert!(
+            drain(&mut ra)
+                .iter()
+                .any(|e| matches!(e, NetEvent::Response { id, result: Err(_), .. } if *id == rid))
+        );
+        assert!(
+            !drain(&mut rb).iter().any(|e| matches!(e, NetEvent::Request { .. })),
+            "nothing crossed the cut"
+        );
+        a.publish(t, vec![7]);
+        assert_eq!(gossips(&drain(&mut rb)), 1, "relayed through c");
+        assert_eq!(gossips(&drain(&mut rc)), 1);
+        hub.set_blocked(&a.local_peer(), &c.local_peer(), true);
+        a.publish(t, vec![8]);
+        assert_eq!(gossips(&drain(&mut rb)), 0, "a is cut off from both");
+        hub.set_blocked(&a.local_peer(), &b.local_peer(), false);
+        a.publish(t, vec![9]);
+        assert_eq!(gossips(&drain(&mut rb)), 1, "healed");
+        assert_eq!(gossips(&drain(&mut rc)), 1, "through b");
     }
 
     #[test]

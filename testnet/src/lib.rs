@@ -14,7 +14,7 @@ mod sim;
 
 pub use cluster::{Manifest, NodeEntry, TestnetConfig};
 pub use genesis::{Genesis, NetworkParams, sign_call, sign_transfer};
-pub use sim::{Testnet, TestnetBuilder, Turn};
+pub use sim::{Member, Testnet, TestnetBuilder, Turn};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +47,46 @@ pub enum Command {
     /// every header, disputes the ones that do not re-execute, and plays
     /// its games (its key must be a bonded challenger in the genesis).
     Challenger(ChallengerCmd),
+    /// Scenarios: a network, a workload and a timeline of faults from one
+    /// TOML file (`check`, `run`).
+    #[command(subcommand)]
+    Scenario(ScenarioCmd),
+}
+
+/// `optishard scenario …`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCmd {
+    /// Reads a scenario file and says what is wrong with it, if anything.
+    Check {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Runs a scenario, checking every invariant after every slot; exits
+    /// non-zero if one breaks.
+    Run(ScenarioRunArgs),
+}
+
+/// `optishard scenario run`.
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Seed (default: the file's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where it runs: `sim` (one process, virtual time, reproducible) or
+    /// `processes` (real nodes over real sockets).
+    #[arg(long, default_value = "sim", value_parser = ["sim", "processes"])]
+    pub tier: String,
+    /// Writes report.json, series.csv and latency.csv here.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Data directory of the run's nodes (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// No per-slot status line.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `optishard challenger`.
@@ -487,11 +527,110 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Challenger(cmd) => run_challenger(cmd).await,
+        Command::Scenario(ScenarioCmd::Check { file }) => {
+            let s = scenario::Scenario::load(&file)?;
+            println!(
+                "{}: {} slots, {} shards × {} validators, {} timeline entries",
+                s.name,
+                s.slots,
+                s.network.shards,
+                s.network.validators_per_shard,
+                s.timeline.len()
+            );
+            Ok(())
+        }
+        Command::Scenario(ScenarioCmd::Run(args)) => run_scenario(args),
         Command::Testnet(TestnetCmd::Down { datadir }) => {
             let n = cluster::down(&datadir).await?;
             println!("stopped {n} processes");
             Ok(())
         }
+    }
+}
+
+fn run_scenario(args: ScenarioRunArgs) -> Result<()> {
+    let s = scenario::Scenario::load(&args.file)?;
+    if args.tier == "processes" {
+        bail!("the processes tier of scenarios is not built yet: run with --tier sim");
+    }
+    let seed = args.seed.unwrap_or(s.seed);
+    let tmp;
+    let dir = match &args.datadir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = TempDir::new()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let started = std::time::Instant::now();
+    let quiet = args.quiet;
+    let report = scenario::sim::run(&s, seed, &dir, |r| {
+        if !quiet {
+            eprintln!(
+                "slot {:>5}: offered {:>4} included {:>4} delivered {:>4} heads {:?} final {:?} games {}{}",
+                r.slot,
+                r.offered,
+                r.included,
+                r.delivered,
+                r.heads,
+                r.finalized,
+                r.games_open,
+                if r.events.is_empty() { String::new() } else { format!("  [{}]", r.events.join("; ")) }
+            );
+        }
+    })?;
+    if let Some(out) = &args.report {
+        report.write(out)?;
+        println!("report: {}", out.display());
+    }
+    let t = &report.totals;
+    println!(
+        "{} (seed {seed}, sim): {} slots in {:.1} s; {:.2} headers per shard per slot; {} of {} transactions included ({:.1}/s)",
+        report.scenario,
+        report.slots_run,
+        started.elapsed().as_secs_f64(),
+        t.headers_per_shard_per_slot,
+        t.included,
+        t.offered,
+        t.included_per_second
+    );
+    for l in &report.latencies {
+        println!(
+            "  {:<40} n {:>6}  p50 {:>3}  p99 {:>3}  max {:>3} slots",
+            l.phase, l.count, l.p50, l.p99, l.max
+        );
+    }
+    match &report.violation {
+        Some(v) => {
+            bail!("invariant broken at slot {} (seed {seed}): {}: {}", v.slot, v.invariant, v.evidence)
+        }
+        None => {
+            println!("every invariant held after every slot: {}", report.invariants.join(", "));
+            Ok(())
+        }
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let nonce =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("optishard-scenario-{}-{nonce}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

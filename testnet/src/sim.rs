@@ -24,6 +24,7 @@ use crate::genesis::NetworkParams;
 pub struct TestnetBuilder {
     params: NetworkParams,
     txs_per_slot: usize,
+    signers: Option<Vec<PrivateKeySigner>>,
 }
 
 impl TestnetBuilder {
@@ -45,6 +46,20 @@ impl TestnetBuilder {
     /// Slots a header can be challenged after its inclusion.
     pub fn challenge_window_slots(mut self, n: u64) -> Self {
         self.params.challenge_window_slots = n;
+        self
+    }
+    /// Every network parameter at once (a scenario's network).
+    pub fn params(mut self, params: NetworkParams) -> Self {
+        self.params = params;
+        self
+    }
+    /// The accounts users send from, each funded with 10^6 ether on every
+    /// shard (default: the dev mnemonic's ten).
+    pub fn signers(mut self, signers: Vec<PrivateKeySigner>) -> Self {
+        let balance = alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(24u64));
+        self.params.accounts =
+            signers.iter().map(|k| shard::GenesisAccount { address: k.address(), balance }).collect();
+        self.signers = Some(signers);
         self
     }
     /// Random transfers submitted per shard per slot (to random validators).
@@ -71,7 +86,10 @@ impl TestnetBuilder {
             let v = SimValidator { key: key.clone(), shard: *s, datadir, net, rx, v: None };
             validators.push(v);
         }
-        let signers = shard::dev_accounts().into_iter().map(|(k, _)| k).collect();
+        let signers = match self.signers {
+            Some(s) => s,
+            None => shard::dev_accounts().into_iter().map(|(k, _)| k).collect(),
+        };
         let mut t = Testnet {
             params: self.params.clone(),
             spec: g.spec,
@@ -89,6 +107,7 @@ impl TestnetBuilder {
             faults: Default::default(),
             no_challenger: Default::default(),
             level_one_limit: bridge::MAX_STEP_BYTES,
+            beacon_down: false,
         };
         for i in 0..t.validators.len() {
             t.start(i)?;
@@ -137,6 +156,17 @@ pub struct Testnet {
     no_challenger: std::collections::HashSet<usize>,
     /// Every agent's `level_one_limit` (see `shard::AgentMode`).
     level_one_limit: usize,
+    /// Whether the beacon is down (crashed, not restarted yet).
+    beacon_down: bool,
+}
+
+/// A member of the cluster, for cutting links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Member {
+    /// The beacon.
+    Beacon,
+    /// Validator `i`.
+    Validator(usize),
 }
 
 impl Testnet {
@@ -145,6 +175,7 @@ impl Testnet {
         TestnetBuilder {
             params: NetworkParams { slot_ms: 500, ..NetworkParams::default() },
             txs_per_slot: 20,
+            signers: None,
         }
     }
 
@@ -302,6 +333,42 @@ impl Testnet {
         self.pump();
     }
 
+    /// Cuts the link between two members (nothing passes between them
+    /// directly; gossip still floods around the cut through others) or
+    /// restores it.
+    pub fn set_link_cut(&mut self, a: Member, b: Member, cut: bool) {
+        let peer = |m: Member| match m {
+            Member::Beacon => self.beacon_net.local_peer(),
+            Member::Validator(i) => self.peer(i),
+        };
+        self.hub.set_blocked(&peer(a), &peer(b), cut);
+        self.pump();
+    }
+
+    /// Stops the beacon as a crash would (`down`: it neither hears nor
+    /// seals; what it had not sealed is gone), or starts it again from its
+    /// database.
+    pub fn set_beacon_down(&mut self, down: bool) -> Result<()> {
+        if down == self.beacon_down {
+            return Ok(());
+        }
+        let peer = self.beacon_net.local_peer();
+        self.beacon_down = down;
+        if down {
+            self.hub.set_online(&peer, false);
+            while self.beacon_rx.try_recv().is_ok() {}
+            return Ok(());
+        }
+        self.beacon_rx = self.hub.reconnect(&peer).context("the beacon's peer")?;
+        self.hub.set_online(&peer, true);
+        self.restart_beacon()
+    }
+
+    /// Whether the beacon is down.
+    pub fn beacon_down(&self) -> bool {
+        self.beacon_down
+    }
+
     /// Restarts the beacon from its database, as after a crash: what it had
     /// accepted but not sealed is gone; validators resubmit it.
     pub fn restart_beacon(&mut self) -> Result<()> {
@@ -366,6 +433,14 @@ impl Testnet {
         raw
     }
 
+    /// Gives back the nonce the last transaction signed for account
+    /// `from` on `shard` took (nobody took the transaction).
+    pub fn unsend(&mut self, shard: ShardId, from: usize) {
+        if let Some(n) = self.nonces.get_mut(&(shard.0, from)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// The address of dev account `i`.
     pub fn account(&self, i: usize) -> Address {
         self.signers[i].address()
@@ -377,7 +452,9 @@ impl Testnet {
             let mut progressed = false;
             let current = self.slot;
             while let Ok(ev) = self.beacon_rx.try_recv() {
-                self.beacon.on_event(ev, current);
+                if !self.beacon_down {
+                    self.beacon.on_event(ev, current);
+                }
                 progressed = true;
             }
             for sv in &mut self.validators {
@@ -435,7 +512,9 @@ impl Testnet {
             hook(self, Turn::After(i));
             self.pump();
         }
-        if let Err(e) = self.beacon.on_slot_end(slot) {
+        if !self.beacon_down
+            && let Err(e) = self.beacon.on_slot_end(slot)
+        {
             tracing::warn!(error = %e, "beacon seal failed");
         }
         self.pump();

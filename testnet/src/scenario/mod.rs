@@ -16,6 +16,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub mod invariants;
+pub mod report;
+pub mod sim;
+
 /// A scenario: what runs, what load it carries, what happens when.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

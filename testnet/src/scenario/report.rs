@@ -1,0 +1,182 @@
+//! What a scenario run measured, slot by slot and per phase, written as
+//! JSON and CSV (`--report DIR`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::invariants::Violation;
+
+/// One slot of a run.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SlotRecord {
+    /// The slot.
+    pub slot: u64,
+    /// Transactions users sent this slot (open loop).
+    pub offered: u64,
+    /// Of those, how many a node took.
+    pub submitted: u64,
+    /// Transactions in blocks the beacon accepted this slot.
+    pub included: u64,
+    /// Messages consumed by destination blocks the beacon accepted this slot.
+    pub delivered: u64,
+    /// Each shard's accepted head height after the slot.
+    pub heads: Vec<u64>,
+    /// Each shard's final height after the slot.
+    pub finalized: Vec<u64>,
+    /// Games open after the slot.
+    pub games_open: u64,
+    /// Games that ended this slot.
+    pub games_ended: u64,
+    /// Timeline entries applied this slot (their actions and nodes).
+    pub events: Vec<String>,
+}
+
+/// A latency distribution in slots, with percentiles.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Latency {
+    /// The phase measured.
+    pub phase: &'static str,
+    /// How many samples.
+    pub count: u64,
+    /// Percentiles in slots: 50, 90, 99, 99.9, and the largest.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest sample.
+    pub max: u64,
+    /// Every sample's value and count (for CDFs).
+    pub cdf: Vec<(u64, f64)>,
+}
+
+/// Latency samples of one phase, in slots.
+pub struct Phase {
+    name: &'static str,
+    h: Histogram<u64>,
+}
+
+impl Phase {
+    /// An empty phase.
+    pub fn new(name: &'static str) -> Phase {
+        Phase { name, h: Histogram::new(3).expect("3 significant figures is a valid histogram") }
+    }
+
+    /// One sample of `slots`.
+    pub fn record(&mut self, slots: u64) {
+        // a histogram that cannot take a value (past u64's range) is not
+        // a sample any run makes
+        let _ = self.h.record(slots);
+    }
+
+    /// Its percentiles.
+    pub fn summary(&self) -> Latency {
+        let q = |p: f64| if self.h.is_empty() { 0 } else { self.h.value_at_quantile(p) };
+        let mut cdf = Vec::new();
+        let total = self.h.len().max(1) as f64;
+        let mut seen = 0;
+        for v in self.h.iter_recorded() {
+            seen += v.count_at_value();
+            cdf.push((v.value_iterated_to(), seen as f64 / total));
+        }
+        Latency {
+            phase: self.name,
+            count: self.h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: if self.h.is_empty() { 0 } else { self.h.max() },
+            cdf,
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its description.
+    pub description: String,
+    /// The seed it ran with.
+    pub seed: u64,
+    /// The tier: `sim` or `processes`.
+    pub tier: &'static str,
+    /// Slot length in milliseconds (latencies are in slots; × this for ms).
+    pub slot_ms: u64,
+    /// Shards and validators per shard.
+    pub shards: u32,
+    /// Validators per shard.
+    pub validators_per_shard: u32,
+    /// Slots run.
+    pub slots_run: u64,
+    /// Every slot.
+    pub series: Vec<SlotRecord>,
+    /// Per-phase latencies.
+    pub latencies: Vec<Latency>,
+    /// Totals.
+    pub totals: Totals,
+    /// The invariants checked after every slot.
+    pub invariants: Vec<&'static str>,
+    /// The first invariant broken, if any (the run stopped there).
+    pub violation: Option<Violation>,
+}
+
+/// A run's totals.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Totals {
+    /// Transactions offered, submitted, included.
+    pub offered: u64,
+    /// Taken by a node.
+    pub submitted: u64,
+    /// In accepted blocks.
+    pub included: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Headers accepted per shard per slot, over the run.
+    pub headers_per_shard_per_slot: f64,
+    /// Transactions included per second (slot time).
+    pub included_per_second: f64,
+    /// Games played and ended.
+    pub games_ended: u64,
+    /// Slots the supply audit could not run (no live holder of a head).
+    pub audits_skipped: u64,
+}
+
+impl Report {
+    /// Writes `report.json`, `series.csv` and `latency.csv` under `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        let shards = self.shards as usize;
+        let mut csv = String::from("slot,offered,submitted,included,delivered,games_open,games_ended");
+        for s in 0..shards {
+            csv += &format!(",head_{s},final_{s}");
+        }
+        csv += ",events\n";
+        for r in &self.series {
+            csv += &format!(
+                "{},{},{},{},{},{},{}",
+                r.slot, r.offered, r.submitted, r.included, r.delivered, r.games_open, r.games_ended
+            );
+            for s in 0..shards {
+                csv += &format!(",{},{}", r.heads.get(s).unwrap_or(&0), r.finalized.get(s).unwrap_or(&0));
+            }
+            csv += &format!(",\"{}\"\n", r.events.join("; ").replace('"', "'"));
+        }
+        std::fs::write(dir.join("series.csv"), csv)?;
+        let mut csv = String::from("phase,count,p50_slots,p90_slots,p99_slots,p999_slots,max_slots\n");
+        for l in &self.latencies {
+            csv += &format!("{},{},{},{},{},{},{}\n", l.phase, l.count, l.p50, l.p90, l.p99, l.p999, l.max);
+        }
+        std::fs::write(dir.join("latency.csv"), csv)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,417 @@
+//! A scenario on the deterministic tier: the whole network in one process
+//! ([`Testnet`]), the timeline applied between slots, an open-loop
+//! workload from a seeded generator, the invariants checked after every
+//! slot. One scenario and one seed give byte-identical reports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
+use anyhow::{Context, Result, bail};
+use bridge::{BRIDGE_ADDRESS, Hash, ShardId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::invariants::{Checker, INVARIANTS};
+use super::report::{Phase, Report, SlotRecord, Totals};
+use super::{Event, Node, Scenario};
+use crate::{Member, NetworkParams, Testnet};
+
+/// What the sim tier does not model yet, refused before the run starts.
+fn unsupported(s: &Scenario) -> Result<()> {
+    let w = &s.workload;
+    if w.erc20 > 0.0 || w.contract_calls > 0.0 {
+        bail!("workload.erc20 and workload.contract_calls are not played on the sim tier yet");
+    }
+    for (i, e) in s.timeline.iter().enumerate() {
+        let names: Vec<&String> = match e {
+            Event::Kill { node, .. }
+            | Event::Restart { node, .. }
+            | Event::Byzantine { node, .. }
+            | Event::Challenger { node, .. } => vec![node],
+            Event::Partition { a, b, .. } | Event::Link { a, b, .. } => a.iter().chain(b).collect(),
+            _ => vec![],
+        };
+        if names.iter().any(|n| n.starts_with("challenger")) {
+            bail!(
+                "timeline entry {} ({}): standalone challengers run on the process tier only; \
+                 on the sim tier every validator's own challenger plays (name the validator)",
+                i + 1,
+                e.action()
+            );
+        }
+        if let Event::Link { .. } = e {
+            bail!(
+                "timeline entry {} (link): latency, jitter, loss and bandwidth are not modelled on the sim tier yet",
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The accounts a scenario's users send from: derived from the seed.
+fn accounts(seed: u64, n: u32) -> Vec<PrivateKeySigner> {
+    (0..n)
+        .map(|i| {
+            let mut k = keccak256(
+                [&b"optishard.scenario.account"[..], &seed.to_be_bytes(), &i.to_be_bytes()].concat(),
+            );
+            loop {
+                if let Ok(signer) = PrivateKeySigner::from_bytes(&k) {
+                    return signer;
+                }
+                k = keccak256(k);
+            }
+        })
+        .collect()
+}
+
+/// A transaction users sent, until it is final.
+struct Sent {
+    slot: u64,
+    shard: u32,
+}
+
+/// The run's state between slots.
+struct Run<'a> {
+    s: &'a Scenario,
+    t: Testnet,
+    rng: ChaCha8Rng,
+    checker: Checker,
+    rate: f64,
+    carry: f64,
+    next_account: Vec<usize>,
+    /// Transactions sent and not yet seen included, by hash.
+    sent: HashMap<B256, Sent>,
+    /// Per shard and height: the accepted header's hash and the submit
+    /// slots of its users' transactions (for their finality).
+    accepted: BTreeMap<(u32, u64), (Hash, Vec<u64>)>,
+    /// Messages emitted by accepted blocks: the slot their source was accepted.
+    emitted: HashMap<Hash, u64>,
+    /// Messages already counted delivered.
+    delivered: BTreeSet<Hash>,
+    final_seen: Vec<u64>,
+    open_games: BTreeSet<Hash>,
+    phases: [Phase; 5],
+    series: Vec<SlotRecord>,
+    totals: Totals,
+}
+
+/// Runs `s` with `seed` on the deterministic tier, its databases under
+/// `dir`; `progress` hears every slot.
+pub fn run(s: &Scenario, seed: u64, dir: &Path, mut progress: impl FnMut(&SlotRecord)) -> Result<Report> {
+    unsupported(s)?;
+    let n = &s.network;
+    let params = NetworkParams {
+        shards: n.shards,
+        validators_per_shard: n.validators_per_shard,
+        slot_ms: n.slot_ms,
+        seed,
+        challenge_window_slots: n.challenge_window_slots,
+        challengers: n.challengers,
+        dispute_k: n.dispute_k,
+        ..NetworkParams::default()
+    };
+    let t = Testnet::builder()
+        .params(params)
+        .txs_per_slot(0)
+        .signers(accounts(seed, s.workload.accounts))
+        .build(dir)
+        .context("starting the network")?;
+    let checker = Checker::new(&t);
+    let mut run = Run {
+        s,
+        t,
+        rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5ce2_a710),
+        checker,
+        rate: s.workload.rate,
+        carry: 0.0,
+        next_account: vec![0; n.shards as usize],
+        sent: HashMap::new(),
+        accepted: BTreeMap::new(),
+        emitted: HashMap::new(),
+        delivered: BTreeSet::new(),
+        final_seen: vec![0; n.shards as usize],
+        open_games: BTreeSet::new(),
+        phases: [
+            Phase::new("submitted → included"),
+            Phase::new("submitted → beacon-accepted"),
+            Phase::new("source accepted → destination executed"),
+            Phase::new("submitted → final"),
+            Phase::new("dispute opened → resolved"),
+        ],
+        series: Vec::new(),
+        totals: Totals::default(),
+    };
+    // entries that last end at `until`: what undoes them, by slot
+    let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+    let mut timeline = s.timeline.iter().peekable();
+    let mut violation = None;
+    for k in 0..s.slots {
+        let mut record = SlotRecord { slot: k + 1, ..Default::default() };
+        for e in undo.remove(&k).unwrap_or_default() {
+            record.events.push(format!("end of {}", describe(&e)));
+            run.apply(&e, false)?;
+        }
+        while let Some(e) = timeline.next_if(|e| e.at() == k) {
+            record.events.push(describe(e));
+            run.apply(e, true)?;
+            if let Some(until) = e.until() {
+                undo.entry(until).or_default().push(e.clone());
+            }
+        }
+        run.offer(&mut record);
+        run.t.step();
+        run.observe(&mut record);
+        progress(&record);
+        run.series.push(record);
+        if let Err(v) = run.checker.check(&run.t) {
+            violation = Some(v);
+            break;
+        }
+    }
+    Ok(run.report(seed, violation))
+}
+
+/// An entry for people: its action and what it names.
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Kill { node, .. } | Event::Restart { node, .. } | Event::Challenger { node, .. } => {
+            format!("{} {node}", e.action())
+        }
+        Event::Byzantine { node, mode, rate_percent, .. } => {
+            format!("byzantine {node} {mode} {rate_percent}%")
+        }
+        Event::Partition { a, b, .. } => format!("partition {} | {}", a.join(","), b.join(",")),
+        Event::Link { a, b, .. } => format!("link {} | {}", a.join(","), b.join(",")),
+        Event::Beacon { on, .. } => format!("beacon {}", if *on { "on" } else { "off" }),
+        Event::Load { rate, .. } => format!("load {rate}/s"),
+    }
+}
+
+impl Run<'_> {
+    /// Validator index of a node (the sim's order: shard by shard).
+    fn index(&self, node: Node) -> Option<usize> {
+        match node {
+            Node::Validator { shard, index } => {
+                Some((shard * self.s.network.validators_per_shard + index) as usize)
+            }
+            _ => None,
+        }
+    }
+
+    fn member(&self, node: Node) -> Result<Member> {
+        match node {
+            Node::Beacon => Ok(Member::Beacon),
+            Node::Validator { .. } => Ok(Member::Validator(self.index(node).expect("a validator"))),
+            Node::Challenger(_) => bail!("standalone challengers run on the process tier only"),
+        }
+    }
+
+    /// Applies an entry (`start`), or undoes one that lasted (`!start`).
+    fn apply(&mut self, e: &Event, start: bool) -> Result<()> {
+        let net = &self.s.network;
+        match e {
+            Event::Kill { node, .. } | Event::Restart { node, .. } => {
+                let kill = matches!(e, Event::Kill { .. });
+                match net.node(node)? {
+                    Node::Beacon => self.t.set_beacon_down(kill)?,
+                    v => {
+                        let i = self.index(v).expect("a validator");
+                        match (kill, self.t.node(i).is_some()) {
+                            (true, true) => self.t.crash(i),
+                            (false, false) => self.t.restart(i)?,
+                            // killing the dead or restarting the running changes nothing
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Event::Partition { a, b, .. } => {
+                let (a, b) = (net.group(a)?, net.group(b)?);
+                for x in &a {
+                    for y in &b {
+                        let (x, y) = (self.member(*x)?, self.member(*y)?);
+                        self.t.set_link_cut(x, y, start);
+                    }
+                }
+            }
+            Event::Byzantine { node, mode, rate_percent, .. } => {
+                let i = self.index(net.node(node)?).context("a validator")?;
+                let fault = shard::Fault::parse(mode).context("a byzantine mode")?;
+                if start {
+                    self.checker.lying(self.t.validator_info(i).1);
+                    self.t.set_fault_rate(i, Some(fault), *rate_percent);
+                } else {
+                    self.t.set_fault(i, None);
+                }
+            }
+            Event::Challenger { node, on, .. } => {
+                let i = self.index(net.node(node)?).context("a validator")?;
+                self.t.set_challenger(i, *on);
+            }
+            Event::Beacon { on, .. } => self.t.set_beacon_down(!on)?,
+            Event::Load { rate, .. } => self.rate = *rate,
+            Event::Link { .. } => bail!("link faults are not modelled on the sim tier yet"),
+        }
+        Ok(())
+    }
+
+    /// The slot's arrivals: `rate` a second, open loop, each to a random
+    /// shard from its next account, a share of them cross-shard sends.
+    fn offer(&mut self, record: &mut SlotRecord) {
+        let net = &self.s.network;
+        let due = self.rate * net.slot_ms as f64 / 1_000.0 + self.carry;
+        let n = due.floor() as u64;
+        self.carry = due - n as f64;
+        let accounts = self.s.workload.accounts as usize;
+        for _ in 0..n {
+            let shard = self.rng.gen_range(0..net.shards);
+            let from = self.next_account[shard as usize];
+            self.next_account[shard as usize] = (from + 1) % accounts;
+            let value = self.rng.gen_range(1..1_000_000u64);
+            let raw = if self.rng.gen_bool(self.s.workload.cross_shard) {
+                let dst = (shard + self.rng.gen_range(1..net.shards)) % net.shards;
+                let to = Address::from(self.rng.r#gen::<[u8; 20]>());
+                let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
+                let bridge = TxKind::Call(BRIDGE_ADDRESS);
+                self.t.call(ShardId(shard), from, bridge, U256::from(value), data.into(), 300_000)
+            } else {
+                let to = Address::from(self.rng.r#gen::<[u8; 20]>());
+                self.t.transfer(ShardId(shard), from, to, value)
+            };
+            record.offered += 1;
+            let live: Vec<usize> = (0..self.t.validator_count())
+                .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
+                .collect();
+            let taken =
+                !live.is_empty() && self.t.submit(live[self.rng.gen_range(0..live.len())], &raw).is_ok();
+            if taken {
+                record.submitted += 1;
+                self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard });
+            } else {
+                // nobody took it: the account's nonce was not used
+                self.t.unsend(ShardId(shard), from);
+            }
+        }
+    }
+
+    /// What the slot did: newly accepted headers (their transactions and
+    /// messages), newly final heights, games.
+    fn observe(&mut self, record: &mut SlotRecord) {
+        let slot = record.slot;
+        let heads = self.t.beacon().heads();
+        for (s, head) in heads.iter().enumerate() {
+            let shard = ShardId(s as u32);
+            for height in 1..=head.height {
+                let Some(status) = self.t.beacon().header_status(shard, height).ok().flatten() else {
+                    continue;
+                };
+                if self.accepted.get(&(s as u32, height)).is_some_and(|(h, _)| *h == status.hash) {
+                    continue;
+                }
+                let Some(block) = self.block(shard, height, status.hash) else { continue };
+                let mut submits = Vec::new();
+                for raw in &block.txs {
+                    if let Some(sent) = self.sent.remove(&keccak256(raw)) {
+                        debug_assert_eq!(sent.shard, s as u32);
+                        let built = block.header.header.beacon_slot;
+                        self.phases[0].record(built.saturating_sub(sent.slot));
+                        self.phases[1].record(status.included_slot.saturating_sub(sent.slot));
+                        record.included += 1;
+                        submits.push(sent.slot);
+                    }
+                }
+                for entry in &block.inbox {
+                    let id = entry.message.id();
+                    if self.delivered.insert(id) {
+                        record.delivered += 1;
+                        if let Some(src) = self.emitted.get(&id) {
+                            self.phases[2].record(status.included_slot.saturating_sub(*src));
+                        }
+                    }
+                }
+                if let Some(node) = self.holder(shard, height, status.hash) {
+                    for m in self.t.node(node).and_then(|n| n.db().outbox(height).ok()).unwrap_or_default() {
+                        self.emitted.entry(m.id()).or_insert(status.included_slot);
+                    }
+                }
+                self.accepted.insert((s as u32, height), (status.hash, submits));
+            }
+            record.heads.push(head.height);
+        }
+        let finalized = self.t.beacon().finalized();
+        for (s, fin) in finalized.iter().enumerate() {
+            for height in self.final_seen[s] + 1..=*fin {
+                if let Some((_, submits)) = self.accepted.get(&(s as u32, height)) {
+                    for at in submits {
+                        self.phases[3].record(slot.saturating_sub(*at));
+                    }
+                }
+            }
+            self.final_seen[s] = self.final_seen[s].max(*fin);
+        }
+        record.finalized = finalized;
+        let open: BTreeSet<Hash> = self.t.beacon().games().0.iter().map(|g| g.record.id).collect();
+        for id in self.open_games.difference(&open) {
+            if let Ok(Some(g)) = self.t.beacon().game(id)
+                && let Some((ended, _)) = &g.record.ended
+            {
+                self.phases[4].record(ended.saturating_sub(g.record.opened_slot));
+                record.games_ended += 1;
+            }
+        }
+        record.games_open = open.len() as u64;
+        self.open_games = open;
+        self.totals.offered += record.offered;
+        self.totals.submitted += record.submitted;
+        self.totals.included += record.included;
+        self.totals.delivered += record.delivered;
+        self.totals.games_ended += record.games_ended;
+    }
+
+    /// A live validator of `shard` holding the block `hash` at `height`.
+    fn holder(&self, shard: ShardId, height: u64, hash: Hash) -> Option<usize> {
+        (0..self.t.validator_count()).filter(|i| self.t.validator_info(*i).0 == shard).find(|i| {
+            self.t
+                .node(*i)
+                .and_then(|n| n.block(height).ok().flatten())
+                .is_some_and(|b| b.header.header.hash() == hash)
+        })
+    }
+
+    fn block(&self, shard: ShardId, height: u64, hash: Hash) -> Option<bridge::ShardBlock> {
+        let i = self.holder(shard, height, hash)?;
+        self.t.node(i)?.block(height).ok().flatten()
+    }
+
+    fn report(self, seed: u64, violation: Option<super::invariants::Violation>) -> Report {
+        let net = &self.s.network;
+        let slots_run = self.series.len() as u64;
+        let headers: u64 = self.series.last().map_or(0, |r| r.heads.iter().sum());
+        let mut totals = self.totals;
+        totals.headers_per_shard_per_slot =
+            headers as f64 / (slots_run.max(1) * u64::from(net.shards)) as f64;
+        totals.included_per_second =
+            totals.included as f64 * 1_000.0 / (slots_run.max(1) * net.slot_ms) as f64;
+        totals.audits_skipped = self.checker.audits_skipped;
+        Report {
+            scenario: self.s.name.clone(),
+            description: self.s.description.clone(),
+            seed,
+            tier: "sim",
+            slot_ms: net.slot_ms,
+            shards: net.shards,
+            validators_per_shard: net.validators_per_shard,
+            slots_run,
+            series: self.series,
+            latencies: self.phases.iter().map(Phase::summary).collect(),
+            totals,
+            invariants: INVARIANTS.to_vec(),
+            violation,
+        }
+    }
+}
