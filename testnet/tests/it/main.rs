@@ -11,6 +11,7 @@ mod disputes;
 mod disputes_e2e;
 mod local_testnet;
 mod readme;
+mod scenario;
 mod sim;
 mod support;
 
