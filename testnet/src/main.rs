@@ -6,7 +6,7 @@ fn main() -> std::process::ExitCode {
     let cli = testnet::Cli::parse();
     // a scenario prints its own per-slot line; its nodes' logs are noise
     // unless asked for (RUST_LOG)
-    let default = if matches!(cli.command, testnet::Command::Scenario(_)) { "warn" } else { "info" };
+    let default = if matches!(cli.command, testnet::Command::Scenario(_)) { "error" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()),

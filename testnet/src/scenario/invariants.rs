@@ -27,7 +27,7 @@ pub struct Violation {
 pub const INVARIANTS: [&str; 6] = [
     "supply conserved",
     "exactly-once delivery per channel",
-    "nothing discarded is final",
+    "no invalid header final",
     "no honest party slashed",
     "validators agree on final headers",
     "headers decided within the bound",
@@ -44,6 +44,9 @@ pub struct Checker {
     next_nonce: BTreeMap<(u32, u32), u64>,
     /// Every message a final block consumed.
     consumed: HashSet<Hash>,
+    /// Per shard: the lowest final height no honest validator has shown
+    /// holding yet, and the slot it became final at.
+    unheld: BTreeMap<u32, (u64, u64)>,
     /// Slots the beacon was down, counted up to each slot (game clocks and
     /// the bound run on live slots).
     down_before: Vec<u64>,
@@ -124,9 +127,24 @@ impl Checker {
                 if status.status != "final" || status.discarded.iter().any(|d| d.hash == status.hash) {
                     return Err(fail(INVARIANTS[2], format!("shard {s} height {height}: {status:?}")));
                 }
-                // a final block no live validator holds yet is checked when
-                // one does (its channels' order depends on it)
+                // a final block no live honest validator holds yet (each
+                // imports only what re-executes) is checked when one does;
+                // none for a window means an invalid or withheld header
+                // became final
                 if !self.final_block(t, shard, height, status.hash).map_err(|(i, e)| fail(i, e))? {
+                    let since = self.unheld.entry(shard.0).or_insert((height, slot));
+                    if since.0 != height {
+                        *since = (height, slot);
+                    }
+                    if slot - since.1 > spec.challenge_window() {
+                        return Err(fail(
+                            INVARIANTS[2],
+                            format!(
+                                "shard {s} height {height} ({}) final since slot {}, and no honest validator holds it",
+                                status.hash, since.1
+                            ),
+                        ));
+                    }
                     break;
                 }
                 checked = height;
@@ -170,7 +188,7 @@ impl Checker {
         hash: Hash,
     ) -> Result<bool, (&'static str, String)> {
         let block = (0..t.validator_count())
-            .filter(|i| t.validator_info(*i).0 == shard)
+            .filter(|i| t.validator_info(*i).0 == shard && self.honest.contains(&t.validator_info(*i).1))
             .filter_map(|i| t.node(i)?.block(height).ok().flatten())
             .find(|b| b.header.header.hash() == hash);
         let Some(block) = block else { return Ok(false) };

@@ -116,3 +116,53 @@ fn a_partition_stalls_its_shard_until_it_heals_and_runs_reproduce_byte_for_byte(
     let other = run(&file, 8, &dir.path().join("c"));
     assert_ne!(other["series"], first["series"], "another seed, another run");
 }
+
+/// The checker can fail: with every honest challenger of shard 1 off, a
+/// lying proposer's header becomes final, and the run stops at the slot
+/// the invariant broke, naming it, the seed and the header.
+#[test]
+fn an_undisputed_lie_breaks_the_run_with_its_slot_and_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("undisputed.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "a lie nobody disputes"
+slots = 90
+[network]
+shards = 2
+validators_per_shard = 3
+slot_ms = 500
+challenge_window_slots = 16
+[workload]
+rate = 20
+[[timeline]]
+action = "challenger"
+at = 0
+node = "shard1-v1"
+on = false
+[[timeline]]
+action = "challenger"
+at = 0
+node = "shard1-v2"
+on = false
+[[timeline]]
+action = "byzantine"
+at = 5
+node = "shard1-v0"
+mode = "wrong-state-root"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = optishard()
+        .args(["scenario", "run", "--quiet", "--seed", "3", "--datadir"])
+        .arg(&data)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the run fails");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invariant broken at slot") && err.contains("seed 3"), "{err}");
+    assert!(err.contains("no invalid header final") && err.contains("shard 1 height"), "{err}");
+}
