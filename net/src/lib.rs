@@ -21,7 +21,7 @@ use std::fmt;
 use bridge::{Hash, ShardId};
 pub use libp2p::{Multiaddr, PeerId};
 
-pub use mem::{MemHub, MemNetwork, Verdicts};
+pub use mem::{LinkModel, MemHub, MemNetwork, Verdicts};
 pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
 };

@@ -6,12 +6,23 @@
 //! passes between them directly, as when the kernel drops their packets,
 //! but gossip still floods around the cut through subscribers that reach
 //! both sides (gossipsub relays), while a request between them fails.
+//!
+//! A link can also be slow ([`MemHub::set_link`]: latency, jitter, loss,
+//! bandwidth) on a virtual clock the driver moves ([`MemHub::advance_to`]):
+//! what crosses such a link waits in the hub until its arrival time, each
+//! direction sending one message after another at the link's bandwidth.
+//! Gossip reaches each subscriber at the earliest time any relay path
+//! gives; a lost request comes back failed after the latency, as a
+//! timeout would. Jitter and loss draw from a seeded generator, so a run
+//! stays reproducible. With no slow link every delivery is immediate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use libp2p::PeerId;
 use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 
 use crate::{InboundId, MessageId, NetEvent, Network, RequestId, Topic, Validation};
@@ -29,7 +40,25 @@ struct Node {
     online: bool,
 }
 
-#[derive(Default)]
+/// How a link between two nodes behaves (both directions alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkModel {
+    /// One-way delay, milliseconds.
+    pub latency_ms: u64,
+    /// Up to this much more delay, uniformly drawn per message.
+    pub jitter_ms: u64,
+    /// Share of messages lost (0 to 1).
+    pub loss: f64,
+    /// Kilobits a second each way (`None`: unlimited).
+    pub bandwidth_kbps: Option<u64>,
+}
+
+impl LinkModel {
+    fn is_instant(&self) -> bool {
+        self.latency_ms == 0 && self.jitter_ms == 0 && self.loss == 0.0 && self.bandwidth_kbps.is_none()
+    }
+}
+
 struct Hub {
     nodes: BTreeMap<PeerId, Node>,
     order: Vec<PeerId>,
@@ -37,6 +66,34 @@ struct Hub {
     inbound: HashMap<u64, (PeerId, PeerId, RequestId)>,
     /// Cut links, each pair ordered.
     blocked: BTreeSet<(PeerId, PeerId)>,
+    /// Slow links, each pair ordered.
+    links: BTreeMap<(PeerId, PeerId), LinkModel>,
+    /// Per direction of a slow link: when it is free to send again.
+    busy_until: HashMap<(PeerId, PeerId), u64>,
+    /// The virtual clock, milliseconds.
+    now_ms: u64,
+    /// Messages on their way: arrival time and sequence, recipient, event.
+    queue: BTreeMap<(u64, u64), (PeerId, NetEvent)>,
+    seq: u64,
+    rng: ChaCha8Rng,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            nodes: BTreeMap::new(),
+            order: Vec::new(),
+            next_id: 0,
+            inbound: HashMap::new(),
+            blocked: BTreeSet::new(),
+            links: BTreeMap::new(),
+            busy_until: HashMap::new(),
+            now_ms: 0,
+            queue: BTreeMap::new(),
+            seq: 0,
+            rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
 }
 
 fn pair(a: PeerId, b: PeerId) -> (PeerId, PeerId) {
@@ -54,22 +111,78 @@ impl Hub {
         self.online(&a) && self.online(&b) && !self.blocked.contains(&pair(a, b))
     }
 
-    /// The subscribers of `topic` gossip from `from` reaches: those it
-    /// links to, and on through subscribers that relay, in join order.
-    fn reached(&self, from: PeerId, topic: Topic) -> Vec<PeerId> {
+    /// When a message of `bytes` sent now from `a` arrives at `b` over
+    /// their link (`None`: lost); a slow link's direction is busy while
+    /// it sends.
+    fn crossing(&mut self, a: PeerId, b: PeerId, sent: u64, bytes: usize) -> Option<u64> {
+        let Some(link) = self.links.get(&pair(a, b)).copied().filter(|l| !l.is_instant()) else {
+            return Some(sent);
+        };
+        if link.loss > 0.0 && self.rng.gen_bool(link.loss.min(1.0)) {
+            return None;
+        }
+        let jitter = if link.jitter_ms > 0 { self.rng.gen_range(0..=link.jitter_ms) } else { 0 };
+        let start = match link.bandwidth_kbps {
+            Some(kbps) => {
+                let busy = self.busy_until.entry((a, b)).or_insert(0);
+                let start = sent.max(*busy);
+                // kilobits a second = bits a millisecond
+                *busy = start + (bytes as u64 * 8).div_ceil(kbps.max(1));
+                *busy
+            }
+            None => sent,
+        };
+        Some(start + link.latency_ms + jitter)
+    }
+
+    /// The subscribers of `topic` gossip of `bytes` from `from` reaches,
+    /// with when: over every uncut link, on through subscribers that relay,
+    /// each at the earliest time a path gives (in join order on ties).
+    fn reached(&mut self, from: PeerId, topic: Topic, bytes: usize) -> Vec<(PeerId, u64)> {
         let subscribed =
-            |p: &PeerId| self.nodes.get(p).is_some_and(|n| n.online && n.topics.contains(&topic));
-        let mut seen: BTreeSet<PeerId> = BTreeSet::from([from]);
-        let mut frontier = vec![from];
-        while let Some(at) = frontier.pop() {
-            for p in &self.order {
-                if !seen.contains(p) && subscribed(p) && self.linked(at, *p) {
-                    seen.insert(*p);
-                    frontier.push(*p);
+            |h: &Hub, p: &PeerId| h.nodes.get(p).is_some_and(|n| n.online && n.topics.contains(&topic));
+        let mut arrival: BTreeMap<PeerId, u64> = BTreeMap::from([(from, self.now_ms)]);
+        let mut settled: BTreeSet<PeerId> = BTreeSet::new();
+        let position: HashMap<PeerId, usize> = self.order.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        loop {
+            // the unsettled node reached earliest (join order on ties)
+            let Some((at, time)) = arrival
+                .iter()
+                .filter(|(p, _)| !settled.contains(*p))
+                .min_by_key(|(p, t)| (**t, position.get(*p).copied().unwrap_or(usize::MAX)))
+                .map(|(p, t)| (*p, *t))
+            else {
+                break;
+            };
+            settled.insert(at);
+            for p in self.order.clone() {
+                if settled.contains(&p) || !subscribed(self, &p) || !self.linked(at, p) {
+                    continue;
+                }
+                if let Some(t) = self.crossing(at, p, time, bytes)
+                    && arrival.get(&p).is_none_or(|old| t < *old)
+                {
+                    arrival.insert(p, t);
                 }
             }
         }
-        self.order.iter().filter(|p| **p != from && seen.contains(p)).copied().collect()
+        let mut out: Vec<(PeerId, u64)> =
+            arrival.into_iter().filter(|(p, _)| *p != from && settled.contains(p)).collect();
+        out.sort_by_key(|(p, t)| (*t, position.get(p).copied().unwrap_or(usize::MAX)));
+        out
+    }
+
+    /// Hands `event` to `to` at `at`: now if due, else when the clock
+    /// reaches it.
+    fn deliver(&mut self, to: PeerId, at: u64, event: NetEvent) {
+        if at <= self.now_ms {
+            if let Some(n) = self.nodes.get(&to) {
+                let _ = n.tx.send(event);
+            }
+        } else {
+            self.seq += 1;
+            self.queue.insert((at, self.seq), (to, event));
+        }
     }
 }
 
@@ -83,6 +196,50 @@ impl MemHub {
     /// An empty hub.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty hub whose slow links draw jitter and loss from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        let hub = Self::default();
+        hub.inner.lock().rng = ChaCha8Rng::seed_from_u64(seed);
+        hub
+    }
+
+    /// Makes the link between `a` and `b` slow (`None`: instant again).
+    pub fn set_link(&self, a: &PeerId, b: &PeerId, model: Option<LinkModel>) {
+        let mut hub = self.inner.lock();
+        match model.filter(|m| !m.is_instant()) {
+            Some(m) => hub.links.insert(pair(*a, *b), m),
+            None => hub.links.remove(&pair(*a, *b)),
+        };
+    }
+
+    /// Moves the virtual clock to `ms` (never back), handing over every
+    /// message due by then, in arrival order.
+    pub fn advance_to(&self, ms: u64) {
+        let mut hub = self.inner.lock();
+        hub.now_ms = hub.now_ms.max(ms);
+        let now = hub.now_ms;
+        while let Some(entry) = hub.queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (to, event) = entry.remove();
+            // a recipient gone offline meanwhile never hears it
+            if let Some(n) = hub.nodes.get(&to).filter(|n| n.online) {
+                let _ = n.tx.send(event);
+            }
+        }
+    }
+
+    /// When the next message on its way arrives, if any.
+    pub fn next_due(&self) -> Option<u64> {
+        self.inner.lock().queue.keys().next().map(|(t, _)| *t)
+    }
+
+    /// The virtual clock.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.lock().now_ms
     }
 
     /// Adds a node whose peer id derives from `seed`; returns its handle
@@ -210,7 +367,7 @@ impl Network for MemNetwork {
         }
         hub.next_id += 1;
         let id = MessageId(hub.next_id.to_be_bytes().to_vec());
-        for p in hub.reached(self.me, topic) {
+        for (p, at) in hub.reached(self.me, topic, data.len()) {
             let ev = NetEvent::Gossip { topic, from: self.me, id: id.clone(), data: data.clone() };
             if data.len() > topic.max_bytes() {
                 // the transport drops it; the sender pays as for an invalid message
@@ -218,7 +375,7 @@ impl Network for MemNetwork {
                 *n.scores.entry(self.me).or_default() -= REJECT_PENALTY;
                 continue;
             }
-            let _ = hub.nodes[&p].tx.send(ev);
+            hub.deliver(p, at, ev);
         }
     }
 
@@ -249,8 +406,20 @@ impl Network for MemNetwork {
         }
         hub.next_id += 1;
         let inbound = hub.next_id;
-        hub.inbound.insert(inbound, (peer, self.me, rid));
-        let _ = hub.nodes[&peer].tx.send(NetEvent::Request { peer: self.me, id: InboundId(inbound), data });
+        let now = hub.now_ms;
+        match hub.crossing(self.me, peer, now, data.len()) {
+            Some(at) => {
+                hub.inbound.insert(inbound, (peer, self.me, rid));
+                hub.deliver(peer, at, NetEvent::Request { peer: self.me, id: InboundId(inbound), data });
+            }
+            None => {
+                // lost: the asker hears it failed after the link's delay, as
+                // a timeout would tell it
+                let link = hub.links.get(&pair(self.me, peer)).copied().unwrap_or_default();
+                let failed = NetEvent::Response { peer, id: rid, result: Err("request lost".into()) };
+                hub.deliver(self.me, now + 2 * link.latency_ms + 1, failed);
+            }
+        }
         rid
     }
 
@@ -260,12 +429,15 @@ impl Network for MemNetwork {
         if responder != self.me {
             return;
         }
-        // a link cut meanwhile loses the answer: the asker hears it failed
-        let result = if hub.linked(self.me, asker) { Ok(data) } else { Err("peer unreachable".into()) };
-        if let Some(n) = hub.nodes.get(&asker)
-            && n.online
-        {
-            let _ = n.tx.send(NetEvent::Response { peer: self.me, id: rid, result });
+        // a link cut meanwhile, or a lost answer: the asker hears it failed
+        let now = hub.now_ms;
+        let (at, result) =
+            match hub.linked(self.me, asker).then(|| hub.crossing(self.me, asker, now, data.len())) {
+                Some(Some(at)) => (at, Ok(data)),
+                _ => (now, Err("peer unreachable".into())),
+            };
+        if hub.online(&asker) {
+            hub.deliver(asker, at, NetEvent::Response { peer: self.me, id: rid, result });
         }
     }
 
@@ -369,6 +541,83 @@ mod tests {
         a.publish(t, vec![9]);
         assert_eq!(gossips(&drain(&mut rb)), 1, "healed");
         assert_eq!(gossips(&drain(&mut rc)), 1, "through b");
+    }
+
+    /// A slow link holds what crosses it until the clock reaches its
+    /// arrival: latency, then a queue at the link's bandwidth; loss drops
+    /// a share (the same share for the same seed); gossip takes the
+    /// fastest relay path.
+    #[test]
+    fn a_slow_link_delays_queues_and_drops_on_the_virtual_clock() {
+        let hub = MemHub::with_seed(9);
+        let (a, _ra) = hub.join(1);
+        let (b, mut rb) = hub.join(2);
+        let (c, mut rc) = hub.join(3);
+        let t = Topic::ShardTxs(ShardId(0));
+        for n in [&a, &b, &c] {
+            n.subscribe(t);
+        }
+        let gossips = |r: &mut mpsc::UnboundedReceiver<NetEvent>| {
+            std::iter::from_fn(|| r.try_recv().ok()).filter(|e| matches!(e, NetEvent::Gossip { .. })).count()
+        };
+        let slow = LinkModel { latency_ms: 200, ..Default::default() };
+        hub.set_link(&a.local_peer(), &b.local_peer(), Some(slow));
+        hub.set_link(&a.local_peer(), &c.local_peer(), Some(slow));
+        a.publish(t, vec![1; 100]);
+        assert_eq!((gossips(&mut rb), gossips(&mut rc)), (0, 0), "on its way");
+        assert_eq!(hub.next_due(), Some(200));
+        hub.advance_to(199);
+        assert_eq!(gossips(&mut rb), 0);
+        hub.advance_to(200);
+        assert_eq!((gossips(&mut rb), gossips(&mut rc)), (1, 1), "arrived after the latency");
+        // b–c instant, a–c fast: b hears it through c first
+        hub.set_link(
+            &a.local_peer(),
+            &c.local_peer(),
+            Some(LinkModel { latency_ms: 10, ..Default::default() }),
+        );
+        a.publish(t, vec![2; 100]);
+        hub.advance_to(210);
+        assert_eq!(gossips(&mut rb), 1, "relayed by c, not the slow direct link");
+        // 80 kbit/s: a 1,000-byte message takes 100 ms to send; a second
+        // one waits for the first
+        hub.set_link(&a.local_peer(), &c.local_peer(), None);
+        hub.set_blocked(&b.local_peer(), &c.local_peer(), true);
+        hub.set_link(
+            &a.local_peer(),
+            &b.local_peer(),
+            Some(LinkModel { bandwidth_kbps: Some(80), ..Default::default() }),
+        );
+        let rid1 = a.request(b.local_peer(), vec![0; 1_000]);
+        let rid2 = a.request(b.local_peer(), vec![0; 1_000]);
+        assert_ne!(rid1, rid2);
+        assert_eq!(hub.next_due(), Some(210 + 100));
+        hub.advance_to(310);
+        let got = |r: &mut mpsc::UnboundedReceiver<NetEvent>| {
+            std::iter::from_fn(|| r.try_recv().ok()).filter(|e| matches!(e, NetEvent::Request { .. })).count()
+        };
+        assert_eq!(got(&mut rb), 1, "the first after its 100 ms");
+        hub.advance_to(410);
+        assert_eq!(got(&mut rb), 1, "the second after the first");
+        // loss: about the share asked, and the same for the same seed
+        let lost = |seed: u64| {
+            let hub = MemHub::with_seed(seed);
+            let (a, _ra) = hub.join(1);
+            let (b, mut rb) = hub.join(2);
+            b.subscribe(t);
+            hub.set_link(
+                &a.local_peer(),
+                &b.local_peer(),
+                Some(LinkModel { loss: 0.3, ..Default::default() }),
+            );
+            for _ in 0..1_000 {
+                a.publish(t, vec![3]);
+            }
+            1_000 - gossips(&mut rb)
+        };
+        let n = lost(4);
+        assert!((220..380).contains(&n), "{n} of 1,000 lost at 30 %");
+        assert_eq!(lost(4), n, "the same seed loses the same messages");
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl TestnetBuilder {
         // a fixed genesis time: the virtual clock starts there
         let genesis_time_ms = 1_700_000_000_000;
         let g = self.params.genesis(genesis_time_ms).map_err(anyhow::Error::msg)?;
-        let hub = MemHub::new();
+        let hub = MemHub::with_seed(self.params.seed);
         let (beacon_net, beacon_rx) = hub.join(0);
         let db = BeaconDb::open(&dir.join("beacon"), false)?;
         let chain = Arc::new(BeaconChain::open(g.spec.clone(), db, g.beacon_key.clone())?);
@@ -345,6 +345,16 @@ impl Testnet {
         self.pump();
     }
 
+    /// Makes the link between two members slow (latency, jitter, loss,
+    /// bandwidth on the virtual clock) or instant again (`None`).
+    pub fn set_link_model(&mut self, a: Member, b: Member, model: Option<net::LinkModel>) {
+        let peer = |m: Member| match m {
+            Member::Beacon => self.beacon_net.local_peer(),
+            Member::Validator(i) => self.peer(i),
+        };
+        self.hub.set_link(&peer(a), &peer(b), model);
+    }
+
     /// Stops the beacon as a crash would (`down`: it neither hears nor
     /// seals; what it had not sealed is gone), or starts it again from its
     /// database.
@@ -483,6 +493,9 @@ impl Testnet {
     pub fn step_with(&mut self, mut hook: impl FnMut(&mut Testnet, Turn)) {
         self.slot += 1;
         let slot = self.slot;
+        // the virtual clock: what slow links held arrives by the slot's start
+        let start_ms = slot.saturating_mul(self.params.slot_ms);
+        self.hub.advance_to(start_ms);
         for s in 0..self.params.shards {
             let shard_validators: Vec<usize> =
                 (0..self.validators.len()).filter(|i| self.validators[*i].shard.0 == s).collect();
@@ -510,6 +523,13 @@ impl Testnet {
                 v.on_slot(slot);
             }
             hook(self, Turn::After(i));
+            self.pump();
+        }
+        // what slow links deliver before the slot ends (the nodes answer at
+        // once); the rest arrives in later slots
+        let end_ms = start_ms.saturating_add(self.params.slot_ms);
+        while let Some(at) = self.hub.next_due().filter(|at| *at < end_ms) {
+            self.hub.advance_to(at);
             self.pump();
         }
         if !self.beacon_down

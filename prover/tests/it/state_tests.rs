@@ -363,8 +363,8 @@ fn level_two_on() -> bool {
 
 /// Steps of a trace this long or shorter are all checked; a longer one's
 /// are sampled ([`LEVEL_TWO_SAMPLE`] of them, first and last included).
-const LEVEL_TWO_ALL: u64 = 600;
-const LEVEL_TWO_SAMPLE: u64 = 48;
+const LEVEL_TWO_ALL: u64 = 100;
+const LEVEL_TWO_SAMPLE: u64 = 32;
 
 /// Level 2 over a case level 1 ran: every step covered, each checked step
 /// (every one of a short trace) upheld from the replay's `T_j` to its
@@ -665,7 +665,20 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 fn run_dir(dir: &Path, forks: &[String]) -> Tally {
     use rayon::prelude::*;
-    json_files(dir).par_iter().map(|f| run_file(f, forks)).reduce(Tally::default, Tally::merge)
+    let files = json_files(dir);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    files
+        .par_iter()
+        .map(|f| {
+            let t = run_file(f, forks);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n % 100 == 0 {
+                eprintln!("{n} of {} files, {:.0} s", files.len(), started.elapsed().as_secs_f64());
+            }
+            t
+        })
+        .reduce(Tally::default, Tally::merge)
 }
 
 /// Our own state tests, filled for Osaka by Ethereum's reference

@@ -97,6 +97,23 @@ impl Phase {
     }
 }
 
+/// Cross-shard latency of one shard pair, in slots.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PairLatency {
+    /// Source shard.
+    pub src: u32,
+    /// Destination shard.
+    pub dst: u32,
+    /// Messages measured.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
 /// A whole run.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Report {
@@ -120,6 +137,8 @@ pub struct Report {
     pub series: Vec<SlotRecord>,
     /// Per-phase latencies.
     pub latencies: Vec<Latency>,
+    /// Source accepted → destination executed, per shard pair.
+    pub pair_latencies: Vec<PairLatency>,
     /// Totals.
     pub totals: Totals,
     /// The invariants checked after every slot.
@@ -175,6 +194,9 @@ impl Report {
         let mut csv = String::from("phase,count,p50_slots,p90_slots,p99_slots,p999_slots,max_slots\n");
         for l in &self.latencies {
             csv += &format!("{},{},{},{},{},{},{}\n", l.phase, l.count, l.p50, l.p90, l.p99, l.p999, l.max);
+        }
+        for p in &self.pair_latencies {
+            csv += &format!("shard {} → {},{},{},,{},,{}\n", p.src, p.dst, p.count, p.p50, p.p99, p.max);
         }
         std::fs::write(dir.join("latency.csv"), csv)?;
         Ok(())

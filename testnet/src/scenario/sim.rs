@@ -42,12 +42,6 @@ fn unsupported(s: &Scenario) -> Result<()> {
                 e.action()
             );
         }
-        if let Event::Link { .. } = e {
-            bail!(
-                "timeline entry {} (link): latency, jitter, loss and bandwidth are not modelled on the sim tier yet",
-                i + 1
-            );
-        }
     }
     Ok(())
 }
@@ -96,6 +90,8 @@ struct Run<'a> {
     final_seen: Vec<u64>,
     open_games: BTreeSet<Hash>,
     phases: [Phase; 5],
+    /// Source accepted → destination executed, per shard pair.
+    pairs: BTreeMap<(u32, u32), Phase>,
     series: Vec<SlotRecord>,
     totals: Totals,
 }
@@ -145,6 +141,7 @@ pub fn run(s: &Scenario, seed: u64, dir: &Path, mut progress: impl FnMut(&SlotRe
         ],
         series: Vec::new(),
         totals: Totals::default(),
+        pairs: BTreeMap::new(),
     };
     // entries that last end at `until`: what undoes them, by slot
     let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
@@ -255,7 +252,21 @@ impl Run<'_> {
             }
             Event::Beacon { on, .. } => self.t.set_beacon_down(!on)?,
             Event::Load { rate, .. } => self.rate = *rate,
-            Event::Link { .. } => bail!("link faults are not modelled on the sim tier yet"),
+            Event::Link { a, b, latency_ms, jitter_ms, loss, bandwidth_kbps, .. } => {
+                let model = net::LinkModel {
+                    latency_ms: *latency_ms,
+                    jitter_ms: *jitter_ms,
+                    loss: *loss,
+                    bandwidth_kbps: *bandwidth_kbps,
+                };
+                let (a, b) = (net.group(a)?, net.group(b)?);
+                for x in &a {
+                    for y in &b {
+                        let (x, y) = (self.member(*x)?, self.member(*y)?);
+                        self.t.set_link_model(x, y, start.then_some(model));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -330,7 +341,10 @@ impl Run<'_> {
                     if self.delivered.insert(id) {
                         record.delivered += 1;
                         if let Some(src) = self.emitted.get(&id) {
-                            self.phases[2].record(status.included_slot.saturating_sub(*src));
+                            let slots = status.included_slot.saturating_sub(*src);
+                            self.phases[2].record(slots);
+                            let pair = (entry.message.src.0, s as u32);
+                            self.pairs.entry(pair).or_insert_with(|| Phase::new("pair")).record(slots);
                         }
                     }
                 }
@@ -409,6 +423,21 @@ impl Run<'_> {
             slots_run,
             series: self.series,
             latencies: self.phases.iter().map(Phase::summary).collect(),
+            pair_latencies: self
+                .pairs
+                .iter()
+                .map(|((src, dst), p)| {
+                    let l = p.summary();
+                    super::report::PairLatency {
+                        src: *src,
+                        dst: *dst,
+                        count: l.count,
+                        p50: l.p50,
+                        p99: l.p99,
+                        max: l.max,
+                    }
+                })
+                .collect(),
             totals,
             invariants: INVARIANTS.to_vec(),
             violation,

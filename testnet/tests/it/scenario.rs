@@ -166,3 +166,26 @@ mode = "wrong-state-root"
     assert!(err.contains("invariant broken at slot") && err.contains("seed 3"), "{err}");
     assert!(err.contains("no invalid header final") && err.contains("shard 1 height"), "{err}");
 }
+
+/// The slow-shard-pair scenario: messages between shards 0 and 1 wait for
+/// their slow link (their p99 above every other pair's largest latency),
+/// the other pairs keep one slot, and every invariant holds.
+#[test]
+fn a_slow_link_slows_only_its_shard_pair() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/slow-shard-pair.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&file, 6, dir.path());
+    assert_eq!(r["violation"], Value::Null);
+    let pairs = r["pair_latencies"].as_array().unwrap();
+    let field = |p: &Value, k: &str| p[k].as_u64().unwrap();
+    let slow = |p: &&Value| {
+        let (s, d) = (field(p, "src"), field(p, "dst"));
+        (s, d) == (0, 1) || (s, d) == (1, 0)
+    };
+    let fast_max = pairs.iter().filter(|p| !slow(p)).map(|p| field(p, "max")).max().unwrap();
+    assert!(fast_max <= 2, "other pairs stay fast: {pairs:?}");
+    for p in pairs.iter().filter(slow) {
+        assert!(field(p, "count") > 20, "{p}");
+        assert!(field(p, "p99") > fast_max, "the slow pair waits: {p} vs {fast_max}");
+    }
+}
