@@ -141,19 +141,26 @@ impl Hub {
     fn reached(&mut self, from: PeerId, topic: Topic, bytes: usize) -> Vec<(PeerId, u64)> {
         let subscribed =
             |h: &Hub, p: &PeerId| h.nodes.get(p).is_some_and(|n| n.online && n.topics.contains(&topic));
+        if self.blocked.is_empty() && self.links.is_empty() {
+            // every link instant and up: every online subscriber, now
+            let now = self.now_ms;
+            return self
+                .order
+                .iter()
+                .filter(|p| **p != from && subscribed(self, p))
+                .map(|p| (*p, now))
+                .collect();
+        }
         let mut arrival: BTreeMap<PeerId, u64> = BTreeMap::from([(from, self.now_ms)]);
         let mut settled: BTreeSet<PeerId> = BTreeSet::new();
         let position: HashMap<PeerId, usize> = self.order.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-        loop {
-            // the unsettled node reached earliest (join order on ties)
-            let Some((at, time)) = arrival
-                .iter()
-                .filter(|(p, _)| !settled.contains(*p))
-                .min_by_key(|(p, t)| (**t, position.get(*p).copied().unwrap_or(usize::MAX)))
-                .map(|(p, t)| (*p, *t))
-            else {
-                break;
-            };
+        // the unsettled node reached earliest (join order on ties), in turn
+        while let Some((at, time)) = arrival
+            .iter()
+            .filter(|(p, _)| !settled.contains(*p))
+            .min_by_key(|(p, t)| (**t, position.get(*p).copied().unwrap_or(usize::MAX)))
+            .map(|(p, t)| (*p, *t))
+        {
             settled.insert(at);
             for p in self.order.clone() {
                 if settled.contains(&p) || !subscribed(self, &p) || !self.linked(at, p) {
