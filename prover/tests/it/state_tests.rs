@@ -363,8 +363,8 @@ fn level_two_on() -> bool {
 
 /// Steps of a trace this long or shorter are all checked; a longer one's
 /// are sampled ([`LEVEL_TWO_SAMPLE`] of them, first and last included).
-const LEVEL_TWO_ALL: u64 = 100;
-const LEVEL_TWO_SAMPLE: u64 = 32;
+const LEVEL_TWO_ALL: u64 = 40;
+const LEVEL_TWO_SAMPLE: u64 = 16;
 
 /// Level 2 over a case level 1 ran: every step covered, each checked step
 /// (every one of a short trace) upheld from the replay's `T_j` to its
@@ -513,7 +513,11 @@ fn try_case(test: &StateTest, fork: SpecId, case: &PostCase) -> Result<Outcome, 
             Err(LevelTwo::End(_)) if test.pre.iter().any(|(_, a)| is_empty_account(a)) => {
                 Outcome::Divergence(Divergence::EmptyAccount)
             }
-            Err(LevelTwo::End(why) | LevelTwo::Step(why)) => Outcome::Fail(format!("level 2: {why}")),
+            Err(LevelTwo::End(why) | LevelTwo::Step(why)) => {
+                // said at once: a long run's failures are seen as they come
+                eprintln!("level 2 failed: {why}");
+                Outcome::Fail(format!("level 2: {why}"))
+            }
         });
     }
     // a difference is on purpose only where optishard's rules met the case:
