@@ -588,3 +588,16 @@ fn a_create_from_a_nonce_at_its_limit_pushes_zero() {
     s.commit(0, &c).unwrap();
     walk(&s, &tx_to(TARGET, 0, vec![]));
 }
+
+/// Code ending inside a PUSH's data (a PUSH32 with one byte left): revm
+/// reads zeros past the end and then runs STOP with pc past the code's
+/// length; level 2 walks it to level 1's end (a public state test,
+/// `stRandom/randomStatetest312`, found the verifier refusing that pc).
+#[test]
+fn a_push_cut_short_by_the_codes_end_runs_stop_at_level_two() {
+    for code in [vec![0x60, 0x01, 0x7f, 0xaa], vec![0x60, 0x01, 0x60], vec![0x7b, 0x55]] {
+        let s = state(&[(OTHER, code.clone(), vec![])]);
+        let (_, n) = walk(&s, &tx_to(OTHER, 0, vec![]));
+        assert!(n >= 2, "{code:?}: the PUSHes and the STOP past the end: {n}");
+    }
+}

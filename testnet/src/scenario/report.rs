@@ -169,7 +169,8 @@ pub struct Totals {
 }
 
 impl Report {
-    /// Writes `report.json`, `series.csv` and `latency.csv` under `dir`.
+    /// Writes `report.json`, `series.csv`, `latency.csv` and the
+    /// self-contained `report.html` under `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(self)?;
@@ -199,6 +200,7 @@ impl Report {
             csv += &format!("shard {} → {},{},{},,{},,{}\n", p.src, p.dst, p.count, p.p50, p.p99, p.max);
         }
         std::fs::write(dir.join("latency.csv"), csv)?;
+        std::fs::write(dir.join("report.html"), super::html::render(self))?;
         Ok(())
     }
 }
