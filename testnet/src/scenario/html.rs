@@ -118,6 +118,20 @@ fn plot(title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>], marks: &[
     svg
 }
 
+/// A CDF as a step line: flat until each value, then up to its share
+/// (`values` in slots, drawn in milliseconds).
+fn cdf_steps(cdf: &[(u64, f64)], slot_ms: f64) -> Vec<(f64, f64)> {
+    let mut points = vec![(0.0, 0.0)];
+    let mut below = 0.0;
+    for (v, q) in cdf {
+        let x = *v as f64 * slot_ms;
+        points.push((x, below));
+        points.push((x, *q));
+        below = *q;
+    }
+    points
+}
+
 /// The page.
 pub fn render(r: &Report) -> String {
     let marks: Vec<(f64, String)> = r
@@ -182,9 +196,7 @@ pub fn render(r: &Report) -> String {
         .map(|(i, l)| Line {
             name: l.phase,
             colour: COLOURS[i % COLOURS.len()],
-            points: std::iter::once((0.0, 0.0))
-                .chain(l.cdf.iter().map(|(v, q)| (*v as f64 * r.slot_ms as f64, *q)))
-                .collect(),
+            points: cdf_steps(&l.cdf, r.slot_ms as f64),
         })
         .collect();
     let games = [Line {

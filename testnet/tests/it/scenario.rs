@@ -98,9 +98,17 @@ fn a_partition_stalls_its_shard_until_it_heals_and_runs_reproduce_byte_for_byte(
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let first = run(&file, 7, &a);
     run(&file, 7, &b);
-    for f in ["report.json", "series.csv", "latency.csv"] {
+    for f in ["report.json", "series.csv", "latency.csv", "report.html"] {
         assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f} differs");
     }
+    // the page stands alone: its plots inline, nothing fetched
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5, "five plots");
+    assert!(
+        html.contains("<polyline") && html.contains("partition shard1"),
+        "lines and the timeline's marks"
+    );
+    assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("<script"), "self-contained");
     assert_eq!(first["violation"], Value::Null);
     let testnet::scenario::Event::Partition { at, until: Some(until), .. } = s.timeline[0] else {
         panic!("the scenario starts with a partition that heals")
