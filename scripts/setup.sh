@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs on a fresh Debian machine:
 # libclang (rocksdb's bindings are generated with bindgen) and a C++ compiler;
-# and Prometheus, which the test suite runs against a testnet's generated
-# scrape config.
+# Prometheus, which the test suite runs against a testnet's generated
+# scrape config; and Chromium, which renders a scenario sweep's report.
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# scenario reports are checked as a browser shows them (headless screenshot)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

@@ -64,6 +64,28 @@ pub enum ScenarioCmd {
     /// Runs a scenario, checking every invariant after every slot; exits
     /// non-zero if one breaks.
     Run(ScenarioRunArgs),
+    /// Runs a scenario over a grid of its parameters (deterministic tier)
+    /// and writes one report with a plot per swept figure.
+    Sweep(ScenarioSweepArgs),
+}
+
+/// `optishard scenario sweep`.
+#[derive(Debug, Args)]
+pub struct ScenarioSweepArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// A parameter and its values, `key=v1,v2,…` (keys: shards,
+    /// validators, slot_ms, window, rate, cross, accounts, slots); repeat
+    /// for a grid.
+    #[arg(long = "vary", value_name = "KEY=V1,V2,…", required = true)]
+    pub vary: Vec<String>,
+    /// Seed (default: the file's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Writes sweep.json, sweep.csv, sweep.html and each point's report
+    /// under points/ here.
+    #[arg(long, value_name = "DIR")]
+    pub report: PathBuf,
 }
 
 /// `optishard scenario run`.
@@ -540,6 +562,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Scenario(ScenarioCmd::Run(args)) => run_scenario(args),
+        Command::Scenario(ScenarioCmd::Sweep(args)) => run_sweep(args),
         Command::Testnet(TestnetCmd::Down { datadir }) => {
             let n = cluster::down(&datadir).await?;
             println!("stopped {n} processes");
@@ -609,6 +632,43 @@ fn run_scenario(args: ScenarioRunArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_sweep(args: ScenarioSweepArgs) -> Result<()> {
+    let s = scenario::Scenario::load(&args.file)?;
+    let vary = args.vary.iter().map(|v| scenario::sweep::Vary::parse(v)).collect::<Result<Vec<_>>>()?;
+    let grid = scenario::sweep::grid(&s, &vary)?;
+    let seed = args.seed.unwrap_or(s.seed);
+    let mut points = Vec::new();
+    for (n, (at, point)) in grid.into_iter().enumerate() {
+        let data = TempDir::new()?;
+        let started = std::time::Instant::now();
+        let report = scenario::sim::run(&point, seed, data.path(), |_| {})?;
+        report.write(&args.report.join("points").join(format!("{n:03}")))?;
+        let p = scenario::sweep::point(at, &report);
+        eprintln!(
+            "point {n}: {:?}: {:.1} included/s, {:.2} headers per shard per slot{} ({:.1} s)",
+            p.at,
+            p.included_per_second,
+            p.headers_per_shard_per_slot,
+            p.violation.as_ref().map(|v| format!(", INVARIANT BROKEN: {v}")).unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        );
+        points.push(p);
+    }
+    let broken = points.iter().filter(|p| p.violation.is_some()).count();
+    let sweep = scenario::sweep::Sweep {
+        scenario: s.name.clone(),
+        seed,
+        keys: vary.iter().map(|v| v.key.clone()).collect(),
+        points,
+    };
+    sweep.write(&args.report)?;
+    println!("sweep: {} points, report {}", sweep.points.len(), args.report.join("sweep.html").display());
+    if broken > 0 {
+        bail!("{broken} point(s) broke an invariant (see sweep.html)");
+    }
+    Ok(())
 }
 
 /// A directory removed when dropped.

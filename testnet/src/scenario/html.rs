@@ -21,7 +21,30 @@ const RIGHT: f64 = 12.0;
 const COLOURS: [&str; 8] =
     ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
-fn escape(s: &str) -> String {
+/// A line for [`plot_series`]: its name and points.
+pub struct Series {
+    /// Its name in the legend.
+    pub name: String,
+    /// Its points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A plot of `series` (colours in order; points joined by x).
+pub fn plot_series(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let lines: Vec<Line<'_>> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut points = s.points.clone();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Line { name: &s.name, colour: COLOURS[i % COLOURS.len()], points }
+        })
+        .collect();
+    plot(title, x_label, y_label, &lines, &[])
+}
+
+/// Text made safe inside HTML.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -37,10 +60,13 @@ fn tick_step(max: f64) -> f64 {
 fn plot(title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>], marks: &[(f64, String)]) -> String {
     let xs = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
     let ys = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
-    let x_max = xs.fold(1.0f64, f64::max);
+    let xs: Vec<f64> = xs.collect();
+    let x_min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let x_min = if x_min.is_finite() { x_min } else { 0.0 };
+    let x_max = xs.iter().copied().fold(x_min + 1.0, f64::max);
     let y_max = ys.fold(1.0f64, f64::max) * 1.05;
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let sx = |x: f64| LEFT + x / x_max * pw;
+    let sx = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * pw;
     let sy = |y: f64| TOP + ph - y / y_max * ph;
     let mut svg = format!(
         r#"<figure><figcaption>{}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{}">"#,
@@ -62,8 +88,8 @@ fn plot(title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>], marks: &[
         );
         y += step;
     }
-    let step = tick_step(x_max);
-    let mut x = 0.0;
+    let step = tick_step(x_max - x_min);
+    let mut x = (x_min / step).ceil() * step;
     while x <= x_max {
         let _ = write!(
             svg,
@@ -91,6 +117,13 @@ fn plot(title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>], marks: &[
             pts.join(" "),
             escape(l.name)
         );
+    }
+    // a sweep's few points: each marked
+    for l in lines.iter().filter(|l| l.points.len() <= 40) {
+        for (x, y) in &l.points {
+            let _ =
+                write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#, sx(*x), sy(*y), l.colour);
+        }
     }
     for (i, l) in lines.iter().enumerate() {
         let y = TOP + 14.0 + 13.0 * i as f64;

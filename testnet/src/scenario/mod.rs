@@ -20,6 +20,7 @@ pub mod html;
 pub mod invariants;
 pub mod report;
 pub mod sim;
+pub mod sweep;
 
 /// A scenario: what runs, what load it carries, what happens when.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -197,3 +197,69 @@ fn a_slow_link_slows_only_its_shard_pair() {
         assert!(field(p, "p99") > fast_max, "the slow pair waits: {p} vs {fast_max}");
     }
 }
+
+/// A sweep over two parameters writes one report, and a real browser
+/// (headless Chromium, installed by `scripts/setup.sh`) shows its plots:
+/// the screenshot holds the plot lines' colours, a blank page's does not.
+#[test]
+fn a_sweeps_report_opens_in_a_browser_and_shows_its_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/slow-shard-pair.toml");
+    let out = optishard()
+        .args([
+            "scenario",
+            "sweep",
+            "--vary",
+            "shards=2,3",
+            "--vary",
+            "cross=0,0.5",
+            "--vary",
+            "slots=30",
+            "--report",
+        ])
+        .arg(dir.path())
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sweep: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(sweep["points"].as_array().unwrap().len(), 4, "2 × 2 × 1 points");
+    assert!(dir.path().join("points/003/report.html").exists(), "each point's own report");
+    let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header and a row per point");
+    let html = std::fs::read_to_string(dir.path().join("sweep.html")).unwrap();
+    assert!(html.matches("<svg").count() >= 6, "a plot per swept figure");
+    // what a browser shows: the line colours' pixels in the screenshot
+    let shot = |url: String, png: &Path| {
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=840,1400",
+            ])
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(url)
+            .output()
+            .expect("chromium runs (scripts/setup.sh installs it)");
+        assert!(png.exists(), "a screenshot: {}", String::from_utf8_lossy(&out.stderr));
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        // the first two lines' colours (#1f77b4, #d62728), near enough
+        let near = |p: &[u8], c: [u8; 3]| p.iter().zip(c).all(|(a, b)| a.abs_diff(b) < 40);
+        buf[..info.buffer_size()]
+            .chunks(channels)
+            .filter(|p| near(p, [0x1f, 0x77, 0xb4]) || near(p, [0xd6, 0x27, 0x28]))
+            .count()
+    };
+    let page = format!("file://{}", dir.path().join("sweep.html").display());
+    let coloured = shot(page, &dir.path().join("sweep.png"));
+    let blank = shot("about:blank".into(), &dir.path().join("blank.png"));
+    assert_eq!(blank, 0);
+    assert!(coloured > 500, "the plots' lines and points are drawn: {coloured} pixels");
+}
