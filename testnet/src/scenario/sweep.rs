@@ -81,7 +81,7 @@ fn set(s: &Scenario, key: &str, value: f64) -> Result<Scenario> {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Point {
     /// The varied keys' values, in `--vary` order.
-    pub at: Vec<(String, f64)>,
+    pub at: At,
     /// Transactions included per second.
     pub included_per_second: f64,
     /// Headers accepted per shard per slot.
@@ -105,8 +105,11 @@ pub struct Sweep {
     pub points: Vec<Point>,
 }
 
+/// The varied keys' values at one point of a grid, in `--vary` order.
+pub type At = Vec<(String, f64)>;
+
 /// Every point of the grid, checked before any runs.
-pub fn grid(s: &Scenario, vary: &[Vary]) -> Result<Vec<(Vec<(String, f64)>, Scenario)>> {
+pub fn grid(s: &Scenario, vary: &[Vary]) -> Result<Vec<(At, Scenario)>> {
     if vary.is_empty() {
         bail!("a sweep needs at least one --vary");
     }
@@ -131,7 +134,7 @@ pub fn grid(s: &Scenario, vary: &[Vary]) -> Result<Vec<(Vec<(String, f64)>, Scen
 }
 
 /// What a point's report says, for the sweep.
-pub fn point(at: Vec<(String, f64)>, r: &Report) -> Point {
+pub fn point(at: At, r: &Report) -> Point {
     let ms = r.slot_ms as f64;
     Point {
         at,
