@@ -587,6 +587,7 @@ fn run_scenario(args: ScenarioRunArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let quiet = args.quiet;
+    let stop = interrupt_flag();
     let report = scenario::sim::run(&s, seed, &dir, |r| {
         if !quiet {
             eprintln!(
@@ -601,6 +602,7 @@ fn run_scenario(args: ScenarioRunArgs) -> Result<()> {
                 if r.events.is_empty() { String::new() } else { format!("  [{}]", r.events.join("; ")) }
             );
         }
+        !stop.load(std::sync::atomic::Ordering::Relaxed)
     })?;
     if let Some(out) = &args.report {
         report.write(out)?;
@@ -623,6 +625,9 @@ fn run_scenario(args: ScenarioRunArgs) -> Result<()> {
             l.phase, l.count, l.p50, l.p99, l.max
         );
     }
+    if report.interrupted {
+        bail!("interrupted after slot {} of {} (the report holds the slots run)", report.slots_run, s.slots);
+    }
     match &report.violation {
         Some(v) => {
             bail!("invariant broken at slot {} (seed {seed}): {}: {}", v.slot, v.invariant, v.evidence)
@@ -643,7 +648,7 @@ fn run_sweep(args: ScenarioSweepArgs) -> Result<()> {
     for (n, (at, point)) in grid.into_iter().enumerate() {
         let data = TempDir::new()?;
         let started = std::time::Instant::now();
-        let report = scenario::sim::run(&point, seed, data.path(), |_| {})?;
+        let report = scenario::sim::run(&point, seed, data.path(), |_| true)?;
         report.write(&args.report.join("points").join(format!("{n:03}")))?;
         let p = scenario::sweep::point(at, &report);
         eprintln!(
@@ -669,6 +674,21 @@ fn run_sweep(args: ScenarioSweepArgs) -> Result<()> {
         bail!("{broken} point(s) broke an invariant (see sweep.html)");
     }
     Ok(())
+}
+
+/// Set once Ctrl-C (SIGINT) arrives: a scenario stops after its current
+/// slot and still writes its report.
+fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    extern "C" fn on_sigint(_: libc::c_int) {
+        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+    &STOP
 }
 
 /// A directory removed when dropped.

@@ -145,6 +145,8 @@ pub struct Report {
     pub invariants: Vec<&'static str>,
     /// The first invariant broken, if any (the run stopped there).
     pub violation: Option<Violation>,
+    /// Whether it was stopped before its last slot (Ctrl-C).
+    pub interrupted: bool,
 }
 
 /// A run's totals.

@@ -97,8 +97,14 @@ struct Run<'a> {
 }
 
 /// Runs `s` with `seed` on the deterministic tier, its databases under
-/// `dir`; `progress` hears every slot.
-pub fn run(s: &Scenario, seed: u64, dir: &Path, mut progress: impl FnMut(&SlotRecord)) -> Result<Report> {
+/// `dir`; `progress` hears every slot and says whether to go on (a run
+/// stopped early reports the slots it ran, `interrupted`).
+pub fn run(
+    s: &Scenario,
+    seed: u64,
+    dir: &Path,
+    mut progress: impl FnMut(&SlotRecord) -> bool,
+) -> Result<Report> {
     unsupported(s)?;
     let n = &s.network;
     let params = NetworkParams {
@@ -147,6 +153,7 @@ pub fn run(s: &Scenario, seed: u64, dir: &Path, mut progress: impl FnMut(&SlotRe
     let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
     let mut timeline = s.timeline.iter().peekable();
     let mut violation = None;
+    let mut interrupted = false;
     for k in 0..s.slots {
         let mut record = SlotRecord { slot: k + 1, ..Default::default() };
         for e in undo.remove(&k).unwrap_or_default() {
@@ -163,14 +170,20 @@ pub fn run(s: &Scenario, seed: u64, dir: &Path, mut progress: impl FnMut(&SlotRe
         run.offer(&mut record);
         run.t.step();
         run.observe(&mut record);
-        progress(&record);
+        let go_on = progress(&record);
         run.series.push(record);
         if let Err(v) = run.checker.check(&run.t) {
             violation = Some(v);
             break;
         }
+        if !go_on {
+            interrupted = true;
+            break;
+        }
     }
-    Ok(run.report(seed, violation))
+    let mut report = run.report(seed, violation);
+    report.interrupted = interrupted;
+    Ok(report)
 }
 
 /// An entry for people: its action and what it names.
@@ -441,6 +454,7 @@ impl Run<'_> {
             totals,
             invariants: INVARIANTS.to_vec(),
             violation,
+            interrupted: false,
         }
     }
 }

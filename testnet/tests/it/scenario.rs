@@ -263,3 +263,44 @@ fn a_sweeps_report_opens_in_a_browser_and_shows_its_plots() {
     assert_eq!(blank, 0);
     assert!(coloured > 500, "the plots' lines and points are drawn: {coloured} pixels");
 }
+
+/// A long run shows a line per slot and stops cleanly on Ctrl-C: after
+/// the slot it is in, with its report written for the slots it ran.
+#[test]
+fn ctrl_c_stops_a_run_after_its_slot_with_its_report() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/load-ramp.toml");
+    let mut child = optishard()
+        .args(["scenario", "run", "--report"])
+        .arg(dir.path())
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // the per-slot status line, up to slot 5
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("slot ")
+            && line.contains("offered")
+            && line.split_whitespace().nth(1) == Some("5:")
+        {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted run is not a pass");
+    assert!(rest.iter().any(|l| l.contains("interrupted after slot")), "{rest:?}");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["interrupted"], Value::Bool(true));
+    let ran = r["slots_run"].as_u64().unwrap();
+    assert!((5..100).contains(&ran), "stopped early, after the slot it was in: {ran}");
+    assert_eq!(r["series"].as_array().unwrap().len() as u64, ran);
+}
