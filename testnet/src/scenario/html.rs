@@ -31,16 +31,15 @@ pub struct Series {
 
 /// A plot of `series` (colours in order; points joined by x).
 pub fn plot_series(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let lines: Vec<Line<'_>> = series
+    let sorted: Vec<Series> = series
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
             let mut points = s.points.clone();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Line { name: &s.name, colour: COLOURS[i % COLOURS.len()], points }
+            Series { name: s.name.clone(), points }
         })
         .collect();
-    plot(title, x_label, y_label, &lines, &[])
+    plot_marked(title, x_label, y_label, &sorted, &[])
 }
 
 /// Text made safe inside HTML.
@@ -151,6 +150,56 @@ fn plot(title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>], marks: &[
     svg
 }
 
+/// A per-shard figure over the run: a line per shard up to eight shards,
+/// else the lowest, median and highest shard at each slot.
+fn per_shard(r: &Report, value: impl Fn(&super::report::SlotRecord, usize) -> Option<u64>) -> Vec<Series> {
+    let shards = r.shards as usize;
+    let at = |x: &super::report::SlotRecord, s: usize| value(x, s).unwrap_or(0) as f64;
+    if shards <= 8 {
+        return (0..shards)
+            .map(|s| Series {
+                name: format!("shard {s}"),
+                points: r.series.iter().map(|x| (x.slot as f64, at(x, s))).collect(),
+            })
+            .collect();
+    }
+    let order = |x: &super::report::SlotRecord| {
+        let mut v: Vec<f64> = (0..shards).map(|s| at(x, s)).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    [("lowest shard", 0.0), ("median shard", 0.5), ("highest shard", 1.0)]
+        .into_iter()
+        .map(|(name, q)| Series {
+            name: name.to_string(),
+            points: r
+                .series
+                .iter()
+                .map(|x| {
+                    let v = order(x);
+                    (x.slot as f64, v[((v.len() - 1) as f64 * q).round() as usize])
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// [`plot_series`] with the timeline's marks.
+fn plot_marked(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    marks: &[(f64, String)],
+) -> String {
+    let lines: Vec<Line<'_>> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Line { name: &s.name, colour: COLOURS[i % COLOURS.len()], points: s.points.clone() })
+        .collect();
+    plot(title, x_label, y_label, &lines, marks)
+}
+
 /// A CDF as a step line: flat until each value, then up to its share
 /// (`values` in slots, drawn in milliseconds).
 fn cdf_steps(cdf: &[(u64, f64)], slot_ms: f64) -> Vec<(f64, f64)> {
@@ -191,36 +240,8 @@ pub fn render(r: &Report) -> String {
             points: r.series.iter().map(|s| (s.slot as f64, s.delivered as f64 * per_second)).collect(),
         },
     ];
-    let heads: Vec<Line<'_>> = (0..r.shards as usize)
-        .map(|s| Line {
-            name: ["shard 0", "shard 1", "shard 2", "shard 3", "shard 4", "shard 5", "shard 6", "shard 7"]
-                .get(s)
-                .copied()
-                .unwrap_or("shard"),
-            colour: COLOURS[s % COLOURS.len()],
-            points: r
-                .series
-                .iter()
-                .map(|x| (x.slot as f64, x.heads.get(s).copied().unwrap_or(0) as f64))
-                .collect(),
-        })
-        .take(8)
-        .collect();
-    let finals: Vec<Line<'_>> = (0..r.shards as usize)
-        .map(|s| Line {
-            name: ["shard 0", "shard 1", "shard 2", "shard 3", "shard 4", "shard 5", "shard 6", "shard 7"]
-                .get(s)
-                .copied()
-                .unwrap_or("shard"),
-            colour: COLOURS[s % COLOURS.len()],
-            points: r
-                .series
-                .iter()
-                .map(|x| (x.slot as f64, x.finalized.get(s).copied().unwrap_or(0) as f64))
-                .collect(),
-        })
-        .take(8)
-        .collect();
+    let heads = per_shard(r, |x, s| x.heads.get(s).copied());
+    let finals = per_shard(r, |x, s| x.finalized.get(s).copied());
     let cdfs: Vec<Line<'_>> = r
         .latencies
         .iter()
@@ -287,8 +308,8 @@ pub fn render(r: &Report) -> String {
     );
     html +=
         &plot("Throughput over time (timeline entries dashed)", "slot", "per second", &throughput, &marks);
-    html += &plot("Accepted head height per shard", "slot", "height", &heads, &marks);
-    html += &plot("Final height per shard", "slot", "height", &finals, &marks);
+    html += &plot_marked("Accepted head height per shard", "slot", "height", &heads, &marks);
+    html += &plot_marked("Final height per shard", "slot", "height", &finals, &marks);
     html += &plot("Latency per phase (CDF)", "milliseconds", "share of samples", &cdfs, &[]);
     html += &plot("Dispute games open", "slot", "games", &games, &marks);
     html += "<h2>Latency per phase (slots)</h2><table><tr><th>phase</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>";
