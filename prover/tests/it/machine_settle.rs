@@ -601,3 +601,16 @@ fn a_push_cut_short_by_the_codes_end_runs_stop_at_level_two() {
         assert!(n >= 2, "{code:?}: the PUSHes and the STOP past the end: {n}");
     }
 }
+
+/// Opcodes revm knows from forks after Osaka (SLOTNUM, DUPN, SWAPN,
+/// EXCHANGE) halt on a shard as undefined ones do, and level 2 walks
+/// them (the public `stBadOpcode/opc4BDiffPlaces` found SLOTNUM uncovered).
+#[test]
+fn opcodes_of_later_forks_halt_and_are_upheld_at_level_two() {
+    for op in [0x4b, 0xe6, 0xe7, 0xe8] {
+        let code = vec![0x60, 0x01, 0x60, 0x02, op, 0x00];
+        let s = state(&[(OTHER, code, vec![])]);
+        let (_, n) = walk(&s, &tx_to(OTHER, 0, vec![]));
+        assert_eq!(n, 3, "{op:#x}: two pushes and the halt");
+    }
+}
