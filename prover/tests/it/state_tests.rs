@@ -688,7 +688,7 @@ fn run_dir(dir: &Path, forks: &[String]) -> Tally {
         .map(|f| {
             let t = run_file(f, forks);
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 eprintln!("{n} of {} files, {:.0} s", files.len(), started.elapsed().as_secs_f64());
             }
             t
