@@ -20,6 +20,8 @@ pub struct SlotRecord {
     pub submitted: u64,
     /// Transactions in blocks the beacon accepted this slot.
     pub included: u64,
+    /// Of those, how many failed (reverted or ran out of gas).
+    pub failed: u64,
     /// Messages consumed by destination blocks the beacon accepted this slot.
     pub delivered: u64,
     /// Each shard's accepted head height after the slot.
@@ -158,6 +160,8 @@ pub struct Totals {
     pub submitted: u64,
     /// In accepted blocks.
     pub included: u64,
+    /// Of those, failed.
+    pub failed: u64,
     /// Messages delivered.
     pub delivered: u64,
     /// Headers accepted per shard per slot, over the run.

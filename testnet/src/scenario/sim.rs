@@ -19,12 +19,18 @@ use super::report::{Phase, Report, SlotRecord, Totals};
 use super::{Event, Node, Scenario};
 use crate::{Member, NetworkParams, Testnet};
 
+// the workload's contracts: a minimal ERC-20 (the deployer holds the
+// supply) and a store of values (testdata/contracts)
+alloy_sol_types::sol! {
+    function transfer(address to, uint256 value) external returns (bool);
+    function set(uint256 key, uint256 value) external;
+}
+
+const TOKEN_BIN: &str = include_str!("../../../testdata/contracts/Token.bin");
+const STORE_BIN: &str = include_str!("../../../testdata/contracts/Store.bin");
+
 /// What the sim tier does not model yet, refused before the run starts.
 fn unsupported(s: &Scenario) -> Result<()> {
-    let w = &s.workload;
-    if w.erc20 > 0.0 || w.contract_calls > 0.0 {
-        bail!("workload.erc20 and workload.contract_calls are not played on the sim tier yet");
-    }
     for (i, e) in s.timeline.iter().enumerate() {
         let names: Vec<&String> = match e {
             Event::Kill { node, .. }
@@ -92,6 +98,10 @@ struct Run<'a> {
     phases: [Phase; 5],
     /// Source accepted → destination executed, per shard pair.
     pairs: BTreeMap<(u32, u32), Phase>,
+    /// Each account's own ERC-20 (the same address on every shard: each
+    /// deploys it with its first nonce) and account 0's store.
+    tokens: Vec<Address>,
+    store: Address,
     series: Vec<SlotRecord>,
     totals: Totals,
 }
@@ -148,6 +158,8 @@ pub fn run(
         series: Vec::new(),
         totals: Totals::default(),
         pairs: BTreeMap::new(),
+        tokens: Vec::new(),
+        store: Address::ZERO,
     };
     // entries that last end at `until`: what undoes them, by slot
     let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
@@ -287,6 +299,9 @@ impl Run<'_> {
     /// The slot's arrivals: `rate` a second, open loop, each to a random
     /// shard from its next account, a share of them cross-shard sends.
     fn offer(&mut self, record: &mut SlotRecord) {
+        if record.slot == 1 {
+            self.deploy(record);
+        }
         let net = &self.s.network;
         let due = self.rate * net.slot_ms as f64 / 1_000.0 + self.carry;
         let n = due.floor() as u64;
@@ -303,10 +318,20 @@ impl Run<'_> {
                 let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
                 let bridge = TxKind::Call(BRIDGE_ADDRESS);
                 self.t.call(ShardId(shard), from, bridge, U256::from(value), data.into(), 300_000)
+            } else if let Some((to, data)) = self.contract_call(from) {
+                self.t.call(ShardId(shard), from, TxKind::Call(to), U256::ZERO, data.into(), 200_000)
             } else {
                 let to = Address::from(self.rng.r#gen::<[u8; 20]>());
                 self.t.transfer(ShardId(shard), from, to, value)
             };
+            self.take(record, shard, from, raw);
+        }
+    }
+
+    /// A transaction offered to a random live validator of `shard`; a
+    /// transaction nobody takes gives its nonce back.
+    fn take(&mut self, record: &mut SlotRecord, shard: u32, from: usize, raw: Bytes) {
+        {
             record.offered += 1;
             let live: Vec<usize> = (0..self.t.validator_count())
                 .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
@@ -320,6 +345,68 @@ impl Run<'_> {
                 // nobody took it: the account's nonce was not used
                 self.t.unsend(ShardId(shard), from);
             }
+        }
+    }
+
+    /// On the first slot, with ERC-20 or contract-call shares: every
+    /// account deploys its own ERC-20 on every shard, and account 0 a store.
+    fn deploy(&mut self, record: &mut SlotRecord) {
+        let w = &self.s.workload;
+        let (erc20, calls) = (w.erc20 > 0.0, w.contract_calls > 0.0);
+        let accounts = w.accounts as usize;
+        let code =
+            |hex: &str| -> Vec<u8> { hex::decode(hex.trim()).expect("the vendored contracts are hex") };
+        for shard in 0..self.s.network.shards {
+            if erc20 {
+                for from in 0..accounts {
+                    let supply = U256::from(10u64).pow(U256::from(30u64));
+                    let init: Bytes = [code(TOKEN_BIN), supply.to_be_bytes::<32>().to_vec()].concat().into();
+                    let raw = self.t.call(ShardId(shard), from, TxKind::Create, U256::ZERO, init, 1_000_000);
+                    self.take(record, shard, from, raw);
+                }
+            }
+            if calls {
+                let raw = self.t.call(
+                    ShardId(shard),
+                    0,
+                    TxKind::Create,
+                    U256::ZERO,
+                    code(STORE_BIN).into(),
+                    1_000_000,
+                );
+                self.take(record, shard, 0, raw);
+            }
+        }
+        if erc20 {
+            self.tokens = (0..accounts).map(|a| self.t.account(a).create(0)).collect();
+        }
+        self.store = self.t.account(0).create(u64::from(erc20));
+    }
+
+    /// With ERC-20 or contract-call shares, whether this arrival (not a
+    /// cross-shard send) is one: its target and calldata.
+    fn contract_call(&mut self, from: usize) -> Option<(Address, Vec<u8>)> {
+        let w = &self.s.workload;
+        if w.erc20 + w.contract_calls <= 0.0 {
+            return None;
+        }
+        // given it is no send, each share over what is left
+        let u = self.rng.r#gen::<f64>() * (1.0 - w.cross_shard);
+        let to = Address::from(self.rng.r#gen::<[u8; 20]>());
+        if u < w.erc20 {
+            let token = *self.tokens.get(from)?;
+            Some((
+                token,
+                transferCall { to, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
+            ))
+        } else if u < w.erc20 + w.contract_calls {
+            let key = U256::from(self.rng.gen_range(0..1_000u64));
+            Some((
+                self.store,
+                setCall { key, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
+            ))
+        } else {
+            None
         }
     }
 
@@ -338,9 +425,22 @@ impl Run<'_> {
                     continue;
                 }
                 let Some(block) = self.block(shard, height, status.hash) else { continue };
+                // the transactions whose receipts say they failed
+                let failed: BTreeSet<B256> = self
+                    .holder(shard, height, status.hash)
+                    .and_then(|i| self.t.node(i)?.db().receipts(height).ok().flatten())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| !r.success)
+                    .map(|r| r.tx_hash)
+                    .collect();
                 let mut submits = Vec::new();
                 for raw in &block.txs {
-                    if let Some(sent) = self.sent.remove(&keccak256(raw)) {
+                    let hash = keccak256(raw);
+                    if failed.contains(&hash) && self.sent.contains_key(&hash) {
+                        record.failed += 1;
+                    }
+                    if let Some(sent) = self.sent.remove(&hash) {
                         debug_assert_eq!(sent.shard, s as u32);
                         let built = block.header.header.beacon_slot;
                         self.phases[0].record(built.saturating_sub(sent.slot));
@@ -396,6 +496,7 @@ impl Run<'_> {
         self.totals.offered += record.offered;
         self.totals.submitted += record.submitted;
         self.totals.included += record.included;
+        self.totals.failed += record.failed;
         self.totals.delivered += record.delivered;
         self.totals.games_ended += record.games_ended;
     }

@@ -304,3 +304,19 @@ fn ctrl_c_stops_a_run_after_its_slot_with_its_report() {
     assert!((5..100).contains(&ran), "stopped early, after the slot it was in: {ran}");
     assert_eq!(r["series"].as_array().unwrap().len() as u64, ran);
 }
+
+/// The mixed-load scenario: ERC-20 transfers and contract calls beside
+/// transfers and cross-shard sends, every one included, none failing (a
+/// call to a token or store that did not exist, or a revert, would count).
+#[test]
+fn a_mixed_workload_of_tokens_and_contract_calls_all_succeeds() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/mixed-load.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&file, 7, dir.path());
+    let t = &r["totals"];
+    assert_eq!(r["violation"], Value::Null);
+    assert!(t["offered"].as_u64().unwrap() > 2_400, "{t}");
+    assert_eq!(t["included"], t["offered"], "{t}");
+    assert_eq!(t["failed"].as_u64(), Some(0), "{t}");
+    assert!(t["delivered"].as_u64().unwrap() > 300, "{t}");
+}
