@@ -42,6 +42,14 @@ pub fn plot_series(title: &str, x_label: &str, y_label: &str, series: &[Series])
     plot_marked(title, x_label, y_label, &sorted, &[])
 }
 
+/// A page's start, up to its body: the title and the one style sheet.
+pub fn page_head(title: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>body{{font-family:sans-serif;max-width:820px;margin:1em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}figure{{margin:1em 0}}figcaption{{font-weight:bold}}.bad{{color:#b00}}</style></head><body>"#,
+        escape(title)
+    )
+}
+
 /// Text made safe inside HTML.
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -258,12 +266,7 @@ pub fn render(r: &Report) -> String {
         colour: COLOURS[4],
         points: r.series.iter().map(|s| (s.slot as f64, s.games_open as f64)).collect(),
     }];
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>body{{font-family:sans-serif;max-width:820px;margin:1em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}figure{{margin:1em 0}}figcaption{{font-weight:bold}}.bad{{color:#b00}}</style></head><body>"#,
-        escape(&r.scenario)
-    );
+    let mut html = page_head(&r.scenario);
     let _ = write!(
         html,
         "<h1>{}</h1><p>{}</p><p>Seed {}, tier {}, {} shards × {} validators, {} ms slots, {} slots run.</p>",

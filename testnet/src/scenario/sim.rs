@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
@@ -13,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use bridge::{BRIDGE_ADDRESS, Hash, ShardId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use shard::ShardNode;
 
 use super::invariants::{Checker, INVARIANTS};
 use super::report::{Phase, Report, SlotRecord, Totals};
@@ -331,20 +333,17 @@ impl Run<'_> {
     /// A transaction offered to a random live validator of `shard`; a
     /// transaction nobody takes gives its nonce back.
     fn take(&mut self, record: &mut SlotRecord, shard: u32, from: usize, raw: Bytes) {
-        {
-            record.offered += 1;
-            let live: Vec<usize> = (0..self.t.validator_count())
-                .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
-                .collect();
-            let taken =
-                !live.is_empty() && self.t.submit(live[self.rng.gen_range(0..live.len())], &raw).is_ok();
-            if taken {
-                record.submitted += 1;
-                self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard });
-            } else {
-                // nobody took it: the account's nonce was not used
-                self.t.unsend(ShardId(shard), from);
-            }
+        record.offered += 1;
+        let live: Vec<usize> = (0..self.t.validator_count())
+            .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
+            .collect();
+        let taken = !live.is_empty() && self.t.submit(live[self.rng.gen_range(0..live.len())], &raw).is_ok();
+        if taken {
+            record.submitted += 1;
+            self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard });
+        } else {
+            // nobody took it: the account's nonce was not used
+            self.t.unsend(ShardId(shard), from);
         }
     }
 
@@ -417,18 +416,22 @@ impl Run<'_> {
         let heads = self.t.beacon().heads();
         for (s, head) in heads.iter().enumerate() {
             let shard = ShardId(s as u32);
-            for height in 1..=head.height {
+            // a final height never changes: only those above it are new
+            // or may have been replaced
+            for height in self.final_seen[s] + 1..=head.height {
                 let Some(status) = self.t.beacon().header_status(shard, height).ok().flatten() else {
                     continue;
                 };
                 if self.accepted.get(&(s as u32, height)).is_some_and(|(h, _)| *h == status.hash) {
                     continue;
                 }
-                let Some(block) = self.block(shard, height, status.hash) else { continue };
-                // the transactions whose receipts say they failed
-                let failed: BTreeSet<B256> = self
-                    .holder(shard, height, status.hash)
-                    .and_then(|i| self.t.node(i)?.db().receipts(height).ok().flatten())
+                // its block, receipts and outbox from one live validator holding it
+                let Some((node, block)) = self.holder(shard, height, status.hash) else { continue };
+                let db = node.db();
+                let failed: BTreeSet<B256> = db
+                    .receipts(height)
+                    .ok()
+                    .flatten()
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|r| !r.success)
@@ -461,10 +464,8 @@ impl Run<'_> {
                         }
                     }
                 }
-                if let Some(node) = self.holder(shard, height, status.hash) {
-                    for m in self.t.node(node).and_then(|n| n.db().outbox(height).ok()).unwrap_or_default() {
-                        self.emitted.entry(m.id()).or_insert(status.included_slot);
-                    }
+                for m in db.outbox(height).unwrap_or_default() {
+                    self.emitted.entry(m.id()).or_insert(status.included_slot);
                 }
                 self.accepted.insert((s as u32, height), (status.hash, submits));
             }
@@ -473,9 +474,9 @@ impl Run<'_> {
         let finalized = self.t.beacon().finalized();
         for (s, fin) in finalized.iter().enumerate() {
             for height in self.final_seen[s] + 1..=*fin {
-                if let Some((_, submits)) = self.accepted.get(&(s as u32, height)) {
+                if let Some((_, submits)) = self.accepted.remove(&(s as u32, height)) {
                     for at in submits {
-                        self.phases[3].record(slot.saturating_sub(*at));
+                        self.phases[3].record(slot.saturating_sub(at));
                     }
                 }
             }
@@ -502,18 +503,21 @@ impl Run<'_> {
     }
 
     /// A live validator of `shard` holding the block `hash` at `height`.
-    fn holder(&self, shard: ShardId, height: u64, hash: Hash) -> Option<usize> {
-        (0..self.t.validator_count()).filter(|i| self.t.validator_info(*i).0 == shard).find(|i| {
-            self.t
-                .node(*i)
-                .and_then(|n| n.block(height).ok().flatten())
-                .is_some_and(|b| b.header.header.hash() == hash)
-        })
-    }
-
-    fn block(&self, shard: ShardId, height: u64, hash: Hash) -> Option<bridge::ShardBlock> {
-        let i = self.holder(shard, height, hash)?;
-        self.t.node(i)?.block(height).ok().flatten()
+    /// A live validator of `shard` holding the block `hash` at `height`,
+    /// and the block.
+    fn holder(
+        &self,
+        shard: ShardId,
+        height: u64,
+        hash: Hash,
+    ) -> Option<(Arc<ShardNode>, bridge::ShardBlock)> {
+        (0..self.t.validator_count())
+            .filter(|i| self.t.validator_info(*i).0 == shard)
+            .filter_map(|i| self.t.node(i))
+            .find_map(|n| {
+                let b = n.block(height).ok().flatten().filter(|b| b.header.header.hash() == hash)?;
+                Some((n.clone(), b))
+            })
     }
 
     fn report(self, seed: u64, violation: Option<super::invariants::Violation>) -> Report {

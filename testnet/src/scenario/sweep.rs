@@ -199,11 +199,10 @@ impl Sweep {
                 })
                 .collect()
         };
-        let mut html = String::new();
+        let mut html = super::html::page_head(&format!("sweep: {}", self.scenario));
         let _ = write!(
             html,
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>sweep: {}</title><style>body{{font-family:sans-serif;max-width:820px;margin:1em auto}}figcaption{{font-weight:bold}}.bad{{color:#b00}}</style></head><body><h1>Sweep: {}</h1><p>Seed {}; varied: {}; {} points.</p>",
-            super::html::escape(&self.scenario),
+            "<h1>Sweep: {}</h1><p>Seed {}; varied: {}; {} points.</p>",
             super::html::escape(&self.scenario),
             self.seed,
             super::html::escape(&self.keys.join(", ")),

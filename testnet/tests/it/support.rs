@@ -23,17 +23,6 @@ pub(crate) fn send(t: &mut Testnet, src: u32, from: usize, dst: u32, to: Address
     t.call(ShardId(src), from, TxKind::Call(BRIDGE_ADDRESS), U256::from(value), data.into(), 300_000)
 }
 
-/// The network's supply audit at the beacon's accepted heads: each shard's
-/// totals from a live validator whose chain holds its accepted head.
-pub(crate) fn audit_at_beacon_heads(t: &Testnet) -> Option<shard::Audit> {
-    let heads = t.beacon().heads();
-    let mut shards = Vec::new();
-    for (s, head) in heads.iter().enumerate() {
-        let supply = members(t, s as u32).into_iter().filter_map(|i| t.node(i)).find_map(|n| {
-            let ours = n.block(head.height).ok().flatten().map(|b| b.header.header.hash());
-            n.supply(head.height).ok().flatten().filter(|_| head.height == 0 || ours == Some(head.hash))
-        })?;
-        shards.push(supply);
-    }
-    Some(shard::Audit::of(shards))
-}
+/// The network's supply audit at the beacon's accepted heads (the one
+/// scenarios check after every slot).
+pub(crate) use testnet::scenario::invariants::audit_at_beacon_heads;
