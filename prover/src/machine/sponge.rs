@@ -193,17 +193,15 @@ pub enum DigestState {
 impl DigestState {
     /// The precompile's starting state, if `address` is one of the three.
     pub fn start(address: &alloy_primitives::Address) -> Option<DigestState> {
-        match address.as_slice() {
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] => {
-                Some(DigestState::Sha256(Sha256State::default()))
-            }
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3] => {
-                Some(DigestState::Ripemd160(Ripemd160State::default()))
-            }
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4] => {
-                Some(DigestState::Identity(super::memory::Frontier::default()))
-            }
-            _ => None,
+        let with_last = |b: u8| *address == alloy_primitives::Address::with_last_byte(b);
+        if with_last(2) {
+            Some(DigestState::Sha256(Sha256State::default()))
+        } else if with_last(3) {
+            Some(DigestState::Ripemd160(Ripemd160State::default()))
+        } else if with_last(4) {
+            Some(DigestState::Identity(super::memory::Frontier::default()))
+        } else {
+            None
         }
     }
 

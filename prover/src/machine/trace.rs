@@ -714,14 +714,15 @@ impl Tracer {
     fn hashed_end(&mut self, ok: bool) {
         let Some(call) = self.hashed.take().filter(|_| ok) else { return };
         self.next += call.steps - 1;
-        if let Some((before, memory, frame)) = call.before {
+        // the state is always one of the three's: `hashed_input` named the call
+        let start = DigestState::start(&super::touches::called(&call.top));
+        if let (Some((before, memory, frame)), Some(mut state)) = (call.before, start) {
             let offset = call.top[3].to::<u64>() as usize;
             let input = |a: u64, b: u64| -> Vec<u8> {
                 (offset + a as usize..offset + b as usize)
                     .map(|i| memory.get(i).copied().unwrap_or(0))
                     .collect()
             };
-            let Some(mut state) = DigestState::start(&super::touches::called(&call.top)) else { return };
             for c in 1..call.steps {
                 let j = call.index + c;
                 let (a, b) = super::touches::part(call.opcode, &call.top, c - 1).unwrap_or_default();

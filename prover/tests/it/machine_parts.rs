@@ -481,3 +481,41 @@ fn ripemd160_touched_in_every_kind_of_failed_frame_is_upheld() {
     assert!(n > 7, "identity's input and output in sub-steps: {n} steps");
     assert!(largest < 64 << 10, "the largest step is {largest} bytes");
 }
+
+/// A peer's bytes for a precompile input's partial state: a well-formed
+/// one reads back; identity's tree with more or fewer nodes than its count
+/// names, a count past the tree, an unknown state kind, or bytes cut
+/// short are refused, and none is read past what the count allows.
+#[test]
+fn a_tampered_precompile_input_state_is_refused() {
+    use bridge::{Hash, decode_exact};
+    use prover::machine::{DigestState, Frontier, Partial};
+    let mut tree = Frontier::default();
+    for w in 0..272u32 {
+        tree.push(&[w as u8; 32]).unwrap();
+    }
+    let good = Partial::Digest { done: 8_704, state: DigestState::Identity(tree) };
+    let wire = good.to_bytes();
+    assert_eq!(decode_exact::<Partial>(&wire).unwrap(), good);
+    // tag 3, done, kind 2 (identity), count, then the nodes
+    let with = |count: u64, nodes: usize| {
+        let mut b = vec![3u8];
+        b.extend(8_704u64.to_be_bytes());
+        b.push(2);
+        b.extend(count.to_be_bytes());
+        for _ in 0..nodes {
+            b.extend(Hash([7; 32]).0);
+        }
+        b
+    };
+    // 272 = 0b1_0001_0000: two nodes
+    assert!(decode_exact::<Partial>(&with(272, 2)).is_ok());
+    assert!(decode_exact::<Partial>(&with(272, 3)).is_err(), "a node too many");
+    assert!(decode_exact::<Partial>(&with(272, 1)).is_err(), "a node short");
+    assert!(decode_exact::<Partial>(&with(u64::MAX, 32)).is_err(), "a count past the tree");
+    assert!(decode_exact::<Partial>(&with(1 << 32, 1)).is_err(), "a count past the tree");
+    let mut unknown = wire.clone();
+    unknown[9] = 9;
+    assert!(decode_exact::<Partial>(&unknown).is_err(), "an unknown state kind");
+    assert!(decode_exact::<Partial>(&wire[..wire.len() - 1]).is_err(), "cut short");
+}
