@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub mod cli;
 pub mod html;
 pub mod invariants;
 pub mod report;
