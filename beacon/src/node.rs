@@ -375,6 +375,9 @@ pub struct BeaconConfig {
     pub bootnodes: Vec<String>,
     /// fsync every block.
     pub fsync: bool,
+    /// Serve the `admin_*` link methods on the JSON-RPC endpoint (off by
+    /// default; scenario runs cut and slow links through them).
+    pub admin_rpc: bool,
 }
 
 impl Default for BeaconConfig {
@@ -387,6 +390,7 @@ impl Default for BeaconConfig {
             p2p_port: 9000,
             bootnodes: vec![],
             fsync: false,
+            admin_rpc: false,
         }
     }
 }
@@ -430,7 +434,9 @@ pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Res
         .collect();
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Net)?;
     let p2p_addrs = net.listen_addrs();
-    let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(chain.clone(), net.clone(), cfg.rpc_addr).await?;
+    let (rpc_addr, rpc, rpc_metrics) =
+        crate::rpc::serve(chain.clone(), net.clone(), cfg.rpc_addr, cfg.admin_rpc.then(|| net.clone()))
+            .await?;
     rpc_metrics.register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     let metrics_srv = net::serve_metrics(cfg.metrics_addr, registry)

@@ -272,8 +272,12 @@ pub(crate) async fn serve<N: Network>(
     chain: Arc<BeaconChain>,
     net: N,
     addr: SocketAddr,
+    admin: Option<net::P2pNetwork>,
 ) -> Result<(SocketAddr, jsonrpsee::server::ServerHandle, RpcMetrics)> {
-    let m = module(chain, net)?;
+    let mut m = module(chain, net)?;
+    if let Some(p2p) = admin {
+        net::register_link_admin(&mut m, p2p).map_err(|e| Error::Rpc(e.to_string()))?;
+    }
     let metrics = RpcMetrics::new(m.method_names().map(String::from));
     let server = Server::builder()
         .set_rpc_middleware(metrics.layer())

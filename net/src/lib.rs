@@ -11,23 +11,27 @@
 //! Where to start: [`Topic`] lists what is gossiped and its size limit;
 //! [`Network`] is everything a node may do on the network.
 
+mod admin;
 mod mem;
 mod metrics;
 mod node;
 mod p2p;
+mod shaper;
 
 use std::fmt;
 
 use bridge::{Hash, ShardId};
 pub use libp2p::{Multiaddr, PeerId};
 
-pub use mem::{LinkModel, MemHub, MemNetwork, Verdicts};
+pub use admin::{LinkParams, register_link_admin};
+pub use mem::{MemHub, MemNetwork, Verdicts};
 pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
 };
 pub use node::{NodeTasks, load_or_create_p2p_key, now_ms, parse_bootnodes};
 pub use p2p::{NetEvents, P2pConfig, P2pNetwork};
 pub use prometheus_client;
+pub use shaper::{LinkModel, MAX_LINK_DELAY_MS, Shaped, Shaper};
 
 /// A gossip topic. Each topic has its own size limit; anything larger is
 /// rejected and its sender scored down.

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 use parking_lot::Mutex;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 
-use crate::{InboundId, MessageId, NetEvent, Network, RequestId, Topic, Validation};
+use crate::{InboundId, LinkModel, MessageId, NetEvent, Network, RequestId, Topic, Validation};
 
 /// How much one rejected message lowers the sender's score.
 const REJECT_PENALTY: f64 = 10.0;
@@ -38,25 +38,6 @@ struct Node {
     /// ignored, rejected.
     verdicts: HashMap<PeerId, [u64; 3]>,
     online: bool,
-}
-
-/// How a link between two nodes behaves (both directions alike).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LinkModel {
-    /// One-way delay, milliseconds.
-    pub latency_ms: u64,
-    /// Up to this much more delay, uniformly drawn per message.
-    pub jitter_ms: u64,
-    /// Share of messages lost (0 to 1).
-    pub loss: f64,
-    /// Kilobits a second each way (`None`: unlimited).
-    pub bandwidth_kbps: Option<u64>,
-}
-
-impl LinkModel {
-    fn is_instant(&self) -> bool {
-        self.latency_ms == 0 && self.jitter_ms == 0 && self.loss == 0.0 && self.bandwidth_kbps.is_none()
-    }
 }
 
 struct Hub {
@@ -118,21 +99,8 @@ impl Hub {
         let Some(link) = self.links.get(&pair(a, b)).copied().filter(|l| !l.is_instant()) else {
             return Some(sent);
         };
-        if link.loss > 0.0 && self.rng.gen_bool(link.loss.min(1.0)) {
-            return None;
-        }
-        let jitter = if link.jitter_ms > 0 { self.rng.gen_range(0..=link.jitter_ms) } else { 0 };
-        let start = match link.bandwidth_kbps {
-            Some(kbps) => {
-                let busy = self.busy_until.entry((a, b)).or_insert(0);
-                let start = sent.max(*busy);
-                // kilobits a second = bits a millisecond
-                *busy = start + (bytes as u64 * 8).div_ceil(kbps.max(1));
-                *busy
-            }
-            None => sent,
-        };
-        Some(start + link.latency_ms + jitter)
+        let busy = self.busy_until.entry((a, b)).or_insert(0);
+        link.crossing(&mut self.rng, busy, sent, bytes)
     }
 
     /// The subscribers of `topic` gossip of `bytes` from `from` reaches,

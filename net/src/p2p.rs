@@ -2,7 +2,8 @@
 //! request-response, identify and kademlia over TCP and QUIC (noise,
 //! yamux); the cloneable [`P2pNetwork`] handle sends it commands.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,14 +15,16 @@ use futures::prelude::*;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, identity, kad, noise, tcp, yamux,
+};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::{
-    InboundId, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MessageId, NetEvent, NetMetrics, Network, RequestId,
-    Topic, Validation,
+    InboundId, LinkModel, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MessageId, NetEvent, NetMetrics, Network,
+    RequestId, Shaped, Shaper, Topic, Validation,
 };
 
 const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/optishard/sync/1");
@@ -75,6 +78,8 @@ impl P2pConfig {
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
 struct Behaviour {
+    /// Peers a scenario cut this node off from (`P2pNetwork::set_blocked`).
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
     identify: identify::Behaviour,
@@ -150,6 +155,8 @@ enum Command {
     Report(MessageId, PeerId, Validation),
     Request(PeerId, Vec<u8>, RequestId),
     Respond(InboundId, Vec<u8>),
+    SetLink(PeerId, Option<LinkModel>),
+    SetBlocked(PeerId, bool),
 }
 
 #[derive(Default)]
@@ -256,7 +263,7 @@ impl P2pNetwork {
                     kad::Config::new(KAD_PROTOCOL),
                 );
                 kad.set_mode(Some(kad::Mode::Server));
-                Ok(Behaviour { gossipsub, sync, identify, kad })
+                Ok(Behaviour { blocked: Default::default(), gossipsub, sync, identify, kad })
             })
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -305,6 +312,10 @@ impl P2pNetwork {
             judging: HashMap::new(),
             incarnations: HashMap::new(),
             resetting: HashSet::new(),
+            shaper: Shaper::new(rand::random()),
+            held: BinaryHeap::new(),
+            held_events: HashMap::new(),
+            next_held: 0,
         };
         tokio::spawn(task.run(cmd_rx));
         let net = P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) };
@@ -322,6 +333,18 @@ impl P2pNetwork {
     #[doc(hidden)]
     pub fn publish_unchecked(&self, topic: Topic, data: Vec<u8>) {
         let _ = self.cmd.send(Command::Publish { topic, data, checked: false });
+    }
+
+    /// Shapes what this node hears from `peer` (latency, jitter, loss,
+    /// bandwidth; `None` clears it). A scenario sets both ends of a link.
+    pub fn set_link(&self, peer: PeerId, model: Option<LinkModel>) {
+        let _ = self.cmd.send(Command::SetLink(peer, model));
+    }
+
+    /// Cuts this node off from `peer` (its connections closed, new ones
+    /// refused) or heals the cut: a partition without the kernel's help.
+    pub fn set_blocked(&self, peer: PeerId, blocked: bool) {
+        let _ = self.cmd.send(Command::SetBlocked(peer, blocked));
     }
 }
 
@@ -444,7 +467,16 @@ struct SwarmTask {
     incarnations: HashMap<PeerId, String>,
     /// Peers being reset: dialed again once their last connection closed.
     resetting: HashSet<PeerId>,
+    /// Slow links to peers (`set_link`): what they send is held here.
+    shaper: Shaper,
+    /// Held events by due time, and the events themselves.
+    held: BinaryHeap<Reverse<(Instant, u64)>>,
+    held_events: HashMap<u64, NetEvent>,
+    next_held: u64,
 }
+
+/// Events held by slow links before new ones are lost.
+const MAX_HELD: usize = EVENT_QUEUE;
 
 impl SwarmTask {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
@@ -452,12 +484,14 @@ impl SwarmTask {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut ticks = 0u64;
         loop {
+            let (due, holding) = (self.next_due(), !self.held.is_empty());
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(c) => self.command(c),
                     None => break,
                 },
                 ev = self.swarm.select_next_some() => self.swarm_event(ev),
+                _ = tokio::time::sleep_until(due), if holding => self.release_held(),
                 _ = tick.tick() => {
                     ticks += 1;
                     self.retry_publishes();
@@ -550,6 +584,89 @@ impl SwarmTask {
                 if let Some(ch) = self.inbound.remove(&id.0) {
                     let _ = self.swarm.behaviour_mut().sync.send_response(ch, data);
                 }
+            }
+            Command::SetLink(peer, model) => {
+                info!(target: "net", %peer, ?model, "link shaped");
+                self.shaper.set_link(peer, model);
+            }
+            Command::SetBlocked(peer, blocked) => {
+                if self.shaper.set_blocked(peer, blocked) {
+                    info!(target: "net", %peer, blocked, "link cut or healed");
+                    let list = &mut self.swarm.behaviour_mut().blocked;
+                    if blocked {
+                        // closes every connection to it and refuses new ones
+                        list.block_peer(peer);
+                    } else {
+                        list.unblock_peer(peer);
+                        let _ = self.swarm.dial(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a peer's gossip, request or answer to the node through the
+    /// shaper: now, once the link's delay has passed, or never (lost).
+    fn hear(&mut self, from: PeerId, ev: NetEvent) {
+        let bytes = match &ev {
+            NetEvent::Gossip { data, .. } | NetEvent::Request { data, .. } => data.len(),
+            NetEvent::Response { result, .. } => result.as_ref().map_or(0, Vec::len),
+            _ => 0,
+        };
+        let shaped = match self.shaper.judge(&from, bytes, Instant::now()) {
+            Shaped::At(_) if self.held.len() >= MAX_HELD => Shaped::Lost,
+            s => s,
+        };
+        match shaped {
+            Shaped::Now => self.emit(ev),
+            Shaped::At(due) => {
+                self.next_held += 1;
+                self.held.push(Reverse((due, self.next_held)));
+                self.held_events.insert(self.next_held, ev);
+            }
+            Shaped::Lost => self.lose(ev),
+        }
+    }
+
+    /// What a lost message means: gossip is ignored (not relayed), a
+    /// request fails at the asker, an answer fails here.
+    fn lose(&mut self, ev: NetEvent) {
+        self.metrics.dropped_events.inc();
+        match ev {
+            NetEvent::Gossip { topic, from, id, .. } => {
+                self.judging.remove(&id.0);
+                self.metrics.gossip(topic, "in", "lost");
+                let id = gossipsub::MessageId::new(&id.0);
+                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &id,
+                    &from,
+                    MessageAcceptance::Ignore,
+                );
+            }
+            NetEvent::Request { id, .. } => {
+                self.inbound.remove(&id.0);
+            }
+            NetEvent::Response { peer, id, .. } => {
+                self.emit(NetEvent::Response { peer, id, result: Err("lost on a shaped link".into()) })
+            }
+            other => self.emit(other),
+        }
+    }
+
+    fn next_due(&self) -> tokio::time::Instant {
+        self.held.peek().map_or_else(tokio::time::Instant::now, |Reverse((t, _))| (*t).into())
+    }
+
+    /// Hands the node every held event whose time has come.
+    fn release_held(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, k))) = self.held.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.held.pop();
+            if let Some(ev) = self.held_events.remove(&k) {
+                self.emit(ev);
             }
         }
     }
@@ -695,12 +812,15 @@ impl SwarmTask {
                     self.judging.clear();
                 }
                 self.judging.insert(message_id.0.clone(), topic);
-                self.emit(NetEvent::Gossip {
-                    topic,
-                    from: propagation_source,
-                    id: MessageId(message_id.0),
-                    data: message.data,
-                });
+                self.hear(
+                    propagation_source,
+                    NetEvent::Gossip {
+                        topic,
+                        from: propagation_source,
+                        id: MessageId(message_id.0),
+                        data: message.data,
+                    },
+                );
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 let known = self.topics.get(&topic).copied();
@@ -760,11 +880,14 @@ impl SwarmTask {
                 request_response::Message::Request { request, channel, .. } => {
                     self.next_inbound += 1;
                     self.inbound.insert(self.next_inbound, channel);
-                    self.emit(NetEvent::Request { peer, id: InboundId(self.next_inbound), data: request });
+                    self.hear(
+                        peer,
+                        NetEvent::Request { peer, id: InboundId(self.next_inbound), data: request },
+                    );
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(id) = self.outbound.remove(&request_id) {
-                        self.emit(NetEvent::Response { peer, id, result: Ok(response) });
+                        self.hear(peer, NetEvent::Response { peer, id, result: Ok(response) });
                     }
                 }
             },

@@ -102,6 +102,10 @@ pub struct ShardConfig {
     pub fault: Option<crate::Fault>,
     /// Percent of its chances the fault is played at.
     pub fault_rate_percent: u8,
+    /// Serve the `admin_*` methods on the JSON-RPC endpoint (off by
+    /// default): a scenario runner switches faults, the challenger and
+    /// links at runtime through them. Never on a public endpoint.
+    pub admin_rpc: bool,
 }
 
 impl Default for ShardConfig {
@@ -128,6 +132,7 @@ impl Default for ShardConfig {
             challenger: true,
             fault: None,
             fault_rate_percent: 100,
+            admin_rpc: false,
             p2p_ip: [127, 0, 0, 1].into(),
             p2p_port: 30303,
             bootnodes: Vec::new(),

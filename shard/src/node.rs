@@ -934,7 +934,7 @@ impl NodeHandle {
 /// Opens the node and starts block production and the JSON-RPC server.
 pub async fn start(config: ShardConfig) -> Result<NodeHandle> {
     let node = ShardNode::open(config.clone())?;
-    let (rpc_addr, rpc, _) = crate::rpc::serve(node.clone(), None).await?;
+    let (rpc_addr, rpc, _) = crate::rpc::serve(node.clone(), None, None).await?;
     let (stop, mut stopped) = watch::channel(false);
     let producer_node = node.clone();
     let producer = tokio::spawn(async move {

@@ -74,6 +74,10 @@ pub async fn start_node(
     let (net, mut events) = P2pNetwork::start(p2p, net_metrics).await.map_err(Error::Rpc)?;
     let p2p_addrs = net.listen_addrs();
     node.set_fault(config.fault, config.fault_rate_percent);
+    let (challenger_tx, mut challenger_rx) = tokio::sync::mpsc::unbounded_channel();
+    // the loop keeps a sender, so without the admin RPC the channel stays open and quiet
+    let challenger_keep = challenger_tx.clone();
+    let admin = config.admin_rpc.then(|| crate::rpc::Admin { net: net.clone(), challenger: challenger_tx });
     let mut validator = Validator::new(node.clone(), net, spec.clone(), key)?;
     validator.set_challenger(config.challenger);
     if let Some(k) = agent_key {
@@ -86,13 +90,15 @@ pub async fn start_node(
         validator.set_agent(Some(DisputeAgent::new(k, &spec, config.shard, AgentMode::default())));
     }
     validator.observe_slot(spec.slot_at(now_ms()));
-    let (rpc_addr, rpc, rpc_metrics) = crate::rpc::serve(node.clone(), Some(validator.status())).await?;
+    let (rpc_addr, rpc, rpc_metrics) =
+        crate::rpc::serve(node.clone(), Some(validator.status()), admin).await?;
     rpc_metrics.register(&mut registry);
     let metrics_srv = net::serve_metrics(config.metrics_addr, Arc::new(Mutex::new(registry)))
         .await
         .map_err(|e| Error::Config(format!("metrics on {}: {e}", config.metrics_addr)))?;
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let _challenger_keep = challenger_keep;
         let mut slot = spec.slot_at(now_ms());
         let mut flush = tokio::time::interval(Duration::from_millis(50));
         // a slot's work starts a moment after its boundary: the beacon seals
@@ -116,6 +122,7 @@ pub async fn start_node(
                     tokio::task::block_in_place(|| validator.on_slot(slot));
                 }
                 _ = flush.tick() => validator.flush_txs(),
+                Some(on) = challenger_rx.recv() => validator.set_challenger(on),
                 _ = stopped.changed() => break,
             }
         }

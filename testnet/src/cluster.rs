@@ -32,6 +32,11 @@ pub struct TestnetConfig {
     pub no_challenger: bool,
     /// Byzantine validators (`[[byzantine]]`).
     pub byzantine: Vec<Byzantine>,
+    /// Each node in its own network namespace on a bridge (root only;
+    /// `crate::netns`), listening on its own address instead of 127.0.0.1.
+    pub netns: bool,
+    /// Serve the `admin_*` methods on every node's JSON-RPC (scenario runs).
+    pub admin_rpc: bool,
 }
 
 /// A validator told to misbehave.
@@ -92,6 +97,8 @@ impl Default for TestnetConfig {
             network: NetworkParams::default(),
             no_challenger: false,
             byzantine: Vec::new(),
+            netns: false,
+            admin_rpc: false,
         }
     }
 }
@@ -123,6 +130,12 @@ pub struct NodeEntry {
     pub datadir: PathBuf,
     /// The `optishard` arguments it runs with (to restart it by hand).
     pub args: Vec<String>,
+    /// Its p2p peer ids (a standalone challenger has one per shard it follows).
+    #[serde(default)]
+    pub peer_ids: Vec<String>,
+    /// Its index among the nodes (its namespace's, under `netns`).
+    #[serde(default)]
+    pub index: usize,
 }
 
 /// `DIR/manifest.json`.
@@ -147,6 +160,16 @@ pub struct Manifest {
     /// Byzantine validators it runs.
     #[serde(default)]
     pub byzantine: Vec<Byzantine>,
+    /// The namespaces its nodes run in, if any.
+    #[serde(default)]
+    pub netns: Option<crate::netns::NetPlan>,
+}
+
+/// Writes a fresh p2p key into `dir` and returns its peer id.
+fn new_p2p_key(dir: &Path) -> Result<String> {
+    let secret: [u8; 32] = rand::random();
+    write(&dir.join("p2p.key"), hex::encode(secret))?;
+    Ok(net::peer_id_of(secret).map_err(anyhow::Error::msg)?.to_string())
 }
 
 fn port_free(port: u16) -> bool {
@@ -211,8 +234,9 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     if last_port > u16::MAX as usize {
         bail!("base_port {} leaves no room for {nodes_total} nodes", cfg.base_port);
     }
+    // under namespaces each node has its own address: no port is shared
     for p in cfg.base_port..last_port as u16 {
-        if !port_free(p) {
+        if !cfg.netns && !port_free(p) {
             bail!("port {p} is in use (choose another --base-port)");
         }
     }
@@ -230,31 +254,39 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     write(&genesis_path, serde_json::to_vec_pretty(&g.spec)?)?;
     let exe = std::env::current_exe().context("locating the optishard binary")?;
     let port = |k: usize, off: usize| (cfg.base_port as usize + 3 * k + off) as u16;
-    let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let plan = if cfg.netns {
+        let n = 1 + g.validators.len() + g.challengers.len();
+        Some(crate::netns::NetPlan::create(n).context("making the nodes' network namespaces")?)
+    } else {
+        None
+    };
+    // a node's address: its namespace's, or 127.0.0.1
+    let ip = |k: usize| plan.as_ref().map_or(std::net::Ipv4Addr::LOCALHOST, |p| p.ip(k));
+    let addr = |k: usize, off: usize| SocketAddr::from((ip(k), port(k, off)));
 
     // the beacon first: everyone bootstraps from it
     let bdir = dir.join("nodes/beacon");
     std::fs::create_dir_all(&bdir)?;
-    let secret: [u8; 32] = rand::random();
-    write(&bdir.join("p2p.key"), hex::encode(secret))?;
+    let beacon_peer = new_p2p_key(&bdir)?;
     write(&bdir.join("beacon.key"), g.beacon_key.to_hex())?;
-    let beacon_peer = net::peer_id_of(secret).map_err(anyhow::Error::msg)?;
-    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{beacon_peer}", port(0, 2));
-    let mut plan: Vec<(NodeEntry, Vec<String>)> = Vec::new();
-    plan.push((
+    let boot = format!("/ip4/{}/tcp/{}/p2p/{beacon_peer}", ip(0), port(0, 2));
+    let mut procs: Vec<(NodeEntry, Vec<String>)> = Vec::new();
+    procs.push((
         NodeEntry {
             name: "beacon".into(),
             role: "beacon".into(),
             shard: None,
             address: g.spec.beacon.to_string(),
-            rpc_url: format!("http://{}", addr(port(0, 0))),
-            metrics_url: format!("http://{}/metrics", addr(port(0, 1))),
+            rpc_url: format!("http://{}", addr(0, 0)),
+            metrics_url: format!("http://{}/metrics", addr(0, 1)),
             p2p: boot.clone(),
             chain_id: None,
             pid: 0,
             log: dir.join("logs/beacon.log"),
             datadir: bdir.clone(),
             args: vec![],
+            peer_ids: vec![beacon_peer.clone()],
+            index: 0,
         },
         vec![
             "beacon".into(),
@@ -265,12 +297,17 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             "--datadir".into(),
             bdir.display().to_string(),
             "--rpc-addr".into(),
-            addr(port(0, 0)).to_string(),
+            addr(0, 0).to_string(),
             "--metrics-addr".into(),
-            addr(port(0, 1)).to_string(),
+            addr(0, 1).to_string(),
             "--p2p-port".into(),
             port(0, 2).to_string(),
-        ],
+            "--p2p-ip".into(),
+            ip(0).to_string(),
+        ]
+        .into_iter()
+        .chain(cfg.admin_rpc.then(|| "--admin-rpc".to_string()))
+        .collect(),
     ));
     for (k, (s, key)) in g.validators.iter().enumerate() {
         let k = k + 1;
@@ -279,11 +316,14 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         let vdir = dir.join("nodes").join(&name);
         std::fs::create_dir_all(&vdir)?;
         write(&vdir.join("validator.key"), key.to_hex())?;
+        let peer = new_p2p_key(&vdir)?;
         let mut sc = cfg.network.shard_config(*s, genesis_time_ms);
         sc.datadir = vdir.clone();
-        sc.rpc_addr = addr(port(k, 0));
-        sc.metrics_addr = addr(port(k, 1));
+        sc.rpc_addr = addr(k, 0);
+        sc.metrics_addr = addr(k, 1);
+        sc.p2p_ip = ip(k).into();
         sc.p2p_port = port(k, 2);
+        sc.admin_rpc = cfg.admin_rpc;
         sc.bootnodes = vec![boot.clone()];
         sc.challenger = !cfg.no_challenger;
         if let Some(b) = cfg.byzantine.iter().find(|b| b.shard == s.0 && b.validator as usize == i) {
@@ -292,7 +332,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         }
         let toml_path = vdir.join("shard.toml");
         write(&toml_path, toml::to_string(&sc).context("serialising shard config")?)?;
-        plan.push((
+        procs.push((
             NodeEntry {
                 name: name.clone(),
                 role: "validator".into(),
@@ -300,12 +340,14 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
                 address: key.address().to_string(),
                 rpc_url: format!("http://{}", sc.rpc_addr),
                 metrics_url: format!("http://{}/metrics", sc.metrics_addr),
-                p2p: format!("/ip4/127.0.0.1/tcp/{}", sc.p2p_port),
+                p2p: format!("/ip4/{}/tcp/{}", ip(k), sc.p2p_port),
                 chain_id: Some(g.spec.chain_id(*s)),
                 pid: 0,
                 log: dir.join(format!("logs/{name}.log")),
                 datadir: vdir.clone(),
                 args: vec![],
+                peer_ids: vec![peer],
+                index: k,
             },
             vec![
                 "shard".into(),
@@ -319,30 +361,44 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         ));
     }
     // standalone challengers: a follower of every shard each, after the validators' ports
-    let template = dir.join("nodes/challenger.toml");
-    let mut tc = cfg.network.shard_config(bridge::ShardId(0), genesis_time_ms);
-    tc.bootnodes = vec![boot.clone()];
-    write(&template, toml::to_string(&tc).context("serialising challenger config")?)?;
-    let mut k = g.validators.len() + 1;
+    let mut port_k = g.validators.len() + 1;
     for (c, key) in g.challengers.iter().enumerate() {
+        let k = g.validators.len() + 1 + c;
         let name = format!("challenger{c}");
         let cdir = dir.join("nodes").join(&name);
         std::fs::create_dir_all(&cdir)?;
         write(&cdir.join("challenger.key"), key.to_hex())?;
-        plan.push((
+        // its followers' p2p keys, one per shard, made here so their ids are known
+        let mut peers = Vec::new();
+        for s in 0..cfg.network.shards {
+            let fdir = cdir.join(format!("shard{s}"));
+            std::fs::create_dir_all(&fdir)?;
+            peers.push(new_p2p_key(&fdir)?);
+        }
+        let template = cdir.join("challenger.toml");
+        let mut tc = cfg.network.shard_config(bridge::ShardId(0), genesis_time_ms);
+        tc.bootnodes = vec![boot.clone()];
+        tc.p2p_ip = ip(k).into();
+        tc.rpc_addr = SocketAddr::from((ip(k), 0));
+        tc.admin_rpc = cfg.admin_rpc;
+        write(&template, toml::to_string(&tc).context("serialising challenger config")?)?;
+        let addr = |off: usize| SocketAddr::from((ip(k), port(port_k, off)));
+        procs.push((
             NodeEntry {
                 name: name.clone(),
                 role: "challenger".into(),
                 shard: None,
                 address: key.address().to_string(),
-                rpc_url: format!("http://{}", addr(port(k, 0))),
-                metrics_url: format!("http://{}/metrics", addr(port(k, 1))),
-                p2p: format!("/ip4/127.0.0.1/tcp/{}", port(k, 2)),
+                rpc_url: format!("http://{}", addr(0)),
+                metrics_url: format!("http://{}/metrics", addr(1)),
+                p2p: format!("/ip4/{}/tcp/{}", ip(k), port(port_k, 2)),
                 chain_id: None,
                 pid: 0,
                 log: dir.join(format!("logs/{name}.log")),
                 datadir: cdir.clone(),
                 args: vec![],
+                peer_ids: peers,
+                index: k,
             },
             vec![
                 "challenger".into(),
@@ -355,14 +411,29 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
                 "--datadir".into(),
                 cdir.display().to_string(),
                 "--base-port".into(),
-                port(k, 0).to_string(),
+                port(port_k, 0).to_string(),
             ],
         ));
-        k += cfg.network.shards as usize;
+        port_k += cfg.network.shards as usize;
     }
-    let mut nodes = Vec::new();
-    for (mut entry, args) in plan {
-        entry.pid = spawn(&exe, &args, &entry.log, &cfg.log)?;
+    let mut nodes: Vec<NodeEntry> = Vec::new();
+    for (mut entry, args) in procs {
+        let cmd = match &plan {
+            Some(p) => p.command(entry.index, &exe),
+            None => Command::new(&exe),
+        };
+        match spawn(cmd, &args, &entry.log, &cfg.log) {
+            Ok(pid) => entry.pid = pid,
+            Err(e) => {
+                for n in &nodes {
+                    signal(n.pid, libc::SIGKILL);
+                }
+                if let Some(p) = &plan {
+                    p.destroy();
+                }
+                return Err(e);
+            }
+        }
         entry.args = args;
         nodes.push(entry);
     }
@@ -380,6 +451,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         grafana_dashboard: dashboard,
         nodes,
         byzantine: cfg.byzantine.clone(),
+        netns: plan,
     };
     write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
     if let Err(e) = wait_ready(&manifest).await {
@@ -389,10 +461,11 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn spawn(exe: &Path, args: &[String], log: &Path, filter: &str) -> Result<u32> {
+fn spawn(mut cmd: Command, args: &[String], log: &Path, filter: &str) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let child = Command::new(exe)
+    let what = format!("{:?}", cmd.get_program());
+    let child = cmd
         .args(args)
         .env("RUST_LOG", filter)
         .stdin(Stdio::null())
@@ -401,7 +474,7 @@ fn spawn(exe: &Path, args: &[String], log: &Path, filter: &str) -> Result<u32> {
         // its own process group: Ctrl-C in the shell that ran `up` does not reach it
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))?;
+        .with_context(|| format!("starting {what} {}", args.join(" ")))?;
     Ok(child.id())
 }
 
@@ -461,6 +534,9 @@ pub async fn down(dir: &Path) -> Result<usize> {
     }
     while running.iter().any(|p| alive(*p)) {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(plan) = &m.netns {
+        plan.destroy();
     }
     Ok(running.len())
 }

@@ -9,6 +9,7 @@
 pub mod cluster;
 mod dashboards;
 pub mod genesis;
+pub mod netns;
 pub mod scenario;
 mod sim;
 
@@ -257,9 +258,15 @@ pub struct BeaconCmd {
     /// p2p port (TCP and QUIC).
     #[arg(long)]
     pub p2p_port: Option<u16>,
+    /// p2p listen IP.
+    #[arg(long, value_name = "IP")]
+    pub p2p_ip: Option<std::net::IpAddr>,
     /// Peers to join (multiaddrs, comma separated).
     #[arg(long, value_delimiter = ',')]
     pub bootnodes: Vec<String>,
+    /// Serve the `admin_*` link methods on the JSON-RPC endpoint (scenario runs).
+    #[arg(long)]
+    pub admin_rpc: bool,
 }
 
 /// `optishard shard`.
@@ -446,9 +453,13 @@ pub fn resolve_beacon(c: &BeaconCmd) -> Result<beacon::BeaconConfig> {
     if let Some(v) = c.p2p_port {
         cfg.p2p_port = v;
     }
+    if let Some(v) = c.p2p_ip {
+        cfg.p2p_ip = v;
+    }
     if !c.bootnodes.is_empty() {
         cfg.bootnodes = c.bootnodes.clone();
     }
+    cfg.admin_rpc |= c.admin_rpc;
     net::parse_bootnodes(&cfg.bootnodes).map_err(anyhow::Error::msg)?;
     Ok(cfg)
 }
@@ -626,8 +637,9 @@ async fn run_challenger(cmd: ChallengerCmd) -> Result<()> {
         let mut cfg = template.clone();
         cfg.shard = bridge::ShardId(*s);
         cfg.datadir = cmd.datadir.join(format!("shard{s}"));
-        cfg.rpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(0)?));
-        cfg.metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(1)?));
+        // on the template's address (127.0.0.1, or the challenger's namespace's)
+        cfg.rpc_addr = std::net::SocketAddr::new(template.rpc_addr.ip(), port(0)?);
+        cfg.metrics_addr = std::net::SocketAddr::new(template.rpc_addr.ip(), port(1)?);
         cfg.p2p_port = port(2)?;
         cfg.fault = None;
         if !cmd.bootnodes.is_empty() {

@@ -901,9 +901,53 @@ fn module(
 
 /// Starts the JSON-RPC server for `node`; returns the bound address and
 /// the request counters.
+/// What the admin methods reach in a running validator (`admin_rpc`).
+pub(crate) struct Admin {
+    /// Its p2p network (links).
+    pub net: net::P2pNetwork,
+    /// The validator's event loop, told to turn its challenger on or off.
+    pub challenger: tokio::sync::mpsc::UnboundedSender<bool>,
+}
+
+impl Admin {
+    /// `admin_setFault(name | null, rate_percent)`, `admin_setChallenger(bool)`
+    /// and the link methods every node shares.
+    fn register(self, m: &mut RpcModule<Rpc>) -> Result<()> {
+        let reg = |e: jsonrpsee::core::RegisterMethodError| Error::Rpc(e.to_string());
+        m.register_method("admin_setFault", |p, rpc, _| -> RpcResult<bool> {
+            let (name, rate): (Option<String>, Option<u8>) = p.parse()?;
+            let fault = match name {
+                None => None,
+                Some(n) => Some(crate::Fault::parse(&n).ok_or_else(|| {
+                    errors::rpc_err(
+                        errors::code::INVALID_PARAMS,
+                        format!("unknown fault {n:?}: one of {}", crate::Fault::names().join(", ")),
+                    )
+                })?),
+            };
+            let rate = rate.unwrap_or(100);
+            if rate > 100 {
+                return Err(errors::rpc_err(errors::code::INVALID_PARAMS, "rate_percent is 0..=100"));
+            }
+            rpc.node.set_fault(fault, rate);
+            Ok(true)
+        })
+        .map_err(reg)?;
+        let tx = self.challenger;
+        m.register_method("admin_setChallenger", move |p, _, _| -> RpcResult<bool> {
+            let (on,): (bool,) = p.parse()?;
+            tx.send(on).map_err(|_| errors::server_err("the validator has stopped"))?;
+            Ok(true)
+        })
+        .map_err(reg)?;
+        net::register_link_admin(m, self.net).map_err(reg)
+    }
+}
+
 pub(crate) async fn serve(
     node: Arc<ShardNode>,
     status: Option<Arc<parking_lot::RwLock<ValidatorStatus>>>,
+    admin: Option<Admin>,
 ) -> Result<(SocketAddr, ServerHandle, net::RpcMetrics)> {
     let cfg = node.config().clone();
     let server_cfg = ServerConfig::builder()
@@ -911,7 +955,10 @@ pub(crate) async fn serve(
         .max_response_body_size(cfg.rpc_max_request_bytes.max(64 << 20))
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.rpc_max_batch))
         .build();
-    let module = module(node, status)?;
+    let mut module = module(node, status)?;
+    if let Some(admin) = admin {
+        admin.register(&mut module)?;
+    }
     let metrics = net::RpcMetrics::new(module.method_names().map(String::from));
     let server = Server::builder()
         .set_config(server_cfg)
