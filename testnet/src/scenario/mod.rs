@@ -22,6 +22,7 @@ pub mod invariants;
 pub mod report;
 pub mod sim;
 pub mod sweep;
+pub mod workload;
 
 /// A scenario: what runs, what load it carries, what happens when.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -7,29 +7,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
-use alloy_signer_local::PrivateKeySigner;
-use alloy_sol_types::SolCall;
+use alloy_primitives::{B256, Bytes, keccak256};
 use anyhow::{Context, Result, bail};
-use bridge::{BRIDGE_ADDRESS, Hash, ShardId};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use bridge::{Hash, ShardId};
+use rand::Rng;
 use shard::ShardNode;
 
 use super::invariants::{Checker, INVARIANTS};
 use super::report::{Phase, Report, SlotRecord, Totals};
+use super::workload::{Workload, accounts};
 use super::{Event, Node, Scenario};
 use crate::{Member, NetworkParams, Testnet};
-
-// the workload's contracts: a minimal ERC-20 (the deployer holds the
-// supply) and a store of values (testdata/contracts)
-alloy_sol_types::sol! {
-    function transfer(address to, uint256 value) external returns (bool);
-    function set(uint256 key, uint256 value) external;
-}
-
-const TOKEN_BIN: &str = include_str!("../../../testdata/contracts/Token.bin");
-const STORE_BIN: &str = include_str!("../../../testdata/contracts/Store.bin");
 
 /// What the sim tier does not model yet, refused before the run starts.
 fn unsupported(s: &Scenario) -> Result<()> {
@@ -54,23 +42,6 @@ fn unsupported(s: &Scenario) -> Result<()> {
     Ok(())
 }
 
-/// The accounts a scenario's users send from: derived from the seed.
-fn accounts(seed: u64, n: u32) -> Vec<PrivateKeySigner> {
-    (0..n)
-        .map(|i| {
-            let mut k = keccak256(
-                [&b"optishard.scenario.account"[..], &seed.to_be_bytes(), &i.to_be_bytes()].concat(),
-            );
-            loop {
-                if let Ok(signer) = PrivateKeySigner::from_bytes(&k) {
-                    return signer;
-                }
-                k = keccak256(k);
-            }
-        })
-        .collect()
-}
-
 /// A transaction users sent, until it is final.
 struct Sent {
     slot: u64,
@@ -81,11 +52,8 @@ struct Sent {
 struct Run<'a> {
     s: &'a Scenario,
     t: Testnet,
-    rng: ChaCha8Rng,
+    workload: Workload,
     checker: Checker,
-    rate: f64,
-    carry: f64,
-    next_account: Vec<usize>,
     /// Transactions sent and not yet seen included, by hash.
     sent: HashMap<B256, Sent>,
     /// Per shard and height: the accepted header's hash and the submit
@@ -100,10 +68,6 @@ struct Run<'a> {
     phases: [Phase; 5],
     /// Source accepted → destination executed, per shard pair.
     pairs: BTreeMap<(u32, u32), Phase>,
-    /// Each account's own ERC-20 (the same address on every shard: each
-    /// deploys it with its first nonce) and account 0's store.
-    tokens: Vec<Address>,
-    store: Address,
     series: Vec<SlotRecord>,
     totals: Totals,
 }
@@ -139,11 +103,8 @@ pub fn run(
     let mut run = Run {
         s,
         t,
-        rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5ce2_a710),
+        workload: Workload::new(&s.workload, n.shards, n.slot_ms, seed),
         checker,
-        rate: s.workload.rate,
-        carry: 0.0,
-        next_account: vec![0; n.shards as usize],
         sent: HashMap::new(),
         accepted: BTreeMap::new(),
         emitted: HashMap::new(),
@@ -160,8 +121,6 @@ pub fn run(
         series: Vec::new(),
         totals: Totals::default(),
         pairs: BTreeMap::new(),
-        tokens: Vec::new(),
-        store: Address::ZERO,
     };
     // entries that last end at `until`: what undoes them, by slot
     let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
@@ -278,7 +237,7 @@ impl Run<'_> {
                 self.t.set_challenger(i, *on);
             }
             Event::Beacon { on, .. } => self.t.set_beacon_down(!on)?,
-            Event::Load { rate, .. } => self.rate = *rate,
+            Event::Load { rate, .. } => self.workload.rate = *rate,
             Event::Link { a, b, latency_ms, jitter_ms, loss, bandwidth_kbps, .. } => {
                 let model = net::LinkModel {
                     latency_ms: *latency_ms,
@@ -298,35 +257,18 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The slot's arrivals: `rate` a second, open loop, each to a random
-    /// shard from its next account, a share of them cross-shard sends.
+    /// The slot's arrivals (on the first, the workload's deployments),
+    /// each to a random live validator of its shard.
     fn offer(&mut self, record: &mut SlotRecord) {
+        let mut arrivals = Vec::new();
         if record.slot == 1 {
-            self.deploy(record);
+            let t = &self.t;
+            arrivals = self.workload.deployments(|i| t.account(i));
         }
-        let net = &self.s.network;
-        let due = self.rate * net.slot_ms as f64 / 1_000.0 + self.carry;
-        let n = due.floor() as u64;
-        self.carry = due - n as f64;
-        let accounts = self.s.workload.accounts as usize;
-        for _ in 0..n {
-            let shard = self.rng.gen_range(0..net.shards);
-            let from = self.next_account[shard as usize];
-            self.next_account[shard as usize] = (from + 1) % accounts;
-            let value = self.rng.gen_range(1..1_000_000u64);
-            let raw = if self.rng.gen_bool(self.s.workload.cross_shard) {
-                let dst = (shard + self.rng.gen_range(1..net.shards)) % net.shards;
-                let to = Address::from(self.rng.r#gen::<[u8; 20]>());
-                let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
-                let bridge = TxKind::Call(BRIDGE_ADDRESS);
-                self.t.call(ShardId(shard), from, bridge, U256::from(value), data.into(), 300_000)
-            } else if let Some((to, data)) = self.contract_call(from) {
-                self.t.call(ShardId(shard), from, TxKind::Call(to), U256::ZERO, data.into(), 200_000)
-            } else {
-                let to = Address::from(self.rng.r#gen::<[u8; 20]>());
-                self.t.transfer(ShardId(shard), from, to, value)
-            };
-            self.take(record, shard, from, raw);
+        arrivals.extend(self.workload.arrivals());
+        for a in arrivals {
+            let raw = self.t.call(ShardId(a.shard), a.from, a.to, a.value, a.data, a.gas);
+            self.take(record, a.shard, a.from, raw);
         }
     }
 
@@ -337,75 +279,13 @@ impl Run<'_> {
         let live: Vec<usize> = (0..self.t.validator_count())
             .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
             .collect();
-        let taken = !live.is_empty() && self.t.submit(live[self.rng.gen_range(0..live.len())], &raw).is_ok();
+        let taken = !live.is_empty() && self.t.submit(live[self.workload.rng.gen_range(0..live.len())], &raw).is_ok();
         if taken {
             record.submitted += 1;
             self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard });
         } else {
             // nobody took it: the account's nonce was not used
             self.t.unsend(ShardId(shard), from);
-        }
-    }
-
-    /// On the first slot, with ERC-20 or contract-call shares: every
-    /// account deploys its own ERC-20 on every shard, and account 0 a store.
-    fn deploy(&mut self, record: &mut SlotRecord) {
-        let w = &self.s.workload;
-        let (erc20, calls) = (w.erc20 > 0.0, w.contract_calls > 0.0);
-        let accounts = w.accounts as usize;
-        let code =
-            |hex: &str| -> Vec<u8> { hex::decode(hex.trim()).expect("the vendored contracts are hex") };
-        for shard in 0..self.s.network.shards {
-            if erc20 {
-                for from in 0..accounts {
-                    let supply = U256::from(10u64).pow(U256::from(30u64));
-                    let init: Bytes = [code(TOKEN_BIN), supply.to_be_bytes::<32>().to_vec()].concat().into();
-                    let raw = self.t.call(ShardId(shard), from, TxKind::Create, U256::ZERO, init, 1_000_000);
-                    self.take(record, shard, from, raw);
-                }
-            }
-            if calls {
-                let raw = self.t.call(
-                    ShardId(shard),
-                    0,
-                    TxKind::Create,
-                    U256::ZERO,
-                    code(STORE_BIN).into(),
-                    1_000_000,
-                );
-                self.take(record, shard, 0, raw);
-            }
-        }
-        if erc20 {
-            self.tokens = (0..accounts).map(|a| self.t.account(a).create(0)).collect();
-        }
-        self.store = self.t.account(0).create(u64::from(erc20));
-    }
-
-    /// With ERC-20 or contract-call shares, whether this arrival (not a
-    /// cross-shard send) is one: its target and calldata.
-    fn contract_call(&mut self, from: usize) -> Option<(Address, Vec<u8>)> {
-        let w = &self.s.workload;
-        if w.erc20 + w.contract_calls <= 0.0 {
-            return None;
-        }
-        // given it is no send, each share over what is left
-        let u = self.rng.r#gen::<f64>() * (1.0 - w.cross_shard);
-        let to = Address::from(self.rng.r#gen::<[u8; 20]>());
-        if u < w.erc20 {
-            let token = *self.tokens.get(from)?;
-            Some((
-                token,
-                transferCall { to, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
-            ))
-        } else if u < w.erc20 + w.contract_calls {
-            let key = U256::from(self.rng.gen_range(0..1_000u64));
-            Some((
-                self.store,
-                setCall { key, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
-            ))
-        } else {
-            None
         }
     }
 
