@@ -422,7 +422,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             Some(p) => p.command(entry.index, &exe),
             None => Command::new(&exe),
         };
-        match spawn(cmd, &args, &entry.log, &cfg.log) {
+        match spawn_node(cmd, &args, &entry.log, &cfg.log, false) {
             Ok(pid) => entry.pid = pid,
             Err(e) => {
                 for n in &nodes {
@@ -461,9 +461,24 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn spawn(mut cmd: Command, args: &[String], log: &Path, filter: &str) -> Result<u32> {
+/// `kill -9` of a node the testnet started.
+pub fn kill9(pid: u32) {
+    if alive(pid) {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Starts a node process (`cmd` is the binary, or `ip netns exec NS` and
+/// the binary) with `args`, its output to `log` (appended to on a restart).
+pub fn spawn_node(mut cmd: Command, args: &[String], log: &Path, filter: &str, append: bool) -> Result<u32> {
     use std::os::unix::process::CommandExt;
-    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let what = format!("{:?}", cmd.get_program());
     let child = cmd
         .args(args)

@@ -110,6 +110,10 @@ pub struct ScenarioRunArgs {
     /// No per-slot status line.
     #[arg(long)]
     pub quiet: bool,
+    /// On the processes tier, every node on 127.0.0.1 even as root
+    /// (partitions through the nodes' block lists, not the kernel).
+    #[arg(long)]
+    pub loopback: bool,
 }
 
 /// `optishard challenger`.
@@ -572,7 +576,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Scenario(ScenarioCmd::Run(args)) => scenario::cli::run(args),
+        Command::Scenario(ScenarioCmd::Run(args)) => scenario::cli::run(args).await,
         Command::Scenario(ScenarioCmd::Sweep(args)) => scenario::cli::sweep(args),
         Command::Testnet(TestnetCmd::Down { datadir }) => {
             let n = cluster::down(&datadir).await?;

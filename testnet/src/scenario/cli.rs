@@ -9,11 +9,8 @@ use anyhow::{Result, bail};
 use crate::{ScenarioRunArgs, ScenarioSweepArgs};
 
 /// `optishard scenario run`.
-pub fn run(args: ScenarioRunArgs) -> Result<()> {
+pub async fn run(args: ScenarioRunArgs) -> Result<()> {
     let s = super::Scenario::load(&args.file)?;
-    if args.tier == "processes" {
-        bail!("the processes tier of scenarios is not built yet: run with --tier sim");
-    }
     let seed = args.seed.unwrap_or(s.seed);
     let tmp;
     let dir = match &args.datadir {
@@ -26,7 +23,7 @@ pub fn run(args: ScenarioRunArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let quiet = args.quiet;
     let stop = interrupt_flag();
-    let report = super::sim::run(&s, seed, &dir, |r| {
+    let status = |r: &super::report::SlotRecord| {
         if !quiet {
             eprintln!(
                 "slot {:>5}: offered {:>4} included {:>4} delivered {:>4} heads {:?} final {:?} games {}{}",
@@ -41,15 +38,32 @@ pub fn run(args: ScenarioRunArgs) -> Result<()> {
             );
         }
         !stop.load(std::sync::atomic::Ordering::Relaxed)
-    })?;
+    };
+    let report = if args.tier == "processes" {
+        let isolation = if args.loopback {
+            super::procs::Isolation::Loopback
+        } else {
+            let (best, why) = super::procs::Isolation::best();
+            if let Some(why) = why {
+                eprintln!(
+                    "no network namespaces ({why}): every node on 127.0.0.1, partitions through the nodes' block lists"
+                );
+            }
+            best
+        };
+        super::procs::run(&s, seed, &dir, isolation, status).await?
+    } else {
+        super::sim::run(&s, seed, &dir, status)?
+    };
     if let Some(out) = &args.report {
         report.write(out)?;
         println!("report: {}", out.display());
     }
     let t = &report.totals;
     println!(
-        "{} (seed {seed}, sim): {} slots in {:.1} s; {:.2} headers per shard per slot; {} of {} transactions included ({:.1}/s)",
+        "{} (seed {seed}, {}): {} slots in {:.1} s; {:.2} headers per shard per slot; {} of {} transactions included ({:.1}/s)",
         report.scenario,
+        report.tier,
         report.slots_run,
         started.elapsed().as_secs_f64(),
         t.headers_per_shard_per_slot,
@@ -62,6 +76,9 @@ pub fn run(args: ScenarioRunArgs) -> Result<()> {
             "  {:<40} n {:>6}  p50 {:>3}  p99 {:>3}  max {:>3} slots",
             l.phase, l.count, l.p50, l.p99, l.max
         );
+    }
+    for n in &report.nodes {
+        println!("  {:<14} cpu {:>6.1} %  max rss {:>6.1} MB", n.node, n.cpu_percent, n.max_rss_mb);
     }
     if report.interrupted {
         bail!("interrupted after slot {} of {} (the report holds the slots run)", report.slots_run, s.slots);

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod cli;
 pub mod html;
 pub mod invariants;
+pub mod procs;
 pub mod report;
 pub mod sim;
 pub mod sweep;

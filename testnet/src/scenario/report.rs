@@ -149,6 +149,36 @@ pub struct Report {
     pub violation: Option<Violation>,
     /// Whether it was stopped before its last slot (Ctrl-C).
     pub interrupted: bool,
+    /// Each node process's CPU and memory (the processes tier; the sim
+    /// tier is one process and reports none, so its reports stay
+    /// byte-identical).
+    pub nodes: Vec<NodeUsage>,
+}
+
+/// One node process's use of the machine over a run.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct NodeUsage {
+    /// The node's name.
+    pub node: String,
+    /// CPU seconds it used (user and system).
+    pub cpu_seconds: f64,
+    /// Its CPU seconds over the run's wall time, in percent of one core.
+    pub cpu_percent: f64,
+    /// Its largest resident memory, in MB.
+    pub max_rss_mb: f64,
+    /// Its resident memory after each slot, in MB.
+    pub rss_mb: Vec<f64>,
+}
+
+/// Per-pair latencies, summarised.
+pub fn pairs(pairs: &std::collections::BTreeMap<(u32, u32), Phase>) -> Vec<PairLatency> {
+    pairs
+        .iter()
+        .map(|((src, dst), p)| {
+            let l = p.summary();
+            PairLatency { src: *src, dst: *dst, count: l.count, p50: l.p50, p99: l.p99, max: l.max }
+        })
+        .collect()
 }
 
 /// A run's totals.
@@ -206,6 +236,13 @@ impl Report {
             csv += &format!("shard {} → {},{},{},,{},,{}\n", p.src, p.dst, p.count, p.p50, p.p99, p.max);
         }
         std::fs::write(dir.join("latency.csv"), csv)?;
+        if !self.nodes.is_empty() {
+            let mut csv = String::from("node,cpu_seconds,cpu_percent,max_rss_mb\n");
+            for n in &self.nodes {
+                csv += &format!("{},{:.2},{:.1},{:.1}\n", n.node, n.cpu_seconds, n.cpu_percent, n.max_rss_mb);
+            }
+            std::fs::write(dir.join("nodes.csv"), csv)?;
+        }
         std::fs::write(dir.join("report.html"), super::html::render(self))?;
         Ok(())
     }

@@ -160,7 +160,7 @@ pub fn run(
 }
 
 /// An entry for people: its action and what it names.
-fn describe(e: &Event) -> String {
+pub(super) fn describe(e: &Event) -> String {
     match e {
         Event::Kill { node, .. } | Event::Restart { node, .. } | Event::Challenger { node, .. } => {
             format!("{} {node}", e.action())
@@ -279,7 +279,8 @@ impl Run<'_> {
         let live: Vec<usize> = (0..self.t.validator_count())
             .filter(|i| self.t.validator_info(*i).0 == ShardId(shard) && self.t.node(*i).is_some())
             .collect();
-        let taken = !live.is_empty() && self.t.submit(live[self.workload.rng.gen_range(0..live.len())], &raw).is_ok();
+        let taken =
+            !live.is_empty() && self.t.submit(live[self.workload.rng.gen_range(0..live.len())], &raw).is_ok();
         if taken {
             record.submitted += 1;
             self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard });
@@ -421,25 +422,12 @@ impl Run<'_> {
             slots_run,
             series: self.series,
             latencies: self.phases.iter().map(Phase::summary).collect(),
-            pair_latencies: self
-                .pairs
-                .iter()
-                .map(|((src, dst), p)| {
-                    let l = p.summary();
-                    super::report::PairLatency {
-                        src: *src,
-                        dst: *dst,
-                        count: l.count,
-                        p50: l.p50,
-                        p99: l.p99,
-                        max: l.max,
-                    }
-                })
-                .collect(),
+            pair_latencies: super::report::pairs(&self.pairs),
             totals,
             invariants: INVARIANTS.to_vec(),
             violation,
             interrupted: false,
+            nodes: Vec::new(),
         }
     }
 }

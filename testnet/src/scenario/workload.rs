@@ -103,12 +103,26 @@ impl Workload {
                 for from in 0..accounts {
                     let supply = U256::from(10u64).pow(U256::from(30u64));
                     let init: Bytes = [code(TOKEN_BIN), supply.to_be_bytes::<32>().to_vec()].concat().into();
-                    out.push(Arrival { shard, from, to: TxKind::Create, value: U256::ZERO, data: init, gas: 1_000_000 });
+                    out.push(Arrival {
+                        shard,
+                        from,
+                        to: TxKind::Create,
+                        value: U256::ZERO,
+                        data: init,
+                        gas: 1_000_000,
+                    });
                 }
             }
             if calls {
                 let data = code(STORE_BIN).into();
-                out.push(Arrival { shard, from: 0, to: TxKind::Create, value: U256::ZERO, data, gas: 1_000_000 });
+                out.push(Arrival {
+                    shard,
+                    from: 0,
+                    to: TxKind::Create,
+                    value: U256::ZERO,
+                    data,
+                    gas: 1_000_000,
+                });
             }
         }
         if erc20 {
@@ -136,10 +150,24 @@ impl Workload {
             let dst = (shard + self.rng.gen_range(1..self.shards)) % self.shards;
             let to = Address::from(self.rng.r#gen::<[u8; 20]>());
             let data = prover::IBridge::sendCall { dstShard: dst, to, data: Bytes::new() }.abi_encode();
-            return Arrival { shard, from, to: TxKind::Call(BRIDGE_ADDRESS), value, data: data.into(), gas: 300_000 };
+            return Arrival {
+                shard,
+                from,
+                to: TxKind::Call(BRIDGE_ADDRESS),
+                value,
+                data: data.into(),
+                gas: 300_000,
+            };
         }
         if let Some((to, data)) = self.contract_call(from) {
-            return Arrival { shard, from, to: TxKind::Call(to), value: U256::ZERO, data: data.into(), gas: 200_000 };
+            return Arrival {
+                shard,
+                from,
+                to: TxKind::Call(to),
+                value: U256::ZERO,
+                data: data.into(),
+                gas: 200_000,
+            };
         }
         let to = Address::from(self.rng.r#gen::<[u8; 20]>());
         Arrival { shard, from, to: TxKind::Call(to), value, data: Bytes::new(), gas: 21_000 }
@@ -157,10 +185,16 @@ impl Workload {
         let to = Address::from(self.rng.r#gen::<[u8; 20]>());
         if u < w.erc20 {
             let token = *self.tokens.get(from)?;
-            Some((token, transferCall { to, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode()))
+            Some((
+                token,
+                transferCall { to, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
+            ))
         } else if u < w.erc20 + w.contract_calls {
             let key = U256::from(self.rng.gen_range(0..1_000u64));
-            Some((self.store, setCall { key, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode()))
+            Some((
+                self.store,
+                setCall { key, value: U256::from(self.rng.gen_range(1..1_000u64)) }.abi_encode(),
+            ))
         } else {
             None
         }

@@ -1,0 +1,795 @@
+//! A scenario on real processes: every node an `optishard` process
+//! (`cluster::up`), each in its own network namespace when the runner is
+//! root (partitions are iptables drops, bandwidth an htb class) or on
+//! 127.0.0.1 otherwise (partitions through libp2p's block list); latency,
+//! jitter and loss through each node's shaper (`net::Shaper`), all set at
+//! runtime over the nodes' admin RPC. The workload is the sim tier's,
+//! sent over JSON-RPC at its intended times; the invariants are read over
+//! RPC after every slot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use alloy_primitives::{B256, Bytes, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use anyhow::{Context, Result, bail};
+use bridge::ChainSpec;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use super::invariants::{INVARIANTS, Violation};
+use super::report::{NodeUsage, Phase, Report, SlotRecord, Totals};
+use super::workload::{Workload, accounts};
+use super::{Event, Node, Scenario};
+use crate::cluster::{self, Manifest, NodeEntry, TestnetConfig};
+
+/// How partitions are made on this tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each node in its own namespace: the kernel drops packets.
+    Namespaces,
+    /// Every node on 127.0.0.1: partitions through the nodes' block lists.
+    Loopback,
+}
+
+impl Isolation {
+    /// Namespaces when this machine allows them, with why not otherwise.
+    pub fn best() -> (Isolation, Option<String>) {
+        match crate::netns::NetPlan::unavailable() {
+            None => (Isolation::Namespaces, None),
+            Some(why) => (Isolation::Loopback, Some(why)),
+        }
+    }
+}
+
+/// One node's RPC endpoints and peer ids (a standalone challenger has a
+/// follower per shard, each with its own).
+struct Endpoint {
+    entry: NodeEntry,
+    rpcs: Vec<String>,
+}
+
+/// A transaction sent and not yet seen in an accepted block.
+struct Sent {
+    slot: u64,
+    shard: u32,
+    is_send: bool,
+}
+
+struct Run<'a> {
+    s: &'a Scenario,
+    spec: ChainSpec,
+    m: Manifest,
+    isolation: Isolation,
+    client: reqwest::Client,
+    nodes: BTreeMap<Node, Endpoint>,
+    down: BTreeSet<Node>,
+    workload: Workload,
+    signers: Vec<PrivateKeySigner>,
+    nonces: HashMap<(u32, usize), u64>,
+    /// Raw transactions no node took yet, retried each slot (first intended slot kept).
+    retry: Vec<(u32, Bytes, u64)>,
+    sent: HashMap<B256, Sent>,
+    /// Per shard: accepted heights seen, with the header's hash and its users' submit slots.
+    accepted: BTreeMap<(u32, u64), (String, Vec<u64>)>,
+    seen_height: Vec<u64>,
+    final_seen: Vec<u64>,
+    /// Messages sent, not yet seen executed: id → (source shard, destination shard, source accepted slot).
+    messages: HashMap<String, (u32, u32, u64)>,
+    open_games: BTreeSet<String>,
+    phases: [Phase; 5],
+    pairs: BTreeMap<(u32, u32), Phase>,
+    series: Vec<SlotRecord>,
+    totals: Totals,
+    honest: BTreeSet<String>,
+    usage: BTreeMap<String, NodeUsage>,
+    checked_final: Vec<u64>,
+    audits_skipped: u64,
+    down_slots: u64,
+}
+
+/// Runs `s` with `seed` on real processes under `dir`; `progress` hears
+/// every slot and says whether to go on.
+pub async fn run(
+    s: &Scenario,
+    seed: u64,
+    dir: &Path,
+    isolation: Isolation,
+    mut progress: impl FnMut(&SlotRecord) -> bool,
+) -> Result<Report> {
+    let n = &s.network;
+    let signers = accounts(seed, s.workload.accounts);
+    let balance = alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(24u64));
+    let total = 1 + n.shards as usize * n.validators_per_shard as usize + n.challengers as usize;
+    let cfg = TestnetConfig {
+        datadir: dir.to_path_buf(),
+        base_port: if isolation == Isolation::Namespaces { 18_000 } else { free_base_port(total, n.shards)? },
+        // every process starts and joins before slot 0
+        genesis_delay_ms: 4_000 + 150 * total as u64,
+        log: "info".into(),
+        network: crate::NetworkParams {
+            shards: n.shards,
+            validators_per_shard: n.validators_per_shard,
+            slot_ms: n.slot_ms,
+            seed,
+            challenge_window_slots: n.challenge_window_slots,
+            challengers: n.challengers,
+            dispute_k: n.dispute_k,
+            accounts: signers
+                .iter()
+                .map(|k| shard::GenesisAccount { address: k.address(), balance })
+                .collect(),
+            ..crate::NetworkParams::default()
+        },
+        no_challenger: false,
+        byzantine: Vec::new(),
+        netns: isolation == Isolation::Namespaces,
+        admin_rpc: true,
+    };
+    let m = cluster::up(&cfg).await.context("starting the processes")?;
+    let result = play(s, seed, dir, isolation, m.clone(), signers, &mut progress).await;
+    cluster::down(dir).await.ok();
+    result
+}
+
+/// A base port with every port the testnet takes free on 127.0.0.1.
+fn free_base_port(nodes: usize, shards: u32) -> Result<u16> {
+    let span = 3 * (nodes + shards as usize * 4);
+    (20_000u16..60_000)
+        .step_by(span.max(500))
+        .find(|b| {
+            (*b..b.saturating_add(span as u16)).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .context("no free range of ports on 127.0.0.1")
+}
+
+async fn play(
+    s: &Scenario,
+    seed: u64,
+    dir: &Path,
+    isolation: Isolation,
+    m: Manifest,
+    signers: Vec<PrivateKeySigner>,
+    progress: &mut impl FnMut(&SlotRecord) -> bool,
+) -> Result<Report> {
+    let net = &s.network;
+    let spec = crate::read_spec(&m.genesis)?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let mut nodes = BTreeMap::new();
+    for e in &m.nodes {
+        let node = net.node(&e.name)?;
+        let rpcs = if e.role == "challenger" {
+            // its followers: RPC at its base port + 3 per shard
+            let base: u16 =
+                e.rpc_url.rsplit(':').next().and_then(|p| p.parse().ok()).context("challenger rpc")?;
+            let host = e.rpc_url.rsplit_once(':').map(|x| x.0.to_string()).context("challenger rpc")?;
+            (0..net.shards).map(|k| format!("{host}:{}", base as usize + 3 * k as usize)).collect()
+        } else {
+            vec![e.rpc_url.clone()]
+        };
+        nodes.insert(node, Endpoint { entry: e.clone(), rpcs });
+    }
+    let honest = spec
+        .validators
+        .iter()
+        .map(|v| v.address.to_string())
+        .chain(spec.challengers.iter().map(|c| c.address.to_string()))
+        .collect();
+    let mut run = Run {
+        s,
+        spec,
+        isolation,
+        client,
+        nodes,
+        down: BTreeSet::new(),
+        workload: Workload::new(&s.workload, net.shards, net.slot_ms, seed),
+        signers,
+        nonces: HashMap::new(),
+        retry: Vec::new(),
+        sent: HashMap::new(),
+        accepted: BTreeMap::new(),
+        seen_height: vec![0; net.shards as usize],
+        final_seen: vec![0; net.shards as usize],
+        messages: HashMap::new(),
+        open_games: BTreeSet::new(),
+        phases: [
+            Phase::new("submitted → included"),
+            Phase::new("submitted → beacon-accepted"),
+            Phase::new("source accepted → destination executed"),
+            Phase::new("submitted → final"),
+            Phase::new("dispute opened → resolved"),
+        ],
+        pairs: BTreeMap::new(),
+        series: Vec::new(),
+        totals: Totals::default(),
+        honest,
+        usage: BTreeMap::new(),
+        checked_final: vec![0; net.shards as usize],
+        audits_skipped: 0,
+        down_slots: 0,
+        m,
+    };
+    let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+    let mut timeline = s.timeline.iter().peekable();
+    let mut violation = None;
+    let mut interrupted = false;
+    let genesis = run.m.genesis_time_ms;
+    for k in 0..s.slots {
+        // scenario slot k is the network's slot k
+        let start = genesis + k * net.slot_ms;
+        sleep_until_ms(start).await;
+        let mut record = SlotRecord { slot: k + 1, ..Default::default() };
+        for e in undo.remove(&k).unwrap_or_default() {
+            record.events.push(format!("end of {}", super::sim::describe(&e)));
+            run.apply(&e, false, dir).await?;
+        }
+        while let Some(e) = timeline.next_if(|e| e.at() == k) {
+            record.events.push(super::sim::describe(e));
+            run.apply(e, true, dir).await?;
+            if let Some(until) = e.until() {
+                undo.entry(until).or_default().push(e.clone());
+            }
+        }
+        run.offer(&mut record, start).await;
+        sleep_until_ms(start + net.slot_ms).await;
+        run.observe(&mut record).await;
+        run.sample_usage();
+        let go_on = progress(&record);
+        run.series.push(record);
+        if let Err(v) = run.check(k + 1).await {
+            violation = Some(v);
+            break;
+        }
+        if !go_on {
+            interrupted = true;
+            break;
+        }
+    }
+    let mut report = run.report(seed, violation);
+    report.interrupted = interrupted;
+    Ok(report)
+}
+
+async fn sleep_until_ms(t: u64) {
+    let now = net::now_ms();
+    if t > now {
+        tokio::time::sleep(Duration::from_millis(t - now)).await;
+    }
+}
+
+async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: Value = client.post(url).json(&body).send().await?.json().await?;
+    if let Some(e) = resp.get("error") {
+        bail!("{method}: {e}");
+    }
+    Ok(resp["result"].clone())
+}
+
+fn hex_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok())
+}
+
+impl Run<'_> {
+    fn beacon_url(&self) -> &str {
+        &self.nodes[&Node::Beacon].entry.rpc_url
+    }
+
+    /// Applies an entry (`start`) or undoes one that lasted.
+    async fn apply(&mut self, e: &Event, start: bool, dir: &Path) -> Result<()> {
+        let net = self.s.network.clone();
+        match e {
+            Event::Kill { node, .. } | Event::Restart { node, .. } => {
+                let node = net.node(node)?;
+                self.kill_or_restart(node, matches!(e, Event::Kill { .. }), dir).await?;
+            }
+            Event::Beacon { on, .. } => self.kill_or_restart(Node::Beacon, !on, dir).await?,
+            Event::Partition { a, b, .. } => {
+                for x in net.group(a)? {
+                    for y in net.group(b)? {
+                        self.cut(x, y, start).await?;
+                    }
+                }
+            }
+            Event::Link { a, b, latency_ms, jitter_ms, loss, bandwidth_kbps, .. } => {
+                for x in net.group(a)? {
+                    for y in net.group(b)? {
+                        let model = net::LinkParams {
+                            latency_ms: *latency_ms,
+                            jitter_ms: *jitter_ms,
+                            loss: *loss,
+                            // the kernel's htb under namespaces, the shaper otherwise
+                            bandwidth_kbps: if self.isolation == Isolation::Namespaces {
+                                None
+                            } else {
+                                *bandwidth_kbps
+                            },
+                        };
+                        self.shape(x, y, start.then_some(model)).await?;
+                        if self.isolation == Isolation::Namespaces && bandwidth_kbps.is_some() {
+                            let plan = self.m.netns.as_ref().context("namespaces")?;
+                            let (i, j) = (self.nodes[&x].entry.index, self.nodes[&y].entry.index);
+                            let kbps = if start { *bandwidth_kbps } else { None };
+                            plan.set_bandwidth(i, j, kbps)?;
+                            plan.set_bandwidth(j, i, kbps)?;
+                        }
+                    }
+                }
+            }
+            Event::Byzantine { node, mode, rate_percent, .. } => {
+                let node = net.node(node)?;
+                let ep = &self.nodes[&node];
+                if start {
+                    self.honest.remove(&ep.entry.address);
+                }
+                let params = if start { json!([mode, rate_percent]) } else { json!([null, 100]) };
+                rpc(&self.client, &ep.rpcs[0], "admin_setFault", params)
+                    .await
+                    .with_context(|| format!("{node}: setting its fault"))?;
+            }
+            Event::Challenger { node, on, .. } => {
+                let node = net.node(node)?;
+                for url in self.nodes[&node].rpcs.clone() {
+                    rpc(&self.client, &url, "admin_setChallenger", json!([on]))
+                        .await
+                        .with_context(|| format!("{node}: its challenger"))?;
+                }
+            }
+            Event::Load { rate, .. } => self.workload.rate = *rate,
+        }
+        Ok(())
+    }
+
+    async fn kill_or_restart(&mut self, node: Node, kill: bool, _dir: &Path) -> Result<()> {
+        let ep = self.nodes.get_mut(&node).context("no such node")?;
+        if kill {
+            if self.down.insert(node) {
+                cluster::kill9(ep.entry.pid);
+            }
+        } else if self.down.remove(&node) {
+            let exe = std::env::current_exe()?;
+            let cmd = match &self.m.netns {
+                Some(p) => p.command(ep.entry.index, &exe),
+                None => std::process::Command::new(&exe),
+            };
+            ep.entry.pid = cluster::spawn_node(cmd, &ep.entry.args, &ep.entry.log, "info", true)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts or heals the link between two nodes.
+    async fn cut(&mut self, x: Node, y: Node, cut: bool) -> Result<()> {
+        match (&self.m.netns, self.isolation) {
+            (Some(plan), Isolation::Namespaces) => {
+                plan.set_cut(self.nodes[&x].entry.index, self.nodes[&y].entry.index, cut)
+            }
+            _ => {
+                for (a, b) in [(x, y), (y, x)] {
+                    for url in &self.nodes[&a].rpcs {
+                        for peer in &self.nodes[&b].entry.peer_ids {
+                            // a node down now hears it when it restarts? no: it is told again below
+                            let _ = rpc(&self.client, url, "admin_setBlocked", json!([peer, cut])).await;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Shapes both ends of the link between two nodes.
+    async fn shape(&mut self, x: Node, y: Node, model: Option<net::LinkParams>) -> Result<()> {
+        for (a, b) in [(x, y), (y, x)] {
+            for url in &self.nodes[&a].rpcs {
+                for peer in &self.nodes[&b].entry.peer_ids {
+                    if let Err(e) = rpc(&self.client, url, "admin_setLink", json!([peer, model])).await {
+                        if !self.down.contains(&a) {
+                            return Err(e.context(format!("shaping {a} → {b}")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the slot's arrivals at their intended times (open loop:
+    /// latency counts from the intended slot, whatever the node's answer
+    /// time, so a slow node cannot hide its queue).
+    async fn offer(&mut self, record: &mut SlotRecord, start: u64) {
+        let mut arrivals = Vec::new();
+        if record.slot == 1 {
+            let signers = &self.signers;
+            arrivals = self.workload.deployments(|i| signers[i].address());
+        }
+        arrivals.extend(self.workload.arrivals());
+        let mut batch: Vec<(u32, Bytes, u64, bool)> =
+            std::mem::take(&mut self.retry).into_iter().map(|(s, r, at)| (s, r, at, false)).collect();
+        for a in arrivals {
+            record.offered += 1;
+            let nonce = self.nonces.entry((a.shard, a.from)).or_insert(0);
+            let raw = crate::sign_call(
+                &self.signers[a.from],
+                self.spec.chain_id(bridge::ShardId(a.shard)),
+                *nonce,
+                a.to,
+                a.value,
+                a.data,
+                a.gas,
+            );
+            *nonce += 1;
+            let is_send = a.to == alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS);
+            self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard: a.shard, is_send });
+            batch.push((a.shard, raw, record.slot, true));
+        }
+        // spread over the slot's first half, each to a random live validator
+        let n = batch.len().max(1) as u64;
+        let span = self.s.network.slot_ms / 2;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (shard, raw, at, fresh)) in batch.into_iter().enumerate() {
+            let live: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|(node, _)| {
+                    matches!(node, Node::Validator { shard: s, .. } if *s == shard)
+                        && !self.down.contains(node)
+                })
+                .map(|(_, ep)| ep.rpcs[0].clone())
+                .collect();
+            let url = (!live.is_empty()).then(|| live[self.workload.rng.gen_range(0..live.len())].clone());
+            let client = self.client.clone();
+            let when = start + i as u64 * span / n;
+            tasks.spawn(async move {
+                sleep_until_ms(when).await;
+                let ok = match &url {
+                    Some(url) => rpc(
+                        &client,
+                        url,
+                        "eth_sendRawTransaction",
+                        json!([format!("0x{}", hex::encode(&raw))]),
+                    )
+                    .await
+                    .is_ok(),
+                    None => false,
+                };
+                (shard, raw, at, fresh, ok)
+            });
+        }
+        while let Some(Ok((shard, raw, at, fresh, ok))) = tasks.join_next().await {
+            if ok && fresh {
+                record.submitted += 1;
+            } else if !ok {
+                // nobody took it: sent again next slot (its nonce stays used)
+                self.retry.push((shard, raw, at));
+            }
+        }
+    }
+
+    /// What the slot did, read over RPC: newly accepted headers and their
+    /// transactions, messages executed, newly final heights, games.
+    async fn observe(&mut self, record: &mut SlotRecord) {
+        let slot = record.slot;
+        let Ok(head) = rpc(&self.client, self.beacon_url(), "beacon_head", json!([])).await else {
+            // the beacon is down: nothing accepted or final moves
+            self.down_slots += 1;
+            record.heads = self.seen_height.clone();
+            record.finalized = self.final_seen.clone();
+            return;
+        };
+        for s in 0..self.s.network.shards {
+            let top = head["heads"][s as usize]["height"].as_u64().unwrap_or(0);
+            for height in self.final_seen[s as usize] + 1..=top {
+                let Ok(st) =
+                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, height])).await
+                else {
+                    continue;
+                };
+                let hash = st["hash"].as_str().unwrap_or_default().to_string();
+                if self.accepted.get(&(s, height)).is_some_and(|(h, _)| *h == hash) {
+                    continue;
+                }
+                let included = st["includedSlot"].as_u64().unwrap_or(slot);
+                let Some(block) = self.block(s, height).await else { continue };
+                let mut submits = Vec::new();
+                for tx in block["transactions"].as_array().into_iter().flatten() {
+                    let Some(h) = tx.as_str().and_then(|h| h.parse::<B256>().ok()) else { continue };
+                    let Some(sent) = self.sent.remove(&h) else { continue };
+                    record.included += 1;
+                    self.phases[0].record(slot.saturating_sub(sent.slot));
+                    self.phases[1].record(included.saturating_sub(sent.slot));
+                    submits.push(sent.slot);
+                    if sent.is_send {
+                        self.message_of(s, h, included).await;
+                    }
+                    if !self.receipt_ok(sent.shard, h).await {
+                        record.failed += 1;
+                    }
+                }
+                self.accepted.insert((s, height), (hash, submits));
+            }
+            self.seen_height[s as usize] = top;
+            record.heads.push(top);
+        }
+        // messages executed at their destinations
+        let waiting: Vec<(String, (u32, u32, u64))> =
+            self.messages.iter().map(|(k, v)| (k.clone(), *v)).take(2_000).collect();
+        for (id, (src, dst, sent_slot)) in waiting {
+            let Some(url) = self.live_rpc(dst) else { continue };
+            let Ok(v) = rpc(&self.client, &url, "optishard_getMessage", json!([id])).await else { continue };
+            if v["status"] == "executed" || v["status"] == "finalized" {
+                let height = v["destination"]["height"].as_u64().unwrap_or(0);
+                let Ok(st) =
+                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([dst, height])).await
+                else {
+                    continue;
+                };
+                let Some(at) = st["includedSlot"].as_u64() else { continue };
+                self.messages.remove(&id);
+                record.delivered += 1;
+                let slots = at.saturating_sub(sent_slot);
+                self.phases[2].record(slots);
+                self.pairs.entry((src, dst)).or_insert_with(|| Phase::new("pair")).record(slots);
+            }
+        }
+        let finalized: Vec<u64> =
+            head["finalized"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+        for (s, fin) in finalized.iter().enumerate() {
+            for height in self.final_seen[s] + 1..=*fin {
+                if let Some((_, submits)) = self.accepted.remove(&(s as u32, height)) {
+                    for at in submits {
+                        self.phases[3].record(slot.saturating_sub(at));
+                    }
+                }
+            }
+            self.final_seen[s] = self.final_seen[s].max(*fin);
+        }
+        record.finalized = finalized;
+        if let Ok(games) = rpc(&self.client, self.beacon_url(), "beacon_games", json!([null, "all"])).await {
+            let mut open = BTreeSet::new();
+            for g in games.as_array().into_iter().flatten() {
+                let id = g["record"]["id"].as_str().unwrap_or_default().to_string();
+                match g["record"]["ended"].as_array().and_then(|e| e.first()).and_then(Value::as_u64) {
+                    None => {
+                        open.insert(id);
+                    }
+                    Some(ended) if self.open_games.contains(&id) => {
+                        let opened = g["record"]["opened_slot"].as_u64().unwrap_or(ended);
+                        self.phases[4].record(ended.saturating_sub(opened));
+                        record.games_ended += 1;
+                    }
+                    _ => {}
+                }
+            }
+            record.games_open = open.len() as u64;
+            self.open_games = open;
+        }
+        self.totals.offered += record.offered;
+        self.totals.submitted += record.submitted;
+        self.totals.included += record.included;
+        self.totals.failed += record.failed;
+        self.totals.delivered += record.delivered;
+        self.totals.games_ended += record.games_ended;
+    }
+
+    fn live_rpc(&self, shard: u32) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|(n, _)| {
+                matches!(n, Node::Validator { shard: s, .. } if *s == shard) && !self.down.contains(n)
+            })
+            .map(|(_, ep)| ep.rpcs[0].clone())
+    }
+
+    /// The block at `height` of `shard` from a live validator.
+    async fn block(&self, shard: u32, height: u64) -> Option<Value> {
+        for (n, ep) in &self.nodes {
+            if !matches!(n, Node::Validator { shard: s, .. } if *s == shard) || self.down.contains(n) {
+                continue;
+            }
+            if let Ok(b) =
+                rpc(&self.client, &ep.rpcs[0], "eth_getBlockByNumber", json!([format!("{height:#x}"), false]))
+                    .await
+                && !b.is_null()
+            {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    async fn receipt_ok(&self, shard: u32, tx: B256) -> bool {
+        let Some(url) = self.live_rpc(shard) else { return true };
+        match rpc(&self.client, &url, "eth_getTransactionReceipt", json!([tx])).await {
+            Ok(r) => hex_u64(&r["status"]) != Some(0),
+            Err(_) => true,
+        }
+    }
+
+    /// Remembers the message a bridge send emitted.
+    async fn message_of(&mut self, shard: u32, tx: B256, accepted: u64) {
+        let Some(url) = self.live_rpc(shard) else { return };
+        let Ok(r) = rpc(&self.client, &url, "eth_getTransactionReceipt", json!([tx])).await else { return };
+        let bridge = format!("{:#x}", bridge::BRIDGE_ADDRESS);
+        for log in r["logs"].as_array().into_iter().flatten() {
+            if log["address"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(&bridge))
+                && let Some(id) = log["topics"][1].as_str()
+            {
+                let dst = log["topics"][2]
+                    .as_str()
+                    .and_then(|t| u32::from_str_radix(t.trim_start_matches("0x"), 16).ok());
+                if let Some(dst) = dst.filter(|d| *d < self.s.network.shards) {
+                    self.messages.insert(id.to_string(), (shard, dst, accepted));
+                }
+            }
+        }
+    }
+
+    /// Each node's CPU time and resident memory, from /proc.
+    fn sample_usage(&mut self) {
+        let tick = 100.0; // USER_HZ on Linux
+        for ep in self.nodes.values() {
+            let u = self
+                .usage
+                .entry(ep.entry.name.clone())
+                .or_insert_with(|| NodeUsage { node: ep.entry.name.clone(), ..Default::default() });
+            if let Some((cpu, rss)) = proc_usage(ep.entry.pid, tick) {
+                u.cpu_seconds = u.cpu_seconds.max(cpu);
+                u.max_rss_mb = u.max_rss_mb.max(rss);
+                u.rss_mb.push(rss);
+            }
+        }
+    }
+
+    /// The invariants, read over RPC.
+    async fn check(&mut self, slot: u64) -> Result<(), Violation> {
+        let fail = |invariant: &'static str, evidence: String| Violation { slot, invariant, evidence };
+        if self.down.contains(&Node::Beacon) {
+            return Ok(());
+        }
+        let dir = self.m.nodes[0]
+            .datadir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        match cluster::audit(&dir).await {
+            Ok(a) if !a.holds => return Err(fail(INVARIANTS[0], format!("{a:?}"))),
+            Ok(_) => {}
+            Err(_) => self.audits_skipped += 1,
+        }
+        if let Ok(bad) = cluster::invalid_final(&dir).await
+            && let Some(b) = bad.first()
+        {
+            return Err(fail(INVARIANTS[2], format!("{b:?}")));
+        }
+        if let Ok(bonds) = rpc(&self.client, self.beacon_url(), "beacon_bonds", json!([])).await {
+            for who in &self.honest {
+                let slashed = bonds["parties"][who.as_str()]["slashed"].as_u64().or_else(|| {
+                    bonds["parties"]
+                        .as_object()?
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(who))
+                        .and_then(|(_, v)| v["slashed"].as_u64())
+                });
+                if slashed.unwrap_or(0) > 0 {
+                    return Err(fail(INVARIANTS[3], format!("{who} lost {} gwei", slashed.unwrap_or(0))));
+                }
+            }
+        }
+        // every live validator's block at the beacon's final height is the beacon's final header
+        let bound = self.spec.decision_bound();
+        for s in 0..self.s.network.shards {
+            let fin = self.final_seen[s as usize];
+            if fin > self.checked_final[s as usize] {
+                let Ok(st) =
+                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin])).await
+                else {
+                    continue;
+                };
+                if st["status"] != "final" {
+                    return Err(fail(
+                        INVARIANTS[2],
+                        format!("shard {s} height {fin} listed final, status {st}"),
+                    ));
+                }
+                let mut roots = BTreeSet::new();
+                for (n, ep) in &self.nodes {
+                    if !matches!(n, Node::Validator { shard: x, .. } if *x == s)
+                        || self.down.contains(n)
+                        || !self.honest.contains(&ep.entry.address)
+                    {
+                        continue;
+                    }
+                    if let Ok(b) = rpc(
+                        &self.client,
+                        &ep.rpcs[0],
+                        "eth_getBlockByNumber",
+                        json!([format!("{fin:#x}"), false]),
+                    )
+                    .await
+                        && let Some(root) = b["stateRoot"].as_str()
+                    {
+                        roots.insert(root.to_string());
+                    }
+                }
+                if roots.len() > 1 {
+                    return Err(fail(
+                        INVARIANTS[4],
+                        format!("shard {s} height {fin}: honest validators hold roots {roots:?}"),
+                    ));
+                }
+                self.checked_final[s as usize] = fin;
+            }
+            if let Ok(st) =
+                rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin + 1])).await
+                && st["status"] == "pending"
+                && let Some(included) = st["includedSlot"].as_u64()
+            {
+                let now = self.spec.slot_at(net::now_ms());
+                let live = now.saturating_sub(included).saturating_sub(self.down_slots);
+                if live > bound {
+                    return Err(fail(
+                        INVARIANTS[5],
+                        format!(
+                            "shard {s} height {} included at slot {included} pending after {live} live slots (bound {bound})",
+                            fin + 1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn report(self, seed: u64, violation: Option<Violation>) -> Report {
+        let net = &self.s.network;
+        let slots_run = self.series.len() as u64;
+        let headers: u64 = self.series.last().map_or(0, |r| r.heads.iter().sum());
+        let mut totals = self.totals;
+        totals.headers_per_shard_per_slot =
+            headers as f64 / (slots_run.max(1) * u64::from(net.shards)) as f64;
+        totals.included_per_second =
+            totals.included as f64 * 1_000.0 / (slots_run.max(1) * net.slot_ms) as f64;
+        totals.audits_skipped = self.audits_skipped;
+        let wall = (slots_run.max(1) * net.slot_ms) as f64 / 1_000.0;
+        let usage = self
+            .usage
+            .into_values()
+            .map(|mut u| {
+                u.cpu_percent = 100.0 * u.cpu_seconds / wall;
+                u
+            })
+            .collect();
+        Report {
+            scenario: self.s.name.clone(),
+            description: self.s.description.clone(),
+            seed,
+            tier: "processes",
+            slot_ms: net.slot_ms,
+            shards: net.shards,
+            validators_per_shard: net.validators_per_shard,
+            slots_run,
+            series: self.series,
+            latencies: self.phases.iter().map(Phase::summary).collect(),
+            pair_latencies: super::report::pairs(&self.pairs),
+            totals,
+            invariants: INVARIANTS.to_vec(),
+            violation,
+            interrupted: false,
+            nodes: usage,
+        }
+    }
+}
+
+/// A process's CPU seconds so far and resident memory in MB.
+pub fn proc_usage(pid: u32, ticks_per_second: f64) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the command's closing parenthesis: state is 3rd, utime 14th, stime 15th
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let cpu = (rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / ticks_per_second;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 =
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some((cpu, rss_kb / 1024.0))
+}
