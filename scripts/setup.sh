@@ -2,7 +2,8 @@
 # Installs the system packages the build needs on a fresh Debian machine:
 # libclang (rocksdb's bindings are generated with bindgen) and a C++ compiler;
 # Prometheus, which the test suite runs against a testnet's generated
-# scrape config; and Chromium, which renders a scenario sweep's report.
+# scrape config; Chromium, which renders a scenario sweep's report; and
+# iproute2 and iptables for scenarios on processes in network namespaces.
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -11,6 +12,10 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # scenario reports are checked as a browser shows them (headless screenshot)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# scenarios on processes put each node in a network namespace: iproute2's
+# ip and tc, and iptables for the kernel's drops
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

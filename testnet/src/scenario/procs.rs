@@ -766,6 +766,10 @@ impl Run<'_> {
             description: self.s.description.clone(),
             seed,
             tier: "processes",
+            isolation: match self.isolation {
+                Isolation::Namespaces => "namespaces",
+                Isolation::Loopback => "loopback",
+            },
             slot_ms: net.slot_ms,
             shards: net.shards,
             validators_per_shard: net.validators_per_shard,

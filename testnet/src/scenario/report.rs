@@ -127,6 +127,10 @@ pub struct Report {
     pub seed: u64,
     /// The tier: `sim` or `processes`.
     pub tier: &'static str,
+    /// How links were cut and shaped: `virtual` (the sim's hub),
+    /// `namespaces` (the kernel, and each node's shaper) or `loopback`
+    /// (each node's block list and shaper).
+    pub isolation: &'static str,
     /// Slot length in milliseconds (latencies are in slots; × this for ms).
     pub slot_ms: u64,
     /// Shards and validators per shard.

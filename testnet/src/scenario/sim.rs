@@ -416,6 +416,7 @@ impl Run<'_> {
             description: self.s.description.clone(),
             seed,
             tier: "sim",
+            isolation: "virtual",
             slot_ms: net.slot_ms,
             shards: net.shards,
             validators_per_shard: net.validators_per_shard,
