@@ -269,11 +269,12 @@ pub fn render(r: &Report) -> String {
     let mut html = page_head(&r.scenario);
     let _ = write!(
         html,
-        "<h1>{}</h1><p>{}</p><p>Seed {}, tier {}, {} shards × {} validators, {} ms slots, {} slots run.</p>",
+        "<h1>{}</h1><p>{}</p><p>Seed {}, tier {} ({} links), {} shards × {} validators, {} ms slots, {} slots run.</p>",
         escape(&r.scenario),
         escape(&r.description),
         r.seed,
         r.tier,
+        r.isolation,
         r.shards,
         r.validators_per_shard,
         r.slot_ms,
@@ -337,6 +338,31 @@ pub fn render(r: &Report) -> String {
             p.src, p.dst, p.count, p.p50, p.p99, p.max
         );
     }
-    html += "</table></body></html>\n";
+    html += "</table>";
+    if !r.nodes.is_empty() {
+        // processes: each node's resident memory over the run, and its CPU
+        let rss: Vec<Series> = r
+            .nodes
+            .iter()
+            .map(|n| Series {
+                name: n.node.clone(),
+                points: n.rss_mb.iter().enumerate().map(|(i, m)| ((i + 1) as f64, *m)).collect(),
+            })
+            .collect();
+        html += &plot_marked("Resident memory per node", "slot", "MB", &rss, &marks);
+        html += "<h2>Per-node CPU and memory</h2><table><tr><th>node</th><th>CPU s</th><th>CPU % of a core</th><th>max RSS MB</th></tr>";
+        for n in &r.nodes {
+            let _ = write!(
+                html,
+                "<tr><td style=\"text-align:left\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+                escape(&n.node),
+                n.cpu_seconds,
+                n.cpu_percent,
+                n.max_rss_mb
+            );
+        }
+        html += "</table>";
+    }
+    html += "</body></html>\n";
     html
 }

@@ -50,6 +50,21 @@ struct Endpoint {
     rpcs: Vec<String>,
 }
 
+/// What the runner told nodes at runtime, told again to a node that
+/// restarts (a new process starts from its config file).
+#[derive(Default)]
+struct Told {
+    /// `(a, b)`: `a` refuses `b` (loopback partitions; the kernel keeps
+    /// namespace cuts across restarts).
+    blocked: BTreeSet<(Node, Node)>,
+    /// `(a, b)`: how `a` hears `b`.
+    links: BTreeMap<(Node, Node), net::LinkParams>,
+    /// Byzantine modes on.
+    faults: BTreeMap<Node, (String, u8)>,
+    /// Challengers turned off.
+    challenger_off: BTreeSet<Node>,
+}
+
 /// A transaction sent and not yet seen in an accepted block.
 struct Sent {
     slot: u64,
@@ -65,6 +80,9 @@ struct Run<'a> {
     client: reqwest::Client,
     nodes: BTreeMap<Node, Endpoint>,
     down: BTreeSet<Node>,
+    told: Told,
+    /// Restarted nodes not yet told their runtime state again.
+    retell: BTreeSet<Node>,
     workload: Workload,
     signers: Vec<PrivateKeySigner>,
     nonces: HashMap<(u32, usize), u64>,
@@ -183,6 +201,8 @@ async fn play(
         client,
         nodes,
         down: BTreeSet::new(),
+        told: Told::default(),
+        retell: BTreeSet::new(),
         workload: Workload::new(&s.workload, net.shards, net.slot_ms, seed),
         signers,
         nonces: HashMap::new(),
@@ -231,6 +251,7 @@ async fn play(
                 undo.entry(until).or_default().push(e.clone());
             }
         }
+        run.retell().await;
         run.offer(&mut record, start).await;
         sleep_until_ms(start + net.slot_ms).await;
         run.observe(&mut record).await;
@@ -322,6 +343,9 @@ impl Run<'_> {
                 let ep = &self.nodes[&node];
                 if start {
                     self.honest.remove(&ep.entry.address);
+                    self.told.faults.insert(node, (mode.clone(), *rate_percent));
+                } else {
+                    self.told.faults.remove(&node);
                 }
                 let params = if start { json!([mode, rate_percent]) } else { json!([null, 100]) };
                 rpc(&self.client, &ep.rpcs[0], "admin_setFault", params)
@@ -330,6 +354,11 @@ impl Run<'_> {
             }
             Event::Challenger { node, on, .. } => {
                 let node = net.node(node)?;
+                if *on {
+                    self.told.challenger_off.remove(&node);
+                } else {
+                    self.told.challenger_off.insert(node);
+                }
                 for url in self.nodes[&node].rpcs.clone() {
                     rpc(&self.client, &url, "admin_setChallenger", json!([on]))
                         .await
@@ -348,6 +377,7 @@ impl Run<'_> {
                 cluster::kill9(ep.entry.pid);
             }
         } else if self.down.remove(&node) {
+            self.retell.insert(node);
             let exe = std::env::current_exe()?;
             let cmd = match &self.m.netns {
                 Some(p) => p.command(ep.entry.index, &exe),
@@ -366,11 +396,14 @@ impl Run<'_> {
             }
             _ => {
                 for (a, b) in [(x, y), (y, x)] {
-                    for url in &self.nodes[&a].rpcs {
-                        for peer in &self.nodes[&b].entry.peer_ids {
-                            // a node down now hears it when it restarts? no: it is told again below
-                            let _ = rpc(&self.client, url, "admin_setBlocked", json!([peer, cut])).await;
-                        }
+                    if cut {
+                        self.told.blocked.insert((a, b));
+                    } else {
+                        self.told.blocked.remove(&(a, b));
+                    }
+                    // a node down now is told when it restarts
+                    if !self.down.contains(&a) {
+                        self.tell(a, "admin_setBlocked", b, json!(cut)).await?;
                     }
                 }
                 Ok(())
@@ -381,14 +414,52 @@ impl Run<'_> {
     /// Shapes both ends of the link between two nodes.
     async fn shape(&mut self, x: Node, y: Node, model: Option<net::LinkParams>) -> Result<()> {
         for (a, b) in [(x, y), (y, x)] {
-            for url in &self.nodes[&a].rpcs {
-                for peer in &self.nodes[&b].entry.peer_ids {
-                    if let Err(e) = rpc(&self.client, url, "admin_setLink", json!([peer, model])).await {
-                        if !self.down.contains(&a) {
-                            return Err(e.context(format!("shaping {a} → {b}")));
-                        }
-                    }
-                }
+            match model {
+                Some(m) => self.told.links.insert((a, b), m),
+                None => self.told.links.remove(&(a, b)),
+            };
+            if !self.down.contains(&a) {
+                self.tell(a, "admin_setLink", b, json!(model)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `method(peer, value)` on every endpoint of `a` for every peer id of `b`.
+    async fn tell(&self, a: Node, method: &str, b: Node, value: Value) -> Result<()> {
+        for url in &self.nodes[&a].rpcs {
+            for peer in &self.nodes[&b].entry.peer_ids {
+                rpc(&self.client, url, method, json!([peer, value]))
+                    .await
+                    .with_context(|| format!("{method} on {a} for {b}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells restarted nodes what the runner had told them before (once
+    /// their RPC answers; until then they stay on the list).
+    async fn retell(&mut self) {
+        for node in std::mem::take(&mut self.retell) {
+            if self.retell_one(node).await.is_err() {
+                self.retell.insert(node);
+            }
+        }
+    }
+
+    async fn retell_one(&self, node: Node) -> Result<()> {
+        for (_, b) in self.told.blocked.iter().filter(|(a, _)| *a == node) {
+            self.tell(node, "admin_setBlocked", *b, json!(true)).await?;
+        }
+        for ((_, b), m) in self.told.links.iter().filter(|((a, _), _)| *a == node) {
+            self.tell(node, "admin_setLink", *b, json!(m)).await?;
+        }
+        for url in &self.nodes[&node].rpcs {
+            if let Some((mode, rate)) = self.told.faults.get(&node) {
+                rpc(&self.client, url, "admin_setFault", json!([mode, rate])).await?;
+            }
+            if self.told.challenger_off.contains(&node) {
+                rpc(&self.client, url, "admin_setChallenger", json!([false])).await?;
             }
         }
         Ok(())
