@@ -227,6 +227,15 @@ pub struct UpArgs {
     /// `[[byzantine]]` tables in the config file).
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<String>,
+    /// Each node in its own network namespace on a bridge, at its own
+    /// 10.x address (root; `ip`, `iptables`, `tc`): what scenarios on
+    /// processes use to cut and slow links in the kernel.
+    #[arg(long)]
+    pub netns: bool,
+    /// Serve the `admin_*` methods (faults, challengers, links) on every
+    /// node's JSON-RPC.
+    #[arg(long)]
+    pub admin_rpc: bool,
     /// Stay attached; Ctrl-C stops the whole testnet.
     #[arg(long)]
     pub foreground: bool,
@@ -429,6 +438,8 @@ pub fn resolve_testnet(a: &UpArgs) -> Result<TestnetConfig> {
     if a.no_challenger {
         cfg.no_challenger = true;
     }
+    cfg.netns |= a.netns;
+    cfg.admin_rpc |= a.admin_rpc;
     for b in &a.byzantine {
         cfg.byzantine
             .push(cluster::Byzantine::parse(b).map_err(|e| anyhow::anyhow!("--byzantine {b}: {e}"))?);
