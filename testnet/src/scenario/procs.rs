@@ -255,6 +255,7 @@ async fn play(
         run.offer(&mut record, start).await;
         sleep_until_ms(start + net.slot_ms).await;
         run.observe(&mut record).await;
+        run.count(&record);
         run.sample_usage();
         let go_on = progress(&record);
         run.series.push(record);
@@ -635,6 +636,9 @@ impl Run<'_> {
             record.games_open = open.len() as u64;
             self.open_games = open;
         }
+    }
+
+    fn count(&mut self, record: &SlotRecord) {
         self.totals.offered += record.offered;
         self.totals.submitted += record.submitted;
         self.totals.included += record.included;
@@ -849,7 +853,9 @@ impl Run<'_> {
             latencies: self.phases.iter().map(Phase::summary).collect(),
             pair_latencies: super::report::pairs(&self.pairs),
             totals,
-            invariants: INVARIANTS.to_vec(),
+            // exactly-once per channel needs each block's inbox, which no
+            // RPC lists: checked on the sim tier only
+            invariants: INVARIANTS.iter().copied().filter(|i| *i != INVARIANTS[1]).collect(),
             violation,
             interrupted: false,
             nodes: usage,
