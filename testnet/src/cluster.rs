@@ -37,6 +37,10 @@ pub struct TestnetConfig {
     pub netns: bool,
     /// Serve the `admin_*` methods on every node's JSON-RPC (scenario runs).
     pub admin_rpc: bool,
+    /// The nodes die with the process that started them (scenario runs:
+    /// a runner killed outright leaves no node behind).
+    #[serde(skip)]
+    pub tied: bool,
 }
 
 /// A validator told to misbehave.
@@ -99,6 +103,7 @@ impl Default for TestnetConfig {
             byzantine: Vec::new(),
             netns: false,
             admin_rpc: false,
+            tied: false,
         }
     }
 }
@@ -422,7 +427,7 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
             Some(p) => p.command(entry.index, &exe),
             None => Command::new(&exe),
         };
-        match spawn_node(cmd, &args, &entry.log, &cfg.log, false) {
+        match spawn_node(cmd, &args, &entry.log, &cfg.log, false, cfg.tied) {
             Ok(pid) => entry.pid = pid,
             Err(e) => {
                 for n in &nodes {
@@ -470,7 +475,14 @@ pub fn kill9(pid: u32) {
 
 /// Starts a node process (`cmd` is the binary, or `ip netns exec NS` and
 /// the binary) with `args`, its output to `log` (appended to on a restart).
-pub fn spawn_node(mut cmd: Command, args: &[String], log: &Path, filter: &str, append: bool) -> Result<u32> {
+pub fn spawn_node(
+    mut cmd: Command,
+    args: &[String],
+    log: &Path,
+    filter: &str,
+    append: bool,
+    tied: bool,
+) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -480,22 +492,33 @@ pub fn spawn_node(mut cmd: Command, args: &[String], log: &Path, filter: &str, a
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let what = format!("{:?}", cmd.get_program());
-    let child = cmd
-        .args(args)
+    cmd.args(args)
         .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         // its own process group: Ctrl-C in the shell that ran `up` does not reach it
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {what} {}", args.join(" ")))?;
+        .process_group(0);
+    if tied {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) between fork and exec touches no
+        // memory of the parent; it asks the kernel to SIGKILL the child when
+        // the thread that spawned it (the runner's main thread) exits
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().with_context(|| format!("starting {what} {}", args.join(" ")))?;
     Ok(child.id())
 }
 
 async fn wait_ready(m: &Manifest) -> Result<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // a large testnet's processes start at once on few cores: more time
+    let within = 90 + 2 * m.nodes.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(within);
     for n in &m.nodes {
         let method = if n.role == "beacon" { "beacon_head" } else { "optishard_shardInfo" };
         loop {
@@ -512,7 +535,12 @@ async fn wait_ready(m: &Manifest) -> Result<()> {
                 );
             }
             if Instant::now() > deadline {
-                bail!("{} did not answer on {} within 90 s (log: {})", n.name, n.rpc_url, n.log.display());
+                bail!(
+                    "{} did not answer on {} within {within} s (log: {})",
+                    n.name,
+                    n.rpc_url,
+                    n.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -639,9 +667,15 @@ pub async fn invalid_final(dir: &Path) -> Result<Vec<InvalidFinal>> {
     let m = read_manifest(dir)?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("manifest lists no beacon")?;
+    // every validator asked at once (a large testnet has many)
+    let validators: Vec<&NodeEntry> = m.nodes.iter().filter(|n| n.role == "validator").collect();
+    let lists = futures::future::join_all(
+        validators.iter().map(|n| rpc(&client, &n.rpc_url, "optishard_mismatches", json!([]))),
+    )
+    .await;
     let mut out: Vec<InvalidFinal> = Vec::new();
-    for n in m.nodes.iter().filter(|n| n.role == "validator") {
-        let Ok(list) = rpc(&client, &n.rpc_url, "optishard_mismatches", json!([])).await else { continue };
+    for (n, list) in validators.iter().zip(lists) {
+        let Ok(list) = list else { continue };
         let list: Vec<shard::Mismatch> = serde_json::from_value(list).unwrap_or_default();
         for mm in list {
             if out.iter().any(|x| x.hash == mm.block_hash) {
@@ -671,21 +705,23 @@ pub async fn audit(dir: &Path) -> Result<shard::Audit> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let beacon = m.nodes.iter().find(|n| n.role == "beacon").context("manifest lists no beacon")?;
     let bh = rpc(&client, &beacon.rpc_url, "beacon_head", json!([])).await.context("beacon down")?;
-    let mut shards = Vec::new();
-    for s in 0..m.shards {
-        let height = bh["heads"][s as usize]["height"].as_u64().context("beacon head without heights")?;
-        let mut found = None;
-        for n in m.nodes.iter().filter(|n| n.shard == Some(s)) {
-            if let Ok(v) = rpc(&client, &n.rpc_url, "optishard_supply", json!([format!("{height:#x}")])).await
-            {
-                found = Some(serde_json::from_value::<shard::Supply>(v).context("supply answer")?);
-                break;
+    // every shard asked at once
+    let one = |s: u32| {
+        let (client, bh, m) = (&client, &bh, &m);
+        async move {
+            let height = bh["heads"][s as usize]["height"].as_u64().context("beacon head without heights")?;
+            for n in m.nodes.iter().filter(|n| n.shard == Some(s)) {
+                if let Ok(v) =
+                    rpc(client, &n.rpc_url, "optishard_supply", json!([format!("{height:#x}")])).await
+                {
+                    return serde_json::from_value::<shard::Supply>(v).context("supply answer");
+                }
             }
+            anyhow::bail!("no validator of shard {s} has its accepted head {height}")
         }
-        shards.push(
-            found.with_context(|| format!("no validator of shard {s} has its accepted head {height}"))?,
-        );
-    }
+    };
+    let shards =
+        futures::future::join_all((0..m.shards).map(one)).await.into_iter().collect::<Result<Vec<_>>>()?;
     Ok(shard::Audit::of(shards))
 }
 

@@ -38,6 +38,25 @@ fn have(tool: &str) -> bool {
         || Command::new(tool).arg("-Version").output().is_ok_and(|o| o.status.success())
 }
 
+/// Makes the kernel's ARP table hold every pair of nodes. That table is
+/// one for all namespaces, and its default ceiling (`gc_thresh3`, 1,024
+/// entries) is below the n² a mesh of n namespaces needs from about 32
+/// nodes: past it the kernel creates no entry, and new connections between
+/// namespaces (and from the runner) silently fail (`table_fulls` in
+/// `/proc/net/stat/arp_cache`). The thresholds are raised, never lowered,
+/// machine-wide; they stay raised after the testnet.
+fn room_for_neighbours(nodes: usize) -> Result<()> {
+    let need = (nodes as u64 + 1).saturating_mul(nodes as u64 + 1);
+    for (name, value) in [("gc_thresh1", need), ("gc_thresh2", 2 * need), ("gc_thresh3", 4 * need)] {
+        let path = format!("/proc/sys/net/ipv4/neigh/default/{name}");
+        let now: u64 = std::fs::read_to_string(&path).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if now < value {
+            std::fs::write(&path, value.to_string()).with_context(|| format!("raising {path} to {value}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl NetPlan {
     /// Why namespaces cannot be used here (`None`: they can).
     pub fn unavailable() -> Option<String> {
@@ -71,7 +90,7 @@ impl NetPlan {
             octet,
             namespaces: (0..nodes).map(|k| format!("o{tag}n{k}")).collect(),
         };
-        if let Err(e) = plan.build() {
+        if let Err(e) = plan.build().and_then(|()| room_for_neighbours(nodes)) {
             plan.destroy();
             return Err(e);
         }

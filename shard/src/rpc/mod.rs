@@ -430,30 +430,19 @@ impl Rpc {
     fn receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
         // one snapshot: a revert and re-import between reads cannot pair
         // this transaction with another block at its old height
-        let Some((i, StoredBlock { header: h, body, receipts })) =
-            self.node.db().tx_block(&hash).map_err(internal)?
-        else {
+        let Some((i, block)) = self.node.db().tx_block(&hash).map_err(internal)? else {
             return Ok(None);
         };
-        let block_hash = B256::from(h.hash().0);
-        let i = i as usize;
-        let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
-        // the block's inbox messages come first among its receipts
-        let ri = body.receipt_index(i);
-        let cumulative: u64 = receipts[..=ri].iter().map(|r| r.gas_used).sum();
-        let log_start: usize = receipts[..ri].iter().map(|r| r.logs.len()).sum();
-        Ok(Some(rpc_receipt(
-            &receipts[ri],
-            &env,
-            body.senders[i],
-            block_hash,
-            h.height,
-            i as u64,
-            cumulative,
-            log_start,
-            h.base_fee,
-            h.timestamp,
-        )))
+        receipt_in(&block, i as usize).map(Some)
+    }
+
+    /// `eth_getBlockReceipts`: every transaction's receipt in the block at `height`.
+    fn block_receipts(&self, height: u64) -> RpcResult<Option<Vec<TransactionReceipt>>> {
+        if height > self.head_height() {
+            return Ok(None);
+        }
+        let Some(block) = self.node.db().stored_block(height).map_err(internal)? else { return Ok(None) };
+        (0..block.body.txs.len()).map(|i| receipt_in(&block, i)).collect::<RpcResult<Vec<_>>>().map(Some)
     }
 
     fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
@@ -618,6 +607,29 @@ impl LogPlace {
     }
 }
 
+/// The receipt of a block's `i`-th transaction.
+fn receipt_in(block: &StoredBlock, i: usize) -> RpcResult<TransactionReceipt> {
+    let StoredBlock { header: h, body, receipts } = block;
+    let block_hash = B256::from(h.hash().0);
+    let env = TxEnvelope::decode_2718(&mut body.txs[i].as_ref()).map_err(internal)?;
+    // the block's inbox messages come first among its receipts
+    let ri = body.receipt_index(i);
+    let cumulative: u64 = receipts[..=ri].iter().map(|r| r.gas_used).sum();
+    let log_start: usize = receipts[..ri].iter().map(|r| r.logs.len()).sum();
+    Ok(rpc_receipt(
+        &receipts[ri],
+        &env,
+        body.senders[i],
+        block_hash,
+        h.height,
+        i as u64,
+        cumulative,
+        log_start,
+        h.base_fee,
+        h.timestamp,
+    ))
+}
+
 fn rpc_tx(env: TxEnvelope, sender: Address, included: Option<(B256, u64, u64, u64)>) -> Transaction {
     let effective = included.map(|(_, _, _, base_fee)| env.effective_gas_price(Some(base_fee)));
     Transaction {
@@ -765,6 +777,19 @@ fn module(
     m.register_method("eth_getTransactionByHash", |p, rpc, _| rpc.tx_by_hash(one::<B256>(p)?))
         .map_err(reg)?;
     m.register_method("eth_getTransactionReceipt", |p, rpc, _| rpc.receipt(one::<B256>(p)?)).map_err(reg)?;
+    m.register_method("eth_getBlockReceipts", |p, rpc, _| -> RpcResult<Option<Vec<TransactionReceipt>>> {
+        let height = match one::<BlockId>(p)? {
+            BlockId::Number(tag) => rpc.tag_height(tag),
+            BlockId::Hash(h) => {
+                match rpc.node.db().height_of(&bridge::Hash(h.block_hash.0)).map_err(internal)? {
+                    Some(n) => n,
+                    None => return Ok(None),
+                }
+            }
+        };
+        rpc.block_receipts(height)
+    })
+    .map_err(reg)?;
     m.register_method("eth_getBlockByNumber", |p, rpc, _| -> RpcResult<Option<Block>> {
         let (tag, full) = seq2::<BlockNumberOrTag, bool>(p)?;
         let head = rpc.head_height();

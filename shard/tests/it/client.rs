@@ -105,6 +105,15 @@ async fn scenario() {
     assert!(!receipt.status());
     assert!(receipt.inner.logs().is_empty());
 
+    // a block's receipts at once (eth_getBlockReceipts), as one by one
+    let at = receipt.block_number.unwrap();
+    let all = provider.get_block_receipts(at.into()).await.unwrap().expect("the block exists");
+    let mine = all.iter().find(|r| r.transaction_hash == receipt.transaction_hash).expect("its receipt");
+    assert_eq!(mine, &receipt, "the same receipt both ways");
+    let by_hash = provider.get_block_receipts(receipt.block_hash.unwrap().into()).await.unwrap().unwrap();
+    assert_eq!(by_hash, all);
+    assert!(provider.get_block_receipts((at + 1_000).into()).await.unwrap().is_none(), "no such block");
+
     // the transaction and its block as the client sees them
     let tx = provider.get_transaction_by_hash(receipt.transaction_hash).await.unwrap().unwrap();
     assert_eq!(tx.block_number, receipt.block_number);

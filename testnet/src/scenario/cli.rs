@@ -143,6 +143,9 @@ fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
     // async-signal-safe
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        // a scheduler's or timeout's SIGTERM too: the run stops after its
+        // slot, writes its report and takes its processes down
+        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
     }
     &STOP
 }

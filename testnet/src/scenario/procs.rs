@@ -124,7 +124,7 @@ pub async fn run(
         datadir: dir.to_path_buf(),
         base_port: if isolation == Isolation::Namespaces { 18_000 } else { free_base_port(total, n.shards)? },
         // every process starts and joins before slot 0
-        genesis_delay_ms: 4_000 + 150 * total as u64,
+        genesis_delay_ms: 4_000 + 400 * total as u64,
         log: "info".into(),
         network: crate::NetworkParams {
             shards: n.shards,
@@ -144,6 +144,7 @@ pub async fn run(
         byzantine: Vec::new(),
         netns: isolation == Isolation::Namespaces,
         admin_rpc: true,
+        tied: true,
     };
     let m = cluster::up(&cfg).await.context("starting the processes")?;
     let result = play(s, seed, dir, isolation, m.clone(), signers, &mut progress).await;
@@ -384,7 +385,7 @@ impl Run<'_> {
                 Some(p) => p.command(ep.entry.index, &exe),
                 None => std::process::Command::new(&exe),
             };
-            ep.entry.pid = cluster::spawn_node(cmd, &ep.entry.args, &ep.entry.log, "info", true)?;
+            ep.entry.pid = cluster::spawn_node(cmd, &ep.entry.args, &ep.entry.log, "info", true, true)?;
         }
         Ok(())
     }
