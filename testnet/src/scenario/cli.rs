@@ -77,6 +77,12 @@ pub async fn run(args: ScenarioRunArgs) -> Result<()> {
             l.phase, l.count, l.p50, l.p99, l.max
         );
     }
+    if report.totals.runner_lag_ms_max > report.slot_ms {
+        println!(
+            "  the runner started a slot's work up to {} ms late: this machine is saturated, figures are the runner's too",
+            report.totals.runner_lag_ms_max
+        );
+    }
     for n in &report.nodes {
         println!("  {:<14} cpu {:>6.1} %  max rss {:>6.1} MB", n.node, n.cpu_percent, n.max_rss_mb);
     }

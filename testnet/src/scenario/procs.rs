@@ -68,7 +68,6 @@ struct Told {
 /// A transaction sent and not yet seen in an accepted block.
 struct Sent {
     slot: u64,
-    shard: u32,
     is_send: bool,
 }
 
@@ -81,6 +80,8 @@ struct Run<'a> {
     nodes: BTreeMap<Node, Endpoint>,
     down: BTreeSet<Node>,
     told: Told,
+    /// Look at every pending height again next slot (a game ended).
+    rescan: bool,
     /// Restarted nodes not yet told their runtime state again.
     retell: BTreeSet<Node>,
     workload: Workload,
@@ -203,6 +204,7 @@ async fn play(
         nodes,
         down: BTreeSet::new(),
         told: Told::default(),
+        rescan: false,
         retell: BTreeSet::new(),
         workload: Workload::new(&s.workload, net.shards, net.slot_ms, seed),
         signers,
@@ -240,6 +242,7 @@ async fn play(
         // scenario slot k is the network's slot k
         let start = genesis + k * net.slot_ms;
         sleep_until_ms(start).await;
+        run.totals.runner_lag_ms_max = run.totals.runner_lag_ms_max.max(net::now_ms().saturating_sub(start));
         let mut record = SlotRecord { slot: k + 1, ..Default::default() };
         for e in undo.remove(&k).unwrap_or_default() {
             record.events.push(format!("end of {}", super::sim::describe(&e)));
@@ -493,7 +496,7 @@ impl Run<'_> {
             );
             *nonce += 1;
             let is_send = a.to == alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS);
-            self.sent.insert(keccak256(&raw), Sent { slot: record.slot, shard: a.shard, is_send });
+            self.sent.insert(keccak256(&raw), Sent { slot: record.slot, is_send });
             batch.push((a.shard, raw, record.slot, true));
         }
         // spread over the slot's first half, each to a random live validator
@@ -550,60 +553,78 @@ impl Run<'_> {
             record.finalized = self.final_seen.clone();
             return;
         };
+        // new heights every slot; every pending one again after a game
+        // ended (a discarded header's height holds another since)
+        let rescan = std::mem::take(&mut self.rescan);
+        let mut wanted = Vec::new();
+        let mut tops = Vec::new();
         for s in 0..self.s.network.shards {
             let top = head["heads"][s as usize]["height"].as_u64().unwrap_or(0);
-            for height in self.final_seen[s as usize] + 1..=top {
-                let Ok(st) =
-                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, height])).await
-                else {
-                    continue;
-                };
-                let hash = st["hash"].as_str().unwrap_or_default().to_string();
-                if self.accepted.get(&(s, height)).is_some_and(|(h, _)| *h == hash) {
-                    continue;
-                }
-                let included = st["includedSlot"].as_u64().unwrap_or(slot);
-                let Some(block) = self.block(s, height).await else { continue };
-                let mut submits = Vec::new();
-                for tx in block["transactions"].as_array().into_iter().flatten() {
-                    let Some(h) = tx.as_str().and_then(|h| h.parse::<B256>().ok()) else { continue };
-                    let Some(sent) = self.sent.remove(&h) else { continue };
-                    record.included += 1;
-                    self.phases[0].record(slot.saturating_sub(sent.slot));
-                    self.phases[1].record(included.saturating_sub(sent.slot));
-                    submits.push(sent.slot);
-                    if sent.is_send {
-                        self.message_of(s, h, included).await;
-                    }
-                    if !self.receipt_ok(sent.shard, h).await {
-                        record.failed += 1;
-                    }
-                }
-                self.accepted.insert((s, height), (hash, submits));
+            let from = if rescan { self.final_seen[s as usize] } else { self.seen_height[s as usize] };
+            wanted.extend((from + 1..=top).map(|h| (s, h)));
+            tops.push(top);
+        }
+        // each wanted height's status, block and receipts, all asked at once
+        let fetched = futures::future::join_all(wanted.iter().map(|(s, h)| self.fetch(*s, *h))).await;
+        for ((s, height), got) in wanted.into_iter().zip(fetched) {
+            let Some((st, block, receipts)) = got else { continue };
+            let hash = st["hash"].as_str().unwrap_or_default().to_string();
+            if self.accepted.get(&(s, height)).is_some_and(|(h, _)| *h == hash) {
+                continue;
             }
-            self.seen_height[s as usize] = top;
+            let included = st["includedSlot"].as_u64().unwrap_or(slot);
+            let failed: BTreeSet<B256> = receipts
+                .iter()
+                .filter(|r| hex_u64(&r["status"]) == Some(0))
+                .filter_map(|r| r["transactionHash"].as_str()?.parse().ok())
+                .collect();
+            let mut submits = Vec::new();
+            for tx in block["transactions"].as_array().into_iter().flatten() {
+                let Some(h) = tx.as_str().and_then(|h| h.parse::<B256>().ok()) else { continue };
+                let Some(sent) = self.sent.remove(&h) else { continue };
+                record.included += 1;
+                self.phases[0].record(slot.saturating_sub(sent.slot));
+                self.phases[1].record(included.saturating_sub(sent.slot));
+                submits.push(sent.slot);
+                if failed.contains(&h) {
+                    record.failed += 1;
+                }
+                if sent.is_send {
+                    let r = receipts.iter().find(|r| r["transactionHash"].as_str() == tx.as_str());
+                    if let Some(r) = r {
+                        self.message_of(s, r, included);
+                    }
+                }
+            }
+            self.accepted.insert((s, height), (hash, submits));
+        }
+        for (s, top) in tops.into_iter().enumerate() {
+            self.seen_height[s] = top;
             record.heads.push(top);
         }
-        // messages executed at their destinations
+        // messages executed at their destinations, all asked at once
         let waiting: Vec<(String, (u32, u32, u64))> =
             self.messages.iter().map(|(k, v)| (k.clone(), *v)).take(2_000).collect();
-        for (id, (src, dst, sent_slot)) in waiting {
-            let Some(url) = self.live_rpc(dst) else { continue };
-            let Ok(v) = rpc(&self.client, &url, "optishard_getMessage", json!([id])).await else { continue };
-            if v["status"] == "executed" || v["status"] == "finalized" {
-                let height = v["destination"]["height"].as_u64().unwrap_or(0);
-                let Ok(st) =
-                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([dst, height])).await
-                else {
-                    continue;
-                };
-                let Some(at) = st["includedSlot"].as_u64() else { continue };
-                self.messages.remove(&id);
-                record.delivered += 1;
-                let slots = at.saturating_sub(sent_slot);
-                self.phases[2].record(slots);
-                self.pairs.entry((src, dst)).or_insert_with(|| Phase::new("pair")).record(slots);
+        let me = &*self;
+        let answers = futures::future::join_all(waiting.iter().map(|(id, (_, dst, _))| async move {
+            let url = me.live_rpc(*dst)?;
+            let v = rpc(&me.client, &url, "optishard_getMessage", json!([id])).await.ok()?;
+            if v["status"] != "executed" && v["status"] != "finalized" {
+                return None;
             }
+            let height = v["destination"]["height"].as_u64()?;
+            let st =
+                rpc(&me.client, me.beacon_url(), "beacon_headerStatus", json!([dst, height])).await.ok()?;
+            st["includedSlot"].as_u64()
+        }))
+        .await;
+        for ((id, (src, dst, sent_slot)), at) in waiting.into_iter().zip(answers) {
+            let Some(at) = at else { continue };
+            self.messages.remove(&id);
+            record.delivered += 1;
+            let slots = at.saturating_sub(sent_slot);
+            self.phases[2].record(slots);
+            self.pairs.entry((src, dst)).or_insert_with(|| Phase::new("pair")).record(slots);
         }
         let finalized: Vec<u64> =
             head["finalized"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
@@ -630,6 +651,7 @@ impl Run<'_> {
                         let opened = g["record"]["opened_slot"].as_u64().unwrap_or(ended);
                         self.phases[4].record(ended.saturating_sub(opened));
                         record.games_ended += 1;
+                        self.rescan = true;
                     }
                     _ => {}
                 }
@@ -674,31 +696,35 @@ impl Run<'_> {
         None
     }
 
-    async fn receipt_ok(&self, shard: u32, tx: B256) -> bool {
-        let Some(url) = self.live_rpc(shard) else { return true };
-        match rpc(&self.client, &url, "eth_getTransactionReceipt", json!([tx])).await {
-            Ok(r) => hex_u64(&r["status"]) != Some(0),
-            Err(_) => true,
-        }
-    }
-
-    /// Remembers the message a bridge send emitted.
-    async fn message_of(&mut self, shard: u32, tx: B256, accepted: u64) {
-        let Some(url) = self.live_rpc(shard) else { return };
-        let Ok(r) = rpc(&self.client, &url, "eth_getTransactionReceipt", json!([tx])).await else { return };
+    /// Remembers the message a bridge send's receipt shows it emitted.
+    fn message_of(&mut self, shard: u32, receipt: &Value, accepted: u64) {
         let bridge = format!("{:#x}", bridge::BRIDGE_ADDRESS);
-        for log in r["logs"].as_array().into_iter().flatten() {
+        for log in receipt["logs"].as_array().into_iter().flatten() {
             if log["address"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(&bridge))
                 && let Some(id) = log["topics"][1].as_str()
             {
+                // a uint32 topic: its last 8 hex digits
                 let dst = log["topics"][2]
                     .as_str()
-                    .and_then(|t| u32::from_str_radix(t.trim_start_matches("0x"), 16).ok());
+                    .and_then(|t| t.get(t.len().saturating_sub(8)..))
+                    .and_then(|t| u32::from_str_radix(t, 16).ok());
                 if let Some(dst) = dst.filter(|d| *d < self.s.network.shards) {
                     self.messages.insert(id.to_string(), (shard, dst, accepted));
                 }
             }
         }
+    }
+
+    /// An accepted height's status at the beacon, and its block and
+    /// receipts from a live validator of its shard.
+    async fn fetch(&self, shard: u32, height: u64) -> Option<(Value, Value, Vec<Value>)> {
+        let st =
+            rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([shard, height])).await.ok()?;
+        let block = self.block(shard, height).await?;
+        let url = self.live_rpc(shard)?;
+        let receipts =
+            rpc(&self.client, &url, "eth_getBlockReceipts", json!([format!("{height:#x}")])).await.ok()?;
+        Some((st, block, receipts.as_array().cloned().unwrap_or_default()))
     }
 
     /// Each node's CPU time and resident memory, from /proc.
@@ -753,69 +779,79 @@ impl Run<'_> {
                 }
             }
         }
-        // every live validator's block at the beacon's final height is the beacon's final header
+        // per shard, all at once: honest validators agree on the newest
+        // final height's state root; the lowest pending header is decided
+        // within the bound
         let bound = self.spec.decision_bound();
-        for s in 0..self.s.network.shards {
-            let fin = self.final_seen[s as usize];
-            if fin > self.checked_final[s as usize] {
-                let Ok(st) =
-                    rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin])).await
-                else {
-                    continue;
-                };
-                if st["status"] != "final" {
-                    return Err(fail(
-                        INVARIANTS[2],
-                        format!("shard {s} height {fin} listed final, status {st}"),
-                    ));
-                }
-                let mut roots = BTreeSet::new();
-                for (n, ep) in &self.nodes {
-                    if !matches!(n, Node::Validator { shard: x, .. } if *x == s)
-                        || self.down.contains(n)
-                        || !self.honest.contains(&ep.entry.address)
-                    {
-                        continue;
-                    }
-                    if let Ok(b) = rpc(
-                        &self.client,
-                        &ep.rpcs[0],
-                        "eth_getBlockByNumber",
-                        json!([format!("{fin:#x}"), false]),
-                    )
-                    .await
-                        && let Some(root) = b["stateRoot"].as_str()
-                    {
-                        roots.insert(root.to_string());
-                    }
-                }
-                if roots.len() > 1 {
-                    return Err(fail(
-                        INVARIANTS[4],
-                        format!("shard {s} height {fin}: honest validators hold roots {roots:?}"),
-                    ));
-                }
-                self.checked_final[s as usize] = fin;
-            }
-            if let Ok(st) =
-                rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin + 1])).await
-                && st["status"] == "pending"
-                && let Some(included) = st["includedSlot"].as_u64()
-            {
-                let now = self.spec.slot_at(net::now_ms());
-                let live = now.saturating_sub(included).saturating_sub(self.down_slots);
-                if live > bound {
-                    return Err(fail(
-                        INVARIANTS[5],
-                        format!(
-                            "shard {s} height {} included at slot {included} pending after {live} live slots (bound {bound})",
-                            fin + 1
-                        ),
-                    ));
-                }
+        let me = &*self;
+        let results =
+            futures::future::join_all((0..me.s.network.shards).map(|s| me.check_shard(s, bound, slot))).await;
+        for (s, r) in results.into_iter().enumerate() {
+            if let Some(fin) = r? {
+                self.checked_final[s] = fin;
             }
         }
         Ok(())
+    }
+
+    /// One shard's part of `check`: the final height newly checked, if any.
+    async fn check_shard(&self, s: u32, bound: u64, slot: u64) -> Result<Option<u64>, Violation> {
+        let fail = |invariant: &'static str, evidence: String| Violation { slot, invariant, evidence };
+        let mut checked = None;
+        let fin = self.final_seen[s as usize];
+        if fin > self.checked_final[s as usize] {
+            let Ok(st) = rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin])).await
+            else {
+                return Ok(None);
+            };
+            if st["status"] != "final" {
+                return Err(fail(INVARIANTS[2], format!("shard {s} height {fin} listed final, status {st}")));
+            }
+            let mut roots = BTreeSet::new();
+            for (n, ep) in &self.nodes {
+                if !matches!(n, Node::Validator { shard: x, .. } if *x == s)
+                    || self.down.contains(n)
+                    || !self.honest.contains(&ep.entry.address)
+                {
+                    continue;
+                }
+                if let Ok(b) = rpc(
+                    &self.client,
+                    &ep.rpcs[0],
+                    "eth_getBlockByNumber",
+                    json!([format!("{fin:#x}"), false]),
+                )
+                .await
+                    && let Some(root) = b["stateRoot"].as_str()
+                {
+                    roots.insert(root.to_string());
+                }
+            }
+            if roots.len() > 1 {
+                return Err(fail(
+                    INVARIANTS[4],
+                    format!("shard {s} height {fin}: honest validators hold roots {roots:?}"),
+                ));
+            }
+            checked = Some(fin);
+        }
+        if let Ok(st) = rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin + 1])).await
+            && st["status"] == "pending"
+            && let Some(included) = st["includedSlot"].as_u64()
+        {
+            let now = self.spec.slot_at(net::now_ms());
+            let live = now.saturating_sub(included).saturating_sub(self.down_slots);
+            if live > bound {
+                return Err(fail(
+                    INVARIANTS[5],
+                    format!(
+                        "shard {s} height {} included at slot {included} pending after {live} live slots (bound {bound})",
+                        fin + 1
+                    ),
+                ));
+            }
+        }
+        Ok(checked)
     }
 
     fn report(self, seed: u64, violation: Option<Violation>) -> Report {

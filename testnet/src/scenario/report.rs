@@ -206,6 +206,10 @@ pub struct Totals {
     pub games_ended: u64,
     /// Slots the supply audit could not run (no live holder of a head).
     pub audits_skipped: u64,
+    /// The processes tier: how late the runner started a slot's work at
+    /// worst, in milliseconds (its own RPC work on a saturated machine;
+    /// past a slot, slots' arrivals bunch up). 0 on the sim tier.
+    pub runner_lag_ms_max: u64,
 }
 
 impl Report {
