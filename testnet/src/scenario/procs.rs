@@ -82,6 +82,10 @@ struct Run<'a> {
     told: Told,
     /// Look at every pending height again next slot (a game ended).
     rescan: bool,
+    /// The network's slot when the runner last read its heads.
+    network_slots: u64,
+    /// The network's slot the scenario's slot 0 is.
+    base: u64,
     /// Restarted nodes not yet told their runtime state again.
     retell: BTreeSet<Node>,
     workload: Workload,
@@ -205,6 +209,8 @@ async fn play(
         down: BTreeSet::new(),
         told: Told::default(),
         rescan: false,
+        network_slots: 0,
+        base: 0,
         retell: BTreeSet::new(),
         workload: Workload::new(&s.workload, net.shards, net.slot_ms, seed),
         signers,
@@ -238,9 +244,13 @@ async fn play(
     let mut violation = None;
     let mut interrupted = false;
     let genesis = run.m.genesis_time_ms;
+    // scenario slot k is the network's slot base + k: the first slot that
+    // starts after every process answered (a large network's start can
+    // outlast the genesis delay)
+    let base = if net::now_ms() < genesis { 0 } else { run.spec.slot_at(net::now_ms()) + 1 };
+    run.base = base;
     for k in 0..s.slots {
-        // scenario slot k is the network's slot k
-        let start = genesis + k * net.slot_ms;
+        let start = genesis + (base + k) * net.slot_ms;
         sleep_until_ms(start).await;
         run.totals.runner_lag_ms_max = run.totals.runner_lag_ms_max.max(net::now_ms().saturating_sub(start));
         let mut record = SlotRecord { slot: k + 1, ..Default::default() };
@@ -496,8 +506,9 @@ impl Run<'_> {
             );
             *nonce += 1;
             let is_send = a.to == alloy_primitives::TxKind::Call(bridge::BRIDGE_ADDRESS);
-            self.sent.insert(keccak256(&raw), Sent { slot: record.slot, is_send });
-            batch.push((a.shard, raw, record.slot, true));
+            let slot = self.base + record.slot;
+            self.sent.insert(keccak256(&raw), Sent { slot, is_send });
+            batch.push((a.shard, raw, slot, true));
         }
         // spread over the slot's first half, each to a random live validator
         let n = batch.len().max(1) as u64;
@@ -545,7 +556,9 @@ impl Run<'_> {
     /// What the slot did, read over RPC: newly accepted headers and their
     /// transactions, messages executed, newly final heights, games.
     async fn observe(&mut self, record: &mut SlotRecord) {
-        let slot = record.slot;
+        // in the network's slots, as inclusion and finality are
+        let slot = self.base + record.slot;
+        let asked = self.spec.slot_at(net::now_ms());
         let Ok(head) = rpc(&self.client, self.beacon_url(), "beacon_head", json!([])).await else {
             // the beacon is down: nothing accepted or final moves
             self.down_slots += 1;
@@ -553,6 +566,9 @@ impl Run<'_> {
             record.finalized = self.final_seen.clone();
             return;
         };
+        // the network's own slot when its heads were read: a runner late on
+        // a saturated machine has seen more network slots than it ran
+        self.network_slots = asked.max(1);
         // new heights every slot; every pending one again after a game
         // ended (a discarded header's height holds another since)
         let rescan = std::mem::take(&mut self.rescan);
@@ -859,10 +875,15 @@ impl Run<'_> {
         let slots_run = self.series.len() as u64;
         let headers: u64 = self.series.last().map_or(0, |r| r.heads.iter().sum());
         let mut totals = self.totals;
+        // headers accepted between the first and the last heads read, over
+        // the network's slots between them (a late runner saw more slots
+        // than it ran; slots before the scenario's first are not its)
+        let first: u64 = self.series.first().map_or(0, |r| r.heads.iter().sum());
+        let (from, to) = (self.base + 1, self.network_slots);
+        let slots = to.saturating_sub(from).max(1);
         totals.headers_per_shard_per_slot =
-            headers as f64 / (slots_run.max(1) * u64::from(net.shards)) as f64;
-        totals.included_per_second =
-            totals.included as f64 * 1_000.0 / (slots_run.max(1) * net.slot_ms) as f64;
+            headers.saturating_sub(first) as f64 / (slots * u64::from(net.shards)) as f64;
+        totals.included_per_second = totals.included as f64 * 1_000.0 / (slots * net.slot_ms) as f64;
         totals.audits_skipped = self.audits_skipped;
         let wall = (slots_run.max(1) * net.slot_ms) as f64 / 1_000.0;
         let usage = self
