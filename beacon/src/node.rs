@@ -417,6 +417,12 @@ impl BeaconHandle {
 
 /// Opens the beacon chain and runs it: p2p, slot clock, RPC and metrics.
 pub async fn start(spec: ChainSpec, key: ValidatorKey, cfg: BeaconConfig) -> Result<BeaconHandle> {
+    if cfg.admin_rpc && !net::admin_bind_allowed(cfg.rpc_addr.ip()) {
+        return Err(Error::Config(format!(
+            "admin_rpc serves the admin_* methods only on a loopback or private rpc_addr, not {}",
+            cfg.rpc_addr
+        )));
+    }
     std::fs::create_dir_all(&cfg.datadir)
         .map_err(|e| Error::Config(format!("datadir {}: {e}", cfg.datadir.display())))?;
     let db = BeaconDb::open(&cfg.datadir.join("db"), cfg.fsync)?;

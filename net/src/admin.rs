@@ -36,6 +36,16 @@ impl From<LinkParams> for LinkModel {
     }
 }
 
+/// Whether an RPC server with the admin methods may listen on `ip`: only
+/// loopback or a private network (a testnet's namespaces), never a public
+/// address, since the methods make a node lie and cut its links.
+pub fn admin_bind_allowed(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32602, format!("invalid params: {}", msg.into()), None::<()>)
 }

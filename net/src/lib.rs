@@ -23,7 +23,7 @@ use std::fmt;
 use bridge::{Hash, ShardId};
 pub use libp2p::{Multiaddr, PeerId};
 
-pub use admin::{LinkParams, register_link_admin};
+pub use admin::{LinkParams, admin_bind_allowed, register_link_admin};
 pub use mem::{MemHub, MemNetwork, Verdicts};
 pub use metrics::{
     Labels, MetricsServer, NetMetrics, RpcCounting, RpcCountingLayer, RpcMetrics, serve_metrics,
@@ -31,7 +31,7 @@ pub use metrics::{
 pub use node::{NodeTasks, load_or_create_p2p_key, now_ms, parse_bootnodes};
 pub use p2p::{NetEvents, P2pConfig, P2pNetwork};
 pub use prometheus_client;
-pub use shaper::{LinkModel, MAX_LINK_DELAY_MS, Shaped, Shaper};
+pub use shaper::{LinkModel, MAX_LINK_DELAY_MS, MAX_SHAPED_PEERS, Shaped, Shaper};
 
 /// A gossip topic. Each topic has its own size limit; anything larger is
 /// rejected and its sender scored down.

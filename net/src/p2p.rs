@@ -316,6 +316,7 @@ impl P2pNetwork {
             held: BinaryHeap::new(),
             held_events: HashMap::new(),
             next_held: 0,
+            held_bytes: 0,
         };
         tokio::spawn(task.run(cmd_rx));
         let net = P2pNetwork { me, cmd: cmd_tx, shared, next_request: Arc::new(AtomicU64::new(1)) };
@@ -471,8 +472,19 @@ struct SwarmTask {
     shaper: Shaper,
     /// Held events by due time, and the events themselves.
     held: BinaryHeap<Reverse<(Instant, u64)>>,
-    held_events: HashMap<u64, NetEvent>,
+    held_events: HashMap<u64, (PeerId, NetEvent)>,
     next_held: u64,
+    /// Bytes of the held events.
+    held_bytes: usize,
+}
+
+/// The bytes an event takes on a link.
+fn shaped_bytes(ev: &NetEvent) -> usize {
+    match ev {
+        NetEvent::Gossip { data, .. } | NetEvent::Request { data, .. } => data.len(),
+        NetEvent::Response { result, .. } => result.as_ref().map_or(0, Vec::len),
+        _ => 0,
+    }
 }
 
 /// Events held by slow links before new ones are lost.
@@ -586,16 +598,32 @@ impl SwarmTask {
                 }
             }
             Command::SetLink(peer, model) => {
-                info!(target: "net", %peer, ?model, "link shaped");
-                self.shaper.set_link(peer, model);
+                if self.shaper.set_link(peer, model) {
+                    info!(target: "net", %peer, ?model, "link shaped");
+                } else {
+                    warn!(target: "net", %peer, "not shaping: too many shaped peers");
+                }
             }
             Command::SetBlocked(peer, blocked) => {
                 if self.shaper.set_blocked(peer, blocked) {
                     info!(target: "net", %peer, blocked, "link cut or healed");
                     let list = &mut self.swarm.behaviour_mut().blocked;
                     if blocked {
-                        // closes every connection to it and refuses new ones
+                        // closes every connection to it and refuses new ones;
+                        // what it sent and a slow link still holds is lost
                         list.block_peer(peer);
+                        let from_it: Vec<u64> = self
+                            .held_events
+                            .iter()
+                            .filter(|(_, (p, _))| *p == peer)
+                            .map(|(k, _)| *k)
+                            .collect();
+                        for k in from_it {
+                            if let Some((_, ev)) = self.held_events.remove(&k) {
+                                self.held_bytes = self.held_bytes.saturating_sub(shaped_bytes(&ev));
+                                self.lose(ev);
+                            }
+                        }
                     } else {
                         list.unblock_peer(peer);
                         let _ = self.swarm.dial(peer);
@@ -608,21 +636,22 @@ impl SwarmTask {
     /// Hands a peer's gossip, request or answer to the node through the
     /// shaper: now, once the link's delay has passed, or never (lost).
     fn hear(&mut self, from: PeerId, ev: NetEvent) {
-        let bytes = match &ev {
-            NetEvent::Gossip { data, .. } | NetEvent::Request { data, .. } => data.len(),
-            NetEvent::Response { result, .. } => result.as_ref().map_or(0, Vec::len),
-            _ => 0,
-        };
-        let shaped = match self.shaper.judge(&from, bytes, Instant::now()) {
-            Shaped::At(_) if self.held.len() >= MAX_HELD => Shaped::Lost,
-            s => s,
+        let bytes = shaped_bytes(&ev);
+        // what slow links hold is bounded as the node's own queue is; a
+        // message past the bound is lost before the link counts it
+        let full = self.held.len() >= MAX_HELD || self.held_bytes.saturating_add(bytes) > EVENT_QUEUE_BYTES;
+        let shaped = if full && self.shaper.is_shaped(&from) {
+            Shaped::Lost
+        } else {
+            self.shaper.judge(&from, bytes, Instant::now())
         };
         match shaped {
             Shaped::Now => self.emit(ev),
             Shaped::At(due) => {
                 self.next_held += 1;
                 self.held.push(Reverse((due, self.next_held)));
-                self.held_events.insert(self.next_held, ev);
+                self.held_events.insert(self.next_held, (from, ev));
+                self.held_bytes += bytes;
             }
             Shaped::Lost => self.lose(ev),
         }
@@ -665,7 +694,8 @@ impl SwarmTask {
                 break;
             }
             self.held.pop();
-            if let Some(ev) = self.held_events.remove(&k) {
+            if let Some((_, ev)) = self.held_events.remove(&k) {
+                self.held_bytes = self.held_bytes.saturating_sub(shaped_bytes(&ev));
                 self.emit(ev);
             }
         }

@@ -70,6 +70,9 @@ impl LinkModel {
     }
 }
 
+/// Peers a shaper keeps links or blocks for (the admin RPC names peers).
+pub const MAX_SHAPED_PEERS: usize = 4_096;
+
 /// What the shaper does with a message from a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shaped {
@@ -110,9 +113,13 @@ impl Shaper {
         }
     }
 
-    /// Sets (or with `None` or an instant model, clears) the link to `peer`.
-    pub fn set_link(&mut self, peer: PeerId, model: Option<LinkModel>) {
+    /// Sets (or with `None` or an instant model, clears) the link to `peer`;
+    /// false when it holds [`MAX_SHAPED_PEERS`] others already.
+    pub fn set_link(&mut self, peer: PeerId, model: Option<LinkModel>) -> bool {
         match model.filter(|m| !m.is_instant()) {
+            Some(_) if !self.links.contains_key(&peer) && self.links.len() >= MAX_SHAPED_PEERS => {
+                return false;
+            }
             Some(model) => {
                 let link = self.links.entry(peer).or_insert(Link { model, busy: 0, last: 0 });
                 link.model = model;
@@ -121,11 +128,21 @@ impl Shaper {
                 self.links.remove(&peer);
             }
         }
+        true
     }
 
-    /// Marks `peer` blocked or not; returns whether that changed anything.
+    /// Marks `peer` blocked or not; returns whether that changed anything
+    /// (a new block past [`MAX_SHAPED_PEERS`] changes nothing).
     pub fn set_blocked(&mut self, peer: PeerId, blocked: bool) -> bool {
+        if blocked && self.blocked.len() >= MAX_SHAPED_PEERS {
+            return false;
+        }
         if blocked { self.blocked.insert(peer) } else { self.blocked.remove(&peer) }
+    }
+
+    /// Whether messages from `peer` are shaped.
+    pub fn is_shaped(&self, peer: &PeerId) -> bool {
+        self.links.contains_key(peer)
     }
 
     /// Whether `peer` is blocked.

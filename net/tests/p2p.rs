@@ -179,3 +179,47 @@ async fn heard(net: &P2pNetwork, rx: &mut NetEvents, prefix: &str, secs: u64) ->
     .await
     .is_ok()
 }
+
+/// The shaper on real swarms: what b hears from a waits the link's
+/// latency (and only from a); a cut (block list) closes the connection and
+/// refuses a new one until healed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaped_link_delays_and_a_blocked_peer_is_cut_off_until_healed() {
+    let (a, _ra) = node(21, vec![], false).await;
+    let tcp: Vec<Multiaddr> =
+        a.listen_addrs().into_iter().filter(|x| x.to_string().contains("/tcp/")).collect();
+    let (b, mut rb) = node(22, tcp, false).await;
+    let topic = Topic::ShardTxs(ShardId(3));
+    a.subscribe(topic);
+    b.subscribe(topic);
+    wait_until("b to see a's subscription", || b.topic_peers(topic).contains(&a.local_peer())).await;
+    wait_until("a to see b's subscription", || a.topic_peers(topic).contains(&b.local_peer())).await;
+
+    // unshaped, then 400 ms of latency on what b hears from a
+    let fast = time_to_hear(&a, &mut rb, topic, b"first").await;
+    b.set_link(a.local_peer(), Some(net::LinkModel { latency_ms: 400, ..Default::default() }));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow = time_to_hear(&a, &mut rb, topic, b"second").await;
+    assert!(slow >= Duration::from_millis(400), "a 400 ms link delivered in {slow:?}");
+    assert!(slow > fast, "unshaped {fast:?}, shaped {slow:?}");
+    b.set_link(a.local_peer(), None);
+
+    // cut: the connection closes and stays closed while blocked
+    b.set_blocked(a.local_peer(), true);
+    wait_until("the cut to close the connection", || !b.peers().contains(&a.local_peer())).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!b.peers().contains(&a.local_peer()), "a blocked peer got back in");
+    b.set_blocked(a.local_peer(), false);
+    wait_until("the healed link to reconnect", || b.peers().contains(&a.local_peer())).await;
+}
+
+async fn time_to_hear(a: &P2pNetwork, rb: &mut NetEvents, topic: Topic, payload: &[u8]) -> Duration {
+    let t = std::time::Instant::now();
+    a.publish(topic, payload.to_vec());
+    loop {
+        let (_, _, data) = next_gossip(rb, topic).await;
+        if data == payload {
+            return t.elapsed();
+        }
+    }
+}

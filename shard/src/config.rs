@@ -149,6 +149,9 @@ impl ShardConfig {
     /// Rejects settings the node cannot run with.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.to_string()));
+        if self.admin_rpc && !net::admin_bind_allowed(self.rpc_addr.ip()) {
+            return bad("admin_rpc serves the admin_* methods only on a loopback or private rpc_addr");
+        }
         if self.block_time_ms == 0 {
             return bad("block_time_ms must be > 0");
         }

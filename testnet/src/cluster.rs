@@ -170,6 +170,18 @@ pub struct Manifest {
     pub netns: Option<crate::netns::NetPlan>,
 }
 
+/// Removes a testnet's namespaces when `up` fails before its manifest
+/// records them (disarmed once it does).
+struct PlanGuard(Option<crate::netns::NetPlan>);
+
+impl Drop for PlanGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            p.destroy();
+        }
+    }
+}
+
 /// Writes a fresh p2p key into `dir` and returns its peer id.
 fn new_p2p_key(dir: &Path) -> Result<String> {
     let secret: [u8; 32] = rand::random();
@@ -265,6 +277,8 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
     } else {
         None
     };
+    // any error from here on takes the namespaces down with it
+    let mut guard = PlanGuard(plan.clone());
     // a node's address: its namespace's, or 127.0.0.1
     let ip = |k: usize| plan.as_ref().map_or(std::net::Ipv4Addr::LOCALHOST, |p| p.ip(k));
     let addr = |k: usize, off: usize| SocketAddr::from((ip(k), port(k, off)));
@@ -433,9 +447,6 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
                 for n in &nodes {
                     signal(n.pid, libc::SIGKILL);
                 }
-                if let Some(p) = &plan {
-                    p.destroy();
-                }
                 return Err(e);
             }
         }
@@ -459,6 +470,8 @@ pub async fn up(cfg: &TestnetConfig) -> Result<Manifest> {
         netns: plan,
     };
     write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    // the manifest holds the namespaces now: `down` removes them
+    guard.0 = None;
     if let Err(e) = wait_ready(&manifest).await {
         down(&dir).await.ok();
         return Err(e);

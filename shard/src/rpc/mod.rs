@@ -874,6 +874,31 @@ fn module(
         Ok(serde_json::json!({"status": status, "revertedFrom": reverted}))
     })
     .map_err(reg)?;
+    // the messages a block consumed, in order: id, source shard, channel
+    // nonce, source height (what a checker needs for exactly-once delivery)
+    m.register_method("optishard_getBlockInbox", |p, rpc, _| -> RpcResult<Option<Vec<serde_json::Value>>> {
+        let height = rpc.tag_height(one::<BlockNumberOrTag>(p)?);
+        if height > rpc.head_height() {
+            return Ok(None);
+        }
+        let Some(block) = rpc.node.db().stored_block(height).map_err(internal)? else { return Ok(None) };
+        Ok(Some(
+            block
+                .body
+                .inbox
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "id": e.message.id(),
+                        "src": e.message.src.0,
+                        "nonce": e.message.nonce,
+                        "sourceHeight": e.height,
+                    })
+                })
+                .collect(),
+        ))
+    })
+    .map_err(reg)?;
     m.register_method("optishard_getMessage", |p, rpc, _| -> RpcResult<Option<serde_json::Value>> {
         let id: B256 = one(p)?;
         rpc.message(bridge::Hash(id.0))
@@ -924,8 +949,6 @@ fn module(
     Ok(m)
 }
 
-/// Starts the JSON-RPC server for `node`; returns the bound address and
-/// the request counters.
 /// What the admin methods reach in a running validator (`admin_rpc`).
 pub(crate) struct Admin {
     /// Its p2p network (links).
@@ -969,6 +992,8 @@ impl Admin {
     }
 }
 
+/// Starts the JSON-RPC server for `node`; returns the bound address and
+/// the request counters.
 pub(crate) async fn serve(
     node: Arc<ShardNode>,
     status: Option<Arc<parking_lot::RwLock<ValidatorStatus>>>,

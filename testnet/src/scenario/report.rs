@@ -210,6 +210,12 @@ pub struct Totals {
     /// worst, in milliseconds (its own RPC work on a saturated machine;
     /// past a slot, slots' arrivals bunch up). 0 on the sim tier.
     pub runner_lag_ms_max: u64,
+    /// The processes tier: final blocks whose inbox was checked for
+    /// exactly-once delivery, and final heights whose holders were checked
+    /// against the beacon (0 on the sim tier, whose checker reads state).
+    pub inbox_heights_checked: u64,
+    /// See `inbox_heights_checked`.
+    pub final_heights_checked: u64,
 }
 
 impl Report {

@@ -321,8 +321,8 @@ fn a_mixed_workload_of_tokens_and_contract_calls_all_succeeds() {
     assert!(t["delivered"].as_u64().unwrap() > 300, "{t}");
 }
 
-/// A scenario on real processes: shard 1 cut off from everyone for 12
-/// slots. Under namespaces (root) the kernel drops the packets; on
+/// A scenario on real processes: a slow link, shard 1 cut off from
+/// everyone for 12 slots, a validator killed and restarted. Under namespaces (root) the kernel drops the packets; on
 /// loopback the nodes' block lists refuse the connections. Either way the
 /// shard's head stops while cut and catches up once healed, messages to
 /// it wait and are then delivered, and every invariant holds.
@@ -345,11 +345,27 @@ rate = 16
 cross_shard = 0.4
 accounts = 16
 [[timeline]]
+action = "link"
+at = 4
+a = ["shard0"]
+b = ["beacon"]
+latency_ms = 150
+jitter_ms = 50
+until = 10
+[[timeline]]
 action = "partition"
 at = 12
 a = ["shard1"]
 b = ["beacon", "shard0"]
 until = 24
+[[timeline]]
+action = "kill"
+at = 28
+node = "shard0-v1"
+[[timeline]]
+action = "restart"
+at = 31
+node = "shard0-v1"
 "#,
     )
     .unwrap();
@@ -386,6 +402,14 @@ until = 24
             series[25..].iter().any(|s| s["delivered"].as_u64().unwrap() > 0),
             "{mode}: no message delivered after the heal"
         );
+        // the checks over RPC ran, not skipped: every final block's inbox,
+        // final holders against the beacon, the supply audit most slots
+        let t = &r["totals"];
+        assert!(t["inbox_heights_checked"].as_u64().unwrap() >= 10, "{mode}: {t}");
+        assert!(t["final_heights_checked"].as_u64().unwrap() >= 5, "{mode}: {t}");
+        assert!(t["audits_skipped"].as_u64().unwrap() < 10, "{mode}: {t}");
+        // shard 0 goes on through the slow link and its validator's restart
+        assert!(head(44, 0) >= head(26, 0) + 10, "{mode}: shard 0 stopped after the restart");
         // every node process measured
         let nodes = r["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), 5, "{mode}");
@@ -402,6 +426,9 @@ until = 24
                     "{n} left behind"
                 );
             }
+            let bridge = m["netns"]["bridge"].as_str().unwrap();
+            let link = std::process::Command::new("ip").args(["link", "show", bridge]).output().unwrap();
+            assert!(!link.status.success(), "bridge {bridge} left behind");
         }
     }
 }
