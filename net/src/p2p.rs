@@ -657,21 +657,25 @@ impl SwarmTask {
         }
     }
 
+    /// A gossip message the node never judges: ignored (not relayed,
+    /// nobody penalised), counted as `result`.
+    fn ignore_gossip(&mut self, topic: Topic, from: PeerId, id: &MessageId, result: &'static str) {
+        self.judging.remove(&id.0);
+        self.metrics.gossip(topic, "in", result);
+        let id = gossipsub::MessageId::new(&id.0);
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            &id,
+            &from,
+            MessageAcceptance::Ignore,
+        );
+    }
+
     /// What a lost message means: gossip is ignored (not relayed), a
     /// request fails at the asker, an answer fails here.
     fn lose(&mut self, ev: NetEvent) {
         self.metrics.dropped_events.inc();
         match ev {
-            NetEvent::Gossip { topic, from, id, .. } => {
-                self.judging.remove(&id.0);
-                self.metrics.gossip(topic, "in", "lost");
-                let id = gossipsub::MessageId::new(&id.0);
-                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &id,
-                    &from,
-                    MessageAcceptance::Ignore,
-                );
-            }
+            NetEvent::Gossip { topic, from, id, .. } => self.ignore_gossip(topic, from, &id, "lost"),
             NetEvent::Request { id, .. } => {
                 self.inbound.remove(&id.0);
             }
@@ -741,14 +745,7 @@ impl SwarmTask {
                         self.inbound.remove(&id.0);
                     }
                     NetEvent::Gossip { topic, from, id, .. } => {
-                        self.judging.remove(&id.0);
-                        self.metrics.gossip(topic, "in", "dropped");
-                        let id = gossipsub::MessageId::new(&id.0);
-                        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                            &id,
-                            &from,
-                            MessageAcceptance::Ignore,
-                        );
+                        self.ignore_gossip(topic, from, &id, "dropped")
                     }
                     _ => {}
                 }

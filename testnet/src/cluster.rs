@@ -217,7 +217,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
+/// One JSON-RPC call; an error answer is an error.
+pub(crate) async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let resp: Value = client.post(url).json(&body).send().await?.json().await?;
     if let Some(e) = resp.get("error") {

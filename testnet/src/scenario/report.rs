@@ -1,6 +1,7 @@
 //! What a scenario run measured, slot by slot and per phase, written as
 //! JSON and CSV (`--report DIR`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -174,15 +175,108 @@ pub struct NodeUsage {
     pub rss_mb: Vec<f64>,
 }
 
-/// Per-pair latencies, summarised.
-pub fn pairs(pairs: &std::collections::BTreeMap<(u32, u32), Phase>) -> Vec<PairLatency> {
-    pairs
-        .iter()
-        .map(|((src, dst), p)| {
-            let l = p.summary();
-            PairLatency { src: *src, dst: *dst, count: l.count, p50: l.p50, p99: l.p99, max: l.max }
-        })
-        .collect()
+/// What a run measures, the same on both tiers: each slot's record, the
+/// totals, the latency phases and cross-shard latency per shard pair.
+pub struct Measures {
+    /// Every slot run.
+    pub series: Vec<SlotRecord>,
+    /// Sums of the records, and what each tier adds.
+    pub totals: Totals,
+    /// Submitted → included, → beacon-accepted, source accepted →
+    /// destination executed, submitted → final, dispute opened → resolved.
+    pub phases: [Phase; 5],
+    pairs: BTreeMap<(u32, u32), Phase>,
+}
+
+impl Default for Measures {
+    fn default() -> Self {
+        Measures {
+            series: Vec::new(),
+            totals: Totals::default(),
+            phases: [
+                Phase::new("submitted → included"),
+                Phase::new("submitted → beacon-accepted"),
+                Phase::new("source accepted → destination executed"),
+                Phase::new("submitted → final"),
+                Phase::new("dispute opened → resolved"),
+            ],
+            pairs: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a tier describes its run to [`Measures::report`].
+pub struct RunInfo<'a> {
+    /// The scenario run.
+    pub scenario: &'a super::Scenario,
+    /// Its seed.
+    pub seed: u64,
+    /// `sim` or `processes`.
+    pub tier: &'static str,
+    /// See [`Report::isolation`].
+    pub isolation: &'static str,
+    /// Headers accepted over the run and the slots they took (the header
+    /// rate's numerator and denominator; each tier knows its own window).
+    pub headers: u64,
+    /// See `headers`.
+    pub slots: u64,
+    /// Each node process's use of the machine.
+    pub nodes: Vec<NodeUsage>,
+}
+
+impl Measures {
+    /// A message from `src` executed at `dst` `slots` after its source was accepted.
+    pub fn cross_shard(&mut self, src: u32, dst: u32, slots: u64) {
+        self.phases[2].record(slots);
+        self.pairs.entry((src, dst)).or_insert_with(|| Phase::new("pair")).record(slots);
+    }
+
+    /// A slot done: its counts to the totals, its record to the series.
+    pub fn push(&mut self, record: SlotRecord) {
+        let t = &mut self.totals;
+        t.offered += record.offered;
+        t.submitted += record.submitted;
+        t.included += record.included;
+        t.failed += record.failed;
+        t.delivered += record.delivered;
+        t.games_ended += record.games_ended;
+        self.series.push(record);
+    }
+
+    /// The report of the run.
+    pub fn report(self, run: RunInfo<'_>, violation: Option<Violation>, interrupted: bool) -> Report {
+        let net = &run.scenario.network;
+        let slots = run.slots.max(1);
+        let mut totals = self.totals;
+        totals.headers_per_shard_per_slot = run.headers as f64 / (slots * u64::from(net.shards)) as f64;
+        totals.included_per_second = totals.included as f64 * 1_000.0 / (slots * net.slot_ms) as f64;
+        Report {
+            scenario: run.scenario.name.clone(),
+            description: run.scenario.description.clone(),
+            seed: run.seed,
+            tier: run.tier,
+            isolation: run.isolation,
+            slot_ms: net.slot_ms,
+            shards: net.shards,
+            validators_per_shard: net.validators_per_shard,
+            slots_run: self.series.len() as u64,
+            series: self.series,
+            latencies: self.phases.iter().map(Phase::summary).collect(),
+            pair_latencies: self
+                .pairs
+                .iter()
+                .map(|((src, dst), p)| {
+                    let l = p.summary();
+                    PairLatency { src: *src, dst: *dst, count: l.count, p50: l.p50, p99: l.p99, max: l.max }
+                })
+                .collect(),
+            totals,
+            invariants: super::invariants::INVARIANTS.to_vec(),
+            violation,
+            interrupted,
+            nodes: run.nodes,
+        }
+    }
 }
 
 /// A run's totals.

@@ -13,8 +13,8 @@ use bridge::{Hash, ShardId};
 use rand::Rng;
 use shard::ShardNode;
 
-use super::invariants::{Checker, INVARIANTS};
-use super::report::{Phase, Report, SlotRecord, Totals};
+use super::invariants::Checker;
+use super::report::{Measures, Report, RunInfo, SlotRecord};
 use super::workload::{Workload, accounts};
 use super::{Event, Node, Scenario};
 use crate::{Member, NetworkParams, Testnet};
@@ -65,11 +65,8 @@ struct Run<'a> {
     delivered: BTreeSet<Hash>,
     final_seen: Vec<u64>,
     open_games: BTreeSet<Hash>,
-    phases: [Phase; 5],
-    /// Source accepted → destination executed, per shard pair.
-    pairs: BTreeMap<(u32, u32), Phase>,
-    series: Vec<SlotRecord>,
-    totals: Totals,
+    /// Series, totals and latencies.
+    measures: Measures,
 }
 
 /// Runs `s` with `seed` on the deterministic tier, its databases under
@@ -111,16 +108,7 @@ pub fn run(
         delivered: BTreeSet::new(),
         final_seen: vec![0; n.shards as usize],
         open_games: BTreeSet::new(),
-        phases: [
-            Phase::new("submitted → included"),
-            Phase::new("submitted → beacon-accepted"),
-            Phase::new("source accepted → destination executed"),
-            Phase::new("submitted → final"),
-            Phase::new("dispute opened → resolved"),
-        ],
-        series: Vec::new(),
-        totals: Totals::default(),
-        pairs: BTreeMap::new(),
+        measures: Measures::default(),
     };
     // entries that last end at `until`: what undoes them, by slot
     let mut undo: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
@@ -144,7 +132,7 @@ pub fn run(
         run.t.step();
         run.observe(&mut record);
         let go_on = progress(&record);
-        run.series.push(record);
+        run.measures.push(record);
         if let Err(v) = run.checker.check(&run.t) {
             violation = Some(v);
             break;
@@ -154,9 +142,7 @@ pub fn run(
             break;
         }
     }
-    let mut report = run.report(seed, violation);
-    report.interrupted = interrupted;
-    Ok(report)
+    Ok(run.report(seed, violation, interrupted))
 }
 
 /// An entry for people: its action and what it names.
@@ -327,8 +313,8 @@ impl Run<'_> {
                     if let Some(sent) = self.sent.remove(&hash) {
                         debug_assert_eq!(sent.shard, s as u32);
                         let built = block.header.header.beacon_slot;
-                        self.phases[0].record(built.saturating_sub(sent.slot));
-                        self.phases[1].record(status.included_slot.saturating_sub(sent.slot));
+                        self.measures.phases[0].record(built.saturating_sub(sent.slot));
+                        self.measures.phases[1].record(status.included_slot.saturating_sub(sent.slot));
                         record.included += 1;
                         submits.push(sent.slot);
                     }
@@ -339,9 +325,7 @@ impl Run<'_> {
                         record.delivered += 1;
                         if let Some(src) = self.emitted.get(&id) {
                             let slots = status.included_slot.saturating_sub(*src);
-                            self.phases[2].record(slots);
-                            let pair = (entry.message.src.0, s as u32);
-                            self.pairs.entry(pair).or_insert_with(|| Phase::new("pair")).record(slots);
+                            self.measures.cross_shard(entry.message.src.0, s as u32, slots);
                         }
                     }
                 }
@@ -357,7 +341,7 @@ impl Run<'_> {
             for height in self.final_seen[s] + 1..=*fin {
                 if let Some((_, submits)) = self.accepted.remove(&(s as u32, height)) {
                     for at in submits {
-                        self.phases[3].record(slot.saturating_sub(at));
+                        self.measures.phases[3].record(slot.saturating_sub(at));
                     }
                 }
             }
@@ -369,18 +353,12 @@ impl Run<'_> {
             if let Ok(Some(g)) = self.t.beacon().game(id)
                 && let Some((ended, _)) = &g.record.ended
             {
-                self.phases[4].record(ended.saturating_sub(g.record.opened_slot));
+                self.measures.phases[4].record(ended.saturating_sub(g.record.opened_slot));
                 record.games_ended += 1;
             }
         }
         record.games_open = open.len() as u64;
         self.open_games = open;
-        self.totals.offered += record.offered;
-        self.totals.submitted += record.submitted;
-        self.totals.included += record.included;
-        self.totals.failed += record.failed;
-        self.totals.delivered += record.delivered;
-        self.totals.games_ended += record.games_ended;
     }
 
     /// A live validator of `shard` holding the block `hash` at `height`.
@@ -401,34 +379,22 @@ impl Run<'_> {
             })
     }
 
-    fn report(self, seed: u64, violation: Option<super::invariants::Violation>) -> Report {
-        let net = &self.s.network;
-        let slots_run = self.series.len() as u64;
-        let headers: u64 = self.series.last().map_or(0, |r| r.heads.iter().sum());
-        let mut totals = self.totals;
-        totals.headers_per_shard_per_slot =
-            headers as f64 / (slots_run.max(1) * u64::from(net.shards)) as f64;
-        totals.included_per_second =
-            totals.included as f64 * 1_000.0 / (slots_run.max(1) * net.slot_ms) as f64;
-        totals.audits_skipped = self.checker.audits_skipped;
-        Report {
-            scenario: self.s.name.clone(),
-            description: self.s.description.clone(),
+    fn report(
+        mut self,
+        seed: u64,
+        violation: Option<super::invariants::Violation>,
+        interrupted: bool,
+    ) -> Report {
+        self.measures.totals.audits_skipped = self.checker.audits_skipped;
+        let info = RunInfo {
+            scenario: self.s,
             seed,
             tier: "sim",
             isolation: "virtual",
-            slot_ms: net.slot_ms,
-            shards: net.shards,
-            validators_per_shard: net.validators_per_shard,
-            slots_run,
-            series: self.series,
-            latencies: self.phases.iter().map(Phase::summary).collect(),
-            pair_latencies: super::report::pairs(&self.pairs),
-            totals,
-            invariants: INVARIANTS.to_vec(),
-            violation,
-            interrupted: false,
+            headers: self.measures.series.last().map_or(0, |r| r.heads.iter().sum()),
+            slots: self.measures.series.len() as u64,
             nodes: Vec::new(),
-        }
+        };
+        self.measures.report(info, violation, interrupted)
     }
 }

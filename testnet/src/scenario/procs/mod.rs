@@ -13,16 +13,18 @@ use std::time::Duration;
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use alloy_signer_local::PrivateKeySigner;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bridge::ChainSpec;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::invariants::{INVARIANTS, Violation};
-use super::report::{NodeUsage, Phase, Report, SlotRecord, Totals};
+use super::invariants::Violation;
+use super::report::{Measures, NodeUsage, Report, RunInfo, SlotRecord};
 use super::workload::{Workload, accounts};
 use super::{Event, Node, Scenario};
-use crate::cluster::{self, Manifest, NodeEntry, TestnetConfig};
+use crate::cluster::{self, Manifest, NodeEntry, TestnetConfig, rpc};
+
+mod checks;
 
 /// How partitions are made on this tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,10 +105,8 @@ struct Run<'a> {
     open_games: BTreeSet<String>,
     /// Games seen ended.
     ended_games: BTreeSet<String>,
-    phases: [Phase; 5],
-    pairs: BTreeMap<(u32, u32), Phase>,
-    series: Vec<SlotRecord>,
-    totals: Totals,
+    /// Series, totals and latencies.
+    measures: Measures,
     honest: BTreeSet<String>,
     usage: BTreeMap<String, NodeUsage>,
     checked_final: Vec<u64>,
@@ -235,16 +235,7 @@ async fn play(
         messages: HashMap::new(),
         open_games: BTreeSet::new(),
         ended_games: BTreeSet::new(),
-        phases: [
-            Phase::new("submitted → included"),
-            Phase::new("submitted → beacon-accepted"),
-            Phase::new("source accepted → destination executed"),
-            Phase::new("submitted → final"),
-            Phase::new("dispute opened → resolved"),
-        ],
-        pairs: BTreeMap::new(),
-        series: Vec::new(),
-        totals: Totals::default(),
+        measures: Measures::default(),
         honest,
         usage: BTreeMap::new(),
         checked_final: vec![0; net.shards as usize],
@@ -270,7 +261,8 @@ async fn play(
     for k in 0..s.slots {
         let start = genesis + (base + k) * net.slot_ms;
         sleep_until_ms(start).await;
-        run.totals.runner_lag_ms_max = run.totals.runner_lag_ms_max.max(net::now_ms().saturating_sub(start));
+        run.measures.totals.runner_lag_ms_max =
+            run.measures.totals.runner_lag_ms_max.max(net::now_ms().saturating_sub(start));
         let mut record = SlotRecord { slot: k + 1, ..Default::default() };
         for e in undo.remove(&k).unwrap_or_default() {
             record.events.push(format!("end of {}", super::sim::describe(&e)));
@@ -287,10 +279,9 @@ async fn play(
         run.offer(&mut record, start).await;
         sleep_until_ms(start + net.slot_ms).await;
         run.observe(&mut record).await;
-        run.count(&record);
         run.sample_usage();
         let go_on = progress(&record);
-        run.series.push(record);
+        run.measures.push(record);
         if let Err(v) = run.check(k + 1).await {
             violation = Some(v);
             break;
@@ -300,9 +291,7 @@ async fn play(
             break;
         }
     }
-    let mut report = run.report(seed, violation);
-    report.interrupted = interrupted;
-    Ok(report)
+    Ok(run.report(seed, violation, interrupted))
 }
 
 /// Slots a transaction no node takes is sent again before the runner gives up on it.
@@ -320,15 +309,6 @@ async fn sleep_until_ms(t: u64) {
     if t > now {
         tokio::time::sleep(Duration::from_millis(t - now)).await;
     }
-}
-
-async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = client.post(url).json(&body).send().await?.json().await?;
-    if let Some(e) = resp.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(resp["result"].clone())
 }
 
 fn hex_u64(v: &Value) -> Option<u64> {
@@ -653,8 +633,8 @@ impl Run<'_> {
                 let Some(h) = tx.as_str().and_then(|h| h.parse::<B256>().ok()) else { continue };
                 let Some(sent) = self.sent.remove(&h) else { continue };
                 record.included += 1;
-                self.phases[0].record(slot.saturating_sub(sent.slot));
-                self.phases[1].record(included.saturating_sub(sent.slot));
+                self.measures.phases[0].record(slot.saturating_sub(sent.slot));
+                self.measures.phases[1].record(included.saturating_sub(sent.slot));
                 submits.push(sent.slot);
                 if failed.contains(&h) {
                     record.failed += 1;
@@ -695,8 +675,7 @@ impl Run<'_> {
             self.messages.remove(&id);
             record.delivered += 1;
             let slots = at.saturating_sub(sent_slot);
-            self.phases[2].record(slots);
-            self.pairs.entry((src, dst)).or_insert_with(|| Phase::new("pair")).record(slots);
+            self.measures.cross_shard(src, dst, slots);
         }
         let finalized: Vec<u64> =
             head["finalized"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
@@ -704,7 +683,7 @@ impl Run<'_> {
             for height in self.final_seen[s] + 1..=*fin {
                 if let Some((_, submits)) = self.accepted.remove(&(s as u32, height)) {
                     for at in submits {
-                        self.phases[3].record(slot.saturating_sub(at));
+                        self.measures.phases[3].record(slot.saturating_sub(at));
                     }
                 }
             }
@@ -723,7 +702,7 @@ impl Run<'_> {
                     // that opened and ended between two reads)
                     Some(ended) if self.ended_games.insert(id) => {
                         let opened = g["record"]["opened_slot"].as_u64().unwrap_or(ended);
-                        self.phases[4].record(ended.saturating_sub(opened));
+                        self.measures.phases[4].record(ended.saturating_sub(opened));
                         record.games_ended += 1;
                         self.rescan = true;
                     }
@@ -733,15 +712,6 @@ impl Run<'_> {
             record.games_open = open.len() as u64;
             self.open_games = open;
         }
-    }
-
-    fn count(&mut self, record: &SlotRecord) {
-        self.totals.offered += record.offered;
-        self.totals.submitted += record.submitted;
-        self.totals.included += record.included;
-        self.totals.failed += record.failed;
-        self.totals.delivered += record.delivered;
-        self.totals.games_ended += record.games_ended;
     }
 
     fn live_rpc(&self, shard: u32) -> Option<String> {
@@ -819,216 +789,19 @@ impl Run<'_> {
         }
     }
 
-    /// The invariants, read over RPC.
-    async fn check(&mut self, slot: u64) -> Result<(), Violation> {
-        let fail = |invariant: &'static str, evidence: String| Violation { slot, invariant, evidence };
-        if self.down.contains(&Node::Beacon) {
-            return Ok(());
-        }
-        let dir = self.m.nodes[0]
-            .datadir
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        match cluster::audit(&dir).await {
-            Ok(a) if !a.holds => return Err(fail(INVARIANTS[0], format!("{a:?}"))),
-            Ok(_) => {}
-            Err(_) => self.audits_skipped += 1,
-        }
-        if let Ok(bad) = cluster::invalid_final(&dir).await
-            && let Some(b) = bad.first()
-        {
-            return Err(fail(INVARIANTS[2], format!("{b:?}")));
-        }
-        if let Ok(bonds) = rpc(&self.client, self.beacon_url(), "beacon_bonds", json!([])).await {
-            for who in &self.honest {
-                let slashed = bonds["parties"][who.as_str()]["slashed"].as_u64().or_else(|| {
-                    bonds["parties"]
-                        .as_object()?
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(who))
-                        .and_then(|(_, v)| v["slashed"].as_u64())
-                });
-                if slashed.unwrap_or(0) > 0 {
-                    return Err(fail(INVARIANTS[3], format!("{who} lost {} gwei", slashed.unwrap_or(0))));
-                }
-            }
-        }
-        self.check_inboxes(slot).await?;
-        // per shard, all at once: honest validators agree on the newest
-        // final height's state root; the lowest pending header is decided
-        // within the bound
-        let bound = self.spec.decision_bound();
-        let me = &*self;
-        let results = bounded((0..me.s.network.shards).map(|s| me.check_shard(s, bound, slot))).await;
-        for (s, r) in results.into_iter().enumerate() {
-            if let Some(fin) = r? {
-                self.checked_final[s] = fin;
-            }
-        }
-        Ok(())
-    }
-
-    /// Exactly-once delivery per channel: every newly final block's inbox
-    /// (`optishard_getBlockInbox` from an honest live validator, all asked
-    /// at once) consumes each message once, each channel's nonces in order.
-    /// A height no honest validator serves yet is checked in a later slot.
-    async fn check_inboxes(&mut self, slot: u64) -> Result<(), Violation> {
-        let wanted: Vec<(u32, u64)> = (0..self.s.network.shards)
-            .flat_map(|s| {
-                let from = self.inbox_checked[s as usize] + 1;
-                (from..=self.final_seen[s as usize]).take(64).map(move |h| (s, h))
-            })
-            .collect();
-        let me = &*self;
-        let inboxes = bounded(wanted.iter().map(|(s, h)| async move {
-            for (n, ep) in &me.nodes {
-                if !matches!(n, Node::Validator { shard: x, .. } if x == s)
-                    || me.down.contains(n)
-                    || !me.honest.contains(&ep.entry.address)
-                {
-                    continue;
-                }
-                if let Ok(v) =
-                    rpc(&me.client, &ep.rpcs[0], "optishard_getBlockInbox", json!([format!("{h:#x}")])).await
-                    && let Some(list) = v.as_array()
-                {
-                    return Some(list.clone());
-                }
-            }
-            None
-        }))
-        .await;
-        let mut stuck = BTreeSet::new();
-        for ((s, h), inbox) in wanted.into_iter().zip(inboxes) {
-            if stuck.contains(&s) {
-                continue;
-            }
-            let Some(inbox) = inbox else {
-                stuck.insert(s);
-                // a final block no honest validator serves for a window is
-                // an invalid or withheld header made final
-                let since = self.unheld.entry(s).or_insert((h, slot));
-                if since.0 != h {
-                    *since = (h, slot);
-                }
-                if slot.saturating_sub(since.1) > self.spec.challenge_window() {
-                    return Err(Violation {
-                        slot,
-                        invariant: INVARIANTS[2],
-                        evidence: format!(
-                            "shard {s} height {h} final since slot {}, and no honest validator serves it",
-                            since.1
-                        ),
-                    });
-                }
-                continue;
-            };
-            for e in inbox {
-                let id = e["id"].as_str().unwrap_or_default().to_string();
-                let (src, nonce) =
-                    (e["src"].as_u64().unwrap_or(u64::MAX) as u32, e["nonce"].as_u64().unwrap_or(u64::MAX));
-                let fail = |evidence: String| Violation { slot, invariant: INVARIANTS[1], evidence };
-                if !self.consumed.insert(id.clone()) {
-                    return Err(fail(format!("message {id} consumed twice (shard {s} height {h})")));
-                }
-                let next = self.next_nonce.entry((src, s)).or_insert(0);
-                if nonce != *next {
-                    return Err(fail(format!(
-                        "channel {src} → {s}: nonce {nonce} consumed where {next} was next (height {h})"
-                    )));
-                }
-                *next += 1;
-            }
-            self.inbox_checked[s as usize] = h;
-            self.totals.inbox_heights_checked += 1;
-        }
-        Ok(())
-    }
-
-    /// One shard's part of `check`: the final height newly checked, if any.
-    async fn check_shard(&self, s: u32, bound: u64, slot: u64) -> Result<Option<u64>, Violation> {
-        let fail = |invariant: &'static str, evidence: String| Violation { slot, invariant, evidence };
-        let mut checked = None;
-        let fin = self.final_seen[s as usize];
-        if fin > self.checked_final[s as usize] {
-            let Ok(st) = rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin])).await
-            else {
-                return Ok(None);
-            };
-            let want = st["hash"].as_str().unwrap_or_default().to_ascii_lowercase();
-            let discarded = st["discarded"].as_array().into_iter().flatten().any(|d| d["hash"] == st["hash"]);
-            if st["status"] != "final" || discarded {
-                return Err(fail(INVARIANTS[2], format!("shard {s} height {fin} listed final: {st}")));
-            }
-            // every honest live validator holding a block at that height
-            // holds the beacon's final one
-            for (n, ep) in &self.nodes {
-                if !matches!(n, Node::Validator { shard: x, .. } if *x == s)
-                    || self.down.contains(n)
-                    || !self.honest.contains(&ep.entry.address)
-                {
-                    continue;
-                }
-                if let Ok(b) = rpc(
-                    &self.client,
-                    &ep.rpcs[0],
-                    "eth_getBlockByNumber",
-                    json!([format!("{fin:#x}"), false]),
-                )
-                .await
-                    && let Some(hash) = b["hash"].as_str()
-                    && hash.to_ascii_lowercase() != want
-                {
-                    return Err(fail(
-                        INVARIANTS[4],
-                        format!(
-                            "shard {s} height {fin}: {n} holds {hash}, the beacon's final header is {want}"
-                        ),
-                    ));
-                }
-            }
-            self.final_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            checked = Some(fin);
-        }
-        if let Ok(st) = rpc(&self.client, self.beacon_url(), "beacon_headerStatus", json!([s, fin + 1])).await
-            && st["status"] == "pending"
-            && let Some(included) = st["includedSlot"].as_u64()
-        {
-            let now = self.spec.slot_at(net::now_ms());
-            let live = now.saturating_sub(included).saturating_sub(self.down_slots);
-            if live > bound {
-                return Err(fail(
-                    INVARIANTS[5],
-                    format!(
-                        "shard {s} height {} included at slot {included} pending after {live} live slots (bound {bound})",
-                        fin + 1
-                    ),
-                ));
-            }
-        }
-        Ok(checked)
-    }
-
-    fn report(self, seed: u64, violation: Option<Violation>) -> Report {
-        let net = &self.s.network;
-        let slots_run = self.series.len() as u64;
-        let headers: u64 = self.series.last().map_or(0, |r| r.heads.iter().sum());
-        let mut totals = self.totals;
+    fn report(mut self, seed: u64, violation: Option<Violation>, interrupted: bool) -> Report {
+        let series = &self.measures.series;
         // headers accepted between the first and the last heads read, over
         // the network's slots between them (a late runner saw more slots
         // than it ran; slots before the scenario's first are not its)
-        let first: u64 = self.series.first().map_or(0, |r| r.heads.iter().sum());
-        let (from, to) = (self.base + 1, self.network_slots);
-        let slots = to.saturating_sub(from).max(1);
-        totals.headers_per_shard_per_slot =
-            headers.saturating_sub(first) as f64 / (slots * u64::from(net.shards)) as f64;
-        totals.included_per_second = totals.included as f64 * 1_000.0 / (slots * net.slot_ms) as f64;
-        totals.audits_skipped = self.audits_skipped;
-        totals.final_heights_checked = self.final_checks.load(std::sync::atomic::Ordering::Relaxed);
-        let wall = (slots_run.max(1) * net.slot_ms) as f64 / 1_000.0;
-        let usage = self
+        let sum = |r: Option<&SlotRecord>| r.map_or(0, |r| r.heads.iter().sum::<u64>());
+        let headers = sum(series.last()).saturating_sub(sum(series.first()));
+        let slots = self.network_slots.saturating_sub(self.base + 1);
+        let wall = (series.len().max(1) as u64 * self.s.network.slot_ms) as f64 / 1_000.0;
+        self.measures.totals.audits_skipped = self.audits_skipped;
+        self.measures.totals.final_heights_checked =
+            self.final_checks.load(std::sync::atomic::Ordering::Relaxed);
+        let nodes = self
             .usage
             .into_values()
             .map(|mut u| {
@@ -1036,28 +809,19 @@ impl Run<'_> {
                 u
             })
             .collect();
-        Report {
-            scenario: self.s.name.clone(),
-            description: self.s.description.clone(),
+        let info = RunInfo {
+            scenario: self.s,
             seed,
             tier: "processes",
             isolation: match self.isolation {
                 Isolation::Namespaces => "namespaces",
                 Isolation::Loopback => "loopback",
             },
-            slot_ms: net.slot_ms,
-            shards: net.shards,
-            validators_per_shard: net.validators_per_shard,
-            slots_run,
-            series: self.series,
-            latencies: self.phases.iter().map(Phase::summary).collect(),
-            pair_latencies: super::report::pairs(&self.pairs),
-            totals,
-            invariants: INVARIANTS.to_vec(),
-            violation,
-            interrupted: false,
-            nodes: usage,
-        }
+            headers,
+            slots,
+            nodes,
+        };
+        self.measures.report(info, violation, interrupted)
     }
 }
 
